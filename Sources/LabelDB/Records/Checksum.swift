@@ -1,0 +1,27 @@
+import CXXHash
+
+/// xxh3 checksums and content hashes (libxxhash), the only hash functions the format uses.
+enum Checksum {
+    /// The 64-bit xxh3 of `bytes` with `seed`. Records seed it with their key, so a value moved
+    /// under another key no longer checks.
+    @inline(__always)
+    static func xxh3(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+        XXH3_64bits_withSeed(bytes.baseAddress, bytes.count, seed)
+    }
+
+    /// The 64-bit xxh3 of `bytes` with `seed`.
+    static func xxh3(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
+        bytes.withUnsafeBytes { xxh3($0, seed: seed) }
+    }
+
+    /// Formats a checksum the way error messages show it.
+    static func hex(_ value: UInt64) -> String {
+        "0x" + String(value, radix: 16, uppercase: false).leftPadded(to: 16)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

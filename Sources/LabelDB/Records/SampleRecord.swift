@@ -1,0 +1,91 @@
+/// The value stored for one sample in the `samples` table (format-spec/storage.md, "Sample records").
+///
+/// Layout (little-endian), key = id as u64 big-endian:
+///
+/// | Offset | Size | Description |
+/// |---|---|---|
+/// | 0 | 8 | xxh3-64 of bytes 8…end, seed = the sample id |
+/// | 8 | 1 | record version, 1 |
+/// | 9 | 1 | flags, reserved, zero |
+/// | 10 | 2 | reserved, zero |
+/// | 12 | 4 | taint label id (0 = public, the lattice bottom) |
+/// | 16 | 8 | embedding slot |
+/// | 24 | 8 | provenance record id (0 = none) |
+/// | 32 | 4 | metadata length M |
+/// | 36 | 4 | payload length P |
+/// | 40 | M | metadata, a JSON object in UTF-8 |
+/// | 40+M | P | payload |
+enum SampleRecord {
+    static let headerSize = 40
+    static let version: UInt8 = 1
+
+    /// The fixed-size fields of a decoded record, with borrowed metadata and payload.
+    struct View {
+        var taintLabel: UInt32
+        var slot: UInt64
+        var provenance: UInt64
+        /// Borrowed from the map: valid only while the transaction is open and unchanged.
+        var metadata: UnsafeRawBufferPointer
+        /// Borrowed from the map: valid only while the transaction is open and unchanged.
+        var payload: UnsafeRawBufferPointer
+    }
+
+    static func size(metadataCount: Int, payloadCount: Int) -> Int {
+        headerSize + metadataCount + payloadCount
+    }
+
+    /// Writes a record into `out`, which must be exactly `size(…)` bytes.
+    static func encode(
+        id: UInt64, slot: UInt64, taintLabel: UInt32, provenance: UInt64,
+        metadata: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
+        into out: UnsafeMutableRawBufferPointer
+    ) {
+        var writer = ByteWriter(out, offset: 8)
+        writer.u8(version)
+        writer.u8(0)
+        writer.u16(0)
+        writer.u32(taintLabel)
+        writer.u64(slot)
+        writer.u64(provenance)
+        writer.u32(UInt32(metadata.count))
+        writer.u32(UInt32(payload.count))
+        writer.write(metadata)
+        writer.write(payload)
+        precondition(writer.offset == out.count, "sample record size mismatch")
+        let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: out[8...]), seed: id)
+        out.storeBytes(of: checksum.littleEndian, toByteOffset: 0, as: UInt64.self)
+    }
+
+    /// Checks the checksum and every length, then returns borrowed views into `bytes`.
+    static func decode(id: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> View {
+        var reader = ByteReader(bytes)
+        let stored = try reader.u64("checksum")
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: id)
+        guard stored == actual else {
+            throw ChecksumMismatch(expected: stored, found: actual)
+        }
+        let recordVersion = try reader.u8("record version")
+        guard recordVersion == version else {
+            throw RecordDecodingError(detail: "unknown sample record version \(recordVersion)")
+        }
+        try reader.skip(3, "reserved")
+        let taint = try reader.u32("taint label")
+        let slot = try reader.u64("embedding slot")
+        let provenance = try reader.u64("provenance")
+        let metadataCount = Int(try reader.u32("metadata length"))
+        let payloadCount = Int(try reader.u32("payload length"))
+        let metadata = try reader.slice(metadataCount, "metadata")
+        let payload = try reader.slice(payloadCount, "payload")
+        guard reader.remaining == 0 else {
+            throw RecordDecodingError(detail: "\(reader.remaining) trailing bytes")
+        }
+        return View(taintLabel: taint, slot: slot, provenance: provenance, metadata: metadata, payload: payload)
+    }
+}
+
+/// A stored checksum did not match the bytes: the record was damaged after it was written.
+struct ChecksumMismatch: Error {
+    let expected: UInt64
+    let found: UInt64
+    var detail: String { "checksum mismatch, expected \(Checksum.hex(expected)), found \(Checksum.hex(found))" }
+}

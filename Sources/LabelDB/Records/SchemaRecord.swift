@@ -1,0 +1,107 @@
+/// The `schema` record of the `meta` table (format-spec/storage.md, "The schema record").
+///
+/// Layout (little-endian):
+///
+/// | Offset | Size | Description |
+/// |---|---|---|
+/// | 0 | 8 | xxh3-64 of bytes 8…end, seed 0 |
+/// | 8 | 8 | magic `4C 61 62 65 6C 44 42 00` ("LabelDB\0") |
+/// | 16 | 2 | write version |
+/// | 18 | 2 | read version |
+/// | 20 | 4 | embedding dimension d |
+/// | 24 | 1 | element type: 1 = f32, 2 = f16 |
+/// | 25 | 3 | reserved, zero |
+/// | 28 | 4 | rows per embedding block B |
+/// | 32 | 4 | class count C |
+/// | 36 | … | C class names, each a u32 length and UTF-8 bytes |
+struct SchemaRecord: Equatable {
+    static let magic: [UInt8] = [0x4C, 0x61, 0x62, 0x65, 0x6C, 0x44, 0x42, 0x00]
+    /// The format version this code writes.
+    static let currentWriteVersion: UInt16 = 1
+    /// The oldest format version whose stores this code can read.
+    static let currentReadVersion: UInt16 = 1
+
+    var writeVersion: UInt16
+    var readVersion: UInt16
+    var schema: Schema
+
+    func encoded() -> [UInt8] {
+        var body = ByteBuffer()
+        body.append(Self.magic)
+        body.u16(writeVersion)
+        body.u16(readVersion)
+        body.u32(UInt32(schema.dimension))
+        body.u8(schema.elementType.code)
+        body.u8(0); body.u8(0); body.u8(0)
+        body.u32(UInt32(schema.rowsPerBlock))
+        body.u32(UInt32(schema.classes.count))
+        for name in schema.classes { body.string(name) }
+        var out = ByteBuffer()
+        out.u64(Checksum.xxh3(body.bytes))
+        out.append(body.bytes)
+        return out.bytes
+    }
+
+    /// Decodes and checks a schema record; every inconsistency throws.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws -> SchemaRecord {
+        var reader = ByteReader(bytes)
+        let stored = try reader.u64("checksum")
+        let body = UnsafeRawBufferPointer(rebasing: bytes[8...])
+        let actual = Checksum.xxh3(body)
+        guard stored == actual else {
+            throw RecordDecodingError(detail: "checksum mismatch, expected \(Checksum.hex(stored)), found \(Checksum.hex(actual))")
+        }
+        let magic = try reader.slice(8, "magic")
+        guard Array(magic) == Self.magic else {
+            throw RecordDecodingError(detail: "bad magic bytes")
+        }
+        let writeVersion = try reader.u16("write version")
+        let readVersion = try reader.u16("read version")
+        let dimension = Int(try reader.u32("dimension"))
+        let typeCode = try reader.u8("element type")
+        try reader.skip(3, "reserved")
+        let rowsPerBlock = Int(try reader.u32("rows per block"))
+        let classCount = Int(try reader.u32("class count"))
+        // A class name takes at least its 4-byte length, which bounds a corrupt count.
+        guard classCount <= reader.remaining / 4 else {
+            throw RecordDecodingError(detail: "class count \(classCount) exceeds the record")
+        }
+        var classes: [String] = []
+        classes.reserveCapacity(classCount)
+        for index in 0..<classCount { classes.append(try reader.string("class \(index)")) }
+        guard let elementType = Schema.ElementType(code: typeCode) else {
+            // A newer format may add types; only a reader that understands the read version gets here.
+            throw RecordDecodingError(detail: "unknown element type code \(typeCode)")
+        }
+        guard dimension >= 1, rowsPerBlock >= 1 else {
+            throw RecordDecodingError(detail: "dimension \(dimension) or rows per block \(rowsPerBlock) is zero")
+        }
+        return SchemaRecord(
+            writeVersion: writeVersion, readVersion: readVersion,
+            schema: Schema(dimension: dimension, elementType: elementType, classes: classes, rowsPerBlock: rowsPerBlock))
+    }
+}
+
+/// The `slots` record of the `meta` table: the next never-used embedding slot.
+/// Layout: xxh3-64 of bytes 8…15 (seed 0), then the slot as u64.
+enum SlotCounterRecord {
+    static func encoded(_ next: UInt64) -> [UInt8] {
+        var body = ByteBuffer()
+        body.u64(next)
+        var out = ByteBuffer()
+        out.u64(Checksum.xxh3(body.bytes))
+        out.append(body.bytes)
+        return out.bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
+        var reader = ByteReader(bytes)
+        let stored = try reader.u64("checksum")
+        guard bytes.count == 16 else { throw RecordDecodingError(detail: "slot counter is \(bytes.count) bytes, expected 16") }
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]))
+        guard stored == actual else {
+            throw RecordDecodingError(detail: "checksum mismatch, expected \(Checksum.hex(stored)), found \(Checksum.hex(actual))")
+        }
+        return try reader.u64("next slot")
+    }
+}

@@ -1,0 +1,330 @@
+import Foundation
+
+// Reading samples. Every read checks the sample record's checksum and its embedding row's.
+extension Transaction {
+    /// The number of samples in the store (LMDB keeps the count; no scan).
+    public func count() throws -> Int {
+        try entries(.samples)
+    }
+
+    /// True when a sample with `id` is stored.
+    public func contains(_ id: UInt64) throws -> Bool {
+        try withValue(.samples, key: id) { $0 != nil }
+    }
+
+    /// The sample `id`, copied out of the store, or nil when there is none.
+    ///
+    /// - Throws: ``StoreError/checksumMismatch(store:table:key:expected:found:)`` or
+    ///   ``StoreError/corruptRecord(store:table:key:detail:)`` when its bytes are damaged.
+    public func sample(_ id: UInt64) throws -> Sample? {
+        try withSample(id) { view in
+            Sample(id: id, embedding: view.embedding(), metadata: try view.metadata(), payload: Array(view.payload))
+        }
+    }
+
+    /// Passes the checked sample `id` to `body` without copying it, or returns nil when there is none.
+    ///
+    /// Lifetime: the view borrows LMDB's map; it is valid only inside `body`.
+    public func withSample<T>(_ id: UInt64, _ body: (SampleView) throws -> T) throws -> T? {
+        try withValue(.samples, key: id) { bytes -> T? in
+            guard let bytes else { return nil }
+            return try withCheckedSample(id: id, record: bytes, body)
+        }
+    }
+
+    /// Walks samples in ascending id order from the first id ≥ `start`, until `body` returns false.
+    ///
+    /// Lifetime: each view is valid only during its call to `body`.
+    public func forEachSample(from start: UInt64 = 0, _ body: (SampleView) throws -> Bool) throws {
+        try forEach(.samples, from: start) { id, bytes in
+            try withCheckedSample(id: id, record: bytes, body)
+        }
+    }
+
+    /// Up to `limit` samples in ascending id order, starting at the first id ≥ `start`.
+    public func samples(from start: UInt64 = 0, limit: Int = .max) throws -> [Sample] {
+        var out: [Sample] = []
+        guard limit > 0 else { return out }
+        try forEachSample(from: start) { view in
+            out.append(Sample(id: view.id, embedding: view.embedding(), metadata: try view.metadata(), payload: Array(view.payload)))
+            return out.count < limit
+        }
+        return out
+    }
+
+    /// The ids of every sample, ascending.
+    public func ids() throws -> [UInt64] {
+        var out: [UInt64] = []
+        out.reserveCapacity(try count())
+        try forEach(.samples) { id, _ in
+            out.append(id)
+            return true
+        }
+        return out
+    }
+
+    /// The largest stored id, or nil for an empty store.
+    public func maxID() throws -> UInt64? {
+        try lastKey(.samples)
+    }
+
+    // MARK: Internals shared with writes and verify
+
+    func withCheckedSample<T>(id: UInt64, record bytes: UnsafeRawBufferPointer, _ body: (SampleView) throws -> T) throws -> T {
+        let record = try decodeSampleRecord(id: id, bytes)
+        return try withEmbeddingRow(id: id, slot: record.slot) { row in
+            try body(SampleView(
+                id: id, embeddingBytes: row, elementType: store.schema.elementType,
+                metadataJSON: record.metadata, payload: record.payload))
+        }
+    }
+
+    func decodeSampleRecord(id: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> SampleRecord.View {
+        do {
+            return try SampleRecord.decode(id: id, bytes)
+        } catch {
+            throw contextualize(error, table: .samples, key: "\(id)")
+        }
+    }
+
+    /// Passes the checked embedding bytes of sample `id` (stored in `slot`) to `body`.
+    func withEmbeddingRow<T>(id: UInt64, slot: UInt64, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        let layout = store.blockLayout
+        let block = slot / UInt64(layout.capacity)
+        let index = Int(slot % UInt64(layout.capacity))
+        return try withValue(.embeddings, key: block) { bytes in
+            let key = "block \(block) slot \(index) (sample \(id))"
+            guard let bytes else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.embeddings.rawValue, key: key, detail: "the embedding block is missing")
+            }
+            let row: UnsafeRawBufferPointer
+            do {
+                let view = try EmbeddingBlockView(layout: layout, bytes: bytes)
+                try view.verifyRow(index, id: id)
+                row = view.row(index)
+            } catch {
+                throw contextualize(error, table: .embeddings, key: key)
+            }
+            return try body(row)
+        }
+    }
+
+    /// Adds the store, table and key to a record-level error.
+    func contextualize(_ error: any Error, table: Table, key: String) -> any Error {
+        switch error {
+        case let mismatch as ChecksumMismatch:
+            StoreError.checksumMismatch(store: store.path, table: table.rawValue, key: key, expected: mismatch.expected, found: mismatch.found)
+        case let decoding as RecordDecodingError:
+            StoreError.corruptRecord(store: store.path, table: table.rawValue, key: key, detail: decoding.detail)
+        default:
+            error
+        }
+    }
+
+    func nextSlot() throws -> UInt64 {
+        try withValue(.meta, name: MetaKey.slots) { bytes in
+            guard let bytes else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.meta.rawValue, key: MetaKey.slots, detail: "missing")
+            }
+            do { return try SlotCounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.slots) }
+        }
+    }
+}
+
+// Writing samples.
+extension WriteTransaction {
+    /// Inserts `sample`, or replaces the stored sample with the same id.
+    ///
+    /// - Throws: ``StoreError/invalidSample(id:reason:)`` when the embedding has the wrong
+    ///   dimension or a non-finite value.
+    public func put(_ sample: Sample) throws {
+        _ = try put(SampleBatch([sample]), mode: .replace)
+    }
+
+    /// Writes every row of `batch`, in ascending id order so pages fill even when ids are random.
+    ///
+    /// Every row is checked before anything is written; a failure throws and, since the enclosing
+    /// ``Store/write(_:)`` then aborts, leaves the store as it was.
+    ///
+    /// - Parameters:
+    ///   - mode: ``PutMode/insert`` fails on an id already stored; ``PutMode/replace`` overwrites it.
+    ///   - progress: called now and then with the number of rows written so far.
+    /// - Throws: ``StoreError/invalidSample(id:reason:)``, ``StoreError/duplicateID(_:)``,
+    ///   ``StoreError/idExists(_:)``.
+    @discardableResult
+    public func put(_ batch: SampleBatch, mode: PutMode = .replace, progress: ((Int) -> Void)? = nil) throws -> PutSummary {
+        let schema = store.schema
+        let dimension = schema.dimension
+        let n = batch.count
+        try SampleValidation.check(batch, schema: schema)
+        let metadataBytes: [[UInt8]] = (batch.metadata ?? []).map { members in
+            var out: [UInt8] = []
+            JSONValue.object(members).write(into: &out)
+            return out
+        }
+        let emptyObject: [UInt8] = Array("{}".utf8)
+        let order = SampleValidation.ascendingOrder(batch.ids)
+        for k in 1..<max(n, 1) where batch.ids[order[k]] == batch.ids[order[k - 1]] {
+            throw StoreError.duplicateID(batch.ids[order[k]])
+        }
+
+        var summary = PutSummary()
+        let lastID = try lastKey(.samples)
+        var next = try nextSlot()
+        let startingNext = next
+        var freeSlots = try entries(.freeSlots)
+        let capacity = UInt64(store.blockLayout.capacity)
+        var changes: [(block: UInt64, change: SlotChange)] = []
+        changes.reserveCapacity(n)
+
+        try batch.embeddings.withUnsafeBufferPointer { vectors in
+            for (done, row) in order.enumerated() {
+                let id = batch.ids[row]
+                // Ids above the largest stored one are new: no lookup, and MDB_APPEND fills pages.
+                let isAppend = lastID.map { id > $0 } ?? true
+                var slot: UInt64? = nil
+                if !isAppend {
+                    slot = try withValue(.samples, key: id) { bytes in
+                        guard let bytes else { return nil }
+                        return try decodeSampleRecord(id: id, bytes).slot
+                    }
+                }
+                if slot != nil {
+                    if mode == .insert { throw StoreError.idExists(id) }
+                    summary.replaced += 1
+                } else {
+                    summary.inserted += 1
+                    if freeSlots > 0, let reused = try popFirstKey(.freeSlots) {
+                        freeSlots -= 1
+                        slot = reused
+                    } else {
+                        slot = next
+                        next += 1
+                    }
+                }
+                let metadata = metadataBytes.isEmpty ? emptyObject : metadataBytes[row]
+                let payload = batch.payloads?[row] ?? []
+                let size = SampleRecord.size(metadataCount: metadata.count, payloadCount: payload.count)
+                try put(.samples, key: id, size: size, append: isAppend) { out in
+                    metadata.withUnsafeBytes { m in
+                        payload.withUnsafeBytes { p in
+                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: 0, metadata: m, payload: p, into: out)
+                        }
+                    }
+                }
+                let vector = vectors.baseAddress! + row * dimension
+                changes.append((slot! / capacity, .put(index: Int(slot! % capacity), id: id, vector: vector)))
+                if let progress, done % 4096 == 4095 { progress(done + 1) }
+            }
+            try applySlotChanges(&changes)
+        }
+        if next != startingNext {
+            try put(.meta, name: MetaKey.slots, bytes: SlotCounterRecord.encoded(next))
+        }
+        progress?(n)
+        return summary
+    }
+
+    /// Deletes sample `id`; returns false when it was not stored.
+    @discardableResult
+    public func delete(_ id: UInt64) throws -> Bool {
+        try delete([id]) == 1
+    }
+
+    /// Deletes every listed sample that is stored; returns how many were.
+    /// Their embedding slots are zeroed and reused by later inserts.
+    @discardableResult
+    public func delete(_ ids: [UInt64]) throws -> Int {
+        let capacity = UInt64(store.blockLayout.capacity)
+        var changes: [(block: UInt64, change: SlotChange)] = []
+        for id in Set(ids).sorted() {
+            let slot: UInt64? = try withValue(.samples, key: id) { bytes in
+                guard let bytes else { return nil }
+                return try decodeSampleRecord(id: id, bytes).slot
+            }
+            guard let slot else { continue }
+            try delete(.samples, key: id)
+            try put(.freeSlots, key: slot, size: 0) { _ in }
+            changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
+        }
+        try applySlotChanges(&changes)
+        return changes.count
+    }
+
+    /// Rewrites each touched embedding block once, with all its changes applied.
+    private func applySlotChanges(_ changes: inout [(block: UInt64, change: SlotChange)]) throws {
+        guard !changes.isEmpty else { return }
+        let isSorted = zip(changes, changes.dropFirst()).allSatisfy { ($0.block, $0.change.index) < ($1.block, $1.change.index) }
+        if !isSorted { changes.sort { ($0.block, $0.change.index) < ($1.block, $1.change.index) } }
+        let layout = store.blockLayout
+        let lastBlock = try lastKey(.embeddings)
+        var start = 0
+        while start < changes.count {
+            let block = changes[start].block
+            var end = start
+            while end < changes.count && changes[end].block == block { end += 1 }
+            let group = changes[start..<end].map(\.change)
+            var old: [UInt8]? = nil
+            var oldRows = 0
+            try withValue(.embeddings, key: block) { bytes in
+                guard let bytes else { return }
+                do {
+                    let view = try EmbeddingBlockView(layout: layout, bytes: bytes)
+                    // Rewriting a damaged header would give it a fresh checksum and hide the damage.
+                    try view.verifyHeader(block: block)
+                    oldRows = view.rowsUsed
+                } catch {
+                    throw contextualize(error, table: .embeddings, key: "block \(block)")
+                }
+                old = Array(bytes)
+            }
+            let rows = EmbeddingBlockWriter.rowsAfter(oldRows: oldRows, changes: group)
+            let append = lastBlock.map { block > $0 } ?? true
+            try put(.embeddings, key: block, size: layout.size(rows: rows), append: append) { out in
+                EmbeddingBlockWriter.write(block: block, layout: layout, old: old, oldRows: oldRows, rows: rows, changes: group, into: out)
+            }
+            start = end
+        }
+    }
+}
+
+/// Checks on batches before anything is written.
+enum SampleValidation {
+    static func check(_ batch: SampleBatch, schema: Schema) throws {
+        let n = batch.count
+        let d = schema.dimension
+        guard batch.embeddings.count == n * d else {
+            if n > 0, batch.embeddings.count % n == 0 {
+                throw StoreError.invalidSample(id: batch.ids[0], reason: "embedding has \(batch.embeddings.count / n) elements, the store's dimension is \(d)")
+            }
+            throw StoreError.invalidSample(id: nil, reason: "\(batch.embeddings.count) embedding elements for \(n) rows of dimension \(d)")
+        }
+        if let metadata = batch.metadata, metadata.count != n {
+            throw StoreError.invalidSample(id: nil, reason: "\(metadata.count) metadata objects for \(n) rows")
+        }
+        if let payloads = batch.payloads {
+            guard payloads.count == n else {
+                throw StoreError.invalidSample(id: nil, reason: "\(payloads.count) payloads for \(n) rows")
+            }
+            for (row, payload) in payloads.enumerated() where payload.count > Int(UInt32.max) {
+                throw StoreError.invalidSample(id: batch.ids[row], reason: "payload of \(payload.count) bytes exceeds 4 GiB − 1")
+            }
+        }
+        // f16 stores reject values that would round to infinity, the same as infinities.
+        let limit: Float = schema.elementType == .f16 ? 65504 : .greatestFiniteMagnitude
+        try batch.embeddings.withUnsafeBufferPointer { values in
+            for i in 0..<values.count where !(abs(values[i]) <= limit) {
+                let what = values[i].isNaN ? "NaN" : values[i].isInfinite ? "\(values[i])" : "\(values[i]) (beyond the f16 range)"
+                throw StoreError.invalidSample(id: batch.ids[i / d], reason: "embedding element \(i % d) is \(what)")
+            }
+        }
+    }
+
+    /// Row indices in ascending id order (O(n) when already sorted, the common case).
+    static func ascendingOrder(_ ids: [UInt64]) -> [Int] {
+        if zip(ids, ids.dropFirst()).allSatisfy({ $0 <= $1 }) { return Array(ids.indices) }
+        var pairs = ids.enumerated().map { ($0.element, $0.offset) }
+        pairs.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+        return pairs.map(\.1)
+    }
+}

@@ -1,0 +1,113 @@
+/// What ``Transaction/verify()`` found.
+public struct VerificationReport: Sendable {
+    /// One damaged or inconsistent record.
+    public struct Problem: Sendable, CustomStringConvertible {
+        /// The table holding the record.
+        public let table: String
+        /// The record's key, as text (an id, "block 3", "schema").
+        public let key: String
+        /// What is wrong with it.
+        public let detail: String
+        public var description: String { "table `\(table)`, key \(key): \(detail)" }
+    }
+
+    /// Every problem found, in the order the walk met them.
+    public var problems: [Problem] = []
+    /// Sample records read.
+    public var samplesChecked = 0
+    /// Embedding blocks read.
+    public var blocksChecked = 0
+
+    /// True when nothing was wrong.
+    public var isClean: Bool { problems.isEmpty }
+}
+
+extension Transaction {
+    /// Walks the whole store and reports every record that fails its checksum or disagrees with
+    /// another record. Damaged bytes become entries in the report, never a crash or a throw;
+    /// only LMDB failures throw.
+    public func verify() throws -> VerificationReport {
+        var report = VerificationReport()
+        func problem(_ table: Table, _ key: String, _ detail: String) {
+            report.problems.append(.init(table: table.rawValue, key: key, detail: detail))
+        }
+        func detail(_ error: any Error) -> String {
+            switch error {
+            case let mismatch as ChecksumMismatch: mismatch.detail
+            case let decoding as RecordDecodingError: decoding.detail
+            default: "\(error)"
+            }
+        }
+        let layout = store.blockLayout
+        let capacity = UInt64(layout.capacity)
+
+        try withValue(.meta, name: MetaKey.schema) { bytes in
+            guard let bytes else { return problem(.meta, MetaKey.schema, "missing") }
+            do { _ = try SchemaRecord.decode(bytes) } catch { problem(.meta, MetaKey.schema, detail(error)) }
+        }
+        var next: UInt64 = .max
+        try withValue(.meta, name: MetaKey.slots) { bytes in
+            guard let bytes else { return problem(.meta, MetaKey.slots, "missing") }
+            do { next = try SlotCounterRecord.decode(bytes) } catch { problem(.meta, MetaKey.slots, detail(error)) }
+        }
+
+        // Samples, and the embedding row each points to.
+        var owner: [UInt64: UInt64] = [:]   // slot → id
+        try forEach(.samples) { id, bytes in
+            report.samplesChecked += 1
+            let record: SampleRecord.View
+            do { record = try SampleRecord.decode(id: id, bytes) } catch {
+                problem(.samples, "\(id)", detail(error))
+                return true
+            }
+            if next != .max && record.slot >= next {
+                problem(.samples, "\(id)", "embedding slot \(record.slot) was never allocated (next slot \(next))")
+                return true
+            }
+            if let other = owner.updateValue(id, forKey: record.slot) {
+                problem(.samples, "\(id)", "shares embedding slot \(record.slot) with sample \(other)")
+            }
+            if (try? JSONValue.parse(record.metadata).objectValue) == nil {
+                problem(.samples, "\(id)", "metadata is not a JSON object")
+            }
+            let block = record.slot / capacity
+            let index = Int(record.slot % capacity)
+            try withValue(.embeddings, key: block) { blockBytes in
+                guard let blockBytes else {
+                    return problem(.embeddings, "block \(block)", "missing; sample \(id) has its embedding there")
+                }
+                do {
+                    try EmbeddingBlockView(layout: layout, bytes: blockBytes).verifyRow(index, id: id)
+                } catch {
+                    problem(.embeddings, "block \(block) slot \(index) (sample \(id))", detail(error))
+                }
+            }
+            return true
+        }
+
+        // Blocks: headers, and live slots that no sample claims.
+        try forEach(.embeddings) { block, bytes in
+            report.blocksChecked += 1
+            do {
+                let view = try EmbeddingBlockView(layout: layout, bytes: bytes)
+                try view.verifyHeader(block: block)
+                for index in 0..<view.rowsUsed where view.isLive(index) {
+                    let slot = block * capacity + UInt64(index)
+                    if owner[slot] != view.id(at: index) {
+                        problem(.embeddings, "block \(block) slot \(index)", "live slot for id \(view.id(at: index)) that no sample record points to")
+                    }
+                }
+            } catch {
+                problem(.embeddings, "block \(block)", detail(error))
+            }
+            return true
+        }
+
+        try forEach(.freeSlots) { slot, _ in
+            if owner[slot] != nil { problem(.freeSlots, "\(slot)", "free slot is in use by sample \(owner[slot]!)") }
+            if next != .max && slot >= next { problem(.freeSlots, "\(slot)", "free slot was never allocated (next slot \(next))") }
+            return true
+        }
+        return report
+    }
+}

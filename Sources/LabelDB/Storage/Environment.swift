@@ -1,0 +1,190 @@
+import CLMDB
+import Foundation
+
+/// One open LMDB environment, shared by every `Store` handle on the same directory in this process.
+///
+/// LMDB forbids opening one environment twice in a process (closing the second copy breaks the
+/// first one's `fcntl` locks), so ``EnvironmentRegistry`` hands out one `Environment` per
+/// directory and counts its users.
+///
+/// Threading: `mdb_env_set_mapsize` may run only while this process has no transaction open.
+/// Every transaction therefore holds `resizeLock` shared for its whole life, and growing the map
+/// takes it exclusively. Safe to share across threads: the pointer is immutable and the mutable
+/// state is guarded by `resizeLock` and `stateLock`.
+final class Environment: @unchecked Sendable {
+    /// The `MDB_env*`; valid until `close()`.
+    let handle: OpaquePointer
+    /// The store directory, resolved to an absolute path.
+    let path: String
+    /// True when the environment was opened with `MDB_RDONLY`.
+    let isReadOnly: Bool
+    /// Database handles, opened once when the environment opens (they stay valid until close).
+    private(set) var tables: [Table: MDB_dbi] = [:]
+
+    private var resizeLock = pthread_rwlock_t()
+    private let stateLock = NSLock()
+    private var users = 1
+
+    /// The thread that holds the write transaction, to catch a nested `write` on the same thread
+    /// (LMDB would deadlock on its own writer mutex).
+    private var writerThread: pthread_t?
+
+    /// Default map size: LMDB reserves address space, not disk, so start large (1 TiB on 64-bit).
+    static let defaultMapSize = 1 << 40
+
+    init(path: String, readOnly: Bool, mapSize: Int, maxReaders: UInt32) throws {
+        var env: OpaquePointer?
+        try check(mdb_env_create(&env), "mdb_env_create")
+        guard let env else { throw LMDBError(code: EINVAL, call: "mdb_env_create") }
+        do {
+            try check(mdb_env_set_maxdbs(env, 32), "mdb_env_set_maxdbs")
+            try check(mdb_env_set_maxreaders(env, maxReaders), "mdb_env_set_maxreaders")
+            try check(mdb_env_set_mapsize(env, mapSize), "mdb_env_set_mapsize")
+            // MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so
+            // a thread may hold several and they may end on another thread.
+            var flags = UInt32(MDB_NOTLS)
+            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            try check(mdb_env_open(env, path, flags, 0o644), "mdb_env_open(\(path))")
+            // Readers left in the lock table by killed processes would pin old pages forever.
+            var dead: Int32 = 0
+            _ = mdb_reader_check(env, &dead)
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+        self.handle = env
+        self.path = path
+        self.isReadOnly = readOnly
+        pthread_rwlock_init(&resizeLock, nil)
+    }
+
+    /// Opens every table: creates the missing ones when `create` is true, otherwise a missing table
+    /// returns `false` (the directory is an LMDB environment but not a store).
+    func openTables(create: Bool) throws -> Bool {
+        var txn: OpaquePointer?
+        let flags: UInt32 = create ? 0 : UInt32(MDB_RDONLY)
+        try check(mdb_txn_begin(handle, nil, flags, &txn), "mdb_txn_begin")
+        var opened: [Table: MDB_dbi] = [:]
+        for table in Table.allCases {
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, table.rawValue, create ? UInt32(MDB_CREATE) : 0, &dbi)
+            if rc == MDB_NOTFOUND {
+                mdb_txn_abort(txn)
+                return false
+            }
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                throw LMDBError(code: rc, call: "mdb_dbi_open(\(table.rawValue))")
+            }
+            opened[table] = dbi
+        }
+        // Committing (even a read-only transaction) makes the handles visible to later transactions.
+        try check(mdb_txn_commit(txn), "mdb_txn_commit")
+        tables = opened
+        return true
+    }
+
+    func dbi(_ table: Table) -> MDB_dbi {
+        // safe: openTables filled every case before the environment was handed out.
+        tables[table]!
+    }
+
+    // MARK: Users
+
+    func retain() {
+        stateLock.withLock { users += 1 }
+    }
+
+    /// Drops one user; returns true when this was the last one and the caller must close.
+    func release() -> Bool {
+        stateLock.withLock {
+            users -= 1
+            return users == 0
+        }
+    }
+
+    func close() {
+        mdb_env_close(handle)
+        pthread_rwlock_destroy(&resizeLock)
+    }
+
+    // MARK: Map size
+
+    /// Runs `body` while no resize can happen (shared hold of the resize lock).
+    func withTransactionPermit<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(&resizeLock)
+        defer { pthread_rwlock_unlock(&resizeLock) }
+        return try body()
+    }
+
+    /// The current map size in bytes.
+    var mapSize: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_mapsize
+    }
+
+    /// Grows the map to at least twice its size. Waits until no transaction of this process is open.
+    func growMap() throws {
+        pthread_rwlock_wrlock(&resizeLock)
+        defer { pthread_rwlock_unlock(&resizeLock) }
+        let current = mapSize
+        try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize")
+    }
+
+    /// Adopts the map size another process has set (after `MDB_MAP_RESIZED`).
+    func adoptMapSize() throws {
+        pthread_rwlock_wrlock(&resizeLock)
+        defer { pthread_rwlock_unlock(&resizeLock) }
+        try check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize")
+    }
+
+    // MARK: Writer guard
+
+    func enterWriter() {
+        stateLock.withLock {
+            if let writer = writerThread, pthread_equal(writer, pthread_self()) != 0 {
+                preconditionFailure("LabelDB: Store.write called inside a write on the same thread (it would deadlock)")
+            }
+        }
+    }
+
+    func setWriter(_ active: Bool) {
+        stateLock.withLock { writerThread = active ? pthread_self() : nil }
+    }
+}
+
+/// Hands out one ``Environment`` per store directory in this process.
+enum EnvironmentRegistry {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var open: [String: Environment] = [:]
+
+    /// Returns the environment for `path`, opening it if this process has not yet.
+    /// `create` runs when the environment is opened for the first time, while the registry lock is held.
+    static func acquire(
+        path: String, readOnly: Bool, mapSize: Int, maxReaders: UInt32
+    ) throws -> Environment {
+        try lock.withLock {
+            if let env = open[path] {
+                if env.isReadOnly && !readOnly {
+                    throw StoreError.alreadyOpenReadOnly(path: path)
+                }
+                env.retain()
+                return env
+            }
+            let env = try Environment(path: path, readOnly: readOnly, mapSize: mapSize, maxReaders: maxReaders)
+            open[path] = env
+            return env
+        }
+    }
+
+    /// Drops one user of `env`, closing it when it was the last.
+    static func release(_ env: Environment) {
+        lock.withLock {
+            if env.release() {
+                open[env.path] = nil
+                env.close()
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+import CLMDB
+import Foundation
+
+/// A LabelDB store: one directory holding one LMDB environment.
+///
+/// For example:
+///
+/// ```swift
+/// let store = try Store.create(at: "/tmp/corpus", schema: Schema(dimension: 4, classes: ["cat", "dog"]))
+/// try store.write { tx in
+///     try tx.put(Sample(id: 1, embedding: [0.1, 0.2, 0.3, 0.4], metadata: ["split": "train"]))
+/// }
+/// let sample = try store.read { tx in try tx.sample(1) }
+/// store.close()
+/// ```
+///
+/// Threading: a `Store` may be shared by many threads. Reads run concurrently, each on its own
+/// snapshot; one write runs at a time (across processes too). Many processes may open the same
+/// store; within one process, opening the same directory twice shares one LMDB environment.
+public final class Store: @unchecked Sendable {
+    /// How a store is opened.
+    public struct Options: Sendable {
+        /// Open without write access (`MDB_RDONLY`); every write throws ``StoreError/readOnly(path:)``.
+        public var readOnly = false
+        /// The initial LMDB map size in bytes. The map grows on its own when full; a small value is
+        /// useful only to test that growth.
+        public var initialMapSize = Environment.defaultMapSize
+        /// The most concurrent read transactions across all processes (`mdb_env_set_maxreaders`).
+        public var maxReaders: UInt32 = 1024
+
+        /// The defaults: read-write, 1 TiB of address space, 1024 readers.
+        public init(readOnly: Bool = false) { self.readOnly = readOnly }
+    }
+
+    /// The store directory as given.
+    public let path: String
+    /// True when writes are refused: opened read-only, or written by a newer format.
+    public let isReadOnly: Bool
+    /// The store's schema.
+    public let schema: Schema
+    /// The format version the store was written with (its write version).
+    public let formatVersion: Int
+
+    let env: Environment
+    let blockLayout: EmbeddingBlockLayout
+    private let closeLock = NSLock()
+    private var isClosed = false
+
+    /// The format version this code writes.
+    public static let currentFormatVersion = Int(SchemaRecord.currentWriteVersion)
+
+    // MARK: Opening and closing
+
+    /// Creates a new store in `path`, which must not exist or be an empty directory.
+    ///
+    /// - Throws: ``StoreError/alreadyExists(path:)`` when the directory is not empty;
+    ///   ``StoreError/io(path:reason:)`` when it cannot be created. Nothing is left behind on failure.
+    public static func create(at path: String, schema: Schema, options: Options = Options()) throws -> Store {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        var createdDirectory = false
+        if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue, (try? fm.contentsOfDirectory(atPath: path).isEmpty) == true else {
+                throw StoreError.alreadyExists(path: path)
+            }
+        } else {
+            do {
+                try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+                createdDirectory = true
+            } catch {
+                throw StoreError.io(path: path, reason: "cannot create the directory (\(error.localizedDescription))")
+            }
+        }
+        do {
+            let resolved = Store.resolve(path)
+            let env = try EnvironmentRegistry.acquire(path: resolved, readOnly: false, mapSize: options.initialMapSize, maxReaders: options.maxReaders)
+            do {
+                _ = try env.openTables(create: true)
+                let record = SchemaRecord(
+                    writeVersion: SchemaRecord.currentWriteVersion, readVersion: SchemaRecord.currentReadVersion, schema: schema)
+                let store = Store(path: path, env: env, readOnly: false, schema: schema, formatVersion: Int(record.writeVersion))
+                try store.write { tx in
+                    try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
+                    try tx.put(.meta, name: MetaKey.slots, bytes: SlotCounterRecord.encoded(0))
+                }
+                return store
+            } catch {
+                EnvironmentRegistry.release(env)
+                throw error
+            }
+        } catch {
+            // A failed create leaves nothing behind.
+            if createdDirectory {
+                try? fm.removeItem(atPath: path)
+            } else {
+                for name in ["data.mdb", "lock.mdb"] { try? fm.removeItem(atPath: path + "/" + name) }
+            }
+            throw error
+        }
+    }
+
+    /// Opens an existing store.
+    ///
+    /// A store written by a newer LabelDB opens read-only when its read version is one this code
+    /// understands, and fails otherwise (format-spec/storage.md, R-4 and R-5). An older store is
+    /// migrated in one write transaction.
+    ///
+    /// - Throws: ``StoreError/notAStore(path:reason:)``, ``StoreError/incompatibleFormat(path:readVersion:writeVersion:supported:)``,
+    ///   ``LMDBError`` for failures of LMDB itself.
+    public convenience init(opening path: String, options: Options = Options()) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw StoreError.notAStore(path: path, reason: "no such directory")
+        }
+        // Without this check LMDB would create an empty data file in any directory it is given.
+        guard fm.fileExists(atPath: path + "/data.mdb") else {
+            throw StoreError.notAStore(path: path, reason: "no data.mdb in the directory")
+        }
+        let env: Environment
+        do {
+            env = try EnvironmentRegistry.acquire(path: Store.resolve(path), readOnly: options.readOnly, mapSize: options.initialMapSize, maxReaders: options.maxReaders)
+        } catch LMDBError.invalid {
+            throw StoreError.notAStore(path: path, reason: "data.mdb is not an LMDB file")
+        } catch LMDBError.versionMismatch {
+            throw StoreError.notAStore(path: path, reason: "data.mdb was written by an incompatible LMDB version")
+        }
+        do {
+            guard try env.openTables(create: false) else {
+                throw StoreError.notAStore(path: path, reason: "the LMDB environment lacks LabelDB's tables")
+            }
+            let record = try Store.readSchema(env: env, path: path)
+            let supported = Int(SchemaRecord.currentWriteVersion)
+            if Int(record.readVersion) > supported {
+                throw StoreError.incompatibleFormat(path: path, readVersion: Int(record.readVersion), writeVersion: Int(record.writeVersion), supported: supported)
+            }
+            let newerWriter = Int(record.writeVersion) > supported
+            self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema, formatVersion: Int(record.writeVersion))
+            if !isReadOnly && Int(record.writeVersion) < supported {
+                try migrate(from: record)
+            }
+        } catch {
+            EnvironmentRegistry.release(env)
+            throw error
+        }
+    }
+
+    private init(path: String, env: Environment, readOnly: Bool, schema: Schema, formatVersion: Int) {
+        self.path = path
+        self.env = env
+        self.isReadOnly = readOnly || env.isReadOnly
+        self.schema = schema
+        self.formatVersion = formatVersion
+        self.blockLayout = EmbeddingBlockLayout(schema: schema)
+    }
+
+    deinit { close() }
+
+    /// Closes the store. Idempotent. Every transaction must have ended (they cannot outlive their
+    /// closures, so this holds unless a closure is still running on another thread).
+    public func close() {
+        closeLock.withLock {
+            if isClosed { return }
+            isClosed = true
+            EnvironmentRegistry.release(env)
+        }
+    }
+
+    static func resolve(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+
+    private static func readSchema(env: Environment, path: String) throws -> SchemaRecord {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env.handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin")
+        defer { mdb_txn_abort(txn) }
+        var key = MDB_val()
+        var value = MDB_val()
+        var name = MetaKey.schema
+        let rc = name.withUTF8 { k in
+            key = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_get(txn, env.dbi(.meta), &key, &value)
+        }
+        if rc == MDB_NOTFOUND { throw StoreError.notAStore(path: path, reason: "no schema record") }
+        try check(rc, "mdb_get(meta)")
+        do {
+            return try SchemaRecord.decode(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
+        } catch let error as RecordDecodingError {
+            throw StoreError.corruptRecord(store: path, table: Table.meta.rawValue, key: MetaKey.schema, detail: error.detail)
+        }
+    }
+
+    /// Brings an older store up to the current format, in one write transaction. Format 1 is the
+    /// first, so there is nothing to convert yet; the step that records the new version is here so
+    /// that the next format change only adds its conversion.
+    private func migrate(from record: SchemaRecord) throws {
+        try write { tx in
+            var upgraded = record
+            upgraded.writeVersion = SchemaRecord.currentWriteVersion
+            upgraded.readVersion = SchemaRecord.currentReadVersion
+            try tx.put(.meta, name: MetaKey.schema, bytes: upgraded.encoded())
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a read transaction: a consistent snapshot that no concurrent write changes.
+    ///
+    /// For example:
+    ///
+    /// ```swift
+    /// let count = try store.read { tx in try tx.count() }
+    /// ```
+    ///
+    /// The transaction and every buffer it lends are valid only inside `body`; do not let them escape.
+    /// Keep `body` short: an open read transaction keeps old pages from being reused.
+    ///
+    /// - Throws: whatever `body` throws, or ``LMDBError``.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        precondition(!closeLock.withLock { isClosed }, "LabelDB: read on a closed store")
+        while true {
+            var outcome: T?
+            var adopt = false
+            try env.withTransactionPermit {
+                var txn: OpaquePointer?
+                let rc = mdb_txn_begin(env.handle, nil, UInt32(MDB_RDONLY), &txn)
+                if rc == MDB_MAP_RESIZED { adopt = true; return }
+                try LabelDB.check(rc, "mdb_txn_begin")
+                let tx = Transaction(store: self, env: env, txn: txn!)
+                defer {
+                    tx.txn = nil
+                    mdb_txn_abort(txn)
+                }
+                outcome = try body(tx)
+            }
+            if adopt {
+                // Another process grew the map: adopt its size (needs no open transaction here).
+                try env.adoptMapSize()
+                continue
+            }
+            return outcome!
+        }
+    }
+
+    /// Runs `body` in the write transaction, and commits when it returns; nothing is written if it throws.
+    ///
+    /// For example:
+    ///
+    /// ```swift
+    /// try store.write { tx in try tx.delete(42) }
+    /// ```
+    ///
+    /// `body` may run more than once: when the map is full, LMDB's transaction is aborted, the map
+    /// grown, and `body` replayed from the start. So `body` must be safe to repeat (no side effects
+    /// outside the store). Only one write runs at a time; a nested `write` on the same thread traps.
+    ///
+    /// - Throws: ``StoreError/readOnly(path:)`` on a read-only store, whatever `body` throws, or ``LMDBError``.
+    @discardableResult
+    public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
+        precondition(!closeLock.withLock { isClosed }, "LabelDB: write on a closed store")
+        guard !isReadOnly else { throw StoreError.readOnly(path: path) }
+        env.enterWriter()
+        while true {
+            var outcome: T?
+            var retry = WriteRetry.none
+            try env.withTransactionPermit {
+                var txn: OpaquePointer?
+                let rc = mdb_txn_begin(env.handle, nil, 0, &txn)
+                if rc == MDB_MAP_RESIZED { retry = .adopt; return }
+                try LabelDB.check(rc, "mdb_txn_begin")
+                env.setWriter(true)
+                defer { env.setWriter(false) }
+                let tx = WriteTransaction(store: self, env: env, txn: txn!)
+                defer { tx.txn = nil }
+                let value: T
+                do {
+                    value = try body(tx)
+                } catch {
+                    mdb_txn_abort(txn)
+                    if tx.sawMapFull { retry = .grow; return }
+                    throw error
+                }
+                if tx.sawMapFull {
+                    // The closure swallowed MDB_MAP_FULL; the transaction is unusable either way.
+                    mdb_txn_abort(txn)
+                    retry = .grow
+                    return
+                }
+                // mdb_txn_commit frees the transaction whether or not it succeeds.
+                let commit = mdb_txn_commit(txn)
+                if commit == MDB_MAP_FULL { retry = .grow; return }
+                try LabelDB.check(commit, "mdb_txn_commit")
+                outcome = value
+            }
+            switch retry {
+            case .none: return outcome!
+            case .grow: try env.growMap()
+            case .adopt: try env.adoptMapSize()
+            }
+        }
+    }
+
+    // MARK: Files
+
+    /// The current LMDB map size in bytes (address space reserved, not disk used).
+    public var mapSize: Int { env.mapSize }
+
+    /// The bytes the store's files occupy on disk, as `du` counts them (allocated blocks).
+    public var bytesOnDisk: Int {
+        ["data.mdb", "lock.mdb"].reduce(0) { total, name in
+            var info = stat()
+            return stat(path + "/" + name, &info) == 0 ? total + Int(info.st_blocks) * 512 : total
+        }
+    }
+
+    /// Writes a consistent, compacted copy of the store into `destination` (a new or empty directory),
+    /// while readers and a writer keep running. The copy contains no free pages, so bytes of deleted
+    /// records do not reach it (LMDB keeps them in free pages of the original until they are reused).
+    /// The corresponding LMDB call is `mdb_env_copy2` with `MDB_CP_COMPACT`.
+    ///
+    /// - Throws: ``StoreError/alreadyExists(path:)`` when `destination` is not empty; ``LMDBError``.
+    public func backup(to destination: String) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        var created = false
+        if fm.fileExists(atPath: destination, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue, (try? fm.contentsOfDirectory(atPath: destination).isEmpty) == true else {
+                throw StoreError.alreadyExists(path: destination)
+            }
+        } else {
+            do {
+                try fm.createDirectory(atPath: destination, withIntermediateDirectories: false)
+                created = true
+            } catch {
+                throw StoreError.io(path: destination, reason: "cannot create the directory (\(error.localizedDescription))")
+            }
+        }
+        do {
+            try env.withTransactionPermit {
+                try LabelDB.check(mdb_env_copy2(env.handle, destination, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2(\(destination))")
+            }
+        } catch {
+            if created { try? fm.removeItem(atPath: destination) } else { try? fm.removeItem(atPath: destination + "/data.mdb") }
+            throw error
+        }
+    }
+}
+
+/// Why a write transaction must start again.
+private enum WriteRetry { case none, grow, adopt }
+
+/// Keys of the `meta` table.
+enum MetaKey {
+    static let schema = "schema"
+    static let slots = "slots"
+}
