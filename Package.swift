@@ -23,6 +23,7 @@ let package = Package(
         ),
         // Benchmarks live under Tools/ so the library never depends on them.
         .executableTarget(name: "labeldb-bench", dependencies: ["LabelDB", "CLMDB", "CXXHash"], path: "Tools/Benchmarks"),
+        .executableTarget(name: "labeldb-datagen", dependencies: ["LabelDB"], path: "Tools/DataGen"),
         .testTarget(name: "LabelDBTests", dependencies: ["LabelDB", "CLMDB", "labeldb"]),
     ]
 )

@@ -1,1 +1,43 @@
-print("cli")
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb`: the command-line tool over a LabelDB store.
+struct LabelDBCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "labeldb",
+        abstract: "An embedded database for labelled machine-learning corpora.",
+        discussion: """
+            Exit codes: 0 success; 1 a check failed or a requested item does not exist; \
+            2 bad input or usage (nothing was written); 3 a store or I/O error.
+            JSON output (--format json) follows format-spec/cli.md.
+            """,
+        subcommands: [
+            InitCommand.self, ImportCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
+            ScanCommand.self, ExportCommand.self, DeleteCommand.self, BackupCommand.self,
+        ]
+    )
+}
+
+// Parsing and running are handled here rather than by `main()` so that every failure maps to
+// the documented exit codes (ArgumentParser's default for usage errors is 64).
+var command: ParsableCommand
+do {
+    command = try LabelDBCommand.parseAsRoot()
+} catch {
+    // --help and --version arrive as "errors" whose exit code is success.
+    if LabelDBCommand.exitCode(for: error) == .success {
+        print(LabelDBCommand.fullMessage(for: error))
+        exit(ExitStatus.success)
+    }
+    printError(LabelDBCommand.fullMessage(for: error))
+    exit(ExitStatus.badInput)
+}
+do {
+    try command.run()
+} catch let exitCode as ExitCode {
+    exit(exitCode.rawValue)
+} catch {
+    printError("labeldb: \(error)")
+    exit(ExitStatus.code(for: error))
+}

@@ -33,6 +33,7 @@ final class Environment: @unchecked Sendable {
     static let defaultMapSize = 1 << 40
 
     init(path: String, readOnly: Bool, mapSize: Int, maxReaders: UInt32) throws {
+        try DataFileCheck.check(directory: path)
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "mdb_env_create")
         guard let env else { throw LMDBError(code: EINVAL, call: "mdb_env_create") }

@@ -52,7 +52,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .duplicateID(let id):
             "id \(id) appears more than once in the batch"
         case .idExists(let id):
-            "id \(id) is already in the store (pass replace to overwrite it)"
+            "id \(id) is already in the store (pass --replace, or PutMode.replace, to overwrite it)"
         case .sampleNotFound(let id):
             "sample \(id) not found"
         case .io(let path, let reason):

@@ -1,0 +1,57 @@
+import Foundation
+
+/// Checks `data.mdb` before LMDB maps it.
+///
+/// LMDB trusts its file: if the file is shorter than the last page its meta page names, touching
+/// the missing pages raises SIGBUS and kills the process. A truncated store must give a clear
+/// error instead, so the two meta pages are read here with bounds checks first.
+///
+/// The fields read are LMDB's own (native byte order, as LMDB writes them): in each of the two
+/// meta pages (pages 0 and 1), after the 16-byte page header, `mm_magic` (u32, 0xBEEFC0DE) at 16,
+/// the page size in `mm_dbs[0].md_pad` (u32) at 40, `mm_last_pg` (u64) at 136 and `mm_txnid`
+/// (u64) at 144. The meta with the larger transaction id is the current one.
+enum DataFileCheck {
+    static let magic: UInt32 = 0xBEEF_C0DE
+
+    /// Throws ``StoreError/notAStore(path:reason:)`` when the file is too short or has no valid meta page,
+    /// and ``StoreError/corruptRecord(store:table:key:detail:)`` when it is shorter than its last page.
+    static func check(directory: String) throws {
+        let file = directory + "/data.mdb"
+        guard let handle = FileHandle(forReadingAtPath: file) else { return }  // LMDB reports missing files itself
+        defer { try? handle.close() }
+        let size = Int((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0)
+        let head = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
+        guard head.count == 160 else {
+            throw StoreError.notAStore(path: directory, reason: "data.mdb is \(size) bytes, too short to be an LMDB file")
+        }
+        let pageSize = Int(read32(head, 40))
+        guard read32(head, 16) == magic, pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
+            throw StoreError.notAStore(path: directory, reason: "data.mdb is not an LMDB file (no valid meta page)")
+        }
+        var best: (txn: UInt64, lastPage: UInt64)? = nil
+        for page in 0..<2 {
+            try? handle.seek(toOffset: UInt64(page * pageSize))
+            let bytes = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
+            guard bytes.count == 160, read32(bytes, 16) == magic else { continue }
+            let candidate = (txn: read64(bytes, 144), lastPage: read64(bytes, 136))
+            if best == nil || candidate.txn > best!.txn { best = candidate }
+        }
+        guard let best else {
+            throw StoreError.notAStore(path: directory, reason: "data.mdb has no valid meta page")
+        }
+        let (needed, overflow) = (Int(clamping: best.lastPage) + 1).multipliedReportingOverflow(by: pageSize)
+        if overflow || needed > size {
+            throw StoreError.corruptRecord(
+                store: directory, table: "data.mdb", key: "meta",
+                detail: "the file is truncated: \(size) bytes, but its last page ends at byte \(overflow ? Int.max : needed)")
+        }
+    }
+
+    private static func read32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+    }
+
+    private static func read64(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
+        bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb import STORE --embeddings X.npy [--ids IDS.npy] [--meta META.jsonl] [--payloads PAYLOADS.jsonl] [--source NAME]`
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import samples: embeddings, ids, metadata and payloads, all or nothing.",
+        discussion: """
+            Rows of every file align. Without --ids, ids continue from the largest stored id \
+            (max+1, max+2, …; 0 for an empty store). An id already stored is an error unless \
+            --replace is given. Payload lines are {"base64": …}, {"text": …} or {"path": …} \
+            (relative to the JSONL file's folder).
+            """)
+
+    @OptionGroup var target: StoreArgument
+
+    @Option(help: "Embeddings: a 2-D .npy of <f4, <f2 or <f8, rows × dim.")
+    var embeddings: String
+
+    @Option(help: "Ids: a 1-D .npy of <u8 or <i8, one per row.")
+    var ids: String?
+
+    @Option(help: "Metadata: JSONL, one object per row.")
+    var meta: String?
+
+    @Option(help: "Payloads: JSONL, one {\"base64\"|\"text\"|\"path\": …} per row.")
+    var payloads: String?
+
+    @Option(help: "A source name recorded as each row's metadata field \"source\" when the row has none.")
+    var source: String?
+
+    @Flag(help: "Overwrite samples whose id is already stored.")
+    var replace = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    func run() throws {
+        let store = try target.open(readOnly: false)
+        defer { store.close() }
+        let input = try ImportInput.load(
+            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, dimension: store.schema.dimension)
+        let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
+        let summary = try store.write { tx in
+            var batch = input.batch
+            if batch.ids.isEmpty && input.rows > 0 {
+                batch.ids = try ImportInput.nextIDs(after: tx.maxID(), count: input.rows)
+            }
+            return try tx.put(batch, mode: replace ? .replace : .insert, progress: progress.update)
+        }
+        progress.finish()
+        switch format {
+        case .json:
+            printJSON(["imported": .int(Int64(input.rows)), "inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))])
+        case .text:
+            print("imported \(input.rows) samples into \(target.store) (\(summary.inserted) new, \(summary.replaced) replaced)")
+        }
+    }
+}
+
+/// The files of one import, read and checked before the store is touched.
+struct ImportInput {
+    var batch: SampleBatch
+    var rows: Int
+
+    static func load(embeddings: String, ids: String?, meta: String?, payloads: String?, source: String?, dimension: Int) throws -> ImportInput {
+        let matrix = try NumPyArray.read(embeddings)
+        guard matrix.shape.count == 2 else {
+            throw InputError(file: embeddings, reason: "expected a 2-D array (rows × \(dimension)), found shape \(matrix.shape)")
+        }
+        guard matrix.dtype.isFloat else {
+            throw InputError(file: embeddings, reason: "dtype \(matrix.dtype.rawValue) is not supported for embeddings; use <f4, <f2 or <f8")
+        }
+        let rows = matrix.shape[0]
+        guard matrix.shape[1] == dimension else {
+            throw InputError(file: embeddings, reason: "rows have \(matrix.shape[1]) columns; the store's embedding dimension is \(dimension)")
+        }
+        let values = try matrix.floats(file: embeddings)
+        try values.withUnsafeBufferPointer { buffer in
+            for i in 0..<buffer.count where !buffer[i].isFinite {
+                throw InputError(file: embeddings, location: "row \(i / dimension), column \(i % dimension)",
+                                 reason: "\(buffer[i].isNaN ? "NaN" : "infinite value") (embeddings must be finite)")
+            }
+        }
+        var idList: [UInt64] = []
+        if let ids {
+            let array = try NumPyArray.read(ids)
+            guard array.shape.count == 1 else {
+                throw InputError(file: ids, reason: "expected a 1-D array of ids, found shape \(array.shape)")
+            }
+            idList = try array.ids(file: ids)
+            guard idList.count == rows else {
+                throw InputError(file: ids, reason: "\(idList.count) ids for \(rows) embedding rows in \(embeddings)")
+            }
+            var firstRow: [UInt64: Int] = [:]
+            firstRow.reserveCapacity(rows)
+            for (row, id) in idList.enumerated() {
+                if let earlier = firstRow.updateValue(row, forKey: id) {
+                    throw InputError(file: ids, location: "rows \(earlier) and \(row)", reason: "id \(id) appears more than once")
+                }
+            }
+        }
+        var metadata: [[String: JSONValue]]? = nil
+        if let meta {
+            let objects = try JSONLines.readObjects(meta)
+            guard objects.count == rows else {
+                throw InputError(file: meta, reason: "\(objects.count) lines for \(rows) embedding rows in \(embeddings)")
+            }
+            metadata = objects
+        }
+        if let source {
+            var filled = metadata ?? Array(repeating: [:], count: rows)
+            for row in filled.indices where filled[row]["source"] == nil { filled[row]["source"] = .string(source) }
+            metadata = filled
+        }
+        var payloadList: [[UInt8]]? = nil
+        if let payloads {
+            let list = try JSONLines.readPayloads(payloads)
+            guard list.count == rows else {
+                throw InputError(file: payloads, reason: "\(list.count) lines for \(rows) embedding rows in \(embeddings)")
+            }
+            payloadList = list
+        }
+        return ImportInput(batch: SampleBatch(ids: idList, embeddings: values, metadata: metadata, payloads: payloadList), rows: rows)
+    }
+
+    /// max+1, max+2, … (0, 1, … for an empty store).
+    static func nextIDs(after maxID: UInt64?, count: Int) throws -> [UInt64] {
+        let first: UInt64
+        if let maxID {
+            guard maxID < UInt64.max, UInt64.max - maxID >= UInt64(count) else {
+                throw UsageError(description: "cannot number \(count) new ids after \(maxID): past 2^64−1; pass --ids")
+            }
+            first = maxID + 1
+        } else {
+            first = 0
+        }
+        return (0..<UInt64(count)).map { first + $0 }
+    }
+}

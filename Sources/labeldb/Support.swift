@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// Exit codes, the same for every command (README, "Exit codes").
+enum ExitStatus {
+    /// Success.
+    static let success: Int32 = 0
+    /// A check failed or a requested item does not exist.
+    static let checkFailed: Int32 = 1
+    /// Bad input or usage; nothing was written.
+    static let badInput: Int32 = 2
+    /// A store or I/O error.
+    static let storeError: Int32 = 3
+
+    /// The exit code an error maps to.
+    static func code(for error: any Error) -> Int32 {
+        switch error {
+        case let error as StoreError:
+            switch error {
+            case .sampleNotFound: checkFailed
+            case .invalidSchema, .invalidSample, .duplicateID, .idExists, .alreadyExists: badInput
+            default: storeError
+            }
+        case is InputError, is JSONParseError, is UsageError: badInput
+        case is CheckFailed: checkFailed
+        default: storeError
+        }
+    }
+}
+
+/// A check the command makes failed (exit 1); the message says what.
+struct CheckFailed: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The command line asked for something impossible (exit 2).
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// `--format text|json`.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// Options every command that opens a store shares.
+struct StoreArgument: ParsableArguments {
+    @Argument(help: "The store directory.")
+    var store: String
+
+    func open(readOnly: Bool) throws -> Store {
+        try Store(opening: store, options: Store.Options(readOnly: readOnly))
+    }
+}
+
+/// Prints one JSON value on its own line.
+func printJSON(_ value: JSONValue) {
+    print(value.serialized())
+}
+
+/// A `Float` as a JSON number in its shortest decimal form (not widened to `Double` digits).
+func jsonNumber(_ value: Float) -> JSONValue {
+    guard value.isFinite else { return .null }
+    if value == value.rounded(), abs(value) < 1e15 { return .int(Int64(value)) }
+    return .double(Double("\(value)") ?? Double(value))
+}
+
+/// Writes to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// A one-line progress bar on standard error, shown only when it is a terminal.
+final class ProgressBar {
+    private let total: Int
+    private let label: String
+    private let enabled: Bool
+    private var lastDraw = Date.distantPast
+
+    init(total: Int, label: String, quiet: Bool) {
+        self.total = total
+        self.label = label
+        self.enabled = !quiet && isatty(STDERR_FILENO) != 0 && total > 0
+    }
+
+    func update(_ done: Int) {
+        guard enabled, Date().timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+        lastDraw = Date()
+        let fraction = Double(min(done, total)) / Double(total)
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total) (\(Int(fraction * 100))%)".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
+
+/// Buffered line output to a file, for JSONL exports.
+final class LineWriter {
+    private let handle: FileHandle
+    private let path: String
+    private var buffer: [UInt8] = []
+
+    init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw InputError(file: path, reason: "cannot create the file")
+        }
+        self.handle = handle
+        self.path = path
+    }
+
+    func write(_ line: JSONValue) throws {
+        line.write(into: &buffer)
+        buffer.append(0x0A)
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    func flush() throws {
+        do { try handle.write(contentsOf: buffer) } catch {
+            throw InputError(file: path, reason: "write failed: \(error.localizedDescription)")
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    func close() throws {
+        try flush()
+        try? handle.close()
+    }
+}

@@ -1,0 +1,87 @@
+// labeldb-datagen: writes a seeded synthetic corpus in the files `labeldb import` reads.
+//
+//   labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX]
+//
+// Embeddings are a Gaussian mixture: C cluster centres ~ N(0, 1), each sample = its centre +
+// N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
+// cluster as "cluster", a source and a split; payloads are random bytes, base64 in JSONL.
+import Foundation
+import LabelDB
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func gaussian(_ rng: inout SplitMix64) -> Float {
+    // Box–Muller; one of the pair is enough here.
+    let u1 = max(Double.random(in: 0..<1, using: &rng), 1e-300)
+    let u2 = Double.random(in: 0..<1, using: &rng)
+    return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard let out = args.first, !out.hasPrefix("-") else {
+    FileHandle.standardError.write(Data("usage: labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX]\n".utf8))
+    exit(2)
+}
+args.removeFirst()
+var options: [String: String] = [:]
+while args.count >= 2, args[0].hasPrefix("--") {
+    options[String(args[0].dropFirst(2))] = args[1]
+    args.removeFirst(2)
+}
+let count = Int(options["count"] ?? "") ?? 1000
+let dim = Int(options["dim"] ?? "") ?? 64
+let classCount = Int(options["classes"] ?? "") ?? 10
+let seed = UInt64(options["seed"] ?? "") ?? 20261125
+let payloadRange = (options["payload-bytes"] ?? "200-800").split(separator: "-").compactMap { Int($0) }
+let (minPayload, maxPayload) = payloadRange.count == 2 ? (payloadRange[0], payloadRange[1]) : (200, 800)
+
+try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+var rng = SplitMix64(state: seed)
+
+let classNames = (0..<classCount).map { "class_\($0)" }
+try (classNames.joined(separator: "\n") + "\n").write(toFile: out + "/classes.txt", atomically: true, encoding: .utf8)
+
+let centres = (0..<classCount * dim).map { _ in gaussian(&rng) }
+var embeddings = [Float](repeating: 0, count: count * dim)
+var clusters = [Int](repeating: 0, count: count)
+for row in 0..<count {
+    let c = Int.random(in: 0..<classCount, using: &rng)
+    clusters[row] = c
+    for j in 0..<dim { embeddings[row * dim + j] = centres[c * dim + j] + 0.5 * gaussian(&rng) }
+}
+try NumPyArray.write(embeddings, shape: [count, dim], to: out + "/embeddings.npy")
+
+var seen = Set<UInt64>()
+var ids: [UInt64] = []
+while ids.count < count {
+    let id = rng.next()
+    if seen.insert(id).inserted { ids.append(id) }
+}
+try NumPyArray.write(ids, to: out + "/ids.npy")
+try NumPyArray.write(clusters.map { Int32($0) }, shape: [count], to: out + "/clusters.npy")
+
+let sources = ["web", "books", "news", "code", "forums"]
+var meta = ""
+var payloads = ""
+for row in 0..<count {
+    let object: JSONValue = [
+        "cluster": .int(Int64(clusters[row])),
+        "source": .string(sources[Int.random(in: 0..<sources.count, using: &rng)]),
+        "split": .string(Int.random(in: 0..<10, using: &rng) == 0 ? "val" : "train"),
+    ]
+    meta += object.serialized() + "\n"
+    let bytes = (0..<Int.random(in: minPayload...maxPayload, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    payloads += JSONValue.object(["base64": .string(Data(bytes).base64EncodedString())]).serialized() + "\n"
+}
+try meta.write(toFile: out + "/meta.jsonl", atomically: true, encoding: .utf8)
+try payloads.write(toFile: out + "/payloads.jsonl", atomically: true, encoding: .utf8)
+print("wrote \(count) samples (\(dim)-d, \(classCount) classes) to \(out)")
