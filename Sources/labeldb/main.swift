@@ -37,7 +37,16 @@ do {
     try command.run()
 } catch let exitCode as ExitCode {
     exit(exitCode.rawValue)
-} catch {
+} catch let error where error is StoreError || error is InputError || error is LMDBError
+    || error is CheckFailed || error is UsageError || error is JSONParseError {
     printError("labeldb: \(error)")
     exit(ExitStatus.code(for: error))
+} catch {
+    // ArgumentParser's own outcomes: help for a command group run without a subcommand.
+    if LabelDBCommand.exitCode(for: error) == .success {
+        print(LabelDBCommand.fullMessage(for: error))
+        exit(ExitStatus.success)
+    }
+    printError("labeldb: \(LabelDBCommand.fullMessage(for: error))")
+    exit(ExitStatus.storeError)
 }

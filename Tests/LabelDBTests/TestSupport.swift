@@ -45,3 +45,60 @@ func makeStore(_ dir: TemporaryDirectory, dimension: Int = 8, elementType: Schem
                options: Store.Options = Store.Options()) throws -> Store {
     try Store.create(at: dir.file("store"), schema: Schema(dimension: dimension, elementType: elementType, classes: ["cat", "dog", "bird"]), options: options)
 }
+
+/// What a run of the `labeldb` binary printed and returned.
+struct CLIResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// The `labeldb` executable built next to the test bundle.
+let labeldbBinary: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    // The test runner sits in the build folder, or inside an .xctest bundle within it.
+    for _ in 0..<3 {
+        let candidate = dir.appendingPathComponent("labeldb").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return "labeldb"
+}()
+
+/// Runs `labeldb` with `arguments` and waits for it; output goes through files, so a chatty
+/// child cannot block on a full pipe.
+@discardableResult
+func runCLI(_ arguments: [String]) throws -> CLIResult {
+    let dir = TemporaryDirectory("cli-out")
+    let out = dir.file("stdout"), err = dir.file("stderr")
+    FileManager.default.createFile(atPath: out, contents: nil)
+    FileManager.default.createFile(atPath: err, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: labeldbBinary)
+    process.arguments = arguments
+    process.standardOutput = FileHandle(forWritingAtPath: out)
+    process.standardError = FileHandle(forWritingAtPath: err)
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return CLIResult(
+        status: process.terminationStatus,
+        stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
+
+/// The bytes of a file, to show that a failed command left it exactly as it was.
+func fileBytes(_ path: String) -> Data {
+    FileManager.default.contents(atPath: path) ?? Data()
+}
+
+/// Writes the files of an import: embeddings, ids, metadata JSONL and payload JSONL.
+func writeImportFiles(_ dir: TemporaryDirectory, prefix: String = "", samples: [Sample], dimension: Int) throws {
+    try NumPyArray.write(samples.flatMap(\.embedding), shape: [samples.count, dimension], to: dir.file(prefix + "emb.npy"))
+    try NumPyArray.write(samples.map(\.id), to: dir.file(prefix + "ids.npy"))
+    try samples.map { JSONValue.object($0.metadata).serialized() + "\n" }.joined()
+        .write(toFile: dir.file(prefix + "meta.jsonl"), atomically: true, encoding: .utf8)
+    try samples.map { JSONValue.object(["base64": .string(Data($0.payload).base64EncodedString())]).serialized() + "\n" }.joined()
+        .write(toFile: dir.file(prefix + "payloads.jsonl"), atomically: true, encoding: .utf8)
+}

@@ -53,11 +53,13 @@ extension Transaction {
 
         // Samples, and the embedding row each points to.
         var owner: [UInt64: UInt64] = [:]   // slot → id
+        var damaged = Set<UInt64>()          // ids whose record is already reported
         try forEach(.samples) { id, bytes in
             report.samplesChecked += 1
             let record: SampleRecord.View
             do { record = try SampleRecord.decode(id: id, bytes) } catch {
                 problem(.samples, "\(id)", detail(error))
+                damaged.insert(id)
                 return true
             }
             if next != .max && record.slot >= next {
@@ -93,7 +95,8 @@ extension Transaction {
                 try view.verifyHeader(block: block)
                 for index in 0..<view.rowsUsed where view.isLive(index) {
                     let slot = block * capacity + UInt64(index)
-                    if owner[slot] != view.id(at: index) {
+                    // A slot whose sample record is damaged was reported with that record.
+                    if owner[slot] != view.id(at: index) && !damaged.contains(view.id(at: index)) {
                         problem(.embeddings, "block \(block) slot \(index)", "live slot for id \(view.id(at: index)) that no sample record points to")
                     }
                 }
