@@ -1,1 +1,51 @@
-print("bench")
+// labeldb-bench: LabelDB's benchmarks. Build in release:
+//
+//   swift build -c release --product labeldb-bench
+//   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
+//   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
+//
+// Each prints one JSON object of results; every ratio's baseline is measured in the same run.
+import Foundation
+import LabelDB
+
+var args = Array(CommandLine.arguments.dropFirst())
+let command = args.isEmpty ? "" : args.removeFirst()
+var options: [String: String] = [:]
+while args.count >= 2, args[0].hasPrefix("--") {
+    options[String(args[0].dropFirst(2))] = args[1]
+    args.removeFirst(2)
+}
+
+do {
+    switch command {
+    case "store":
+        var bench = StoreBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let d = options["dim"].flatMap(Int.init) { bench.dimension = d }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
+    case "get-loop":
+        // For profilers: point gets on an existing store, nothing else.
+        let store = try Store(opening: (options["dir"] ?? "/tmp/labeldb-bench") + "/store", options: .init(readOnly: true))
+        var sink = 0
+        try store.read { tx in
+            let ids = try tx.ids()
+            var rng = SplitMix64(state: 1)
+            for _ in 0..<(Int(options["count"] ?? "") ?? 2_000_000) {
+                _ = try tx.withSample(ids[Int(rng.next() % UInt64(ids.count))]) { sink &+= $0.payload.count }
+            }
+        }
+        print(sink)
+    case "peers":
+        var bench = PeersBenchmark()
+        if let data = options["data"] { bench.data = data }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
+    default:
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("labeldb-bench: \(error)\n".utf8))
+    exit(3)
+}

@@ -6,7 +6,12 @@ enum Checksum {
     /// under another key no longer checks.
     @inline(__always)
     static func xxh3(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+        #if arch(x86_64)
+        // libxxhash picks SSE2, AVX2 or AVX-512 at run time; the value is the same.
+        XXH3_64bits_withSeed_dispatch(bytes.baseAddress, bytes.count, seed)
+        #else
         XXH3_64bits_withSeed(bytes.baseAddress, bytes.count, seed)
+        #endif
     }
 
     /// The 64-bit xxh3 of `bytes` with `seed`.

@@ -25,10 +25,21 @@ extension Transaction {
     /// Passes the checked sample `id` to `body` without copying it, or returns nil when there is none.
     ///
     /// Lifetime: the view borrows LMDB's map; it is valid only inside `body`.
+    @inlinable
     public func withSample<T>(_ id: UInt64, _ body: (SampleView) throws -> T) throws -> T? {
-        try withValue(.samples, key: id) { bytes -> T? in
+        guard let view = try checkedSample(id) else { return nil }
+        return try body(view)
+    }
+
+    /// The checked sample `id`, borrowed from the map. Not generic, so callers in other modules
+    /// run specialised code (the generic `withSample` is inlined into them).
+    ///
+    /// Lifetime: valid until the transaction ends or, in a write transaction, the next change.
+    @usableFromInline
+    func checkedSample(_ id: UInt64) throws -> SampleView? {
+        try withValue(.samples, key: id) { bytes -> SampleView? in
             guard let bytes else { return nil }
-            return try withCheckedSample(id: id, record: bytes, body)
+            return try withCheckedSample(id: id, record: bytes) { $0 }
         }
     }
 
@@ -92,10 +103,11 @@ extension Transaction {
         let layout = store.blockLayout
         let block = slot / UInt64(layout.capacity)
         let index = Int(slot % UInt64(layout.capacity))
+        // Built only on failure: formatting it on every read would cost more than the read.
+        func key() -> String { "block \(block) slot \(index) (sample \(id))" }
         return try withValue(.embeddings, key: block) { bytes in
-            let key = "block \(block) slot \(index) (sample \(id))"
             guard let bytes else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.embeddings.rawValue, key: key, detail: "the embedding block is missing")
+                throw StoreError.corruptRecord(store: store.path, table: Table.embeddings.rawValue, key: key(), detail: "the embedding block is missing")
             }
             let row: UnsafeRawBufferPointer
             do {
@@ -103,7 +115,7 @@ extension Transaction {
                 try view.verifyRow(index, id: id)
                 row = view.row(index)
             } catch {
-                throw contextualize(error, table: .embeddings, key: key)
+                throw contextualize(error, table: .embeddings, key: key())
             }
             return try body(row)
         }

@@ -18,8 +18,8 @@ final class Environment: @unchecked Sendable {
     let path: String
     /// True when the environment was opened with `MDB_RDONLY`.
     let isReadOnly: Bool
-    /// Database handles, opened once when the environment opens (they stay valid until close).
-    private(set) var tables: [Table: MDB_dbi] = [:]
+    /// Database handles by `Table.index`, opened once when the environment opens (valid until close).
+    private(set) var tables: [MDB_dbi] = []
 
     private var resizeLock = pthread_rwlock_t()
     private let stateLock = NSLock()
@@ -65,7 +65,7 @@ final class Environment: @unchecked Sendable {
         var txn: OpaquePointer?
         let flags: UInt32 = create ? 0 : UInt32(MDB_RDONLY)
         try check(mdb_txn_begin(handle, nil, flags, &txn), "mdb_txn_begin")
-        var opened: [Table: MDB_dbi] = [:]
+        var opened: [MDB_dbi] = []
         for table in Table.allCases {
             var dbi: MDB_dbi = 0
             let rc = mdb_dbi_open(txn, table.rawValue, create ? UInt32(MDB_CREATE) : 0, &dbi)
@@ -77,7 +77,7 @@ final class Environment: @unchecked Sendable {
                 mdb_txn_abort(txn)
                 throw LMDBError(code: rc, call: "mdb_dbi_open(\(table.rawValue))")
             }
-            opened[table] = dbi
+            opened.append(dbi)
         }
         // Committing (even a read-only transaction) makes the handles visible to later transactions.
         try check(mdb_txn_commit(txn), "mdb_txn_commit")
@@ -85,9 +85,10 @@ final class Environment: @unchecked Sendable {
         return true
     }
 
+    @inline(__always)
     func dbi(_ table: Table) -> MDB_dbi {
-        // safe: openTables filled every case before the environment was handed out.
-        tables[table]!
+        // safe: openTables filled every case, in `allCases` order, before the environment was handed out.
+        tables[table.index]
     }
 
     // MARK: Users

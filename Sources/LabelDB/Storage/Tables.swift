@@ -11,4 +11,14 @@ enum Table: String, CaseIterable, Sendable {
     case embeddings
     /// Slots freed by deletes, reused by later inserts. Key: slot as u64 big-endian; empty value.
     case freeSlots = "free_slots"
+
+    /// The position in `allCases`, used to index the environment's handle array.
+    var index: Int {
+        switch self {
+        case .meta: 0
+        case .samples: 1
+        case .embeddings: 2
+        case .freeSlots: 3
+        }
+    }
 }

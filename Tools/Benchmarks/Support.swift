@@ -1,0 +1,109 @@
+import CLMDB
+import Foundation
+import LabelDB
+
+/// Monotonic seconds.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Times `body`, returning seconds.
+func time(_ body: () throws -> Void) rethrows -> Double {
+    let start = now()
+    try body()
+    return now() - start
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+/// Reads every byte of the store's files once so reads run with a warm page cache.
+func warm(_ directory: String) {
+    for name in ["data.mdb"] {
+        guard let handle = FileHandle(forReadingAtPath: directory + "/" + name) else { continue }
+        while let chunk = try? handle.read(upToCount: 1 << 24), !chunk.isEmpty {}
+        try? handle.close()
+    }
+}
+
+/// Seeded SplitMix64.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Peak resident set size in MB (from /proc/self/status VmHWM).
+func peakRSSMegabytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+    let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    return kb / 1024
+}
+
+/// Raw LMDB through its C API, for baselines. Nothing here is used by the library.
+enum RawLMDB {
+    static func check(_ rc: Int32, _ what: String) {
+        if rc != 0 { fatalError("\(what): \(String(cString: mdb_strerror(rc)))") }
+    }
+
+    /// Opens an environment with LabelDB's table names.
+    static func open(_ path: String, readOnly: Bool) -> (OpaquePointer, [String: MDB_dbi]) {
+        var env: OpaquePointer?
+        check(mdb_env_create(&env), "mdb_env_create")
+        check(mdb_env_set_maxdbs(env, 32), "maxdbs")
+        check(mdb_env_set_mapsize(env, 1 << 40), "mapsize")
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        check(mdb_env_open(env, path, UInt32(MDB_NOTLS) | (readOnly ? UInt32(MDB_RDONLY) : 0), 0o644), "mdb_env_open")
+        var txn: OpaquePointer?
+        check(mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn), "begin")
+        var dbis: [String: MDB_dbi] = [:]
+        for name in ["meta", "samples", "embeddings", "free_slots"] {
+            var dbi: MDB_dbi = 0
+            check(mdb_dbi_open(txn, name, readOnly ? 0 : UInt32(MDB_CREATE), &dbi), "dbi_open \(name)")
+            dbis[name] = dbi
+        }
+        check(mdb_txn_commit(txn), "commit")
+        return (env!, dbis)
+    }
+
+    /// Every key and value of `table`, copied out.
+    static func dump(_ env: OpaquePointer, _ dbi: MDB_dbi) -> [(key: [UInt8], value: [UInt8])] {
+        var txn: OpaquePointer?
+        check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "begin")
+        defer { mdb_txn_abort(txn) }
+        var cursor: OpaquePointer?
+        check(mdb_cursor_open(txn, dbi, &cursor), "cursor")
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        var out: [(key: [UInt8], value: [UInt8])] = []
+        var rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+        while rc == 0 {
+            out.append((Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)),
+                        Array(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))))
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        return out
+    }
+}
+
+/// Prints a JSON object of results on one line.
+func emit(_ object: [String: JSONValue]) {
+    print(JSONValue.object(object).serialized())
+}
+
+extension Double {
+    var json: JSONValue { .double(self) }
+}
+extension Int {
+    var json: JSONValue { .int(Int64(self)) }
+}
