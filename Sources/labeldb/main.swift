@@ -13,7 +13,7 @@ struct LabelDBCommand: ParsableCommand {
             JSON output (--format json) follows format-spec/cli.md.
             """,
         subcommands: [
-            InitCommand.self, ImportCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
+            InitCommand.self, ImportCommand.self, LabelsCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
             ScanCommand.self, ExportCommand.self, DeleteCommand.self, BackupCommand.self,
         ]
     )

@@ -28,6 +28,12 @@ public enum JSONValue: Equatable, Sendable {
         return nil
     }
 
+    /// The elements when this is an array.
+    public var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+
     /// The text when this is a string.
     public var stringValue: String? {
         if case .string(let text) = self { return text }

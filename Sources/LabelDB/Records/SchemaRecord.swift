@@ -16,9 +16,10 @@
 /// | 36 | … | C class names, each a u32 length and UTF-8 bytes |
 struct SchemaRecord: Equatable {
     static let magic: [UInt8] = [0x4C, 0x61, 0x62, 0x65, 0x6C, 0x44, 0x42, 0x00]
-    /// The format version this code writes.
-    static let currentWriteVersion: UInt16 = 1
-    /// The oldest format version whose stores this code can read.
+    /// The format version this code writes. Version 2 added label sets.
+    static let currentWriteVersion: UInt16 = 2
+    /// The read version this code records: a version-1 reader still reads samples correctly
+    /// (it ignores the label tables), so stores say 1; a v1 program must not write them.
     static let currentReadVersion: UInt16 = 1
 
     var writeVersion: UInt16

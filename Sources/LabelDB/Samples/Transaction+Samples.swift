@@ -244,11 +244,13 @@ extension WriteTransaction {
     }
 
     /// Deletes every listed sample that is stored; returns how many were.
-    /// Their embedding slots are zeroed and reused by later inserts.
+    /// Their embedding slots are zeroed and reused by later inserts, and their labels are removed
+    /// from every label set and version.
     @discardableResult
     public func delete(_ ids: [UInt64]) throws -> Int {
         let capacity = UInt64(store.blockLayout.capacity)
         var changes: [(block: UInt64, change: SlotChange)] = []
+        let sets = try labelSets()
         for id in Set(ids).sorted() {
             let slot: UInt64? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
@@ -256,6 +258,7 @@ extension WriteTransaction {
             }
             guard let slot else { continue }
             try delete(.samples, key: id)
+            try purgeLabels(of: id, sets: sets)
             try put(.freeSlots, key: slot, size: 0) { _ in }
             changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
         }

@@ -18,8 +18,9 @@ final class Environment: @unchecked Sendable {
     let path: String
     /// True when the environment was opened with `MDB_RDONLY`.
     let isReadOnly: Bool
-    /// Database handles by `Table.index`, opened once when the environment opens (valid until close).
-    private(set) var tables: [MDB_dbi] = []
+    /// Database handles by `Table.index`, opened once when the environment opens (valid until
+    /// close); nil for a table an older read-only store lacks.
+    private(set) var tables: [MDB_dbi?] = []
 
     private var resizeLock = pthread_rwlock_t()
     private let stateLock = NSLock()
@@ -59,19 +60,21 @@ final class Environment: @unchecked Sendable {
         pthread_rwlock_init(&resizeLock, nil)
     }
 
-    /// Opens every table: creates the missing ones when `create` is true, otherwise a missing table
-    /// returns `false` (the directory is an LMDB environment but not a store).
-    func openTables(create: Bool) throws -> Bool {
+    /// Opens every table. With `create`, missing tables are created (a new store, or a migration).
+    /// Without it, missing tables stay absent; returns the set of missing ones.
+    func openTables(create: Bool) throws -> Set<Table> {
         var txn: OpaquePointer?
         let flags: UInt32 = create ? 0 : UInt32(MDB_RDONLY)
         try check(mdb_txn_begin(handle, nil, flags, &txn), "mdb_txn_begin")
-        var opened: [MDB_dbi] = []
+        var opened: [MDB_dbi?] = []
+        var missing = Set<Table>()
         for table in Table.allCases {
             var dbi: MDB_dbi = 0
             let rc = mdb_dbi_open(txn, table.rawValue, create ? UInt32(MDB_CREATE) : 0, &dbi)
             if rc == MDB_NOTFOUND {
-                mdb_txn_abort(txn)
-                return false
+                missing.insert(table)
+                opened.append(nil)
+                continue
             }
             if rc != 0 {
                 mdb_txn_abort(txn)
@@ -82,12 +85,13 @@ final class Environment: @unchecked Sendable {
         // Committing (even a read-only transaction) makes the handles visible to later transactions.
         try check(mdb_txn_commit(txn), "mdb_txn_commit")
         tables = opened
-        return true
+        return missing
     }
 
+    /// The table's handle, or nil when this (older, read-only) store lacks the table.
     @inline(__always)
-    func dbi(_ table: Table) -> MDB_dbi {
-        // safe: openTables filled every case, in `allCases` order, before the environment was handed out.
+    func dbi(_ table: Table) -> MDB_dbi? {
+        // safe: openTables filled one entry per case, in `allCases` order, before the environment was handed out.
         tables[table.index]
     }
 

@@ -126,8 +126,9 @@ public final class Store: @unchecked Sendable {
             throw StoreError.notAStore(path: path, reason: "data.mdb was written by an incompatible LMDB version")
         }
         do {
-            guard try env.openTables(create: false) else {
-                throw StoreError.notAStore(path: path, reason: "the LMDB environment lacks LabelDB's tables")
+            let missing = try env.openTables(create: false)
+            if let absent = missing.first(where: { $0.introducedIn == 1 }) {
+                throw StoreError.notAStore(path: path, reason: "the LMDB environment lacks LabelDB's `\(absent.rawValue)` table")
             }
             let record = try Store.readSchema(env: env, path: path)
             let supported = Int(SchemaRecord.currentWriteVersion)
@@ -179,7 +180,8 @@ public final class Store: @unchecked Sendable {
         var name = MetaKey.schema
         let rc = name.withUTF8 { k in
             key = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-            return mdb_get(txn, env.dbi(.meta), &key, &value)
+            // safe: the caller checked that the version-1 tables, `meta` among them, exist.
+            return mdb_get(txn, env.dbi(.meta)!, &key, &value)
         }
         if rc == MDB_NOTFOUND { throw StoreError.notAStore(path: path, reason: "no schema record") }
         try check(rc, "mdb_get(meta)")
@@ -190,10 +192,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Brings an older store up to the current format, in one write transaction. Format 1 is the
-    /// first, so there is nothing to convert yet; the step that records the new version is here so
-    /// that the next format change only adds its conversion.
+    /// Brings an older store up to the current format. Format 1 → 2 adds the label tables (empty),
+    /// then one write transaction records the new versions.
     private func migrate(from record: SchemaRecord) throws {
+        // Format 2 added the label tables: create whatever this store lacks.
+        _ = try env.openTables(create: true)
         try write { tx in
             var upgraded = record
             upgraded.writeVersion = SchemaRecord.currentWriteVersion

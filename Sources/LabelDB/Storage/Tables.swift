@@ -1,7 +1,8 @@
 /// The named LMDB databases ("tables") of a store. `format-spec/storage.md` describes each.
 ///
-/// Invariant: every table listed here is created when a store is created, so a store of this
-/// format version always has all of them; a missing one means the directory is not a store.
+/// Invariant: every table listed here is created when a store is created or migrated, so a
+/// writable store always has all of them. A store of an older format opened read-only lacks the
+/// tables added after its version; reads treat those as empty.
 enum Table: String, CaseIterable, Sendable {
     /// Store-wide records: the schema and the slot counter. Keys are ASCII names.
     case meta
@@ -11,6 +12,15 @@ enum Table: String, CaseIterable, Sendable {
     case embeddings
     /// Slots freed by deletes, reused by later inserts. Key: slot as u64 big-endian; empty value.
     case freeSlots = "free_slots"
+    /// Label sets by name. Key: the name in UTF-8. Value: a label set record. (Format 2.)
+    case labelSets = "label_sets"
+    /// One record per label-set version. Key: set id u32 BE + version u32 BE. (Format 2.)
+    case labelVersions = "label_versions"
+    /// Label rows. Key: set id u32 BE + sample id u64 BE + version u32 BE. (Format 2.)
+    case labels
+    /// Top-1 class index. Key: set id u32 BE + class u32 BE + inverted confidence u32 BE +
+    /// sample id u64 BE + from-version u32 BE. Value: checksum and until-version. (Format 2.)
+    case labelIndex = "label_index"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -19,6 +29,18 @@ enum Table: String, CaseIterable, Sendable {
         case .samples: 1
         case .embeddings: 2
         case .freeSlots: 3
+        case .labelSets: 4
+        case .labelVersions: 5
+        case .labels: 6
+        case .labelIndex: 7
+        }
+    }
+
+    /// The format version that added the table. A store of an older format lacks it until migrated.
+    var introducedIn: Int {
+        switch self {
+        case .meta, .samples, .embeddings, .freeSlots: 1
+        case .labelSets, .labelVersions, .labels, .labelIndex: 2
         }
     }
 }

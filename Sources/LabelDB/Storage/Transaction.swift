@@ -39,43 +39,69 @@ public class Transaction {
         }
     }
 
-    /// Looks up `key` in `table` and passes the value (borrowed from the map) to `body`,
+    /// Looks up the raw `key` in `table` and passes the value (borrowed from the map) to `body`,
     /// or nil when the key is absent.
     @inline(__always)
     func withValue<T>(
-        _ table: Table, key: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> T
+        _ table: Table, rawKey: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> T
     ) throws -> T {
-        var keyBytes = key.bigEndian
-        return try withUnsafeMutableBytes(of: &keyBytes) { k in
-            var mdbKey = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-            var value = MDB_val()
-            let rc = mdb_get(handle, env.dbi(table), &mdbKey, &value)
-            if rc == MDB_NOTFOUND { return try body(nil) }
-            try check(rc, "mdb_get(\(table.rawValue))")
-            return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
-        }
+        guard let dbi = env.dbi(table) else { return try body(nil) }
+        var mdbKey = MDB_val(mv_size: rawKey.count, mv_data: UnsafeMutableRawPointer(mutating: rawKey.baseAddress))
+        var value = MDB_val()
+        let rc = mdb_get(handle, dbi, &mdbKey, &value)
+        if rc == MDB_NOTFOUND { return try body(nil) }
+        try check(rc, "mdb_get(\(table.rawValue))")
+        return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
     }
 
-    /// Looks up an ASCII-named key in `table`.
-    func withValue<T>(
-        _ table: Table, name: String, _ body: (UnsafeRawBufferPointer?) throws -> T
-    ) throws -> T {
-        var name = name
-        return try name.withUTF8 { k in
-            var mdbKey = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-            var value = MDB_val()
-            let rc = mdb_get(handle, env.dbi(table), &mdbKey, &value)
-            if rc == MDB_NOTFOUND { return try body(nil) }
-            try check(rc, "mdb_get(\(table.rawValue))")
-            return try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
-        }
+    /// Looks up the u64 key `key` (stored big-endian).
+    @inline(__always)
+    func withValue<T>(_ table: Table, key: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
+        var keyBytes = key.bigEndian
+        return try withUnsafeBytes(of: &keyBytes) { try withValue(table, rawKey: $0, body) }
+    }
+
+    /// Looks up a byte-string key.
+    func withValue<T>(_ table: Table, key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
+        try key.withUnsafeBytes { try withValue(table, rawKey: $0, body) }
+    }
+
+    /// Looks up an ASCII-named key.
+    func withValue<T>(_ table: Table, name: String, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
+        try withValue(table, key: Array(name.utf8), body)
     }
 
     /// The number of entries in `table` (`mdb_stat`'s `ms_entries`), without a scan.
     func entries(_ table: Table) throws -> Int {
+        guard let dbi = env.dbi(table) else { return 0 }
         var stat = MDB_stat()
-        try check(mdb_stat(handle, env.dbi(table), &stat), "mdb_stat(\(table.rawValue))")
+        try check(mdb_stat(handle, dbi, &stat), "mdb_stat(\(table.rawValue))")
         return stat.ms_entries
+    }
+
+    /// Walks `table` in key order from the first key ≥ `start` (from the first key when nil),
+    /// passing each borrowed key and value to `body` until it returns false.
+    func walk(
+        _ table: Table, from start: [UInt8]?,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        guard let dbi = env.dbi(table) else { return }
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle, dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var startKey = start ?? []
+        try startKey.withUnsafeMutableBytes { k in
+            var key = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
+            var value = MDB_val()
+            var rc = start == nil ? mdb_cursor_get(cursor, &key, &value, MDB_FIRST) : mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            while rc == 0 {
+                let keyBytes = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
+                let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+                if try !body(keyBytes, valueBytes) { return }
+                rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+            }
+            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
+        }
     }
 
     /// Walks `table` in key order from the first key ≥ `start` (u64 big-endian keys), passing each
@@ -84,43 +110,53 @@ public class Transaction {
         _ table: Table, from start: UInt64 = 0,
         _ body: (UInt64, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(handle, env.dbi(table), &cursor), "mdb_cursor_open")
-        defer { mdb_cursor_close(cursor) }
-        var startKey = start.bigEndian
-        try withUnsafeMutableBytes(of: &startKey) { k in
-            var key = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-            var value = MDB_val()
-            var rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
-            while rc == 0 {
-                // Untrusted: a key of the wrong size means the table is damaged, not a trap.
-                guard key.mv_size == 8 else {
-                    throw StoreError.corruptRecord(
-                        store: store.path, table: table.rawValue, key: "?", detail: "key of \(key.mv_size) bytes, expected 8")
-                }
-                let id = UInt64(bigEndian: key.mv_data.loadUnaligned(as: UInt64.self))
-                let bytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
-                if try !body(id, bytes) { return }
-                rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        try walk(table, from: start == 0 ? nil : BigEndianKey.u64(start)) { key, value in
+            // Untrusted: a key of the wrong size means the table is damaged, not a trap.
+            guard key.count == 8 else {
+                throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 8")
             }
-            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
+            return try body(UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)), value)
+        }
+    }
+
+    /// Passes the entry with the greatest key ≤ `key` to `body` (nil when there is none).
+    func withLastEntry<T>(
+        _ table: Table, atOrBefore key: [UInt8],
+        _ body: ((key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)?) throws -> T
+    ) throws -> T {
+        guard let dbi = env.dbi(table) else { return try body(nil) }
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle, dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var search = key
+        return try search.withUnsafeMutableBytes { k in
+            var mdbKey = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
+            var value = MDB_val()
+            var rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_SET_RANGE)
+            if rc == 0 {
+                let found = UnsafeRawBufferPointer(start: mdbKey.mv_data, count: mdbKey.mv_size)
+                if !found.elementsEqual(UnsafeRawBufferPointer(k)) {
+                    rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_PREV)
+                }
+            } else if rc == MDB_NOTFOUND {
+                rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_LAST)
+            }
+            if rc == MDB_NOTFOUND { return try body(nil) }
+            try check(rc, "mdb_cursor_get(\(table.rawValue))")
+            return try body((UnsafeRawBufferPointer(start: mdbKey.mv_data, count: mdbKey.mv_size),
+                             UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)))
         }
     }
 
     /// The largest u64 key in `table`, or nil when it is empty.
     func lastKey(_ table: Table) throws -> UInt64? {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(handle, env.dbi(table), &cursor), "mdb_cursor_open")
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val()
-        var value = MDB_val()
-        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
-        if rc == MDB_NOTFOUND { return nil }
-        try check(rc, "mdb_cursor_get(\(table.rawValue))")
-        guard key.mv_size == 8 else {
-            throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(key.mv_size) bytes, expected 8")
+        try withLastEntry(table, atOrBefore: [UInt8](repeating: 0xFF, count: 9)) { entry in
+            guard let entry else { return nil }
+            guard entry.key.count == 8 else {
+                throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(entry.key.count) bytes, expected 8")
+            }
+            return UInt64(bigEndian: entry.key.loadUnaligned(as: UInt64.self))
         }
-        return UInt64(bigEndian: key.mv_data.loadUnaligned(as: UInt64.self))
     }
 }
 
@@ -136,62 +172,106 @@ public final class WriteTransaction: Transaction {
     ///
     /// `append` uses `MDB_APPEND`: the caller promises `key` is greater than every key in the
     /// table, which lets LMDB fill pages completely instead of splitting them in half.
+    /// The table's handle; a writable store has every table (created or migrated on open).
+    private func writableDBI(_ table: Table) -> MDB_dbi {
+        guard let dbi = env.dbi(table) else { preconditionFailure("LabelDB: table \(table.rawValue) missing in a writable store") }
+        return dbi
+    }
+
+    /// Stores a value under the raw `key`, reserving `size` bytes and letting `fill` write them in
+    /// place (`MDB_RESERVE`), so large values are not copied twice.
+    ///
+    /// `append` uses `MDB_APPEND`: the caller promises `key` is greater than every key in the
+    /// table, which lets LMDB fill pages completely instead of splitting them in half.
+    func put(
+        _ table: Table, rawKey: UnsafeRawBufferPointer, size: Int, append: Bool = false,
+        _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws {
+        var mdbKey = MDB_val(mv_size: rawKey.count, mv_data: UnsafeMutableRawPointer(mutating: rawKey.baseAddress))
+        var value = MDB_val(mv_size: size, mv_data: nil)
+        var flags = UInt32(MDB_RESERVE)
+        if append { flags |= UInt32(MDB_APPEND) }
+        try check(mdb_put(handle, writableDBI(table), &mdbKey, &value, flags), "mdb_put(\(table.rawValue))")
+        try fill(UnsafeMutableRawBufferPointer(start: value.mv_data, count: size))
+    }
+
+    /// Stores a value under the u64 key `key` (big-endian); see ``put(_:rawKey:size:append:_:)``.
     func put(
         _ table: Table, key: UInt64, size: Int, append: Bool = false,
         _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
     ) throws {
         var keyBytes = key.bigEndian
-        try withUnsafeMutableBytes(of: &keyBytes) { k in
-            var mdbKey = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-            var value = MDB_val(mv_size: size, mv_data: nil)
-            var flags = UInt32(MDB_RESERVE)
-            if append { flags |= UInt32(MDB_APPEND) }
-            try check(mdb_put(handle, env.dbi(table), &mdbKey, &value, flags), "mdb_put(\(table.rawValue))")
-            try fill(UnsafeMutableRawBufferPointer(start: value.mv_data, count: size))
+        try withUnsafeBytes(of: &keyBytes) { try put(table, rawKey: $0, size: size, append: append, fill) }
+    }
+
+    /// Stores `bytes` under a byte-string key.
+    func put(_ table: Table, key: [UInt8], bytes: [UInt8], append: Bool = false) throws {
+        try key.withUnsafeBytes { k in
+            try put(table, rawKey: k, size: bytes.count, append: append) { out in
+                bytes.withUnsafeBytes { if $0.count > 0 { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            }
         }
     }
 
     /// Stores `bytes` under an ASCII-named key.
     func put(_ table: Table, name: String, bytes: [UInt8]) throws {
-        var name = name
-        var bytes = bytes
-        try name.withUTF8 { k in
-            try bytes.withUnsafeMutableBytes { v in
-                var mdbKey = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                var value = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
-                try check(mdb_put(handle, env.dbi(table), &mdbKey, &value, 0), "mdb_put(\(table.rawValue))")
-            }
-        }
+        try put(table, key: Array(name.utf8), bytes: bytes)
+    }
+
+    /// Deletes the raw `key`; returns false when it was absent.
+    @discardableResult
+    func delete(_ table: Table, rawKey: UnsafeRawBufferPointer) throws -> Bool {
+        var mdbKey = MDB_val(mv_size: rawKey.count, mv_data: UnsafeMutableRawPointer(mutating: rawKey.baseAddress))
+        let rc = mdb_del(handle, writableDBI(table), &mdbKey, nil)
+        if rc == MDB_NOTFOUND { return false }
+        try check(rc, "mdb_del(\(table.rawValue))")
+        return true
     }
 
     /// Deletes the u64 key `key`; returns false when it was absent.
     @discardableResult
     func delete(_ table: Table, key: UInt64) throws -> Bool {
         var keyBytes = key.bigEndian
-        return try withUnsafeMutableBytes(of: &keyBytes) { k in
-            var mdbKey = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-            let rc = mdb_del(handle, env.dbi(table), &mdbKey, nil)
-            if rc == MDB_NOTFOUND { return false }
-            try check(rc, "mdb_del(\(table.rawValue))")
-            return true
-        }
+        return try withUnsafeBytes(of: &keyBytes) { try delete(table, rawKey: $0) }
     }
 
-    /// Removes and returns the smallest key of `table`, or nil when it is empty.
+    /// Deletes a byte-string key; returns false when it was absent.
+    @discardableResult
+    func delete(_ table: Table, key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete(table, rawKey: $0) }
+    }
+
+    /// Removes and returns the smallest key of `table` (u64 keys), or nil when it is empty.
     func popFirstKey(_ table: Table) throws -> UInt64? {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(handle, env.dbi(table), &cursor), "mdb_cursor_open")
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val()
-        var value = MDB_val()
-        let rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
-        if rc == MDB_NOTFOUND { return nil }
-        try check(rc, "mdb_cursor_get(\(table.rawValue))")
-        guard key.mv_size == 8 else {
-            throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(key.mv_size) bytes, expected 8")
+        var first: UInt64? = nil
+        try forEach(table) { key, _ in
+            first = key
+            return false
         }
-        let first = UInt64(bigEndian: key.mv_data.loadUnaligned(as: UInt64.self))
-        try check(mdb_cursor_del(cursor, 0), "mdb_cursor_del(\(table.rawValue))")
+        if let first { try delete(table, key: first) }
         return first
+    }
+}
+
+/// Big-endian key building: byte-wise order equals numeric order, field by field.
+enum BigEndianKey {
+    static func u64(_ value: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: value.bigEndian) { Array($0) }
+    }
+
+    static func append(_ value: UInt32, to key: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { key.append(contentsOf: $0) }
+    }
+
+    static func append(_ value: UInt64, to key: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { key.append(contentsOf: $0) }
+    }
+
+    static func u32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
+        UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    }
+
+    static func u64(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 }

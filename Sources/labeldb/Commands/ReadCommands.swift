@@ -17,10 +17,30 @@ struct GetCommand: ParsableCommand {
     @Flag(help: "Include the payload, base64-encoded, as \"payload_base64\".")
     var payload = false
 
+    @Option(help: "Show the label in this label set (SET or SET@VERSION); repeatable. Default: every label set's latest version.")
+    var labels: [String] = []
+
     func run() throws {
+        let references = try labels.map { try LabelSetReference(parsing: $0) }
         let store = try target.open(readOnly: true)
         defer { store.close() }
-        guard let sample = try store.read({ try $0.sample(id) }) else {
+        let classes = store.schema.classes
+        guard let (sample, labelled) = try store.read({ tx -> (Sample, [(String, JSONValue, String)])? in
+            guard let sample = try tx.sample(id) else { return nil }
+            let wanted = references.isEmpty ? try tx.labelSets().map { LabelSetReference(name: $0.name) } : references
+            var labelled: [(String, JSONValue, String)] = []
+            for reference in wanted {
+                let (set, version) = try tx.resolve(reference)
+                guard let label = try tx.label(of: id, in: reference) else { continue }
+                let json = labelJSON(label, set: set, version: version, classes: classes)
+                let top = (json["top"]?.arrayValue ?? []).compactMap { entry -> String? in
+                    guard let name = entry["name"]?.stringValue, let p = entry["p"]?.doubleValue else { return nil }
+                    return String(format: "%@ %.4g", name, p)
+                }.joined(separator: ", ")
+                labelled.append((set.name, json, "\(set.name)@\(version) (written in v\(label.version) by \(set.versions[label.version - 1].agent)): \(top)"))
+            }
+            return (sample, labelled)
+        }) else {
             throw StoreError.sampleNotFound(id)
         }
         switch format {
@@ -32,6 +52,7 @@ struct GetCommand: ParsableCommand {
                 "payload_bytes": .int(Int64(sample.payload.count)),
             ]
             if payload { object["payload_base64"] = .string(Data(sample.payload).base64EncodedString()) }
+            object["labels"] = .object(Dictionary(labelled.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a }))
             printJSON(.object(object))
         case .text:
             print("id: \(sample.id)")
@@ -41,6 +62,7 @@ struct GetCommand: ParsableCommand {
             let more = sample.embedding.count > 8 ? ", …" : ""
             print("embedding: [\(shown)\(more)] (\(sample.embedding.count) × \(store.schema.elementType.rawValue))")
             if payload { print("payload_base64: \(Data(sample.payload).base64EncodedString())") }
+            for (_, _, text) in labelled { print("label \(text)") }
         }
     }
 }

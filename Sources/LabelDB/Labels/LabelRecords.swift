@@ -1,0 +1,247 @@
+import Foundation
+
+/// What kind of label an import carries.
+public enum LabelKind: String, Sendable, Codable {
+    /// One class index per sample.
+    case hard
+    /// A set of class indices per sample.
+    case multi
+    /// A distribution over all classes per sample.
+    case soft
+}
+
+/// How much a codec lost, measured on import against the input distributions.
+public struct Fidelity: Equatable, Sendable, Codable {
+    /// Mean KL(original ‖ decoded) in nats.
+    public var meanKL: Double
+    /// Largest KL(original ‖ decoded) of any row, in nats.
+    public var maxKL: Double
+    /// Fraction of rows whose decoded top-1 class equals the original's.
+    public var top1Agreement: Double
+    /// Mean encoded soft-label bytes per row.
+    public var bytesPerLabel: Double
+    /// `bytesPerLabel` ÷ the `dense:f32` size (4 × classes).
+    public var ratioToDenseF32: Double
+
+    enum CodingKeys: String, CodingKey {
+        case meanKL = "mean_kl", maxKL = "max_kl", top1Agreement = "top1_agreement"
+        case bytesPerLabel = "bytes_per_label", ratioToDenseF32 = "ratio_to_dense_f32"
+    }
+}
+
+/// One version of a label set: the state after one import.
+public struct LabelSetVersion: Equatable, Sendable, Codable {
+    /// The version number, from 1.
+    public var version: Int
+    /// Who produced the labels, e.g. `resnet50@2024-03` or `annotators:teamA`.
+    public var agent: String
+    /// When the import ran, in milliseconds since 1970 (UTC).
+    public var timeMilliseconds: Int64
+    /// What the import carried.
+    public var kind: LabelKind
+    /// Rows the import wrote.
+    public var rows: Int
+    /// Samples with a label in this version (imported now or carried from earlier versions).
+    public var labelled: Int
+    /// Bytes of soft-label encodings the import wrote.
+    public var softBytes: Int
+    /// Codec fidelity of this import's soft labels (nil for hard and multi imports).
+    public var fidelity: Fidelity?
+
+    enum CodingKeys: String, CodingKey {
+        case version, agent, kind, rows, labelled, fidelity
+        case timeMilliseconds = "time_ms", softBytes = "soft_bytes"
+    }
+}
+
+/// A label set: its name, its codec and every version.
+public struct LabelSet: Equatable, Sendable {
+    /// The name.
+    public var name: String
+    /// The internal id used in keys.
+    public var id: UInt32
+    /// The soft-label codec, fixed by the first soft import (nil until then).
+    public var codec: SoftLabelCodec?
+    /// Every version, oldest first; `versions[v - 1]` is version v.
+    public var versions: [LabelSetVersion]
+
+    /// The latest version number (0 before the first import).
+    public var latest: Int { versions.count }
+}
+
+/// The label of one sample in one label-set version, decoded.
+public struct Label: Equatable, Sendable {
+    /// The version whose import wrote this row (≤ the version asked for).
+    public var version: Int
+    /// The hard label, if any.
+    public var hard: Int?
+    /// The multi-label classes (sorted), if any.
+    public var multi: [Int]?
+    /// The decoded soft label, if any: C probabilities summing to 1.
+    public var soft: [Float]?
+
+    /// The label as a distribution: the soft label, else a one-hot hard label, else uniform
+    /// over the multi-label's classes.
+    public func distribution(classCount: Int) -> [Float] {
+        if let soft { return soft }
+        var out = [Float](repeating: 0, count: classCount)
+        if let hard { out[hard] = 1 } else if let multi, !multi.isEmpty {
+            for c in multi { out[c] = 1 / Float(multi.count) }
+        }
+        return out
+    }
+
+    /// The most probable class and its probability (ties: smaller class index); nil for an empty multi-label.
+    public var top1: (classIndex: Int, confidence: Float)? {
+        if let soft {
+            var best = 0
+            for i in 1..<soft.count where soft[i] > soft[best] { best = i }
+            return (best, soft[best])
+        }
+        if let hard { return (hard, 1) }
+        return nil
+    }
+}
+
+/// Label rows and label-set records: their byte layouts (format-spec/storage.md, "Label sets").
+enum LabelRecord {
+    static let version: UInt8 = 1
+    static let hasHard: UInt8 = 1, hasMulti: UInt8 = 2, hasSoft: UInt8 = 4
+
+    /// The fields of a stored row; `soft` borrows the value.
+    struct Row {
+        var hard: UInt32?
+        var multi: [UInt32]?
+        var soft: UnsafeRawBufferPointer?
+    }
+
+    /// Key of a label row: set id u32 BE, sample id u64 BE, version u32 BE.
+    static func rowKey(set: UInt32, sample: UInt64, version: UInt32) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(16)
+        BigEndianKey.append(set, to: &key)
+        BigEndianKey.append(sample, to: &key)
+        BigEndianKey.append(version, to: &key)
+        return key
+    }
+
+    /// Key of a version record: set id u32 BE, version u32 BE.
+    static func versionKey(set: UInt32, version: UInt32) -> [UInt8] {
+        var key: [UInt8] = []
+        BigEndianKey.append(set, to: &key)
+        BigEndianKey.append(version, to: &key)
+        return key
+    }
+
+    /// Key of an index entry: set, class, inverted confidence (so ascending keys list the most
+    /// confident first), sample, from-version.
+    static func indexKey(set: UInt32, classIndex: UInt32, confidence: Float, sample: UInt64, from: UInt32) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(24)
+        BigEndianKey.append(set, to: &key)
+        BigEndianKey.append(classIndex, to: &key)
+        // Non-negative floats order like their bit patterns.
+        BigEndianKey.append(UInt32.max - max(confidence, 0).bitPattern, to: &key)
+        BigEndianKey.append(sample, to: &key)
+        BigEndianKey.append(from, to: &key)
+        return key
+    }
+
+    static let openEnded = UInt32.max
+
+    /// An index value: checksum (xxh3-64 of bytes 8…11, seed = xxh3-64 of the key) and the
+    /// until-version (exclusive; `openEnded` while current).
+    static func indexValue(key: [UInt8], until: UInt32) -> [UInt8] {
+        var body: [UInt8] = []
+        appendLE(until, to: &body)
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    static func decodeIndexValue(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> UInt32 {
+        guard bytes.count == 12 else { throw RecordDecodingError(detail: "index entry of \(bytes.count) bytes, expected 12") }
+        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+    }
+
+    static func encodeRow(key: [UInt8], hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?) -> [UInt8] {
+        var body: [UInt8] = [version]
+        var flags: UInt8 = 0
+        if hard != nil { flags |= hasHard }
+        if multi != nil { flags |= hasMulti }
+        if soft != nil { flags |= hasSoft }
+        body.append(flags)
+        body.append(contentsOf: [0, 0])
+        appendLE(hard ?? 0, to: &body)
+        appendLE(UInt32(multi?.count ?? 0), to: &body)
+        appendLE(UInt32(soft?.count ?? 0), to: &body)
+        for c in multi ?? [] { appendLE(c, to: &body) }
+        body.append(contentsOf: soft ?? [])
+        var out: [UInt8] = []
+        out.reserveCapacity(8 + body.count)
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    static func decodeRow(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> Row {
+        var reader = ByteReader(bytes)
+        let stored = try reader.u64("checksum")
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        let recordVersion = try reader.u8("record version")
+        guard recordVersion == version else { throw RecordDecodingError(detail: "unknown label record version \(recordVersion)") }
+        let flags = try reader.u8("flags")
+        try reader.skip(2, "reserved")
+        let hard = try reader.u32("hard label")
+        let multiCount = Int(try reader.u32("multi count"))
+        let softCount = Int(try reader.u32("soft length"))
+        guard multiCount <= reader.remaining / 4 else { throw RecordDecodingError(detail: "multi count \(multiCount) exceeds the record") }
+        var multi: [UInt32] = []
+        for _ in 0..<multiCount { multi.append(try reader.u32("multi class")) }
+        let soft = try reader.slice(softCount, "soft label")
+        guard reader.remaining == 0 else { throw RecordDecodingError(detail: "\(reader.remaining) trailing bytes") }
+        return Row(
+            hard: flags & hasHard != 0 ? hard : nil,
+            multi: flags & hasMulti != 0 ? multi : nil,
+            soft: flags & hasSoft != 0 ? soft : nil)
+    }
+
+    /// A JSON record with an 8-byte checksum in front (xxh3-64 of the JSON bytes, seed = xxh3-64 of the key).
+    static func encodeJSON<T: Encodable>(_ value: T, key: [UInt8]) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = [UInt8](try encoder.encode(value))
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    static func decodeJSON<T: Decodable>(_ type: T.Type, key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> T {
+        guard bytes.count >= 8 else { throw RecordDecodingError(detail: "record of \(bytes.count) bytes") }
+        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let body = UnsafeRawBufferPointer(rebasing: bytes[8...])
+        let actual = Checksum.xxh3(body, seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body))
+        } catch {
+            throw RecordDecodingError(detail: "malformed record JSON")
+        }
+    }
+}
+
+/// The stored form of a label set's record (`label_sets` table).
+struct LabelSetRecord: Codable {
+    var id: UInt32
+    var codec: String?
+    var createdMilliseconds: Int64
+    var latest: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, codec, latest
+        case createdMilliseconds = "created_ms"
+    }
+}

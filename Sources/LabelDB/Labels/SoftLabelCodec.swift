@@ -1,0 +1,283 @@
+import Foundation
+
+/// How a label set stores soft labels (distributions over the store's classes).
+///
+/// For example: `try SoftLabelCodec(parsing: "topk:5:f16")`.
+///
+/// Every codec decodes to a normalised distribution over all C classes. The byte layouts are in
+/// format-spec/storage.md ("Soft-label codecs").
+public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
+    /// Every probability as f32: exact, 4·C bytes.
+    case denseF32
+    /// Every probability as f16: 2·C bytes.
+    case denseF16
+    /// The K largest probabilities as f16 with their class indices, plus the leftover mass (f16),
+    /// spread evenly over the other classes on decode (FKD's "marginal smoothing"). 4·K + 2 bytes.
+    case topKF16(Int)
+    /// The same with 8-bit values, quantised in the log domain between the row's smallest and
+    /// largest kept probability (two f16 bounds), so relative error is even across magnitudes.
+    /// 3·K + 6 bytes.
+    case topKU8(Int)
+    /// Per sample, the smallest K whose decoded distribution has KL(original ‖ decoded) ≤ ε nats
+    /// (top-K f16 layout with K stored per row).
+    case adaptive(Double)
+
+    /// Parses `dense:f32`, `dense:f16`, `topk:K:f16`, `topk:K:u8` or `adaptive:EPS`.
+    ///
+    /// - Throws: ``LabelError/invalidCodec(_:)`` naming what is wrong.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        switch (parts.first, parts.count) {
+        case ("dense", 2) where parts[1] == "f32": self = .denseF32
+        case ("dense", 2) where parts[1] == "f16": self = .denseF16
+        case ("topk", 3):
+            guard let k = Int(parts[1]) else { throw LabelError.invalidCodec("'\(text)': K must be an integer") }
+            guard k >= 1 else { throw LabelError.invalidCodec("'\(text)': K must be at least 1") }
+            switch parts[2] {
+            case "f16": self = .topKF16(k)
+            case "u8": self = .topKU8(k)
+            default: throw LabelError.invalidCodec("'\(text)': value type must be f16 or u8")
+            }
+        case ("adaptive", 2):
+            // Below ~1e-6 nats f16 rounding alone can exceed the bound.
+            guard let eps = Double(parts[1]), eps.isFinite, eps >= 1e-6 else {
+                throw LabelError.invalidCodec("'\(text)': EPS must be a number ≥ 1e-6 (nats)")
+            }
+            self = .adaptive(eps)
+        default:
+            throw LabelError.invalidCodec("'\(text)': expected dense:f32, dense:f16, topk:K:f16, topk:K:u8 or adaptive:EPS")
+        }
+    }
+
+    /// The codec's text form, as parsed.
+    public var description: String {
+        switch self {
+        case .denseF32: "dense:f32"
+        case .denseF16: "dense:f16"
+        case .topKF16(let k): "topk:\(k):f16"
+        case .topKU8(let k): "topk:\(k):u8"
+        case .adaptive(let eps): "adaptive:\(eps)"
+        }
+    }
+
+    /// Checks the codec against a class count.
+    func validate(classCount: Int) throws {
+        switch self {
+        case .topKF16(let k), .topKU8(let k):
+            guard k <= classCount else { throw LabelError.invalidCodec("\(self): K = \(k) is larger than the \(classCount) classes") }
+            guard classCount <= 65_536 else { throw LabelError.invalidCodec("\(self): top-K codecs index at most 65,536 classes") }
+        case .adaptive:
+            guard classCount <= 65_536 else { throw LabelError.invalidCodec("\(self): adaptive indexes at most 65,536 classes") }
+        default: break
+        }
+    }
+
+    // MARK: Encoding
+
+    /// Encodes `p` (C probabilities summing to 1), appending the bytes to `out`.
+    func encode(_ p: UnsafeBufferPointer<Float>, into out: inout [UInt8]) {
+        let c = p.count
+        switch self {
+        case .denseF32:
+            for v in p { appendLE(v.bitPattern, to: &out) }
+        case .denseF16:
+            for v in p { appendLE(Float16(v).bitPattern, to: &out) }
+        case .topKF16(let k):
+            let order = SoftLabelCodec.topIndices(p, k)
+            SoftLabelCodec.encodeTopF16(p, order: order, into: &out)
+        case .topKU8(let k):
+            let order = SoftLabelCodec.topIndices(p, k)
+            let values = order.map { max(p[$0], Float.leastNormalMagnitude) }
+            let hi = log(values.first!), lo = log(values.last!)
+            let hi16 = Float16(hi), lo16 = Float16(lo)
+            appendLE(hi16.bitPattern, to: &out)
+            appendLE(lo16.bitPattern, to: &out)
+            let rest = SoftLabelCodec.leftover(p, order)
+            appendLE(Float16(rest).bitPattern, to: &out)
+            let span = Float(hi16) - Float(lo16)
+            for (i, index) in order.enumerated() {
+                appendLE(UInt16(index), to: &out)
+                let q = span > 0 ? ((log(values[i]) - Float(lo16)) / span * 255).rounded() : 255
+                out.append(UInt8(max(0, min(255, q))))
+            }
+            _ = c
+        case .adaptive(let eps):
+            let k = SoftLabelCodec.adaptiveK(p, eps: eps)
+            let order = SoftLabelCodec.topIndices(p, k)
+            appendLE(UInt16(truncatingIfNeeded: k), to: &out)
+            SoftLabelCodec.encodeTopF16(p, order: order, into: &out)
+        }
+    }
+
+    private static func encodeTopF16(_ p: UnsafeBufferPointer<Float>, order: [Int], into out: inout [UInt8]) {
+        appendLE(Float16(leftover(p, order)).bitPattern, to: &out)
+        for index in order {
+            appendLE(UInt16(index), to: &out)
+            appendLE(Float16(p[index]).bitPattern, to: &out)
+        }
+    }
+
+    /// The mass outside `order`, computed as a sum of the small values (not 1 − Σ top, which
+    /// cancels catastrophically when the top values are near 1).
+    static func leftover(_ p: UnsafeBufferPointer<Float>, _ order: [Int]) -> Float {
+        var kept = [Bool](repeating: false, count: p.count)
+        for i in order { kept[i] = true }
+        var rest: Double = 0
+        for i in 0..<p.count where !kept[i] { rest += Double(p[i]) }
+        return Float(rest)
+    }
+
+    /// The indices of the k largest values, largest first, ties by smaller index.
+    static func topIndices(_ p: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
+        if k >= p.count {
+            return Array(0..<p.count).sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
+        }
+        // A bounded selection: keep the k best seen so far, sorted.
+        var best: [Int] = []
+        best.reserveCapacity(k + 1)
+        for i in 0..<p.count {
+            let v = p[i]
+            if best.count == k, let last = best.last, !(v > p[last]) { continue }
+            var position = best.count
+            while position > 0 && v > p[best[position - 1]] { position -= 1 }
+            best.insert(i, at: position)
+            if best.count > k { best.removeLast() }
+        }
+        return best
+    }
+
+    /// The smallest K for which the decoded top-K distribution is within `eps` nats of `p`.
+    static func adaptiveK(_ p: UnsafeBufferPointer<Float>, eps: Double) -> Int {
+        let c = p.count
+        let sorted = topIndices(p, c)
+        // Estimate with exact values (no f16 rounding): KL(K) = Σ_{i>K} p_i ln p_i − r_K ln(r_K/(C−K)).
+        var suffixPLogP = [Double](repeating: 0, count: c + 1)
+        var suffixMass = [Double](repeating: 0, count: c + 1)
+        for j in stride(from: c - 1, through: 0, by: -1) {
+            let v = Double(p[sorted[j]])
+            suffixPLogP[j] = suffixPLogP[j + 1] + (v > 0 ? v * log(v) : 0)
+            suffixMass[j] = suffixMass[j + 1] + v
+        }
+        var k = 1
+        while k < c {
+            let r = suffixMass[k]
+            let estimate = r > 0 ? suffixPLogP[k] - r * log(r / Double(c - k)) : 0
+            if estimate <= eps * 0.5 { break }
+            k += 1
+        }
+        // Confirm with the real decode (f16 rounding, renormalisation) and widen if needed.
+        var decoded = [Float](repeating: 0, count: c)
+        while k < c {
+            var bytes: [UInt8] = []
+            appendLE(UInt16(truncatingIfNeeded: k), to: &bytes)
+            encodeTopF16(p, order: Array(sorted.prefix(k)), into: &bytes)
+            let ok = bytes.withUnsafeBytes { raw in
+                decoded.withUnsafeMutableBufferPointer { out in
+                    (try? SoftLabelCodec.adaptive(eps).decode(raw, into: out)) != nil && klDivergence(p, UnsafeBufferPointer(out)) <= eps
+                }
+            }
+            if ok { return k }
+            k += max(1, k / 8)
+        }
+        return min(k, c)
+    }
+
+    // MARK: Decoding
+
+    /// The exact encoded size for a fixed-size codec (nil for `adaptive`, whose rows vary).
+    func fixedSize(classCount c: Int) -> Int? {
+        switch self {
+        case .denseF32: 4 * c
+        case .denseF16: 2 * c
+        case .topKF16(let k): 2 + 4 * k
+        case .topKU8(let k): 6 + 3 * k
+        case .adaptive: nil
+        }
+    }
+
+    /// Decodes `bytes` into `out` (C floats), normalised to sum 1.
+    ///
+    /// - Throws: ``RecordDecodingError`` when the bytes do not fit the codec (untrusted input).
+    func decode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) throws {
+        let c = out.count
+        var reader = ByteReader(bytes)
+        switch self {
+        case .denseF32:
+            guard bytes.count == 4 * c else { throw RecordDecodingError(detail: "dense:f32 label of \(bytes.count) bytes for \(c) classes") }
+            for i in 0..<c { out[i] = Float(bitPattern: try reader.u32()) }
+        case .denseF16:
+            guard bytes.count == 2 * c else { throw RecordDecodingError(detail: "dense:f16 label of \(bytes.count) bytes for \(c) classes") }
+            for i in 0..<c { out[i] = Float(Float16(bitPattern: try reader.u16())) }
+        case .topKF16(let k):
+            guard bytes.count == 2 + 4 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
+            try SoftLabelCodec.decodeTopF16(&reader, k: k, into: out)
+        case .adaptive:
+            let k = Int(try reader.u16("K"))
+            guard k >= 1, k <= c, bytes.count == 4 + 4 * k else { throw RecordDecodingError(detail: "adaptive label with K = \(k) in \(bytes.count) bytes") }
+            try SoftLabelCodec.decodeTopF16(&reader, k: k, into: out)
+        case .topKU8(let k):
+            guard bytes.count == 6 + 3 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
+            let hi = Float(Float16(bitPattern: try reader.u16()))
+            let lo = Float(Float16(bitPattern: try reader.u16()))
+            let rest = Float(Float16(bitPattern: try reader.u16()))
+            var indices = [Int](), values = [Float]()
+            for _ in 0..<k {
+                let index = Int(try reader.u16())
+                let q = Float(try reader.u8())
+                guard index < c else { throw RecordDecodingError(detail: "class index \(index) ≥ \(c)") }
+                indices.append(index)
+                values.append(exp(lo + q / 255 * (hi - lo)))
+            }
+            SoftLabelCodec.fill(out, indices: indices, values: values, rest: rest)
+        }
+        SoftLabelCodec.normalise(out)
+    }
+
+    private static func decodeTopF16(_ reader: inout ByteReader, k: Int, into out: UnsafeMutableBufferPointer<Float>) throws {
+        let rest = Float(Float16(bitPattern: try reader.u16()))
+        var indices = [Int](), values = [Float]()
+        indices.reserveCapacity(k)
+        values.reserveCapacity(k)
+        for _ in 0..<k {
+            let index = Int(try reader.u16())
+            guard index < out.count else { throw RecordDecodingError(detail: "class index \(index) ≥ \(out.count)") }
+            indices.append(index)
+            values.append(Float(Float16(bitPattern: try reader.u16())))
+        }
+        fill(out, indices: indices, values: values, rest: rest)
+    }
+
+    /// Kept values at their classes; the leftover spread evenly over the others.
+    private static func fill(_ out: UnsafeMutableBufferPointer<Float>, indices: [Int], values: [Float], rest: Float) {
+        let others = out.count - Set(indices).count
+        let share = others > 0 ? max(rest, 0) / Float(others) : 0
+        for i in 0..<out.count { out[i] = share }
+        for (index, value) in zip(indices, values) { out[index] = max(value, 0) }
+    }
+
+    static func normalise(_ out: UnsafeMutableBufferPointer<Float>) {
+        var total: Double = 0
+        for i in 0..<out.count where out[i].isFinite && out[i] > 0 { total += Double(out[i]) }
+        guard total > 0 else {
+            for i in 0..<out.count { out[i] = 1 / Float(out.count) }
+            return
+        }
+        let scale = Float(1 / total)
+        for i in 0..<out.count { out[i] = out[i].isFinite && out[i] > 0 ? out[i] * scale : 0 }
+    }
+}
+
+/// KL(p ‖ q) in nats; terms with p = 0 contribute nothing; q is floored to avoid infinities
+/// from a codec that rounds a tiny probability to zero.
+func klDivergence(_ p: UnsafeBufferPointer<Float>, _ q: UnsafeBufferPointer<Float>) -> Double {
+    var sum: Double = 0
+    for i in 0..<p.count where p[i] > 0 {
+        let pi = Double(p[i])
+        sum += pi * log(pi / max(Double(q[i]), 1e-30))
+    }
+    return max(sum, 0)
+}
+
+func appendLE<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+    withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+}

@@ -1,0 +1,420 @@
+import Foundation
+
+/// The labels one import brings, row-aligned with its ids.
+public enum LabelValues: Sendable {
+    /// Probabilities, `rows × classes`, row-major; each row must sum to 1 (within 1e-3).
+    case soft([Float])
+    /// One class index per row.
+    case hard([Int])
+    /// A set of class indices per row.
+    case multi([[Int]])
+
+    var kind: LabelKind {
+        switch self {
+        case .soft: .soft
+        case .hard: .hard
+        case .multi: .multi
+        }
+    }
+}
+
+// Reading label sets and labels.
+extension Transaction {
+    /// Every label set, by name.
+    public func labelSets() throws -> [LabelSet] {
+        var names: [String] = []
+        try walk(.labelSets, from: nil) { key, _ in
+            names.append(String(decoding: key, as: UTF8.self))
+            return true
+        }
+        return try names.compactMap { try labelSet(named: $0) }
+    }
+
+    /// The label set `name`, or nil.
+    public func labelSet(named name: String) throws -> LabelSet? {
+        let key = Array(name.utf8)
+        guard let record = try labelSetRecord(key: key) else { return nil }
+        var versions: [LabelSetVersion] = []
+        for v in stride(from: 1, through: record.latest, by: 1) {
+            let vkey = LabelRecord.versionKey(set: record.id, version: UInt32(v))
+            let info: LabelSetVersion? = try withValue(.labelVersions, key: vkey) { bytes in
+                guard let bytes else { return nil }
+                do {
+                    return try vkey.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetVersion.self, key: $0, bytes) }
+                } catch { throw contextualize(error, table: .labelVersions, key: "\(name)@\(v)") }
+            }
+            guard let info else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.labelVersions.rawValue, key: "\(name)@\(v)", detail: "missing")
+            }
+            versions.append(info)
+        }
+        let codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
+        return LabelSet(name: name, id: record.id, codec: codec, versions: versions)
+    }
+
+    func labelSetRecord(key: [UInt8]) throws -> LabelSetRecord? {
+        try withValue(.labelSets, key: key) { bytes in
+            guard let bytes else { return nil }
+            do {
+                return try key.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetRecord.self, key: $0, bytes) }
+            } catch { throw contextualize(error, table: .labelSets, key: String(decoding: key, as: UTF8.self)) }
+        }
+    }
+
+    /// The label set and the version a reference names (the latest when it names none).
+    ///
+    /// - Throws: ``LabelError/unknownLabelSet(_:)``, ``LabelError/unknownVersion(set:version:latest:)``.
+    public func resolve(_ reference: LabelSetReference) throws -> (set: LabelSet, version: Int) {
+        guard let set = try labelSet(named: reference.name) else { throw LabelError.unknownLabelSet(reference.name) }
+        let version = reference.version ?? set.latest
+        guard version >= 1, version <= set.latest else {
+            throw LabelError.unknownVersion(set: set.name, version: version, latest: set.latest)
+        }
+        return (set, version)
+    }
+
+    /// The label of sample `id` in the referenced version, or nil when it has none there.
+    public func label(of id: UInt64, in reference: LabelSetReference) throws -> Label? {
+        let (set, version) = try resolve(reference)
+        return try label(of: id, set: set, version: version)
+    }
+
+    func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
+        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
+        return try withLastEntry(.labels, atOrBefore: key) { entry -> Label? in
+            guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return nil }
+            return try decodeLabel(key: entry.key, value: entry.value, set: set)
+        }
+    }
+
+    func decodeLabel(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, set: LabelSet) throws -> Label {
+        let sample = BigEndianKey.u64(key, at: 4)
+        let version = Int(BigEndianKey.u32(key, at: 12))
+        do {
+            let row = try LabelRecord.decodeRow(key: key, value)
+            let classCount = store.schema.classes.count
+            var label = Label(version: version)
+            if let hard = row.hard {
+                guard Int(hard) < classCount else { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
+                label.hard = Int(hard)
+            }
+            if let multi = row.multi {
+                guard multi.allSatisfy({ Int($0) < classCount }) else { throw RecordDecodingError(detail: "multi-label class out of range") }
+                label.multi = multi.map(Int.init)
+            }
+            if let soft = row.soft {
+                guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+                var out = [Float](repeating: 0, count: classCount)
+                try out.withUnsafeMutableBufferPointer { try codec.decode(soft, into: $0) }
+                label.soft = out
+            }
+            return label
+        } catch {
+            throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(sample)")
+        }
+    }
+
+    /// Walks the labels of the referenced version in ascending sample id, from the first id ≥ `start`.
+    public func forEachLabel(in reference: LabelSetReference, from start: UInt64 = 0, _ body: (UInt64, Label) throws -> Bool) throws {
+        let (set, version) = try resolve(reference)
+        try forEachLabel(set: set, version: version, from: start, body)
+    }
+
+    func forEachLabel(set: LabelSet, version: Int, from start: UInt64 = 0, _ body: (UInt64, Label) throws -> Bool) throws {
+        var prefix: [UInt8] = []
+        BigEndianKey.append(set.id, to: &prefix)
+        var first = prefix
+        BigEndianKey.append(start, to: &first)
+        // Rows of one sample are consecutive, oldest version first: the last one ≤ version wins.
+        var pending: (id: UInt64, key: [UInt8], value: [UInt8])? = nil
+        var stop = false
+        func flush() throws {
+            if let row = pending {
+                let label = try row.key.withUnsafeBytes { k in try row.value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
+                if try !body(row.id, label) { stop = true }
+                pending = nil
+            }
+        }
+        try walk(.labels, from: first) { key, value in
+            guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
+            let id = BigEndianKey.u64(key, at: 4)
+            let rowVersion = Int(BigEndianKey.u32(key, at: 12))
+            if let p = pending, p.id != id {
+                try flush()
+                if stop { return false }
+            }
+            if rowVersion <= version { pending = (id, Array(key), Array(value)) }
+            return true
+        }
+        if !stop { try flush() }
+    }
+
+    /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
+    /// (ties by ascending id), from the class index (no scan).
+    public func samples(withTop1 classIndex: Int, in reference: LabelSetReference, limit: Int = .max) throws -> [(id: UInt64, confidence: Float)] {
+        let (set, version) = try resolve(reference)
+        var prefix: [UInt8] = []
+        BigEndianKey.append(set.id, to: &prefix)
+        BigEndianKey.append(UInt32(classIndex), to: &prefix)
+        var out: [(id: UInt64, confidence: Float)] = []
+        guard limit > 0 else { return out }
+        try walk(.labelIndex, from: prefix) { key, value in
+            guard key.count == 24, key.prefix(8).elementsEqual(prefix) else { return false }
+            let from = Int(BigEndianKey.u32(key, at: 20))
+            let until: UInt32
+            do { until = try LabelRecord.decodeIndexValue(key: key, value) } catch {
+                throw contextualize(error, table: .labelIndex, key: "\(set.name) class \(classIndex)")
+            }
+            if from <= version && (until == LabelRecord.openEnded || version < Int(until)) {
+                let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
+                out.append((BigEndianKey.u64(key, at: 12), confidence))
+            }
+            return out.count < limit
+        }
+        return out
+    }
+}
+
+// Importing labels.
+extension WriteTransaction {
+    /// Imports one version of label set `name`: rows for `ids` are added or replaced, every other
+    /// sample keeps its label from the previous version. Creates the label set on first use.
+    ///
+    /// For example:
+    ///
+    /// ```swift
+    /// try store.write { tx in
+    ///     try tx.importLabels(.hard([0, 2]), ids: [10, 11], into: "annotators", agent: "teamA")
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - codec: the soft-label codec; fixed by the set's first soft import (default `dense:f16`).
+    ///   - normalize: rescale soft rows that do not sum to 1 instead of rejecting them.
+    /// - Throws: ``LabelError`` for bad rows, unknown ids, codec mismatches; nothing is written.
+    @discardableResult
+    public func importLabels(
+        _ values: LabelValues, ids: [UInt64], into name: String, codec requested: SoftLabelCodec? = nil,
+        agent: String, normalize: Bool = false, now: Date = Date()
+    ) throws -> LabelSetVersion {
+        guard !name.isEmpty, !name.contains("@"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw LabelError.invalidName(name)
+        }
+        let classCount = store.schema.classes.count
+        var softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
+        // Ids: unique, stored.
+        let order = SampleValidation.ascendingOrder(ids)
+        for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
+            throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
+        }
+        for id in ids where try !contains(id) { throw LabelError.unknownSample(id) }
+
+        let nameKey = Array(name.utf8)
+        let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
+        var record: LabelSetRecord
+        if let existing = try labelSetRecord(key: nameKey) {
+            record = existing
+        } else {
+            var nextID: UInt32 = 1
+            try walk(.labelSets, from: nil) { key, value in
+                let other = try key.withUnsafeBytes { _ in try LabelRecord.decodeJSON(LabelSetRecord.self, key: key, value) }
+                nextID = max(nextID, other.id + 1)
+                return true
+            }
+            record = LabelSetRecord(id: nextID, codec: nil, createdMilliseconds: nowMilliseconds, latest: 0)
+        }
+        var codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
+        if case .soft = values {
+            if let codec, let requested, codec != requested {
+                throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
+            }
+            if codec == nil {
+                let chosen = requested ?? .denseF16
+                try chosen.validate(classCount: classCount)
+                codec = chosen
+                record.codec = chosen.description
+            }
+        } else if let requested {
+            try requested.validate(classCount: classCount)
+            if let codec, codec != requested {
+                throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
+            }
+        }
+        let set = LabelSet(name: name, id: record.id, codec: codec, versions: [])
+        let version = UInt32(record.latest + 1)
+        var labelled = record.latest > 0 ? try labelSetVersion(set: record.id, version: UInt32(record.latest), name: name).labelled : 0
+
+        var fidelity = FidelityAccumulator(classCount: classCount)
+        var decoded = [Float](repeating: 0, count: classCount)
+        for row in order {
+            let id = ids[row]
+            // The previous row of this sample, to carry its other kinds forward and retire its index entry.
+            let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
+            let previous: (hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?, version: UInt32, top1: (Int, Float)?)? =
+                try withLastEntry(.labels, atOrBefore: previousKey) { entry in
+                    guard version > 1, let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(previousKey.prefix(12)) else { return nil }
+                    let row = try LabelRecord.decodeRow(key: entry.key, entry.value)
+                    let label = try decodeLabel(key: entry.key, value: entry.value, set: set)
+                    return (row.hard, row.multi, row.soft.map { Array($0) }, BigEndianKey.u32(entry.key, at: 12), label.top1)
+                }
+            var hard = previous?.hard, multi = previous?.multi, soft = previous?.soft
+            switch values {
+            case .hard(let classes): hard = UInt32(classes[row])
+            case .multi(let sets): multi = Array(Set(sets[row])).sorted().map(UInt32.init)
+            case .soft:
+                var bytes: [UInt8] = []
+                try softRows.withUnsafeMutableBufferPointer { all in
+                    let p = UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)])
+                    codec!.encode(p, into: &bytes)
+                    try bytes.withUnsafeBytes { raw in
+                        try decoded.withUnsafeMutableBufferPointer { out in
+                            try codec!.decode(raw, into: out)
+                            fidelity.add(original: p, decoded: UnsafeBufferPointer(out), bytes: raw.count)
+                        }
+                    }
+                }
+                soft = bytes
+            }
+            let key = LabelRecord.rowKey(set: set.id, sample: id, version: version)
+            let value = LabelRecord.encodeRow(key: key, hard: hard, multi: multi, soft: soft)
+            try put(.labels, key: key, bytes: value)
+            if previous == nil { labelled += 1 }
+
+            // Class index: close the previous entry, open the new one.
+            if let previous, let (oldClass, oldConfidence) = previous.top1 {
+                let oldKey = LabelRecord.indexKey(set: set.id, classIndex: UInt32(oldClass), confidence: oldConfidence, sample: id, from: previous.version)
+                try put(.labelIndex, key: oldKey, bytes: LabelRecord.indexValue(key: oldKey, until: version))
+            }
+            let label = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
+            if let (newClass, newConfidence) = label.top1 {
+                let newKey = LabelRecord.indexKey(set: set.id, classIndex: UInt32(newClass), confidence: newConfidence, sample: id, from: version)
+                try put(.labelIndex, key: newKey, bytes: LabelRecord.indexValue(key: newKey, until: LabelRecord.openEnded))
+            }
+        }
+
+        let info = LabelSetVersion(
+            version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
+            rows: ids.count, labelled: labelled, softBytes: fidelity.bytes,
+            fidelity: values.kind == .soft ? fidelity.result() : nil)
+        let versionKey = LabelRecord.versionKey(set: set.id, version: version)
+        try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
+        record.latest = Int(version)
+        try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
+        return info
+    }
+
+    func labelSetVersion(set: UInt32, version: UInt32, name: String) throws -> LabelSetVersion {
+        let key = LabelRecord.versionKey(set: set, version: version)
+        return try withValue(.labelVersions, key: key) { bytes in
+            guard let bytes else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.labelVersions.rawValue, key: "\(name)@\(version)", detail: "missing")
+            }
+            do { return try key.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetVersion.self, key: $0, bytes) } } catch {
+                throw contextualize(error, table: .labelVersions, key: "\(name)@\(version)")
+            }
+        }
+    }
+
+    /// Removes every label row and index entry of sample `id`, in every label set (the sample is
+    /// being deleted; labels of deleted samples are not kept in older versions either).
+    func purgeLabels(of id: UInt64, sets: [LabelSet]) throws {
+        for set in sets {
+            var prefix: [UInt8] = []
+            BigEndianKey.append(set.id, to: &prefix)
+            BigEndianKey.append(id, to: &prefix)
+            var doomed: [(key: [UInt8], index: [UInt8]?)] = []
+            try walk(.labels, from: prefix) { key, value in
+                guard key.count == 16, key.prefix(12).elementsEqual(prefix) else { return false }
+                let label = try? decodeLabel(key: key, value: value, set: set)
+                let index = label?.top1.map { LabelRecord.indexKey(set: set.id, classIndex: UInt32($0.classIndex), confidence: $0.confidence, sample: id, from: BigEndianKey.u32(key, at: 12)) }
+                doomed.append((Array(key), index))
+                return true
+            }
+            for entry in doomed {
+                try delete(.labels, key: entry.key)
+                if let index = entry.index { try delete(.labelIndex, key: index) }
+            }
+        }
+    }
+}
+
+/// Checks on label input before anything is written.
+enum LabelValidation {
+    /// Returns the soft rows to encode (normalised when asked), or [] for other kinds.
+    static func check(_ values: LabelValues, rows: Int, classCount: Int, normalize: Bool) throws -> [Float] {
+        switch values {
+        case .hard(let classes):
+            guard classes.count == rows else { throw LabelError.invalidLabel(row: min(classes.count, rows), reason: "\(classes.count) hard labels for \(rows) ids") }
+            for (row, c) in classes.enumerated() where c < 0 || c >= classCount {
+                throw LabelError.invalidLabel(row: row, reason: "class \(c) is out of range 0…\(classCount - 1)")
+            }
+            return []
+        case .multi(let sets):
+            guard sets.count == rows else { throw LabelError.invalidLabel(row: min(sets.count, rows), reason: "\(sets.count) multi-labels for \(rows) ids") }
+            for (row, set) in sets.enumerated() {
+                for c in set where c < 0 || c >= classCount {
+                    throw LabelError.invalidLabel(row: row, reason: "class \(c) is out of range 0…\(classCount - 1)")
+                }
+            }
+            return []
+        case .soft(var p):
+            guard p.count == rows * classCount else {
+                throw LabelError.invalidLabel(row: 0, reason: "\(p.count) probabilities for \(rows) rows × \(classCount) classes")
+            }
+            for row in 0..<rows {
+                var sum: Double = 0
+                for j in 0..<classCount {
+                    let v = p[row * classCount + j]
+                    if v.isNaN { throw LabelError.invalidLabel(row: row, reason: "probability of class \(j) is NaN") }
+                    if v < 0 || v.isInfinite { throw LabelError.invalidLabel(row: row, reason: "probability of class \(j) is \(v)") }
+                    sum += Double(v)
+                }
+                if abs(sum - 1) > 1e-3 {
+                    guard normalize, sum > 0 else {
+                        throw LabelError.invalidLabel(row: row, reason: "probabilities sum to \(sum), not 1 (pass --normalize to rescale)")
+                    }
+                }
+                if normalize || sum != 1 {
+                    let scale = Float(1 / sum)
+                    for j in 0..<classCount { p[row * classCount + j] *= scale }
+                }
+            }
+            return p
+        }
+    }
+}
+
+/// Running fidelity figures over one import.
+struct FidelityAccumulator {
+    let classCount: Int
+    var rows = 0
+    var klSum: Double = 0
+    var klMax: Double = 0
+    var agree = 0
+    var bytes = 0
+
+    init(classCount: Int) { self.classCount = classCount }
+
+    mutating func add(original p: UnsafeBufferPointer<Float>, decoded q: UnsafeBufferPointer<Float>, bytes count: Int) {
+        let kl = klDivergence(p, q)
+        rows += 1
+        klSum += kl
+        klMax = max(klMax, kl)
+        bytes += count
+        if argmax(p) == argmax(q) { agree += 1 }
+    }
+
+    func result() -> Fidelity {
+        let n = Double(max(rows, 1))
+        let perLabel = Double(bytes) / n
+        return Fidelity(meanKL: klSum / n, maxKL: klMax, top1Agreement: Double(agree) / n,
+                        bytesPerLabel: perLabel, ratioToDenseF32: perLabel / Double(4 * classCount))
+    }
+}
+
+/// The index of the largest value, ties by the smaller index.
+func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+    var best = 0
+    for i in 1..<values.count where values[i] > values[best] { best = i }
+    return best
+}

@@ -1,0 +1,310 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb labels …`: label sets.
+struct LabelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "labels",
+        abstract: "Label sets: import, list, show, export and diff versioned hard, multi and soft labels.",
+        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self])
+}
+
+/// `labeldb labels import STORE SET (--soft P.npy | --logits Z.npy [--temperature T] | --hard Y.npy | --multi Y.jsonl) …`
+struct LabelsImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import one new version of a label set.",
+        discussion: """
+            Rows align with --ids, or with the store's ids in ascending order. Soft rows must be \
+            probabilities that sum to 1 (within 1e-3; --normalize rescales). Codecs: dense:f32, \
+            dense:f16, topk:K:f16, topk:K:u8, adaptive:EPS; a label set keeps the codec of its first \
+            soft import. --multi lines are JSON arrays of class names or indices.
+            """)
+
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The label set name.") var set: String
+    @Option(help: "Soft labels: N × classes probabilities (.npy).") var soft: String?
+    @Option(help: "Logits: N × classes (.npy), turned into probabilities by softmax(z / T).") var logits: String?
+    @Option(help: "Softmax temperature for --logits.") var temperature: Double = 1
+    @Option(help: "Hard labels: N class indices (.npy, integer).") var hard: String?
+    @Option(help: "Multi-labels: JSONL, one array of class names or indices per row.") var multi: String?
+    @Option(help: "Ids the rows belong to (.npy, <u8 or <i8).") var ids: String?
+    @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16).") var codec: String?
+    @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
+    @Flag(help: "Rescale soft rows that do not sum to 1 instead of rejecting them.") var normalize = false
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let sources = [soft, logits, hard, multi].compactMap { $0 }
+        guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
+        let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
+        let store = try target.open(readOnly: false)
+        defer { store.close() }
+        let classCount = store.schema.classes.count
+        let values: LabelValues
+        var rows: Int
+        if let path = soft ?? logits {
+            let array = try NumPyArray.read(path)
+            guard array.shape.count == 2 else { throw InputError(file: path, reason: "expected a 2-D array (rows × \(classCount) classes), found shape \(array.shape)") }
+            guard array.shape[1] == classCount else {
+                throw InputError(file: path, reason: "rows have \(array.shape[1]) columns; the store has \(classCount) classes")
+            }
+            rows = array.shape[0]
+            var p = try array.floats(file: path)
+            if logits != nil {
+                guard temperature > 0, temperature.isFinite else { throw UsageError(description: "--temperature must be a positive number") }
+                try softmaxRows(&p, columns: classCount, temperature: Float(temperature), file: path)
+            }
+            values = .soft(p)
+        } else if let path = hard {
+            let array = try NumPyArray.read(path)
+            guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of class indices, found shape \(array.shape)") }
+            guard !array.dtype.isFloat else { throw InputError(file: path, reason: "hard labels must be integers, not \(array.dtype.rawValue)") }
+            rows = array.count
+            values = .hard(try array.integers(file: path).map { Int($0) })
+        } else {
+            let path = multi!
+            let lines = try JSONLines.read(path)
+            rows = lines.count
+            values = .multi(try lines.enumerated().map { index, line in
+                guard case .array(let items) = line else {
+                    throw InputError(file: path, location: "line \(index + 1)", reason: "expected a JSON array of class names or indices")
+                }
+                return try items.map { item in
+                    if let name = item.stringValue {
+                        guard let c = store.schema.classIndex(named: name) else {
+                            throw InputError(file: path, location: "line \(index + 1)", reason: "unknown class name '\(name)'")
+                        }
+                        return c
+                    }
+                    guard case .int(let c) = item else {
+                        throw InputError(file: path, location: "line \(index + 1)", reason: "expected class names or integer indices")
+                    }
+                    return Int(c)
+                }
+            })
+        }
+        let idList = try ids.map { try readIDs($0) }
+        if let idList, idList.count != rows {
+            throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
+        }
+        let name = agent ?? ProcessInfo.processInfo.environment["USER"].map { "user:\($0)" } ?? "unknown"
+        let info = try store.write { tx -> LabelSetVersion in
+            let rowIDs = try idList ?? tx.ids()
+            guard rowIDs.count == rows else {
+                throw InputError(file: soft ?? logits ?? hard ?? multi!, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
+            }
+            return try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, normalize: normalize)
+        }
+        let labelSet = try store.read { try $0.labelSet(named: set) }!
+        switch format {
+        case .json:
+            var object = versionJSON(info)
+            object["name"] = .string(set)
+            object["codec"] = labelSet.codec.map { .string($0.description) } ?? .null
+            printJSON(.object(object))
+        case .text:
+            print("label set \(set) version \(info.version): \(info.rows) \(info.kind.rawValue) labels from \(info.agent); \(info.labelled) samples labelled")
+            if let f = info.fidelity, let codec = labelSet.codec { print(fidelityText(f, codec: codec)) }
+        }
+    }
+}
+
+/// `labeldb labels list STORE`
+struct LabelsListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List label sets.")
+    @OptionGroup var target: StoreArgument
+    @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
+
+    func run() throws {
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        for set in try store.read({ try $0.labelSets() }) {
+            let latest = set.versions.last
+            switch format {
+            case .json:
+                printJSON(["name": .string(set.name), "latest": .int(Int64(set.latest)), "codec": set.codec.map { .string($0.description) } ?? .null,
+                           "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? "")])
+            case .text:
+                print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(latest?.labelled ?? 0) labelled  (latest by \(latest?.agent ?? "-"))")
+            }
+        }
+    }
+}
+
+/// `labeldb labels show STORE SET[@VERSION]`
+struct LabelsShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a label set's versions, agents, codec, counts and fidelity.")
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "SET or SET@VERSION.") var set: String
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let reference = try LabelSetReference(parsing: set)
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        let (labelSet, version) = try store.read { try $0.resolve(reference) }
+        let shown = labelSet.versions.prefix(version)
+        switch format {
+        case .json:
+            printJSON(["name": .string(labelSet.name), "version": .int(Int64(version)), "latest": .int(Int64(labelSet.latest)),
+                       "codec": labelSet.codec.map { .string($0.description) } ?? .null,
+                       "labelled": .int(Int64(shown.last?.labelled ?? 0)),
+                       "versions": .array(shown.map { .object(versionJSON($0)) })])
+        case .text:
+            print("label set \(labelSet.name): version \(version) of \(labelSet.latest), codec \(labelSet.codec?.description ?? "-")")
+            for v in shown {
+                let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(v.timeMilliseconds) / 1000))
+                print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(v.rows) rows, \(v.labelled) labelled")
+                if let f = v.fidelity, let codec = labelSet.codec { print("      " + fidelityText(f, codec: codec)) }
+            }
+        }
+    }
+}
+
+/// `labeldb labels export STORE SET[@VERSION] --out P.npy [--ids-out IDS.npy] [--hard-out Y.npy]`
+struct LabelsExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export decoded labels of one version, ascending id.",
+        discussion: "--out writes N × classes float32 (hard labels one-hot); --hard-out writes int32 top-1 class indices (-1 for an empty multi-label).")
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "SET or SET@VERSION.") var set: String
+    @Option(help: "Decoded distributions: N × classes float32 .npy.") var out: String?
+    @Option(help: "Top-1 class indices: N int32 .npy.") var hardOut: String?
+    @Option(help: "The ids of the rows: N uint64 .npy.") var idsOut: String?
+
+    func run() throws {
+        guard out != nil || hardOut != nil else { throw UsageError(description: "give --out or --hard-out") }
+        let reference = try LabelSetReference(parsing: set)
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        let classCount = store.schema.classes.count
+        let rows = try store.read { tx -> Int in
+            var count = 0
+            try tx.forEachLabel(in: reference) { _, _ in count += 1; return true }
+            let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
+            let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
+            let idsWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, shape: [count]) }
+            try tx.forEachLabel(in: reference) { id, label in
+                try probs?.append(label.distribution(classCount: classCount))
+                var top = Int32(label.hard ?? label.top1?.classIndex ?? -1).littleEndian
+                try withUnsafeBytes(of: &top) { try hard?.append($0) }
+                var rawID = id.littleEndian
+                try withUnsafeBytes(of: &rawID) { try idsWriter?.append($0) }
+                return true
+            }
+            try probs?.finish()
+            try hard?.finish()
+            try idsWriter?.finish()
+            return count
+        }
+        print("exported \(rows) labels of \(set)")
+    }
+}
+
+/// `labeldb labels diff STORE SET@A SET@B`
+struct LabelsDiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "diff", abstract: "Samples whose top-1 class differs between two label-set versions.")
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The first SET@VERSION.") var first: String
+    @Argument(help: "The second SET@VERSION.") var second: String
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let a = try LabelSetReference(parsing: first), b = try LabelSetReference(parsing: second)
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        let classes = store.schema.classes
+        var topA: [UInt64: Int] = [:]
+        var changed: [(id: UInt64, from: Int, to: Int)] = []
+        var onlyB = 0, unchanged = 0
+        try store.read { tx in
+            try tx.forEachLabel(in: a) { id, label in topA[id] = label.hard ?? label.top1?.classIndex ?? -1; return true }
+            try tx.forEachLabel(in: b) { id, label in
+                let top = label.hard ?? label.top1?.classIndex ?? -1
+                if let old = topA.removeValue(forKey: id) {
+                    if old == top { unchanged += 1 } else { changed.append((id, old, top)) }
+                } else {
+                    onlyB += 1
+                }
+                return true
+            }
+        }
+        let name = { (c: Int) -> String in c >= 0 && c < classes.count ? classes[c] : "-" }
+        switch format {
+        case .json:
+            printJSON(["changed": .array(changed.map { ["id": .uint($0.id), "from": .int(Int64($0.from)), "to": .int(Int64($0.to))] }),
+                       "counts": ["changed": .int(Int64(changed.count)), "unchanged": .int(Int64(unchanged)),
+                                  "only_in_first": .int(Int64(topA.count)), "only_in_second": .int(Int64(onlyB))]])
+        case .text:
+            for c in changed { print("\(c.id)\t\(name(c.from)) -> \(name(c.to))") }
+            print("\(changed.count) changed, \(unchanged) unchanged, \(topA.count) only in \(first), \(onlyB) only in \(second)")
+        }
+    }
+}
+
+/// The JSON form of a version record (format-spec/cli.md).
+func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
+    var object: [String: JSONValue] = [
+        "version": .int(Int64(v.version)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "kind": .string(v.kind.rawValue), "rows": .int(Int64(v.rows)), "labelled": .int(Int64(v.labelled)),
+        "soft_bytes": .int(Int64(v.softBytes)),
+    ]
+    if let f = v.fidelity {
+        object["fidelity"] = ["mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
+                              "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
+    } else {
+        object["fidelity"] = .null
+    }
+    return object
+}
+
+func fidelityText(_ f: Fidelity, codec: SoftLabelCodec) -> String {
+    String(format: "%@: mean KL %.3g nats, max KL %.3g, top-1 agreement %.2f%%, %.1f bytes/label (%.2f%% of dense:f32)",
+           codec.description, f.meanKL, f.maxKL, f.top1Agreement * 100, f.bytesPerLabel, f.ratioToDenseF32 * 100)
+}
+
+/// Row-wise softmax(z / T), numerically stable; rejects non-finite logits.
+func softmaxRows(_ z: inout [Float], columns: Int, temperature: Float, file: String) throws {
+    let rows = z.count / max(columns, 1)
+    for r in 0..<rows {
+        let base = r * columns
+        var m = -Float.infinity
+        for j in 0..<columns {
+            let v = z[base + j]
+            guard v.isFinite else { throw InputError(file: file, location: "row \(r), column \(j)", reason: "logit is \(v)") }
+            m = max(m, v / temperature)
+        }
+        var sum: Double = 0
+        for j in 0..<columns {
+            let e = exp(z[base + j] / temperature - m)
+            z[base + j] = e
+            sum += Double(e)
+        }
+        let scale = Float(1 / sum)
+        for j in 0..<columns { z[base + j] *= scale }
+    }
+}
+
+/// Reads a 1-D ids file.
+func readIDs(_ path: String) throws -> [UInt64] {
+    let array = try NumPyArray.read(path)
+    guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of ids, found shape \(array.shape)") }
+    return try array.ids(file: path)
+}
+
+/// The JSON form of one sample's label in a label set: version, agent and the top classes.
+func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [String], top: Int = 5) -> JSONValue {
+    var object: [String: JSONValue] = [
+        "version": .int(Int64(version)), "row_version": .int(Int64(label.version)),
+        "agent": .string(set.versions[label.version - 1].agent),
+    ]
+    if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
+    if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
+    let p = label.distribution(classCount: classes.count)
+    let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(top).filter { p[$0] > 0 }
+    object["top"] = .array(order.map { ["class": .int(Int64($0)), "name": .string(classes[$0]), "p": jsonNumber(p[$0])] })
+    return .object(object)
+}
