@@ -35,7 +35,7 @@ struct CLITests {
         #expect(info["count"] == .int(20))
         #expect(info["dim"] == .int(8))
         #expect(info["classes"] == .array(["a", "b", "c"]))
-        #expect(info["format_version"] == .int(1))
+        #expect(info["format_version"] == .int(Int64(Store.currentFormatVersion)))
         #expect((info["bytes_on_disk"]?.doubleValue ?? 0) > 0)
 
         let export = try runCLI(["export", store, "--embeddings-out", dir.file("out.npy"), "--ids-out", dir.file("out-ids.npy"),

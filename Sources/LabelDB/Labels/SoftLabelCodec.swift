@@ -204,7 +204,16 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .denseF32:
             guard bytes.count == 4 * c else { throw RecordDecodingError(detail: "dense:f32 label of \(bytes.count) bytes for \(c) classes") }
-            for i in 0..<c { out[i] = Float(bitPattern: try reader.u32()) }
+            var sum: Double = 0
+            var valid = true
+            for i in 0..<c {
+                out[i] = Float(bitPattern: try reader.u32())
+                valid = valid && out[i].isFinite && out[i] >= 0
+                sum += Double(out[i])
+            }
+            // The exact reference codec returns the stored values bit for bit when they are a
+            // distribution already (rescaling would change them by float rounding).
+            if valid && abs(sum - 1) < 1e-5 { return }
         case .denseF16:
             guard bytes.count == 2 * c else { throw RecordDecodingError(detail: "dense:f16 label of \(bytes.count) bytes for \(c) classes") }
             for i in 0..<c { out[i] = Float(Float16(bitPattern: try reader.u16())) }

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+@testable import LabelDB
+
+/// Golden files: stores written by earlier format versions, kept in Tests/LabelDBTests/Fixtures.
+@Suite("Format versions")
+struct FormatTests {
+    /// A copy of a fixture store in a fresh directory (tests must not change the fixture).
+    func fixture(_ name: String) throws -> (TemporaryDirectory, String) {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)/data.mdb")
+        let dir = TemporaryDirectory("golden")
+        try FileManager.default.createDirectory(atPath: dir.file("store"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: source.path, toPath: dir.file("store/data.mdb"))
+        return (dir, dir.file("store"))
+    }
+
+    /// The samples the format-1 fixture was written with (see Fixtures/README.md).
+    var goldenSamples: [Sample] {
+        let ids: [UInt64] = [3, 1, 4, 15, 92]
+        return ids.enumerated().map { i, id in
+            Sample(id: id, embedding: (0..<4).map { Float(i * 4 + $0) / 8 },
+                   metadata: ["n": .int(Int64(i)), "source": "golden"], payload: Array("payload \(i)".utf8))
+        }.sorted { $0.id < $1.id }
+    }
+
+    @Test("R-4/R-5/R-7: a format-1 store opens read-only as is, and is migrated when opened for writing")
+    func formatOneMigrates() throws {
+        let (dir, path) = try fixture("format-v1")
+        _ = dir
+        let readOnly = try Store(opening: path, options: .init(readOnly: true))
+        #expect(readOnly.formatVersion == 1)
+        #expect(try readOnly.read { try $0.samples() } == goldenSamples)
+        #expect(try readOnly.read { try $0.labelSets() }.isEmpty)
+        #expect(try readOnly.read { try $0.verify() }.isClean)
+        readOnly.close()
+
+        let writable = try Store(opening: path)
+        #expect(try writable.read { try $0.samples() } == goldenSamples)
+        try writable.write { tx in try tx.importLabels(.hard([0, 1, 2, 0, 1]), ids: goldenSamples.map(\.id), into: "h", agent: "test") }
+        writable.close()
+        let reopened = try Store(opening: path, options: .init(readOnly: true))
+        defer { reopened.close() }
+        #expect(reopened.formatVersion == Store.currentFormatVersion)
+        #expect(try reopened.read { try $0.label(of: 92, in: LabelSetReference(name: "h")) }?.hard == 1)
+    }
+
+    @Test("R-4: a store whose read version is newer than this code cannot be opened")
+    func newerReadVersionRefused() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try store.write { tx in
+            var record = SchemaRecord(writeVersion: 9, readVersion: 9, schema: store.schema)
+            record.writeVersion = 9
+            try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
+        }
+        store.close()
+        #expect(throws: StoreError.incompatibleFormat(path: dir.file("store"), readVersion: 9, writeVersion: 9, supported: Store.currentFormatVersion)) {
+            _ = try Store(opening: dir.file("store"))
+        }
+    }
+
+    @Test("R-5: a store whose write version is newer opens read-only")
+    func newerWriteVersionReadOnly() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try store.write { tx in
+            try tx.put(Sample(id: 1, embedding: Array(repeating: 0.5, count: 8)))
+            let record = SchemaRecord(writeVersion: 7, readVersion: 1, schema: store.schema)
+            try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
+        }
+        store.close()
+        let reopened = try Store(opening: dir.file("store"))
+        defer { reopened.close() }
+        #expect(reopened.isReadOnly)
+        #expect(try reopened.read { try $0.count() } == 1)
+        #expect(throws: StoreError.readOnly(path: dir.file("store"))) { try reopened.write { _ in } }
+    }
+
+    @Test("R-6: a damaged schema record is reported, not trusted")
+    func damagedSchema() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeStore(dir)
+        try store.write { tx in
+            var bytes = SchemaRecord(writeVersion: 2, readVersion: 1, schema: store.schema).encoded()
+            bytes[20] ^= 0x01
+            try tx.put(.meta, name: MetaKey.schema, bytes: bytes)
+        }
+        store.close()
+        #expect(throws: StoreError.self) { _ = try Store(opening: dir.file("store")) }
+    }
+}
