@@ -22,6 +22,11 @@ enum ExitStatus {
             case .invalidSchema, .invalidSample, .duplicateID, .idExists, .alreadyExists: badInput
             default: storeError
             }
+        case let error as LabelError:
+            switch error {
+            case .unknownLabelSet, .unknownVersion: checkFailed
+            default: badInput
+            }
         case is InputError, is JSONParseError, is UsageError: badInput
         case is CheckFailed: checkFailed
         default: storeError

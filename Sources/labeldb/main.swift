@@ -8,7 +8,8 @@ struct LabelDBCommand: ParsableCommand {
         commandName: "labeldb",
         abstract: "An embedded database for labelled machine-learning corpora.",
         discussion: """
-            Exit codes: 0 success; 1 a check failed or a requested item does not exist; \
+            Exit codes: 0 success; 1 a check failed or a requested item (sample, label set, \
+            version) does not exist; \
             2 bad input or usage (nothing was written); 3 a store or I/O error.
             JSON output (--format json) follows format-spec/cli.md.
             """,
@@ -37,7 +38,7 @@ do {
     try command.run()
 } catch let exitCode as ExitCode {
     exit(exitCode.rawValue)
-} catch let error where error is StoreError || error is InputError || error is LMDBError
+} catch let error where error is StoreError || error is InputError || error is LMDBError || error is LabelError
     || error is CheckFailed || error is UsageError || error is JSONParseError {
     printError("labeldb: \(error)")
     exit(ExitStatus.code(for: error))
