@@ -22,7 +22,7 @@ let package = Package(
             dependencies: ["LabelDB", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks live under Tools/ so the library never depends on them.
-        .executableTarget(name: "labeldb-bench", dependencies: ["LabelDB", "CLMDB", "CXXHash"], path: "Tools/Benchmarks"),
+        .executableTarget(name: "labeldb-bench", dependencies: ["LabelDB", "CLMDB", "CXXHash", "COpenBLAS"], path: "Tools/Benchmarks"),
         .executableTarget(name: "labeldb-datagen", dependencies: ["LabelDB"], path: "Tools/DataGen"),
         .testTarget(name: "LabelDBTests", dependencies: ["LabelDB", "CLMDB", "labeldb"]),
     ]

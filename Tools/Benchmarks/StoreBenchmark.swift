@@ -117,6 +117,37 @@ struct StoreBenchmark {
             }
         }
         var embeddingBuffer = [Float](repeating: 0, count: dimension)
+        // A second baseline: the same two mdb_get calls, then copying out the embedding row and
+        // the payload, which any reader that uses the data does (no checksums, no decoding).
+        func rawGetsCopied() -> Double {
+            var txn: OpaquePointer?
+            RawLMDB.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "begin")
+            defer { mdb_txn_abort(txn) }
+            let matrixOffset = (32 + 16 * Int(capacity) + 8 * ((Int(capacity) + 63) / 64) + 63) / 64 * 64
+            return time {
+                for id in readIDs {
+                    var keyBytes = id.bigEndian
+                    var value = MDB_val()
+                    withUnsafeMutableBytes(of: &keyBytes) { kb in
+                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+                        RawLMDB.check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
+                    }
+                    let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+                    var blockBytes = (slot / capacity).bigEndian
+                    var block = MDB_val()
+                    withUnsafeMutableBytes(of: &blockBytes) { kb in
+                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+                        RawLMDB.check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
+                    }
+                    let row = block.mv_data + matrixOffset + Int(slot % capacity) * dimension * 4
+                    embeddingBuffer.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: row, byteCount: dimension * 4) }
+                    let metadataCount = Int(value.mv_data.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+                    let payloadCount = Int(value.mv_data.loadUnaligned(fromByteOffset: 36, as: UInt32.self))
+                    let payload = Array(UnsafeRawBufferPointer(start: value.mv_data + 40 + metadataCount, count: payloadCount))
+                    sink &+= payload.count
+                }
+            }
+        }
         func labelGetsBorrowed() throws -> Double {
             try store.read { tx in
                 try time {
@@ -147,9 +178,10 @@ struct StoreBenchmark {
             }
         }
         _ = rawGets(); _ = try labelGetsBorrowed()
-        var raw: [Double] = [], borrowed: [Double] = [], copied: [Double] = [], full: [Double] = []
+        var raw: [Double] = [], rawCopied: [Double] = [], borrowed: [Double] = [], copied: [Double] = [], full: [Double] = []
         for _ in 0..<passes {
             raw.append(rawGets())
+            rawCopied.append(rawGetsCopied())
             borrowed.append(try labelGetsBorrowed())
             copied.append(try labelGetsCopied())
             full.append(try labelGetsFull())
@@ -215,6 +247,8 @@ struct StoreBenchmark {
             "get_borrowed_ratio": (median(raw) / median(borrowed)).json,
             "get_copied_ratio": (median(raw) / median(copied)).json,
             "get_full_ratio": (median(raw) / median(full)).json,
+            "raw_get_copied_rows_s": (Double(reads) / median(rawCopied)).json,
+            "get_copied_vs_raw_copied_ratio": (median(rawCopied) / median(copied)).json,
             "memcpy_scan_gb_s": median(memcpyRates).json,
             "scan_gb_s": median(scanRates).json,
             "scan_ratio": (median(scanRates) / median(memcpyRates)).json,

@@ -57,7 +57,7 @@ enum RawLMDB {
     }
 
     /// Opens an environment with LabelDB's table names.
-    static func open(_ path: String, readOnly: Bool) -> (OpaquePointer, [String: MDB_dbi]) {
+    static func open(_ path: String, readOnly: Bool, tables: [String] = ["samples", "embeddings"]) -> (OpaquePointer, [String: MDB_dbi]) {
         var env: OpaquePointer?
         check(mdb_env_create(&env), "mdb_env_create")
         check(mdb_env_set_maxdbs(env, 32), "maxdbs")
@@ -67,7 +67,7 @@ enum RawLMDB {
         var txn: OpaquePointer?
         check(mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn), "begin")
         var dbis: [String: MDB_dbi] = [:]
-        for name in ["meta", "samples", "embeddings", "free_slots"] {
+        for name in tables {
             var dbi: MDB_dbi = 0
             check(mdb_dbi_open(txn, name, readOnly ? 0 : UInt32(MDB_CREATE), &dbi), "dbi_open \(name)")
             dbis[name] = dbi

@@ -2,6 +2,7 @@
 //
 //   swift build -c release --product labeldb-bench
 //   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
+//   .build/release/labeldb-bench labels [--count N] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
@@ -36,13 +37,18 @@ do {
             }
         }
         print(sink)
+    case "labels":
+        var bench = LabelBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
     case "peers":
         var bench = PeersBenchmark()
         if let data = options["data"] { bench.data = data }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

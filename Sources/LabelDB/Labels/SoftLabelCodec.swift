@@ -75,7 +75,7 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
     // MARK: Encoding
 
     /// Encodes `p` (C probabilities summing to 1), appending the bytes to `out`.
-    func encode(_ p: UnsafeBufferPointer<Float>, into out: inout [UInt8]) {
+    public func encode(_ p: UnsafeBufferPointer<Float>, into out: inout [UInt8]) {
         let c = p.count
         switch self {
         case .denseF32:
@@ -162,7 +162,7 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
         while k < c {
             let r = suffixMass[k]
             let estimate = r > 0 ? suffixPLogP[k] - r * log(r / Double(c - k)) : 0
-            if estimate <= eps * 0.5 { break }
+            if estimate <= eps * 0.9 { break }
             k += 1
         }
         // Confirm with the real decode (f16 rounding, renormalisation) and widen if needed.
@@ -185,7 +185,7 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
     // MARK: Decoding
 
     /// The exact encoded size for a fixed-size codec (nil for `adaptive`, whose rows vary).
-    func fixedSize(classCount c: Int) -> Int? {
+    public func fixedSize(classCount c: Int) -> Int? {
         switch self {
         case .denseF32: 4 * c
         case .denseF16: 2 * c
@@ -197,8 +197,9 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
 
     /// Decodes `bytes` into `out` (C floats), normalised to sum 1.
     ///
-    /// - Throws: ``RecordDecodingError`` when the bytes do not fit the codec (untrusted input).
-    func decode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) throws {
+    /// - Throws: an error describing the mismatch when the bytes do not fit the codec (they are
+    ///   untrusted: decoding never traps).
+    public func decode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) throws {
         let c = out.count
         var reader = ByteReader(bytes)
         switch self {
@@ -216,7 +217,8 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
             if valid && abs(sum - 1) < 1e-5 { return }
         case .denseF16:
             guard bytes.count == 2 * c else { throw RecordDecodingError(detail: "dense:f16 label of \(bytes.count) bytes for \(c) classes") }
-            for i in 0..<c { out[i] = Float(Float16(bitPattern: try reader.u16())) }
+            // safe: the length was checked just above.
+            ElementEncoding.halfToFloat(bytes, count: c, into: out.baseAddress!)
         case .topKF16(let k):
             guard bytes.count == 2 + 4 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
             try SoftLabelCodec.decodeTopF16(&reader, k: k, into: out)
@@ -244,41 +246,74 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
 
     private static func decodeTopF16(_ reader: inout ByteReader, k: Int, into out: UnsafeMutableBufferPointer<Float>) throws {
         let rest = Float(Float16(bitPattern: try reader.u16()))
-        var indices = [Int](), values = [Float]()
-        indices.reserveCapacity(k)
-        values.reserveCapacity(k)
-        for _ in 0..<k {
-            let index = Int(try reader.u16())
-            guard index < out.count else { throw RecordDecodingError(detail: "class index \(index) ≥ \(out.count)") }
-            indices.append(index)
-            values.append(Float(Float16(bitPattern: try reader.u16())))
+        try reader.need(4 * k, "top-K entries")
+        // Read in place (no temporary arrays): this runs once per label read.
+        let base = reader.offset
+        let bytes = reader.bytes
+        try fill(out, k: k, rest: rest) { i in
+            let index = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base + 4 * i, as: UInt16.self)))
+            let value = Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base + 4 * i + 2, as: UInt16.self))))
+            return (index, value)
         }
-        fill(out, indices: indices, values: values, rest: rest)
+        try reader.skip(4 * k, "top-K entries")
+    }
+
+    /// Kept values at their classes; the leftover spread evenly over the others (a class listed
+    /// twice in damaged bytes counts once).
+    private static func fill(
+        _ out: UnsafeMutableBufferPointer<Float>, k: Int, rest: Float, entry: (Int) throws -> (Int, Float)
+    ) throws {
+        var distinct = 0
+        for i in 0..<k {
+            let (index, _) = try entry(i)
+            guard index < out.count else { throw RecordDecodingError(detail: "class index \(index) ≥ \(out.count)") }
+            var seen = false
+            for j in 0..<i where try entry(j).0 == index { seen = true; break }
+            if !seen { distinct += 1 }
+        }
+        let others = out.count - distinct
+        let share = others > 0 ? max(rest, 0) / Float(others) : 0
+        out.update(repeating: share)
+        for i in 0..<k {
+            let (index, value) = try entry(i)
+            out[index] = max(value, 0)
+        }
     }
 
     /// Kept values at their classes; the leftover spread evenly over the others.
     private static func fill(_ out: UnsafeMutableBufferPointer<Float>, indices: [Int], values: [Float], rest: Float) {
-        let others = out.count - Set(indices).count
-        let share = others > 0 ? max(rest, 0) / Float(others) : 0
-        for i in 0..<out.count { out[i] = share }
-        for (index, value) in zip(indices, values) { out[index] = max(value, 0) }
+        try? fill(out, k: indices.count, rest: rest) { (indices[$0], values[$0]) }
     }
 
     static func normalise(_ out: UnsafeMutableBufferPointer<Float>) {
-        var total: Double = 0
-        for i in 0..<out.count where out[i].isFinite && out[i] > 0 { total += Double(out[i]) }
-        guard total > 0 else {
-            for i in 0..<out.count { out[i] = 1 / Float(out.count) }
+        // Fast path: a branch-free sum (vectorised); damaged bytes (NaN, ∞, negatives) are rare
+        // and take the cleaning pass.
+        var total: Float = 0
+        var minimum: Float = 0
+        for v in out {
+            total += v
+            minimum = min(minimum, v)
+        }
+        if !(total.isFinite && minimum >= 0) {
+            total = 0
+            for i in 0..<out.count {
+                let v = out[i]
+                out[i] = v.isFinite && v > 0 ? v : 0
+                total += out[i]
+            }
+        }
+        guard total > 0, total.isFinite else {
+            out.update(repeating: 1 / Float(out.count))
             return
         }
-        let scale = Float(1 / total)
-        for i in 0..<out.count { out[i] = out[i].isFinite && out[i] > 0 ? out[i] * scale : 0 }
+        let scale = 1 / total
+        for i in 0..<out.count { out[i] *= scale }
     }
 }
 
 /// KL(p ‖ q) in nats; terms with p = 0 contribute nothing; q is floored to avoid infinities
 /// from a codec that rounds a tiny probability to zero.
-func klDivergence(_ p: UnsafeBufferPointer<Float>, _ q: UnsafeBufferPointer<Float>) -> Double {
+public func klDivergence(_ p: UnsafeBufferPointer<Float>, _ q: UnsafeBufferPointer<Float>) -> Double {
     var sum: Double = 0
     for i in 0..<p.count where p[i] > 0 {
         let pi = Double(p[i])

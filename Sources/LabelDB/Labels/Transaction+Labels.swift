@@ -79,7 +79,9 @@ extension Transaction {
         return try label(of: id, set: set, version: version)
     }
 
-    func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
+    /// The label of sample `id` in `version` of an already resolved label set — for loops that
+    /// read many samples, so the set's records are not decoded again for each one.
+    public func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
         return try withLastEntry(.labels, atOrBefore: key) { entry -> Label? in
             guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return nil }
