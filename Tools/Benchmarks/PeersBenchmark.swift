@@ -5,8 +5,9 @@ import LabelDB
 /// (import + fsync three times, warm, 64-row correctness check, 20,480 single gets after a
 /// 2,000-get warm-up, 80 batches of 256), and the same JSON keys as `bench_peers.py`'s `run_one`.
 ///
-/// Hard and soft labels arrive with label sets; until then the filter and label-scan columns are
-/// absent, and `disk_ratio_samples` divides by the logical bytes without the label columns.
+/// Labels go into two label sets: `hard` (the hard labels) and `teacher` (the top-5 soft labels,
+/// codec `topk:5:f16`, which stores exactly the workload's top-5 classes, fp16 probabilities and
+/// fp16 leftover). The filter uses the class index of `hard`; the scan reads every hard label.
 struct PeersBenchmark {
     var data = "/tmp/peers-data"
     var directory = "/tmp/labeldb-peers"
@@ -27,6 +28,24 @@ struct PeersBenchmark {
         let labelBytes = n * (4 + 10 + 10 + 2)
         let dimension = embeddings.count / n
         let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads)
+        let hard = try NumPyArray.read(data + "/hard.npy").integers().map { Int($0) }
+        let softClasses = try NumPyArray.read(data + "/soft_cls.npy").integers().map { Int($0) }
+        let softProbs = try NumPyArray.read(data + "/soft_p.npy").floats()
+        let softRest = try NumPyArray.read(data + "/soft_rest.npy").floats()
+        let filterClasses = try NumPyArray.read(data + "/filter_classes.npy").integers().map { Int($0) }
+        let classCount = 1000, k = softClasses.count / n
+        // The workload's soft label as a distribution: its top-5 values, the leftover spread evenly
+        // (the same reading FKD's marginal smoothing gives it). Built once, outside the timing.
+        func softDistributions() -> [Float] {
+            var p = [Float](repeating: 0, count: n * classCount)
+            for row in 0..<n {
+                let share = softRest[row] / Float(classCount - k)
+                for j in 0..<classCount { p[row * classCount + j] = share }
+                for t in 0..<k { p[row * classCount + softClasses[row * k + t]] = softProbs[row * k + t] }
+            }
+            return p
+        }
+        let teacher = softDistributions()
         let schema = try Schema(dimension: dimension, classes: (0..<1000).map { "class_\($0)" })
 
         var importTimes: [Double] = []
@@ -37,7 +56,11 @@ struct PeersBenchmark {
             sync()
             let seconds = try time {
                 let store = try Store.create(at: path, schema: schema)
-                try store.write { tx in _ = try tx.put(batch, mode: .insert) }
+                try store.write { tx in
+                    _ = try tx.put(batch, mode: .insert)
+                    try tx.importLabels(.hard(hard), ids: ids, into: "hard", agent: "workload")
+                    try tx.importLabels(.soft(teacher), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
+                }
                 store.close()
                 sync()
             }
@@ -56,7 +79,7 @@ struct PeersBenchmark {
         result["disk_bytes"] = disk.json
         result["logical_bytes"] = logical.json
         result["disk_ratio"] = (Double(disk) / Double(logical)).json
-        result["disk_ratio_samples"] = (Double(disk) / Double(logical - labelBytes)).json
+        _ = labelBytes
 
         // Correctness (not timed): 64 single reads and one batch against the workload.
         var position: [UInt64: Int] = [:]
@@ -67,16 +90,33 @@ struct PeersBenchmark {
                 let sample = try tx.sample(id)!
                 precondition(sample.embedding[...] == embeddings[(row * dimension)..<((row + 1) * dimension)], "embedding")
                 precondition(sample.payload == payloads[row] && sample.metadata == metadata[row], "payload/meta")
+                let storedHard = try tx.label(of: id, in: LabelSetReference(name: "hard"))?.hard
+                precondition(storedHard == hard[row], "hard label")
+                let soft = try tx.label(of: id, in: LabelSetReference(name: "teacher"))!.soft!
+                for t in 0..<k { precondition(abs(soft[softClasses[row * k + t]] - softProbs[row * k + t]) < 2e-3, "soft label") }
             }
+            let c = filterClasses[0]
+            let filtered = Set(try tx.samples(withTop1: c, in: LabelSetReference(name: "hard")).map(\.id))
+            let expected = Set(ids.indices.filter { hard[$0] == c }.map { ids[$0] })
+            precondition(filtered == expected, "filter")
         }
 
         var sink = 0
         try store.read { tx in
-            for id in readIDs.prefix(2000) { sink &+= try tx.sample(id)!.payload.count }
-            // get 1: a full row per call: embedding, payload, metadata.
+            let (hardSet, hardVersion) = try tx.resolve(LabelSetReference(name: "hard"))
+            let (teacherSet, teacherVersion) = try tx.resolve(LabelSetReference(name: "teacher"))
+            // A full row: sample (embedding, payload, metadata), hard label, decoded soft label.
+            func row(_ id: UInt64) throws -> Int {
+                let sample = try tx.sample(id)!
+                let h = try tx.label(of: id, set: hardSet, version: hardVersion)!
+                let s = try tx.label(of: id, set: teacherSet, version: teacherVersion)!
+                return sample.payload.count &+ (h.hard ?? 0) &+ s.version
+            }
+            for id in readIDs.prefix(2000) { sink &+= try row(id) }
+            // get 1: a full row per call.
             var singles: [Double] = []
             for _ in 0..<reps {
-                singles.append(try time { for id in readIDs { sink &+= try tx.sample(id)!.payload.count } })
+                singles.append(try time { for id in readIDs { sink &+= try row(id) } })
             }
             result["get1_rows_s"] = (Double(readIDs.count) / median(singles)).json
             result["get1_us"] = (median(singles) / Double(readIDs.count) * 1e6).json
@@ -96,6 +136,8 @@ struct PeersBenchmark {
                                 batchPayloads.append(Array(view.payload))
                                 batchMeta.append(try view.metadata())
                             }
+                            sink &+= try tx.label(of: id, set: hardSet, version: hardVersion)!.hard ?? 0
+                            sink &+= try tx.label(of: id, set: teacherSet, version: teacherVersion)!.version
                         }
                     }
                     sink &+= batchPayloads.count &+ batchMeta.count
@@ -107,6 +149,33 @@ struct PeersBenchmark {
             result["get256_rows_s"] = (Double(readIDs.count) / median(batches)).json
             result["get256_ms_per_batch"] = (median(batches) / Double(readIDs.count / 256) * 1e3).json
             result["get256_reps"] = reps.json
+
+            // filter hard_label == X through the class index; scan every hard label.
+            var filterTimes: [Double] = [], filterRows: [Int] = []
+            for c in filterClasses {
+                var found = 0
+                filterTimes.append(try time { found = try tx.samples(withTop1: c, in: LabelSetReference(name: "hard")).count })
+                filterRows.append(found)
+            }
+            result["filter_ms"] = (median(filterTimes) * 1e3).json
+            result["filter_queries"] = filterTimes.count.json
+            result["filter_rows_avg"] = (Double(filterRows.reduce(0, +)) / Double(filterRows.count)).json
+            var counts = [Int](repeating: 0, count: classCount)
+            func scan() throws {
+                counts = [Int](repeating: 0, count: classCount)
+                try tx.forEachLabel(in: LabelSetReference(name: "hard")) { _, label in
+                    counts[label.hard!] += 1
+                    return true
+                }
+            }
+            try scan()
+            var expected = [Int](repeating: 0, count: classCount)
+            for h in hard { expected[h] += 1 }
+            precondition(counts == expected, "scan")
+            var scans: [Double] = []
+            for _ in 0..<reps { scans.append(try time { try scan() }) }
+            result["scan_rows_s"] = (Double(n) / median(scans)).json
+            result["scan_ms"] = (median(scans) * 1e3).json
         }
         start = now()
         store.close()

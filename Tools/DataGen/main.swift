@@ -5,6 +5,8 @@
 // Embeddings are a Gaussian mixture: C cluster centres ~ N(0, 1), each sample = its centre +
 // N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
 // cluster as "cluster", a source and a split; payloads are random bytes, base64 in JSONL.
+// teacher.npy holds a teacher's soft labels (N × C): softmax(8 · cosine(x, centre_c)), and
+// clusters.npy the cluster of each row (a noisy "human" hard label set).
 import Foundation
 import LabelDB
 
@@ -68,6 +70,24 @@ while ids.count < count {
 }
 try NumPyArray.write(ids, to: out + "/ids.npy")
 try NumPyArray.write(clusters.map { Int32($0) }, shape: [count], to: out + "/clusters.npy")
+
+// The teacher: a soft, not always correct, view of which centre a sample is nearest to.
+var teacher = [Float](repeating: 0, count: count * classCount)
+let centreNorms = (0..<classCount).map { c in (0..<dim).reduce(Float(0)) { $0 + centres[c * dim + $1] * centres[c * dim + $1] }.squareRoot() }
+for row in 0..<count {
+    let x = embeddings[(row * dim)..<((row + 1) * dim)]
+    let norm = x.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+    var logits = (0..<classCount).map { c -> Float in
+        var dot: Float = 0
+        for j in 0..<dim { dot += x[x.startIndex + j] * centres[c * dim + j] }
+        return 8 * dot / max(norm * centreNorms[c], 1e-12)
+    }
+    let m = logits.max()!
+    logits = logits.map { exp($0 - m) }
+    let sum = logits.reduce(0, +)
+    for c in 0..<classCount { teacher[row * classCount + c] = logits[c] / sum }
+}
+try NumPyArray.write(teacher, shape: [count, classCount], to: out + "/teacher.npy")
 
 let sources = ["web", "books", "news", "code", "forums"]
 var meta = ""
