@@ -128,27 +128,22 @@ extension Transaction {
         var first = prefix
         BigEndianKey.append(start, to: &first)
         // Rows of one sample are consecutive, oldest version first: the last one ≤ version wins.
-        var pending: (id: UInt64, key: [UInt8], value: [UInt8])? = nil
+        // Each candidate is decoded while its bytes are borrowed; a later row of the same sample
+        // replaces it (rare: only samples relabelled in a later version pay twice).
+        var pending: (id: UInt64, label: Label)? = nil
         var stop = false
-        func flush() throws {
-            if let row = pending {
-                let label = try row.key.withUnsafeBytes { k in try row.value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
-                if try !body(row.id, label) { stop = true }
-                pending = nil
-            }
-        }
         try walk(.labels, from: first) { key, value in
             guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             if let p = pending, p.id != id {
-                try flush()
-                if stop { return false }
+                pending = nil
+                if try !body(p.id, p.label) { stop = true; return false }
             }
-            if rowVersion <= version { pending = (id, Array(key), Array(value)) }
+            if rowVersion <= version { pending = (id, try decodeLabel(key: key, value: value, set: set)) }
             return true
         }
-        if !stop { try flush() }
+        if !stop, let p = pending { _ = try body(p.id, p.label) }
     }
 
     /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
