@@ -15,18 +15,8 @@ final class TemporaryDirectory {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// A small seeded generator (SplitMix64) so random tests are repeatable.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The library's seeded generator, under the name the tests use.
+typealias SeededGenerator = SplitMix64
 
 /// Makes `count` random samples of dimension `dimension`.
 func randomSamples(count: Int, dimension: Int, seed: UInt64, ids: [UInt64]? = nil) -> [Sample] {

@@ -1,4 +1,5 @@
 import COpenBLAS
+import LabelDB
 import Foundation
 
 /// An ImageNet-shaped synthetic corpus: 1000 classes, 512-d embeddings from a Gaussian mixture
@@ -20,7 +21,7 @@ struct ImageNetCorpus {
         self.count = count
         self.dimension = dimension
         self.classes = classes
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         func gaussian() -> Float {
             let u1 = max(Double(rng.next() >> 11) / Double(1 << 53), 1e-300)
             let u2 = Double(rng.next() >> 11) / Double(1 << 53)

@@ -125,7 +125,7 @@ struct LabelBenchmark {
         let reopened = try Store(opening: storePath, options: .init(readOnly: true))
         warm(storePath)
         warm(rawPath)
-        var pick = SplitMix64(state: 3)
+        var pick = SplitMix64(seed: 3)
         let readIDs = (0..<reads).map { _ in ids[Int(pick.next() % UInt64(count))] }
         let capacity = UInt64(schema.rowsPerBlock)
         let setID: UInt32 = try reopened.read { tx in try tx.labelSet(named: "topk:5:f16")!.id }

@@ -20,7 +20,7 @@ struct StoreBenchmark {
         let rawPath = directory + "/raw"
 
         // Data, generated in memory (not timed).
-        var rng = SplitMix64(state: 20261125)
+        var rng = SplitMix64(seed: 20261125)
         var ids = [UInt64](repeating: 0, count: count)
         var seen = Set<UInt64>(minimumCapacity: count)
         var i = 0
@@ -87,7 +87,7 @@ struct StoreBenchmark {
         let store = try Store(opening: storePath, options: .init(readOnly: true))
         warm(storePath)
         warm(rawPath)
-        var pick = SplitMix64(state: 7)
+        var pick = SplitMix64(seed: 7)
         let readIDs = (0..<reads).map { _ in batch.ids[Int(pick.next() % UInt64(count))] }
         let capacity = UInt64(schema.rowsPerBlock)
         let (env, dbis) = RawLMDB.open(rawPath, readOnly: true)

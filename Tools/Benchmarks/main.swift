@@ -31,7 +31,7 @@ do {
         var sink = 0
         try store.read { tx in
             let ids = try tx.ids()
-            var rng = SplitMix64(state: 1)
+            var rng = SplitMix64(seed: 1)
             for _ in 0..<(Int(options["count"] ?? "") ?? 2_000_000) {
                 _ = try tx.withSample(ids[Int(rng.next() % UInt64(ids.count))]) { sink &+= $0.payload.count }
             }

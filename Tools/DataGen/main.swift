@@ -10,17 +10,6 @@
 import Foundation
 import LabelDB
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func gaussian(_ rng: inout SplitMix64) -> Float {
     // Box–Muller; one of the pair is enough here.
     let u1 = max(Double.random(in: 0..<1, using: &rng), 1e-300)
@@ -47,7 +36,7 @@ let payloadRange = (options["payload-bytes"] ?? "200-800").split(separator: "-")
 let (minPayload, maxPayload) = payloadRange.count == 2 ? (payloadRange[0], payloadRange[1]) : (200, 800)
 
 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-var rng = SplitMix64(state: seed)
+var rng = SplitMix64(seed: seed)
 
 let classNames = (0..<classCount).map { "class_\($0)" }
 try (classNames.joined(separator: "\n") + "\n").write(toFile: out + "/classes.txt", atomically: true, encoding: .utf8)

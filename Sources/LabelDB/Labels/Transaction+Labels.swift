@@ -243,6 +243,10 @@ extension WriteTransaction {
 
         var fidelity = FidelityAccumulator(classCount: classCount)
         var decoded = [Float](repeating: 0, count: classCount)
+        // Rows go in ascending key order; keys beyond the table's last key are appended
+        // (MDB_APPEND fills pages instead of splitting them), which is every row of a new set.
+        let lastLabelKey = try lastRawKey(.labels)
+        var newIndexEntries: [[UInt8]] = []
         for row in order {
             let id = ids[row]
             // The previous row of this sample, to carry its other kinds forward and retire its index entry.
@@ -274,7 +278,7 @@ extension WriteTransaction {
             }
             let key = LabelRecord.rowKey(set: set.id, sample: id, version: version)
             let value = LabelRecord.encodeRow(key: key, hard: hard, multi: multi, soft: soft)
-            try put(.labels, key: key, bytes: value)
+            try put(.labels, key: key, bytes: value, append: lastLabelKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
             if previous == nil { labelled += 1 }
 
             // Class index: close the previous entry, open the new one.
@@ -284,9 +288,15 @@ extension WriteTransaction {
             }
             let label = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
             if let (newClass, newConfidence) = label.top1 {
-                let newKey = LabelRecord.indexKey(set: set.id, classIndex: UInt32(newClass), confidence: newConfidence, sample: id, from: version)
-                try put(.labelIndex, key: newKey, bytes: LabelRecord.indexValue(key: newKey, until: LabelRecord.openEnded))
+                newIndexEntries.append(LabelRecord.indexKey(set: set.id, classIndex: UInt32(newClass), confidence: newConfidence, sample: id, from: version))
             }
+        }
+        // New index entries in key order, appended where they lie beyond the last key.
+        newIndexEntries.sort { $0.lexicographicallyPrecedes($1) }
+        let lastIndexKey = try lastRawKey(.labelIndex)
+        for key in newIndexEntries {
+            let append = lastIndexKey.map { $0.lexicographicallyPrecedes(key) } ?? true
+            try put(.labelIndex, key: key, bytes: LabelRecord.indexValue(key: key, until: LabelRecord.openEnded), append: append)
         }
 
         let info = LabelSetVersion(

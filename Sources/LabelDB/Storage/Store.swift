@@ -57,20 +57,7 @@ public final class Store: @unchecked Sendable {
     ///   ``StoreError/io(path:reason:)`` when it cannot be created. Nothing is left behind on failure.
     public static func create(at path: String, schema: Schema, options: Options = Options()) throws -> Store {
         let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        var createdDirectory = false
-        if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue, (try? fm.contentsOfDirectory(atPath: path).isEmpty) == true else {
-                throw StoreError.alreadyExists(path: path)
-            }
-        } else {
-            do {
-                try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
-                createdDirectory = true
-            } catch {
-                throw StoreError.io(path: path, reason: "cannot create the directory (\(error.localizedDescription))")
-            }
-        }
+        let createdDirectory = try prepareEmptyDirectory(path)
         do {
             let resolved = Store.resolve(path)
             let env = try EnvironmentRegistry.acquire(path: resolved, readOnly: false, mapSize: options.initialMapSize, maxReaders: options.maxReaders)
@@ -164,6 +151,25 @@ public final class Store: @unchecked Sendable {
             if isClosed { return }
             isClosed = true
             EnvironmentRegistry.release(env)
+        }
+    }
+
+    /// Makes sure `path` is an empty directory, creating it when missing; returns whether it was
+    /// created (so a failure can remove it again).
+    static func prepareEmptyDirectory(_ path: String) throws -> Bool {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue, (try? fm.contentsOfDirectory(atPath: path).isEmpty) == true else {
+                throw StoreError.alreadyExists(path: path)
+            }
+            return false
+        }
+        do {
+            try fm.createDirectory(atPath: path, withIntermediateDirectories: false)
+            return true
+        } catch {
+            throw StoreError.io(path: path, reason: "cannot create the directory (\(error.localizedDescription))")
         }
     }
 
@@ -324,20 +330,7 @@ public final class Store: @unchecked Sendable {
     /// - Throws: ``StoreError/alreadyExists(path:)`` when `destination` is not empty; ``LMDBError``.
     public func backup(to destination: String) throws {
         let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        var created = false
-        if fm.fileExists(atPath: destination, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue, (try? fm.contentsOfDirectory(atPath: destination).isEmpty) == true else {
-                throw StoreError.alreadyExists(path: destination)
-            }
-        } else {
-            do {
-                try fm.createDirectory(atPath: destination, withIntermediateDirectories: false)
-                created = true
-            } catch {
-                throw StoreError.io(path: destination, reason: "cannot create the directory (\(error.localizedDescription))")
-            }
-        }
+        let created = try Store.prepareEmptyDirectory(destination)
         do {
             try env.withTransactionPermit {
                 try LabelDB.check(mdb_env_copy2(env.handle, destination, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2(\(destination))")

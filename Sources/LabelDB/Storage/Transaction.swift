@@ -148,6 +148,19 @@ public class Transaction {
         }
     }
 
+    /// The largest key of `table` (any length), copied, or nil when it is empty.
+    func lastRawKey(_ table: Table) throws -> [UInt8]? {
+        guard let dbi = env.dbi(table) else { return nil }
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle, dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_cursor_get(\(table.rawValue))")
+        return Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
+    }
+
     /// The largest u64 key in `table`, or nil when it is empty.
     func lastKey(_ table: Table) throws -> UInt64? {
         try withLastEntry(table, atOrBefore: [UInt8](repeating: 0xFF, count: 9)) { entry in

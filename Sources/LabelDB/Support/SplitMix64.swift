@@ -1,0 +1,24 @@
+/// A small, fast, seeded random number generator (SplitMix64), so that everything LabelDB does
+/// "at random" — held-out splits, test data, benchmarks — is repeatable from a seed.
+///
+/// For example:
+///
+/// ```swift
+/// var rng = SplitMix64(seed: 42)
+/// let x = Float.random(in: 0..<1, using: &rng)
+/// ```
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    /// A generator whose sequence is fixed by `seed`.
+    public init(seed: UInt64) { state = seed }
+
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
