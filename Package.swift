@@ -24,6 +24,10 @@ let package = Package(
         // Benchmarks live under Tools/ so the library never depends on them.
         .executableTarget(name: "labeldb-bench", dependencies: ["LabelDB", "CLMDB", "CXXHash", "COpenBLAS"], path: "Tools/Benchmarks"),
         .executableTarget(name: "labeldb-datagen", dependencies: ["LabelDB"], path: "Tools/DataGen"),
-        .testTarget(name: "LabelDBTests", dependencies: ["LabelDB", "CLMDB", "labeldb"]),
+        .testTarget(
+            name: "LabelDBTests", dependencies: ["LabelDB", "CLMDB", "labeldb"],
+            // Golden stores are read through #filePath, not bundled.
+            exclude: ["Fixtures"]
+        ),
     ]
 )

@@ -53,7 +53,7 @@ struct ConcurrencyTests {
         let writer = Thread {
             for b in 0..<60 {
                 let ids = (0..<batchSize).map { UInt64(b * batchSize + $0) }
-                try? store.write { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
+                _ = try? store.write { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
                 usleep(2000)
             }
             done.set()

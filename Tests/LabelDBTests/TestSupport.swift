@@ -62,8 +62,8 @@ let labeldbBinary: String = {
 func runCLI(_ arguments: [String]) throws -> CLIResult {
     let dir = TemporaryDirectory("cli-out")
     let out = dir.file("stdout"), err = dir.file("stderr")
-    FileManager.default.createFile(atPath: out, contents: nil)
-    FileManager.default.createFile(atPath: err, contents: nil)
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: labeldbBinary)
     process.arguments = arguments
