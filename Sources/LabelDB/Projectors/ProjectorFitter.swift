@@ -1,0 +1,354 @@
+import Foundation
+
+/// Errors of the projector layer.
+public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Rank must be in 1 … min(d, C) − 1.
+    case invalidRank(rank: Int, limit: Int)
+    /// A base head whose shape is not d × C.
+    case headShape(name: String, rows: Int, columns: Int, dimension: Int, classes: Int)
+    /// No base head of that name.
+    case unknownHead(String)
+    /// A head of that name exists already.
+    case headExists(String)
+    /// The label set has no soft labels to fit.
+    case noSoftLabels(String)
+    /// No rows to fit (after the clearance and the split).
+    case noRows(String)
+    /// A NaN or infinity appeared while fitting; nothing was kept.
+    case nonFinite(step: String)
+    /// The linear system of the closed-form fit could not be solved.
+    case singular(String)
+    /// No projector of that name.
+    case unknownProjector(String)
+    /// The projector has no such version.
+    case unknownVersion(name: String, version: Int, latest: Int)
+    /// A projector name that is empty, has '@' or control characters.
+    case invalidName(String)
+    /// An option out of range.
+    case invalidOption(String)
+
+    public var description: String {
+        switch self {
+        case .invalidRank(let rank, let limit): "rank \(rank) must be between 1 and \(limit) (below min(dimension, classes))"
+        case .headShape(let name, let rows, let columns, let d, let c): "head `\(name)` is \(rows) × \(columns); the store needs \(d) × \(c) (dimension × classes)"
+        case .unknownHead(let name): "no base head named `\(name)`"
+        case .headExists(let name): "a base head named `\(name)` exists already"
+        case .noSoftLabels(let set): "label set `\(set)` has no soft labels to fit"
+        case .noRows(let what): "no rows to fit: \(what)"
+        case .nonFinite(let step): "a NaN or infinity appeared during fitting (\(step)); nothing was kept"
+        case .singular(let what): "the closed-form fit failed: \(what)"
+        case .unknownProjector(let name): "no projector named `\(name)`"
+        case .unknownVersion(let name, let version, let latest): "projector `\(name)` has no version \(version) (versions 1…\(latest))"
+        case .invalidName(let name): "'\(name)' is not a valid name (non-empty, no '@', no control characters)"
+        case .invalidOption(let reason): reason
+        }
+    }
+}
+
+/// How to fit a projector.
+public struct ProjectorFitOptions: Sendable, Equatable, Codable {
+    /// The rank r of the low-rank correction A·B.
+    public var rank: Int
+    /// The fraction of rows held out (seeded) to measure generalisation; 0 fits on all.
+    public var holdout: Double = 0
+    /// The seed of the split and of the minibatch order.
+    public var seed: UInt64 = 0
+    /// Ridge strength, relative to the mean eigenvalue of XᵀX.
+    public var ridge: Double = 1e-3
+    /// Passes of gradient refinement after the closed form (0 keeps the closed form).
+    public var epochs: Int = 8
+    /// Rows per gradient step.
+    public var batchSize: Int = 2048
+    /// Adam's step size.
+    public var learningRate: Double = 3e-3
+
+    /// Options with the given rank and defaults for the rest.
+    public init(rank: Int) { self.rank = rank }
+
+    enum CodingKeys: String, CodingKey {
+        case rank, holdout, seed, ridge, epochs
+        case batchSize = "batch_size", learningRate = "learning_rate"
+    }
+}
+
+/// What a fit achieved, on the rows it was fitted on and on the held-out rows.
+public struct ProjectorFitReport: Sendable, Equatable, Codable {
+    /// Rows fitted on.
+    public var trainRows: Int
+    /// Rows held out.
+    public var holdoutRows: Int
+    /// Mean and max KL(teacher ‖ regenerated) in nats, and top-1 agreement, on the fitted rows.
+    public var trainMeanKL: Double, trainMaxKL: Double, trainTop1: Double
+    /// The same on the held-out rows (0 when none are held out).
+    public var holdoutMeanKL: Double, holdoutMaxKL: Double, holdoutTop1: Double
+    /// Mean KL of the closed-form solution alone, before gradient refinement.
+    public var closedFormMeanKL: Double
+    /// Wall-clock seconds of the fit.
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case trainRows = "train_rows", holdoutRows = "holdout_rows"
+        case trainMeanKL = "train_mean_kl", trainMaxKL = "train_max_kl", trainTop1 = "train_top1"
+        case holdoutMeanKL = "holdout_mean_kl", holdoutMaxKL = "holdout_max_kl", holdoutTop1 = "holdout_top1"
+        case closedFormMeanKL = "closed_form_mean_kl", seconds
+    }
+}
+
+/// Fits projectors: reduced-rank ridge regression in closed form, then cross-entropy refinement.
+public enum ProjectorFitter {
+    /// Fits p(x) = softmax(s·x·W0 + x·A·B + b) to teacher distributions.
+    ///
+    /// - Parameters:
+    ///   - x: `rows × dimension` embeddings, row-major.
+    ///   - p: `rows × classes` teacher probabilities, row-major.
+    ///   - head: an optional base head W0, `dimension × classes`.
+    ///   - progress: told what is happening, with a fraction done.
+    /// - Returns: the model, its report, and which rows were fitted on (the rest were held out).
+    /// - Throws: ``ProjectorError``.
+    public static func fit(
+        embeddings x: [Float], teacher p: [Float], rows n: Int, dimension d: Int, classes c: Int,
+        head: [Float]?, options: ProjectorFitOptions, progress: ((String, Double) -> Void)? = nil
+    ) throws -> (model: ProjectorModel, report: ProjectorFitReport, trainRows: [Int]) {
+        let started = Date()
+        let limit = min(d, c) - 1
+        guard options.rank >= 1, options.rank <= limit else { throw ProjectorError.invalidRank(rank: options.rank, limit: limit) }
+        guard options.holdout >= 0, options.holdout < 1 else { throw ProjectorError.invalidOption("--holdout must be in [0, 1)") }
+        guard options.epochs >= 0, options.batchSize >= 1, options.learningRate > 0 else { throw ProjectorError.invalidOption("epochs, batch size and learning rate must be positive") }
+        guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
+        if let head, head.count != d * c { throw ProjectorError.headShape(name: "head", rows: head.count / max(c, 1), columns: c, dimension: d, classes: c) }
+
+        // Seeded split.
+        var rng = SplitMix64(seed: options.seed)
+        var order = Array(0..<n)
+        order.shuffle(using: &rng)
+        let holdoutCount = Int((Double(n) * options.holdout).rounded())
+        let holdoutRows = Array(order.prefix(holdoutCount)).sorted()
+        let trainRows = Array(order.dropFirst(holdoutCount)).sorted()
+        guard !trainRows.isEmpty else { throw ProjectorError.noRows("every row is held out") }
+        let nt = trainRows.count
+        let xt = gather(x, rows: trainRows, width: d)
+        let pt = gather(p, rows: trainRows, width: c)
+
+        progress?("closed form", 0)
+        var model = try closedForm(x: xt, p: pt, n: nt, d: d, c: c, head: head, rank: options.rank, ridge: options.ridge)
+        let closed = evaluate(model, x: xt, p: pt, n: nt, head: head)
+        guard closed.meanKL.isFinite else { throw ProjectorError.nonFinite(step: "closed form") }
+
+        if options.epochs > 0 {
+            let refined = try refine(model, x: xt, p: pt, n: nt, head: head, options: options, rng: &rng, progress: progress)
+            let after = evaluate(refined, x: xt, p: pt, n: nt, head: head)
+            // Keep whichever fits the teacher better on the fitted rows (refinement minimises
+            // cross-entropy, which equals KL plus a constant, so this is the same objective).
+            if after.meanKL <= closed.meanKL { model = refined }
+        }
+        let train = evaluate(model, x: xt, p: pt, n: nt, head: head)
+        var held = (meanKL: 0.0, maxKL: 0.0, top1: 0.0)
+        if !holdoutRows.isEmpty {
+            held = evaluate(model, x: gather(x, rows: holdoutRows, width: d), p: gather(p, rows: holdoutRows, width: c), n: holdoutRows.count, head: head)
+        }
+        progress?("done", 1)
+        let report = ProjectorFitReport(
+            trainRows: nt, holdoutRows: holdoutRows.count,
+            trainMeanKL: train.meanKL, trainMaxKL: train.maxKL, trainTop1: train.top1,
+            holdoutMeanKL: held.meanKL, holdoutMaxKL: held.maxKL, holdoutTop1: held.top1,
+            closedFormMeanKL: closed.meanKL, seconds: Date().timeIntervalSince(started))
+        return (model, report, trainRows)
+    }
+
+    static func gather(_ m: [Float], rows: [Int], width: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows.count * width)
+        m.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (i, r) in rows.enumerated() {
+                    (dst.baseAddress! + i * width).update(from: src.baseAddress! + r * width, count: width)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Reduced-rank ridge regression of the centred log-probabilities on the centred embeddings:
+    /// the ridge solution W, then its best rank-r approximation in the fitted values' metric
+    /// (top eigenvectors of (XW)ᵀ(XW)), which is the optimal rank-r correction.
+    static func closedForm(x: [Float], p: [Float], n: Int, d: Int, c: Int, head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
+        // Targets: log-probabilities, centred per row (softmax ignores a per-row constant).
+        var y = p.map { log(max($0, 1e-7)) }
+        for i in 0..<n {
+            var mean: Float = 0
+            for j in 0..<c { mean += y[i * c + j] }
+            mean /= Float(c)
+            for j in 0..<c { y[i * c + j] -= mean }
+        }
+        var meanX = [Float](repeating: 0, count: d), meanY = [Float](repeating: 0, count: c)
+        for i in 0..<n {
+            for j in 0..<d { meanX[j] += x[i * d + j] }
+            for j in 0..<c { meanY[j] += y[i * c + j] }
+        }
+        for j in 0..<d { meanX[j] /= Float(n) }
+        for j in 0..<c { meanY[j] /= Float(n) }
+        var xc = x
+        for i in 0..<n { for j in 0..<d { xc[i * d + j] -= meanX[j] } }
+        for i in 0..<n { for j in 0..<c { y[i * c + j] -= meanY[j] } }
+
+        // The head's scale by least squares, and the residual the correction must explain.
+        var scale: Float = 0
+        if let head {
+            var h = [Float](repeating: 0, count: n * c)
+            LinearAlgebra.gemm(xc, head, &h, m: n, n: c, k: d)
+            var num: Double = 0, den: Double = 0
+            for i in 0..<h.count { num += Double(h[i]) * Double(y[i]); den += Double(h[i]) * Double(h[i]) }
+            scale = den > 0 ? Float(num / den) : 0
+            for i in 0..<h.count { y[i] -= scale * h[i] }
+        }
+
+        // G = XᵀX (d × d), regularised copy for the solve.
+        var g0 = [Float](repeating: 0, count: d * d)
+        LinearAlgebra.gemm(xc, xc, &g0, m: d, n: d, k: n, transA: true)
+        var trace: Double = 0
+        for j in 0..<d { trace += Double(g0[j * d + j]) }
+        let lambda = Float(max(ridge * trace / Double(d), 1e-6))
+        var g = g0
+        for j in 0..<d { g[j * d + j] += lambda }
+        // Rᵀ·X is C × d row-major, which is X ᵀR (d × C) in LAPACK's column-major order.
+        var wt = [Float](repeating: 0, count: c * d)
+        LinearAlgebra.gemm(y, xc, &wt, m: c, n: d, k: n, transA: true)
+        guard LinearAlgebra.choleskySolve(&g, n: d, rhs: &wt, nrhs: c) else {
+            throw ProjectorError.singular("XᵀX + λI is not positive definite")
+        }
+        // wt now holds Wᵀ (C × d row-major), W = ridge solution (d × C).
+        guard wt.allSatisfy(\.isFinite) else { throw ProjectorError.nonFinite(step: "ridge solve") }
+
+        // (XW)ᵀ(XW) = Wᵀ G0 W  (C × C).
+        var m = [Float](repeating: 0, count: c * d)
+        LinearAlgebra.gemm(wt, g0, &m, m: c, n: d, k: d)
+        var ff = [Float](repeating: 0, count: c * c)
+        LinearAlgebra.gemm(m, wt, &ff, m: c, n: c, k: d, transB: true)
+        guard let _ = LinearAlgebra.symmetricEigen(&ff, n: c) else { throw ProjectorError.singular("eigendecomposition failed") }
+        // Rows C−r … C−1 are the top-r eigenvectors (ascending order): B = their rows, largest first.
+        var b = [Float](repeating: 0, count: r * c)
+        for k in 0..<r {
+            let source = c - 1 - k
+            for j in 0..<c { b[k * c + j] = ff[source * c + j] }
+        }
+        // A = W · Bᵀ  (d × r) = (Wᵀ)ᵀ Bᵀ.
+        var a = [Float](repeating: 0, count: d * r)
+        LinearAlgebra.gemm(wt, b, &a, m: d, n: r, k: c, transA: true, transB: true)
+
+        // Bias: b = mean(Y) − s·mean(X)·W0 − mean(X)·A·B.
+        var bias = meanY
+        var ma = [Float](repeating: 0, count: r)
+        LinearAlgebra.gemm(meanX, a, &ma, m: 1, n: r, k: d)
+        var mab = [Float](repeating: 0, count: c)
+        LinearAlgebra.gemm(ma, b, &mab, m: 1, n: c, k: r)
+        for j in 0..<c { bias[j] -= mab[j] }
+        if let head {
+            var mh = [Float](repeating: 0, count: c)
+            LinearAlgebra.gemm(meanX, head, &mh, m: 1, n: c, k: d)
+            for j in 0..<c { bias[j] -= scale * mh[j] }
+        }
+        return ProjectorModel(dimension: d, classes: c, rank: r, scale: scale, a: a, b: b, bias: bias, temperature: 1)
+    }
+
+    /// Mean and max KL(p ‖ regenerated) and top-1 agreement.
+    static func evaluate(_ model: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?) -> (meanKL: Double, maxKL: Double, top1: Double) {
+        let c = model.classes
+        let q = model.regenerate(x, rows: n, head: head)
+        var sum = 0.0, worst = 0.0, agree = 0
+        p.withUnsafeBufferPointer { pv in
+            q.withUnsafeBufferPointer { qv in
+                for i in 0..<n {
+                    let pr = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
+                    let qr = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
+                    let kl = klDivergence(pr, qr)
+                    sum += kl
+                    worst = max(worst, kl.isFinite ? kl : .infinity)
+                    if argmax(pr) == argmax(qr) { agree += 1 }
+                }
+            }
+        }
+        return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
+    }
+
+    /// Minibatch Adam on the cross-entropy between the teacher and the projector.
+    static func refine(
+        _ start: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?, options: ProjectorFitOptions,
+        rng: inout SplitMix64, progress: ((String, Double) -> Void)?
+    ) throws -> ProjectorModel {
+        var model = start
+        let d = model.dimension, c = model.classes, r = model.rank
+        let batch = min(options.batchSize, n)
+        let lr = Float(options.learningRate), beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+        var mA = [Float](repeating: 0, count: d * r), vA = mA
+        var mB = [Float](repeating: 0, count: r * c), vB = mB
+        var mb = [Float](repeating: 0, count: c), vb = mb
+        var ms: Float = 0, vs: Float = 0
+        var step = 0
+        var xb = [Float](repeating: 0, count: batch * d), pb = [Float](repeating: 0, count: batch * c)
+        var hidden = [Float](repeating: 0, count: batch * r), z = [Float](repeating: 0, count: batch * c)
+        var xw0 = [Float](repeating: 0, count: head == nil ? 0 : batch * c)
+        var gA = [Float](repeating: 0, count: d * r), gB = [Float](repeating: 0, count: r * c)
+        var gbT = [Float](repeating: 0, count: batch * r)
+
+        func adam(_ w: inout [Float], _ g: [Float], _ m: inout [Float], _ v: inout [Float], _ t: Int) {
+            let c1 = 1 - pow(beta1, Float(t)), c2 = 1 - pow(beta2, Float(t))
+            for i in 0..<w.count {
+                m[i] = beta1 * m[i] + (1 - beta1) * g[i]
+                v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+                w[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + epsilon)
+            }
+        }
+
+        for epoch in 0..<options.epochs {
+            var order = Array(0..<n)
+            order.shuffle(using: &rng)
+            var start = 0
+            while start < n {
+                let count = min(batch, n - start)
+                for (i, row) in order[start..<(start + count)].enumerated() {
+                    for j in 0..<d { xb[i * d + j] = x[row * d + j] }
+                    for j in 0..<c { pb[i * c + j] = p[row * c + j] }
+                }
+                // Forward: z = s·x·W0 + (x·A)·B + b.
+                LinearAlgebra.gemm(xb, model.a, &hidden, m: count, n: r, k: d)
+                LinearAlgebra.gemm(hidden, model.b, &z, m: count, n: c, k: r)
+                if let head {
+                    LinearAlgebra.gemm(xb, head, &xw0, m: count, n: c, k: d)
+                    for i in 0..<(count * c) { z[i] += model.scale * xw0[i] }
+                }
+                for i in 0..<count { for j in 0..<c { z[i * c + j] += model.bias[j] } }
+                z.withUnsafeMutableBufferPointer { LinearAlgebra.softmaxRows($0.baseAddress!, rows: count, columns: c) }
+                // dL/dz = (q − p) / count.
+                let inverse = 1 / Float(count)
+                var gb = [Float](repeating: 0, count: c)
+                var gs: Float = 0
+                for i in 0..<count {
+                    for j in 0..<c {
+                        let gz = (z[i * c + j] - pb[i * c + j]) * inverse
+                        z[i * c + j] = gz
+                        gb[j] += gz
+                        if head != nil { gs += gz * xw0[i * c + j] }
+                    }
+                }
+                // dB = (xA)ᵀ · dz; dA = xᵀ · (dz · Bᵀ).
+                LinearAlgebra.gemm(hidden, z, &gB, m: r, n: c, k: count, transA: true)
+                LinearAlgebra.gemm(z, model.b, &gbT, m: count, n: r, k: c, transB: true)
+                LinearAlgebra.gemm(xb, gbT, &gA, m: d, n: r, k: count, transA: true)
+                guard gA.allSatisfy(\.isFinite), gB.allSatisfy(\.isFinite), gs.isFinite else {
+                    throw ProjectorError.nonFinite(step: "refinement epoch \(epoch + 1), step \(step + 1)")
+                }
+                step += 1
+                adam(&model.a, gA, &mA, &vA, step)
+                adam(&model.b, gB, &mB, &vB, step)
+                adam(&model.bias, gb, &mb, &vb, step)
+                if head != nil {
+                    var sv = [model.scale], msv = [ms], vsv = [vs]
+                    adam(&sv, [gs], &msv, &vsv, step)
+                    model.scale = sv[0]; ms = msv[0]; vs = vsv[0]
+                }
+                start += count
+            }
+            progress?("refinement epoch \(epoch + 1)/\(options.epochs)", Double(epoch + 1) / Double(options.epochs))
+        }
+        return model
+    }
+}

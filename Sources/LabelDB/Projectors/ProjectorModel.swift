@@ -1,0 +1,83 @@
+import Foundation
+
+/// A label projector's parameters: p(x) = softmax((s·x·W0 + x·A·B + b) / T).
+///
+/// W0 (d × C) is an optional base head kept elsewhere in the store (it costs the projector no
+/// bytes); A (d × r) and B (r × C) are the low-rank correction, b (C) the bias.
+public struct ProjectorModel: Equatable, Sendable {
+    /// The embedding dimension d.
+    public let dimension: Int
+    /// The class count C.
+    public let classes: Int
+    /// The rank r of the correction.
+    public let rank: Int
+    /// The head's scale s (0 without a head).
+    public var scale: Float
+    /// A, d × r, row-major.
+    public var a: [Float]
+    /// B, r × C, row-major.
+    public var b: [Float]
+    /// The bias, C values.
+    public var bias: [Float]
+    /// The softmax temperature T.
+    public var temperature: Float
+
+    /// The bytes the parameters take when stored as f32 (s, T, A, B, b).
+    public var parameterBytes: Int { 4 * (2 + a.count + b.count + bias.count) }
+
+    /// Regenerates the labels of `rows` embeddings (`rows × d`, row-major) into `out`
+    /// (`rows × C`), in batches whose matrix products run in `cblas_sgemm`.
+    ///
+    /// With a head, W = s·W0 + A·B is formed once by the caller (`combinedWeights`) and passed as
+    /// `weights`: one d × C product per row then costs less than x·W0 plus (x·A)·B. Without a
+    /// head, the two thin products (x·A)·B are used and W is never formed.
+    func regenerate(_ x: UnsafePointer<Float>, rows: Int, weights: [Float]?, into out: UnsafeMutablePointer<Float>) {
+        let d = dimension, c = classes, r = rank
+        let batch = 1024
+        var hidden = [Float](repeating: 0, count: batch * r)
+        var start = 0
+        while start < rows {
+            let count = min(batch, rows - start)
+            let xs = x + start * d
+            let os = out + start * c
+            if let weights {
+                weights.withUnsafeBufferPointer { w in LinearAlgebra.gemm(xs, w.baseAddress!, os, m: count, n: c, k: d) }
+            } else {
+                hidden.withUnsafeMutableBufferPointer { h in
+                    a.withUnsafeBufferPointer { av in LinearAlgebra.gemm(xs, av.baseAddress!, h.baseAddress!, m: count, n: r, k: d) }
+                    b.withUnsafeBufferPointer { bv in LinearAlgebra.gemm(h.baseAddress!, bv.baseAddress!, os, m: count, n: c, k: r) }
+                }
+            }
+            let inverseT = 1 / temperature
+            bias.withUnsafeBufferPointer { bv in
+                for i in 0..<count {
+                    let row = os + i * c
+                    for j in 0..<c { row[j] = (row[j] + bv[j]) * inverseT }
+                }
+            }
+            LinearAlgebra.softmaxRows(os, rows: count, columns: c)
+            start += count
+        }
+    }
+
+    /// W = s·W0 + A·B (d × C), for regenerating with a head.
+    func combinedWeights(head: [Float]) -> [Float] {
+        var w = head.map { $0 * scale }
+        w.withUnsafeMutableBufferPointer { out in
+            a.withUnsafeBufferPointer { av in
+                b.withUnsafeBufferPointer { bv in
+                    LinearAlgebra.gemm(av.baseAddress!, bv.baseAddress!, out.baseAddress!, m: dimension, n: classes, k: rank, beta: 1)
+                }
+            }
+        }
+        return w
+    }
+
+    /// The regenerated labels of `rows` embeddings, as a new array.
+    public func regenerate(_ x: [Float], rows: Int, head: [Float]?) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * classes)
+        let weights = head.map { combinedWeights(head: $0) }
+        x.withUnsafeBufferPointer { xv in out.withUnsafeMutableBufferPointer { regenerate(xv.baseAddress!, rows: rows, weights: weights, into: $0.baseAddress!) } }
+        return out
+    }
+}
