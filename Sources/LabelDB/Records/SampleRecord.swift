@@ -1,11 +1,12 @@
 /// The value stored for one sample in the `samples` table (format-spec/storage.md, "Sample records").
 ///
-/// Layout (little-endian), key = id as u64 big-endian:
+/// Layout (little-endian), key = id as u64 big-endian. Record version 2 (format 3) adds the
+/// embedding sequence; version 1 records (formats 1 and 2) stop at offset 40 and read as sequence 0.
 ///
 /// | Offset | Size | Description |
 /// |---|---|---|
 /// | 0 | 8 | xxh3-64 of bytes 8…end, seed = the sample id |
-/// | 8 | 1 | record version, 1 |
+/// | 8 | 1 | record version, 1 or 2 |
 /// | 9 | 1 | flags, reserved, zero |
 /// | 10 | 2 | reserved, zero |
 /// | 12 | 4 | taint label id (0 = public, the lattice bottom) |
@@ -13,17 +14,20 @@
 /// | 24 | 8 | provenance record id (0 = none) |
 /// | 32 | 4 | metadata length M |
 /// | 36 | 4 | payload length P |
-/// | 40 | M | metadata, a JSON object in UTF-8 |
-/// | 40+M | P | payload |
+/// | 40 | 8 | (version 2) embedding sequence: the store's write sequence when the embedding was last written |
+/// | H | M | metadata, a JSON object in UTF-8 (H = 40 for version 1, 48 for version 2) |
+/// | H+M | P | payload |
 enum SampleRecord {
-    static let headerSize = 40
-    static let version: UInt8 = 1
+    static let headerSize = 48
+    static let version: UInt8 = 2
 
     /// The fixed-size fields of a decoded record, with borrowed metadata and payload.
     struct View {
         var taintLabel: UInt32
         var slot: UInt64
         var provenance: UInt64
+        /// The write sequence of the embedding (0 for version-1 records).
+        var embeddingSequence: UInt64
         /// Borrowed from the map: valid only while the transaction is open and unchanged.
         var metadata: UnsafeRawBufferPointer
         /// Borrowed from the map: valid only while the transaction is open and unchanged.
@@ -36,7 +40,7 @@ enum SampleRecord {
 
     /// Writes a record into `out`, which must be exactly `size(…)` bytes.
     static func encode(
-        id: UInt64, slot: UInt64, taintLabel: UInt32, provenance: UInt64,
+        id: UInt64, slot: UInt64, taintLabel: UInt32, provenance: UInt64, embeddingSequence: UInt64,
         metadata: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer,
         into out: UnsafeMutableRawBufferPointer
     ) {
@@ -49,6 +53,7 @@ enum SampleRecord {
         writer.u64(provenance)
         writer.u32(UInt32(metadata.count))
         writer.u32(UInt32(payload.count))
+        writer.u64(embeddingSequence)
         writer.write(metadata)
         writer.write(payload)
         precondition(writer.offset == out.count, "sample record size mismatch")
@@ -65,7 +70,7 @@ enum SampleRecord {
             throw ChecksumMismatch(expected: stored, found: actual)
         }
         let recordVersion = try reader.u8("record version")
-        guard recordVersion == version else {
+        guard recordVersion == 1 || recordVersion == 2 else {
             throw RecordDecodingError(detail: "unknown sample record version \(recordVersion)")
         }
         try reader.skip(3, "reserved")
@@ -74,12 +79,13 @@ enum SampleRecord {
         let provenance = try reader.u64("provenance")
         let metadataCount = Int(try reader.u32("metadata length"))
         let payloadCount = Int(try reader.u32("payload length"))
+        let sequence = recordVersion == 2 ? try reader.u64("embedding sequence") : 0
         let metadata = try reader.slice(metadataCount, "metadata")
         let payload = try reader.slice(payloadCount, "payload")
         guard reader.remaining == 0 else {
             throw RecordDecodingError(detail: "\(reader.remaining) trailing bytes")
         }
-        return View(taintLabel: taint, slot: slot, provenance: provenance, metadata: metadata, payload: payload)
+        return View(taintLabel: taint, slot: slot, provenance: provenance, embeddingSequence: sequence, metadata: metadata, payload: payload)
     }
 }
 

@@ -16,11 +16,12 @@
 /// | 36 | … | C class names, each a u32 length and UTF-8 bytes |
 struct SchemaRecord: Equatable {
     static let magic: [UInt8] = [0x4C, 0x61, 0x62, 0x65, 0x6C, 0x44, 0x42, 0x00]
-    /// The format version this code writes. Version 2 added label sets.
-    static let currentWriteVersion: UInt16 = 2
-    /// The read version this code records: a version-1 reader still reads samples correctly
-    /// (it ignores the label tables), so stores say 1; a v1 program must not write them.
-    static let currentReadVersion: UInt16 = 1
+    /// The format version this code writes. Version 2 added label sets; version 3 base heads,
+    /// projectors and sample record version 2 (with the embedding sequence).
+    static let currentWriteVersion: UInt16 = 3
+    /// The read version this code records: sample records of version 2 are unknown to readers of
+    /// formats 1 and 2, so a store written by this code needs a format-3 reader.
+    static let currentReadVersion: UInt16 = 3
 
     var writeVersion: UInt16
     var readVersion: UInt16
@@ -83,9 +84,9 @@ struct SchemaRecord: Equatable {
     }
 }
 
-/// The `slots` record of the `meta` table: the next never-used embedding slot.
-/// Layout: xxh3-64 of bytes 8…15 (seed 0), then the slot as u64.
-enum SlotCounterRecord {
+/// A counter record of the `meta` table: `slots` (the next never-used embedding slot) and
+/// `sequence` (the store's write sequence). Layout: xxh3-64 of bytes 8…15 (seed 0), then the u64.
+enum CounterRecord {
     static func encoded(_ next: UInt64) -> [UInt8] {
         var body = ByteBuffer()
         body.u64(next)
@@ -98,11 +99,11 @@ enum SlotCounterRecord {
     static func decode(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
         var reader = ByteReader(bytes)
         let stored = try reader.u64("checksum")
-        guard bytes.count == 16 else { throw RecordDecodingError(detail: "slot counter is \(bytes.count) bytes, expected 16") }
+        guard bytes.count == 16 else { throw RecordDecodingError(detail: "counter is \(bytes.count) bytes, expected 16") }
         let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]))
         guard stored == actual else {
             throw RecordDecodingError(detail: "checksum mismatch, expected \(Checksum.hex(stored)), found \(Checksum.hex(actual))")
         }
-        return try reader.u64("next slot")
+        return try reader.u64("counter")
     }
 }

@@ -138,7 +138,7 @@ extension Transaction {
             guard let bytes else {
                 throw StoreError.corruptRecord(store: store.path, table: Table.meta.rawValue, key: MetaKey.slots, detail: "missing")
             }
-            do { return try SlotCounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.slots) }
+            do { return try CounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.slots) }
         }
     }
 }
@@ -181,6 +181,7 @@ extension WriteTransaction {
         }
 
         var summary = PutSummary()
+        let sequence = try writeSequence()
         let lastID = try lastKey(.samples)
         var next = try nextSlot()
         let startingNext = next
@@ -220,7 +221,7 @@ extension WriteTransaction {
                 try put(.samples, key: id, size: size, append: isAppend) { out in
                     metadata.withUnsafeBytes { m in
                         payload.withUnsafeBytes { p in
-                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: 0, metadata: m, payload: p, into: out)
+                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: 0, embeddingSequence: sequence, metadata: m, payload: p, into: out)
                         }
                     }
                 }
@@ -231,10 +232,25 @@ extension WriteTransaction {
             try applySlotChanges(&changes)
         }
         if next != startingNext {
-            try put(.meta, name: MetaKey.slots, bytes: SlotCounterRecord.encoded(next))
+            try put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(next))
         }
         progress?(n)
         return summary
+    }
+
+    /// This transaction's write sequence: the store's counter, incremented once by the first
+    /// transaction that writes embeddings and recorded in every sample it writes, so a projector
+    /// can tell which embeddings changed after it was fitted.
+    func writeSequence() throws -> UInt64 {
+        if let cached = cachedWriteSequence { return cached }
+        let current = try withValue(.meta, name: MetaKey.sequence) { bytes -> UInt64 in
+            guard let bytes else { return 0 }
+            do { return try CounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.sequence) }
+        }
+        let next = current + 1
+        try put(.meta, name: MetaKey.sequence, bytes: CounterRecord.encoded(next))
+        cachedWriteSequence = next
+        return next
     }
 
     /// Deletes sample `id`; returns false when it was not stored.

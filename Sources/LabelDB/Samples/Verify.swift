@@ -48,7 +48,7 @@ extension Transaction {
         var next: UInt64 = .max
         try withValue(.meta, name: MetaKey.slots) { bytes in
             guard let bytes else { return problem(.meta, MetaKey.slots, "missing") }
-            do { next = try SlotCounterRecord.decode(bytes) } catch { problem(.meta, MetaKey.slots, detail(error)) }
+            do { next = try CounterRecord.decode(bytes) } catch { problem(.meta, MetaKey.slots, detail(error)) }
         }
 
         // Samples, and the embedding row each points to.

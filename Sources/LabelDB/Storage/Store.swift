@@ -68,7 +68,7 @@ public final class Store: @unchecked Sendable {
                 let store = Store(path: path, env: env, readOnly: false, schema: schema, formatVersion: Int(record.writeVersion))
                 try store.write { tx in
                     try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
-                    try tx.put(.meta, name: MetaKey.slots, bytes: SlotCounterRecord.encoded(0))
+                    try tx.put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(0))
                 }
                 return store
             } catch {
@@ -198,10 +198,11 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Brings an older store up to the current format. Format 1 → 2 adds the label tables (empty),
-    /// then one write transaction records the new versions.
+    /// Brings an older store up to the current format: format 2 added the label tables, format 3
+    /// the head and projector tables (all created empty; existing records stay as they are and
+    /// are read by their record versions), then one write transaction records the new versions.
     private func migrate(from record: SchemaRecord) throws {
-        // Format 2 added the label tables: create whatever this store lacks.
+        // Create whatever tables this store lacks.
         _ = try env.openTables(create: true)
         try write { tx in
             var upgraded = record
@@ -349,4 +350,6 @@ private enum WriteRetry { case none, grow, adopt }
 enum MetaKey {
     static let schema = "schema"
     static let slots = "slots"
+    /// The store's write sequence (same layout as `slots`), format 3.
+    static let sequence = "sequence"
 }

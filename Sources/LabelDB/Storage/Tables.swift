@@ -21,6 +21,16 @@ enum Table: String, CaseIterable, Sendable {
     /// Top-1 class index. Key: set id u32 BE + class u32 BE + inverted confidence u32 BE +
     /// sample id u64 BE + from-version u32 BE. Value: checksum and until-version. (Format 2.)
     case labelIndex = "label_index"
+    /// Base heads W0 by name. Key: the name in UTF-8. Value: checksum, d, C, d × C f32. (Format 3.)
+    case heads
+    /// Projectors by name. Key: the name in UTF-8. Value: a projector record. (Format 3.)
+    case projectors
+    /// One record per projector version. Key: projector id u32 BE + version u32 BE. (Format 3.)
+    case projectorVersions = "projector_versions"
+    /// Projector parameters. Key: projector id u32 BE + version u32 BE. (Format 3.)
+    case projectorParameters = "projector_parameters"
+    /// Corrections. Key: projector id u32 BE + version u32 BE + sample id u64 BE. (Format 3.)
+    case projectorCorrections = "projector_corrections"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -33,6 +43,11 @@ enum Table: String, CaseIterable, Sendable {
         case .labelVersions: 5
         case .labels: 6
         case .labelIndex: 7
+        case .heads: 8
+        case .projectors: 9
+        case .projectorVersions: 10
+        case .projectorParameters: 11
+        case .projectorCorrections: 12
         }
     }
 
@@ -41,6 +56,7 @@ enum Table: String, CaseIterable, Sendable {
         switch self {
         case .meta, .samples, .embeddings, .freeSlots: 1
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
+        case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections: 3
         }
     }
 }

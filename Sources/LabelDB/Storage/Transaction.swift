@@ -180,6 +180,9 @@ public class Transaction {
 /// transaction is aborted and the closure replayed), so it must not have side effects outside
 /// the store that cannot be repeated.
 public final class WriteTransaction: Transaction {
+    /// The write sequence, once this transaction has taken one (see `writeSequence()`).
+    var cachedWriteSequence: UInt64?
+
     /// Stores `value` under the u64 key `key`, reserving `size` bytes and letting `fill` write
     /// them in place (`MDB_RESERVE`), so large values are not copied twice.
     ///
