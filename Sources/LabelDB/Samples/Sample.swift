@@ -87,6 +87,9 @@ public struct SampleView {
     public let metadataJSON: UnsafeRawBufferPointer
     /// The payload, borrowed.
     public let payload: UnsafeRawBufferPointer
+    /// The store's write sequence when this embedding was last written (0 for stores older than
+    /// format 3): a projector fitted at sequence S treats embeddings with a larger one as stale.
+    public let embeddingSequence: UInt64
 
     /// The number of embedding elements.
     public var dimension: Int { embeddingBytes.count / elementType.byteWidth }

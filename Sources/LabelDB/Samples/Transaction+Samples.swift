@@ -86,7 +86,7 @@ extension Transaction {
         return try withEmbeddingRow(id: id, slot: record.slot) { row in
             try body(SampleView(
                 id: id, embeddingBytes: row, elementType: store.schema.elementType,
-                metadataJSON: record.metadata, payload: record.payload))
+                metadataJSON: record.metadata, payload: record.payload, embeddingSequence: record.embeddingSequence))
         }
     }
 

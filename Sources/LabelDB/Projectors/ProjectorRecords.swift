@@ -1,0 +1,118 @@
+import Foundation
+
+/// A projector: its name and every version.
+public struct Projector: Equatable, Sendable {
+    /// The name.
+    public var name: String
+    /// The internal id used in keys.
+    public var id: UInt32
+    /// Every version, oldest first; `versions[v - 1]` is version v.
+    public var versions: [ProjectorVersion]
+    /// The latest version number.
+    public var latest: Int { versions.count }
+}
+
+/// What one fit produced, and from what.
+public struct ProjectorVersion: Equatable, Sendable, Codable {
+    /// The version number, from 1.
+    public var version: Int
+    /// The label set it was fitted from, and that set's version.
+    public var sourceSet: String
+    public var sourceVersion: Int
+    /// The base head used, if any.
+    public var head: String?
+    /// The fit's options (rank, holdout, seed, …).
+    public var options: ProjectorFitOptions
+    /// The fit's figures.
+    public var report: ProjectorFitReport
+    /// Samples of the source label set (fitted and held out) the bound is claimed for.
+    public var samples: Int
+    /// The error bound, when one was asked for: every sample of the source set reads within it.
+    public var maxKL: Double?
+    /// Whether the bound also requires the teacher's top-1 class.
+    public var requireTop1: Bool
+    /// Samples that needed a stored correction to meet the bound.
+    public var corrections: Int
+    /// Bytes of those corrections.
+    public var correctionBytes: Int
+    /// Bytes of the parameters (s, T, A, B, b as f32).
+    public var parameterBytes: Int
+    /// The store's write sequence at the fit: embeddings written later are stale for this version.
+    public var sequence: UInt64
+    /// When it was fitted, in milliseconds since 1970 (UTC).
+    public var timeMilliseconds: Int64
+    /// Who fitted it.
+    public var agent: String
+
+    enum CodingKeys: String, CodingKey {
+        case version, head, options, report, samples, corrections, sequence, agent
+        case sourceSet = "source_set", sourceVersion = "source_version", maxKL = "max_kl", requireTop1 = "require_top1"
+        case correctionBytes = "correction_bytes", parameterBytes = "parameter_bytes", timeMilliseconds = "time_ms"
+    }
+}
+
+/// The stored record of a projector (`projectors` table).
+struct ProjectorRecord: Codable {
+    var id: UInt32
+    var latest: Int
+}
+
+/// Byte layouts of heads, parameters and corrections (format-spec/storage.md §11).
+enum ProjectorCodec {
+    /// A matrix value: checksum (xxh3-64 of bytes 8…end, seed = xxh3-64 of the key), then
+    /// `header` u32 fields, then f32 values.
+    static func encodeFloats(key: [UInt8], header: [UInt32], floats: [[Float]]) -> [UInt8] {
+        var body: [UInt8] = []
+        for h in header { appendLE(h, to: &body) }
+        for array in floats { for v in array { appendLE(v.bitPattern, to: &body) } }
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    /// Checks the checksum and returns the header fields and the float payload.
+    static func decodeFloats(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, headerCount: Int) throws -> (header: [UInt32], floats: [Float]) {
+        guard bytes.count >= 8 + 4 * headerCount, (bytes.count - 8 - 4 * headerCount) % 4 == 0 else {
+            throw RecordDecodingError(detail: "record of \(bytes.count) bytes")
+        }
+        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        let header = (0..<headerCount).map { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 + 4 * $0, as: UInt32.self)) }
+        let start = 8 + 4 * headerCount
+        let floats = (0..<((bytes.count - start) / 4)).map {
+            Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: start + 4 * $0, as: UInt32.self)))
+        }
+        return (header, floats)
+    }
+
+    /// A correction: checksum, a codec byte (1 = adaptive with the version's EPS, 2 = dense:f16,
+    /// 3 = dense:f32), the encoded teacher label.
+    static func encodeCorrection(key: [UInt8], codec: UInt8, bytes: [UInt8]) -> [UInt8] {
+        let body = [codec] + bytes
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    static func decodeCorrection(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> (codec: UInt8, bytes: UnsafeRawBufferPointer) {
+        guard bytes.count >= 9 else { throw RecordDecodingError(detail: "correction of \(bytes.count) bytes") }
+        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        return (bytes[8], UnsafeRawBufferPointer(rebasing: bytes[9...]))
+    }
+
+    static func versionKey(id: UInt32, version: Int) -> [UInt8] {
+        var key: [UInt8] = []
+        BigEndianKey.append(id, to: &key)
+        BigEndianKey.append(UInt32(version), to: &key)
+        return key
+    }
+
+    static func correctionKey(id: UInt32, version: Int, sample: UInt64) -> [UInt8] {
+        var key = versionKey(id: id, version: version)
+        BigEndianKey.append(sample, to: &key)
+        return key
+    }
+}

@@ -1,0 +1,362 @@
+import Foundation
+
+/// A projector named with an optional version: `hello` (the latest) or `hello@2`.
+public typealias ProjectorReference = LabelSetReference
+
+/// How a regenerated label relates to the projector's error bound.
+public enum RegenerationStatus: String, Sendable, Codable {
+    /// The sample was in the fitted label set and its regenerated label meets the bound.
+    case regenerated
+    /// The regenerated label would have broken the bound, so the stored correction was returned.
+    case corrected
+    /// The sample was not in the fitted label set (imported later, or unlabelled there): no
+    /// bound is claimed.
+    case unfitted
+    /// The sample's embedding was written after the fit: its correction no longer applies and
+    /// no bound is claimed until a refit.
+    case stale
+}
+
+/// One regenerated label.
+public struct RegeneratedLabel: Sendable, Equatable {
+    /// The sample id.
+    public var id: UInt64
+    /// The distribution over the store's classes.
+    public var probabilities: [Float]
+    /// Whether the bound holds, and how.
+    public var status: RegenerationStatus
+}
+
+/// A projector version ready to regenerate labels: its parameters, decoded once, and W0 + A·B
+/// formed once when it has a head.
+public struct LoadedProjector: Sendable {
+    /// The projector and the version loaded.
+    public let projector: Projector
+    public let version: ProjectorVersion
+    /// The parameters.
+    public let model: ProjectorModel
+    let weights: [Float]?
+    let sourceSet: LabelSet
+}
+
+extension Transaction {
+    // MARK: Heads
+
+    /// The base head `name` (d × C, row-major), or nil.
+    public func head(named name: String) throws -> [Float]? {
+        let key = Array(name.utf8)
+        return try withValue(.heads, key: key) { bytes in
+            guard let bytes else { return nil }
+            do {
+                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: 2) }
+                let d = store.schema.dimension, c = store.schema.classes.count
+                guard Int(header[0]) == d, Int(header[1]) == c, floats.count == d * c else {
+                    throw RecordDecodingError(detail: "head is \(header[0]) × \(header[1]), the schema needs \(d) × \(c)")
+                }
+                return floats
+            } catch { throw contextualize(error, table: .heads, key: name) }
+        }
+    }
+
+    /// The names of every base head.
+    public func headNames() throws -> [String] {
+        var names: [String] = []
+        try walk(.heads, from: nil) { key, _ in names.append(String(decoding: key, as: UTF8.self)); return true }
+        return names
+    }
+
+    // MARK: Projectors
+
+    /// Every projector, by name.
+    public func projectors() throws -> [Projector] {
+        var names: [String] = []
+        try walk(.projectors, from: nil) { key, _ in names.append(String(decoding: key, as: UTF8.self)); return true }
+        return try names.compactMap { try projector(named: $0) }
+    }
+
+    /// The projector `name`, or nil.
+    public func projector(named name: String) throws -> Projector? {
+        let key = Array(name.utf8)
+        guard let record = try projectorRecord(key: key) else { return nil }
+        var versions: [ProjectorVersion] = []
+        for v in stride(from: 1, through: record.latest, by: 1) {
+            let vkey = ProjectorCodec.versionKey(id: record.id, version: v)
+            let info: ProjectorVersion? = try withValue(.projectorVersions, key: vkey) { bytes in
+                guard let bytes else { return nil }
+                do { return try vkey.withUnsafeBytes { try LabelRecord.decodeJSON(ProjectorVersion.self, key: $0, bytes) } } catch {
+                    throw contextualize(error, table: .projectorVersions, key: "\(name)@\(v)")
+                }
+            }
+            guard let info else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.projectorVersions.rawValue, key: "\(name)@\(v)", detail: "missing")
+            }
+            versions.append(info)
+        }
+        return Projector(name: name, id: record.id, versions: versions)
+    }
+
+    func projectorRecord(key: [UInt8]) throws -> ProjectorRecord? {
+        try withValue(.projectors, key: key) { bytes in
+            guard let bytes else { return nil }
+            do { return try key.withUnsafeBytes { try LabelRecord.decodeJSON(ProjectorRecord.self, key: $0, bytes) } } catch {
+                throw contextualize(error, table: .projectors, key: String(decoding: key, as: UTF8.self))
+            }
+        }
+    }
+
+    /// Loads a projector version for regeneration.
+    ///
+    /// - Throws: ``ProjectorError/unknownProjector(_:)``, ``ProjectorError/unknownVersion(name:version:latest:)``.
+    public func load(_ reference: ProjectorReference) throws -> LoadedProjector {
+        guard let projector = try projector(named: reference.name) else { throw ProjectorError.unknownProjector(reference.name) }
+        let v = reference.version ?? projector.latest
+        guard v >= 1, v <= projector.latest else { throw ProjectorError.unknownVersion(name: projector.name, version: v, latest: projector.latest) }
+        let info = projector.versions[v - 1]
+        let key = ProjectorCodec.versionKey(id: projector.id, version: v)
+        let model: ProjectorModel = try withValue(.projectorParameters, key: key) { bytes in
+            guard let bytes else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.projectorParameters.rawValue, key: "\(projector.name)@\(v)", detail: "missing")
+            }
+            do {
+                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: 3) }
+                let d = Int(header[0]), c = Int(header[1]), r = Int(header[2])
+                guard d == store.schema.dimension, c == store.schema.classes.count, r >= 1, floats.count == 2 + d * r + r * c + c else {
+                    throw RecordDecodingError(detail: "parameters do not match d = \(d), C = \(c), r = \(r)")
+                }
+                var at = 2
+                func take(_ n: Int) -> [Float] { defer { at += n }; return Array(floats[at..<(at + n)]) }
+                let a = take(d * r), b = take(r * c), bias = take(c)
+                return ProjectorModel(dimension: d, classes: c, rank: r, scale: floats[0], a: a, b: b, bias: bias, temperature: floats[1])
+            } catch { throw contextualize(error, table: .projectorParameters, key: "\(projector.name)@\(v)") }
+        }
+        var weights: [Float]? = nil
+        if let headName = info.head {
+            guard let head = try head(named: headName) else { throw ProjectorError.unknownHead(headName) }
+            weights = model.combinedWeights(head: head)
+        }
+        guard let source = try labelSet(named: info.sourceSet) else { throw LabelError.unknownLabelSet(info.sourceSet) }
+        return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source)
+    }
+
+    /// Regenerates the labels of `ids` (in the order given) in one batch of matrix products,
+    /// then applies the bound: stored corrections for fitted samples, and the status of each.
+    ///
+    /// - Throws: ``StoreError/sampleNotFound(_:)`` for an id that is not stored.
+    public func regenerate(_ ids: [UInt64], with loaded: LoadedProjector) throws -> [RegeneratedLabel] {
+        let d = loaded.model.dimension, c = loaded.model.classes
+        var x = [Float](repeating: 0, count: ids.count * d)
+        var sequences = [UInt64](repeating: 0, count: ids.count)
+        try x.withUnsafeMutableBufferPointer { out in
+            for (i, id) in ids.enumerated() {
+                guard let sequence = try withSample(id, { view -> UInt64 in
+                    ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
+                    return view.embeddingSequence
+                }) else { throw StoreError.sampleNotFound(id) }
+                sequences[i] = sequence
+            }
+        }
+        var probabilities = [Float](repeating: 0, count: ids.count * c)
+        x.withUnsafeBufferPointer { xv in
+            probabilities.withUnsafeMutableBufferPointer { out in
+                loaded.model.regenerate(xv.baseAddress!, rows: ids.count, weights: loaded.weights, into: out.baseAddress!)
+            }
+        }
+        var results: [RegeneratedLabel] = []
+        results.reserveCapacity(ids.count)
+        for (i, id) in ids.enumerated() {
+            var row = Array(probabilities[(i * c)..<((i + 1) * c)])
+            let status: RegenerationStatus
+            if try label(of: id, set: loaded.sourceSet, version: loaded.version.sourceVersion)?.soft == nil {
+                status = .unfitted
+            } else if sequences[i] > loaded.version.sequence {
+                status = .stale
+            } else if let corrected = try correction(for: id, loaded: loaded) {
+                row = corrected
+                status = .corrected
+            } else {
+                status = .regenerated
+            }
+            results.append(RegeneratedLabel(id: id, probabilities: row, status: status))
+        }
+        return results
+    }
+
+    func correction(for id: UInt64, loaded: LoadedProjector) throws -> [Float]? {
+        let key = ProjectorCodec.correctionKey(id: loaded.projector.id, version: loaded.version.version, sample: id)
+        let c = loaded.model.classes
+        return try withValue(.projectorCorrections, key: key) { bytes in
+            guard let bytes else { return nil }
+            do {
+                let (codecByte, encoded) = try key.withUnsafeBytes { try ProjectorCodec.decodeCorrection(key: $0, bytes) }
+                let codec = try CorrectionCodec.codec(codecByte, maxKL: loaded.version.maxKL ?? 0)
+                var out = [Float](repeating: 0, count: c)
+                try out.withUnsafeMutableBufferPointer { try codec.decode(encoded, into: $0) }
+                return out
+            } catch { throw contextualize(error, table: .projectorCorrections, key: "\(loaded.projector.name)@\(loaded.version.version) sample \(id)") }
+        }
+    }
+}
+
+/// The codecs corrections are stored in.
+enum CorrectionCodec {
+    static func codec(_ byte: UInt8, maxKL: Double) throws -> SoftLabelCodec {
+        switch byte {
+        case 1: .adaptive(max(maxKL / 2, 1e-6))
+        case 2: .denseF16
+        case 3: .denseF32
+        default: throw RecordDecodingError(detail: "unknown correction codec \(byte)")
+        }
+    }
+
+    /// Encodes the teacher label so that its decoded form meets the bound; the cheapest codec that does.
+    static func encode(_ p: UnsafeBufferPointer<Float>, maxKL: Double, requireTop1: Bool) -> (UInt8, [UInt8]) {
+        let top = argmax(p)
+        var decoded = [Float](repeating: 0, count: p.count)
+        for byte: UInt8 in [1, 2, 3] {
+            let codec = try! codec(byte, maxKL: maxKL)
+            var bytes: [UInt8] = []
+            codec.encode(p, into: &bytes)
+            let ok = bytes.withUnsafeBytes { raw in
+                decoded.withUnsafeMutableBufferPointer { out -> Bool in
+                    guard (try? codec.decode(raw, into: out)) != nil else { return false }
+                    return klDivergence(p, UnsafeBufferPointer(out)) <= maxKL && (!requireTop1 || argmax(UnsafeBufferPointer(out)) == top)
+                }
+            }
+            if ok || byte == 3 { return (byte, bytes) }
+        }
+        preconditionFailure("unreachable")
+    }
+}
+
+extension WriteTransaction {
+    /// Stores base head `name` (d × C, row-major floats).
+    ///
+    /// - Throws: ``ProjectorError/headShape(name:rows:columns:dimension:classes:)``,
+    ///   ``ProjectorError/headExists(_:)`` unless `replace`, ``ProjectorError/nonFinite(step:)``.
+    public func importHead(_ name: String, values: [Float], rows: Int, columns: Int, replace: Bool = false) throws {
+        try ProjectorNames.check(name)
+        let d = store.schema.dimension, c = store.schema.classes.count
+        guard rows == d, columns == c, values.count == d * c else {
+            throw ProjectorError.headShape(name: name, rows: rows, columns: columns, dimension: d, classes: c)
+        }
+        guard values.allSatisfy(\.isFinite) else { throw ProjectorError.nonFinite(step: "head `\(name)` has a NaN or infinity") }
+        let key = Array(name.utf8)
+        if !replace, try withValue(.heads, key: key, { $0 != nil }) { throw ProjectorError.headExists(name) }
+        try put(.heads, key: key, bytes: ProjectorCodec.encodeFloats(key: key, header: [UInt32(d), UInt32(c)], floats: [values]))
+    }
+}
+
+enum ProjectorNames {
+    static func check(_ name: String) throws {
+        guard !name.isEmpty, !name.contains("@"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw ProjectorError.invalidName(name)
+        }
+    }
+}
+
+extension Store {
+    /// Fits a new version of projector `name` from a soft label set, and stores it.
+    ///
+    /// The data is read in one read transaction, the fit runs outside any transaction (it can take
+    /// minutes and must not hold the write lock), and the result is written in one short write
+    /// transaction. With `maxKL`, every sample of the label set whose regenerated label would
+    /// break the bound (KL above it, or — with `requireTop1` — another top-1 class) gets a stored
+    /// correction, so reads through the projector meet the bound for every fitted sample.
+    ///
+    /// - Throws: ``ProjectorError``, ``LabelError``; nothing is written on failure.
+    @discardableResult
+    public func fitProjector(
+        _ name: String, from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String? = nil,
+        maxKL: Double? = nil, requireTop1: Bool = false, agent: String = "labeldb",
+        progress: ((String, Double) -> Void)? = nil
+    ) throws -> ProjectorVersion {
+        try ProjectorNames.check(name)
+        if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("--max-kl must be a positive number") } }
+        let d = schema.dimension, c = schema.classes.count
+        // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
+        let (set, version, ids, teacher, x, head, sequence) = try read { tx -> (LabelSet, Int, [UInt64], [Float], [Float], [Float]?, UInt64) in
+            let (set, version) = try tx.resolve(reference)
+            guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
+            var ids: [UInt64] = [], teacher: [Float] = [], x: [Float] = []
+            try tx.forEachLabel(set: set, version: version) { id, label in
+                guard let soft = label.soft else { return true }
+                ids.append(id)
+                teacher.append(contentsOf: soft)
+                return true
+            }
+            guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
+            x.reserveCapacity(ids.count * d)
+            for id in ids {
+                guard let view = try tx.sample(id) else { throw StoreError.sampleNotFound(id) }
+                x.append(contentsOf: view.embedding)
+            }
+            let head = try headName.map { name -> [Float] in
+                guard let head = try tx.head(named: name) else { throw ProjectorError.unknownHead(name) }
+                return head
+            }
+            let sequence = try tx.withValue(.meta, name: MetaKey.sequence) { bytes -> UInt64 in
+                guard let bytes else { return 0 }
+                return (try? CounterRecord.decode(bytes)) ?? 0
+            }
+            return (set, version, ids, teacher, x, head, sequence)
+        }
+        // 2. Fit.
+        let (model, report, _) = try ProjectorFitter.fit(
+            embeddings: x, teacher: teacher, rows: ids.count, dimension: d, classes: c, head: head, options: options, progress: progress)
+        // 3. Corrections where the regenerated label breaks the bound.
+        var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
+        if let maxKL {
+            progress?("corrections", 0)
+            let q = model.regenerate(x, rows: ids.count, head: head)
+            teacher.withUnsafeBufferPointer { tv in
+                q.withUnsafeBufferPointer { qv in
+                    for (i, id) in ids.enumerated() {
+                        let p = UnsafeBufferPointer(rebasing: tv[(i * c)..<((i + 1) * c)])
+                        let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
+                        if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
+                            let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                            corrections.append((id, codec, bytes))
+                        }
+                    }
+                }
+            }
+        }
+        // 4. Write.
+        return try write { tx -> ProjectorVersion in
+            let key = Array(name.utf8)
+            var record: ProjectorRecord
+            if let existing = try tx.projectorRecord(key: key) {
+                record = existing
+            } else {
+                var next: UInt32 = 1
+                try tx.walk(.projectors, from: nil) { k, v in
+                    next = max(next, try LabelRecord.decodeJSON(ProjectorRecord.self, key: k, v).id + 1)
+                    return true
+                }
+                record = ProjectorRecord(id: next, latest: 0)
+            }
+            let newVersion = record.latest + 1
+            var correctionBytes = 0
+            for correction in corrections {
+                let ckey = ProjectorCodec.correctionKey(id: record.id, version: newVersion, sample: correction.id)
+                let value = ProjectorCodec.encodeCorrection(key: ckey, codec: correction.codec, bytes: correction.bytes)
+                correctionBytes += value.count + ckey.count
+                try tx.put(.projectorCorrections, key: ckey, bytes: value)
+            }
+            let vkey = ProjectorCodec.versionKey(id: record.id, version: newVersion)
+            let params = ProjectorCodec.encodeFloats(
+                key: vkey, header: [UInt32(d), UInt32(c), UInt32(model.rank)],
+                floats: [[model.scale, model.temperature], model.a, model.b, model.bias])
+            try tx.put(.projectorParameters, key: vkey, bytes: params)
+            let info = ProjectorVersion(
+                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, options: options, report: report,
+                samples: ids.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
+                correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: sequence,
+                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent)
+            try tx.put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
+            record.latest = newVersion
+            try tx.put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
+            return info
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import LabelDB
+
+@Suite("Projectors in the store")
+struct ProjectorStoreTests {
+    /// A store holding a `ProjectorProblem`'s embeddings (ids 1…n) and its teacher as label set `teacher`.
+    func prepared(_ problem: ProjectorProblem, codec: SoftLabelCodec = .denseF32) throws -> (TemporaryDirectory, Store) {
+        let dir = TemporaryDirectory()
+        let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: problem.d, classes: (0..<problem.c).map { "c\($0)" }))
+        let ids = (1...UInt64(problem.n)).map { $0 }
+        try store.write { tx in
+            try tx.put(SampleBatch(ids: ids, embeddings: problem.x))
+            try tx.importLabels(.soft(problem.p), ids: ids, into: "teacher", codec: codec, agent: "t", normalize: true)
+        }
+        return (dir, store)
+    }
+
+    @Test("regeneration on read equals the fitted model; new samples are unfitted, replaced embeddings stale")
+    func regenerateOnRead() throws {
+        let problem = ProjectorProblem(n: 600, headScale: 0.8)
+        let (dir, store) = try prepared(problem)
+        _ = dir
+        defer { store.close() }
+        try store.write { tx in try tx.importHead("text", values: problem.head, rows: problem.d, columns: problem.c) }
+        var options = ProjectorFitOptions(rank: 3)
+        options.epochs = 2
+        let info = try store.fitProjector("hello", from: LabelSetReference(name: "teacher"), options: options, head: "text")
+        #expect(info.version == 1 && info.samples == 600 && info.head == "text")
+        let ids: [UInt64] = [1, 2, 300, 600]
+        let labels = try store.read { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "hello"))) }
+        let model = try store.read { tx in try tx.load(ProjectorReference(name: "hello")).model }
+        let expected = model.regenerate(ids.flatMap { id in Array(problem.x[(Int(id - 1) * problem.d)..<(Int(id) * problem.d)]) }, rows: 4, head: problem.head)
+        for (i, label) in labels.enumerated() {
+            #expect(label.status == .regenerated)
+            for j in 0..<problem.c { #expect(abs(label.probabilities[j] - expected[i * problem.c + j]) < 1e-5) }
+        }
+        // A sample imported after the fit, and a fitted sample whose embedding is replaced.
+        try store.write { tx in
+            try tx.put(Sample(id: 5000, embedding: Array(problem.x[0..<problem.d])))
+            try tx.put(Sample(id: 2, embedding: Array(repeating: 0.25, count: problem.d)))
+        }
+        let after = try store.read { tx in try tx.regenerate([5000, 2, 3], with: tx.load(ProjectorReference(name: "hello"))) }
+        #expect(after.map(\.status) == [.unfitted, .stale, .regenerated])
+    }
+
+    @Test("with a bound, every fitted sample reads within it (corrections where needed)")
+    func boundHoldsEverywhere() throws {
+        // A teacher of rank 4 fitted at rank 1: many samples break a tight bound.
+        let problem = ProjectorProblem(n: 500, rank: 4, seed: 12)
+        let (dir, store) = try prepared(problem, codec: .denseF32)
+        _ = dir
+        defer { store.close() }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 1
+        let maxKL = 0.02
+        let info = try store.fitProjector("low", from: LabelSetReference(name: "teacher"), options: options, maxKL: maxKL, requireTop1: true)
+        #expect(info.corrections > 0 && info.corrections < 500)
+        let ids = (1...UInt64(problem.n)).map { $0 }
+        let labels = try store.read { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "low"))) }
+        #expect(labels.filter { $0.status == .corrected }.count == info.corrections)
+        for (i, label) in labels.enumerated() {
+            let p = Array(problem.p[(i * problem.c)..<((i + 1) * problem.c)])
+            #expect(kl(p, label.probabilities) <= maxKL + 1e-6, "sample \(label.id): \(label.status)")
+            #expect(p.indices.max { p[$0] < p[$1] } == label.probabilities.indices.max { label.probabilities[$0] < label.probabilities[$1] })
+        }
+    }
+
+    @Test("versions stay loadable; bad input is refused and writes nothing")
+    func versionsAndBadInput() throws {
+        let problem = ProjectorProblem(n: 200)
+        let (dir, store) = try prepared(problem)
+        _ = dir
+        defer { store.close() }
+        var options = ProjectorFitOptions(rank: 2)
+        options.epochs = 0
+        try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options)
+        options.rank = 3
+        try store.fitProjector("p", from: LabelSetReference(parsing: "teacher@1"), options: options)
+        let p1 = try ProjectorReference(parsing: "p@1"), p3 = try ProjectorReference(parsing: "p@3")
+        #expect(try store.read { try $0.load(p1) }.model.rank == 2)
+        #expect(try store.read { try $0.load(ProjectorReference(name: "p")) }.model.rank == 3)
+        #expect(throws: ProjectorError.unknownVersion(name: "p", version: 3, latest: 2)) { _ = try store.read { try $0.load(p3) } }
+        #expect(throws: ProjectorError.unknownProjector("q")) { _ = try store.read { try $0.load(ProjectorReference(name: "q")) } }
+        let before = fileBytes(dir.file("store") + "/data.mdb")
+        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 1, count: 10)), ids: (1...10).map { $0 }, into: "hardonly", agent: "h") }
+        let afterLabels = fileBytes(dir.file("store") + "/data.mdb")
+        #expect(before != afterLabels)
+        #expect(throws: ProjectorError.noSoftLabels("hardonly")) { try store.fitProjector("x", from: LabelSetReference(name: "hardonly"), options: options) }
+        #expect(throws: ProjectorError.invalidRank(rank: 12, limit: 11)) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: ProjectorFitOptions(rank: 12)) }
+        #expect(throws: ProjectorError.unknownHead("none")) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: options, head: "none") }
+        #expect(throws: ProjectorError.headShape(name: "h", rows: 3, columns: problem.c, dimension: problem.d, classes: problem.c)) {
+            try store.write { tx in try tx.importHead("h", values: Array(repeating: 0, count: 3 * problem.c), rows: 3, columns: problem.c) }
+        }
+        #expect(fileBytes(dir.file("store") + "/data.mdb") == afterLabels)
+        #expect(try store.read { try $0.projectors() }.map(\.name) == ["p"])
+    }
+}
