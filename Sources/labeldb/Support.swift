@@ -27,6 +27,11 @@ enum ExitStatus {
             case .unknownLabelSet, .unknownVersion: checkFailed
             default: badInput
             }
+        case let error as ProjectorError:
+            switch error {
+            case .unknownProjector, .unknownVersion, .unknownHead: checkFailed
+            default: badInput
+            }
         case is InputError, is JSONParseError, is UsageError: badInput
         case is CheckFailed: checkFailed
         default: storeError

@@ -14,7 +14,7 @@ struct LabelDBCommand: ParsableCommand {
             JSON output (--format json) follows format-spec/cli.md.
             """,
         subcommands: [
-            InitCommand.self, ImportCommand.self, LabelsCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
+            InitCommand.self, ImportCommand.self, LabelsCommand.self, HeadsCommand.self, ProjectorCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
             ScanCommand.self, ExportCommand.self, DeleteCommand.self, BackupCommand.self,
         ]
     )
@@ -38,7 +38,7 @@ do {
     try command.run()
 } catch let exitCode as ExitCode {
     exit(exitCode.rawValue)
-} catch let error where error is StoreError || error is InputError || error is LMDBError || error is LabelError
+} catch let error where error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
     || error is CheckFailed || error is UsageError || error is JSONParseError {
     printError("labeldb: \(error)")
     exit(ExitStatus.code(for: error))

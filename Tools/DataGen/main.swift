@@ -6,7 +6,8 @@
 // N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
 // cluster as "cluster", a source and a split; payloads are random bytes, base64 in JSONL.
 // teacher.npy holds a teacher's soft labels (N × C): softmax(8 · cosine(x, centre_c)), and
-// clusters.npy the cluster of each row (a noisy "human" hard label set).
+// clusters.npy the cluster of each row (a noisy "human" hard label set), head.npy a zero-shot
+// base head (dim × C, the normalised centres).
 import Foundation
 import LabelDB
 
@@ -77,6 +78,12 @@ for row in 0..<count {
     for c in 0..<classCount { teacher[row * classCount + c] = logits[c] / sum }
 }
 try NumPyArray.write(teacher, shape: [count, classCount], to: out + "/teacher.npy")
+
+// A zero-shot base head W0 (dim × classes): the normalised class centres, standing in for text
+// embeddings of the class names from the same encoder.
+var head = [Float](repeating: 0, count: dim * classCount)
+for c in 0..<classCount { for j in 0..<dim { head[j * classCount + c] = centres[c * dim + j] / centreNorms[c] } }
+try NumPyArray.write(head, shape: [dim, classCount], to: out + "/head.npy")
 
 let sources = ["web", "books", "news", "code", "forums"]
 var meta = ""

@@ -163,44 +163,78 @@ struct LabelsShowCommand: ParsableCommand {
     }
 }
 
-/// `labeldb labels export STORE SET[@VERSION] --out P.npy [--ids-out IDS.npy] [--hard-out Y.npy]`
+/// `labeldb labels export STORE (SET[@VERSION] | --regen NAME[@VERSION]) --out P.npy [--ids-out IDS.npy] [--hard-out Y.npy]`
 struct LabelsExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Export decoded labels of one version, ascending id.",
-        discussion: "--out writes N × classes float32 (hard labels one-hot); --hard-out writes int32 top-1 class indices (-1 for an empty multi-label).")
+        abstract: "Export decoded (or regenerated) labels, ascending id.",
+        discussion: """
+            With SET: one row per sample labelled in that version; --out writes N × classes float32             (hard labels one-hot), --hard-out int32 top-1 classes (-1 for an empty multi-label).             With --regen: one row per stored sample, computed by the projector; fitted samples meet             its bound, samples imported after the fit or with replaced embeddings are counted apart.
+            """)
     @OptionGroup var target: StoreArgument
-    @Argument(help: "SET or SET@VERSION.") var set: String
+    @Argument(help: "SET or SET@VERSION.") var set: String?
+    @Option(help: "Regenerate with this projector (NAME or NAME@VERSION) instead of reading a label set.") var regen: String?
     @Option(help: "Decoded distributions: N × classes float32 .npy.") var out: String?
     @Option(help: "Top-1 class indices: N int32 .npy.") var hardOut: String?
     @Option(help: "The ids of the rows: N uint64 .npy.") var idsOut: String?
 
     func run() throws {
         guard out != nil || hardOut != nil else { throw UsageError(description: "give --out or --hard-out") }
-        let reference = try LabelSetReference(parsing: set)
+        guard (set == nil) != (regen == nil) else { throw UsageError(description: "give a label set or --regen PROJECTOR, not both") }
         let store = try target.open(readOnly: true)
         defer { store.close() }
         let classCount = store.schema.classes.count
-        let rows = try store.read { tx -> Int in
+        let summary = try store.read { tx -> String in
             var count = 0
-            try tx.forEachLabel(in: reference) { _, _ in count += 1; return true }
+            // Rows are written as they come, so memory stays bounded by one batch.
+            let ids: [UInt64]
+            var labelReference: LabelSetReference? = nil
+            var loaded: LoadedProjector? = nil
+            if let regen {
+                loaded = try tx.load(try ProjectorReference(parsing: regen))
+                ids = try tx.ids()
+                count = ids.count
+            } else {
+                labelReference = try LabelSetReference(parsing: set!)
+                ids = []
+                try tx.forEachLabel(in: labelReference!) { _, _ in count += 1; return true }
+            }
             let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
             let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
             let idsWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, shape: [count]) }
-            try tx.forEachLabel(in: reference) { id, label in
-                try probs?.append(label.distribution(classCount: classCount))
-                var top = Int32(label.hard ?? label.top1?.classIndex ?? -1).littleEndian
-                try withUnsafeBytes(of: &top) { try hard?.append($0) }
+            func emit(_ id: UInt64, _ distribution: [Float], _ top: Int32) throws {
+                try probs?.append(distribution)
+                var t = top.littleEndian
+                try withUnsafeBytes(of: &t) { try hard?.append($0) }
                 var rawID = id.littleEndian
                 try withUnsafeBytes(of: &rawID) { try idsWriter?.append($0) }
-                return true
+            }
+            var statuses: [RegenerationStatus: Int] = [:]
+            if let loaded {
+                for start in stride(from: 0, to: ids.count, by: 1024) {
+                    for label in try tx.regenerate(Array(ids[start..<min(start + 1024, ids.count)]), with: loaded) {
+                        statuses[label.status, default: 0] += 1
+                        let top = label.probabilities.indices.max { label.probabilities[$0] < label.probabilities[$1] } ?? -1
+                        try emit(label.id, label.probabilities, Int32(top))
+                    }
+                }
+            } else {
+                try tx.forEachLabel(in: labelReference!) { id, label in
+                    try emit(id, label.distribution(classCount: classCount), Int32(label.hard ?? label.top1?.classIndex ?? -1))
+                    return true
+                }
             }
             try probs?.finish()
             try hard?.finish()
             try idsWriter?.finish()
-            return count
+            if loaded != nil {
+                let parts = [RegenerationStatus.regenerated, .corrected, .unfitted, .stale].map { "\(statuses[$0] ?? 0) \($0.rawValue)" }
+                return "exported \(count) labels regenerated by \(regen!): " + parts.joined(separator: ", ")
+                    + ((statuses[.unfitted] ?? 0) + (statuses[.stale] ?? 0) > 0 ? " (no bound is claimed for unfitted and stale samples)" : "")
+            }
+            return "exported \(count) labels of \(set!)"
         }
-        print("exported \(rows) labels of \(set)")
+        print(summary)
     }
 }
 

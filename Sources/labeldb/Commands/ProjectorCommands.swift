@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb heads …`: base heads W0.
+struct HeadsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "heads", abstract: "Base heads W0 (d × classes), e.g. text embeddings of the class names.",
+        subcommands: [HeadsImportCommand.self, HeadsListCommand.self])
+}
+
+/// `labeldb heads import STORE NAME W0.npy`
+struct HeadsImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "import", abstract: "Store a base head from a d × classes float32 .npy.")
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The head's name.") var name: String
+    @Argument(help: "W0: a dim × classes .npy of floats.") var matrix: String
+    @Flag(help: "Overwrite a head of the same name.") var replace = false
+
+    func run() throws {
+        let array = try NumPyArray.read(matrix)
+        guard array.shape.count == 2 else { throw InputError(file: matrix, reason: "expected a 2-D array (dim × classes), found shape \(array.shape)") }
+        let values = try array.floats(file: matrix)
+        let store = try target.open(readOnly: false)
+        defer { store.close() }
+        try store.write { tx in try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace) }
+        print("stored head \(name): \(array.shape[0]) × \(array.shape[1])")
+    }
+}
+
+/// `labeldb heads list STORE`
+struct HeadsListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List base heads.")
+    @OptionGroup var target: StoreArgument
+
+    func run() throws {
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        for name in try store.read({ try $0.headNames() }) { print(name) }
+    }
+}
+
+/// `labeldb projector …`
+struct ProjectorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projector",
+        abstract: "Label projectors: fit low-rank heads from a soft label set and regenerate labels on read.",
+        subcommands: [ProjectorFitCommand.self, ProjectorListCommand.self, ProjectorShowCommand.self])
+}
+
+/// `labeldb projector fit STORE NAME --from SET[@VERSION] --rank R …`
+struct ProjectorFitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fit",
+        abstract: "Fit a new projector version: p(x) = softmax(s·x·W0 + x·A·B + b).",
+        discussion: """
+            Closed form (reduced-rank ridge regression of the centred log-probabilities) refined by \
+            minibatch Adam on cross-entropy. With --max-kl (and --top1), every sample of the label \
+            set whose regenerated label breaks the bound gets a stored correction.
+            """)
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The projector's name.") var name: String
+    @Option(help: "The soft label set to fit: SET or SET@VERSION.") var from: String
+    @Option(help: "Rank r of the correction A·B.") var rank: Int
+    @Option(help: "A base head W0 (see `labeldb heads`).") var head: String?
+    @Option(help: "Fraction of rows held out to measure generalisation.") var holdout: Double = 0
+    @Option(help: "Seed of the split and of the minibatch order.") var seed: UInt64 = 0
+    @Option(help: "Refinement epochs after the closed form.") var epochs: Int = 8
+    @Option(help: "Error bound: max KL(teacher ‖ read label) in nats for every fitted sample.") var maxKl: Double?
+    @Flag(help: "The bound also requires the teacher's top-1 class.") var top1 = false
+    @Option(help: "Who fits it.") var agent: String?
+    @Flag(help: "No progress on stderr.") var quiet = false
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let reference = try LabelSetReference(parsing: from)
+        if top1 && maxKl == nil { throw UsageError(description: "--top1 needs --max-kl") }
+        var options = ProjectorFitOptions(rank: rank)
+        options.holdout = holdout
+        options.seed = seed
+        options.epochs = epochs
+        let store = try target.open(readOnly: false)
+        defer { store.close() }
+        let showProgress = !quiet && isatty(STDERR_FILENO) != 0
+        let info = try store.fitProjector(
+            name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
+            agent: agent ?? ProcessInfo.processInfo.environment["USER"].map { "user:\($0)" } ?? "unknown",
+            progress: { step, fraction in
+                if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
+            })
+        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+        let set = try store.read { try $0.labelSet(named: info.sourceSet) }
+        switch format {
+        case .json: printJSON(.object(projectorVersionJSON(info, name: name, labelSet: set, classes: store.schema.classes.count)))
+        case .text: print(projectorText(info, name: name, labelSet: set, classes: store.schema.classes.count))
+        }
+    }
+}
+
+/// `labeldb projector list STORE`
+struct ProjectorListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List projectors.")
+    @OptionGroup var target: StoreArgument
+    @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
+
+    func run() throws {
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        for projector in try store.read({ try $0.projectors() }) {
+            let v = projector.versions.last!
+            switch format {
+            case .json:
+                printJSON(["name": .string(projector.name), "latest": .int(Int64(projector.latest)), "rank": .int(Int64(v.options.rank)),
+                           "source": .string("\(v.sourceSet)@\(v.sourceVersion)"), "head": v.head.map { .string($0) } ?? .null])
+            case .text:
+                print("\(projector.name)  v\(projector.latest)  rank \(v.options.rank)  from \(v.sourceSet)@\(v.sourceVersion)\(v.head.map { "  head \($0)" } ?? "")")
+            }
+        }
+    }
+}
+
+/// `labeldb projector show STORE NAME[@VERSION]`
+struct ProjectorShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a projector version: source, fit figures, bound, bytes.")
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "NAME or NAME@VERSION.") var projector: String
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let reference = try ProjectorReference(parsing: projector)
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        let loaded = try store.read { try $0.load(reference) }
+        let set = try store.read { try $0.labelSet(named: loaded.version.sourceSet) }
+        switch format {
+        case .json: printJSON(.object(projectorVersionJSON(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count)))
+        case .text: print(projectorText(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count))
+        }
+    }
+}
+
+/// The JSON form of a projector version (format-spec/cli.md).
+func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> [String: JSONValue] {
+    let r = v.report
+    let denseF16 = 2.0 * Double(classes) * Double(v.samples)
+    let stored = Double(labelSet?.versions.prefix(v.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0)
+    let total = Double(v.parameterBytes + v.correctionBytes)
+    return [
+        "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
+        "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
+        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "samples": .int(Int64(v.samples)), "train_rows": .int(Int64(r.trainRows)), "holdout_rows": .int(Int64(r.holdoutRows)),
+        "train_mean_kl": .double(r.trainMeanKL), "train_max_kl": .double(r.trainMaxKL), "train_top1": .double(r.trainTop1),
+        "holdout_mean_kl": .double(r.holdoutMeanKL), "holdout_max_kl": .double(r.holdoutMaxKL), "holdout_top1": .double(r.holdoutTop1),
+        "closed_form_mean_kl": .double(r.closedFormMeanKL), "fit_seconds": .double(r.seconds),
+        "max_kl": v.maxKL.map { .double($0) } ?? .null, "top1_bound": .bool(v.requireTop1),
+        "corrections": .int(Int64(v.corrections)), "correction_bytes": .int(Int64(v.correctionBytes)),
+        "parameter_bytes": .int(Int64(v.parameterBytes)), "total_bytes": .int(Int64(total)),
+        "ratio_to_dense_f32": .double(total / (2 * denseF16)), "ratio_to_dense_f16": .double(total / denseF16),
+        "ratio_to_stored": stored > 0 ? .double(total / stored) : .null,
+    ]
+}
+
+func projectorText(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> String {
+    let json = projectorVersionJSON(v, name: name, labelSet: labelSet, classes: classes)
+    let r = v.report
+    var lines = ["projector \(name)@\(v.version): rank \(v.options.rank)\(v.head.map { ", head \($0)" } ?? ""), fitted on \(v.sourceSet)@\(v.sourceVersion) (\(r.trainRows) rows, \(r.holdoutRows) held out) in \(String(format: "%.1f", r.seconds)) s"]
+    lines.append(String(format: "  train: mean KL %.4g, max KL %.4g, top-1 agreement %.2f%%", r.trainMeanKL, r.trainMaxKL, r.trainTop1 * 100))
+    if r.holdoutRows > 0 {
+        lines.append(String(format: "  held out: mean KL %.4g, max KL %.4g, top-1 agreement %.2f%%", r.holdoutMeanKL, r.holdoutMaxKL, r.holdoutTop1 * 100))
+    }
+    if let maxKL = v.maxKL {
+        lines.append("  bound: KL ≤ \(maxKL)\(v.requireTop1 ? " and the teacher's top-1" : ""): \(v.corrections) corrections, \(v.correctionBytes) bytes")
+    }
+    let f16 = json["ratio_to_dense_f16"]?.doubleValue ?? 0
+    let stored = json["ratio_to_stored"]?.doubleValue
+    lines.append("  size: \(v.parameterBytes + v.correctionBytes) bytes = \(String(format: "%.4f", f16 * 100))% of dense f16 labels" + (stored.map { String(format: ", %.3f%% of the stored label set", $0 * 100) } ?? ""))
+    return lines.joined(separator: "\n")
+}
