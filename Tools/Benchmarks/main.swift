@@ -3,6 +3,7 @@
 //   swift build -c release --product labeldb-bench
 //   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench labels [--count N] [--dir DIR]
+//   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
@@ -42,13 +43,20 @@ do {
         if let n = options["count"].flatMap(Int.init) { bench.count = n }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
+    case "projector":
+        var bench = ProjectorBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let dir = options["dir"] { bench.directory = dir }
+        if let ranks = options["ranks"] { bench.ranks = ranks.split(separator: ",").compactMap { Int($0) } }
+        if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
+        try bench.run()
     case "peers":
         var bench = PeersBenchmark()
         if let data = options["data"] { bench.data = data }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

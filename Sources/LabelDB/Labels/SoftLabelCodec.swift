@@ -128,7 +128,7 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The indices of the k largest values, largest first, ties by smaller index.
-    static func topIndices(_ p: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
+    public static func topIndices(_ p: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
         if k >= p.count {
             return Array(0..<p.count).sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
         }

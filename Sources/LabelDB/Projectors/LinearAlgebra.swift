@@ -48,20 +48,126 @@ enum LinearAlgebra {
         return info == 0 ? values : nil
     }
 
-    /// Row-wise softmax in place (each of `rows` rows of `columns` values), numerically stable.
-    static func softmaxRows(_ z: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
-        for r in 0..<rows {
-            let row = z + r * columns
-            var m = -Float.infinity
-            for j in 0..<columns { m = max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0..<columns {
-                let e = expf(row[j] - m)
-                row[j] = e
-                sum += e
+    /// Row-wise softmax((z + bias) · scale) in place (each of `rows` rows of `columns` values),
+    /// numerically stable. Rows are split across the cores; each row is processed 8 lanes at a time.
+    /// With `topK` > 0, also writes each row's `topK` most probable classes (descending, ties to the
+    /// smaller class) and their probabilities into `topClasses` / `topProbabilities`.
+    static func softmaxRows(
+        _ z: UnsafeMutablePointer<Float>, rows: Int, columns: Int, bias: UnsafePointer<Float>? = nil, scale: Float = 1,
+        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil
+    ) {
+        let chunks = min(rows, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        guard chunks > 0 else { return }
+        // Pointers cross into the worker closures as addresses; each chunk touches its own rows only.
+        let zAddress = UInt(bitPattern: z), biasAddress = UInt(bitPattern: bias)
+        let classesAddress = UInt(bitPattern: topClasses), probsAddress = UInt(bitPattern: topProbabilities)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let base = UnsafeMutablePointer<Float>(bitPattern: zAddress)!
+            let b = UnsafePointer<Float>(bitPattern: biasAddress)
+            let start = rows * chunk / chunks, end = rows * (chunk + 1) / chunks
+            for r in start..<end {
+                let row = base + r * columns
+                softmaxRow(row, columns, bias: b, scale: scale)
+                if topK > 0, let classes = UnsafeMutablePointer<Int32>(bitPattern: classesAddress),
+                   let probs = UnsafeMutablePointer<Float>(bitPattern: probsAddress) {
+                    selectTop(row, columns, k: topK, classes: classes + r * topK, probabilities: probs + r * topK)
+                }
             }
-            let scale = 1 / sum
-            for j in 0..<columns { row[j] *= scale }
         }
+    }
+
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int, bias: UnsafePointer<Float>? = nil, scale: Float = 1) {
+        let raw = UnsafeMutableRawPointer(row)
+        let vectorEnd = n & ~7
+        // Pass 1: apply bias and scale, find the maximum.
+        var m8 = SIMD8<Float>(repeating: -.infinity)
+        var j = 0
+        while j < vectorEnd {
+            var v = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            if let bias { v += UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) }
+            v *= scale
+            raw.storeBytes(of: v, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            m8 = m8.replacing(with: v, where: v .> m8)
+            j += 8
+        }
+        var m = m8.max()
+        while j < n {
+            row[j] = (row[j] + (bias?[j] ?? 0)) * scale
+            m = max(m, row[j])
+            j += 1
+        }
+        // Pass 2: exponentials and their sum.
+        var sum8 = SIMD8<Float>(repeating: 0)
+        let m8b = SIMD8<Float>(repeating: m)
+        j = 0
+        while j < vectorEnd {
+            let v = expVector(raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - m8b)
+            raw.storeBytes(of: v, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            sum8 += v
+            j += 8
+        }
+        var sum = sum8.sum()
+        while j < n {
+            let e = expf(row[j] - m)
+            row[j] = e
+            sum += e
+            j += 1
+        }
+        // Pass 3: normalise.
+        let inverse = SIMD8<Float>(repeating: 1 / sum)
+        j = 0
+        while j < vectorEnd {
+            raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) * inverse, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < n { row[j] *= inverse[0]; j += 1 }
+    }
+
+    /// The k largest values of a row (descending, ties to the smaller index), by insertion into a
+    /// small sorted list; the current k-th largest stays in a register, so most values cost one
+    /// comparison.
+    @inline(__always)
+    static func selectTop(_ row: UnsafePointer<Float>, _ n: Int, k: Int, classes: UnsafeMutablePointer<Int32>, probabilities: UnsafeMutablePointer<Float>) {
+        var count = 0
+        var threshold = -Float.infinity
+        for j in 0..<n {
+            let v = row[j]
+            if count == k && !(v > threshold) { continue }
+            var position = min(count, k - 1)
+            if count < k { count += 1 }
+            while position > 0 && v > probabilities[position - 1] {
+                probabilities[position] = probabilities[position - 1]
+                classes[position] = classes[position - 1]
+                position -= 1
+            }
+            probabilities[position] = v
+            classes[position] = Int32(j)
+            if count == k { threshold = probabilities[k - 1] }
+        }
+    }
+
+    /// e^x for x ≤ 0, eight at a time: x = k·ln2 + f with |f| ≤ ln2/2, e^f by a degree-6
+    /// polynomial (relative error below 2e-7), 2^k through the exponent bits. Inputs below −87
+    /// give 0 (softmax terms that small vanish in f32 anyway). Rounding to k uses the 1.5·2²³
+    /// trick so that everything stays in vector registers (no per-lane conversions).
+    @inline(__always)
+    static func expVector(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let clamped = x.replacing(with: -87, where: x .< -87)
+        let magic = SIMD8<Float>(repeating: 12_582_912)   // 1.5 · 2²³
+        let t = clamped * 1.442695040888963 + magic
+        let k = t - magic
+        let f = clamped - k * 0.693145751953125 - k * 1.428606765330187e-06
+        var p = SIMD8<Float>(repeating: 1.0 / 720)
+        p = p * f + 1.0 / 120
+        p = p * f + 1.0 / 24
+        p = p * f + 1.0 / 6
+        p = p * f + 0.5
+        p = p * f + 1
+        p = p * f + 1
+        // The low bits of t's pattern hold k (two's complement): add the bias, shift into the exponent.
+        let kBits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+        let scale = unsafeBitCast((kBits &+ 127) &<< 23, to: SIMD8<Float>.self)
+        return (p * scale).replacing(with: 0, where: x .< -87)
     }
 }

@@ -31,7 +31,14 @@ public struct ProjectorModel: Equatable, Sendable {
     /// With a head, W = s·W0 + A·B is formed once by the caller (`combinedWeights`) and passed as
     /// `weights`: one d × C product per row then costs less than x·W0 plus (x·A)·B. Without a
     /// head, the two thin products (x·A)·B are used and W is never formed.
-    func regenerate(_ x: UnsafePointer<Float>, rows: Int, weights: [Float]?, into out: UnsafeMutablePointer<Float>) {
+    ///
+    /// With `topK` > 0 it also writes each row's `topK` most probable classes and probabilities
+    /// (descending) into `topClasses` and `topProbabilities` (`rows × topK` each), computed in
+    /// the same parallel pass as the softmax.
+    public func regenerate(
+        _ x: UnsafePointer<Float>, rows: Int, weights: [Float]?, into out: UnsafeMutablePointer<Float>,
+        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil
+    ) {
         let d = dimension, c = classes, r = rank
         let batch = 1024
         var hidden = [Float](repeating: 0, count: batch * r)
@@ -48,20 +55,17 @@ public struct ProjectorModel: Equatable, Sendable {
                     b.withUnsafeBufferPointer { bv in LinearAlgebra.gemm(h.baseAddress!, bv.baseAddress!, os, m: count, n: c, k: r) }
                 }
             }
-            let inverseT = 1 / temperature
             bias.withUnsafeBufferPointer { bv in
-                for i in 0..<count {
-                    let row = os + i * c
-                    for j in 0..<c { row[j] = (row[j] + bv[j]) * inverseT }
-                }
+                LinearAlgebra.softmaxRows(
+                    os, rows: count, columns: c, bias: bv.baseAddress, scale: 1 / temperature, topK: topK,
+                    topClasses: topClasses.map { $0 + start * topK }, topProbabilities: topProbabilities.map { $0 + start * topK })
             }
-            LinearAlgebra.softmaxRows(os, rows: count, columns: c)
             start += count
         }
     }
 
     /// W = s·W0 + A·B (d × C), for regenerating with a head.
-    func combinedWeights(head: [Float]) -> [Float] {
+    public func combinedWeights(head: [Float]) -> [Float] {
         var w = head.map { $0 * scale }
         w.withUnsafeMutableBufferPointer { out in
             a.withUnsafeBufferPointer { av in

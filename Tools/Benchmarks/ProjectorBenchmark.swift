@@ -1,0 +1,97 @@
+import COpenBLAS
+import Foundation
+import LabelDB
+
+/// The projector benchmarks on the ImageNet-shaped corpus: held-out KL and top-1 agreement vs
+/// rank, bytes (projector + corrections) ÷ dense f16 labels with the bound met on every sample,
+/// fit time, and regeneration throughput against a bare `cblas_sgemm` of the same shapes.
+struct ProjectorBenchmark {
+    var count = 100_000
+    var directory = "/tmp/labeldb-projector-bench"
+    var ranks = [8, 16, 32, 64, 128]
+    var epochs = 4
+    var maxKL = 0.05
+
+    func run() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let corpus = ImageNetCorpus(count: count)
+        let d = corpus.dimension, c = corpus.classes
+        let ids = (1...UInt64(count)).map { $0 }
+        let store = try Store.create(at: directory + "/store", schema: Schema(dimension: d, classes: (0..<c).map { "class_\($0)" }))
+        defer { store.close() }
+        try store.write { tx in
+            _ = try tx.put(SampleBatch(ids: ids, embeddings: corpus.embeddings), mode: .insert)
+            try tx.importLabels(.soft(corpus.teacher), ids: ids, into: "teacher", codec: .denseF16, agent: "bench-teacher", normalize: true)
+        }
+        let denseF16 = Double(2 * c * count)
+        var rows: [JSONValue] = []
+        for rank in ranks {
+            var options = ProjectorFitOptions(rank: rank)
+            options.holdout = 0.1
+            options.seed = 1
+            options.epochs = epochs
+            let start = now()
+            let info = try store.fitProjector("r\(rank)", from: LabelSetReference(name: "teacher"), options: options, maxKL: maxKL, requireTop1: true)
+            let seconds = now() - start
+            let r = info.report
+            let bytes = info.parameterBytes + info.correctionBytes
+            rows.append([
+                "rank": rank.json, "train_mean_kl": r.trainMeanKL.json, "holdout_mean_kl": r.holdoutMeanKL.json, "holdout_max_kl": r.holdoutMaxKL.json,
+                "holdout_top1": r.holdoutTop1.json, "closed_form_mean_kl": r.closedFormMeanKL.json,
+                "corrections": info.corrections.json, "parameter_bytes": info.parameterBytes.json, "correction_bytes": info.correctionBytes.json,
+                "bytes_ratio_to_dense_f16": (Double(bytes) / denseF16).json, "fit_s": r.seconds.json, "fit_and_corrections_s": seconds.json,
+            ])
+            FileHandle.standardError.write(Data("rank \(rank): \(JSONValue.array([rows.last!]).serialized())\n".utf8))
+        }
+
+        // Regeneration throughput (rank 64, no head), batches of 1,024: softmax and top-5 included.
+        let model = try store.read { tx in try tx.load(ProjectorReference(name: "r64")).model }
+        let batch = 1024
+        let batches = count / batch
+        var out = [Float](repeating: 0, count: batch * c)
+        var hidden = [Float](repeating: 0, count: batch * model.rank)
+        var sink = 0
+        var topClasses = [Int32](repeating: 0, count: batch * 5)
+        var topProbabilities = [Float](repeating: 0, count: batch * 5)
+        func ours() -> Double {
+            time {
+                corpus.embeddings.withUnsafeBufferPointer { x in
+                    out.withUnsafeMutableBufferPointer { o in
+                        topClasses.withUnsafeMutableBufferPointer { tc in
+                            topProbabilities.withUnsafeMutableBufferPointer { tp in
+                                for b in 0..<batches {
+                                    model.regenerate(x.baseAddress! + b * batch * d, rows: batch, weights: nil, into: o.baseAddress!,
+                                                     topK: 5, topClasses: tc.baseAddress!, topProbabilities: tp.baseAddress!)
+                                    sink &+= Int(tc[0])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        func bare() -> Double {
+            time {
+                corpus.embeddings.withUnsafeBufferPointer { x in
+                    for b in 0..<batches {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(model.rank), Int32(d), 1,
+                                    x.baseAddress! + b * batch * d, Int32(d), model.a, Int32(model.rank), 0, &hidden, Int32(model.rank))
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(c), Int32(model.rank), 1,
+                                    hidden, Int32(model.rank), model.b, Int32(c), 0, &out, Int32(c))
+                    }
+                }
+            }
+        }
+        _ = ours(); _ = bare()
+        var oursTimes: [Double] = [], bareTimes: [Double] = []
+        for _ in 0..<3 { oursTimes.append(ours()); bareTimes.append(bare()) }
+        let labels = Double(batches * batch)
+        emit([
+            "n": count.json, "classes": c.json, "dim": d.json, "max_kl": maxKL.json, "epochs": epochs.json,
+            "ranks": .array(rows),
+            "regen_labels_s": (labels / median(oursTimes)).json, "sgemm_labels_s": (labels / median(bareTimes)).json,
+            "regen_ratio": (median(bareTimes) / median(oursTimes)).json, "sink": .int(Int64(sink & 0xFF)),
+        ])
+    }
+}
