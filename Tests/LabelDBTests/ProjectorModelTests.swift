@@ -102,3 +102,21 @@ struct ProjectorModelTests {
         }
     }
 }
+
+@Suite("Projector temperature")
+struct ProjectorTemperatureTests {
+    @Test("the temperature search recovers the T a teacher was generated with")
+    func recoversTemperature() throws {
+        var rng = SplitMix64(seed: 17)
+        let (n, d, c, r) = (400, 8, 6, 2)
+        let x = (0..<(n * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+        var truth = ProjectorModel(dimension: d, classes: c, rank: r, scale: 0,
+                                   a: (0..<(d * r)).map { _ in Float.random(in: -2...2, using: &rng) },
+                                   b: (0..<(r * c)).map { _ in Float.random(in: -2...2, using: &rng) },
+                                   bias: Array(repeating: 0, count: c), temperature: 2.5)
+        let teacher = truth.regenerate(x, rows: n, head: nil)
+        truth.temperature = 1
+        let found = ProjectorFitter.fitTemperature(truth, x: x, p: teacher, n: n, head: nil)
+        #expect(abs(found - 2.5) < 0.05, "found T = \(found)")
+    }
+}

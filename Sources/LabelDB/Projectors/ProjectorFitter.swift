@@ -61,13 +61,28 @@ public struct ProjectorFitOptions: Sendable, Equatable, Codable {
     public var batchSize: Int = 2048
     /// Adam's step size.
     public var learningRate: Double = 3e-3
+    /// Also fit the softmax temperature T (a one-dimensional search on the fitted rows' cross-
+    /// entropy after the other parameters); otherwise T = 1.
+    public var fitTemperature: Bool = false
 
     /// Options with the given rank and defaults for the rest.
     public init(rank: Int) { self.rank = rank }
 
     enum CodingKeys: String, CodingKey {
         case rank, holdout, seed, ridge, epochs
-        case batchSize = "batch_size", learningRate = "learning_rate"
+        case batchSize = "batch_size", learningRate = "learning_rate", fitTemperature = "fit_temperature"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rank = try c.decode(Int.self, forKey: .rank)
+        holdout = try c.decode(Double.self, forKey: .holdout)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        ridge = try c.decode(Double.self, forKey: .ridge)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        learningRate = try c.decode(Double.self, forKey: .learningRate)
+        fitTemperature = try c.decodeIfPresent(Bool.self, forKey: .fitTemperature) ?? false
     }
 }
 
@@ -140,6 +155,10 @@ public enum ProjectorFitter {
             // Keep whichever fits the teacher better on the fitted rows (refinement minimises
             // cross-entropy, which equals KL plus a constant, so this is the same objective).
             if after.meanKL <= closed.meanKL { model = refined }
+        }
+        if options.fitTemperature {
+            progress?("temperature", 0.99)
+            model.temperature = fitTemperature(model, x: xt, p: pt, n: nt, head: head)
         }
         let train = evaluate(model, x: xt, p: pt, n: nt, head: head)
         var held = (meanKL: 0.0, maxKL: 0.0, top1: 0.0)
@@ -247,6 +266,27 @@ public enum ProjectorFitter {
             for j in 0..<c { bias[j] -= scale * mh[j] }
         }
         return ProjectorModel(dimension: d, classes: c, rank: r, scale: scale, a: a, b: b, bias: bias, temperature: 1)
+    }
+
+    /// The temperature minimising the mean KL on the fitted rows: golden-section search on
+    /// log T in [log 0.1, log 10] (KL in T is unimodal for a fixed set of logits).
+    static func fitTemperature(_ model: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?) -> Float {
+        var candidate = model
+        func loss(_ logT: Double) -> Double {
+            candidate.temperature = Float(exp(logT))
+            return evaluate(candidate, x: x, p: p, n: n, head: head).meanKL
+        }
+        var lo = log(0.1), hi = log(10.0)
+        let ratio = (sqrt(5.0) - 1) / 2
+        var a = hi - ratio * (hi - lo), b = lo + ratio * (hi - lo)
+        var fa = loss(a), fb = loss(b)
+        for _ in 0..<24 {
+            if fa < fb { hi = b; b = a; fb = fa; a = hi - ratio * (hi - lo); fa = loss(a) }
+            else { lo = a; a = b; fa = fb; b = lo + ratio * (hi - lo); fb = loss(b) }
+        }
+        let best = Float(exp((lo + hi) / 2))
+        // Keep T = 1 unless the search found something better.
+        return loss(log(Double(best))) < loss(0) ? best : 1
     }
 
     /// Mean and max KL(p ‖ regenerated) and top-1 agreement.

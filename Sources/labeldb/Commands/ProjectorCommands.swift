@@ -66,6 +66,7 @@ struct ProjectorFitCommand: ParsableCommand {
     @Option(help: "Fraction of rows held out to measure generalisation.") var holdout: Double = 0
     @Option(help: "Seed of the split and of the minibatch order.") var seed: UInt64 = 0
     @Option(help: "Refinement epochs after the closed form.") var epochs: Int = 8
+    @Flag(help: "Also fit the softmax temperature T.") var fitTemperature = false
     @Option(help: "Error bound: max KL(teacher ‖ read label) in nats for every fitted sample.") var maxKl: Double?
     @Flag(help: "The bound also requires the teacher's top-1 class.") var top1 = false
     @Option(help: "Who fits it.") var agent: String?
@@ -79,6 +80,7 @@ struct ProjectorFitCommand: ParsableCommand {
         options.holdout = holdout
         options.seed = seed
         options.epochs = epochs
+        options.fitTemperature = fitTemperature
         let store = try target.open(readOnly: false)
         defer { store.close() }
         let showProgress = !quiet && isatty(STDERR_FILENO) != 0
@@ -148,7 +150,7 @@ func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSe
     return [
         "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
         "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
-        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "fit_temperature": .bool(v.options.fitTemperature), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
         "samples": .int(Int64(v.samples)), "train_rows": .int(Int64(r.trainRows)), "holdout_rows": .int(Int64(r.holdoutRows)),
         "train_mean_kl": .double(r.trainMeanKL), "train_max_kl": .double(r.trainMaxKL), "train_top1": .double(r.trainTop1),
         "holdout_mean_kl": .double(r.holdoutMeanKL), "holdout_max_kl": .double(r.holdoutMaxKL), "holdout_top1": .double(r.holdoutTop1),
