@@ -92,26 +92,30 @@ struct StoreBenchmark {
         let capacity = UInt64(schema.rowsPerBlock)
         let (env, dbis) = RawLMDB.open(rawPath, readOnly: true)
         var sink = 0
+        /// The two `mdb_get` calls of a point get on LabelDB's keys: the sample record, then its
+        /// embedding block (found from the one field read without checking, the slot at offset 16).
+        func rawLookup(_ txn: OpaquePointer?, _ id: UInt64) -> (MDB_val, MDB_val, UInt64) {
+            var keyBytes = id.bigEndian
+            var value = MDB_val(), block = MDB_val()
+            withUnsafeMutableBytes(of: &keyBytes) { kb in
+                var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+                RawLMDB.check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
+            }
+            let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            var blockBytes = (slot / capacity).bigEndian
+            withUnsafeMutableBytes(of: &blockBytes) { kb in
+                var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+                RawLMDB.check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
+            }
+            return (value, block, slot)
+        }
         func rawGets() -> Double {
             var txn: OpaquePointer?
             RawLMDB.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "begin")
             defer { mdb_txn_abort(txn) }
             return time {
                 for id in readIDs {
-                    var keyBytes = id.bigEndian
-                    var value = MDB_val()
-                    withUnsafeMutableBytes(of: &keyBytes) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
-                    }
-                    // The one field needed to find the block key (no checksum, no decoding).
-                    let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-                    var blockBytes = (slot / capacity).bigEndian
-                    var block = MDB_val()
-                    withUnsafeMutableBytes(of: &blockBytes) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
-                    }
+                    let (value, block, _) = rawLookup(txn, id)
                     sink &+= block.mv_size &+ value.mv_size
                 }
             }
@@ -126,24 +130,12 @@ struct StoreBenchmark {
             let matrixOffset = (32 + 16 * Int(capacity) + 8 * ((Int(capacity) + 63) / 64) + 63) / 64 * 64
             return time {
                 for id in readIDs {
-                    var keyBytes = id.bigEndian
-                    var value = MDB_val()
-                    withUnsafeMutableBytes(of: &keyBytes) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
-                    }
-                    let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-                    var blockBytes = (slot / capacity).bigEndian
-                    var block = MDB_val()
-                    withUnsafeMutableBytes(of: &blockBytes) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
-                    }
+                    let (value, block, slot) = rawLookup(txn, id)
                     let row = block.mv_data + matrixOffset + Int(slot % capacity) * dimension * 4
                     embeddingBuffer.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: row, byteCount: dimension * 4) }
                     let metadataCount = Int(value.mv_data.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
                     let payloadCount = Int(value.mv_data.loadUnaligned(fromByteOffset: 36, as: UInt32.self))
-                    let payload = Array(UnsafeRawBufferPointer(start: value.mv_data + 40 + metadataCount, count: payloadCount))
+                    let payload = Array(UnsafeRawBufferPointer(start: value.mv_data + 48 + metadataCount, count: payloadCount))  // record version 2: 48-byte header
                     sink &+= payload.count
                 }
             }

@@ -337,8 +337,21 @@ func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [String], t
     ]
     if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
     if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
-    let p = label.distribution(classCount: classes.count)
-    let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(top).filter { p[$0] > 0 }
-    object["top"] = .array(order.map { ["class": .int(Int64($0)), "name": .string(classes[$0]), "p": jsonNumber(p[$0])] })
+    object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
     return .object(object)
+}
+
+/// The `count` most probable classes of `p` (ties to the smaller index; zero-probability classes
+/// left out) as `[{"class", "name", "p"}]`.
+func topClassesJSON(_ p: [Float], classes: [String], count: Int = 5) -> JSONValue {
+    let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(count).filter { p[$0] > 0 }
+    return .array(order.map { ["class": .int(Int64($0)), "name": .string(classes[$0]), "p": jsonNumber(p[$0])] })
+}
+
+/// The same classes as text: `cat 0.81, dog 0.12, …`.
+func topClassesText(_ top: JSONValue) -> String {
+    (top.arrayValue ?? []).compactMap { entry -> String? in
+        guard let name = entry["name"]?.stringValue, let p = entry["p"]?.doubleValue else { return nil }
+        return String(format: "%@ %.4g", name, p)
+    }.joined(separator: ", ")
 }
