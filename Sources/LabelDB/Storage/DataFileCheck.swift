@@ -19,10 +19,9 @@ enum DataFileCheck {
         let file = directory + "/data.mdb"
         guard let handle = FileHandle(forReadingAtPath: file) else { return }  // LMDB reports missing files itself
         defer { try? handle.close() }
-        let size = Int((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0)
         let head = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
         guard head.count == 160 else {
-            throw StoreError.notAStore(path: directory, reason: "data.mdb is \(size) bytes, too short to be an LMDB file")
+            throw StoreError.notAStore(path: directory, reason: "data.mdb is \(head.count) bytes, too short to be an LMDB file")
         }
         let pageSize = Int(read32(head, 40))
         guard read32(head, 16) == magic, pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
@@ -39,6 +38,12 @@ enum DataFileCheck {
         guard let best else {
             throw StoreError.notAStore(path: directory, reason: "data.mdb has no valid meta page")
         }
+        // The size is read after the meta pages: a writer in another process only ever grows the
+        // file before it writes a meta page naming the new pages, so this order cannot see a
+        // meta page that is ahead of the size (the other order would report a live store as truncated).
+        var info = stat()
+        guard fstat(handle.fileDescriptor, &info) == 0 else { return }
+        let size = Int(info.st_size)
         let (needed, overflow) = (Int(clamping: best.lastPage) + 1).multipliedReportingOverflow(by: pageSize)
         if overflow || needed > size {
             throw StoreError.corruptRecord(
