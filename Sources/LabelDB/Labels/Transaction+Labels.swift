@@ -381,7 +381,9 @@ enum LabelValidation {
                         throw LabelError.invalidLabel(row: row, reason: "probabilities sum to \(sum), not 1 (pass --normalize to rescale)")
                     }
                 }
-                if normalize || sum != 1 {
+                // Rescale only when asked or visibly off: touching every row would copy the
+                // whole (possibly gigabyte-sized) array for float rounding alone.
+                if normalize && abs(sum - 1) > 1e-6 {
                     let scale = Float(1 / sum)
                     for j in 0..<classCount { p[row * classCount + j] *= scale }
                 }

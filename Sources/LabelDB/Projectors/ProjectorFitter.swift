@@ -132,38 +132,41 @@ public enum ProjectorFitter {
         guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
         if let head, head.count != d * c { throw ProjectorError.headShape(name: "head", rows: head.count / max(c, 1), columns: c, dimension: d, classes: c) }
 
-        // Seeded split.
+        // Seeded split. Rows are used through index lists, in chunks: the fitter never copies the
+        // whole n × C teacher (at ImageNet scale that is gigabytes per copy).
         var rng = SplitMix64(seed: options.seed)
         var order = Array(0..<n)
         order.shuffle(using: &rng)
         let holdoutCount = Int((Double(n) * options.holdout).rounded())
         let holdoutRows = Array(order.prefix(holdoutCount)).sorted()
         let trainRows = Array(order.dropFirst(holdoutCount)).sorted()
+        order = []
         guard !trainRows.isEmpty else { throw ProjectorError.noRows("every row is held out") }
         let nt = trainRows.count
-        let xt = gather(x, rows: trainRows, width: d)
-        let pt = gather(p, rows: trainRows, width: c)
 
         progress?("closed form", 0)
-        var model = try closedForm(x: xt, p: pt, n: nt, d: d, c: c, head: head, rank: options.rank, ridge: options.ridge)
-        let closed = evaluate(model, x: xt, p: pt, n: nt, head: head)
+        var model = try closedForm(x: x, p: p, rows: trainRows, d: d, c: c, head: head, rank: options.rank, ridge: options.ridge)
+        let closed = evaluate(model, x: x, p: p, rows: trainRows, head: head)
         guard closed.meanKL.isFinite else { throw ProjectorError.nonFinite(step: "closed form") }
 
         if options.epochs > 0 {
-            let refined = try refine(model, x: xt, p: pt, n: nt, head: head, options: options, rng: &rng, progress: progress)
-            let after = evaluate(refined, x: xt, p: pt, n: nt, head: head)
+            let refined = try refine(model, x: x, p: p, rows: trainRows, head: head, options: options, rng: &rng, progress: progress)
+            let after = evaluate(refined, x: x, p: p, rows: trainRows, head: head)
             // Keep whichever fits the teacher better on the fitted rows (refinement minimises
             // cross-entropy, which equals KL plus a constant, so this is the same objective).
             if after.meanKL <= closed.meanKL { model = refined }
         }
         if options.fitTemperature {
             progress?("temperature", 0.99)
-            model.temperature = fitTemperature(model, x: xt, p: pt, n: nt, head: head)
+            // A seeded sample of at most 50,000 fitted rows is plenty for one parameter.
+            var sample = trainRows
+            if sample.count > 50_000 { sample.shuffle(using: &rng); sample = Array(sample.prefix(50_000)).sorted() }
+            model.temperature = fitTemperature(model, x: x, p: p, rows: sample, head: head)
         }
-        let train = evaluate(model, x: xt, p: pt, n: nt, head: head)
+        let train = evaluate(model, x: x, p: p, rows: trainRows, head: head)
         var held = (meanKL: 0.0, maxKL: 0.0, top1: 0.0)
         if !holdoutRows.isEmpty {
-            held = evaluate(model, x: gather(x, rows: holdoutRows, width: d), p: gather(p, rows: holdoutRows, width: c), n: holdoutRows.count, head: head)
+            held = evaluate(model, x: x, p: p, rows: holdoutRows, head: head)
         }
         progress?("done", 1)
         let report = ProjectorFitReport(
@@ -174,63 +177,84 @@ public enum ProjectorFitter {
         return (model, report, trainRows)
     }
 
-    static func gather(_ m: [Float], rows: [Int], width: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: rows.count * width)
-        m.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for (i, r) in rows.enumerated() {
-                    (dst.baseAddress! + i * width).update(from: src.baseAddress! + r * width, count: width)
-                }
-            }
+    /// Copies the listed rows (each `width` floats) of a row-major matrix into `out`.
+    static func gather(_ m: UnsafeBufferPointer<Float>, rows: ArraySlice<Int>, width: Int, into out: UnsafeMutablePointer<Float>) {
+        for (i, r) in rows.enumerated() {
+            (out + i * width).update(from: m.baseAddress! + r * width, count: width)
         }
-        return out
     }
+
+    static let chunkRows = 4096
 
     /// Reduced-rank ridge regression of the centred log-probabilities on the centred embeddings:
     /// the ridge solution W, then its best rank-r approximation in the fitted values' metric
     /// (top eigenvectors of (XW)ᵀ(XW)), which is the optimal rank-r correction.
-    static func closedForm(x: [Float], p: [Float], n: Int, d: Int, c: Int, head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
-        // Targets: log-probabilities, centred per row (softmax ignores a per-row constant).
-        var y = p.map { log(max($0, 1e-7)) }
-        for i in 0..<n {
-            var mean: Float = 0
-            for j in 0..<c { mean += y[i * c + j] }
-            mean /= Float(c)
-            for j in 0..<c { y[i * c + j] -= mean }
+    ///
+    /// Everything it needs is in XᵀX (d × d) and XᵀY (d × C) of the centred data, so the rows are
+    /// streamed in chunks (two passes: means, then the centred products); with a head,
+    /// ⟨XW0, Y⟩ = ⟨W0, XᵀY⟩ and ‖XW0‖² = ⟨W0, XᵀX·W0⟩ come from the same two matrices.
+    static func closedForm(x: [Float], p: [Float], rows: [Int], d: Int, c: Int, head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
+        let n = rows.count
+        let chunk = min(chunkRows, n)
+        var xb = [Float](repeating: 0, count: chunk * d), yb = [Float](repeating: 0, count: chunk * c)
+        // Log-probabilities of a chunk, centred per row (softmax ignores a per-row constant).
+        func loadChunk(_ slice: ArraySlice<Int>) {
+            x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
+            p.withUnsafeBufferPointer { pv in yb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
+            for i in 0..<slice.count {
+                var mean: Float = 0
+                for j in 0..<c { let v = log(max(yb[i * c + j], 1e-7)); yb[i * c + j] = v; mean += v }
+                mean /= Float(c)
+                for j in 0..<c { yb[i * c + j] -= mean }
+            }
         }
-        var meanX = [Float](repeating: 0, count: d), meanY = [Float](repeating: 0, count: c)
-        for i in 0..<n {
-            for j in 0..<d { meanX[j] += x[i * d + j] }
-            for j in 0..<c { meanY[j] += y[i * c + j] }
+        // Pass 1: means.
+        var sumX = [Double](repeating: 0, count: d), sumY = [Double](repeating: 0, count: c)
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            loadChunk(slice)
+            for i in 0..<slice.count {
+                for j in 0..<d { sumX[j] += Double(xb[i * d + j]) }
+                for j in 0..<c { sumY[j] += Double(yb[i * c + j]) }
+            }
         }
-        for j in 0..<d { meanX[j] /= Float(n) }
-        for j in 0..<c { meanY[j] /= Float(n) }
-        var xc = x
-        for i in 0..<n { for j in 0..<d { xc[i * d + j] -= meanX[j] } }
-        for i in 0..<n { for j in 0..<c { y[i * c + j] -= meanY[j] } }
+        let meanX = sumX.map { Float($0 / Double(n)) }, meanY = sumY.map { Float($0 / Double(n)) }
+        // Pass 2: G0 = XcᵀXc and XY = XcᵀYc, accumulated chunk by chunk.
+        var g0 = [Float](repeating: 0, count: d * d)
+        var xy = [Float](repeating: 0, count: d * c)
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            loadChunk(slice)
+            let m = slice.count
+            for i in 0..<m {
+                for j in 0..<d { xb[i * d + j] -= meanX[j] }
+                for j in 0..<c { yb[i * c + j] -= meanY[j] }
+            }
+            LinearAlgebra.gemm(xb, xb, &g0, m: d, n: d, k: m, transA: true, beta: 1)
+            LinearAlgebra.gemm(xb, yb, &xy, m: d, n: c, k: m, transA: true, beta: 1)
+        }
+        xb = []; yb = []
 
-        // The head's scale by least squares, and the residual the correction must explain.
+        // The head's scale by least squares; the correction explains XᵀR = XᵀY − s·G0·W0.
         var scale: Float = 0
         if let head {
-            var h = [Float](repeating: 0, count: n * c)
-            LinearAlgebra.gemm(xc, head, &h, m: n, n: c, k: d)
+            var gw = [Float](repeating: 0, count: d * c)
+            LinearAlgebra.gemm(g0, head, &gw, m: d, n: c, k: d)
             var num: Double = 0, den: Double = 0
-            for i in 0..<h.count { num += Double(h[i]) * Double(y[i]); den += Double(h[i]) * Double(h[i]) }
+            for i in 0..<(d * c) { num += Double(head[i]) * Double(xy[i]); den += Double(head[i]) * Double(gw[i]) }
             scale = den > 0 ? Float(num / den) : 0
-            for i in 0..<h.count { y[i] -= scale * h[i] }
+            for i in 0..<(d * c) { xy[i] -= scale * gw[i] }
         }
 
-        // G = XᵀX (d × d), regularised copy for the solve.
-        var g0 = [Float](repeating: 0, count: d * d)
-        LinearAlgebra.gemm(xc, xc, &g0, m: d, n: d, k: n, transA: true)
         var trace: Double = 0
         for j in 0..<d { trace += Double(g0[j * d + j]) }
         let lambda = Float(max(ridge * trace / Double(d), 1e-6))
         var g = g0
         for j in 0..<d { g[j * d + j] += lambda }
-        // Rᵀ·X is C × d row-major, which is X ᵀR (d × C) in LAPACK's column-major order.
+        // (XᵀR)ᵀ is C × d row-major, which is XᵀR (d × C) in LAPACK's column-major order.
         var wt = [Float](repeating: 0, count: c * d)
-        LinearAlgebra.gemm(y, xc, &wt, m: c, n: d, k: n, transA: true)
+        for i in 0..<d { for j in 0..<c { wt[j * d + i] = xy[i * c + j] } }
+        xy = []
         guard LinearAlgebra.choleskySolve(&g, n: d, rhs: &wt, nrhs: c) else {
             throw ProjectorError.singular("XᵀX + λI is not positive definite")
         }
@@ -242,7 +266,7 @@ public enum ProjectorFitter {
         LinearAlgebra.gemm(wt, g0, &m, m: c, n: d, k: d)
         var ff = [Float](repeating: 0, count: c * c)
         LinearAlgebra.gemm(m, wt, &ff, m: c, n: c, k: d, transB: true)
-        guard let _ = LinearAlgebra.symmetricEigen(&ff, n: c) else { throw ProjectorError.singular("eigendecomposition failed") }
+        guard LinearAlgebra.symmetricEigen(&ff, n: c) != nil else { throw ProjectorError.singular("eigendecomposition failed") }
         // Rows C−r … C−1 are the top-r eigenvectors (ascending order): B = their rows, largest first.
         var b = [Float](repeating: 0, count: r * c)
         for k in 0..<r {
@@ -268,13 +292,13 @@ public enum ProjectorFitter {
         return ProjectorModel(dimension: d, classes: c, rank: r, scale: scale, a: a, b: b, bias: bias, temperature: 1)
     }
 
-    /// The temperature minimising the mean KL on the fitted rows: golden-section search on
-    /// log T in [log 0.1, log 10] (KL in T is unimodal for a fixed set of logits).
-    static func fitTemperature(_ model: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?) -> Float {
+    /// The temperature minimising the mean KL on `rows`: golden-section search on log T in
+    /// [log 0.1, log 10] (KL in T is unimodal for a fixed set of logits).
+    static func fitTemperature(_ model: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?) -> Float {
         var candidate = model
         func loss(_ logT: Double) -> Double {
             candidate.temperature = Float(exp(logT))
-            return evaluate(candidate, x: x, p: p, n: n, head: head).meanKL
+            return evaluate(candidate, x: x, p: p, rows: rows, head: head).meanKL
         }
         var lo = log(0.1), hi = log(10.0)
         let ratio = (sqrt(5.0) - 1) / 2
@@ -289,20 +313,29 @@ public enum ProjectorFitter {
         return loss(log(Double(best))) < loss(0) ? best : 1
     }
 
-    /// Mean and max KL(p ‖ regenerated) and top-1 agreement.
-    static func evaluate(_ model: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?) -> (meanKL: Double, maxKL: Double, top1: Double) {
-        let c = model.classes
-        let q = model.regenerate(x, rows: n, head: head)
+    /// Mean and max KL(p ‖ regenerated) and top-1 agreement over `rows`, regenerated in chunks.
+    static func evaluate(_ model: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?) -> (meanKL: Double, maxKL: Double, top1: Double) {
+        let c = model.classes, d = model.dimension
+        let n = rows.count
+        let chunk = min(chunkRows, max(n, 1))
+        let weights = head.map { model.combinedWeights(head: $0) }
+        var xb = [Float](repeating: 0, count: chunk * d), pb = [Float](repeating: 0, count: chunk * c), q = [Float](repeating: 0, count: chunk * c)
         var sum = 0.0, worst = 0.0, agree = 0
-        p.withUnsafeBufferPointer { pv in
-            q.withUnsafeBufferPointer { qv in
-                for i in 0..<n {
-                    let pr = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
-                    let qr = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
-                    let kl = klDivergence(pr, qr)
-                    sum += kl
-                    worst = max(worst, kl.isFinite ? kl : .infinity)
-                    if argmax(pr) == argmax(qr) { agree += 1 }
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
+            p.withUnsafeBufferPointer { pv in pb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
+            xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
+            pb.withUnsafeBufferPointer { pv in
+                q.withUnsafeBufferPointer { qv in
+                    for i in 0..<slice.count {
+                        let pr = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
+                        let qr = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
+                        let kl = klDivergence(pr, qr)
+                        sum += kl
+                        worst = max(worst, kl.isFinite ? kl : .infinity)
+                        if argmax(pr) == argmax(qr) { agree += 1 }
+                    }
                 }
             }
         }
@@ -311,9 +344,10 @@ public enum ProjectorFitter {
 
     /// Minibatch Adam on the cross-entropy between the teacher and the projector.
     static func refine(
-        _ start: ProjectorModel, x: [Float], p: [Float], n: Int, head: [Float]?, options: ProjectorFitOptions,
+        _ start: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?, options: ProjectorFitOptions,
         rng: inout SplitMix64, progress: ((String, Double) -> Void)?
     ) throws -> ProjectorModel {
+        let n = rows.count
         var model = start
         let d = model.dimension, c = model.classes, r = model.rank
         let batch = min(options.batchSize, n)
@@ -339,15 +373,14 @@ public enum ProjectorFitter {
         }
 
         for epoch in 0..<options.epochs {
-            var order = Array(0..<n)
+            var order = rows
             order.shuffle(using: &rng)
             var start = 0
             while start < n {
                 let count = min(batch, n - start)
-                for (i, row) in order[start..<(start + count)].enumerated() {
-                    for j in 0..<d { xb[i * d + j] = x[row * d + j] }
-                    for j in 0..<c { pb[i * c + j] = p[row * c + j] }
-                }
+                let slice = order[start..<(start + count)]
+                x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
+                p.withUnsafeBufferPointer { pv in pb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
                 // Forward: z = s·x·W0 + (x·A)·B + b.
                 LinearAlgebra.gemm(xb, model.a, &hidden, m: count, n: r, k: d)
                 LinearAlgebra.gemm(hidden, model.b, &z, m: count, n: c, k: r)

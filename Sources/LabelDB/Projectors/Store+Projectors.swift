@@ -307,15 +307,25 @@ extension Store {
         var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
         if let maxKL {
             progress?("corrections", 0)
-            let q = model.regenerate(x, rows: ids.count, head: head)
-            teacher.withUnsafeBufferPointer { tv in
-                q.withUnsafeBufferPointer { qv in
-                    for (i, id) in ids.enumerated() {
-                        let p = UnsafeBufferPointer(rebasing: tv[(i * c)..<((i + 1) * c)])
-                        let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
-                        if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
-                            let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
-                            corrections.append((id, codec, bytes))
+            // Regenerated in chunks, so no second n × C matrix is held.
+            let weights = head.map { model.combinedWeights(head: $0) }
+            let chunk = 4096
+            var q = [Float](repeating: 0, count: chunk * c)
+            for start in stride(from: 0, to: ids.count, by: chunk) {
+                let count = min(chunk, ids.count - start)
+                x.withUnsafeBufferPointer { xv in
+                    q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress! + start * d, rows: count, weights: weights, into: $0.baseAddress!) }
+                }
+                teacher.withUnsafeBufferPointer { tv in
+                    q.withUnsafeBufferPointer { qv in
+                        for i in 0..<count {
+                            let row = start + i
+                            let p = UnsafeBufferPointer(rebasing: tv[(row * c)..<((row + 1) * c)])
+                            let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
+                            if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
+                                let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                                corrections.append((ids[row], codec, bytes))
+                            }
                         }
                     }
                 }
