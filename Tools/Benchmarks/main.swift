@@ -3,7 +3,7 @@
 //   swift build -c release --product labeldb-bench
 //   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench labels [--count N] [--dir DIR]
-//   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--dir DIR]
+//   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
@@ -49,6 +49,7 @@ do {
         if let dir = options["dir"] { bench.directory = dir }
         if let ranks = options["ranks"] { bench.ranks = ranks.split(separator: ",").compactMap { Int($0) } }
         if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
+        if let codec = options["teacher-codec"] { bench.teacherCodec = codec }
         try bench.run()
     case "peers":
         var bench = PeersBenchmark()
