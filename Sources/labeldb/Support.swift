@@ -142,3 +142,8 @@ final class LineWriter {
         try? handle.close()
     }
 }
+
+/// The agent recorded when a command is not given `--agent`: the user running it.
+func defaultAgent() -> String {
+    ProcessInfo.processInfo.environment["USER"].map { "user:\($0)" } ?? "unknown"
+}

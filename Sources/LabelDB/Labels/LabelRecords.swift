@@ -47,9 +47,11 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
     public var softBytes: Int
     /// Codec fidelity of this import's soft labels (nil for hard and multi imports).
     public var fidelity: Fidelity?
+    /// The provenance record of the import.
+    public var provenance: UInt64?
 
     enum CodingKeys: String, CodingKey {
-        case version, agent, kind, rows, labelled, fidelity
+        case version, agent, kind, rows, labelled, fidelity, provenance
         case timeMilliseconds = "time_ms", softBytes = "soft_bytes"
     }
 }

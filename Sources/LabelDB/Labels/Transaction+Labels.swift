@@ -302,7 +302,8 @@ extension WriteTransaction {
         let info = LabelSetVersion(
             version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
             rows: ids.count, labelled: labelled, softBytes: fidelity.bytes,
-            fidelity: values.kind == .soft ? fidelity.result() : nil)
+            fidelity: values.kind == .soft ? fidelity.result() : nil, provenance: try provenanceID())
+        noteChange("label_rows_written", ids.count)
         let versionKey = LabelRecord.versionKey(set: set.id, version: version)
         try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
         record.latest = Int(version)

@@ -43,9 +43,11 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
     public var timeMilliseconds: Int64
     /// Who fitted it.
     public var agent: String
+    /// The provenance record of the fit.
+    public var provenance: UInt64?
 
     enum CodingKeys: String, CodingKey {
-        case version, head, options, report, samples, corrections, sequence, agent
+        case version, head, options, report, samples, corrections, sequence, agent, provenance
         case sourceSet = "source_set", sourceVersion = "source_version", maxKL = "max_kl", requireTop1 = "require_top1"
         case correctionBytes = "correction_bytes", parameterBytes = "parameter_bytes", timeMilliseconds = "time_ms"
     }

@@ -243,6 +243,7 @@ extension WriteTransaction {
         let key = Array(name.utf8)
         if !replace, try withValue(.heads, key: key, { $0 != nil }) { throw ProjectorError.headExists(name) }
         try put(.heads, key: key, bytes: ProjectorCodec.encodeFloats(key: key, header: [UInt32(d), UInt32(c)], floats: [values]))
+        noteChange("heads_written")
     }
 }
 
@@ -362,7 +363,13 @@ extension Store {
                 version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, options: options, report: report,
                 samples: ids.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
                 correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: sequence,
-                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent)
+                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID())
+            tx.describe(ProvenanceRecord(
+                activity: "projector fit", agent: agent,
+                used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
+                generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
+                parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": "\(options.epochs)",
+                             "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)"]))
             try tx.put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
             record.latest = newVersion
             try tx.put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))

@@ -19,6 +19,26 @@ enum Checksum {
         bytes.withUnsafeBytes { xxh3($0, seed: seed) }
     }
 
+    /// The 128-bit xxh3 of `bytes` (content hashes of input files, the provenance hash chain),
+    /// as 16 bytes, high half first (the canonical order xxHash prints).
+    static func xxh3_128(_ bytes: [UInt8]) -> [UInt8] {
+        let hash = bytes.withUnsafeBytes { XXH3_128bits($0.baseAddress, $0.count) }
+        var out: [UInt8] = []
+        withUnsafeBytes(of: hash.high64.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: hash.low64.bigEndian) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The 128-bit xxh3 as 32 lowercase hex digits.
+    static func xxh3_128Hex(_ bytes: [UInt8]) -> String {
+        hex(xxh3_128(bytes))
+    }
+
+    /// Bytes as lowercase hex.
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+    }
+
     /// Formats a checksum the way error messages show it.
     static func hex(_ value: UInt64) -> String {
         "0x" + String(value, radix: 16, uppercase: false).leftPadded(to: 16)

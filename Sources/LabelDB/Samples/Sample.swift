@@ -90,6 +90,8 @@ public struct SampleView {
     /// The store's write sequence when this embedding was last written (0 for stores older than
     /// format 3): a projector fitted at sequence S treats embeddings with a larger one as stale.
     public let embeddingSequence: UInt64
+    /// The provenance record of the write that stored this sample (0 for stores older than format 3).
+    public let provenance: UInt64
 
     /// The number of embedding elements.
     public var dimension: Int { embeddingBytes.count / elementType.byteWidth }

@@ -86,7 +86,8 @@ extension Transaction {
         return try withEmbeddingRow(id: id, slot: record.slot) { row in
             try body(SampleView(
                 id: id, embeddingBytes: row, elementType: store.schema.elementType,
-                metadataJSON: record.metadata, payload: record.payload, embeddingSequence: record.embeddingSequence))
+                metadataJSON: record.metadata, payload: record.payload, embeddingSequence: record.embeddingSequence,
+                provenance: record.provenance))
         }
     }
 
@@ -182,6 +183,7 @@ extension WriteTransaction {
 
         var summary = PutSummary()
         let sequence = try writeSequence()
+        let provenance = try provenanceID()
         let lastID = try lastKey(.samples)
         var next = try nextSlot()
         let startingNext = next
@@ -221,7 +223,7 @@ extension WriteTransaction {
                 try put(.samples, key: id, size: size, append: isAppend) { out in
                     metadata.withUnsafeBytes { m in
                         payload.withUnsafeBytes { p in
-                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: 0, embeddingSequence: sequence, metadata: m, payload: p, into: out)
+                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: provenance, embeddingSequence: sequence, metadata: m, payload: p, into: out)
                         }
                     }
                 }
@@ -235,6 +237,7 @@ extension WriteTransaction {
             try put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(next))
         }
         progress?(n)
+        noteChange("samples_written", n)
         return summary
     }
 
@@ -279,6 +282,7 @@ extension WriteTransaction {
             changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
         }
         try applySlotChanges(&changes)
+        if !changes.isEmpty { noteChange("samples_deleted", changes.count) }
         return changes.count
     }
 

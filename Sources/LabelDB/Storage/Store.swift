@@ -290,6 +290,15 @@ public final class Store: @unchecked Sendable {
                     if tx.sawMapFull { retry = .grow; return }
                     throw error
                 }
+                if !tx.sawMapFull {
+                    // Every write leaves a provenance record (the one the closure described, or a
+                    // generic one naming what changed).
+                    do { try tx.appendProvenance() } catch {
+                        mdb_txn_abort(txn)
+                        if tx.sawMapFull { retry = .grow; return }
+                        throw error
+                    }
+                }
                 if tx.sawMapFull {
                     // The closure swallowed MDB_MAP_FULL; the transaction is unusable either way.
                     mdb_txn_abort(txn)

@@ -31,6 +31,8 @@ enum Table: String, CaseIterable, Sendable {
     case projectorParameters = "projector_parameters"
     /// Corrections. Key: projector id u32 BE + version u32 BE + sample id u64 BE. (Format 3.)
     case projectorCorrections = "projector_corrections"
+    /// The provenance log. Key: record number u64 BE (from 1). Value: own hash, previous hash, JSON. (Format 3.)
+    case provenance
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -48,6 +50,7 @@ enum Table: String, CaseIterable, Sendable {
         case .projectorVersions: 10
         case .projectorParameters: 11
         case .projectorCorrections: 12
+        case .provenance: 13
         }
     }
 
@@ -56,7 +59,7 @@ enum Table: String, CaseIterable, Sendable {
         switch self {
         case .meta, .samples, .embeddings, .freeSlots: 1
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
-        case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections: 3
+        case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
         }
     }
 }

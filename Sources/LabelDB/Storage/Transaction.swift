@@ -182,6 +182,12 @@ public class Transaction {
 public final class WriteTransaction: Transaction {
     /// The write sequence, once this transaction has taken one (see `writeSequence()`).
     var cachedWriteSequence: UInt64?
+    /// The provenance record this transaction will append, when the caller described it.
+    var describedProvenance: ProvenanceRecord?
+    /// The number that record will have, once something asked for it.
+    var reservedProvenanceID: UInt64?
+    /// What this transaction changed, for the record written when the caller described nothing.
+    var changeSummary: [String: Int] = [:]
 
     /// Stores `value` under the u64 key `key`, reserving `size` bytes and letting `fill` write
     /// them in place (`MDB_RESERVE`), so large values are not copied twice.

@@ -34,6 +34,9 @@ struct ImportCommand: ParsableCommand {
     @Flag(help: "Overwrite samples whose id is already stored.")
     var replace = false
 
+    @Option(help: "Who imports, for the provenance log (default: user:$USER).")
+    var agent: String?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -46,12 +49,19 @@ struct ImportCommand: ParsableCommand {
         let input = try ImportInput.load(
             embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, dimension: store.schema.dimension)
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
+        // Inputs with their content hashes, for the provenance record.
+        let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
         let summary = try store.write { tx in
             var batch = input.batch
             if batch.ids.isEmpty && input.rows > 0 {
                 batch.ids = try ImportInput.nextIDs(after: tx.maxID(), count: input.rows)
             }
-            return try tx.put(batch, mode: replace ? .replace : .insert, progress: progress.update)
+            let summary = try tx.put(batch, mode: replace ? .replace : .insert, progress: progress.update)
+            tx.describe(ProvenanceRecord(
+                activity: "import", agent: agent ?? defaultAgent(), used: used,
+                generated: [ProvenanceEntity(kind: "samples", name: "samples", rows: input.rows, firstID: batch.ids.min(), lastID: batch.ids.max())],
+                parameters: ["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? ""]))
+            return summary
         }
         progress.finish()
         switch format {

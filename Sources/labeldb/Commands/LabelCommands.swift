@@ -89,13 +89,20 @@ struct LabelsImportCommand: ParsableCommand {
         if let idList, idList.count != rows {
             throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
         }
-        let name = agent ?? ProcessInfo.processInfo.environment["USER"].map { "user:\($0)" } ?? "unknown"
+        let name = agent ?? defaultAgent()
+        let source = soft ?? logits ?? hard ?? multi!
+        let used = try [source, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
         let info = try store.write { tx -> LabelSetVersion in
             let rowIDs = try idList ?? tx.ids()
             guard rowIDs.count == rows else {
-                throw InputError(file: soft ?? logits ?? hard ?? multi!, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
+                throw InputError(file: source, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
             }
-            return try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, normalize: normalize)
+            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, normalize: normalize)
+            tx.describe(ProvenanceRecord(
+                activity: "label import", agent: name, used: used,
+                generated: [ProvenanceEntity(kind: "label_set", name: set, version: info.version, rows: info.rows)],
+                parameters: ["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : ""]))
+            return info
         }
         let labelSet = try store.read { try $0.labelSet(named: set) }!
         switch format {

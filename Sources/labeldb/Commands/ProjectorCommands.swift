@@ -23,7 +23,11 @@ struct HeadsImportCommand: ParsableCommand {
         let values = try array.floats(file: matrix)
         let store = try target.open(readOnly: false)
         defer { store.close() }
-        try store.write { tx in try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace) }
+        let used = try ProvenanceEntity.file(matrix, rows: array.shape[0])
+        try store.write { tx in
+            try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace)
+            tx.describe(ProvenanceRecord(activity: "head import", agent: defaultAgent(), used: [used], generated: [ProvenanceEntity(kind: "head", name: name)]))
+        }
         print("stored head \(name): \(array.shape[0]) × \(array.shape[1])")
     }
 }
@@ -86,7 +90,7 @@ struct ProjectorFitCommand: ParsableCommand {
         let showProgress = !quiet && isatty(STDERR_FILENO) != 0
         let info = try store.fitProjector(
             name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
-            agent: agent ?? ProcessInfo.processInfo.environment["USER"].map { "user:\($0)" } ?? "unknown",
+            agent: agent ?? defaultAgent(),
             progress: { step, fraction in
                 if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
             })

@@ -36,7 +36,10 @@ struct DeleteCommand: ParsableCommand {
                     throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); nothing deleted")
                 }
             }
-            return try tx.delete(list)
+            let deleted = try tx.delete(list)
+            tx.describe(ProvenanceRecord(activity: "delete", agent: defaultAgent(), used: [try .file(ids, rows: list.count)],
+                                         parameters: ["deleted": "\(deleted)"]))
+            return deleted
         }
         print("deleted \(deleted) samples")
     }
