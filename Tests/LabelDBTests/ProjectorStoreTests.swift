@@ -95,4 +95,23 @@ struct ProjectorStoreTests {
         #expect(fileBytes(dir.file("store") + "/data.mdb") == afterLabels)
         #expect(try store.read { try $0.projectors() }.map(\.name) == ["p"])
     }
+
+    @Test("a NaN during fitting stops the fit, names the step, and writes nothing")
+    func nanDuringFit() throws {
+        let problem = ProjectorProblem(n: 300)
+        let (dir, store) = try prepared(problem)
+        defer { store.close() }
+        let before = fileBytes(dir.file("store") + "/data.mdb")
+        var options = ProjectorFitOptions(rank: 2)
+        options.epochs = 3
+        options.learningRate = 1e30   // diverges within a few steps
+        #expect {
+            try store.fitProjector("boom", from: LabelSetReference(name: "teacher"), options: options)
+        } throws: { error in
+            guard case ProjectorError.nonFinite(let step) = error else { return false }
+            return step.contains("refinement")
+        }
+        #expect(try store.read { try $0.projectors() }.isEmpty)
+        #expect(fileBytes(dir.file("store") + "/data.mdb") == before)
+    }
 }
