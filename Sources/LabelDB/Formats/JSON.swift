@@ -10,7 +10,9 @@ import Foundation
 /// print(meta.serialized())   // {"source":"web","split":"train","width":640}
 /// ```
 public enum JSONValue: Equatable, Sendable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// An integer that fits `Int64`.
     case int(Int64)
@@ -18,8 +20,11 @@ public enum JSONValue: Equatable, Sendable {
     case uint(UInt64)
     /// A number with a fraction or exponent, or too large for an integer.
     case double(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object; printed with its keys sorted.
     case object([String: JSONValue])
 
     /// The members when this is an object.

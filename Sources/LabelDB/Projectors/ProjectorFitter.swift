@@ -92,10 +92,18 @@ public struct ProjectorFitReport: Sendable, Equatable, Codable {
     public var trainRows: Int
     /// Rows held out.
     public var holdoutRows: Int
-    /// Mean and max KL(teacher ‖ regenerated) in nats, and top-1 agreement, on the fitted rows.
-    public var trainMeanKL: Double, trainMaxKL: Double, trainTop1: Double
-    /// The same on the held-out rows (0 when none are held out).
-    public var holdoutMeanKL: Double, holdoutMaxKL: Double, holdoutTop1: Double
+    /// Mean KL(teacher ‖ regenerated) in nats on the fitted rows.
+    public var trainMeanKL: Double
+    /// Largest KL on the fitted rows.
+    public var trainMaxKL: Double
+    /// Top-1 agreement with the teacher on the fitted rows.
+    public var trainTop1: Double
+    /// Mean KL on the held-out rows (0 when none are held out).
+    public var holdoutMeanKL: Double
+    /// Largest KL on the held-out rows.
+    public var holdoutMaxKL: Double
+    /// Top-1 agreement on the held-out rows.
+    public var holdoutTop1: Double
     /// Mean KL of the closed-form solution alone, before gradient refinement.
     public var closedFormMeanKL: Double
     /// Wall-clock seconds of the fit.

@@ -16,8 +16,9 @@ public struct Projector: Equatable, Sendable {
 public struct ProjectorVersion: Equatable, Sendable, Codable {
     /// The version number, from 1.
     public var version: Int
-    /// The label set it was fitted from, and that set's version.
+    /// The label set it was fitted from.
     public var sourceSet: String
+    /// The version of that label set.
     public var sourceVersion: Int
     /// The base head used, if any.
     public var head: String?

@@ -30,8 +30,9 @@ public struct RegeneratedLabel: Sendable, Equatable {
 /// A projector version ready to regenerate labels: its parameters, decoded once, and W0 + A·B
 /// formed once when it has a head.
 public struct LoadedProjector: Sendable {
-    /// The projector and the version loaded.
+    /// The projector.
     public let projector: Projector
+    /// The version loaded.
     public let version: ProjectorVersion
     /// The parameters.
     public let model: ProjectorModel

@@ -12,8 +12,9 @@ public struct ProvenanceEntity: Codable, Equatable, Sendable {
     public var hash: String?
     /// Rows (of a file, or samples written).
     public var rows: Int?
-    /// The smallest and largest sample id written, for samples.
+    /// The smallest sample id written, for samples.
     public var firstID: UInt64?
+    /// The largest sample id written, for samples.
     public var lastID: UInt64?
 
     /// Creates an entity.
