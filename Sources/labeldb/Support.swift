@@ -13,6 +13,12 @@ enum ExitStatus {
     /// A store or I/O error.
     static let storeError: Int32 = 3
 
+    /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
+    static func isOurs(_ error: any Error) -> Bool {
+        error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
+            || error is CheckFailed || error is UsageError || error is JSONParseError
+    }
+
     /// The exit code an error maps to.
     static func code(for error: any Error) -> Int32 {
         switch error {

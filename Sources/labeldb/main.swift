@@ -39,16 +39,18 @@ do {
     try command.run()
 } catch let exitCode as ExitCode {
     exit(exitCode.rawValue)
-} catch let error where error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-    || error is CheckFailed || error is UsageError || error is JSONParseError {
+} catch let error where ExitStatus.isOurs(error) {
     printError("labeldb: \(error)")
     exit(ExitStatus.code(for: error))
 } catch {
-    // ArgumentParser's own outcomes: help for a command group run without a subcommand.
-    if LabelDBCommand.exitCode(for: error) == .success {
+    // ArgumentParser's own outcomes: help for a command group run without a subcommand (or
+    // `--help` at the root), or a usage error.
+    let code = LabelDBCommand.exitCode(for: error)
+    if code == .success {
         print(LabelDBCommand.fullMessage(for: error))
         exit(ExitStatus.success)
     }
-    printError("labeldb: \(LabelDBCommand.fullMessage(for: error))")
-    exit(ExitStatus.storeError)
+    printError(LabelDBCommand.fullMessage(for: error))
+    // Usage errors are bad input; anything else unexpected is an I/O or store failure.
+    exit(code == .validationFailure ? ExitStatus.badInput : ExitStatus.storeError)
 }
