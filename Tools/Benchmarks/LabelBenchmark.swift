@@ -139,18 +139,8 @@ struct LabelBenchmark {
             defer { mdb_cursor_close(cursor) }
             return time {
                 for id in readIDs {
-                    var keyBytes = id.bigEndian
-                    var value = MDB_val(), block = MDB_val(), label = MDB_val()
-                    withUnsafeMutableBytes(of: &keyBytes) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(t, rawDbis["samples"]!, &key, &value), "get")
-                    }
-                    let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-                    var blockKey = (slot / capacity).bigEndian
-                    withUnsafeMutableBytes(of: &blockKey) { kb in
-                        var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                        RawLMDB.check(mdb_get(t, rawDbis["embeddings"]!, &key, &block), "get")
-                    }
+                    let (value, block, _) = RawLMDB.sampleAndBlock(t, rawDbis, id: id, rowsPerBlock: capacity)
+                    var label = MDB_val()
                     // The label row: the same positioned cursor read LabelDB does for the latest version.
                     var labelKey: [UInt8] = []
                     withUnsafeBytes(of: setID.bigEndian) { labelKey.append(contentsOf: $0) }

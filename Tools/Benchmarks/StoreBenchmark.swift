@@ -92,22 +92,8 @@ struct StoreBenchmark {
         let capacity = UInt64(schema.rowsPerBlock)
         let (env, dbis) = RawLMDB.open(rawPath, readOnly: true)
         var sink = 0
-        /// The two `mdb_get` calls of a point get on LabelDB's keys: the sample record, then its
-        /// embedding block (found from the one field read without checking, the slot at offset 16).
         func rawLookup(_ txn: OpaquePointer?, _ id: UInt64) -> (MDB_val, MDB_val, UInt64) {
-            var keyBytes = id.bigEndian
-            var value = MDB_val(), block = MDB_val()
-            withUnsafeMutableBytes(of: &keyBytes) { kb in
-                var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                RawLMDB.check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
-            }
-            let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-            var blockBytes = (slot / capacity).bigEndian
-            withUnsafeMutableBytes(of: &blockBytes) { kb in
-                var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
-                RawLMDB.check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
-            }
-            return (value, block, slot)
+            RawLMDB.sampleAndBlock(txn, dbis, id: id, rowsPerBlock: capacity)
         }
         func rawGets() -> Double {
             var txn: OpaquePointer?

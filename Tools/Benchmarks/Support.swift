@@ -65,6 +65,24 @@ enum RawLMDB {
         return (env!, dbis)
     }
 
+    /// The two `mdb_get` calls of a point get on LabelDB's keys: the sample record, then its
+    /// embedding block (found from the one field read without checking, the slot at offset 16).
+    static func sampleAndBlock(_ txn: OpaquePointer?, _ dbis: [String: MDB_dbi], id: UInt64, rowsPerBlock: UInt64) -> (record: MDB_val, block: MDB_val, slot: UInt64) {
+        var keyBytes = id.bigEndian
+        var value = MDB_val(), block = MDB_val()
+        withUnsafeMutableBytes(of: &keyBytes) { kb in
+            var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+            check(mdb_get(txn, dbis["samples"]!, &key, &value), "get")
+        }
+        let slot = value.mv_data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        var blockBytes = (slot / rowsPerBlock).bigEndian
+        withUnsafeMutableBytes(of: &blockBytes) { kb in
+            var key = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+            check(mdb_get(txn, dbis["embeddings"]!, &key, &block), "get")
+        }
+        return (value, block, slot)
+    }
+
     /// Every key and value of `table`, copied out.
     static func dump(_ env: OpaquePointer, _ dbi: MDB_dbi) -> [(key: [UInt8], value: [UInt8])] {
         var txn: OpaquePointer?
