@@ -60,9 +60,11 @@ final class Environment: @unchecked Sendable {
         pthread_rwlock_init(&resizeLock, nil)
     }
 
-    /// Opens every table. With `create`, missing tables are created (a new store, or a migration).
-    /// Without it, missing tables stay absent; returns the set of missing ones.
-    func openTables(create: Bool) throws -> Set<Table> {
+    /// Opens every table. With `create`, missing tables are created (a new store, or a migration),
+    /// and `inSameTransaction` runs before the commit, so a migration's table creation and its
+    /// record changes land in one write transaction. Without `create`, missing tables stay absent;
+    /// returns the set of missing ones.
+    func openTables(create: Bool, inSameTransaction: ((OpaquePointer, [MDB_dbi?]) throws -> Void)? = nil) throws -> Set<Table> {
         var txn: OpaquePointer?
         let flags: UInt32 = create ? 0 : UInt32(MDB_RDONLY)
         try check(mdb_txn_begin(handle, nil, flags, &txn), "mdb_txn_begin")
@@ -81,6 +83,12 @@ final class Environment: @unchecked Sendable {
                 throw LMDBError(code: rc, call: "mdb_dbi_open(\(table.rawValue))")
             }
             opened.append(dbi)
+        }
+        if let inSameTransaction {
+            do { try inSameTransaction(txn!, opened) } catch {
+                mdb_txn_abort(txn)
+                throw error
+            }
         }
         // Committing (even a read-only transaction) makes the handles visible to later transactions.
         try check(mdb_txn_commit(txn), "mdb_txn_commit")

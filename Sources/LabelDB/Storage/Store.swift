@@ -198,17 +198,27 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Brings an older store up to the current format: format 2 added the label tables, format 3
-    /// the head and projector tables (all created empty; existing records stay as they are and
-    /// are read by their record versions), then one write transaction records the new versions.
+    /// Brings an older store up to the current format in one write transaction: format 2 added the
+    /// label tables, format 3 the head, projector and provenance tables (all created empty;
+    /// existing records stay as they are and are read by their record versions), and the schema
+    /// record gets the new versions.
     private func migrate(from record: SchemaRecord) throws {
-        // Create whatever tables this store lacks.
-        _ = try env.openTables(create: true)
-        try write { tx in
-            var upgraded = record
-            upgraded.writeVersion = SchemaRecord.currentWriteVersion
-            upgraded.readVersion = SchemaRecord.currentReadVersion
-            try tx.put(.meta, name: MetaKey.schema, bytes: upgraded.encoded())
+        var upgraded = record
+        upgraded.writeVersion = SchemaRecord.currentWriteVersion
+        upgraded.readVersion = SchemaRecord.currentReadVersion
+        var bytes = upgraded.encoded()
+        // One write transaction: create whatever tables this store lacks, and record the new
+        // versions. (A map too small for this is not possible: a migration adds a few pages.)
+        _ = try env.openTables(create: true) { txn, dbis in
+            var name = Array(MetaKey.schema.utf8)
+            try name.withUnsafeMutableBytes { k in
+                try bytes.withUnsafeMutableBytes { v in
+                    var key = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
+                    var value = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
+                    // safe: `meta` is a version-1 table, checked to exist before migrating.
+                    try LabelDB.check(mdb_put(txn, dbis[Table.meta.index]!, &key, &value, 0), "mdb_put(meta)")
+                }
+            }
         }
     }
 
