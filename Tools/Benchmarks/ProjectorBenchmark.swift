@@ -89,15 +89,27 @@ struct ProjectorBenchmark {
                 }
             }
         }
+        func softmaxOnly() -> Double {
+            time {
+                corpus.embeddings.withUnsafeBufferPointer { x in
+                    out.withUnsafeMutableBufferPointer { o in
+                        for b in 0..<batches {
+                            model.regenerate(x.baseAddress! + b * batch * d, rows: batch, weights: nil, into: o.baseAddress!)
+                        }
+                    }
+                }
+            }
+        }
         _ = ours(); _ = bare()
-        var oursTimes: [Double] = [], bareTimes: [Double] = []
-        for _ in 0..<3 { oursTimes.append(ours()); bareTimes.append(bare()) }
+        var oursTimes: [Double] = [], bareTimes: [Double] = [], noTopK: [Double] = []
+        for _ in 0..<3 { oursTimes.append(ours()); bareTimes.append(bare()); noTopK.append(softmaxOnly()) }
         let labels = Double(batches * batch)
         emit([
             "n": count.json, "classes": c.json, "dim": d.json, "max_kl": maxKL.json, "epochs": epochs.json,
             "teacher_codec": .string(teacherCodec), "peak_rss_mb": peakRSSMegabytes().json,
             "ranks": .array(rows),
             "regen_labels_s": (labels / median(oursTimes)).json, "sgemm_labels_s": (labels / median(bareTimes)).json,
+            "regen_without_topk_labels_s": (labels / median(noTopK)).json,
             "regen_ratio": (median(bareTimes) / median(oursTimes)).json, "regen_rank": regenRank.json, "sink": .int(Int64(sink & 0xFF)),
         ])
     }
