@@ -1,0 +1,100 @@
+import COpenBLAS
+import Foundation
+
+/// How nearest neighbours are measured.
+public enum NeighborMetric: String, Sendable, CaseIterable {
+    /// Cosine similarity (1 = same direction).
+    case cosine
+    /// Euclidean distance; the similarity reported is its negative, so larger is nearer for both.
+    case l2
+}
+
+/// One neighbour of a query.
+public struct Neighbor: Equatable, Sendable {
+    /// The sample.
+    public var id: UInt64
+    /// Cosine similarity, or the negative Euclidean distance for `l2`.
+    public var similarity: Float
+
+    /// Creates a neighbour.
+    public init(id: UInt64, similarity: Float) {
+        self.id = id
+        self.similarity = similarity
+    }
+
+    /// Nearer first: larger similarity, then the smaller id (so ties have one answer).
+    static func nearer(_ a: Neighbor, _ b: Neighbor) -> Bool {
+        a.similarity > b.similarity || (a.similarity == b.similarity && a.id < b.id)
+    }
+}
+
+extension Transaction {
+    /// Exact k nearest neighbours of each query among the stored embeddings, computed block by
+    /// block with one `cblas_sgemm` per block against all queries at once (no per-row copies).
+    ///
+    /// For example:
+    ///
+    /// ```swift
+    /// let hits = try store.read { tx in try tx.nearestNeighbors(of: q, queries: 1, k: 10, metric: .cosine) }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - queries: `queries × dimension` floats, row-major.
+    ///   - include: when given, only samples it accepts are candidates.
+    /// - Returns: per query, up to `k` neighbours, nearest first, ties by smaller id.
+    public func nearestNeighbors(
+        of queries: [Float], queries count: Int, k: Int, metric: NeighborMetric,
+        include: ((UInt64) throws -> Bool)? = nil
+    ) throws -> [[Neighbor]] {
+        let d = store.schema.dimension
+        precondition(queries.count == count * d, "queries must be count × dimension")
+        guard k > 0, count > 0 else { return Array(repeating: [], count: count) }
+        // Cosine compares directions: normalise the queries once; rows are divided by their norm below.
+        var q = queries
+        var queryNorms = [Float](repeating: 0, count: count)
+        for i in 0..<count {
+            var s: Float = 0
+            for j in 0..<d { s += q[i * d + j] * q[i * d + j] }
+            queryNorms[i] = s
+            if metric == .cosine, s > 0 {
+                let inverse = 1 / s.squareRoot()
+                for j in 0..<d { q[i * d + j] *= inverse }
+            }
+        }
+        var best = [[Neighbor]](repeating: [], count: count)
+        var scores: [Float] = []
+        try forEachEmbeddingBlock { rows in
+            let n = rows.rowCount
+            guard n > 0 else { return }
+            if scores.count < count * n { scores = [Float](repeating: 0, count: count * n) }
+            q.withUnsafeBufferPointer { qv in
+                scores.withUnsafeMutableBufferPointer { sv in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(n), Int32(d), 1,
+                                qv.baseAddress, Int32(d), rows.floats.baseAddress, Int32(d), 0, sv.baseAddress, Int32(n))
+                }
+            }
+            for r in 0..<n where rows.isLive(r) {
+                let id = rows.id(at: r)
+                if let include, try !include(id) { continue }
+                var norm: Float = 0
+                let row = rows.floats.baseAddress! + r * d
+                for j in 0..<d { norm += row[j] * row[j] }
+                for i in 0..<count {
+                    let dot = scores[i * n + r]
+                    let similarity: Float
+                    switch metric {
+                    case .cosine: similarity = norm > 0 ? dot / norm.squareRoot() : 0
+                    case .l2: similarity = -max(queryNorms[i] + norm - 2 * dot, 0).squareRoot()
+                    }
+                    let candidate = Neighbor(id: id, similarity: similarity)
+                    if best[i].count == k, !Neighbor.nearer(candidate, best[i][k - 1]) { continue }
+                    var position = best[i].count
+                    while position > 0 && Neighbor.nearer(candidate, best[i][position - 1]) { position -= 1 }
+                    best[i].insert(candidate, at: position)
+                    if best[i].count > k { best[i].removeLast() }
+                }
+            }
+        }
+        return best
+    }
+}
