@@ -95,6 +95,22 @@ extension Transaction {
                 }
             }
         }
+        if metric == .l2 {
+            // |q|² + |r|² − 2q·r cancels badly for near neighbours (a vector's distance to itself
+            // came out as 0.005 at norm 12): recompute the k winners' distances directly.
+            var row = [Float](repeating: 0, count: d)
+            for i in 0..<count {
+                for t in best[i].indices {
+                    guard try withSample(best[i][t].id, { view in
+                        row.withUnsafeMutableBufferPointer { ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: $0.baseAddress!) }
+                    }) != nil else { continue }
+                    var sum: Float = 0
+                    for j in 0..<d { let diff = queries[i * d + j] - row[j]; sum += diff * diff }
+                    best[i][t].similarity = -sum.squareRoot()
+                }
+                best[i].sort(by: Neighbor.nearer)
+            }
+        }
         return best
     }
 }
