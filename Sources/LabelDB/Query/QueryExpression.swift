@@ -1,0 +1,311 @@
+/// A query filter, parsed from text such as
+/// `label(teacher).top1 = 'cat' and label(teacher).confidence < 0.6 and not tagged('pii')`.
+///
+/// Grammar (keywords are lower case; strings use single quotes, `''` inside one is a quote):
+///
+/// ```
+/// expr       := or
+/// or         := and ('or' and)*
+/// and        := not ('and' not)*
+/// not        := 'not' not | primary
+/// primary    := '(' expr ')' | 'tagged' '(' STRING ')' | label '.' 'has' '(' class ')' | operand OP value
+/// operand    := 'id' | 'meta' '.' NAME | label '.' ('top1' | 'confidence' | 'version' | 'prob' '(' class ')')
+/// label      := 'label' '(' NAME ('@' INTEGER)? ')'
+/// class      := STRING | INTEGER
+/// OP         := '=' | '!=' | '<' | '<=' | '>' | '>='
+/// value      := STRING | NUMBER
+/// ```
+public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertible {
+    /// Both hold.
+    case and(QueryExpression, QueryExpression)
+    /// Either holds.
+    case or(QueryExpression, QueryExpression)
+    /// It does not hold.
+    case not(QueryExpression)
+    /// `operand OP value`.
+    case comparison(QueryOperand, QueryComparison, QueryValue)
+    /// The sample's taint label has this secrecy or integrity tag.
+    case tagged(String)
+    /// The multi-label (or hard label) in the set includes the class.
+    case has(LabelSetReference, QueryValue)
+
+    /// Parses a filter.
+    ///
+    /// - Throws: ``QueryParseError`` with the 1-based column of the problem.
+    public init(parsing text: String) throws {
+        var parser = QueryParser(text)
+        self = try parser.parseExpression()
+        try parser.expectEnd()
+    }
+
+    /// The canonical text: parsing it gives back the same expression.
+    public var description: String {
+        switch self {
+        case .and(let a, let b): "(\(a) and \(b))"
+        case .or(let a, let b): "(\(a) or \(b))"
+        case .not(let a): "not \(a)"
+        case .comparison(let operand, let op, let value): "\(operand) \(op.rawValue) \(value)"
+        case .tagged(let tag): "tagged(\(QueryValue.string(tag)))"
+        case .has(let set, let c): "label(\(set)).has(\(c))"
+        }
+    }
+}
+
+/// What a comparison looks at.
+public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
+    /// The sample id.
+    case id
+    /// A top-level metadata field.
+    case meta(String)
+    /// The top-1 class (by name or index) in a label set.
+    case top1(LabelSetReference)
+    /// The probability of the top-1 class.
+    case confidence(LabelSetReference)
+    /// The probability of one class (by name or index).
+    case probability(LabelSetReference, QueryValue)
+    /// The label-set version that wrote the sample's label.
+    case labelVersion(LabelSetReference)
+
+    public var description: String {
+        switch self {
+        case .id: "id"
+        case .meta(let field): "meta.\(field)"
+        case .top1(let set): "label(\(set)).top1"
+        case .confidence(let set): "label(\(set)).confidence"
+        case .probability(let set, let c): "label(\(set)).prob(\(c))"
+        case .labelVersion(let set): "label(\(set)).version"
+        }
+    }
+}
+
+/// A comparison operator.
+public enum QueryComparison: String, Equatable, Sendable, CaseIterable {
+    case equal = "=", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
+}
+
+/// A literal.
+public enum QueryValue: Equatable, Sendable, CustomStringConvertible {
+    /// A quoted string.
+    case string(String)
+    /// A whole number (exact up to 2⁶⁴ − 1, for ids).
+    case integer(UInt64)
+    /// Any other number.
+    case number(Double)
+
+    public var description: String {
+        switch self {
+        case .string(let s): "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+        case .integer(let i): "\(i)"
+        case .number(let d): "\(d)"
+        }
+    }
+}
+
+/// A filter that does not parse: where (1-based column) and why.
+public struct QueryParseError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The 1-based column of the problem.
+    public let column: Int
+    /// What was expected or found.
+    public let reason: String
+    public var description: String { "column \(column): \(reason)" }
+}
+
+private struct QueryParser {
+    enum Token: Equatable {
+        case word(String), string(String), number(String), symbol(String), end
+    }
+
+    let scalars: [Character]
+    var position = 0
+    var token: Token = .end
+    var tokenColumn = 1
+
+    init(_ text: String) {
+        scalars = Array(text)
+    }
+
+    func error(_ reason: String, at column: Int? = nil) -> QueryParseError {
+        QueryParseError(column: column ?? tokenColumn, reason: reason)
+    }
+
+    mutating func advance() throws {
+        while position < scalars.count, scalars[position].isWhitespace { position += 1 }
+        tokenColumn = position + 1
+        guard position < scalars.count else { token = .end; return }
+        let c = scalars[position]
+        if c.isLetter || c == "_" {
+            var word = ""
+            while position < scalars.count, scalars[position].isLetter || scalars[position].isNumber || "_-:".contains(scalars[position]) {
+                word.append(scalars[position]); position += 1
+            }
+            token = .word(word)
+        } else if c.isNumber || (c == "-" && position + 1 < scalars.count && scalars[position + 1].isNumber) || c == "." && position + 1 < scalars.count && scalars[position + 1].isNumber {
+            var text = String(c)
+            position += 1
+            while position < scalars.count, scalars[position].isNumber || ".eE".contains(scalars[position])
+                || ("+-".contains(scalars[position]) && "eE".contains(scalars[position - 1])) {
+                text.append(scalars[position]); position += 1
+            }
+            token = .number(text)
+        } else if c == "'" {
+            var text = ""
+            position += 1
+            while true {
+                guard position < scalars.count else { throw error("unterminated string") }
+                if scalars[position] == "'" {
+                    if position + 1 < scalars.count, scalars[position + 1] == "'" { text.append("'"); position += 2; continue }
+                    position += 1
+                    break
+                }
+                text.append(scalars[position]); position += 1
+            }
+            token = .string(text)
+        } else if "<>!=".contains(c) {
+            var op = String(c)
+            position += 1
+            if position < scalars.count, scalars[position] == "=" { op.append("="); position += 1 }
+            guard QueryComparison(rawValue: op) != nil else { throw error("unknown operator '\(op)'") }
+            token = .symbol(op)
+        } else if "().@".contains(c) {
+            token = .symbol(String(c))
+            position += 1
+        } else {
+            throw error("unexpected character '\(c)'")
+        }
+    }
+
+    mutating func expectSymbol(_ s: String) throws {
+        if token == .end { try advance() }
+        guard token == .symbol(s) else { throw error("expected '\(s)'") }
+        try advance()
+    }
+
+    mutating func expectEnd() throws {
+        guard token == .end else { throw error("unexpected text after the expression") }
+    }
+
+    mutating func parseExpression() throws -> QueryExpression {
+        if position == 0 { try advance() }
+        return try parseOr()
+    }
+
+    mutating func parseOr() throws -> QueryExpression {
+        var left = try parseAnd()
+        while token == .word("or") {
+            try advance()
+            left = .or(left, try parseAnd())
+        }
+        return left
+    }
+
+    mutating func parseAnd() throws -> QueryExpression {
+        var left = try parseNot()
+        while token == .word("and") {
+            try advance()
+            left = .and(left, try parseNot())
+        }
+        return left
+    }
+
+    mutating func parseNot() throws -> QueryExpression {
+        if token == .word("not") {
+            try advance()
+            return .not(try parseNot())
+        }
+        return try parsePrimary()
+    }
+
+    mutating func parsePrimary() throws -> QueryExpression {
+        switch token {
+        case .symbol("("):
+            try advance()
+            let inner = try parseOr()
+            guard token == .symbol(")") else { throw error("expected ')'") }
+            try advance()
+            return inner
+        case .word("tagged"):
+            try advance()
+            try expectSymbol("(")
+            guard case .string(let tag) = token else { throw error("expected a quoted tag") }
+            try advance()
+            try expectSymbol(")")
+            return .tagged(tag)
+        case .word("id"):
+            try advance()
+            return try comparison(.id)
+        case .word("meta"):
+            try advance()
+            try expectSymbol(".")
+            guard case .word(let field) = token else { throw error("expected a metadata field name") }
+            try advance()
+            return try comparison(.meta(field))
+        case .word("label"):
+            try advance()
+            let set = try labelReference()
+            try expectSymbol(".")
+            let column = tokenColumn
+            guard case .word(let property) = token else { throw error("expected top1, confidence, version, prob(…) or has(…)") }
+            try advance()
+            switch property {
+            case "top1": return try comparison(.top1(set))
+            case "confidence": return try comparison(.confidence(set))
+            case "version": return try comparison(.labelVersion(set))
+            case "prob": return try comparison(.probability(set, try classArgument()))
+            case "has": return .has(set, try classArgument())
+            default: throw error("unknown label property '\(property)' (expected top1, confidence, version, prob or has)", at: column)
+            }
+        case .end:
+            throw error("unexpected end of the expression")
+        default:
+            throw error("expected a condition (id, meta.FIELD, label(SET)…, tagged(…), not, or '(')")
+        }
+    }
+
+    mutating func labelReference() throws -> LabelSetReference {
+        try expectSymbol("(")
+        guard case .word(let name) = token else { throw error("expected a label set name") }
+        try advance()
+        var version: Int? = nil
+        if token == .symbol("@") {
+            try advance()
+            guard case .number(let text) = token, let v = Int(text), v >= 1 else { throw error("expected a version number") }
+            version = v
+            try advance()
+        }
+        try expectSymbol(")")
+        return LabelSetReference(name: name, version: version)
+    }
+
+    mutating func classArgument() throws -> QueryValue {
+        try expectSymbol("(")
+        let column = tokenColumn
+        let value = try literal()
+        if case .number = value { throw error("a class is a quoted name or a whole number", at: column) }
+        try expectSymbol(")")
+        return value
+    }
+
+    mutating func comparison(_ operand: QueryOperand) throws -> QueryExpression {
+        guard case .symbol(let s) = token, let op = QueryComparison(rawValue: s) else {
+            throw error("expected a comparison (=, !=, <, <=, >, >=)")
+        }
+        try advance()
+        return .comparison(operand, op, try literal())
+    }
+
+    mutating func literal() throws -> QueryValue {
+        let column = tokenColumn
+        switch token {
+        case .string(let s):
+            try advance()
+            return .string(s)
+        case .number(let text):
+            try advance()
+            if let i = UInt64(text) { return .integer(i) }
+            guard let d = Double(text), d.isFinite else { throw error("'\(text)' is not a number", at: column) }
+            return .number(d)
+        default:
+            throw error("expected a quoted string or a number")
+        }
+    }
+}
