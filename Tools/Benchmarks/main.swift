@@ -4,6 +4,7 @@
 //   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench labels [--count N] [--dir DIR]
 //   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
+//   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
@@ -51,13 +52,19 @@ do {
         if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
         if let codec = options["teacher-codec"] { bench.teacherCodec = codec }
         try bench.run()
+    case "knn":
+        var bench = KNNBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let d = options["dim"].flatMap(Int.init) { bench.dimension = d }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
     case "peers":
         var bench = PeersBenchmark()
         if let data = options["data"] { bench.data = data }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

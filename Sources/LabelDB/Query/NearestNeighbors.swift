@@ -62,7 +62,10 @@ extension Transaction {
             }
         }
         var best = [[Neighbor]](repeating: [], count: count)
-        var scores: [Float] = []
+        // The k-th best similarity of each query once it has k: most candidates fail this one
+        // comparison and never touch the neighbour lists.
+        var threshold = [Float](repeating: -.infinity, count: count)
+        var scores: [Float] = [], norms: [Float] = []
         try forEachEmbeddingBlock { rows in
             let n = rows.rowCount
             guard n > 0 else { return }
@@ -73,25 +76,37 @@ extension Transaction {
                                 qv.baseAddress, Int32(d), rows.floats.baseAddress, Int32(d), 0, sv.baseAddress, Int32(n))
                 }
             }
+            // Per row: whether it is a candidate, and its squared norm; then each query scans its
+            // row of scores contiguously.
+            var candidates: [Int] = []
+            candidates.reserveCapacity(n)
+            if norms.count < n { norms = [Float](repeating: 0, count: n) }
             for r in 0..<n where rows.isLive(r) {
-                let id = rows.id(at: r)
-                if let include, try !include(id) { continue }
+                if let include, try !include(rows.id(at: r)) { continue }
                 var norm: Float = 0
                 let row = rows.floats.baseAddress! + r * d
                 for j in 0..<d { norm += row[j] * row[j] }
-                for i in 0..<count {
-                    let dot = scores[i * n + r]
+                // Cosine needs 1/‖r‖; L2 needs ‖r‖².
+                norms[r] = metric == .cosine ? (norm > 0 ? 1 / norm.squareRoot() : 0) : norm
+                candidates.append(r)
+            }
+            for i in 0..<count {
+                let base = i * n
+                for r in candidates {
+                    let dot = scores[base + r]
                     let similarity: Float
                     switch metric {
-                    case .cosine: similarity = norm > 0 ? dot / norm.squareRoot() : 0
-                    case .l2: similarity = -max(queryNorms[i] + norm - 2 * dot, 0).squareRoot()
+                    case .cosine: similarity = dot * norms[r]
+                    case .l2: similarity = -max(queryNorms[i] + norms[r] - 2 * dot, 0).squareRoot()
                     }
-                    let candidate = Neighbor(id: id, similarity: similarity)
+                    if similarity < threshold[i] { continue }
+                    let candidate = Neighbor(id: rows.id(at: r), similarity: similarity)
                     if best[i].count == k, !Neighbor.nearer(candidate, best[i][k - 1]) { continue }
                     var position = best[i].count
                     while position > 0 && Neighbor.nearer(candidate, best[i][position - 1]) { position -= 1 }
                     best[i].insert(candidate, at: position)
                     if best[i].count > k { best[i].removeLast() }
+                    if best[i].count == k { threshold[i] = best[i][k - 1].similarity }
                 }
             }
         }
