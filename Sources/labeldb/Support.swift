@@ -16,7 +16,7 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is JSONParseError
+            || error is CheckFailed || error is UsageError || error is JSONParseError || error is QueryError || error is QueryParseError
     }
 
     /// The exit code an error maps to.
@@ -38,7 +38,7 @@ enum ExitStatus {
             case .unknownProjector, .unknownVersion, .unknownHead: checkFailed
             default: badInput
             }
-        case is InputError, is JSONParseError, is UsageError: badInput
+        case is InputError, is JSONParseError, is UsageError, is QueryError, is QueryParseError: badInput
         case is CheckFailed: checkFailed
         default: storeError
         }

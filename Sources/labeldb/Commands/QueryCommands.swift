@@ -38,3 +38,67 @@ struct KNNCommand: ParsableCommand {
         }
     }
 }
+
+/// `labeldb query STORE EXPR [--labels SET] [--order-by id|confidence] [--desc] [--limit N] [--offset N] [--explain] [--format json]`
+struct QueryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Samples matching a filter, streamed in order.",
+        discussion: """
+            Filters: label(SET[@V]).top1 = 'NAME' (or an index), label(SET).confidence < X (any \
+            comparison: = != < <= > >=), label(SET).prob('NAME') >= X, label(SET).version >= N, \
+            label(SET).has('NAME'), meta.FIELD = 'VALUE' (or a number), id >= N, tagged('TAG') \
+            (needs taint labels: not yet), combined with and, or, not and parentheses. Strings use \
+            single quotes ('' for a quote). A top-level label(SET).top1 = C is answered from the \
+            class index; --explain says which plan ran. Default order: ascending id.
+            """)
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The filter (use 'true'-like `id >= 0` for everything).") var expression: String
+    @Option(help: "Include these label sets' top-1 class and confidence in each row; repeatable.") var labels: [String] = []
+    @Option(help: "id or confidence (of the first --labels set).") var orderBy: String = "id"
+    @Flag(help: "Descending order.") var desc = false
+    @Option(help: "At most this many rows.") var limit: Int = .max
+    @Option(help: "Skip this many rows first.") var offset: Int = 0
+    @Flag(help: "Print the plan (index or scan) to standard error.") var explain = false
+    @Option(help: "Output format: text (one id per line) or json (one object per line).") var format: OutputFormat = .text
+
+    func run() throws {
+        let filter: QueryExpression
+        do { filter = try QueryExpression(parsing: expression) } catch let error as QueryParseError {
+            throw UsageError(description: "query \(error)\n  \(expression)\n  \(String(repeating: " ", count: max(error.column - 1, 0)))^")
+        }
+        let references = try labels.map { try LabelSetReference(parsing: $0) }
+        let order: QueryOrder
+        switch orderBy {
+        case "id": order = .id
+        case "confidence":
+            guard let first = references.first else { throw UsageError(description: "--order-by confidence needs --labels SET") }
+            order = .confidence(first)
+        default: throw UsageError(description: "--order-by must be id or confidence")
+        }
+        guard limit >= 0, offset >= 0 else { throw UsageError(description: "--limit and --offset must not be negative") }
+        let store = try target.open(readOnly: true)
+        defer { store.close() }
+        let classes = store.schema.classes
+        let plan = try store.read { tx -> QueryPlan in
+            let resolved = try references.map { try tx.resolve($0) }
+            return try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset) { id in
+                switch format {
+                case .text: print(id)
+                case .json:
+                    var row: [String: JSONValue] = ["id": .uint(id)]
+                    if !resolved.isEmpty {
+                        var labelsJSON: [String: JSONValue] = [:]
+                        for (set, version) in resolved {
+                            guard let label = try tx.label(of: id, set: set, version: version), let top = label.hard.map({ ($0, Float(1)) }) ?? label.top1.map({ ($0.classIndex, $0.confidence) }) else { continue }
+                            labelsJSON[set.name] = ["class": .int(Int64(top.0)), "top1": .string(classes[top.0]), "confidence": jsonNumber(top.1)]
+                        }
+                        row["labels"] = .object(labelsJSON)
+                    }
+                    printJSON(.object(row))
+                }
+            }
+        }
+        if explain { printError(plan.description) }
+    }
+}

@@ -1,0 +1,264 @@
+import Foundation
+
+/// How query results are ordered.
+public enum QueryOrder: Equatable, Sendable {
+    /// Ascending id (the default), or descending.
+    case id
+    /// By the top-1 confidence in a label set; samples without a label there come last.
+    case confidence(LabelSetReference)
+}
+
+/// How a query was (or will be) answered: from the class index, or by a scan.
+public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
+    /// The class index used, if any: label set and class.
+    public var index: (set: String, version: Int, classIndex: Int)?
+    /// Rows the plan examined.
+    public var examined = 0
+    /// Rows that matched (before offset and limit).
+    public var matched = 0
+
+    public static func == (a: QueryPlan, b: QueryPlan) -> Bool {
+        a.examined == b.examined && a.matched == b.matched && a.index?.set == b.index?.set && a.index?.classIndex == b.index?.classIndex
+    }
+
+    public var description: String {
+        if let index { return "index: \(index.set)@\(index.version) top1 = class \(index.classIndex); examined \(examined) candidates, \(matched) matched" }
+        return "scan: every sample in id order; examined \(examined), \(matched) matched"
+    }
+}
+
+/// Errors of evaluating a query (as opposed to parsing it).
+public enum QueryError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A class name that is not in the schema.
+    case unknownClass(String)
+    /// A construct that needs something not available yet.
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .unknownClass(let name): "unknown class '\(name)'"
+        case .unsupported(let what): what
+        }
+    }
+}
+
+extension Transaction {
+    /// Runs a filter over the samples and calls `body` with each matching id, in the requested
+    /// order, after `offset`, at most `limit` times.
+    ///
+    /// A top-level `label(SET).top1 = C` condition is answered from the class index (only that
+    /// class's samples are examined); otherwise every sample is scanned in id order. Ordering by
+    /// confidence keeps a bounded heap of `offset + limit` rows when a limit is given.
+    ///
+    /// - Throws: ``QueryError``, ``LabelError`` for unknown label sets or versions.
+    @discardableResult
+    public func query(
+        _ filter: QueryExpression?, order: QueryOrder = .id, descending: Bool = false,
+        limit: Int = .max, offset: Int = 0, _ body: (UInt64) throws -> Void
+    ) throws -> QueryPlan {
+        let context = try QueryContext(tx: self, filter: filter, order: order)
+        var plan = QueryPlan()
+        var skipped = 0, emitted = 0
+        func deliver(_ id: UInt64) throws -> Bool {
+            if skipped < offset { skipped += 1; return true }
+            guard emitted < limit else { return false }
+            emitted += 1
+            try body(id)
+            return emitted < limit
+        }
+        // Candidates: from the class index when the filter pins a top-1 class, else all ids.
+        var candidates: [UInt64]? = nil
+        if let pinned = context.pinnedTop1 {
+            let ids = try samples(withTop1: pinned.classIndex, in: LabelSetReference(name: pinned.set.name, version: pinned.version)).map(\.id)
+            plan.index = (pinned.set.name, pinned.version, pinned.classIndex)
+            candidates = ids.sorted()
+        }
+        switch order {
+        case .id:
+            func visit(_ id: UInt64) throws -> Bool {
+                plan.examined += 1
+                guard try context.matches(id) else { return true }
+                plan.matched += 1
+                return try deliver(id)
+            }
+            if let candidates {
+                for id in (descending ? candidates.reversed() : candidates) where try !visit(id) { break }
+            } else if descending {
+                for id in try ids().reversed() where try !visit(id) { break }
+            } else {
+                try forEach(.samples) { id, _ in try visit(id) }
+            }
+        case .confidence(let reference):
+            let (set, version) = try resolve(reference)
+            var rows: [(id: UInt64, confidence: Float)] = []
+            let keep = limit == .max ? Int.max : offset + limit
+            func consider(_ id: UInt64) throws {
+                plan.examined += 1
+                guard try context.matches(id) else { return }
+                plan.matched += 1
+                let confidence = try self.label(of: id, set: set, version: version)?.top1?.confidence ?? -.infinity
+                rows.append((id, confidence))
+                // A bounded heap, kept simple: trim when twice the bound.
+                if rows.count >= 2 * keep && keep < Int.max / 2 {
+                    rows.sort { QueryContext.before($0, $1, descending: descending) }
+                    rows.removeLast(rows.count - keep)
+                }
+            }
+            if let candidates { for id in candidates { try consider(id) } } else { try forEach(.samples) { id, _ in try consider(id); return true } }
+            rows.sort { QueryContext.before($0, $1, descending: descending) }
+            for row in rows where try !deliver(row.id) { break }
+        }
+        return plan
+    }
+}
+
+/// A filter bound to one transaction: label sets resolved, class names turned into indices.
+struct QueryContext {
+    let tx: Transaction
+    let filter: QueryExpression?
+    var sets: [String: (set: LabelSet, version: Int)] = [:]
+    let classes: [String]
+    /// A top-level `label(S).top1 = C` the class index can answer.
+    var pinnedTop1: (set: LabelSet, version: Int, classIndex: Int)?
+
+    init(tx: Transaction, filter: QueryExpression?, order: QueryOrder) throws {
+        self.tx = tx
+        self.filter = filter
+        self.classes = tx.store.schema.classes
+        if let filter { try collect(filter) }
+        if case .confidence(let reference) = order { _ = try resolveSet(reference) }
+        // Only a conjunct at the top level may narrow the candidates.
+        func conjuncts(_ e: QueryExpression) -> [QueryExpression] {
+            if case .and(let a, let b) = e { return conjuncts(a) + conjuncts(b) }
+            return [e]
+        }
+        for part in filter.map(conjuncts) ?? [] {
+            if case .comparison(.top1(let reference), .equal, let value) = part {
+                let (set, version) = try resolveSet(reference)
+                pinnedTop1 = (set, version, try classIndex(value))
+                break
+            }
+        }
+    }
+
+    private mutating func collect(_ e: QueryExpression) throws {
+        switch e {
+        case .and(let a, let b), .or(let a, let b): try collect(a); try collect(b)
+        case .not(let a): try collect(a)
+        case .tagged: throw QueryError.unsupported("tagged(…) needs taint labels, which this store version does not have yet")
+        case .has(let reference, let value): _ = try resolveSet(reference); _ = try classIndex(value)
+        case .comparison(let operand, _, _):
+            switch operand {
+            case .top1(let r), .confidence(let r), .labelVersion(let r): _ = try resolveSet(r)
+            case .probability(let r, let c): _ = try resolveSet(r); _ = try classIndex(c)
+            case .id, .meta: break
+            }
+        }
+    }
+
+    private mutating func resolveSet(_ reference: LabelSetReference) throws -> (set: LabelSet, version: Int) {
+        if let known = sets[reference.description] { return known }
+        let resolved = try tx.resolve(reference)
+        sets[reference.description] = resolved
+        return resolved
+    }
+
+    func classIndex(_ value: QueryValue) throws -> Int {
+        switch value {
+        case .string(let name):
+            guard let index = classes.firstIndex(of: name) else { throw QueryError.unknownClass(name) }
+            return index
+        case .integer(let i):
+            guard i < UInt64(classes.count) else { throw QueryError.unknownClass("\(i)") }
+            return Int(i)
+        case .number(let d): throw QueryError.unknownClass("\(d)")
+        }
+    }
+
+    static func before(_ a: (id: UInt64, confidence: Float), _ b: (id: UInt64, confidence: Float), descending: Bool) -> Bool {
+        if a.confidence != b.confidence { return descending ? a.confidence > b.confidence : a.confidence < b.confidence }
+        return a.id < b.id
+    }
+
+    func matches(_ id: UInt64) throws -> Bool {
+        guard let filter else { return true }
+        var metadata: [String: JSONValue]? = nil
+        var labels: [String: Label?] = [:]
+        func label(_ reference: LabelSetReference) throws -> Label? {
+            if let cached = labels[reference.description] { return cached }
+            let (set, version) = sets[reference.description]!
+            let value = try tx.label(of: id, set: set, version: version)
+            labels[reference.description] = value
+            return value
+        }
+        func evaluate(_ e: QueryExpression) throws -> Bool {
+            switch e {
+            case .and(let a, let b): return try evaluate(a) && evaluate(b)
+            case .or(let a, let b): return try evaluate(a) || evaluate(b)
+            case .not(let a): return try !evaluate(a)
+            case .tagged: return false
+            case .has(let reference, let value):
+                guard let l = try label(reference) else { return false }
+                let c = try classIndex(value)
+                return l.hard == c || (l.multi?.contains(c) ?? false)
+            case .comparison(let operand, let op, let value):
+                switch operand {
+                case .id:
+                    guard case .integer(let v) = value else { return false }
+                    return compare(id, op, v)
+                case .meta(let field):
+                    if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
+                    guard let stored = metadata?[field] else { return false }
+                    switch (stored, value) {
+                    case (.string(let a), .string(let b)): return compare(a, op, b)
+                    case (_, .string): return false
+                    default:
+                        guard let a = stored.doubleValue else { return false }
+                        let b: Double
+                        switch value {
+                        case .integer(let i): b = Double(i)
+                        case .number(let d): b = d
+                        case .string: return false
+                        }
+                        return compare(a, op, b)
+                    }
+                case .top1(let reference):
+                    guard let l = try label(reference), let top = l.hard ?? l.top1?.classIndex else { return false }
+                    return compare(top, op, try classIndex(value))
+                case .confidence(let reference):
+                    guard let l = try label(reference), let top = l.top1, let b = value.number else { return false }
+                    return compare(Double(top.confidence), op, b)
+                case .probability(let reference, let c):
+                    guard let l = try label(reference), let b = value.number else { return false }
+                    return compare(Double(l.distribution(classCount: classes.count)[try classIndex(c)]), op, b)
+                case .labelVersion(let reference):
+                    guard let l = try label(reference), case .integer(let v) = value else { return false }
+                    return compare(UInt64(l.version), op, v)
+                }
+            }
+        }
+        return try evaluate(filter)
+    }
+
+    func compare<T: Comparable>(_ a: T, _ op: QueryComparison, _ b: T) -> Bool {
+        switch op {
+        case .equal: a == b
+        case .notEqual: a != b
+        case .less: a < b
+        case .lessOrEqual: a <= b
+        case .greater: a > b
+        case .greaterOrEqual: a >= b
+        }
+    }
+}
+
+extension QueryValue {
+    /// The value as a number, when it is one.
+    var number: Double? {
+        switch self {
+        case .integer(let i): Double(i)
+        case .number(let d): d
+        case .string: nil
+        }
+    }
+}
