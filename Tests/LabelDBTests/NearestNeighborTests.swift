@@ -36,6 +36,12 @@ struct NearestNeighborTests {
         // A filter removes candidates; the rest keep their order.
         let odd = try store.read { tx in try tx.nearestNeighbors(of: Array(queries[0..<12]), queries: 1, k: 5, metric: metric, include: { $0 % 2 == 1 }) }
         #expect(odd[0].map(\.id) == reference(live.filter { $0.id % 2 == 1 }, Array(queries[0..<12]), k: 5, metric: metric).map(\.id))
+        // A query filter restricts candidates the same way (`knn --where`).
+        let web = try store.read { tx in
+            try tx.nearestNeighbors(of: Array(queries[0..<12]), queries: 1, k: 5, metric: metric,
+                                    include: try tx.matcher(for: QueryExpression(parsing: "meta.source = 'web'")))
+        }
+        #expect(web[0].map(\.id) == reference(live.filter { $0.metadata["source"] == "web" }, Array(queries[0..<12]), k: 5, metric: metric).map(\.id))
     }
 
     @Test("equal similarities are ordered by the smaller id")

@@ -112,6 +112,15 @@ extension Transaction {
     }
 }
 
+extension Transaction {
+    /// A predicate for `filter` bound to this transaction (label sets resolved once), e.g. to
+    /// restrict ``nearestNeighbors(of:queries:k:metric:include:)``.
+    public func matcher(for filter: QueryExpression) throws -> (UInt64) throws -> Bool {
+        let context = try QueryContext(tx: self, filter: filter, order: .id)
+        return { id in try context.matches(id) }
+    }
+}
+
 /// A filter bound to one transaction: label sets resolved, class names turned into indices.
 struct QueryContext {
     let tx: Transaction

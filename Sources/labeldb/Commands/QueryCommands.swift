@@ -10,6 +10,7 @@ struct KNNCommand: ParsableCommand {
     @Option(help: "Query vectors: a 2-D .npy (queries × dim) or 1-D (one query).") var query: String
     @Option(help: "Neighbours per query.") var k: Int = 10
     @Option(help: "cosine or l2 (similarity is the negative distance).") var metric: String = "cosine"
+    @Option(help: "Only samples matching this filter (the `labeldb query` grammar) are candidates.") var `where`: String?
     @Option(help: "Output format: text or json (one object per query, in query order).") var format: OutputFormat = .text
 
     func run() throws {
@@ -27,7 +28,13 @@ struct KNNCommand: ParsableCommand {
             throw InputError(file: query, location: "row \(i / d), column \(i % d)", reason: "\(v) (queries must be finite)")
         }
         let count = values.count / d
-        let hits = try store.read { tx in try tx.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue) }
+        let filter: QueryExpression?
+        do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
+            throw UsageError(description: "--where \(error)")
+        }
+        let hits = try store.read { tx in
+            try tx.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue, include: try filter.map { try tx.matcher(for: $0) })
+        }
         for (i, neighbors) in hits.enumerated() {
             switch format {
             case .json:
