@@ -22,32 +22,43 @@ public enum LabelValues: Sendable {
 extension Transaction {
     /// Every label set, by name.
     public func labelSets() throws -> [LabelSet] {
+        try names(in: .labelSets).compactMap { try labelSet(named: $0) }
+    }
+
+    /// The keys of a table keyed by UTF-8 names (label sets, projectors, heads), in key order.
+    func names(in table: Table) throws -> [String] {
         var names: [String] = []
-        try walk(.labelSets, from: nil) { key, _ in
+        try walk(table, from: nil) { key, _ in
             names.append(String(decoding: key, as: UTF8.self))
             return true
         }
-        return try names.compactMap { try labelSet(named: $0) }
+        return names
+    }
+
+    /// Versions 1…latest of a label set or projector (`id`), each a checksummed JSON record keyed
+    /// by id u32 BE + version u32 BE; a missing or damaged one throws, naming `name@version`.
+    func versionRecords<T: Decodable>(_ type: T.Type, in table: Table, id: UInt32, latest: Int, name: String) throws -> [T] {
+        guard latest > 0 else { return [] }
+        return try (1...latest).map { v in
+            let key = LabelRecord.versionKey(set: id, version: UInt32(v))
+            let record: T? = try withValue(table, key: key) { bytes in
+                guard let bytes else { return nil }
+                do { return try key.withUnsafeBytes { try LabelRecord.decodeJSON(T.self, key: $0, bytes) } } catch {
+                    throw contextualize(error, table: table, key: "\(name)@\(v)")
+                }
+            }
+            guard let record else {
+                throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "\(name)@\(v)", detail: "missing")
+            }
+            return record
+        }
     }
 
     /// The label set `name`, or nil.
     public func labelSet(named name: String) throws -> LabelSet? {
         let key = Array(name.utf8)
         guard let record = try labelSetRecord(key: key) else { return nil }
-        var versions: [LabelSetVersion] = []
-        for v in stride(from: 1, through: record.latest, by: 1) {
-            let vkey = LabelRecord.versionKey(set: record.id, version: UInt32(v))
-            let info: LabelSetVersion? = try withValue(.labelVersions, key: vkey) { bytes in
-                guard let bytes else { return nil }
-                do {
-                    return try vkey.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetVersion.self, key: $0, bytes) }
-                } catch { throw contextualize(error, table: .labelVersions, key: "\(name)@\(v)") }
-            }
-            guard let info else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.labelVersions.rawValue, key: "\(name)@\(v)", detail: "missing")
-            }
-            versions.append(info)
-        }
+        let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
         let codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
         return LabelSet(name: name, id: record.id, codec: codec, versions: versions)
     }

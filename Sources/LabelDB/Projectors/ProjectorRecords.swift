@@ -106,11 +106,9 @@ enum ProjectorCodec {
         return (bytes[8], UnsafeRawBufferPointer(rebasing: bytes[9...]))
     }
 
+    /// The same layout as label-set version keys: id u32 BE + version u32 BE.
     static func versionKey(id: UInt32, version: Int) -> [UInt8] {
-        var key: [UInt8] = []
-        BigEndianKey.append(id, to: &key)
-        BigEndianKey.append(UInt32(version), to: &key)
-        return key
+        LabelRecord.versionKey(set: id, version: UInt32(version))
     }
 
     static func correctionKey(id: UInt32, version: Int, sample: UInt64) -> [UInt8] {

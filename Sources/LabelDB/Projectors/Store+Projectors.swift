@@ -61,38 +61,21 @@ extension Transaction {
 
     /// The names of every base head.
     public func headNames() throws -> [String] {
-        var names: [String] = []
-        try walk(.heads, from: nil) { key, _ in names.append(String(decoding: key, as: UTF8.self)); return true }
-        return names
+        try names(in: .heads)
     }
 
     // MARK: Projectors
 
     /// Every projector, by name.
     public func projectors() throws -> [Projector] {
-        var names: [String] = []
-        try walk(.projectors, from: nil) { key, _ in names.append(String(decoding: key, as: UTF8.self)); return true }
-        return try names.compactMap { try projector(named: $0) }
+        try names(in: .projectors).compactMap { try projector(named: $0) }
     }
 
     /// The projector `name`, or nil.
     public func projector(named name: String) throws -> Projector? {
         let key = Array(name.utf8)
         guard let record = try projectorRecord(key: key) else { return nil }
-        var versions: [ProjectorVersion] = []
-        for v in stride(from: 1, through: record.latest, by: 1) {
-            let vkey = ProjectorCodec.versionKey(id: record.id, version: v)
-            let info: ProjectorVersion? = try withValue(.projectorVersions, key: vkey) { bytes in
-                guard let bytes else { return nil }
-                do { return try vkey.withUnsafeBytes { try LabelRecord.decodeJSON(ProjectorVersion.self, key: $0, bytes) } } catch {
-                    throw contextualize(error, table: .projectorVersions, key: "\(name)@\(v)")
-                }
-            }
-            guard let info else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.projectorVersions.rawValue, key: "\(name)@\(v)", detail: "missing")
-            }
-            versions.append(info)
-        }
+        let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
         return Projector(name: name, id: record.id, versions: versions)
     }
 
