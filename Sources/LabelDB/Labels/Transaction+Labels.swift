@@ -100,6 +100,18 @@ extension Transaction {
         }
     }
 
+    /// True when sample `id` has a soft label in `version` of `set`; checks the row without
+    /// decoding the distribution (regeneration asks this for every sample it reads).
+    func hasSoftLabel(_ id: UInt64, set: LabelSet, version: Int) throws -> Bool {
+        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
+        return try withLastEntry(.labels, atOrBefore: key) { entry -> Bool in
+            guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            do { return try LabelRecord.decodeRow(key: entry.key, entry.value).soft != nil } catch {
+                throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
+            }
+        }
+    }
+
     func decodeLabel(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, set: LabelSet) throws -> Label {
         let sample = BigEndianKey.u64(key, at: 4)
         let version = Int(BigEndianKey.u32(key, at: 12))

@@ -150,7 +150,7 @@ extension Transaction {
         for (i, id) in ids.enumerated() {
             var row = Array(probabilities[(i * c)..<((i + 1) * c)])
             let status: RegenerationStatus
-            if try label(of: id, set: loaded.sourceSet, version: loaded.version.sourceVersion)?.soft == nil {
+            if try !hasSoftLabel(id, set: loaded.sourceSet, version: loaded.version.sourceVersion) {
                 status = .unfitted
             } else if sequences[i] > loaded.version.sequence {
                 status = .stale
