@@ -270,10 +270,14 @@ extension Store {
                 return true
             }
             guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
-            x.reserveCapacity(ids.count * d)
-            for id in ids {
-                guard let view = try tx.sample(id) else { throw StoreError.sampleNotFound(id) }
-                x.append(contentsOf: view.embedding)
+            // Embeddings only: no Sample (and no metadata parsing) per row.
+            x = [Float](repeating: 0, count: ids.count * d)
+            try x.withUnsafeMutableBufferPointer { out in
+                for (i, id) in ids.enumerated() {
+                    guard try tx.withSample(id, { view in
+                        ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
+                    }) != nil else { throw StoreError.sampleNotFound(id) }
+                }
             }
             let head = try headName.map { name -> [Float] in
                 guard let head = try tx.head(named: name) else { throw ProjectorError.unknownHead(name) }
