@@ -235,8 +235,13 @@ enum LabelRecord {
     }
 }
 
+/// A stored record that owns a numeric id used in other tables' keys.
+protocol IdentifiedRecord: Decodable {
+    var id: UInt32 { get }
+}
+
 /// The stored form of a label set's record (`label_sets` table).
-struct LabelSetRecord: Codable {
+struct LabelSetRecord: Codable, IdentifiedRecord {
     var id: UInt32
     var codec: String?
     var createdMilliseconds: Int64

@@ -25,6 +25,18 @@ extension Transaction {
         try names(in: .labelSets).compactMap { try labelSet(named: $0) }
     }
 
+    /// 1 + the largest id among the records of a name-keyed table (label sets, projectors).
+    func nextRecordID<T: IdentifiedRecord>(in table: Table, as type: T.Type) throws -> UInt32 {
+        var next: UInt32 = 1
+        try walk(table, from: nil) { key, value in
+            do { next = max(next, try LabelRecord.decodeJSON(T.self, key: key, value).id + 1) } catch {
+                throw contextualize(error, table: table, key: String(decoding: key, as: UTF8.self))
+            }
+            return true
+        }
+        return next
+    }
+
     /// The keys of a table keyed by UTF-8 names (label sets, projectors, heads), in key order.
     func names(in table: Table) throws -> [String] {
         var names: [String] = []
@@ -235,13 +247,7 @@ extension WriteTransaction {
         if let existing = try labelSetRecord(key: nameKey) {
             record = existing
         } else {
-            var nextID: UInt32 = 1
-            try walk(.labelSets, from: nil) { key, value in
-                let other = try key.withUnsafeBytes { _ in try LabelRecord.decodeJSON(LabelSetRecord.self, key: key, value) }
-                nextID = max(nextID, other.id + 1)
-                return true
-            }
-            record = LabelSetRecord(id: nextID, codec: nil, createdMilliseconds: nowMilliseconds, latest: 0)
+            record = LabelSetRecord(id: try nextRecordID(in: .labelSets, as: LabelSetRecord.self), codec: nil, createdMilliseconds: nowMilliseconds, latest: 0)
         }
         var codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
         if case .soft = values {

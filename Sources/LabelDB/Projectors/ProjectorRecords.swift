@@ -55,7 +55,7 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
 }
 
 /// The stored record of a projector (`projectors` table).
-struct ProjectorRecord: Codable {
+struct ProjectorRecord: Codable, IdentifiedRecord {
     var id: UInt32
     var latest: Int
 }

@@ -327,12 +327,7 @@ extension Store {
             if let existing = try tx.projectorRecord(key: key) {
                 record = existing
             } else {
-                var next: UInt32 = 1
-                try tx.walk(.projectors, from: nil) { k, v in
-                    next = max(next, try LabelRecord.decodeJSON(ProjectorRecord.self, key: k, v).id + 1)
-                    return true
-                }
-                record = ProjectorRecord(id: next, latest: 0)
+                record = ProjectorRecord(id: try tx.nextRecordID(in: .projectors, as: ProjectorRecord.self), latest: 0)
             }
             let newVersion = record.latest + 1
             var correctionBytes = 0

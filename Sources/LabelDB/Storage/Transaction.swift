@@ -163,13 +163,11 @@ public class Transaction {
 
     /// The largest u64 key in `table`, or nil when it is empty.
     func lastKey(_ table: Table) throws -> UInt64? {
-        try withLastEntry(table, atOrBefore: [UInt8](repeating: 0xFF, count: 9)) { entry in
-            guard let entry else { return nil }
-            guard entry.key.count == 8 else {
-                throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(entry.key.count) bytes, expected 8")
-            }
-            return UInt64(bigEndian: entry.key.loadUnaligned(as: UInt64.self))
+        guard let key = try lastRawKey(table) else { return nil }
+        guard key.count == 8 else {
+            throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 8")
         }
+        return key.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
     }
 }
 
