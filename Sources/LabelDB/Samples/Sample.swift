@@ -104,6 +104,13 @@ public struct SampleView {
         }
     }
 
+    /// Copies the sample out of the store.
+    ///
+    /// - Throws: ``JSONParseError`` if the stored metadata is not JSON (see ``metadata()``).
+    public func copy() throws -> Sample {
+        Sample(id: id, embedding: embedding(), metadata: try metadata(), payload: Array(payload))
+    }
+
     /// Parses the metadata.
     ///
     /// - Throws: ``JSONParseError`` if the stored text is not JSON (it was checked when written,

@@ -17,9 +17,7 @@ extension Transaction {
     /// - Throws: ``StoreError/checksumMismatch(store:table:key:expected:found:)`` or
     ///   ``StoreError/corruptRecord(store:table:key:detail:)`` when its bytes are damaged.
     public func sample(_ id: UInt64) throws -> Sample? {
-        try withSample(id) { view in
-            Sample(id: id, embedding: view.embedding(), metadata: try view.metadata(), payload: Array(view.payload))
-        }
+        try withSample(id) { try $0.copy() }
     }
 
     /// Passes the checked sample `id` to `body` without copying it, or returns nil when there is none.
@@ -57,7 +55,7 @@ extension Transaction {
         var out: [Sample] = []
         guard limit > 0 else { return out }
         try forEachSample(from: start) { view in
-            out.append(Sample(id: view.id, embedding: view.embedding(), metadata: try view.metadata(), payload: Array(view.payload)))
+            out.append(try view.copy())
             return out.count < limit
         }
         return out

@@ -30,8 +30,8 @@ struct GetCommand: ParsableCommand {
         defer { store.close() }
         let classes = store.schema.classes
         guard let (sample, labelled, provenance) = try store.read({ tx -> (Sample, [(String, JSONValue, String)], JSONValue)? in
-            guard let sample = try tx.sample(id) else { return nil }
-            let recordID = try tx.withSample(id) { $0.provenance } ?? 0
+            // One checked read gives the sample and the number of the write that stored it.
+            guard let (sample, recordID) = try tx.withSample(id, { (try $0.copy(), $0.provenance) }) else { return nil }
             var provenance: JSONValue = .null
             if recordID > 0, let record = try tx.provenanceRecord(recordID) {
                 provenance = ["record": .uint(recordID), "activity": .string(record.activity), "agent": .string(record.agent),
