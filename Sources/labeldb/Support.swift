@@ -16,7 +16,7 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is JSONParseError || error is QueryError || error is QueryParseError
+            || error is CheckFailed || error is UsageError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError
     }
 
     /// The exit code an error maps to.
@@ -38,7 +38,7 @@ enum ExitStatus {
             case .unknownProjector, .unknownVersion, .unknownHead: checkFailed
             default: badInput
             }
-        case is InputError, is JSONParseError, is UsageError, is QueryError, is QueryParseError: badInput
+        case is InputError, is JSONParseError, is UsageError, is QueryError, is QueryParseError, is TaintError: badInput
         case is CheckFailed: checkFailed
         default: storeError
         }
@@ -60,13 +60,27 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
-/// Options every command that opens a store shares.
+/// Options every command that opens a store shares: the store, and the clearance the command
+/// reads and writes under.
 struct StoreArgument: ParsableArguments {
     @Argument(help: "The store directory.")
     var store: String
 
+    @Option(help: ArgumentHelp(
+        "What this command may see: 'public' (the default: samples with no secrecy tags), 'all', or 'secrecy=a,b;integrity=c' (the secrecy tags you are cleared for; the integrity tags you require).",
+        valueName: "clearance"))
+    var clearance: String = "public"
+
     func open(readOnly: Bool) throws -> Store {
         try Store(opening: store, options: Store.Options(readOnly: readOnly))
+    }
+
+    /// The parsed clearance, checked against the store's tag registry (an unknown tag is an
+    /// error, not silently a narrower or wider clearance).
+    func clearance(in store: Store) throws -> Clearance {
+        let parsed = try Clearance(parsing: clearance)
+        try store.read(clearance: .all) { try $0.validate(parsed) }
+        return parsed
     }
 }
 

@@ -13,7 +13,7 @@ struct ConcurrencyTests {
         let writer = Task.detached {
             for b in 0..<batches {
                 let ids = (0..<batchSize).map { UInt64(b * batchSize + $0) }
-                try store.write { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
+                try store.write(clearance: .all) { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
             }
         }
         let readers = (0..<4).map { r in
@@ -21,7 +21,7 @@ struct ConcurrencyTests {
                 var snapshots = 0
                 var rng = SeededGenerator(seed: UInt64(r))
                 while snapshots < 30 || !writer.isCancelled && snapshots < 2000 {
-                    let consistent = try store.read { tx -> Bool in
+                    let consistent = try store.read(clearance: .all) { tx -> Bool in
                         let count = try tx.count()
                         let ids = try tx.ids()
                         guard count % batchSize == 0, ids.count == count else { return false }
@@ -33,14 +33,14 @@ struct ConcurrencyTests {
                     }
                     #expect(consistent)
                     snapshots += 1
-                    if try store.read({ try $0.count() }) == batches * batchSize && snapshots >= 30 { break }
+                    if try store.read(clearance: .all, { try $0.count() }) == batches * batchSize && snapshots >= 30 { break }
                 }
                 return snapshots
             }
         }
         try await writer.value
         for reader in readers { #expect(try await reader.value >= 30) }
-        #expect(try store.read { try $0.verify() }.isClean)
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
     }
 
     @Test("a second process reads consistent snapshots while this one writes")
@@ -53,7 +53,7 @@ struct ConcurrencyTests {
         let writer = Thread {
             for b in 0..<60 {
                 let ids = (0..<batchSize).map { UInt64(b * batchSize + $0) }
-                _ = try? store.write { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
+                _ = try? store.write(clearance: .all) { tx in try tx.put(SampleBatch(randomSamples(count: batchSize, dimension: 8, seed: UInt64(b), ids: ids))) }
                 usleep(2000)
             }
             done.set()
@@ -80,13 +80,13 @@ struct ConcurrencyTests {
         defer { store.close() }
         let samples = randomSamples(count: 3000, dimension: 64, seed: 9)
         var attempts = 0
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             attempts += 1
             try tx.put(SampleBatch(samples))
         }
         #expect(attempts > 1)
         #expect(store.mapSize > 256 * 1024)
-        #expect(try store.read { try $0.samples() } == samples.sorted { $0.id < $1.id })
+        #expect(try store.read(clearance: .all) { try $0.samples() } == samples.sorted { $0.id < $1.id })
     }
 
     @Test("a process adopts the larger map another process set")
@@ -100,10 +100,10 @@ struct ConcurrencyTests {
         try writeImportFiles(dir, samples: samples, dimension: 64)
         let result = try runCLI(["import", dir.file("store"), "--embeddings", dir.file("emb.npy"), "--ids", dir.file("ids.npy"), "--payloads", dir.file("payloads.jsonl")])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(try store.read { try $0.count() } == 3000)
-        #expect(try store.read { try $0.sample(1234) }?.payload == samples[1233].payload)
-        try store.write { tx in try tx.delete(1) }
-        #expect(try store.read { try $0.count() } == 2999)
+        #expect(try store.read(clearance: .all) { try $0.count() } == 3000)
+        #expect(try store.read(clearance: .all) { try $0.sample(1234) }?.payload == samples[1233].payload)
+        try store.write(clearance: .all) { tx in try tx.delete(1) }
+        #expect(try store.read(clearance: .all) { try $0.count() } == 2999)
     }
 
     @Test("a read-only store refuses writes while other processes read and write")
@@ -113,12 +113,12 @@ struct ConcurrencyTests {
         let reader = try Store(opening: dir.file("store"), options: .init(readOnly: true))
         defer { reader.close() }
         #expect(throws: StoreError.readOnly(path: dir.file("store"))) {
-            try reader.write { tx in try tx.put(Sample(id: 1, embedding: Array(repeating: 0, count: 8))) }
+            try reader.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: Array(repeating: 0, count: 8))) }
         }
         let samples = randomSamples(count: 10, dimension: 8, seed: 12, ids: Array(1...10))
         try writeImportFiles(dir, samples: samples, dimension: 8)
         #expect(try runCLI(["import", dir.file("store"), "--embeddings", dir.file("emb.npy"), "--ids", dir.file("ids.npy")]).status == 0)
-        #expect(try reader.read { try $0.count() } == 10)
+        #expect(try reader.read(clearance: .all) { try $0.count() } == 10)
     }
 
     @Test("two handles on one directory share one environment")
@@ -127,9 +127,9 @@ struct ConcurrencyTests {
         let first = try makeStore(dir)
         let second = try Store(opening: dir.file("store"))
         #expect(first.env === second.env)
-        try first.write { tx in try tx.put(Sample(id: 5, embedding: Array(repeating: 1, count: 8))) }
+        try first.write(clearance: .all) { tx in try tx.put(Sample(id: 5, embedding: Array(repeating: 1, count: 8))) }
         first.close()
-        #expect(try second.read { try $0.contains(5) })
+        #expect(try second.read(clearance: .all) { try $0.contains(5) })
         second.close()
     }
 }

@@ -47,7 +47,7 @@ struct DurabilityTests {
             // After each kill, the store opens, verifies, and holds exactly what was reported
             // plus, possibly, the interrupted import in full (it may have committed just before the kill).
             let reopened = try Store(opening: store)
-            try reopened.read { tx in
+            try reopened.read(clearance: .all) { tx in
                 #expect(try tx.verify().isClean)
                 for range in reported {
                     #expect(try tx.contains(range.lowerBound) && tx.contains(range.upperBound))
@@ -81,7 +81,7 @@ struct DurabilityTests {
         samples[9].payload = Array("a payload that is easy to find in the data file".utf8)
         samples[19].embedding = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5]
         let store = try makeStore(dir)
-        try store.write { tx in try tx.put(SampleBatch(samples)) }
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(samples)) }
         store.close()
 
         try flipByte(of: samples[9].payload, in: dir.file("store"))
@@ -91,19 +91,19 @@ struct DurabilityTests {
         let damaged = try Store(opening: dir.file("store"))
         defer { damaged.close() }
         #expect {
-            try damaged.read { try $0.sample(10) }
+            try damaged.read(clearance: .all) { try $0.sample(10) }
         } throws: { error in
             guard case StoreError.checksumMismatch(_, "samples", "10", _, _) = error else { return false }
             return true
         }
         #expect {
-            try damaged.read { try $0.sample(20) }
+            try damaged.read(clearance: .all) { try $0.sample(20) }
         } throws: { error in
             guard case StoreError.checksumMismatch(_, "embeddings", let key, _, _) = error else { return false }
             return key.contains("sample 20")
         }
-        #expect(try damaged.read { try $0.sample(11) } == samples[10])
-        let report = try damaged.read { try $0.verify() }
+        #expect(try damaged.read(clearance: .all) { try $0.sample(11) } == samples[10])
+        let report = try damaged.read(clearance: .all) { try $0.verify() }
         #expect(report.problems.count == 2, "\(report.problems)")
         #expect(report.problems.contains { $0.table == "samples" && $0.key == "10" })
         #expect(report.problems.contains { $0.table == "embeddings" && $0.key.contains("sample 20") })
@@ -121,7 +121,7 @@ struct DurabilityTests {
         let dir = TemporaryDirectory()
         let samples = randomSamples(count: 200, dimension: 16, seed: 31)
         let store = try makeStore(dir, dimension: 16)
-        try store.write { tx in try tx.put(SampleBatch(samples)) }
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(samples)) }
         store.close()
         var rng = SeededGenerator(seed: 77)
         let original = fileBytes(dir.file("store") + "/data.mdb")
@@ -134,7 +134,7 @@ struct DurabilityTests {
             data[offset] ^= UInt8.random(in: 1...255, using: &rng)
             try data.write(to: URL(fileURLWithPath: dir.file("store") + "/data.mdb"))
             let s = try Store(opening: dir.file("store"))
-            let report = try s.read { try $0.verify() }
+            let report = try s.read(clearance: .all) { try $0.verify() }
             #expect(report.problems.count == 1)
             s.close()
         }

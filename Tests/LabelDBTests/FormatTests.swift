@@ -29,26 +29,26 @@ struct FormatTests {
         _ = dir
         let readOnly = try Store(opening: path, options: .init(readOnly: true))
         #expect(readOnly.formatVersion == 1)
-        #expect(try readOnly.read { try $0.samples() } == goldenSamples)
-        #expect(try readOnly.read { try $0.labelSets() }.isEmpty)
-        #expect(try readOnly.read { try $0.verify() }.isClean)
+        #expect(try readOnly.read(clearance: .all) { try $0.samples() } == goldenSamples)
+        #expect(try readOnly.read(clearance: .all) { try $0.labelSets() }.isEmpty)
+        #expect(try readOnly.read(clearance: .all) { try $0.verify() }.isClean)
         readOnly.close()
 
         let writable = try Store(opening: path)
-        #expect(try writable.read { try $0.samples() } == goldenSamples)
-        try writable.write { tx in try tx.importLabels(.hard([0, 1, 2, 0, 1]), ids: goldenSamples.map(\.id), into: "h", agent: "test") }
+        #expect(try writable.read(clearance: .all) { try $0.samples() } == goldenSamples)
+        try writable.write(clearance: .all) { tx in try tx.importLabels(.hard([0, 1, 2, 0, 1]), ids: goldenSamples.map(\.id), into: "h", agent: "test") }
         writable.close()
         let reopened = try Store(opening: path, options: .init(readOnly: true))
         defer { reopened.close() }
         #expect(reopened.formatVersion == Store.currentFormatVersion)
-        #expect(try reopened.read { try $0.label(of: 92, in: LabelSetReference(name: "h")) }?.hard == 1)
+        #expect(try reopened.read(clearance: .all) { try $0.label(of: 92, in: LabelSetReference(name: "h")) }?.hard == 1)
     }
 
     @Test("R-4: a store whose read version is newer than this code cannot be opened")
     func newerReadVersionRefused() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             var record = SchemaRecord(writeVersion: 9, readVersion: 9, schema: store.schema)
             record.writeVersion = 9
             try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
@@ -63,7 +63,7 @@ struct FormatTests {
     func newerWriteVersionReadOnly() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             try tx.put(Sample(id: 1, embedding: Array(repeating: 0.5, count: 8)))
             let record = SchemaRecord(writeVersion: 7, readVersion: 1, schema: store.schema)
             try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
@@ -72,15 +72,15 @@ struct FormatTests {
         let reopened = try Store(opening: dir.file("store"))
         defer { reopened.close() }
         #expect(reopened.isReadOnly)
-        #expect(try reopened.read { try $0.count() } == 1)
-        #expect(throws: StoreError.readOnly(path: dir.file("store"))) { try reopened.write { _ in } }
+        #expect(try reopened.read(clearance: .all) { try $0.count() } == 1)
+        #expect(throws: StoreError.readOnly(path: dir.file("store"))) { try reopened.write(clearance: .all) { _ in } }
     }
 
     @Test("R-6: a damaged schema record is reported, not trusted")
     func damagedSchema() throws {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             var bytes = SchemaRecord(writeVersion: 2, readVersion: 1, schema: store.schema).encoded()
             bytes[20] ^= 0x01
             try tx.put(.meta, name: MetaKey.schema, bytes: bytes)

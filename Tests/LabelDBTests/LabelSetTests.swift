@@ -111,7 +111,7 @@ struct LabelSetTests {
     func prepared(_ n: Int = 60) throws -> (TemporaryDirectory, Store) {
         let dir = TemporaryDirectory()
         let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 4, classes: (0..<10).map { "c\($0)" }))
-        try store.write { tx in try tx.put(SampleBatch(randomSamples(count: n, dimension: 4, seed: 5, ids: (1...UInt64(n)).map { $0 }))) }
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(randomSamples(count: n, dimension: 4, seed: 5, ids: (1...UInt64(n)).map { $0 }))) }
         return (dir, store)
     }
 
@@ -127,16 +127,16 @@ struct LabelSetTests {
         defer { store.close() }
         let ids = (1...60).map { UInt64($0) }
         let first = softRows(60, seed: 1)
-        try store.write { tx in try tx.importLabels(.soft(first), ids: ids, into: "teacher", codec: .topKF16(3), agent: "t@1") }
-        let before = try store.read { tx -> [UInt64: Label] in
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(first), ids: ids, into: "teacher", codec: .topKF16(3), agent: "t@1") }
+        let before = try store.read(clearance: .all) { tx -> [UInt64: Label] in
             var all: [UInt64: Label] = [:]
             try tx.forEachLabel(in: LabelSetReference(parsing: "teacher@1")) { all[$0] = $1; return true }
             return all
         }
         let second = softRows(20, seed: 2)
-        try store.write { tx in try tx.importLabels(.soft(second), ids: Array(ids[10..<30]), into: "teacher", agent: "t@2") }
-        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 7, count: 5)), ids: Array(ids[0..<5]), into: "teacher", agent: "fix") }
-        try store.read { tx in
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(second), ids: Array(ids[10..<30]), into: "teacher", agent: "t@2") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 7, count: 5)), ids: Array(ids[0..<5]), into: "teacher", agent: "fix") }
+        try store.read(clearance: .all) { tx in
             var after: [UInt64: Label] = [:]
             try tx.forEachLabel(in: LabelSetReference(parsing: "teacher@1")) { after[$0] = $1; return true }
             #expect(after == before)
@@ -160,10 +160,10 @@ struct LabelSetTests {
         _ = dir
         defer { store.close() }
         let ids = (1...80).map { UInt64($0) }
-        try store.write { tx in try tx.importLabels(.soft(softRows(80, seed: 3)), ids: ids, into: "t", codec: .topKF16(4), agent: "a") }
-        try store.write { tx in try tx.importLabels(.soft(softRows(30, seed: 4)), ids: Array(ids[20..<50]), into: "t", agent: "b") }
-        try store.write { tx in try tx.importLabels(.hard((0..<10).map { $0 % 10 }), ids: Array(ids[60..<70]), into: "t", agent: "c") }
-        try store.read { tx in
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(softRows(80, seed: 3)), ids: ids, into: "t", codec: .topKF16(4), agent: "a") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(softRows(30, seed: 4)), ids: Array(ids[20..<50]), into: "t", agent: "b") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard((0..<10).map { $0 % 10 }), ids: Array(ids[60..<70]), into: "t", agent: "c") }
+        try store.read(clearance: .all) { tx in
             for version in 1...3 {
                 let reference = LabelSetReference(name: "t", version: version)
                 var scan: [Int: [(UInt64, Float)]] = [:]
@@ -204,19 +204,19 @@ struct LabelSetTests {
         ]
         for (values, rowIDs, codec, fragment) in cases {
             #expect(performing: {
-                try store.write { tx in try tx.importLabels(values, ids: rowIDs, into: "t", codec: codec, agent: "x") }
+                try store.write(clearance: .all) { tx in try tx.importLabels(values, ids: rowIDs, into: "t", codec: codec, agent: "x") }
             }, throws: { error in "\(error)".contains(fragment) })
         }
-        #expect(try store.read { try $0.labelSets() }.isEmpty)
+        #expect(try store.read(clearance: .all) { try $0.labelSets() }.isEmpty)
         // --normalize rescales instead of refusing.
         rows[31] += 0.5
-        try store.write { tx in try tx.importLabels(.soft(rows), ids: ids, into: "t", codec: .denseF32, agent: "x", normalize: true) }
-        let label = try #require(try store.read { try $0.label(of: 4, in: LabelSetReference(name: "t")) })
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(rows), ids: ids, into: "t", codec: .denseF32, agent: "x", normalize: true) }
+        let label = try #require(try store.read(clearance: .all) { try $0.label(of: 4, in: LabelSetReference(name: "t")) })
         #expect(abs(label.soft!.reduce(0, +) - 1) < 1e-5)
         #expect(throws: LabelError.codecMismatch(set: "t", existing: "dense:f32", requested: "dense:f16")) {
-            try store.write { tx in try tx.importLabels(.soft(softRows(4, seed: 7)), ids: ids, into: "t", codec: .denseF16, agent: "x") }
+            try store.write(clearance: .all) { tx in try tx.importLabels(.soft(softRows(4, seed: 7)), ids: ids, into: "t", codec: .denseF16, agent: "x") }
         }
-        #expect(throws: LabelError.unknownLabelSet("nope")) { _ = try store.read { try $0.label(of: 1, in: LabelSetReference(name: "nope")) } }
+        #expect(throws: LabelError.unknownLabelSet("nope")) { _ = try store.read(clearance: .all) { try $0.label(of: 1, in: LabelSetReference(name: "nope")) } }
         #expect(throws: LabelError.invalidReference("t@0")) { _ = try LabelSetReference(parsing: "t@0") }
     }
 
@@ -226,12 +226,12 @@ struct LabelSetTests {
         _ = dir
         defer { store.close() }
         let ids = (1...10).map { UInt64($0) }
-        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 2, count: 10)), ids: ids, into: "h", agent: "a") }
-        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 3, count: 10)), ids: ids, into: "h", agent: "b") }
-        try store.write { tx in _ = try tx.delete([4, 5]) }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 2, count: 10)), ids: ids, into: "h", agent: "a") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 3, count: 10)), ids: ids, into: "h", agent: "b") }
+        try store.write(clearance: .all) { tx in _ = try tx.delete([4, 5]) }
         let v1 = try LabelSetReference(parsing: "h@1")
-        #expect(try store.read { try $0.label(of: 4, in: v1) } == nil)
-        #expect(try store.read { try $0.samples(withTop1: 2, in: v1) }.map(\.id) == [1, 2, 3, 6, 7, 8, 9, 10])
-        #expect(try store.read { try $0.samples(withTop1: 3, in: LabelSetReference(name: "h")) }.count == 8)
+        #expect(try store.read(clearance: .all) { try $0.label(of: 4, in: v1) } == nil)
+        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 2, in: v1) }.map(\.id) == [1, 2, 3, 6, 7, 8, 9, 10])
+        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 3, in: LabelSetReference(name: "h")) }.count == 8)
     }
 }

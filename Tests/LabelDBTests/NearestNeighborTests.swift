@@ -22,22 +22,22 @@ struct NearestNeighborTests {
         let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 12, classes: ["a"], rowsPerBlock: 16))
         defer { store.close() }
         let samples = randomSamples(count: 300, dimension: 12, seed: 8)
-        try store.write { tx in try tx.put(SampleBatch(samples)) }
-        try store.write { tx in _ = try tx.delete(Array(samples.prefix(20).map(\.id))) }
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(samples)) }
+        try store.write(clearance: .all) { tx in _ = try tx.delete(Array(samples.prefix(20).map(\.id))) }
         let live = Array(samples.dropFirst(20))
         var rng = SplitMix64(seed: 3)
         let queries = (0..<(7 * 12)).map { _ in Float.random(in: -1...1, using: &rng) }
-        let hits = try store.read { tx in try tx.nearestNeighbors(of: queries, queries: 7, k: 10, metric: metric) }
+        let hits = try store.read(clearance: .all) { tx in try tx.nearestNeighbors(of: queries, queries: 7, k: 10, metric: metric) }
         for i in 0..<7 {
             let expected = reference(live, Array(queries[(i * 12)..<((i + 1) * 12)]), k: 10, metric: metric)
             #expect(hits[i].map(\.id) == expected.map(\.id))
             for (a, b) in zip(hits[i], expected) { #expect(abs(a.similarity - b.similarity) < 1e-4) }
         }
         // A filter removes candidates; the rest keep their order.
-        let odd = try store.read { tx in try tx.nearestNeighbors(of: Array(queries[0..<12]), queries: 1, k: 5, metric: metric, include: { $0 % 2 == 1 }) }
+        let odd = try store.read(clearance: .all) { tx in try tx.nearestNeighbors(of: Array(queries[0..<12]), queries: 1, k: 5, metric: metric, include: { $0 % 2 == 1 }) }
         #expect(odd[0].map(\.id) == reference(live.filter { $0.id % 2 == 1 }, Array(queries[0..<12]), k: 5, metric: metric).map(\.id))
         // A query filter restricts candidates the same way (`knn --where`).
-        let web = try store.read { tx in
+        let web = try store.read(clearance: .all) { tx in
             try tx.nearestNeighbors(of: Array(queries[0..<12]), queries: 1, k: 5, metric: metric,
                                     include: try tx.matcher(for: QueryExpression(parsing: "meta.source = 'web'")))
         }
@@ -50,11 +50,11 @@ struct NearestNeighborTests {
         let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 4, classes: ["a"]))
         defer { store.close() }
         // Small integers: every dot product is exact, so equal rows tie exactly.
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             for id: UInt64 in [9, 3, 5] { try tx.put(Sample(id: id, embedding: [1, 2, 0, 1])) }
             try tx.put(Sample(id: 1, embedding: [0, 0, 3, 0]))
         }
-        let hits = try store.read { tx in try tx.nearestNeighbors(of: [1, 2, 0, 1], queries: 1, k: 4, metric: .cosine) }
+        let hits = try store.read(clearance: .all) { tx in try tx.nearestNeighbors(of: [1, 2, 0, 1], queries: 1, k: 4, metric: .cosine) }
         #expect(hits[0].map(\.id) == [3, 5, 9, 1])
     }
 }

@@ -9,7 +9,7 @@ struct ProjectorStoreTests {
         let dir = TemporaryDirectory()
         let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: problem.d, classes: (0..<problem.c).map { "c\($0)" }))
         let ids = (1...UInt64(problem.n)).map { $0 }
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             try tx.put(SampleBatch(ids: ids, embeddings: problem.x))
             try tx.importLabels(.soft(problem.p), ids: ids, into: "teacher", codec: codec, agent: "t", normalize: true)
         }
@@ -22,25 +22,25 @@ struct ProjectorStoreTests {
         let (dir, store) = try prepared(problem)
         _ = dir
         defer { store.close() }
-        try store.write { tx in try tx.importHead("text", values: problem.head, rows: problem.d, columns: problem.c) }
+        try store.write(clearance: .all) { tx in try tx.importHead("text", values: problem.head, rows: problem.d, columns: problem.c) }
         var options = ProjectorFitOptions(rank: 3)
         options.epochs = 2
-        let info = try store.fitProjector("hello", from: LabelSetReference(name: "teacher"), options: options, head: "text")
+        let info = try store.fitProjector("hello", from: LabelSetReference(name: "teacher"), options: options, head: "text", clearance: .all)
         #expect(info.version == 1 && info.samples == 600 && info.head == "text")
         let ids: [UInt64] = [1, 2, 300, 600]
-        let labels = try store.read { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "hello"))) }
-        let model = try store.read { tx in try tx.load(ProjectorReference(name: "hello")).model }
+        let labels = try store.read(clearance: .all) { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "hello"))) }
+        let model = try store.read(clearance: .all) { tx in try tx.load(ProjectorReference(name: "hello")).model }
         let expected = model.regenerate(ids.flatMap { id in Array(problem.x[(Int(id - 1) * problem.d)..<(Int(id) * problem.d)]) }, rows: 4, head: problem.head)
         for (i, label) in labels.enumerated() {
             #expect(label.status == .regenerated)
             for j in 0..<problem.c { #expect(abs(label.probabilities[j] - expected[i * problem.c + j]) < 1e-5) }
         }
         // A sample imported after the fit, and a fitted sample whose embedding is replaced.
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             try tx.put(Sample(id: 5000, embedding: Array(problem.x[0..<problem.d])))
             try tx.put(Sample(id: 2, embedding: Array(repeating: 0.25, count: problem.d)))
         }
-        let after = try store.read { tx in try tx.regenerate([5000, 2, 3], with: tx.load(ProjectorReference(name: "hello"))) }
+        let after = try store.read(clearance: .all) { tx in try tx.regenerate([5000, 2, 3], with: tx.load(ProjectorReference(name: "hello"))) }
         #expect(after.map(\.status) == [.unfitted, .stale, .regenerated])
     }
 
@@ -54,10 +54,10 @@ struct ProjectorStoreTests {
         var options = ProjectorFitOptions(rank: 1)
         options.epochs = 1
         let maxKL = 0.02
-        let info = try store.fitProjector("low", from: LabelSetReference(name: "teacher"), options: options, maxKL: maxKL, requireTop1: true)
+        let info = try store.fitProjector("low", from: LabelSetReference(name: "teacher"), options: options, maxKL: maxKL, requireTop1: true, clearance: .all)
         #expect(info.corrections > 0 && info.corrections < 500)
         let ids = (1...UInt64(problem.n)).map { $0 }
-        let labels = try store.read { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "low"))) }
+        let labels = try store.read(clearance: .all) { tx in try tx.regenerate(ids, with: tx.load(ProjectorReference(name: "low"))) }
         #expect(labels.filter { $0.status == .corrected }.count == info.corrections)
         for (i, label) in labels.enumerated() {
             let p = Array(problem.p[(i * problem.c)..<((i + 1) * problem.c)])
@@ -74,26 +74,26 @@ struct ProjectorStoreTests {
         defer { store.close() }
         var options = ProjectorFitOptions(rank: 2)
         options.epochs = 0
-        try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options)
+        try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, clearance: .all)
         options.rank = 3
-        try store.fitProjector("p", from: LabelSetReference(parsing: "teacher@1"), options: options)
+        try store.fitProjector("p", from: LabelSetReference(parsing: "teacher@1"), options: options, clearance: .all)
         let p1 = try ProjectorReference(parsing: "p@1"), p3 = try ProjectorReference(parsing: "p@3")
-        #expect(try store.read { try $0.load(p1) }.model.rank == 2)
-        #expect(try store.read { try $0.load(ProjectorReference(name: "p")) }.model.rank == 3)
-        #expect(throws: ProjectorError.unknownVersion(name: "p", version: 3, latest: 2)) { _ = try store.read { try $0.load(p3) } }
-        #expect(throws: ProjectorError.unknownProjector("q")) { _ = try store.read { try $0.load(ProjectorReference(name: "q")) } }
+        #expect(try store.read(clearance: .all) { try $0.load(p1) }.model.rank == 2)
+        #expect(try store.read(clearance: .all) { try $0.load(ProjectorReference(name: "p")) }.model.rank == 3)
+        #expect(throws: ProjectorError.unknownVersion(name: "p", version: 3, latest: 2)) { _ = try store.read(clearance: .all) { try $0.load(p3) } }
+        #expect(throws: ProjectorError.unknownProjector("q")) { _ = try store.read(clearance: .all) { try $0.load(ProjectorReference(name: "q")) } }
         let before = fileBytes(dir.file("store") + "/data.mdb")
-        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 1, count: 10)), ids: (1...10).map { $0 }, into: "hardonly", agent: "h") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 1, count: 10)), ids: (1...10).map { $0 }, into: "hardonly", agent: "h") }
         let afterLabels = fileBytes(dir.file("store") + "/data.mdb")
         #expect(before != afterLabels)
-        #expect(throws: ProjectorError.noSoftLabels("hardonly")) { try store.fitProjector("x", from: LabelSetReference(name: "hardonly"), options: options) }
-        #expect(throws: ProjectorError.invalidRank(rank: 12, limit: 11)) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: ProjectorFitOptions(rank: 12)) }
-        #expect(throws: ProjectorError.unknownHead("none")) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: options, head: "none") }
+        #expect(throws: ProjectorError.noSoftLabels("hardonly")) { try store.fitProjector("x", from: LabelSetReference(name: "hardonly"), options: options, clearance: .all) }
+        #expect(throws: ProjectorError.invalidRank(rank: 12, limit: 11)) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: ProjectorFitOptions(rank: 12), clearance: .all) }
+        #expect(throws: ProjectorError.unknownHead("none")) { try store.fitProjector("x", from: LabelSetReference(name: "teacher"), options: options, head: "none", clearance: .all) }
         #expect(throws: ProjectorError.headShape(name: "h", rows: 3, columns: problem.c, dimension: problem.d, classes: problem.c)) {
-            try store.write { tx in try tx.importHead("h", values: Array(repeating: 0, count: 3 * problem.c), rows: 3, columns: problem.c) }
+            try store.write(clearance: .all) { tx in try tx.importHead("h", values: Array(repeating: 0, count: 3 * problem.c), rows: 3, columns: problem.c) }
         }
         #expect(fileBytes(dir.file("store") + "/data.mdb") == afterLabels)
-        #expect(try store.read { try $0.projectors() }.map(\.name) == ["p"])
+        #expect(try store.read(clearance: .all) { try $0.projectors() }.map(\.name) == ["p"])
     }
 
     @Test("a NaN during fitting stops the fit, names the step, and writes nothing")
@@ -106,12 +106,12 @@ struct ProjectorStoreTests {
         options.epochs = 3
         options.learningRate = 1e30   // diverges within a few steps
         #expect {
-            try store.fitProjector("boom", from: LabelSetReference(name: "teacher"), options: options)
+            try store.fitProjector("boom", from: LabelSetReference(name: "teacher"), options: options, clearance: .all)
         } throws: { error in
             guard case ProjectorError.nonFinite(let step) = error else { return false }
             return step.contains("refinement")
         }
-        #expect(try store.read { try $0.projectors() }.isEmpty)
+        #expect(try store.read(clearance: .all) { try $0.projectors() }.isEmpty)
         #expect(fileBytes(dir.file("store") + "/data.mdb") == before)
     }
 }

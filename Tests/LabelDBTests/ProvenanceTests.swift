@@ -9,12 +9,12 @@ struct ProvenanceTests {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
         try "embeddings".write(toFile: dir.file("x.bin"), atomically: true, encoding: .utf8)
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             try tx.put(SampleBatch(randomSamples(count: 10, dimension: 8, seed: 1, ids: Array(1...10))))
             tx.describe(ProvenanceRecord(activity: "import", agent: "alice", used: [try .file(dir.file("x.bin"), rows: 10)]))
         }
-        try store.write { tx in try tx.importLabels(.hard(Array(repeating: 1, count: 10)), ids: Array(1...10), into: "h", agent: "teamA") }
-        try store.write { tx in try tx.put(Sample(id: 11, embedding: Array(repeating: 0, count: 8))) }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 1, count: 10)), ids: Array(1...10), into: "h", agent: "teamA") }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 11, embedding: Array(repeating: 0, count: 8))) }
         return (dir, store)
     }
 
@@ -23,19 +23,19 @@ struct ProvenanceTests {
         let (dir, store) = try prepared()
         _ = dir
         defer { store.close() }
-        let records = try store.read { try $0.provenanceRecords() }
+        let records = try store.read(clearance: .all) { try $0.provenanceRecords() }
         #expect(records.map(\.id) == [1, 2, 3])
         #expect(records.map(\.record.activity) == ["import", "write", "write"])
         #expect(records[0].record.agent == "alice")
         #expect(records[0].record.used.first?.hash == Checksum.xxh3_128Hex(Array("embeddings".utf8)))
         #expect(records[1].record.parameters["label_rows_written"] == "10")
-        #expect(try store.read { try $0.withSample(3) { $0.provenance } } == 1)
-        #expect(try store.read { try $0.withSample(11) { $0.provenance } } == 3)
-        #expect(try store.read { try $0.labelSet(named: "h") }?.versions.first?.provenance == 2)
+        #expect(try store.read(clearance: .all) { try $0.withSample(3) { $0.provenance } } == 1)
+        #expect(try store.read(clearance: .all) { try $0.withSample(11) { $0.provenance } } == 3)
+        #expect(try store.read(clearance: .all) { try $0.labelSet(named: "h") }?.versions.first?.provenance == 2)
         // A write that changes nothing leaves no record.
-        try store.write { _ in }
-        #expect(try store.read { try $0.provenanceRecords() }.count == 3)
-        let report = try store.read { try $0.verifyProvenanceLog() }
+        try store.write(clearance: .all) { _ in }
+        #expect(try store.read(clearance: .all) { try $0.provenanceRecords() }.count == 3)
+        let report = try store.read(clearance: .all) { try $0.verifyProvenanceLog() }
         #expect(report.firstBad == nil && report.records == 3 && report.head.count == 32)
     }
 
@@ -44,8 +44,8 @@ struct ProvenanceTests {
         for attack in ["edit", "rehash", "delete", "swap"] {
             let (dir, store) = try prepared()
             _ = dir
-            let entries = try store.read { tx in try (1...3).map { id in try tx.withValue(.provenance, key: UInt64(id)) { Array($0!) } } }
-            try store.write { tx in
+            let entries = try store.read(clearance: .all) { tx in try (1...3).map { id in try tx.withValue(.provenance, key: UInt64(id)) { Array($0!) } } }
+            try store.write(clearance: .all) { tx in
                 switch attack {
                 case "edit":
                     var bytes = entries[1]
@@ -66,13 +66,13 @@ struct ProvenanceTests {
                 }
                 tx.changeSummary = [:]   // the tampering itself must not append a record
             }
-            let report = try store.read { try $0.verifyProvenanceLog() }
+            let report = try store.read(clearance: .all) { try $0.verifyProvenanceLog() }
             let expectedBad: UInt64 = attack == "rehash" ? 3 : 2
             #expect(report.firstBad?.id == expectedBad, "\(attack): \(String(describing: report.firstBad))")
             if attack == "edit" {
-                #expect(throws: StoreError.self) { _ = try store.read { try $0.provenanceRecord(2) } }
+                #expect(throws: StoreError.self) { _ = try store.read(clearance: .all) { try $0.provenanceRecord(2) } }
                 // Samples and labels still read.
-                #expect(try store.read { try $0.sample(1) } != nil)
+                #expect(try store.read(clearance: .all) { try $0.sample(1) } != nil)
             }
             store.close()
         }

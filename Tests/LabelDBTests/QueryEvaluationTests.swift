@@ -19,7 +19,7 @@ struct QueryEvaluationTests {
             soft[id] = p
             flat += p
         }
-        try store.write { tx in
+        try store.write(clearance: .all) { tx in
             try tx.put(SampleBatch(ids: ids, embeddings: Array(repeating: 0.5, count: 800), metadata: ids.map { meta[$0]! }))
             try tx.importLabels(.soft(flat), ids: ids, into: "t", codec: .denseF32, agent: "x", normalize: true)
             try tx.importLabels(.multi(ids.map { [Int($0 % 10), Int($0 % 3)] }), ids: ids, into: "h", agent: "y")
@@ -43,7 +43,7 @@ struct QueryEvaluationTests {
         ]
         for (text, expected) in cases {
             var got: [UInt64] = []
-            let plan = try store.read { tx in try tx.query(try QueryExpression(parsing: text)) { got.append($0) } }
+            let plan = try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: text)) { got.append($0) } }
             #expect(got == (1...UInt64(200)).filter(expected), "\(text)")
             #expect((plan.index != nil) == text.hasPrefix("label(t).top1"), "\(text): \(plan)")
         }
@@ -56,14 +56,14 @@ struct QueryEvaluationTests {
         defer { store.close() }
         let filter = try QueryExpression(parsing: "id <= 150")
         var got: [UInt64] = []
-        try store.read { tx in try tx.query(filter, order: .confidence(LabelSetReference(name: "t")), descending: true, limit: 5, offset: 2) { got.append($0) } }
+        try store.read(clearance: .all) { tx in try tx.query(filter, order: .confidence(LabelSetReference(name: "t")), descending: true, limit: 5, offset: 2) { got.append($0) } }
         let expected = (1...UInt64(150)).sorted { a, b in
             let ca = soft[a]!.max()!, cb = soft[b]!.max()!
             return ca != cb ? ca > cb : a < b
         }
         #expect(got == Array(expected[2..<7]))
         var descendingIDs: [UInt64] = []
-        try store.read { tx in try tx.query(nil, descending: true, limit: 3) { descendingIDs.append($0) } }
+        try store.read(clearance: .all) { tx in try tx.query(nil, descending: true, limit: 3) { descendingIDs.append($0) } }
         #expect(descendingIDs == [200, 199, 198])
     }
 
@@ -72,8 +72,8 @@ struct QueryEvaluationTests {
         let (dir, store, _, _) = try prepared()
         _ = dir
         defer { store.close() }
-        #expect(throws: QueryError.unknownClass("cat")) { try store.read { tx in try tx.query(try QueryExpression(parsing: "label(t).top1 = 'cat'")) { _ in } } }
-        #expect(throws: QueryError.self) { try store.read { tx in try tx.query(try QueryExpression(parsing: "tagged('pii')")) { _ in } } }
-        #expect(throws: LabelError.unknownLabelSet("nope")) { try store.read { tx in try tx.query(try QueryExpression(parsing: "label(nope).confidence > 0")) { _ in } } }
+        #expect(throws: QueryError.unknownClass("cat")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "label(t).top1 = 'cat'")) { _ in } } }
+        #expect(throws: QueryError.self) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "tagged('pii')")) { _ in } } }
+        #expect(throws: LabelError.unknownLabelSet("nope")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "label(nope).confidence > 0")) { _ in } } }
     }
 }

@@ -10,10 +10,10 @@ struct ReadmeExampleTests {
         let dir = TemporaryDirectory("readme")
         let corpus = dir.file("corpus")
         let store = try Store.create(at: corpus, schema: Schema(dimension: 4, classes: ["cat", "dog"]))
-        try store.write { tx in                                   // commits unless the closure throws
+        try store.write(clearance: .all) { tx in                                   // commits unless the closure throws
             try tx.put(Sample(id: 1, embedding: [0.1, 0.2, 0.3, 0.4], metadata: ["split": "train"]))
         }
-        let sample = try store.read { tx in try tx.sample(1) }   // a consistent snapshot
+        let sample = try store.read(clearance: .all) { tx in try tx.sample(1) }   // a consistent snapshot
         #expect(sample?.metadata["split"]?.stringValue ?? "none" == "train")
         store.close()
     }

@@ -23,7 +23,7 @@ struct LabelBenchmark {
         let schema = try Schema(dimension: corpus.dimension, classes: (0..<c).map { "class_\($0)" })
         let storePath = directory + "/store"
         let store = try Store.create(at: storePath, schema: schema)
-        try store.write { tx in _ = try tx.put(SampleBatch(ids: ids, embeddings: corpus.embeddings), mode: .insert) }
+        try store.write(clearance: .all) { tx in _ = try tx.put(SampleBatch(ids: ids, embeddings: corpus.embeddings), mode: .insert) }
 
         // Every codec: import (which measures fidelity), bytes per label, import time.
         let codecs = ["dense:f32", "dense:f16", "topk:1:f16", "topk:5:f16", "topk:10:f16", "topk:20:f16", "topk:50:f16",
@@ -32,7 +32,7 @@ struct LabelBenchmark {
         for text in codecs {
             let codec = try SoftLabelCodec(parsing: text)
             start = now()
-            let info = try store.write { tx in
+            let info = try store.write(clearance: .all) { tx in
                 try tx.importLabels(.soft(corpus.teacher), ids: ids, into: text, codec: codec, agent: "bench-teacher")
             }
             let seconds = now() - start
@@ -128,7 +128,7 @@ struct LabelBenchmark {
         var pick = SplitMix64(seed: 3)
         let readIDs = (0..<reads).map { _ in ids[Int(pick.next() % UInt64(count))] }
         let capacity = UInt64(schema.rowsPerBlock)
-        let setID: UInt32 = try reopened.read { tx in try tx.labelSet(named: "topk:5:f16")!.id }
+        let setID: UInt32 = try reopened.read(clearance: .all) { tx in try tx.labelSet(named: "topk:5:f16")!.id }
         var sink = 0
         func rawGets() -> Double {
             var t: OpaquePointer?
@@ -156,7 +156,7 @@ struct LabelBenchmark {
         }
         let ref = LabelSetReference(name: "topk:5:f16")
         func labelGets() throws -> Double {
-            try reopened.read { tx in
+            try reopened.read(clearance: .all) { tx in
                 let (set, version) = try tx.resolve(ref)
                 return try time {
                     for id in readIDs {

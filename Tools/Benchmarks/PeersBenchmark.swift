@@ -56,7 +56,7 @@ struct PeersBenchmark {
             sync()
             let seconds = try time {
                 let store = try Store.create(at: path, schema: schema)
-                try store.write { tx in
+                try store.write(clearance: .all) { tx in
                     _ = try tx.put(batch, mode: .insert)
                     try tx.importLabels(.hard(hard), ids: ids, into: "hard", agent: "workload")
                     try tx.importLabels(.soft(teacher), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
@@ -84,7 +84,7 @@ struct PeersBenchmark {
         // Correctness (not timed): 64 single reads and one batch against the workload.
         var position: [UInt64: Int] = [:]
         for (row, id) in ids.enumerated() { position[id] = row }
-        try store.read { tx in
+        try store.read(clearance: .all) { tx in
             for id in readIDs.prefix(64) {
                 let row = position[id]!
                 let sample = try tx.sample(id)!
@@ -102,7 +102,7 @@ struct PeersBenchmark {
         }
 
         var sink = 0
-        try store.read { tx in
+        try store.read(clearance: .all) { tx in
             let (hardSet, hardVersion) = try tx.resolve(LabelSetReference(name: "hard"))
             let (teacherSet, teacherVersion) = try tx.resolve(LabelSetReference(name: "teacher"))
             // A full row: sample (embedding, payload, metadata), hard label, decoded soft label.

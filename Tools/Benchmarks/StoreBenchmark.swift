@@ -51,7 +51,7 @@ struct StoreBenchmark {
         // LabelDB bulk import: one write transaction, committed with fsync.
         let schema = try Schema(dimension: dimension, classes: (0..<1000).map { "class_\($0)" })
         let created = try Store.create(at: storePath, schema: schema)
-        let importSeconds = try time { try created.write { tx in _ = try tx.put(batch, mode: .insert) } }
+        let importSeconds = try time { try created.write(clearance: .all) { tx in _ = try tx.put(batch, mode: .insert) } }
         let diskBytes = created.bytesOnDisk
         // LMDB allows one environment per file per process: close before the raw reader opens it.
         created.close()
@@ -127,7 +127,7 @@ struct StoreBenchmark {
             }
         }
         func labelGetsBorrowed() throws -> Double {
-            try store.read { tx in
+            try store.read(clearance: .all) { tx in
                 try time {
                     for id in readIDs {
                         _ = try tx.withSample(id) { view in sink &+= view.payload.count &+ view.embeddingBytes.count }
@@ -136,7 +136,7 @@ struct StoreBenchmark {
             }
         }
         func labelGetsCopied() throws -> Double {
-            try store.read { tx in
+            try store.read(clearance: .all) { tx in
                 try time {
                     for id in readIDs {
                         _ = try tx.withSample(id) { view in
@@ -149,7 +149,7 @@ struct StoreBenchmark {
             }
         }
         func labelGetsFull() throws -> Double {
-            try store.read { tx in
+            try store.read(clearance: .all) { tx in
                 try time {
                     for id in readIDs { sink &+= try tx.sample(id)!.payload.count }
                 }
@@ -189,7 +189,7 @@ struct StoreBenchmark {
         }
         func labelScan() throws -> (Double, Int) {
             var bytes = 0
-            let seconds = try store.read { tx in
+            let seconds = try store.read(clearance: .all) { tx in
                 try time {
                     try tx.forEachEmbeddingBlock { rows in
                         bytes += rows.floats.count * 4

@@ -31,7 +31,7 @@ do {
         // For profilers: point gets on an existing store, nothing else.
         let store = try Store(opening: (options["dir"] ?? "/tmp/labeldb-bench") + "/store", options: .init(readOnly: true))
         var sink = 0
-        try store.read { tx in
+        try store.read(clearance: .all) { tx in
             let ids = try tx.ids()
             var rng = SplitMix64(seed: 1)
             for _ in 0..<(Int(options["count"] ?? "") ?? 2_000_000) {

@@ -49,10 +49,30 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
     public var fidelity: Fidelity?
     /// The provenance record of the import.
     public var provenance: UInt64?
+    /// The taint label of the label source (e.g. a teacher trained on licensed data); every row
+    /// this import wrote carries it joined with its sample's label. Nil (stores before format 4)
+    /// reads as ``TaintLabel/public``.
+    public var source: TaintLabel?
+    /// True when the clearance reading this record does not see the whole store, so the
+    /// statistics (`rows`, `labelled`, `softBytes`, `fidelity`), which count every row, were
+    /// zeroed instead of revealing how much is hidden.
+    public var statisticsRedacted = false
+
+    /// The source label, ``TaintLabel/public`` when none was given.
+    public var sourceLabel: TaintLabel { source ?? .public }
 
     enum CodingKeys: String, CodingKey {
-        case version, agent, kind, rows, labelled, fidelity, provenance
+        case version, agent, kind, rows, labelled, fidelity, provenance, source
         case timeMilliseconds = "time_ms", softBytes = "soft_bytes"
+    }
+
+    /// Zeroes the statistics (see ``statisticsRedacted``).
+    mutating func redactStatistics() {
+        rows = 0
+        labelled = 0
+        softBytes = 0
+        fidelity = nil
+        statisticsRedacted = true
     }
 }
 
@@ -81,6 +101,8 @@ public struct Label: Equatable, Sendable {
     public var multi: [Int]?
     /// The decoded soft label, if any: C probabilities summing to 1.
     public var soft: [Float]?
+    /// Its taint label: the sample's label joined with the label source's (conservative propagation).
+    public var taint: TaintLabel = .public
 
     /// The label as a distribution: the soft label, else a one-hot hard label, else uniform
     /// over the multi-label's classes.

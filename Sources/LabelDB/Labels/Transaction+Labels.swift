@@ -70,7 +70,8 @@ extension Transaction {
     public func labelSet(named name: String) throws -> LabelSet? {
         let key = Array(name.utf8)
         guard let record = try labelSetRecord(key: key) else { return nil }
-        let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
+        var versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
+        if try !seesEverything { for v in versions.indices { versions[v].redactStatistics() } }
         let codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
         return LabelSet(name: name, id: record.id, codec: codec, versions: versions)
     }
@@ -104,12 +105,45 @@ extension Transaction {
 
     /// The label of sample `id` in `version` of an already resolved label set — for loops that
     /// read many samples, so the set's records are not decoded again for each one.
+    ///
+    /// Nil as well when the clearance does not admit the label: its sample's taint label joined
+    /// with the source label of the import that wrote it.
     public func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
+        guard let sampleTaint = try sampleTaintID(id) else { return nil }
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
         return try withLastEntry(.labels, atOrBefore: key) { entry -> Label? in
             guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return nil }
-            return try decodeLabel(key: entry.key, value: entry.value, set: set)
+            let rowVersion = Int(BigEndianKey.u32(entry.key, at: 12))
+            guard let taint = try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) else { return nil }
+            var label = try decodeLabel(key: entry.key, value: entry.value, set: set)
+            label.taint = taint
+            return label
         }
+    }
+
+    /// The taint label id of stored sample `id` (checksum verified), or nil when it is absent or
+    /// invisible under the clearance.
+    func sampleTaintID(_ id: UInt64) throws -> UInt32? {
+        try withValue(.samples, key: id) { bytes in
+            guard let bytes else { return nil }
+            let label = try decodeSampleRecord(id: id, bytes).taintLabel
+            return try admits(labelID: label) ? label : nil
+        }
+    }
+
+    /// The taint of a label row written by `rowVersion` of `set` for a sample with label id
+    /// `sampleTaint`: the join of the two; nil when the clearance does not admit it.
+    func labelTaint(sampleTaint: UInt32, sample id: UInt64, set: LabelSet, rowVersion: Int) throws -> TaintLabel? {
+        let state = try taint
+        let memo = LabelTaintKey(sample: sampleTaint, set: set.id, version: rowVersion)
+        if let known = state.labelTaints[memo] { return known }
+        guard rowVersion >= 1, rowVersion <= set.versions.count else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(id)", detail: "row of version \(rowVersion), the set has \(set.versions.count)")
+        }
+        let joined = try taintLabel(id: sampleTaint, sample: id).join(set.versions[rowVersion - 1].sourceLabel)
+        let result = clearance.admits(joined) ? joined : nil
+        state.labelTaints[memo] = result
+        return result
     }
 
     /// True when sample `id` has a soft label in `version` of `set`; checks the row without
@@ -165,20 +199,31 @@ extension Transaction {
         // Rows of one sample are consecutive, oldest version first: the last one ≤ version wins.
         // Each candidate is decoded while its bytes are borrowed; a later row of the same sample
         // replaces it (rare: only samples relabelled in a later version pay twice).
-        var pending: (id: UInt64, label: Label)? = nil
+        // Labels the clearance does not admit are skipped (the newest row ≤ version decides).
+        var pending: (id: UInt64, label: Label?)? = nil
         var stop = false
+        var sampleTaint: (id: UInt64, label: UInt32?)? = nil
         try walk(.labels, from: first) { key, value in
             guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             if let p = pending, p.id != id {
                 pending = nil
-                if try !body(p.id, p.label) { stop = true; return false }
+                if let label = p.label, try !body(p.id, label) { stop = true; return false }
             }
-            if rowVersion <= version { pending = (id, try decodeLabel(key: key, value: value, set: set)) }
+            if rowVersion <= version {
+                if sampleTaint?.id != id { sampleTaint = (id, try sampleTaintID(id)) }
+                if let s = sampleTaint?.label, let taint = try labelTaint(sampleTaint: s, sample: id, set: set, rowVersion: rowVersion) {
+                    var label = try decodeLabel(key: key, value: value, set: set)
+                    label.taint = taint
+                    pending = (id, label)
+                } else {
+                    pending = (id, nil)
+                }
+            }
             return true
         }
-        if !stop, let p = pending { _ = try body(p.id, p.label) }
+        if !stop, let p = pending, let label = p.label { _ = try body(p.id, label) }
     }
 
     /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
@@ -198,8 +243,11 @@ extension Transaction {
                 throw contextualize(error, table: .labelIndex, key: "\(set.name) class \(classIndex)")
             }
             if from <= version && (until == LabelRecord.openEnded || version < Int(until)) {
-                let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
-                out.append((BigEndianKey.u64(key, at: 12), confidence))
+                let id = BigEndianKey.u64(key, at: 12)
+                if let s = try sampleTaintID(id), try labelTaint(sampleTaint: s, sample: id, set: set, rowVersion: from) != nil {
+                    let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
+                    out.append((id, confidence))
+                }
             }
             return out.count < limit
         }
@@ -215,7 +263,7 @@ extension WriteTransaction {
     /// For example:
     ///
     /// ```swift
-    /// try store.write { tx in
+    /// try store.write(clearance: .all) { tx in
     ///     try tx.importLabels(.hard([0, 2]), ids: [10, 11], into: "annotators", agent: "teamA")
     /// }
     /// ```
@@ -227,7 +275,7 @@ extension WriteTransaction {
     @discardableResult
     public func importLabels(
         _ values: LabelValues, ids: [UInt64], into name: String, codec requested: SoftLabelCodec? = nil,
-        agent: String, normalize: Bool = false, now: Date = Date()
+        agent: String, source: TaintLabel = .public, normalize: Bool = false, now: Date = Date()
     ) throws -> LabelSetVersion {
         guard !name.isEmpty, !name.contains("@"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw LabelError.invalidName(name)
@@ -331,7 +379,10 @@ extension WriteTransaction {
         let info = LabelSetVersion(
             version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
             rows: ids.count, labelled: labelled, softBytes: fidelity.bytes,
-            fidelity: values.kind == .soft ? fidelity.result() : nil, provenance: try provenanceID())
+            fidelity: values.kind == .soft ? fidelity.result() : nil, provenance: try provenanceID(),
+            source: source == .public ? nil : source)
+        // Registers the source's tags, so clearances may name them.
+        _ = try intern(source)
         noteChange("label_rows_written", ids.count)
         let versionKey = LabelRecord.versionKey(set: set.id, version: version)
         try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))

@@ -22,6 +22,8 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
     case unknownProjector(String)
     /// The projector has no such version.
     case unknownVersion(name: String, version: Int, latest: Int)
+    /// The projector version was fitted on data the reader's clearance does not admit.
+    case notCleared(name: String, version: Int)
     /// A projector name that is empty, has '@' or control characters.
     case invalidName(String)
     /// An option out of range.
@@ -31,6 +33,7 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
         switch self {
         case .invalidRank(let rank, let limit): "rank \(rank) must be between 1 and \(limit) (below min(dimension, classes))"
         case .headShape(let name, let rows, let columns, let d, let c): "head `\(name)` is \(rows) × \(columns); the store needs \(d) × \(c) (dimension × classes)"
+        case .notCleared(let name, let version): "projector `\(name)@\(version)` was fitted on data your clearance does not admit"
         case .unknownHead(let name): "no base head named `\(name)`"
         case .headExists(let name): "a base head named `\(name)` exists already"
         case .noSoftLabels(let set): "label set `\(set)` has no soft labels to fit"

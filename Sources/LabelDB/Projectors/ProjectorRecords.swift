@@ -46,11 +46,39 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
     public var agent: String
     /// The provenance record of the fit.
     public var provenance: UInt64?
+    /// The join of the taint labels of every label (sample ⊔ label source) it was fitted on;
+    /// regenerated labels carry it joined with their sample's. Nil (before format 4) reads as public.
+    public var taint: TaintLabel?
+    /// True when the reading clearance does not admit ``taint``: the version cannot be loaded and
+    /// its figures, computed from data the reader may not see, were zeroed.
+    public var statisticsRedacted = false
+
+    /// The taint label, ``TaintLabel/public`` when none was recorded.
+    public var taintLabel: TaintLabel { taint ?? .public }
 
     enum CodingKeys: String, CodingKey {
-        case version, head, options, report, samples, corrections, sequence, agent, provenance
+        case version, head, options, report, samples, corrections, sequence, agent, provenance, taint
         case sourceSet = "source_set", sourceVersion = "source_version", maxKL = "max_kl", requireTop1 = "require_top1"
         case correctionBytes = "correction_bytes", parameterBytes = "parameter_bytes", timeMilliseconds = "time_ms"
+    }
+}
+
+extension ProjectorVersion {
+    /// Zeroes every figure computed from the fitted data (see ``statisticsRedacted``).
+    mutating func redactStatistics() {
+        samples = 0
+        corrections = 0
+        correctionBytes = 0
+        report.trainRows = 0
+        report.holdoutRows = 0
+        report.trainMeanKL = 0
+        report.trainMaxKL = 0
+        report.trainTop1 = 0
+        report.holdoutMeanKL = 0
+        report.holdoutMaxKL = 0
+        report.holdoutTop1 = 0
+        report.closedFormMeanKL = 0
+        statisticsRedacted = true
     }
 }
 

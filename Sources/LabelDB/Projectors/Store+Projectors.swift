@@ -25,6 +25,8 @@ public struct RegeneratedLabel: Sendable, Equatable {
     public var probabilities: [Float]
     /// Whether the bound holds, and how.
     public var status: RegenerationStatus
+    /// Its taint label: the projector's joined with the sample's (conservative propagation).
+    public var taint: TaintLabel = .public
 }
 
 /// A projector version ready to regenerate labels: its parameters, decoded once, and W0 + A·B
@@ -75,7 +77,8 @@ extension Transaction {
     public func projector(named name: String) throws -> Projector? {
         let key = Array(name.utf8)
         guard let record = try projectorRecord(key: key) else { return nil }
-        let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
+        var versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
+        for v in versions.indices where !clearance.admits(versions[v].taintLabel) { versions[v].redactStatistics() }
         return Projector(name: name, id: record.id, versions: versions)
     }
 
@@ -96,6 +99,9 @@ extension Transaction {
         let v = reference.version ?? projector.latest
         guard v >= 1, v <= projector.latest else { throw ProjectorError.unknownVersion(name: projector.name, version: v, latest: projector.latest) }
         let info = projector.versions[v - 1]
+        // A projector fitted on data the clearance does not admit cannot be used (nor can its
+        // corrections, which are that data's labels).
+        guard !info.statisticsRedacted else { throw ProjectorError.notCleared(name: projector.name, version: v) }
         let key = ProjectorCodec.versionKey(id: projector.id, version: v)
         let model: ProjectorModel = try withValue(.projectorParameters, key: key) { bytes in
             guard let bytes else {
@@ -130,13 +136,16 @@ extension Transaction {
         let d = loaded.model.dimension, c = loaded.model.classes
         var x = [Float](repeating: 0, count: ids.count * d)
         var sequences = [UInt64](repeating: 0, count: ids.count)
+        var taints: [TaintLabel] = []
+        taints.reserveCapacity(ids.count)
         try x.withUnsafeMutableBufferPointer { out in
             for (i, id) in ids.enumerated() {
-                guard let sequence = try withSample(id, { view -> UInt64 in
+                guard let (sequence, taint) = try withSample(id, { view -> (UInt64, TaintLabel) in
                     ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
-                    return view.embeddingSequence
+                    return (view.embeddingSequence, view.taint)
                 }) else { throw StoreError.sampleNotFound(id) }
                 sequences[i] = sequence
+                taints.append(taint)
             }
         }
         var probabilities = [Float](repeating: 0, count: ids.count * c)
@@ -160,7 +169,7 @@ extension Transaction {
             } else {
                 status = .regenerated
             }
-            results.append(RegeneratedLabel(id: id, probabilities: row, status: status))
+            results.append(RegeneratedLabel(id: id, probabilities: row, status: status, taint: loaded.version.taintLabel.join(taints[i])))
         }
         return results
     }
@@ -252,21 +261,24 @@ extension Store {
     @discardableResult
     public func fitProjector(
         _ name: String, from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String? = nil,
-        maxKL: Double? = nil, requireTop1: Bool = false, agent: String = "labeldb",
+        maxKL: Double? = nil, requireTop1: Bool = false, agent: String = "labeldb", clearance: Clearance,
         progress: ((String, Double) -> Void)? = nil
     ) throws -> ProjectorVersion {
         try ProjectorNames.check(name)
         if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("--max-kl must be a positive number") } }
         let d = schema.dimension, c = schema.classes.count
         // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
-        let (set, version, ids, teacher, x, head, sequence) = try read { tx -> (LabelSet, Int, [UInt64], [Float], [Float], [Float]?, UInt64) in
+        // Only labels the clearance admits are read; the projector's taint is the join of theirs.
+        let (set, version, ids, teacher, x, head, sequence, fittedTaint) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], [Float]?, UInt64, TaintLabel) in
             let (set, version) = try tx.resolve(reference)
             guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
             var ids: [UInt64] = [], teacher: [Float] = [], x: [Float] = []
+            var fittedTaint = TaintLabel.bottom
             try tx.forEachLabel(set: set, version: version) { id, label in
                 guard let soft = label.soft else { return true }
                 ids.append(id)
                 teacher.append(contentsOf: soft)
+                fittedTaint = fittedTaint.join(label.taint)
                 return true
             }
             guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
@@ -287,7 +299,7 @@ extension Store {
                 guard let bytes else { return 0 }
                 return (try? CounterRecord.decode(bytes)) ?? 0
             }
-            return (set, version, ids, teacher, x, head, sequence)
+            return (set, version, ids, teacher, x, head, sequence, fittedTaint)
         }
         // 2. Fit.
         let (model, report, _) = try ProjectorFitter.fit(
@@ -321,7 +333,7 @@ extension Store {
             }
         }
         // 4. Write.
-        return try write { tx -> ProjectorVersion in
+        return try write(clearance: clearance) { tx -> ProjectorVersion in
             let key = Array(name.utf8)
             var record: ProjectorRecord
             if let existing = try tx.projectorRecord(key: key) {
@@ -346,7 +358,8 @@ extension Store {
                 version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, options: options, report: report,
                 samples: ids.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
                 correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: sequence,
-                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID())
+                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID(),
+                taint: fittedTaint)
             tx.describe(ProvenanceRecord(
                 activity: "projector fit", agent: agent,
                 used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),

@@ -60,7 +60,7 @@ extension WriteTransaction {
     /// For example:
     ///
     /// ```swift
-    /// try store.write { tx in
+    /// try store.write(clearance: .all) { tx in
     ///     tx.describe(ProvenanceRecord(activity: "import", agent: "alice", used: [try .file("x.npy")]))
     ///     try tx.put(batch)
     /// }

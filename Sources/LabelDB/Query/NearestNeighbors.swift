@@ -35,7 +35,7 @@ extension Transaction {
     /// For example:
     ///
     /// ```swift
-    /// let hits = try store.read { tx in try tx.nearestNeighbors(of: q, queries: 1, k: 10, metric: .cosine) }
+    /// let hits = try store.read(clearance: .all) { tx in try tx.nearestNeighbors(of: q, queries: 1, k: 10, metric: .cosine) }
     /// ```
     ///
     /// - Parameters:

@@ -17,11 +17,12 @@
 struct SchemaRecord: Equatable {
     static let magic: [UInt8] = [0x4C, 0x61, 0x62, 0x65, 0x6C, 0x44, 0x42, 0x00]
     /// The format version this code writes. Version 2 added label sets; version 3 base heads,
-    /// projectors and sample record version 2 (with the embedding sequence).
-    static let currentWriteVersion: UInt16 = 3
-    /// The read version this code records: sample records of version 2 are unknown to readers of
-    /// formats 1 and 2, so a store written by this code needs a format-3 reader.
-    static let currentReadVersion: UInt16 = 3
+    /// projectors and sample record version 2 (with the embedding sequence); version 4 taint
+    /// labels (the tag registry, interned labels, taint partitions).
+    static let currentWriteVersion: UInt16 = 4
+    /// The read version this code records: a format-3 reader would ignore samples' taint labels
+    /// and show every sample to every reader, so a store written by this code needs a format-4 reader.
+    static let currentReadVersion: UInt16 = 4
 
     var writeVersion: UInt16
     var readVersion: UInt16

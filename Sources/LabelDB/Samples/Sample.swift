@@ -15,13 +15,16 @@ public struct Sample: Equatable, Sendable {
     public var metadata: [String: JSONValue]
     /// The payload: image bytes, text, a path… up to 4 GiB − 1 (at least 16 MiB is routine).
     public var payload: [UInt8]
+    /// Its taint label: who may read it (secrecy) and what vouches for it (integrity).
+    public var taint: TaintLabel
 
     /// Creates a sample.
-    public init(id: UInt64, embedding: [Float], metadata: [String: JSONValue] = [:], payload: [UInt8] = []) {
+    public init(id: UInt64, embedding: [Float], metadata: [String: JSONValue] = [:], payload: [UInt8] = [], taint: TaintLabel = .public) {
         self.id = id
         self.embedding = embedding
         self.metadata = metadata
         self.payload = payload
+        self.taint = taint
     }
 }
 
@@ -36,13 +39,16 @@ public struct SampleBatch: Sendable {
     public var metadata: [[String: JSONValue]]?
     /// One payload per row, or nil for all-empty payloads.
     public var payloads: [[UInt8]]?
+    /// One taint label per row, or nil for all ``TaintLabel/public``.
+    public var taints: [TaintLabel]?
 
     /// Creates a batch; ``WriteTransaction/put(_:mode:)`` checks that the columns agree.
-    public init(ids: [UInt64], embeddings: [Float], metadata: [[String: JSONValue]]? = nil, payloads: [[UInt8]]? = nil) {
+    public init(ids: [UInt64], embeddings: [Float], metadata: [[String: JSONValue]]? = nil, payloads: [[UInt8]]? = nil, taints: [TaintLabel]? = nil) {
         self.ids = ids
         self.embeddings = embeddings
         self.metadata = metadata
         self.payloads = payloads
+        self.taints = taints
     }
 
     /// A batch of the given samples.
@@ -51,6 +57,7 @@ public struct SampleBatch: Sendable {
         embeddings = samples.flatMap(\.embedding)
         metadata = samples.map(\.metadata)
         payloads = samples.map(\.payload)
+        taints = samples.contains { $0.taint != .public } ? samples.map(\.taint) : nil
     }
 
     /// The number of rows.
@@ -92,6 +99,8 @@ public struct SampleView {
     public let embeddingSequence: UInt64
     /// The provenance record of the write that stored this sample (0 for stores older than format 3).
     public let provenance: UInt64
+    /// The sample's taint label.
+    public let taint: TaintLabel
 
     /// The number of embedding elements.
     public var dimension: Int { embeddingBytes.count / elementType.byteWidth }
@@ -108,7 +117,7 @@ public struct SampleView {
     ///
     /// - Throws: ``JSONParseError`` if the stored metadata is not JSON (see ``metadata()``).
     public func copy() throws -> Sample {
-        Sample(id: id, embedding: embedding(), metadata: try metadata(), payload: Array(payload))
+        Sample(id: id, embedding: embedding(), metadata: try metadata(), payload: Array(payload), taint: taint)
     }
 
     /// Parses the metadata.

@@ -2,14 +2,22 @@ import Foundation
 
 // Reading samples. Every read checks the sample record's checksum and its embedding row's.
 extension Transaction {
-    /// The number of samples in the store (LMDB keeps the count; no scan).
+    /// The number of samples visible under the transaction's clearance. When it sees everything,
+    /// LMDB's own count (no scan); otherwise from the taint partitions.
     public func count() throws -> Int {
-        try entries(.samples)
+        switch try sampleVisibility() {
+        case .all: try entries(.samples)
+        case .hiding(let hidden): try entries(.samples) - hidden.count
+        case .only(let visible): visible.count
+        }
     }
 
-    /// True when a sample with `id` is stored.
+    /// True when a sample with `id` is stored and visible under the transaction's clearance.
     public func contains(_ id: UInt64) throws -> Bool {
-        try withValue(.samples, key: id) { $0 != nil }
+        try withValue(.samples, key: id) { bytes in
+            guard let bytes else { return false }
+            return try admits(labelID: decodeSampleRecord(id: id, bytes).taintLabel)
+        }
     }
 
     /// The sample `id`, copied out of the store, or nil when there is none.
@@ -37,16 +45,21 @@ extension Transaction {
     func checkedSample(_ id: UInt64) throws -> SampleView? {
         try withValue(.samples, key: id) { bytes -> SampleView? in
             guard let bytes else { return nil }
-            return try withCheckedSample(id: id, record: bytes) { $0 }
+            let record = try decodeSampleRecord(id: id, bytes)
+            guard try admits(labelID: record.taintLabel) else { return nil }
+            return try withCheckedSample(id: id, record: record) { $0 }
         }
     }
 
-    /// Walks samples in ascending id order from the first id ≥ `start`, until `body` returns false.
+    /// Walks the samples visible under the clearance in ascending id order from the first id ≥
+    /// `start`, until `body` returns false.
     ///
     /// Lifetime: each view is valid only during its call to `body`.
     public func forEachSample(from start: UInt64 = 0, _ body: (SampleView) throws -> Bool) throws {
         try forEach(.samples, from: start) { id, bytes in
-            try withCheckedSample(id: id, record: bytes, body)
+            let record = try decodeSampleRecord(id: id, bytes)
+            guard try admits(labelID: record.taintLabel) else { return true }
+            return try withCheckedSample(id: id, record: record, body)
         }
     }
 
@@ -61,31 +74,44 @@ extension Transaction {
         return out
     }
 
-    /// The ids of every sample, ascending.
+    /// The ids of every visible sample, ascending.
     public func ids() throws -> [UInt64] {
         var out: [UInt64] = []
+        let visibility = try sampleVisibility()
         out.reserveCapacity(try count())
         try forEach(.samples) { id, _ in
-            out.append(id)
+            if visibility.admits(id) { out.append(id) }
             return true
         }
         return out
     }
 
-    /// The largest stored id, or nil for an empty store.
+    /// The largest visible id, or nil when no sample is visible.
     public func maxID() throws -> UInt64? {
-        try lastKey(.samples)
+        let visibility = try sampleVisibility()
+        if case .all = visibility { return try lastKey(.samples) }
+        return try ids().last
+    }
+
+    /// The taint label of sample `id`, or nil when it is absent or invisible.
+    public func taintLabel(of id: UInt64) throws -> TaintLabel? {
+        try withValue(.samples, key: id) { bytes in
+            guard let bytes else { return nil }
+            let label = try decodeSampleRecord(id: id, bytes).taintLabel
+            guard try admits(labelID: label) else { return nil }
+            return try taintLabel(id: label, sample: id)
+        }
     }
 
     // MARK: Internals shared with writes and verify
 
-    func withCheckedSample<T>(id: UInt64, record bytes: UnsafeRawBufferPointer, _ body: (SampleView) throws -> T) throws -> T {
-        let record = try decodeSampleRecord(id: id, bytes)
+    func withCheckedSample<T>(id: UInt64, record: SampleRecord.View, _ body: (SampleView) throws -> T) throws -> T {
+        let taint = try taintLabel(id: record.taintLabel, sample: id)
         return try withEmbeddingRow(id: id, slot: record.slot) { row in
             try body(SampleView(
                 id: id, embeddingBytes: row, elementType: store.schema.elementType,
                 metadataJSON: record.metadata, payload: record.payload, embeddingSequence: record.embeddingSequence,
-                provenance: record.provenance))
+                provenance: record.provenance, taint: taint))
         }
     }
 
@@ -179,6 +205,18 @@ extension WriteTransaction {
             throw StoreError.duplicateID(batch.ids[order[k]])
         }
 
+        // Taint labels interned once per distinct label, not once per row.
+        var taintIDs: [UInt32]? = nil
+        if let taints = batch.taints {
+            var known: [TaintLabel: UInt32] = [:]
+            taintIDs = try taints.map { label in
+                if let id = known[label] { return id }
+                let id = try intern(label)
+                known[label] = id
+                return id
+            }
+        }
+
         var summary = PutSummary()
         let sequence = try writeSequence()
         let provenance = try provenanceID()
@@ -196,14 +234,18 @@ extension WriteTransaction {
                 // Ids above the largest stored one are new: no lookup, and MDB_APPEND fills pages.
                 let isAppend = lastID.map { id > $0 } ?? true
                 var slot: UInt64? = nil
+                var oldTaint: UInt32? = nil
                 if !isAppend {
-                    slot = try withValue(.samples, key: id) { bytes in
-                        guard let bytes else { return nil }
-                        return try decodeSampleRecord(id: id, bytes).slot
+                    (slot, oldTaint) = try withValue(.samples, key: id) { bytes in
+                        guard let bytes else { return (nil, nil) }
+                        let record = try decodeSampleRecord(id: id, bytes)
+                        return (record.slot, record.taintLabel)
                     }
                 }
-                if slot != nil {
-                    if mode == .insert { throw StoreError.idExists(id) }
+                if let oldTaint {
+                    // Ids are one namespace: an id held by a sample this clearance cannot see is
+                    // refused like any taken id, never overwritten (a side channel the spec lists).
+                    if try mode == .insert || !admits(labelID: oldTaint) { throw StoreError.idExists(id) }
                     summary.replaced += 1
                 } else {
                     summary.inserted += 1
@@ -215,13 +257,15 @@ extension WriteTransaction {
                         next += 1
                     }
                 }
+                let taint = taintIDs?[row] ?? 0
+                try movePartition(sample: id, from: oldTaint, to: taint)
                 let metadata = metadataBytes.isEmpty ? emptyObject : metadataBytes[row]
                 let payload = batch.payloads?[row] ?? []
                 let size = SampleRecord.size(metadataCount: metadata.count, payloadCount: payload.count)
                 try put(.samples, key: id, size: size, append: isAppend) { out in
                     metadata.withUnsafeBytes { m in
                         payload.withUnsafeBytes { p in
-                            SampleRecord.encode(id: id, slot: slot!, taintLabel: 0, provenance: provenance, embeddingSequence: sequence, metadata: m, payload: p, into: out)
+                            SampleRecord.encode(id: id, slot: slot!, taintLabel: taint, provenance: provenance, embeddingSequence: sequence, metadata: m, payload: p, into: out)
                         }
                     }
                 }
@@ -260,7 +304,8 @@ extension WriteTransaction {
         try delete([id]) == 1
     }
 
-    /// Deletes every listed sample that is stored; returns how many were.
+    /// Deletes every listed sample that is stored and visible; returns how many were. Samples the
+    /// clearance cannot see are skipped as if absent.
     /// Their embedding slots are zeroed and reused by later inserts, and their labels are removed
     /// from every label set and version.
     @discardableResult
@@ -269,11 +314,13 @@ extension WriteTransaction {
         var changes: [(block: UInt64, change: SlotChange)] = []
         let sets = try labelSets()
         for id in Set(ids).sorted() {
-            let slot: UInt64? = try withValue(.samples, key: id) { bytes in
+            let found: (slot: UInt64, taint: UInt32)? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
-                return try decodeSampleRecord(id: id, bytes).slot
+                let record = try decodeSampleRecord(id: id, bytes)
+                return (record.slot, record.taintLabel)
             }
-            guard let slot else { continue }
+            guard let (slot, taint) = found, try admits(labelID: taint) else { continue }
+            try movePartition(sample: id, from: taint, to: 0)
             try delete(.samples, key: id)
             try purgeLabels(of: id, sets: sets)
             try put(.freeSlots, key: slot, size: 0) { _ in }

@@ -6,7 +6,7 @@ import CLMDB
 /// Named values let callers match the cases they can act on:
 ///
 /// ```swift
-/// do { try store.write { tx in … } }
+/// do { try store.write(clearance: .all) { tx in … } }
 /// catch LMDBError.mapFull { … }
 /// ```
 public struct LMDBError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -7,10 +7,10 @@ import Foundation
 ///
 /// ```swift
 /// let store = try Store.create(at: "/tmp/corpus", schema: Schema(dimension: 4, classes: ["cat", "dog"]))
-/// try store.write { tx in
+/// try store.write(clearance: .all) { tx in
 ///     try tx.put(Sample(id: 1, embedding: [0.1, 0.2, 0.3, 0.4], metadata: ["split": "train"]))
 /// }
-/// let sample = try store.read { tx in try tx.sample(1) }
+/// let sample = try store.read(clearance: .all) { tx in try tx.sample(1) }
 /// store.close()
 /// ```
 ///
@@ -66,7 +66,7 @@ public final class Store: @unchecked Sendable {
                 let record = SchemaRecord(
                     writeVersion: SchemaRecord.currentWriteVersion, readVersion: SchemaRecord.currentReadVersion, schema: schema)
                 let store = Store(path: path, env: env, readOnly: false, schema: schema, formatVersion: Int(record.writeVersion))
-                try store.write { tx in
+                try store.write(clearance: .all) { tx in
                     try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
                     try tx.put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(0))
                 }
@@ -229,14 +229,17 @@ public final class Store: @unchecked Sendable {
     /// For example:
     ///
     /// ```swift
-    /// let count = try store.read { tx in try tx.count() }
+    /// let count = try store.read(clearance: .public) { tx in try tx.count() }
     /// ```
+    ///
+    /// Every read inside `body` sees only what `clearance` admits: samples, labels and projectors
+    /// whose taint label does not flow to it are not returned and not counted.
     ///
     /// The transaction and every buffer it lends are valid only inside `body`; do not let them escape.
     /// Keep `body` short: an open read transaction keeps old pages from being reused.
     ///
     /// - Throws: whatever `body` throws, or ``LMDBError``.
-    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+    public func read<T>(clearance: Clearance, _ body: (Transaction) throws -> T) throws -> T {
         precondition(!closeLock.withLock { isClosed }, "LabelDB: read on a closed store")
         while true {
             var outcome: T?
@@ -246,7 +249,7 @@ public final class Store: @unchecked Sendable {
                 let rc = mdb_txn_begin(env.handle, nil, UInt32(MDB_RDONLY), &txn)
                 if rc == MDB_MAP_RESIZED { adopt = true; return }
                 try LabelDB.check(rc, "mdb_txn_begin")
-                let tx = Transaction(store: self, env: env, txn: txn!)
+                let tx = Transaction(store: self, env: env, txn: txn!, clearance: clearance)
                 defer {
                     tx.txn = nil
                     mdb_txn_abort(txn)
@@ -267,8 +270,11 @@ public final class Store: @unchecked Sendable {
     /// For example:
     ///
     /// ```swift
-    /// try store.write { tx in try tx.delete(42) }
+    /// try store.write(clearance: .all) { tx in try tx.delete(42) }
     /// ```
+    ///
+    /// `clearance` limits what the transaction sees, and so what it can change: a sample it
+    /// cannot see is absent to it (deletes skip it, labels cannot be written for it).
     ///
     /// `body` may run more than once: when the map is full, LMDB's transaction is aborted, the map
     /// grown, and `body` replayed from the start. So `body` must be safe to repeat (no side effects
@@ -276,7 +282,7 @@ public final class Store: @unchecked Sendable {
     ///
     /// - Throws: ``StoreError/readOnly(path:)`` on a read-only store, whatever `body` throws, or ``LMDBError``.
     @discardableResult
-    public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
+    public func write<T>(clearance: Clearance, _ body: (WriteTransaction) throws -> T) throws -> T {
         precondition(!closeLock.withLock { isClosed }, "LabelDB: write on a closed store")
         guard !isReadOnly else { throw StoreError.readOnly(path: path) }
         env.enterWriter()
@@ -290,7 +296,7 @@ public final class Store: @unchecked Sendable {
                 try LabelDB.check(rc, "mdb_txn_begin")
                 env.setWriter(true)
                 defer { env.setWriter(false) }
-                let tx = WriteTransaction(store: self, env: env, txn: txn!)
+                let tx = WriteTransaction(store: self, env: env, txn: txn!, clearance: clearance)
                 defer { tx.txn = nil }
                 let value: T
                 do {

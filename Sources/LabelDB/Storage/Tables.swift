@@ -33,6 +33,13 @@ enum Table: String, CaseIterable, Sendable {
     case projectorCorrections = "projector_corrections"
     /// The provenance log. Key: record number u64 BE (from 1). Value: own hash, previous hash, JSON. (Format 3.)
     case provenance
+    /// The tag registry. Key `n` + name → tag id u32 LE; key `i` + tag id u32 BE → the name. (Format 4.)
+    case taintTags = "taint_tags"
+    /// Interned taint labels. Key: label id u32 BE (from 1). Value: a taint label record. (Format 4.)
+    case taintLabels = "taint_labels"
+    /// Taint partitions: which samples carry which label. Key: label id u32 BE + sample id u64 BE;
+    /// empty value. Samples with label 0 (public, unvouched) are not listed. (Format 4.)
+    case taintMembers = "taint_members"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -51,6 +58,9 @@ enum Table: String, CaseIterable, Sendable {
         case .projectorParameters: 11
         case .projectorCorrections: 12
         case .provenance: 13
+        case .taintTags: 14
+        case .taintLabels: 15
+        case .taintMembers: 16
         }
     }
 
@@ -60,6 +70,7 @@ enum Table: String, CaseIterable, Sendable {
         case .meta, .samples, .embeddings, .freeSlots: 1
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
         case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
+        case .taintTags, .taintLabels, .taintMembers: 4
         }
     }
 }

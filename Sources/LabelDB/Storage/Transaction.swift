@@ -14,13 +14,19 @@ public class Transaction {
     let env: Environment
     /// The store this transaction reads.
     public let store: Store
+    /// What this transaction may see: samples, labels and projectors whose taint label does not
+    /// flow to it are invisible to every read (not returned, not counted).
+    public let clearance: Clearance
     /// Set when an LMDB call returned `MDB_MAP_FULL`: the write must be replayed after growing.
     var sawMapFull = false
+    /// The taint catalog and visibility, loaded on first use (see `taint`).
+    var taintState: TaintState?
 
-    init(store: Store, env: Environment, txn: OpaquePointer) {
+    init(store: Store, env: Environment, txn: OpaquePointer, clearance: Clearance) {
         self.store = store
         self.env = env
         self.txn = txn
+        self.clearance = clearance
     }
 
     /// The live transaction pointer; traps if the transaction escaped its closure.

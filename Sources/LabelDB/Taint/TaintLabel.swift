@@ -134,11 +134,12 @@ public struct Clearance: Hashable, Sendable, CustomStringConvertible {
     /// True when data labelled `label` is visible under this clearance.
     public func admits(_ label: TaintLabel) -> Bool { label.flows(to: self.label) }
 
-    /// Parses `all`, or `secrecy=a,b;integrity=c` (either part may be omitted or empty).
+    /// Parses `all`, `public`, or `secrecy=a,b;integrity=c` (either part may be omitted or empty).
     ///
     /// - Throws: ``TaintError/malformedClearance(_:)``.
     public init(parsing text: String) throws {
         if text == "all" { self = .all; return }
+        if text == "public" { self = .public; return }
         var secrecy = Set<String>(), integrity = Set<String>()
         for part in text.split(separator: ";", omittingEmptySubsequences: true) {
             let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -162,11 +163,20 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedClearance(String)
     /// A tag that is empty or has characters tags may not contain.
     case invalidTag(tag: String, in: String)
+    /// A clearance names a tag the store has never registered.
+    case unknownTag(String)
+    /// A taint label given as JSON or stored that is not of the expected shape.
+    case malformedLabel(String)
+    /// A relabel removes a secrecy tag (declassify) or adds an integrity tag (endorse) without the privilege for it.
+    case missingPrivilege(tag: String, action: String)
 
     public var description: String {
         switch self {
-        case .malformedClearance(let text): "'\(text)' is not a clearance (expected 'all' or 'secrecy=a,b;integrity=c')"
+        case .malformedClearance(let text): "'\(text)' is not a clearance (expected 'all', 'public' or 'secrecy=a,b;integrity=c')"
         case .invalidTag(let tag, let text): "'\(tag)' in '\(text)' is not a valid tag (letters, digits and . _ : - / @ only)"
+        case .unknownTag(let tag): "unknown tag '\(tag)' in the clearance: the store has no such tag (see `labeldb info`)"
+        case .malformedLabel(let reason): "malformed taint label: \(reason)"
+        case .missingPrivilege(let tag, let action): "cannot \(action) '\(tag)' without --privilege \(tag)"
         }
     }
 }

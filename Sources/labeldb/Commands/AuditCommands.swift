@@ -20,9 +20,10 @@ struct AuditCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         if verifyLog {
-            let report = try store.read { try $0.verifyProvenanceLog() }
+            let report = try store.read(clearance: clearance) { try $0.verifyProvenanceLog() }
             switch format {
             case .json:
                 printJSON(["ok": .bool(report.firstBad == nil), "records": .int(Int64(report.records)), "head": .string(report.head),
@@ -39,7 +40,7 @@ struct AuditCommand: ParsableCommand {
         }
         guard let id else { throw UsageError(description: "give a sample id or --verify-log") }
         let classes = store.schema.classes
-        let result = try store.read { tx -> JSONValue in
+        let result = try store.read(clearance: clearance) { tx -> JSONValue in
             guard let provenanceID = try tx.withSample(id, { $0.provenance }) else { throw StoreError.sampleNotFound(id) }
             var labels: [String: JSONValue] = [:]
             for set in try tx.labelSets() {
@@ -142,8 +143,9 @@ struct ProvenanceExportCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let records = try store.read { try $0.provenanceRecords() }
+        let records = try store.read(clearance: clearance) { try $0.provenanceRecords() }
         var entities: [String: JSONValue] = [:], activities: [String: JSONValue] = [:], agents: [String: JSONValue] = [:]
         var used: [String: JSONValue] = [:], generated: [String: JSONValue] = [:], associated: [String: JSONValue] = [:]
         var relation = 0

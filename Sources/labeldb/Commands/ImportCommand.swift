@@ -45,13 +45,14 @@ struct ImportCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let input = try ImportInput.load(
             embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, dimension: store.schema.dimension)
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
         // Inputs with their content hashes, for the provenance record.
         let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
-        let summary = try store.write { tx in
+        let summary = try store.write(clearance: clearance) { tx in
             var batch = input.batch
             if batch.ids.isEmpty && input.rows > 0 {
                 batch.ids = try ImportInput.nextIDs(after: tx.maxID(), count: input.rows)

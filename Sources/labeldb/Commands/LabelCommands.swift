@@ -40,6 +40,7 @@ struct LabelsImportCommand: ParsableCommand {
         guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
         let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classCount = store.schema.classes.count
         let values: LabelValues
@@ -92,7 +93,7 @@ struct LabelsImportCommand: ParsableCommand {
         let name = agent ?? defaultAgent()
         let source = soft ?? logits ?? hard ?? multi!
         let used = try [source, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
-        let info = try store.write { tx -> LabelSetVersion in
+        let info = try store.write(clearance: clearance) { tx -> LabelSetVersion in
             let rowIDs = try idList ?? tx.ids()
             guard rowIDs.count == rows else {
                 throw InputError(file: source, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
@@ -104,7 +105,7 @@ struct LabelsImportCommand: ParsableCommand {
                 parameters: ["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : ""]))
             return info
         }
-        let labelSet = try store.read { try $0.labelSet(named: set) }!
+        let labelSet = try store.read(clearance: clearance) { try $0.labelSet(named: set) }!
         switch format {
         case .json:
             var object = versionJSON(info)
@@ -126,8 +127,9 @@ struct LabelsListCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        for set in try store.read({ try $0.labelSets() }) {
+        for set in try store.read(clearance: clearance, { try $0.labelSets() }) {
             let latest = set.versions.last
             switch format {
             case .json:
@@ -150,8 +152,9 @@ struct LabelsShowCommand: ParsableCommand {
     func run() throws {
         let reference = try LabelSetReference(parsing: set)
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let (labelSet, version) = try store.read { try $0.resolve(reference) }
+        let (labelSet, version) = try store.read(clearance: clearance) { try $0.resolve(reference) }
         let shown = labelSet.versions.prefix(version)
         switch format {
         case .json:
@@ -189,9 +192,10 @@ struct LabelsExportCommand: ParsableCommand {
         guard out != nil || hardOut != nil else { throw UsageError(description: "give --out or --hard-out") }
         guard (set == nil) != (regen == nil) else { throw UsageError(description: "give a label set or --regen PROJECTOR, not both") }
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classCount = store.schema.classes.count
-        let summary = try store.read { tx -> String in
+        let summary = try store.read(clearance: clearance) { tx -> String in
             var count = 0
             // Rows are written as they come, so memory stays bounded by one batch.
             let ids: [UInt64]
@@ -256,12 +260,13 @@ struct LabelsDiffCommand: ParsableCommand {
     func run() throws {
         let a = try LabelSetReference(parsing: first), b = try LabelSetReference(parsing: second)
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classes = store.schema.classes
         var topA: [UInt64: Int] = [:]
         var changed: [(id: UInt64, from: Int, to: Int)] = []
         var onlyB = 0, unchanged = 0
-        try store.read { tx in
+        try store.read(clearance: clearance) { tx in
             try tx.forEachLabel(in: a) { id, label in topA[id] = label.hard ?? label.top1?.classIndex ?? -1; return true }
             try tx.forEachLabel(in: b) { id, label in
                 let top = label.hard ?? label.top1?.classIndex ?? -1

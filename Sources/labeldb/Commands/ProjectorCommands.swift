@@ -22,9 +22,10 @@ struct HeadsImportCommand: ParsableCommand {
         guard array.shape.count == 2 else { throw InputError(file: matrix, reason: "expected a 2-D array (dim × classes), found shape \(array.shape)") }
         let values = try array.floats(file: matrix)
         let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let used = try ProvenanceEntity.file(matrix, rows: array.shape[0])
-        try store.write { tx in
+        try store.write(clearance: clearance) { tx in
             try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace)
             tx.describe(ProvenanceRecord(activity: "head import", agent: defaultAgent(), used: [used], generated: [ProvenanceEntity(kind: "head", name: name)]))
         }
@@ -39,8 +40,9 @@ struct HeadsListCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        for name in try store.read({ try $0.headNames() }) { print(name) }
+        for name in try store.read(clearance: clearance, { try $0.headNames() }) { print(name) }
     }
 }
 
@@ -86,16 +88,17 @@ struct ProjectorFitCommand: ParsableCommand {
         options.epochs = epochs
         options.fitTemperature = fitTemperature
         let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let showProgress = !quiet && isatty(STDERR_FILENO) != 0
         let info = try store.fitProjector(
             name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
-            agent: agent ?? defaultAgent(),
+            agent: agent ?? defaultAgent(), clearance: clearance,
             progress: { step, fraction in
                 if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
             })
         if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
-        let set = try store.read { try $0.labelSet(named: info.sourceSet) }
+        let set = try store.read(clearance: clearance) { try $0.labelSet(named: info.sourceSet) }
         switch format {
         case .json: printJSON(.object(projectorVersionJSON(info, name: name, labelSet: set, classes: store.schema.classes.count)))
         case .text: print(projectorText(info, name: name, labelSet: set, classes: store.schema.classes.count))
@@ -111,8 +114,9 @@ struct ProjectorListCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        for projector in try store.read({ try $0.projectors() }) {
+        for projector in try store.read(clearance: clearance, { try $0.projectors() }) {
             let v = projector.versions.last!
             switch format {
             case .json:
@@ -135,9 +139,10 @@ struct ProjectorShowCommand: ParsableCommand {
     func run() throws {
         let reference = try ProjectorReference(parsing: projector)
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let loaded = try store.read { try $0.load(reference) }
-        let set = try store.read { try $0.labelSet(named: loaded.version.sourceSet) }
+        let loaded = try store.read(clearance: clearance) { try $0.load(reference) }
+        let set = try store.read(clearance: clearance) { try $0.labelSet(named: loaded.version.sourceSet) }
         switch format {
         case .json: printJSON(.object(projectorVersionJSON(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count)))
         case .text: print(projectorText(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count))

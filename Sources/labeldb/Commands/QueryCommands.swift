@@ -18,6 +18,7 @@ struct KNNCommand: ParsableCommand {
         guard k >= 1 else { throw UsageError(description: "--k must be at least 1") }
         let array = try NumPyArray.read(query)
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let d = store.schema.dimension
         guard (array.shape.count == 1 && array.shape[0] == d) || (array.shape.count == 2 && array.shape[1] == d) else {
@@ -32,7 +33,7 @@ struct KNNCommand: ParsableCommand {
         do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
             throw UsageError(description: "--where \(error)")
         }
-        let hits = try store.read { tx in
+        let hits = try store.read(clearance: clearance) { tx in
             try tx.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue, include: try filter.map { try tx.matcher(for: $0) })
         }
         for (i, neighbors) in hits.enumerated() {
@@ -85,9 +86,10 @@ struct QueryCommand: ParsableCommand {
         }
         guard limit >= 0, offset >= 0 else { throw UsageError(description: "--limit and --offset must not be negative") }
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classes = store.schema.classes
-        let plan = try store.read { tx -> QueryPlan in
+        let plan = try store.read(clearance: clearance) { tx -> QueryPlan in
             let resolved = try references.map { try tx.resolve($0) }
             return try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset) { id in
                 switch format {

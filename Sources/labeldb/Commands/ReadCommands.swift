@@ -27,9 +27,10 @@ struct GetCommand: ParsableCommand {
         let references = try labels.map { try LabelSetReference(parsing: $0) }
         let projectors = try regen.map { try ProjectorReference(parsing: $0) }
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classes = store.schema.classes
-        guard let (sample, labelled, provenance) = try store.read({ tx -> (Sample, [(String, JSONValue, String)], JSONValue)? in
+        guard let (sample, labelled, provenance) = try store.read(clearance: clearance, { tx -> (Sample, [(String, JSONValue, String)], JSONValue)? in
             // One checked read gives the sample and the number of the write that stored it.
             guard let (sample, recordID) = try tx.withSample(id, { (try $0.copy(), $0.provenance) }) else { return nil }
             var provenance: JSONValue = .null
@@ -100,8 +101,9 @@ struct InfoCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let count = try store.read { try $0.count() }
+        let count = try store.read(clearance: clearance) { try $0.count() }
         let schema = store.schema
         switch format {
         case .json:
@@ -140,8 +142,9 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let report = try store.read { try $0.verify() }
+        let report = try store.read(clearance: clearance) { try $0.verify() }
         switch format {
         case .json:
             printJSON([
@@ -184,9 +187,10 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         let dimension = store.schema.dimension
-        let rows = try store.read { tx -> Int in
+        let rows = try store.read(clearance: clearance) { tx -> Int in
             let count = try tx.count()
             let embeddings = try NumPyWriter(path: embeddingsOut, dtype: .float32, shape: [count, dimension])
             let ids = try NumPyWriter(path: idsOut, dtype: .uint64, shape: [count])
@@ -236,10 +240,11 @@ struct ScanCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         var shown = 0
         guard limit > 0 else { return }
-        try store.read { tx in
+        try store.read(clearance: clearance) { tx in
             try tx.forEachSample(from: from) { view in
                 switch format {
                 case .json:

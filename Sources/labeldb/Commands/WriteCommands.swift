@@ -27,8 +27,9 @@ struct DeleteCommand: ParsableCommand {
         }
         let list = try array.ids(file: ids)
         let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
-        let deleted = try store.write { tx -> Int in
+        let deleted = try store.write(clearance: clearance) { tx -> Int in
             if !missingOk {
                 let missing = try list.filter { try !tx.contains($0) }
                 if !missing.isEmpty {
@@ -59,6 +60,7 @@ struct BackupCommand: ParsableCommand {
 
     func run() throws {
         let store = try target.open(readOnly: true)
+        let clearance = try target.clearance(in: store)
         defer { store.close() }
         try store.backup(to: destination)
         print("backed up \(target.store) to \(destination)")

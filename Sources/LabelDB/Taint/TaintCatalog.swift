@@ -1,0 +1,353 @@
+import Foundation
+
+/// The tag registry and the interned labels of one store, as read by one transaction
+/// (format-spec/storage.md, "Taint labels").
+///
+/// Label id 0 is implicit and never stored: ``TaintLabel/public`` (no secrecy tags, no integrity
+/// tags), the label of every sample imported without tags and of every sample written before
+/// format 4.
+struct TaintCatalog {
+    /// Tag id → name (ids from 1).
+    private(set) var tagNames: [UInt32: String] = [:]
+    /// Name → tag id.
+    private(set) var tagIDs: [String: UInt32] = [:]
+    /// Label id → label; `labels[0]` is ``TaintLabel/public``.
+    private(set) var labels: [TaintLabel] = [.public]
+    /// Label → label id.
+    private(set) var labelIDs: [TaintLabel: UInt32] = [.public: 0]
+
+    /// The label with id `id`, or nil for an id the store never interned (a damaged record).
+    func label(_ id: UInt32) -> TaintLabel? {
+        Int(id) < labels.count ? labels[Int(id)] : nil
+    }
+
+    /// True when every tag is registered (so a clearance naming it refers to something real).
+    func isRegistered(_ tag: String) -> Bool { tagIDs[tag] != nil }
+
+    mutating func addTag(_ name: String, id: UInt32) {
+        tagNames[id] = name
+        tagIDs[name] = id
+    }
+
+    mutating func addLabel(_ label: TaintLabel, id: UInt32) {
+        while labels.count <= Int(id) { labels.append(.public) }
+        labels[Int(id)] = label
+        labelIDs[label] = id
+    }
+}
+
+/// The byte layout of an interned label (`taint_labels` table).
+///
+/// | Offset | Size | Description |
+/// |---|---|---|
+/// | 0 | 8 | xxh3-64 of bytes 8…end, seed = the label id |
+/// | 8 | 4 | secrecy tag count S |
+/// | 12 | 4 | integrity tag count I |
+/// | 16 | 4·S | secrecy tag ids, ascending |
+/// | 16+4S | 4·I | integrity tag ids, ascending |
+enum TaintLabelRecord {
+    static func encode(id: UInt32, secrecy: [UInt32], integrity: [UInt32]) -> [UInt8] {
+        var body: [UInt8] = []
+        appendLE(UInt32(secrecy.count), to: &body)
+        appendLE(UInt32(integrity.count), to: &body)
+        for tag in secrecy.sorted() { appendLE(tag, to: &body) }
+        for tag in integrity.sorted() { appendLE(tag, to: &body) }
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: UInt64(id)), to: &out)
+        return out + body
+    }
+
+    static func decode(id: UInt32, _ bytes: UnsafeRawBufferPointer) throws -> (secrecy: [UInt32], integrity: [UInt32]) {
+        var reader = ByteReader(bytes)
+        let stored = try reader.u64("checksum")
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: UInt64(id))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        let s = Int(try reader.u32("secrecy count"))
+        let i = Int(try reader.u32("integrity count"))
+        guard s <= reader.remaining / 4, i <= reader.remaining / 4, (s + i) * 4 == reader.remaining else {
+            throw RecordDecodingError(detail: "tag counts \(s) + \(i) do not match \(reader.remaining) bytes")
+        }
+        let secrecy = try (0..<s).map { _ in try reader.u32("secrecy tag") }
+        let integrity = try (0..<i).map { _ in try reader.u32("integrity tag") }
+        return (secrecy, integrity)
+    }
+}
+
+/// Which samples a transaction's clearance admits, built from the taint partitions once per
+/// transaction: whichever of "the hidden ids" or "the visible ids" is known without listing the
+/// (usually large) public partition.
+enum SampleVisibility {
+    /// Every sample is visible.
+    case all
+    /// Every sample except these.
+    case hiding(Set<UInt64>)
+    /// Only these samples (the clearance does not admit label 0).
+    case only(Set<UInt64>)
+
+    /// True when sample `id` (known to be stored) is visible.
+    @inline(__always)
+    func admits(_ id: UInt64) -> Bool {
+        switch self {
+        case .all: true
+        case .hiding(let hidden): !hidden.contains(id)
+        case .only(let visible): visible.contains(id)
+        }
+    }
+}
+
+/// A label row's taint depends only on its sample's label id and the version that wrote it.
+struct LabelTaintKey: Hashable {
+    var sample: UInt32
+    var set: UInt32
+    var version: Int
+}
+
+/// Per-transaction taint state: the catalog, which label ids the clearance admits, and the
+/// visibility of samples (built on first use).
+final class TaintState {
+    var catalog: TaintCatalog
+    /// `admitted[id]` for every interned label id.
+    var admitted: [Bool]
+    var visibility: SampleVisibility?
+    /// Memoised label-row taints (sample label ⊔ source), nil when not admitted.
+    var labelTaints: [LabelTaintKey: TaintLabel?] = [:]
+
+    init(catalog: TaintCatalog, clearance: Clearance) {
+        self.catalog = catalog
+        self.admitted = catalog.labels.map { clearance.admits($0) }
+    }
+}
+
+extension TaintLabel {
+    /// No secrecy tags and no integrity tags: public data that nothing vouches for. The label of
+    /// samples and label sources imported without tags (label id 0). Not ⊥, which trusts everything.
+    public static let `public` = TaintLabel(secrecy: Set<String>(), integrity: Set<String>())
+
+    /// The tags as JSON: `{"secrecy": [...], "integrity": [...]}`, sorted (`["*"]` for every tag).
+    public var json: JSONValue {
+        .object(["secrecy": .array(secrecy.sorted.map { .string($0) }), "integrity": .array(integrity.sorted.map { .string($0) })])
+    }
+
+    /// Parses `{"secrecy": [...], "integrity": [...]}` (either member may be missing).
+    ///
+    /// - Throws: ``TaintError/malformedLabel(_:)`` or ``TaintError/invalidTag(tag:in:)``.
+    public init(json: JSONValue) throws {
+        guard case .object(let members) = json, Set(members.keys).isSubset(of: ["secrecy", "integrity"]) else {
+            throw TaintError.malformedLabel("expected {\"secrecy\": [...], \"integrity\": [...]}")
+        }
+        func tags(_ key: String) throws -> Set<String> {
+            guard let value = members[key] else { return [] }
+            guard case .array(let items) = value else { throw TaintError.malformedLabel("`\(key)` must be an array of tag names") }
+            return Set(try items.map { item in
+                guard case .string(let tag) = item else { throw TaintError.malformedLabel("`\(key)` must be an array of tag names") }
+                return try TaintTags.validated(tag, in: key)
+            })
+        }
+        self.init(secrecy: try tags("secrecy"), integrity: try tags("integrity"))
+    }
+
+    /// A label from comma-separated tag lists, as the CLI's `--secrecy` and `--integrity` take them.
+    public init(secrecyList: String?, integrityList: String?) throws {
+        func tags(_ list: String?) throws -> Set<String> {
+            guard let list else { return [] }
+            return Set(try list.split(separator: ",").map { try TaintTags.validated(String($0), in: list) })
+        }
+        self.init(secrecy: try tags(secrecyList), integrity: try tags(integrityList))
+    }
+
+    /// The tags named by this label (both parts; none for `.all`).
+    var namedTags: Set<String> {
+        var out = Set<String>()
+        if case .tags(let s) = secrecy { out.formUnion(s) }
+        if case .tags(let i) = integrity { out.formUnion(i) }
+        return out
+    }
+}
+
+extension TaintLabel: Codable {
+    enum CodingKeys: String, CodingKey { case secrecy, integrity }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func tags(_ key: CodingKeys) throws -> TagSet {
+            let list = try container.decodeIfPresent([String].self, forKey: key) ?? []
+            return list == ["*"] ? .all : .tags(Set(list))
+        }
+        self.init(secrecy: try tags(.secrecy), integrity: try tags(.integrity))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(secrecy.sorted, forKey: .secrecy)
+        try container.encode(integrity.sorted, forKey: .integrity)
+    }
+}
+
+// Reading the catalog and deciding visibility.
+extension Transaction {
+    /// The transaction's taint state, loaded on first use.
+    var taint: TaintState {
+        get throws {
+            if let cached = taintState { return cached }
+            let state = TaintState(catalog: try loadTaintCatalog(), clearance: clearance)
+            taintState = state
+            return state
+        }
+    }
+
+    private func loadTaintCatalog() throws -> TaintCatalog {
+        var catalog = TaintCatalog()
+        try walk(.taintTags, from: [UInt8(ascii: "i")]) { key, value in
+            guard key.first == UInt8(ascii: "i") else { return false }
+            guard key.count == 5, let name = String(bytes: value, encoding: .utf8), !name.isEmpty else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintTags.rawValue, key: "?", detail: "malformed tag entry")
+            }
+            catalog.addTag(name, id: BigEndianKey.u32(key, at: 1))
+            return true
+        }
+        try walk(.taintLabels, from: nil) { key, value in
+            guard key.count == 4 else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintLabels.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 4")
+            }
+            let id = BigEndianKey.u32(key, at: 0)
+            do {
+                let (s, i) = try TaintLabelRecord.decode(id: id, value)
+                func names(_ tags: [UInt32]) throws -> Set<String> {
+                    Set(try tags.map { tag in
+                        guard let name = catalog.tagNames[tag] else { throw RecordDecodingError(detail: "unknown tag id \(tag)") }
+                        return name
+                    })
+                }
+                guard id >= 1, id < 1 << 24 else { throw RecordDecodingError(detail: "label id \(id) out of range") }
+                catalog.addLabel(TaintLabel(secrecy: try names(s), integrity: try names(i)), id: id)
+            } catch {
+                throw contextualize(error, table: .taintLabels, key: "\(id)")
+            }
+            return true
+        }
+        return catalog
+    }
+
+    /// The taint label of a stored sample's label id.
+    func taintLabel(id: UInt32, sample: UInt64) throws -> TaintLabel {
+        guard let label = try taint.catalog.label(id) else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.samples.rawValue, key: "\(sample)", detail: "unknown taint label id \(id)")
+        }
+        return label
+    }
+
+    /// True when the clearance admits label id `id` (unknown ids are not admitted).
+    @inline(__always)
+    func admits(labelID id: UInt32) throws -> Bool {
+        if clearance == .all { return true }
+        let admitted = try taint.admitted
+        return Int(id) < admitted.count && admitted[Int(id)]
+    }
+
+    /// True when the clearance admits every label the store has interned, so nothing is hidden
+    /// (counts may come from LMDB's own statistics, and stored statistics may be shown).
+    public var seesEverything: Bool {
+        get throws {
+            if clearance == .all { return true }
+            return try taint.admitted.allSatisfy { $0 }
+        }
+    }
+
+    /// Which samples are visible, from the taint partitions (built once per transaction).
+    func sampleVisibility() throws -> SampleVisibility {
+        let state = try taint
+        if let known = state.visibility { return known }
+        let visibility: SampleVisibility
+        if try seesEverything {
+            visibility = .all
+        } else if state.admitted[0] {
+            var hidden = Set<UInt64>()
+            for (id, ok) in state.admitted.enumerated() where !ok { try members(of: UInt32(id)) { hidden.insert($0) } }
+            visibility = .hiding(hidden)
+        } else {
+            var visible = Set<UInt64>()
+            for (id, ok) in state.admitted.enumerated() where ok && id != 0 { try members(of: UInt32(id)) { visible.insert($0) } }
+            visibility = .only(visible)
+        }
+        state.visibility = visibility
+        return visibility
+    }
+
+    /// Calls `body` with every sample id in the partition of label `label` (never label 0).
+    func members(of label: UInt32, _ body: (UInt64) throws -> Void) throws {
+        var prefix: [UInt8] = []
+        BigEndianKey.append(label, to: &prefix)
+        try walk(.taintMembers, from: prefix) { key, _ in
+            guard key.count == 12, key.prefix(4).elementsEqual(prefix) else { return false }
+            try body(BigEndianKey.u64(key, at: 4))
+            return true
+        }
+    }
+
+    /// The interned label ids whose label satisfies `predicate`.
+    func labelIDs(where predicate: (TaintLabel) -> Bool) throws -> [UInt32] {
+        try taint.catalog.labels.enumerated().filter { predicate($0.element) }.map { UInt32($0.offset) }
+    }
+
+    /// Every registered tag name, sorted. (The registry is not secret: see the format spec's
+    /// security section.)
+    public func registeredTags() throws -> [String] {
+        try taint.catalog.tagIDs.keys.sorted()
+    }
+
+    /// Throws when `clearance` names a tag the store has never registered, so a typo does not
+    /// silently leave a reader with less (or, for integrity, more) than intended.
+    ///
+    /// - Throws: ``TaintError/unknownTag(_:)``.
+    public func validate(_ clearance: Clearance) throws {
+        let catalog = try taint.catalog
+        var named = clearance.requiredIntegrity
+        if case .tags(let s) = clearance.allowedSecrecy { named.formUnion(s) }
+        if let unknown = named.sorted().first(where: { !catalog.isRegistered($0) }) { throw TaintError.unknownTag(unknown) }
+    }
+}
+
+// Interning and partitions.
+extension WriteTransaction {
+    /// The id of `label`, interning it (and registering its tags) when new.
+    func intern(_ label: TaintLabel) throws -> UInt32 {
+        let state = try taint
+        if let id = state.catalog.labelIDs[label] { return id }
+        guard case .tags(let secrecy) = label.secrecy, case .tags(let integrity) = label.integrity else {
+            throw TaintError.malformedLabel("a stored label names its tags; `*` (every tag) cannot be stored")
+        }
+        func tagID(_ name: String) throws -> UInt32 {
+            if let id = state.catalog.tagIDs[name] { return id }
+            let id = UInt32((state.catalog.tagNames.keys.max() ?? 0) + 1)
+            try put(.taintTags, key: [UInt8(ascii: "n")] + Array(name.utf8), bytes: withUnsafeBytes(of: id.littleEndian) { Array($0) })
+            var idKey: [UInt8] = [UInt8(ascii: "i")]
+            BigEndianKey.append(id, to: &idKey)
+            try put(.taintTags, key: idKey, bytes: Array(name.utf8))
+            state.catalog.addTag(name, id: id)
+            return id
+        }
+        let s = try secrecy.sorted().map(tagID), i = try integrity.sorted().map(tagID)
+        let id = UInt32(state.catalog.labels.count)
+        var key: [UInt8] = []
+        BigEndianKey.append(id, to: &key)
+        try put(.taintLabels, key: key, bytes: TaintLabelRecord.encode(id: id, secrecy: s, integrity: i))
+        state.catalog.addLabel(label, id: id)
+        state.admitted.append(clearance.admits(label))
+        state.visibility = nil
+        return id
+    }
+
+    /// Moves sample `id` from partition `old` to partition `new` (label 0 is not listed).
+    func movePartition(sample id: UInt64, from old: UInt32?, to new: UInt32) throws {
+        guard old != new else { return }
+        func key(_ label: UInt32) -> [UInt8] {
+            var k: [UInt8] = []
+            BigEndianKey.append(label, to: &k)
+            BigEndianKey.append(id, to: &k)
+            return k
+        }
+        if let old, old != 0 { try delete(.taintMembers, key: key(old)) }
+        if new != 0 { try put(.taintMembers, key: key(new), bytes: []) }
+        taintState?.visibility = nil
+    }
+}
