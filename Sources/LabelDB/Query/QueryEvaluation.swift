@@ -12,6 +12,9 @@ public enum QueryOrder: Equatable, Sendable {
 public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
     /// The class index used, if any: label set and class.
     public var index: (set: String, version: Int, classIndex: Int)?
+    /// The taint partition used, if any: a top-level `tagged('T')` reads only the samples whose
+    /// label names T.
+    public var partition: String?
     /// Rows the plan examined.
     public var examined = 0
     /// Rows that matched (before offset and limit).
@@ -19,11 +22,15 @@ public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
 
     public static func == (a: QueryPlan, b: QueryPlan) -> Bool {
         a.examined == b.examined && a.matched == b.matched && a.index?.set == b.index?.set && a.index?.classIndex == b.index?.classIndex
+            && a.partition == b.partition
     }
 
     public var description: String {
-        if let index { return "index: \(index.set)@\(index.version) top1 = class \(index.classIndex); examined \(examined) candidates, \(matched) matched" }
-        return "scan: every sample in id order; examined \(examined), \(matched) matched"
+        var sources: [String] = []
+        if let index { sources.append("index: \(index.set)@\(index.version) top1 = class \(index.classIndex)") }
+        if let partition { sources.append("taint partition: samples tagged '\(partition)'") }
+        if sources.isEmpty { return "scan: every sample in id order; examined \(examined), \(matched) matched" }
+        return sources.joined(separator: " ∩ ") + "; examined \(examined) candidates, \(matched) matched"
     }
 }
 
@@ -66,13 +73,20 @@ extension Transaction {
             try body(id)
             return emitted < limit
         }
-        // Candidates: from the class index when the filter pins a top-1 class, else all ids.
+        // Candidates: from the class index when the filter pins a top-1 class, from the taint
+        // partitions when it requires a tag, else every visible id (both already respect the clearance).
         var candidates: [UInt64]? = nil
         if let pinned = context.pinnedTop1 {
             let ids = try samples(withTop1: pinned.classIndex, in: LabelSetReference(name: pinned.set.name, version: pinned.version)).map(\.id)
             plan.index = (pinned.set.name, pinned.version, pinned.classIndex)
             candidates = ids.sorted()
         }
+        if let tag = context.pinnedTag {
+            let tagged = try samples(taggedWith: tag)
+            plan.partition = tag
+            candidates = candidates.map { $0.filter { tagged.contains($0) } } ?? tagged.sorted()
+        }
+        let visibility = try sampleVisibility()
         switch order {
         case .id:
             func visit(_ id: UInt64) throws -> Bool {
@@ -86,7 +100,7 @@ extension Transaction {
             } else if descending {
                 for id in try ids().reversed() where try !visit(id) { break }
             } else {
-                try forEach(.samples) { id, _ in try visit(id) }
+                try forEach(.samples) { id, _ in try !visibility.admits(id) || visit(id) }
             }
         case .confidence(let reference):
             let (set, version) = try resolve(reference)
@@ -99,12 +113,17 @@ extension Transaction {
                 let confidence = try self.label(of: id, set: set, version: version)?.top1?.confidence ?? -.infinity
                 rows.append((id, confidence))
                 // A bounded heap, kept simple: trim when twice the bound.
-                if rows.count >= 2 * keep && keep < Int.max / 2 {
+                if keep < Int.max / 2 && rows.count >= 2 * keep {
                     rows.sort { QueryContext.before($0, $1, descending: descending) }
                     rows.removeLast(rows.count - keep)
                 }
             }
-            if let candidates { for id in candidates { try consider(id) } } else { try forEach(.samples) { id, _ in try consider(id); return true } }
+            if let candidates { for id in candidates { try consider(id) } } else {
+                try forEach(.samples) { id, _ in
+                    if visibility.admits(id) { try consider(id) }
+                    return true
+                }
+            }
             rows.sort { QueryContext.before($0, $1, descending: descending) }
             for row in rows where try !deliver(row.id) { break }
         }
@@ -129,6 +148,8 @@ struct QueryContext {
     let classes: [String]
     /// A top-level `label(S).top1 = C` the class index can answer.
     var pinnedTop1: (set: LabelSet, version: Int, classIndex: Int)?
+    /// A top-level `tagged('T')` the taint partitions can answer.
+    var pinnedTag: String?
 
     init(tx: Transaction, filter: QueryExpression?, order: QueryOrder) throws {
         self.tx = tx
@@ -142,11 +163,11 @@ struct QueryContext {
             return [e]
         }
         for part in filter.map(conjuncts) ?? [] {
-            if case .comparison(.top1(let reference), .equal, let value) = part {
+            if case .comparison(.top1(let reference), .equal, let value) = part, pinnedTop1 == nil {
                 let (set, version) = try resolveSet(reference)
                 pinnedTop1 = (set, version, try classIndex(value))
-                break
             }
+            if case .tagged(let tag) = part, pinnedTag == nil { pinnedTag = tag }
         }
     }
 
@@ -154,7 +175,7 @@ struct QueryContext {
         switch e {
         case .and(let a, let b), .or(let a, let b): try collect(a); try collect(b)
         case .not(let a): try collect(a)
-        case .tagged: throw QueryError.unsupported("tagged(…) needs taint labels, which this store version does not have yet")
+        case .tagged: break
         case .has(let reference, let value): _ = try resolveSet(reference); _ = try classIndex(value)
         case .comparison(let operand, _, _):
             switch operand {
@@ -205,7 +226,9 @@ struct QueryContext {
             case .and(let a, let b): return try evaluate(a) && evaluate(b)
             case .or(let a, let b): return try evaluate(a) || evaluate(b)
             case .not(let a): return try !evaluate(a)
-            case .tagged: return false
+            case .tagged(let tag):
+                guard let taint = try tx.taintLabel(of: id) else { return false }
+                return taint.namedTags.contains(tag)
             case .has(let reference, let value):
                 guard let l = try label(reference) else { return false }
                 let c = try classIndex(value)

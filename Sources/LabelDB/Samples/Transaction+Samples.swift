@@ -283,6 +283,12 @@ extension WriteTransaction {
         return summary
     }
 
+    /// The largest id stored, visible or not: new ids must be allocated past it, since ids are
+    /// one namespace (the id gaps this leaves are a side channel the format spec lists).
+    public func largestIDInUse() throws -> UInt64? {
+        try lastKey(.samples)
+    }
+
     /// This transaction's write sequence: the store's counter, incremented once by the first
     /// transaction that writes embeddings and recorded in every sample it writes, so a projector
     /// can tell which embeddings changed after it was fitted.

@@ -289,6 +289,17 @@ extension Transaction {
         try taint.catalog.labels.enumerated().filter { predicate($0.element) }.map { UInt32($0.offset) }
     }
 
+    /// The visible samples whose taint label names `tag` (in its secrecy or integrity part), from
+    /// the taint partitions (no scan of the samples).
+    public func samples(taggedWith tag: String) throws -> Set<UInt64> {
+        var out = Set<UInt64>()
+        let state = try taint
+        for id in try labelIDs(where: { $0.namedTags.contains(tag) }) where id != 0 && state.admitted[Int(id)] {
+            try members(of: id) { out.insert($0) }
+        }
+        return out
+    }
+
     /// Every registered tag name, sorted. (The registry is not secret: see the format spec's
     /// security section.)
     public func registeredTags() throws -> [String] {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import LabelDB
 
-/// `labeldb import STORE --embeddings X.npy [--ids IDS.npy] [--meta META.jsonl] [--payloads PAYLOADS.jsonl] [--source NAME]`
+/// `labeldb import STORE --embeddings X.npy [--ids IDS.npy] [--meta META.jsonl] [--payloads PAYLOADS.jsonl] [--source NAME] [--secrecy T,…] [--integrity T,…]`
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -11,7 +11,9 @@ struct ImportCommand: ParsableCommand {
             Rows of every file align. Without --ids, ids continue from the largest stored id \
             (max+1, max+2, …; 0 for an empty store). An id already stored is an error unless \
             --replace is given. Payload lines are {"base64": …}, {"text": …} or {"path": …} \
-            (relative to the JSONL file's folder).
+            (relative to the JSONL file's folder). Taint labels: --secrecy and --integrity tag \
+            every row; a metadata line's "taint" member ({"secrecy": [...], "integrity": [...]}) \
+            adds tags to its row and is not kept in the metadata.
             """)
 
     @OptionGroup var target: StoreArgument
@@ -31,6 +33,12 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "A source name recorded as each row's metadata field \"source\" when the row has none.")
     var source: String?
 
+    @Option(help: "Secrecy tags for every row, comma-separated (whose data this is: e.g. licensed:getty,pii).")
+    var secrecy: String?
+
+    @Option(help: "Integrity tags for every row, comma-separated (what vouches for it: e.g. human-reviewed).")
+    var integrity: String?
+
     @Flag(help: "Overwrite samples whose id is already stored.")
     var replace = false
 
@@ -47,21 +55,23 @@ struct ImportCommand: ParsableCommand {
         let store = try target.open(readOnly: false)
         let clearance = try target.clearance(in: store)
         defer { store.close() }
+        let taint = try TaintLabel(secrecyList: secrecy, integrityList: integrity)
         let input = try ImportInput.load(
-            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, dimension: store.schema.dimension)
+            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, taint: taint, dimension: store.schema.dimension)
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
         // Inputs with their content hashes, for the provenance record.
         let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
         let summary = try store.write(clearance: clearance) { tx in
             var batch = input.batch
             if batch.ids.isEmpty && input.rows > 0 {
-                batch.ids = try ImportInput.nextIDs(after: tx.maxID(), count: input.rows)
+                batch.ids = try ImportInput.nextIDs(after: tx.largestIDInUse(), count: input.rows)
             }
             let summary = try tx.put(batch, mode: replace ? .replace : .insert, progress: progress.update)
             tx.describe(ProvenanceRecord(
                 activity: "import", agent: agent ?? defaultAgent(), used: used,
                 generated: [ProvenanceEntity(kind: "samples", name: "samples", rows: input.rows, firstID: batch.ids.min(), lastID: batch.ids.max())],
-                parameters: ["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? ""]))
+                parameters: ["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? "",
+                             "secrecy": secrecy ?? "", "integrity": integrity ?? ""]))
             return summary
         }
         progress.finish()
@@ -79,7 +89,9 @@ struct ImportInput {
     var batch: SampleBatch
     var rows: Int
 
-    static func load(embeddings: String, ids: String?, meta: String?, payloads: String?, source: String?, dimension: Int) throws -> ImportInput {
+    static func load(
+        embeddings: String, ids: String?, meta: String?, payloads: String?, source: String?, taint: TaintLabel = .public, dimension: Int
+    ) throws -> ImportInput {
         let matrix = try NumPyArray.read(embeddings)
         guard matrix.shape.count == 2 else {
             throw InputError(file: embeddings, reason: "expected a 2-D array (rows × \(dimension)), found shape \(matrix.shape)")
@@ -117,10 +129,21 @@ struct ImportInput {
             }
         }
         var metadata: [[String: JSONValue]]? = nil
+        var taints: [TaintLabel]? = taint == .public ? nil : Array(repeating: taint, count: rows)
         if let meta {
-            let objects = try JSONLines.readObjects(meta)
+            var objects = try JSONLines.readObjects(meta)
             guard objects.count == rows else {
                 throw InputError(file: meta, reason: "\(objects.count) lines for \(rows) embedding rows in \(embeddings)")
+            }
+            // A row's "taint" member adds its tags to the import's, and is consumed.
+            for row in objects.indices {
+                guard let rowTaint = objects[row].removeValue(forKey: "taint") else { continue }
+                let parsed: TaintLabel
+                do { parsed = try TaintLabel(json: rowTaint) } catch {
+                    throw InputError(file: meta, location: "line \(row + 1)", reason: "\(error) in the \"taint\" member")
+                }
+                if taints == nil { taints = Array(repeating: taint, count: rows) }
+                taints![row] = TaintLabel(secrecy: taint.secrecy.union(parsed.secrecy), integrity: taint.integrity.union(parsed.integrity))
             }
             metadata = objects
         }
@@ -137,7 +160,7 @@ struct ImportInput {
             }
             payloadList = list
         }
-        return ImportInput(batch: SampleBatch(ids: idList, embeddings: values, metadata: metadata, payloads: payloadList), rows: rows)
+        return ImportInput(batch: SampleBatch(ids: idList, embeddings: values, metadata: metadata, payloads: payloadList, taints: taints), rows: rows)
     }
 
     /// max+1, max+2, … (0, 1, … for an empty store).

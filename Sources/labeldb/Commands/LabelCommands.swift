@@ -33,9 +33,12 @@ struct LabelsImportCommand: ParsableCommand {
     @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16).") var codec: String?
     @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
     @Flag(help: "Rescale soft rows that do not sum to 1 instead of rejecting them.") var normalize = false
+    @Option(help: "Secrecy tags of the label source, comma-separated (e.g. a teacher trained on licensed data).") var secrecy: String?
+    @Option(help: "Integrity tags of the label source, comma-separated (e.g. trusted-teacher).") var integrity: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
+        let sourceTaint = try TaintLabel(secrecyList: secrecy, integrityList: integrity)
         let sources = [soft, logits, hard, multi].compactMap { $0 }
         guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
@@ -98,11 +101,12 @@ struct LabelsImportCommand: ParsableCommand {
             guard rowIDs.count == rows else {
                 throw InputError(file: source, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
             }
-            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, normalize: normalize)
+            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, normalize: normalize)
             tx.describe(ProvenanceRecord(
                 activity: "label import", agent: name, used: used,
                 generated: [ProvenanceEntity(kind: "label_set", name: set, version: info.version, rows: info.rows)],
-                parameters: ["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : ""]))
+                parameters: ["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : "",
+                             "secrecy": secrecy ?? "", "integrity": integrity ?? ""]))
             return info
         }
         let labelSet = try store.read(clearance: clearance) { try $0.labelSet(named: set) }!
@@ -350,6 +354,7 @@ func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [String], t
     if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
     if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
     object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
+    object["taint"] = label.taint.json
     return .object(object)
 }
 

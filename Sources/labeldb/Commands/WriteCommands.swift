@@ -66,3 +66,57 @@ struct BackupCommand: ParsableCommand {
         print("backed up \(target.store) to \(destination)")
     }
 }
+
+/// `labeldb relabel STORE --ids IDS.npy [--add-secrecy T] [--remove-secrecy T] [--add-integrity T] [--remove-integrity T] [--privilege T]`
+struct RelabelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relabel",
+        abstract: "Change samples' taint labels, all or nothing.",
+        discussion: """
+            Adding secrecy or removing integrity makes data more restricted and needs no privilege. \
+            Removing secrecy (declassify) and adding integrity (endorse) need --privilege TAG for \
+            each tag. Every id must be stored and visible under --clearance. The change is logged \
+            in the provenance log as relabel, declassify or endorse, with the privileges used; \
+            projectors fitted on the samples take on added secrecy at once.
+            """)
+
+    @OptionGroup var target: StoreArgument
+
+    @Option(help: "The ids to relabel: a 1-D .npy of <u8 or <i8.")
+    var ids: String
+
+    @Option(help: "Secrecy tags to add (comma-separated, repeatable).") var addSecrecy: [String] = []
+    @Option(help: "Secrecy tags to remove: declassify (needs --privilege for each).") var removeSecrecy: [String] = []
+    @Option(help: "Integrity tags to add: endorse (needs --privilege for each).") var addIntegrity: [String] = []
+    @Option(help: "Integrity tags to remove.") var removeIntegrity: [String] = []
+    @Option(help: "A tag you hold the privilege for (comma-separated, repeatable).") var privilege: [String] = []
+    @Option(help: "Who relabels, for the provenance log (default: user:$USER).") var agent: String?
+
+    func run() throws {
+        func tags(_ lists: [String]) -> Set<String> {
+            Set(lists.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
+        }
+        let change = TaintChange(addSecrecy: tags(addSecrecy), removeSecrecy: tags(removeSecrecy),
+                                 addIntegrity: tags(addIntegrity), removeIntegrity: tags(removeIntegrity))
+        guard change != TaintChange() else { throw UsageError(description: "give at least one of --add-secrecy, --remove-secrecy, --add-integrity, --remove-integrity") }
+        let array = try NumPyArray.read(ids)
+        guard array.shape.count == 1 else {
+            throw InputError(file: ids, reason: "expected a 1-D array of ids, found shape \(array.shape)")
+        }
+        let list = try array.ids(file: ids)
+        let store = try target.open(readOnly: false)
+        let clearance = try target.clearance(in: store)
+        defer { store.close() }
+        let changed = try store.write(clearance: clearance) { tx -> Int in
+            let missing = try list.filter { try !tx.contains($0) }
+            if !missing.isEmpty {
+                let shown = missing.prefix(10).map(String.init).joined(separator: ", ")
+                throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); nothing relabelled")
+            }
+            let changed = try tx.relabel(list, change, privileges: tags(privilege), agent: agent ?? defaultAgent())
+            tx.describe(ProvenanceRecord(activity: change.activity, agent: agent ?? defaultAgent(), used: [try .file(ids, rows: list.count)]))
+            return changed
+        }
+        print("\(change.activity): \(changed) samples")
+    }
+}
