@@ -67,13 +67,13 @@ struct QueryEvaluationTests {
         #expect(descendingIDs == [200, 199, 198])
     }
 
-    @Test("unknown classes and tagged() are refused with clear errors")
+    @Test("unknown classes, unknown tags and unknown label sets are refused with clear errors")
     func errors() throws {
         let (dir, store, _, _) = try prepared()
         _ = dir
         defer { store.close() }
         #expect(throws: QueryError.unknownClass("cat")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "label(t).top1 = 'cat'")) { _ in } } }
-        #expect(throws: QueryError.self) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "tagged('pii')")) { _ in } } }
+        #expect(throws: QueryError.unknownTag("pii")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "tagged('pii')")) { _ in } } }
         #expect(throws: LabelError.unknownLabelSet("nope")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "label(nope).confidence > 0")) { _ in } } }
     }
 }

@@ -40,11 +40,14 @@ public enum QueryError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownClass(String)
     /// A construct that needs something not available yet.
     case unsupported(String)
+    /// `tagged('T')` names a tag the store has never registered.
+    case unknownTag(String)
 
     public var description: String {
         switch self {
         case .unknownClass(let name): "unknown class '\(name)'"
         case .unsupported(let what): what
+        case .unknownTag(let tag): "unknown tag '\(tag)' in tagged(…): the store has no such tag"
         }
     }
 }
@@ -175,7 +178,9 @@ struct QueryContext {
         switch e {
         case .and(let a, let b), .or(let a, let b): try collect(a); try collect(b)
         case .not(let a): try collect(a)
-        case .tagged: break
+        case .tagged(let tag):
+            // Like a clearance, a filter naming a tag the store never registered is a typo, not "no rows".
+            guard try tx.registeredTags().contains(tag) else { throw QueryError.unknownTag(tag) }
         case .has(let reference, let value): _ = try resolveSet(reference); _ = try classIndex(value)
         case .comparison(let operand, _, _):
             switch operand {
