@@ -1,13 +1,15 @@
 // labeldb-datagen: writes a seeded synthetic corpus in the files `labeldb import` reads.
 //
-//   labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX]
+//   labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX] [--taint yes]
 //
 // Embeddings are a Gaussian mixture: C cluster centres ~ N(0, 1), each sample = its centre +
 // N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
 // cluster as "cluster", a source and a split; payloads are random bytes, base64 in JSONL.
 // teacher.npy holds a teacher's soft labels (N × C): softmax(8 · cosine(x, centre_c)), and
 // clusters.npy the cluster of each row (a noisy "human" hard label set), head.npy a zero-shot
-// base head (dim × C, the normalised centres).
+// base head (dim × C, the normalised centres). With `--taint yes`, metadata lines carry per-row
+// taint labels: "books" rows the secrecy tag licensed:books, a tenth of "forums" rows pii, and a
+// third of all rows the integrity tag human-reviewed.
 import Foundation
 import LabelDB
 
@@ -35,6 +37,7 @@ let classCount = Int(options["classes"] ?? "") ?? 10
 let seed = UInt64(options["seed"] ?? "") ?? 20261125
 let payloadRange = (options["payload-bytes"] ?? "200-800").split(separator: "-").compactMap { Int($0) }
 let (minPayload, maxPayload) = payloadRange.count == 2 ? (payloadRange[0], payloadRange[1]) : (200, 800)
+let withTaint = options["taint"] == "yes"
 
 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 var rng = SplitMix64(seed: seed)
@@ -89,12 +92,20 @@ let sources = ["web", "books", "news", "code", "forums"]
 var meta = ""
 var payloads = ""
 for row in 0..<count {
-    let object: JSONValue = [
+    let source = sources[Int.random(in: 0..<sources.count, using: &rng)]
+    var object: [String: JSONValue] = [
         "cluster": .int(Int64(clusters[row])),
-        "source": .string(sources[Int.random(in: 0..<sources.count, using: &rng)]),
+        "source": .string(source),
         "split": .string(Int.random(in: 0..<10, using: &rng) == 0 ? "val" : "train"),
     ]
-    meta += object.serialized() + "\n"
+    if withTaint {
+        var secrecy: [JSONValue] = []
+        if source == "books" { secrecy.append("licensed:books") }
+        if source == "forums", Int.random(in: 0..<10, using: &rng) == 0 { secrecy.append("pii") }
+        let reviewed = Int.random(in: 0..<3, using: &rng) == 0
+        object["taint"] = ["secrecy": .array(secrecy), "integrity": reviewed ? ["human-reviewed"] : []]
+    }
+    meta += JSONValue.object(object).serialized() + "\n"
     let bytes = (0..<Int.random(in: minPayload...maxPayload, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     payloads += JSONValue.object(["base64": .string(Data(bytes).base64EncodedString())]).serialized() + "\n"
 }
