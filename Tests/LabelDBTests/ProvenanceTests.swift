@@ -69,6 +69,9 @@ struct ProvenanceTests {
             let report = try store.read(clearance: .all) { try $0.verifyProvenanceLog() }
             let expectedBad: UInt64 = attack == "rehash" ? 3 : 2
             #expect(report.firstBad?.id == expectedBad, "\(attack): \(String(describing: report.firstBad))")
+            // `verify` reports the same record.
+            let verified = try store.read(clearance: .all) { try $0.verify() }
+            #expect(verified.problems.map(\.table) == ["provenance"] && verified.problems.first?.key == "\(expectedBad)")
             if attack == "edit" {
                 #expect(throws: StoreError.self) { _ = try store.read(clearance: .all) { try $0.provenanceRecord(2) } }
                 // Samples and labels still read.

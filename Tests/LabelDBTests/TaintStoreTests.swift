@@ -254,3 +254,37 @@ struct TaintStoreTests {
         #expect(throws: TaintError.malformedClearance("trust=a")) { _ = try Clearance(parsing: "trust=a") }
     }
 }
+
+@Suite("Taint records on disk")
+struct TaintRecordTests {
+    @Test("verify finds a damaged label record, a sample naming an unknown label, and a missing partition entry")
+    func verifyTaint() throws {
+        let dir = TemporaryDirectory("taint-verify")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["pii"], integrity: [])),
+                                    Sample(id: 2, embedding: [0, 1, 0, 0])]))
+        }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        // A partition entry removed behind the store's back.
+        try store.write(clearance: .all) { tx in
+            var key: [UInt8] = []
+            BigEndianKey.append(UInt32(1), to: &key)
+            BigEndianKey.append(UInt64(1), to: &key)
+            let removed = try tx.delete(.taintMembers, key: key)
+            #expect(removed)
+        }
+        let missing = try store.read(clearance: .all) { try $0.verify() }
+        #expect(missing.problems.contains { $0.table == "taint_members" })
+        // A flipped byte in the interned label: its checksum catches it, and reads refuse rather than guess.
+        try store.write(clearance: .all) { tx in
+            let bytes = try tx.withValue(.taintLabels, key: [0, 0, 0, 1]) { Array($0!) }
+            var damaged = bytes
+            damaged[damaged.count - 1] ^= 0x01
+            try tx.put(.taintLabels, key: [0, 0, 0, 1], bytes: damaged)
+        }
+        let report = try store.read(clearance: .all) { try $0.verify() }
+        #expect(report.problems.contains { $0.table == "taint_labels" && $0.detail.contains("checksum") })
+        #expect(throws: StoreError.self) { _ = try store.read(clearance: .public) { try $0.count() } }
+    }
+}

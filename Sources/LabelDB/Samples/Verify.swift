@@ -51,9 +51,16 @@ extension Transaction {
             do { next = try CounterRecord.decode(bytes) } catch { problem(.meta, MetaKey.slots, detail(error)) }
         }
 
+        // The taint catalog (tags and interned labels), loaded under the full clearance.
+        var labelCount: Int? = nil
+        do { labelCount = try Transaction.catalogSize(of: self) } catch {
+            problem(.taintLabels, "catalog", detail(error))
+        }
+
         // Samples, and the embedding row each points to.
         var owner: [UInt64: UInt64] = [:]   // slot → id
         var damaged = Set<UInt64>()          // ids whose record is already reported
+        var tainted: [UInt64: UInt32] = [:]  // id → label id, for labels other than 0
         try forEach(.samples) { id, bytes in
             report.samplesChecked += 1
             let record: SampleRecord.View
@@ -69,6 +76,10 @@ extension Transaction {
             if let other = owner.updateValue(id, forKey: record.slot) {
                 problem(.samples, "\(id)", "shares embedding slot \(record.slot) with sample \(other)")
             }
+            if let labelCount, Int(record.taintLabel) >= labelCount {
+                problem(.samples, "\(id)", "taint label id \(record.taintLabel) is not interned")
+            }
+            if record.taintLabel != 0 { tainted[id] = record.taintLabel }
             if (try? JSONValue.parse(record.metadata).objectValue) == nil {
                 problem(.samples, "\(id)", "metadata is not a JSON object")
             }
@@ -111,6 +122,27 @@ extension Transaction {
             if next != .max && slot >= next { problem(.freeSlots, "\(slot)", "free slot was never allocated (next slot \(next))") }
             return true
         }
+
+        // Taint partitions: exactly one entry per sample whose label is not 0, naming that label.
+        var listed = 0
+        try walk(.taintMembers, from: nil) { key, _ in
+            guard key.count == 12 else {
+                problem(.taintMembers, "?", "key of \(key.count) bytes, expected 12")
+                return true
+            }
+            let label = BigEndianKey.u32(key, at: 0), id = BigEndianKey.u64(key, at: 4)
+            if tainted[id] == label { listed += 1 } else if !damaged.contains(id) {
+                problem(.taintMembers, "label \(label) sample \(id)", tainted[id].map { "the sample carries label \($0)" } ?? "no such sample, or it carries label 0")
+            }
+            return true
+        }
+        if listed != tainted.count {
+            problem(.taintMembers, "*", "\(tainted.count - listed) tainted samples are missing from their partitions")
+        }
+
+        // The provenance log's hash chain.
+        let log = try verifyProvenanceLog()
+        if let bad = log.firstBad { problem(.provenance, "\(bad.id)", bad.reason) }
         return report
     }
 }

@@ -195,7 +195,7 @@ extension Transaction {
         }
     }
 
-    private func loadTaintCatalog() throws -> TaintCatalog {
+    fileprivate func loadTaintCatalog() throws -> TaintCatalog {
         var catalog = TaintCatalog()
         try walk(.taintTags, from: [UInt8(ascii: "i")]) { key, value in
             guard key.first == UInt8(ascii: "i") else { return false }
@@ -226,6 +226,12 @@ extension Transaction {
             return true
         }
         return catalog
+    }
+
+    /// The number of label ids the store has interned, counting the implicit 0 (for `verify`,
+    /// which must load the catalog whatever the transaction's clearance).
+    static func catalogSize(of tx: Transaction) throws -> Int {
+        try tx.loadTaintCatalog().labels.count
     }
 
     /// The taint label of a stored sample's label id.
