@@ -236,6 +236,8 @@ extension Transaction {
 
     /// The taint label of a stored sample's label id.
     func taintLabel(id: UInt32, sample: UInt64) throws -> TaintLabel {
+        // Label 0 needs no catalog: untainted stores never load it on the read path.
+        if id == 0 { return .public }
         guard let label = try taint.catalog.label(id) else {
             throw StoreError.corruptRecord(store: store.path, table: Table.samples.rawValue, key: "\(sample)", detail: "unknown taint label id \(id)")
         }
@@ -245,6 +247,7 @@ extension Transaction {
     /// True when the clearance admits label id `id` (unknown ids are not admitted).
     @inline(__always)
     func admits(labelID id: UInt32) throws -> Bool {
+        if id == 0 { return clearance.requiredIntegrity.isEmpty }
         if clearance == .all { return true }
         let admitted = try taint.admitted
         return Int(id) < admitted.count && admitted[Int(id)]

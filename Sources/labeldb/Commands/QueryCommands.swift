@@ -2,20 +2,37 @@ import ArgumentParser
 import Foundation
 import LabelDB
 
-/// `labeldb knn STORE --query Q.npy --k K [--metric cosine|l2] [--format json]`
+/// `labeldb knn STORE --query Q.npy --k K [--metric cosine|l2] [--where EXPR] [--labels SET [--lambda L] [--flow permissive|conservative]] [--format json]`
 struct KNNCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "knn", abstract: "Exact k nearest neighbours of each query vector (cosine or L2), computed with BLAS.")
+        commandName: "knn", abstract: "Exact k nearest neighbours of each query vector (cosine or L2), computed with BLAS; with --labels, a kNN soft label and its flow labels.",
+        discussion: """
+            With --labels SET, each query gets a soft label from its k nearest visible samples \
+            that have a label in SET: the average of their distributions weighted by max(cosine, 0) \
+            (for --metric l2, by 1 / (1 + distance)), renormalised, uniform when every weight is 0. \
+            It carries two flow labels: conservative_label, the join of the k neighbours' labels \
+            and the set's source; and label, the permissive one: the least restrictive context \
+            (secrecy tags S ⊆ the conservative ones, searched depth-first) whose own k nearest \
+            regenerate an output with the same top-1 class and total-variation distance ≤ --lambda; \
+            the output returned (probs, neighbors, witness) is the one regenerated under that \
+            context. --flow conservative skips the search.
+            """)
     @OptionGroup var target: StoreArgument
     @Option(help: "Query vectors: a 2-D .npy (queries × dim) or 1-D (one query).") var query: String
     @Option(help: "Neighbours per query.") var k: Int = 10
     @Option(help: "cosine or l2 (similarity is the negative distance).") var metric: String = "cosine"
     @Option(help: "Only samples matching this filter (the `labeldb query` grammar) are candidates.") var `where`: String?
+    @Option(help: "Generate a soft label per query from the neighbours' labels in this label set (SET or SET@VERSION).") var labels: String?
+    @Option(help: "λ: the largest total-variation distance at which a context's output counts as the same answer.") var lambda: Float = 0.1
+    @Option(help: "permissive (default) or conservative: how the generated label's flow label is computed.") var flow: String = "permissive"
     @Option(help: "Output format: text or json (one object per query, in query order).") var format: OutputFormat = .text
 
     func run() throws {
         guard let metricValue = NeighborMetric(rawValue: metric) else { throw UsageError(description: "--metric must be cosine or l2") }
+        guard let mode = KNNFlowMode(rawValue: flow) else { throw UsageError(description: "--flow must be permissive or conservative") }
         guard k >= 1 else { throw UsageError(description: "--k must be at least 1") }
+        guard lambda >= 0, lambda.isFinite else { throw UsageError(description: "--lambda must be a number ≥ 0") }
+        let reference = try labels.map { try LabelSetReference(parsing: $0) }
         let array = try NumPyArray.read(query)
         let store = try target.open(readOnly: true)
         let clearance = try target.clearance(in: store)
@@ -32,6 +49,29 @@ struct KNNCommand: ParsableCommand {
         let filter: QueryExpression?
         do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
             throw UsageError(description: "--where \(error)")
+        }
+        if let reference {
+            let classes = store.schema.classes
+            let results = try store.read(clearance: clearance) { tx in
+                try tx.knnLabels(of: values, queries: count, k: k, from: reference, metric: metricValue, mode: mode, lambda: lambda,
+                                 include: try filter.map { try tx.matcher(for: $0) })
+            }
+            for (i, result) in results.enumerated() {
+                let neighbors: JSONValue = .array(result.neighbors.map { ["id": .uint($0.id), "similarity": jsonNumber($0.similarity)] })
+                switch format {
+                case .json:
+                    printJSON([
+                        "query": .int(Int64(i)), "probs": .array(result.probabilities.map(jsonNumber)),
+                        "label": result.label.json, "conservative_label": result.conservativeLabel.json,
+                        "neighbors": neighbors, "witness": .array(result.witness.map { .uint($0) }),
+                        "context": .array(result.context.map { .string($0) }), "contexts_tried": .int(Int64(result.contextsTried)),
+                        "top": topClassesJSON(result.probabilities, classes: classes),
+                    ])
+                case .text:
+                    print("query \(i): \(topClassesText(topClassesJSON(result.probabilities, classes: classes))); label \(result.label); conservative \(result.conservativeLabel); witness \(result.witness.map(String.init).joined(separator: ","))")
+                }
+            }
+            return
         }
         let hits = try store.read(clearance: clearance) { tx in
             try tx.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue, include: try filter.map { try tx.matcher(for: $0) })
