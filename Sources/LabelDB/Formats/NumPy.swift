@@ -240,32 +240,57 @@ public struct NumPyArray: Sendable {
 }
 
 /// Writes a `.npy` file in pieces, so exports stream in constant memory.
-/// The shape is fixed up front; ``finish()`` checks that exactly that much data arrived.
+/// The shape is fixed up front (``finish()`` checks that exactly that much data arrived), or only
+/// its trailing dimensions are, and the row count is written into the header at ``finish()``.
 public final class NumPyWriter {
     private let handle: FileHandle
     private let path: String
-    private let expectedBytes: Int
+    private let dtype: NumPyArray.DType
+    /// The shape after the first dimension, when the row count is only known at the end.
+    private let rowShape: [Int]?
+    private let headerLength: Int
+    private let expectedBytes: Int?
     private var writtenBytes = 0
     private var buffer: [UInt8] = []
 
     /// Creates (or truncates) `path` and writes the header.
     public init(path: String, dtype: NumPyArray.DType, shape: [Int]) throws {
+        (handle, self.path, self.dtype, rowShape) = (try NumPyWriter.create(path), path, dtype, nil)
+        expectedBytes = shape.reduce(1, *) * dtype.size
+        buffer = NumPyWriter.header(dtype: dtype, shape: shape, padTo: nil)
+        headerLength = buffer.count
+    }
+
+    /// Creates (or truncates) `path` for rows of shape `rowShape` (`[]` for scalars), however many
+    /// arrive: the header reserves room for any row count and ``finish()`` fills it in.
+    public init(path: String, dtype: NumPyArray.DType, rowShape: [Int]) throws {
+        (handle, self.path, self.dtype, self.rowShape) = (try NumPyWriter.create(path), path, dtype, rowShape)
+        expectedBytes = nil
+        // The widest count a header may need: 20 digits.
+        buffer = NumPyWriter.header(dtype: dtype, shape: [Int.max] + rowShape, padTo: nil)
+        headerLength = buffer.count
+    }
+
+    private static func create(_ path: String) throws -> FileHandle {
         guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
             throw InputError(file: path, reason: "cannot create the file")
         }
-        self.handle = handle
-        self.path = path
-        self.expectedBytes = shape.reduce(1, *) * dtype.size
+        return handle
+    }
+
+    /// The magic, version, header length and header dictionary, padded with spaces so the data
+    /// starts on a 64-byte boundary (as numpy does), or to exactly `padTo` bytes in all.
+    private static func header(dtype: NumPyArray.DType, shape: [Int], padTo total: Int?) -> [UInt8] {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(dtype.descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-        // Pad so the data starts on a 64-byte boundary, as numpy does; the header ends with '\n'.
         let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        let padding = total.map { $0 - unpadded } ?? (64 - unpadded % 64) % 64
+        header += String(repeating: " ", count: padding) + "\n"
         var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
         let length = UInt16(header.utf8.count)
         bytes += [UInt8(length & 0xFF), UInt8(length >> 8)]
         bytes += Array(header.utf8)
-        buffer = bytes
+        return bytes
     }
 
     /// Appends element bytes.
@@ -287,12 +312,27 @@ public final class NumPyWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
-    /// Flushes and closes the file; throws if the data does not match the shape.
+    /// Flushes and closes the file; throws if the data does not match the shape (or, for a file of
+    /// rows, is not a whole number of rows).
     public func finish() throws {
         try flush()
-        try? handle.close()
+        defer { try? handle.close() }
+        if let rowShape {
+            let rowBytes = rowShape.reduce(1, *) * dtype.size
+            guard rowBytes > 0 ? writtenBytes % rowBytes == 0 : writtenBytes == 0 else {
+                throw InputError(file: path, reason: "wrote \(writtenBytes) bytes of data, not a whole number of \(rowBytes)-byte rows")
+            }
+            let rows = rowBytes > 0 ? writtenBytes / rowBytes : 0
+            do {
+                try handle.seek(toOffset: 0)
+                try handle.write(contentsOf: NumPyWriter.header(dtype: dtype, shape: [rows] + rowShape, padTo: headerLength))
+            } catch {
+                throw InputError(file: path, reason: "write failed: \(error.localizedDescription)")
+            }
+            return
+        }
         guard writtenBytes == expectedBytes else {
-            throw InputError(file: path, reason: "wrote \(writtenBytes) bytes of data, the shape needs \(expectedBytes)")
+            throw InputError(file: path, reason: "wrote \(writtenBytes) bytes of data, the shape needs \(expectedBytes ?? 0)")
         }
     }
 }

@@ -104,6 +104,15 @@ public struct Label: Equatable, Sendable {
     /// Its taint label: the sample's label joined with the label source's (conservative propagation).
     public var taint: TaintLabel = .public
 
+    /// A label.
+    public init(version: Int, hard: Int? = nil, multi: [Int]? = nil, soft: [Float]? = nil, taint: TaintLabel = .public) {
+        self.version = version
+        self.hard = hard
+        self.multi = multi
+        self.soft = soft
+        self.taint = taint
+    }
+
     /// The label as a distribution: the soft label, else a one-hot hard label, else uniform
     /// over the multi-label's classes.
     public func distribution(classCount: Int) -> [Float] {

@@ -66,14 +66,30 @@ extension Transaction {
         _ filter: QueryExpression?, order: QueryOrder = .id, descending: Bool = false,
         limit: Int = .max, offset: Int = 0, _ body: (UInt64) throws -> Void
     ) throws -> QueryPlan {
-        let context = try QueryContext(tx: self, filter: filter, order: order)
+        try query(filter, order: order, descending: descending, limit: limit, offset: offset, labels: []) { id, _ in try body(id) }
+    }
+
+    /// Runs a filter like ``query(_:order:descending:limit:offset:_:)``, and passes each matching
+    /// id with its labels from `labels` (label sets, or projectors regenerating on read; nil
+    /// where a sample has none or the clearance does not admit it), in the order of `labels`.
+    ///
+    /// Labels named in the filter or in `labels` that come from a projector are regenerated in
+    /// batches of ``QueryContext/batchSize`` samples (one matrix product per batch). Rows stream:
+    /// in id order memory stays constant whatever the result size; ordered by confidence it is
+    /// proportional to `offset + limit`.
+    @discardableResult
+    public func query(
+        _ filter: QueryExpression?, order: QueryOrder = .id, descending: Bool = false,
+        limit: Int = .max, offset: Int = 0, labels wanted: [LabelSetReference], _ body: (UInt64, [Label?]) throws -> Void
+    ) throws -> QueryPlan {
+        let context = try QueryContext(tx: self, filter: filter, order: order, labels: wanted)
         var plan = QueryPlan()
         var skipped = 0, emitted = 0
         func deliver(_ id: UInt64) throws -> Bool {
             if skipped < offset { skipped += 1; return true }
             guard emitted < limit else { return false }
             emitted += 1
-            try body(id)
+            try body(id, try wanted.map { try context.label(of: id, $0) })
             return emitted < limit
         }
         // Candidates: from the class index when the filter pins a top-1 class, from the taint
@@ -89,48 +105,76 @@ extension Transaction {
             plan.partition = tag
             candidates = candidates.map { $0.filter { tagged.contains($0) } } ?? tagged.sorted()
         }
-        let visibility = try sampleVisibility()
+        // Ids in batches, so labels from projectors are regenerated one matrix product at a time.
+        var batch: [UInt64] = []
+        batch.reserveCapacity(QueryContext.batchSize)
+        func run(_ visit: (UInt64) throws -> Bool) throws -> Bool {
+            try context.prefetch(batch)
+            defer { batch.removeAll(keepingCapacity: true); context.dropPrefetched() }
+            for id in batch where try !visit(id) { return false }
+            return true
+        }
+        func stream(_ visit: (UInt64) throws -> Bool) throws {
+            if let candidates {
+                for id in (descending ? candidates.reversed() : candidates) {
+                    batch.append(id)
+                    if batch.count == QueryContext.batchSize, try !run(visit) { return }
+                }
+            } else {
+                let visibility = try sampleVisibility()
+                var stopped = false
+                try walkSampleIDs(descending: descending) { id in
+                    guard visibility.admits(id) else { return true }
+                    batch.append(id)
+                    if batch.count == QueryContext.batchSize, try !run(visit) { stopped = true; return false }
+                    return true
+                }
+                if stopped { return }
+            }
+            _ = try run(visit)
+        }
         switch order {
         case .id:
-            func visit(_ id: UInt64) throws -> Bool {
+            try stream { id in
                 plan.examined += 1
                 guard try context.matches(id) else { return true }
                 plan.matched += 1
                 return try deliver(id)
             }
-            if let candidates {
-                for id in (descending ? candidates.reversed() : candidates) where try !visit(id) { break }
-            } else if descending {
-                for id in try ids().reversed() where try !visit(id) { break }
-            } else {
-                try forEach(.samples) { id, _ in try !visibility.admits(id) || visit(id) }
-            }
         case .confidence(let reference):
-            let (set, version) = try resolve(reference)
             var rows: [(id: UInt64, confidence: Float)] = []
             let keep = limit == .max ? Int.max : offset + limit
-            func consider(_ id: UInt64) throws {
+            try stream { id in
                 plan.examined += 1
-                guard try context.matches(id) else { return }
+                guard try context.matches(id) else { return true }
                 plan.matched += 1
-                let confidence = try self.label(of: id, set: set, version: version)?.top1?.confidence ?? -.infinity
+                let confidence = try context.label(of: id, reference)?.top1?.confidence ?? -.infinity
                 rows.append((id, confidence))
                 // A bounded heap, kept simple: trim when twice the bound.
                 if keep < Int.max / 2 && rows.count >= 2 * keep {
                     rows.sort { QueryContext.before($0, $1, descending: descending) }
                     rows.removeLast(rows.count - keep)
                 }
-            }
-            if let candidates { for id in candidates { try consider(id) } } else {
-                try forEach(.samples) { id, _ in
-                    if visibility.admits(id) { try consider(id) }
-                    return true
-                }
+                return true
             }
             rows.sort { QueryContext.before($0, $1, descending: descending) }
             for row in rows where try !deliver(row.id) { break }
         }
         return plan
+    }
+
+    /// Walks every stored sample id (visible or not) ascending, or descending, until `body` returns false.
+    func walkSampleIDs(descending: Bool, _ body: (UInt64) throws -> Bool) throws {
+        guard descending else { return try forEach(.samples) { id, _ in try body(id) } }
+        var next = try lastKey(.samples)
+        while let id = next {
+            guard try body(id) else { return }
+            guard id > 0 else { return }
+            // The greatest key below id: one cursor positioning per step, no id list in memory.
+            next = try withLastEntry(.samples, atOrBefore: BigEndianKey.u64(id - 1)) { entry in
+                entry.map { BigEndianKey.u64($0.key, at: 0) }
+            }
+        }
     }
 }
 
@@ -143,31 +187,44 @@ extension Transaction {
     }
 }
 
-/// A filter bound to one transaction: label sets resolved, class names turned into indices.
+/// Where a query's `label(NAME)` comes from: a stored label set, or a projector regenerating
+/// labels from embeddings on read.
+enum QueryLabelSource {
+    case stored(LabelSet, Int)
+    case projector(LoadedProjector)
+}
+
+/// A filter bound to one transaction: label sources resolved, class names turned into indices.
 struct QueryContext {
+    /// Samples per batch of regenerated labels.
+    static let batchSize = 256
+
     let tx: Transaction
     let filter: QueryExpression?
-    var sets: [String: (set: LabelSet, version: Int)] = [:]
+    var sources: [String: QueryLabelSource] = [:]
     let classes: [String]
     /// A top-level `label(S).top1 = C` the class index can answer.
     var pinnedTop1: (set: LabelSet, version: Int, classIndex: Int)?
     /// A top-level `tagged('T')` the taint partitions can answer.
     var pinnedTag: String?
+    /// Labels regenerated for the current batch, by source and id.
+    let prefetched = PrefetchedLabels()
 
-    init(tx: Transaction, filter: QueryExpression?, order: QueryOrder) throws {
+    init(tx: Transaction, filter: QueryExpression?, order: QueryOrder, labels: [LabelSetReference] = []) throws {
         self.tx = tx
         self.filter = filter
         self.classes = tx.store.schema.classes
         if let filter { try collect(filter) }
-        if case .confidence(let reference) = order { _ = try resolveSet(reference) }
+        if case .confidence(let reference) = order { _ = try resolveSource(reference) }
+        for reference in labels { _ = try resolveSource(reference) }
         // Only a conjunct at the top level may narrow the candidates.
         func conjuncts(_ e: QueryExpression) -> [QueryExpression] {
             if case .and(let a, let b) = e { return conjuncts(a) + conjuncts(b) }
             return [e]
         }
         for part in filter.map(conjuncts) ?? [] {
-            if case .comparison(.top1(let reference), .equal, let value) = part, pinnedTop1 == nil {
-                let (set, version) = try resolveSet(reference)
+            if case .comparison(.top1(let reference), .equal, let value) = part, pinnedTop1 == nil,
+               case .stored(let set, let version) = try resolveSource(reference) {
                 pinnedTop1 = (set, version, try classIndex(value))
             }
             if case .tagged(let tag) = part, pinnedTag == nil { pinnedTag = tag }
@@ -181,21 +238,58 @@ struct QueryContext {
         case .tagged(let tag):
             // Like a clearance, a filter naming a tag the store never registered is a typo, not "no rows".
             guard try tx.registeredTags().contains(tag) else { throw QueryError.unknownTag(tag) }
-        case .has(let reference, let value): _ = try resolveSet(reference); _ = try classIndex(value)
+        case .has(let reference, let value): _ = try resolveSource(reference); _ = try classIndex(value)
         case .comparison(let operand, _, _):
             switch operand {
-            case .top1(let r), .confidence(let r), .labelVersion(let r): _ = try resolveSet(r)
-            case .probability(let r, let c): _ = try resolveSet(r); _ = try classIndex(c)
+            case .top1(let r), .confidence(let r), .labelVersion(let r): _ = try resolveSource(r)
+            case .probability(let r, let c): _ = try resolveSource(r); _ = try classIndex(c)
             case .id, .meta: break
             }
         }
     }
 
-    private mutating func resolveSet(_ reference: LabelSetReference) throws -> (set: LabelSet, version: Int) {
-        if let known = sets[reference.description] { return known }
-        let resolved = try tx.resolve(reference)
-        sets[reference.description] = resolved
-        return resolved
+    /// A label set of that name, else a projector of that name; else the label set is unknown.
+    private mutating func resolveSource(_ reference: LabelSetReference) throws -> QueryLabelSource {
+        if let known = sources[reference.description] { return known }
+        let source: QueryLabelSource
+        if try tx.labelSet(named: reference.name) != nil {
+            let (set, version) = try tx.resolve(reference)
+            source = .stored(set, version)
+        } else if try tx.projector(named: reference.name) != nil {
+            source = .projector(try tx.load(reference))
+        } else {
+            throw LabelError.unknownLabelSet(reference.name)
+        }
+        sources[reference.description] = source
+        return source
+    }
+
+    /// Regenerates, in one batch per projector, the labels of `ids` every projector source needs.
+    func prefetch(_ ids: [UInt64]) throws {
+        guard !ids.isEmpty else { return }
+        for (key, source) in sources {
+            guard case .projector(let loaded) = source else { continue }
+            var labels: [UInt64: Label] = [:]
+            for regenerated in try tx.regenerate(ids, with: loaded) {
+                labels[regenerated.id] = Label(version: loaded.version.version, soft: regenerated.probabilities, taint: regenerated.taint)
+            }
+            prefetched.labels[key] = labels
+        }
+    }
+
+    func dropPrefetched() { prefetched.labels.removeAll(keepingCapacity: true) }
+
+    /// The label of sample `id` from the source `reference` names (resolved when the context was made).
+    func label(of id: UInt64, _ reference: LabelSetReference) throws -> Label? {
+        switch sources[reference.description]! {
+        case .stored(let set, let version):
+            return try tx.label(of: id, set: set, version: version)
+        case .projector(let loaded):
+            if let known = prefetched.labels[reference.description]?[id] { return known }
+            guard try tx.contains(id) else { return nil }
+            let regenerated = try tx.regenerate([id], with: loaded)[0]
+            return Label(version: loaded.version.version, soft: regenerated.probabilities, taint: regenerated.taint)
+        }
     }
 
     func classIndex(_ value: QueryValue) throws -> Int {
@@ -221,8 +315,7 @@ struct QueryContext {
         var labels: [String: Label?] = [:]
         func label(_ reference: LabelSetReference) throws -> Label? {
             if let cached = labels[reference.description] { return cached }
-            let (set, version) = sets[reference.description]!
-            let value = try tx.label(of: id, set: set, version: version)
+            let value = try self.label(of: id, reference)
             labels[reference.description] = value
             return value
         }
@@ -298,4 +391,10 @@ extension QueryValue {
         case .string: nil
         }
     }
+}
+
+/// Labels regenerated for one batch of a query, by label source and sample id (a class, so the
+/// context's non-mutating methods can fill it).
+final class PrefetchedLabels {
+    var labels: [String: [UInt64: Label]] = [:]
 }

@@ -93,21 +93,37 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Samples matching a filter, streamed in order.",
         discussion: """
-            Filters: label(SET[@V]).top1 = 'NAME' (or an index), label(SET).confidence < X (any \
-            comparison: = != < <= > >=), label(SET).prob('NAME') >= X, label(SET).version >= N, \
-            label(SET).has('NAME'), meta.FIELD = 'VALUE' (or a number), id >= N, tagged('TAG') \
-            (needs taint labels: not yet), combined with and, or, not and parentheses. Strings use \
-            single quotes ('' for a quote). A top-level label(SET).top1 = C is answered from the \
-            class index; --explain says which plan ran. Default order: ascending id.
+            Grammar:
+              expr       := or
+              or         := and ('or' and)*
+              and        := not ('and' not)*
+              not        := 'not' not | primary
+              primary    := '(' expr ')' | 'tagged' '(' STRING ')' | label '.has(' class ')' | operand OP value
+              operand    := 'id' | 'meta.' FIELD | label '.top1' | label '.confidence' | label '.prob(' class ')' | label '.version'
+              label      := 'label(' NAME ['@' VERSION] ')'      NAME: a label set, or a projector (regenerated on read)
+              OP         := = | != | < | <= | > | >=
+              value      := 'STRING' | NUMBER                    class: 'NAME' or an index
+            Strings use single quotes ('' for a quote); keywords are lower case. tagged('T') matches \
+            samples whose taint label names T. Every query runs under --clearance: rows it does not \
+            admit are not examined, returned or counted, and every JSON row carries its "taint". A \
+            top-level label(SET).top1 = C is answered from the class index, a top-level tagged('T') \
+            from the taint partitions; otherwise every sample is scanned. --explain says which. \
+            Default order: ascending id. In id order rows stream in constant memory; ordered by \
+            confidence, memory grows with --offset + --limit. Labels from projectors are regenerated \
+            in batches of 256.
             """)
     @OptionGroup var target: StoreArgument
-    @Argument(help: "The filter (use 'true'-like `id >= 0` for everything).") var expression: String
-    @Option(help: "Include these label sets' top-1 class and confidence in each row; repeatable.") var labels: [String] = []
+    @Argument(help: "The filter (use `id >= 0` for everything).") var expression: String
+    @Option(help: "Include these label sets' (or projectors') top-1 class and confidence in each row; repeatable.") var labels: [String] = []
     @Option(help: "id or confidence (of the first --labels set).") var orderBy: String = "id"
     @Flag(help: "Descending order.") var desc = false
     @Option(help: "At most this many rows.") var limit: Int = .max
     @Option(help: "Skip this many rows first.") var offset: Int = 0
-    @Flag(help: "Print the plan (index or scan) to standard error.") var explain = false
+    @Flag(help: "Print the plan (index, taint partition or scan) to standard error.") var explain = false
+    @Option(help: "JSON columns, comma-separated: id (always), taint, labels, metadata, embedding, payload_bytes. Default: id,taint,labels.") var columns: String = "id,taint,labels"
+    @Option(help: "Also write the matching ids as a .npy (<u8), streamed.") var idsOut: String?
+    @Option(help: "Also write the matching embeddings as a .npy (rows × dim <f4), streamed.") var embeddingsOut: String?
+    @Option(help: "Also write the first --labels source's distributions as a .npy (rows × classes <f4; zeros where a row has no label), streamed.") var labelsOut: String?
     @Option(help: "Output format: text (one id per line) or json (one object per line).") var format: OutputFormat = .text
 
     func run() throws {
@@ -125,29 +141,59 @@ struct QueryCommand: ParsableCommand {
         default: throw UsageError(description: "--order-by must be id or confidence")
         }
         guard limit >= 0, offset >= 0 else { throw UsageError(description: "--limit and --offset must not be negative") }
+        let known: Set<String> = ["id", "taint", "labels", "metadata", "embedding", "payload_bytes"]
+        let wanted = Set(columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        if let bad = wanted.subtracting(known).sorted().first {
+            throw UsageError(description: "--columns: unknown column '\(bad)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        if labelsOut != nil && references.isEmpty { throw UsageError(description: "--labels-out needs --labels SET") }
         let store = try target.open(readOnly: true)
         let clearance = try target.clearance(in: store)
         defer { store.close() }
         let classes = store.schema.classes
+        let d = store.schema.dimension
+        let idWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, rowShape: []) }
+        let embeddingWriter = try embeddingsOut.map { try NumPyWriter(path: $0, dtype: .float32, rowShape: [d]) }
+        let labelWriter = try labelsOut.map { try NumPyWriter(path: $0, dtype: .float32, rowShape: [classes.count]) }
+        let needsSample = wanted.contains("taint") || wanted.contains("metadata") || wanted.contains("embedding")
+            || wanted.contains("payload_bytes") || embeddingWriter != nil
         let plan = try store.read(clearance: clearance) { tx -> QueryPlan in
-            let resolved = try references.map { try tx.resolve($0) }
-            return try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset) { id in
+            try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset, labels: references) { id, rowLabels in
+                var row: [String: JSONValue] = ["id": .uint(id)]
+                if needsSample {
+                    try tx.withSample(id) { view in
+                        if wanted.contains("taint") { row["taint"] = view.taint.json }
+                        if wanted.contains("metadata") { row["metadata"] = .object(try view.metadata()) }
+                        if wanted.contains("payload_bytes") { row["payload_bytes"] = .int(Int64(view.payload.count)) }
+                        let embedding = wanted.contains("embedding") || embeddingWriter != nil ? view.embedding() : []
+                        if wanted.contains("embedding") { row["embedding"] = .array(embedding.map(jsonNumber)) }
+                        try embeddingWriter?.append(embedding)
+                    }
+                }
+                if wanted.contains("labels") && !references.isEmpty {
+                    var labelsJSON: [String: JSONValue] = [:]
+                    for (reference, label) in zip(references, rowLabels) {
+                        guard let label, let top = label.hard.map({ ($0, Float(1)) }) ?? label.top1.map({ ($0.classIndex, $0.confidence) }) else { continue }
+                        labelsJSON[reference.name] = ["class": .int(Int64(top.0)), "top1": .string(classes[top.0]), "confidence": jsonNumber(top.1), "taint": label.taint.json]
+                    }
+                    row["labels"] = .object(labelsJSON)
+                }
+                if let idWriter {
+                    var little = id.littleEndian
+                    try withUnsafeBytes(of: &little) { try idWriter.append($0) }
+                }
+                if let labelWriter {
+                    try labelWriter.append(rowLabels.first??.distribution(classCount: classes.count) ?? [Float](repeating: 0, count: classes.count))
+                }
                 switch format {
                 case .text: print(id)
-                case .json:
-                    var row: [String: JSONValue] = ["id": .uint(id)]
-                    if !resolved.isEmpty {
-                        var labelsJSON: [String: JSONValue] = [:]
-                        for (set, version) in resolved {
-                            guard let label = try tx.label(of: id, set: set, version: version), let top = label.hard.map({ ($0, Float(1)) }) ?? label.top1.map({ ($0.classIndex, $0.confidence) }) else { continue }
-                            labelsJSON[set.name] = ["class": .int(Int64(top.0)), "top1": .string(classes[top.0]), "confidence": jsonNumber(top.1)]
-                        }
-                        row["labels"] = .object(labelsJSON)
-                    }
-                    printJSON(.object(row))
+                case .json: printJSON(.object(row))
                 }
             }
         }
+        try idWriter?.finish()
+        try embeddingWriter?.finish()
+        try labelWriter?.finish()
         if explain { printError(plan.description) }
     }
 }
