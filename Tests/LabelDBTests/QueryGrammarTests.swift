@@ -39,7 +39,9 @@ struct QueryGrammarTests {
             case 0: return .and(expression(depth + 1), expression(depth + 1))
             case 1: return .or(expression(depth + 1), expression(depth + 1))
             case 2: return .not(expression(depth + 1))
-            case 3: return .tagged(["pii", "licensed:getty"].randomElement(using: &rng)!)
+            case 3: return Bool.random(using: &rng)
+                ? .tagged(["pii", "licensed:getty"].randomElement(using: &rng)!)
+                : .flowsTo(["secrecy=pii;integrity=human-reviewed", "secrecy=", "integrity=ok"].randomElement(using: &rng)!)
             case 4: return .has(set(), classValue())
             default:
                 let operand: QueryOperand = [.id, .meta("split"), .top1(set()), .confidence(set()), .probability(set(), classValue()), .labelVersion(set())].randomElement(using: &rng)!
@@ -63,6 +65,7 @@ struct QueryGrammarTests {
             ("id = 1 id = 2", 8, "unexpected text after the expression"),
             ("label(t).prob(0.5) > 1", 15, "a class is a quoted name or a whole number"),
             ("tagged(pii)", 8, "expected a quoted tag"),
+            ("flows_to('pii')", 10, "is not a label"),
             ("id = 1 and", 11, "unexpected end of the expression"),
             ("id = 1 # 2", 8, "unexpected character '#'"),
         ]

@@ -127,6 +127,10 @@ struct TaintStoreTests {
                 var tagged: [UInt64] = []
                 try tx.query(try QueryExpression(parsing: "tagged('pii')")) { tagged.append($0) }
                 #expect(tagged == visible.filter { corpus.labels[$0]!.namedTags.contains("pii") }.sorted())
+                var flowing: [UInt64] = []
+                try tx.query(try QueryExpression(parsing: "flows_to('secrecy=pii')")) { flowing.append($0) }
+                let bound = try Clearance(parsing: "secrecy=pii")
+                #expect(flowing == visible.filter { bound.admits(corpus.labels[$0]!) }.sorted())
                 let q = corpus.embeddings.values.first!
                 let hits = try tx.nearestNeighbors(of: q, queries: 1, k: 1000, metric: .cosine)[0]
                 #expect(Set(hits.map(\.id)) == visible)

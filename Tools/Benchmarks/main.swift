@@ -6,6 +6,8 @@
 //   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
 //   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
+//   .build/release/labeldb-bench flow [--count N] [--dir DIR]
+//   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
 import Foundation
@@ -58,13 +60,23 @@ do {
         if let d = options["dim"].flatMap(Int.init) { bench.dimension = d }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
+    case "flow":
+        var bench = FlowBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
+    case "filter":
+        var bench = FilterBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
     case "peers":
         var bench = PeersBenchmark()
         if let data = options["data"] { bench.data = data }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|flow|filter|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

@@ -98,7 +98,11 @@ extension Transaction {
         // The k-th best similarity of each list once it has k: most candidates fail this one
         // comparison and never touch the neighbour lists.
         var threshold = [Float](repeating: -.infinity, count: count * groups)
-        var scores: [Float] = [], norms: [Float] = []
+        // Per query, the loosest threshold of its lists: the vector pre-check below.
+        var loosest = [Float](repeating: -.infinity, count: count)
+        var scores: [Float] = []
+        // Per row of a block: cosine scale 1/‖r‖ (L2: ‖r‖²), 0 or −∞ (not a candidate), group.
+        var scale: [Float] = [], bias: [Float] = [], rowGroup: [Int] = []
         try forEachEmbeddingBlock { rows in
             let n = rows.rowCount
             guard n > 0 else { return }
@@ -109,41 +113,99 @@ extension Transaction {
                                 qv.baseAddress, Int32(d), rows.floats.baseAddress, Int32(d), 0, sv.baseAddress, Int32(n))
                 }
             }
-            // Per row: whether it is a candidate (and of which group), and its squared norm; then
-            // each query scans its row of scores contiguously.
-            var candidates: [(row: Int, group: Int)] = []
-            candidates.reserveCapacity(n)
-            if norms.count < n { norms = [Float](repeating: 0, count: n) }
-            for r in 0..<n where rows.isLive(r) {
-                guard let g = try group(rows.id(at: r)) else { continue }
-                var norm: Float = 0
-                let row = rows.floats.baseAddress! + r * d
-                for j in 0..<d { norm += row[j] * row[j] }
-                // Cosine needs 1/‖r‖; L2 needs ‖r‖².
-                norms[r] = metric == .cosine ? (norm > 0 ? 1 / norm.squareRoot() : 0) : norm
-                candidates.append((r, g))
+            // Rounded up to whole vectors; padding rows are never candidates.
+            let padded = (n + 7) / 8 * 8
+            if scale.count < padded {
+                scale = [Float](repeating: 0, count: padded)
+                bias = [Float](repeating: -.infinity, count: padded)
+                rowGroup = [Int](repeating: 0, count: padded)
             }
-            for i in 0..<count {
-                let base = i * n
-                for (r, g) in candidates {
-                    let list = i * groups + g
-                    let dot = scores[base + r]
-                    let similarity: Float
-                    switch metric {
-                    case .cosine: similarity = dot * norms[r]
-                    case .l2: similarity = -max(queryNorms[i] + norms[r] - 2 * dot, 0).squareRoot()
+            for r in 0..<padded {
+                guard r < n, rows.isLive(r), let g = try group(rows.id(at: r)) else {
+                    scale[r] = 0
+                    bias[r] = -.infinity
+                    continue
+                }
+                let norm = squaredNorm(rows.floats.baseAddress! + r * d, d)
+                // Cosine needs 1/‖r‖; L2 needs ‖r‖².
+                scale[r] = metric == .cosine ? (norm > 0 ? 1 / norm.squareRoot() : 0) : norm
+                bias[r] = 0
+                rowGroup[r] = g
+            }
+            try scores.withUnsafeBufferPointer { sv in
+                try scale.withUnsafeBufferPointer { scaleV in
+                    try bias.withUnsafeBufferPointer { biasV in
+                        for i in 0..<count {
+                            let row = sv.baseAddress! + i * n
+                            func consider(_ r: Int) {
+                                // Not a candidate (free, hidden, filtered out): −∞ ≥ −∞ lets it past the vector check.
+                                guard biasV[r] == 0 else { return }
+                                let g = rowGroup[r]
+                                let list = i * groups + g
+                                let similarity: Float
+                                switch metric {
+                                case .cosine: similarity = row[r] * scaleV[r]
+                                case .l2: similarity = -max(queryNorms[i] + scaleV[r] - 2 * row[r], 0).squareRoot()
+                                }
+                                if similarity < threshold[list] { return }
+                                let candidate = Neighbor(id: rows.id(at: r), similarity: similarity)
+                                if best[list].count == k, !Neighbor.nearer(candidate, best[list][k - 1]) { return }
+                                var position = best[list].count
+                                while position > 0 && Neighbor.nearer(candidate, best[list][position - 1]) { position -= 1 }
+                                best[list].insert(candidate, at: position)
+                                if best[list].count > k { best[list].removeLast() }
+                                if best[list].count == k {
+                                    threshold[list] = best[list][k - 1].similarity
+                                    var lowest = Float.infinity
+                                    for h in 0..<groups { lowest = min(lowest, threshold[i * groups + h]) }
+                                    loosest[i] = lowest
+                                }
+                            }
+                            // Eight rows at a time: one vector comparison rejects most of them.
+                            var r = 0
+                            while r + 8 <= n {
+                                let dots = UnsafeRawPointer(row + r).loadUnaligned(as: SIMD8<Float>.self)
+                                let s = UnsafeRawPointer(scaleV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
+                                let b = UnsafeRawPointer(biasV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
+                                let pass: SIMDMask<SIMD8<Int32>>
+                                switch metric {
+                                case .cosine:
+                                    pass = (dots * s + b) .>= SIMD8(repeating: loosest[i])
+                                case .l2:
+                                    // −√max(x, 0) ≥ t ⟺ x ≤ t² for t ≤ 0 (and always for t = −∞).
+                                    let distance2 = SIMD8(repeating: queryNorms[i]) + s - 2 * dots
+                                    let t = loosest[i]
+                                    pass = t == -.infinity ? (b .== 0) : ((distance2 .<= SIMD8(repeating: t * t)) .& (b .== 0))
+                                }
+                                if any(pass) {
+                                    for lane in 0..<8 where pass[lane] { consider(r + lane) }
+                                }
+                                r += 8
+                            }
+                            while r < n {
+                                consider(r)
+                                r += 1
+                            }
+                        }
                     }
-                    if similarity < threshold[list] { continue }
-                    let candidate = Neighbor(id: rows.id(at: r), similarity: similarity)
-                    if best[list].count == k, !Neighbor.nearer(candidate, best[list][k - 1]) { continue }
-                    var position = best[list].count
-                    while position > 0 && Neighbor.nearer(candidate, best[list][position - 1]) { position -= 1 }
-                    best[list].insert(candidate, at: position)
-                    if best[list].count > k { best[list].removeLast() }
-                    if best[list].count == k { threshold[list] = best[list][k - 1].similarity }
                 }
             }
         }
         return best
     }
+}
+
+/// ‖x‖² of `count` floats, eight lanes at a time.
+@inline(__always)
+func squaredNorm(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var j = 0
+    while j + 8 <= count {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        acc += v * v
+        j += 8
+    }
+    var sum = acc.sum()
+    while j < count { sum += x[j] * x[j]; j += 1 }
+    return sum
 }

@@ -20,6 +20,9 @@ public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
     /// Rows that matched (before offset and limit).
     public var matched = 0
 
+    /// An empty plan (a full scan that has examined nothing yet).
+    public init() {}
+
     public static func == (a: QueryPlan, b: QueryPlan) -> Bool {
         a.examined == b.examined && a.matched == b.matched && a.index?.set == b.index?.set && a.index?.classIndex == b.index?.classIndex
             && a.partition == b.partition
@@ -238,6 +241,9 @@ struct QueryContext {
         case .tagged(let tag):
             // Like a clearance, a filter naming a tag the store never registered is a typo, not "no rows".
             guard try tx.registeredTags().contains(tag) else { throw QueryError.unknownTag(tag) }
+        case .flowsTo(let text):
+            let bound = try Clearance(parsing: text)
+            do { try tx.validate(bound) } catch TaintError.unknownTag(let tag) { throw QueryError.unknownTag(tag) }
         case .has(let reference, let value): _ = try resolveSource(reference); _ = try classIndex(value)
         case .comparison(let operand, _, _):
             switch operand {
@@ -327,6 +333,9 @@ struct QueryContext {
             case .tagged(let tag):
                 guard let taint = try tx.taintLabel(of: id) else { return false }
                 return taint.namedTags.contains(tag)
+            case .flowsTo(let text):
+                guard let taint = try tx.taintLabel(of: id) else { return false }
+                return try Clearance(parsing: text).admits(taint)
             case .has(let reference, let value):
                 guard let l = try label(reference) else { return false }
                 let c = try classIndex(value)

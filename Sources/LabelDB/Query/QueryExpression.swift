@@ -8,7 +8,7 @@
 /// or         := and ('or' and)*
 /// and        := not ('and' not)*
 /// not        := 'not' not | primary
-/// primary    := '(' expr ')' | 'tagged' '(' STRING ')' | label '.' 'has' '(' class ')' | operand OP value
+/// primary    := '(' expr ')' | 'tagged' '(' STRING ')' | 'flows_to' '(' STRING ')' | label '.' 'has' '(' class ')' | operand OP value
 /// operand    := 'id' | 'meta' '.' NAME | label '.' ('top1' | 'confidence' | 'version' | 'prob' '(' class ')')
 /// label      := 'label' '(' NAME ('@' INTEGER)? ')'
 /// class      := STRING | INTEGER
@@ -26,6 +26,9 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
     case comparison(QueryOperand, QueryComparison, QueryValue)
     /// The sample's taint label has this secrecy or integrity tag.
     case tagged(String)
+    /// The sample's taint label flows to this one, written as a clearance
+    /// (`secrecy=a,b;integrity=c`): its secrecy tags are among a, b and its integrity includes c.
+    case flowsTo(String)
     /// The multi-label (or hard label) in the set includes the class.
     case has(LabelSetReference, QueryValue)
 
@@ -46,6 +49,7 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
         case .not(let a): "not \(a)"
         case .comparison(let operand, let op, let value): "\(operand) \(op.rawValue) \(value)"
         case .tagged(let tag): "tagged(\(QueryValue.string(tag)))"
+        case .flowsTo(let label): "flows_to(\(QueryValue.string(label)))"
         case .has(let set, let c): "label(\(set)).has(\(c))"
         }
     }
@@ -230,6 +234,15 @@ private struct QueryParser {
             try advance()
             try expectSymbol(")")
             return .tagged(tag)
+        case .word("flows_to"):
+            try advance()
+            try expectSymbol("(")
+            let column = tokenColumn
+            guard case .string(let label) = token else { throw error("expected a quoted label such as 'secrecy=a,b;integrity=c'") }
+            guard (try? Clearance(parsing: label)) != nil else { throw error("'\(label)' is not a label (expected 'secrecy=a,b;integrity=c')", at: column) }
+            try advance()
+            try expectSymbol(")")
+            return .flowsTo(label)
         case .word("id"):
             try advance()
             return try comparison(.id)
@@ -257,7 +270,7 @@ private struct QueryParser {
         case .end:
             throw error("unexpected end of the expression")
         default:
-            throw error("expected a condition (id, meta.FIELD, label(SET)…, tagged(…), not, or '(')")
+            throw error("expected a condition (id, meta.FIELD, label(SET)…, tagged(…), flows_to(…), not, or '(')")
         }
     }
 
