@@ -137,54 +137,47 @@ extension Transaction {
                     try bias.withUnsafeBufferPointer { biasV in
                         for i in 0..<count {
                             let row = sv.baseAddress! + i * n
-                            func consider(_ r: Int) {
-                                // Not a candidate (free, hidden, filtered out): −∞ ≥ −∞ lets it past the vector check.
-                                guard biasV[r] == 0 else { return }
-                                let g = rowGroup[r]
-                                let list = i * groups + g
-                                let similarity: Float
-                                switch metric {
-                                case .cosine: similarity = row[r] * scaleV[r]
-                                case .l2: similarity = -max(queryNorms[i] + scaleV[r] - 2 * row[r], 0).squareRoot()
-                                }
-                                if similarity < threshold[list] { return }
-                                let candidate = Neighbor(id: rows.id(at: r), similarity: similarity)
-                                if best[list].count == k, !Neighbor.nearer(candidate, best[list][k - 1]) { return }
-                                var position = best[list].count
-                                while position > 0 && Neighbor.nearer(candidate, best[list][position - 1]) { position -= 1 }
-                                best[list].insert(candidate, at: position)
-                                if best[list].count > k { best[list].removeLast() }
-                                if best[list].count == k {
-                                    threshold[list] = best[list][k - 1].similarity
-                                    var lowest = Float.infinity
-                                    for h in 0..<groups { lowest = min(lowest, threshold[i * groups + h]) }
-                                    loosest[i] = lowest
-                                }
-                            }
                             // Eight rows at a time: one vector comparison rejects most of them.
                             var r = 0
-                            while r + 8 <= n {
-                                let dots = UnsafeRawPointer(row + r).loadUnaligned(as: SIMD8<Float>.self)
-                                let s = UnsafeRawPointer(scaleV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
-                                let b = UnsafeRawPointer(biasV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
-                                let pass: SIMDMask<SIMD8<Int32>>
-                                switch metric {
-                                case .cosine:
-                                    pass = (dots * s + b) .>= SIMD8(repeating: loosest[i])
-                                case .l2:
-                                    // −√max(x, 0) ≥ t ⟺ x ≤ t² for t ≤ 0 (and always for t = −∞).
-                                    let distance2 = SIMD8(repeating: queryNorms[i]) + s - 2 * dots
+                            while r < n {
+                                var pass: UInt8 = 0xFF
+                                if r + 8 <= n {
+                                    let dots = UnsafeRawPointer(row + r).loadUnaligned(as: SIMD8<Float>.self)
+                                    let s = UnsafeRawPointer(scaleV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
+                                    let b = UnsafeRawPointer(biasV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
                                     let t = loosest[i]
-                                    pass = t == -.infinity ? (b .== 0) : ((distance2 .<= SIMD8(repeating: t * t)) .& (b .== 0))
+                                    let mask: SIMDMask<SIMD8<Int32>>
+                                    switch metric {
+                                    case .cosine:
+                                        mask = (dots * s + b) .>= SIMD8(repeating: t)
+                                    case .l2:
+                                        // −√max(x, 0) ≥ t ⟺ x ≤ t² for t ≤ 0 (and always for t = −∞).
+                                        let distance2 = SIMD8(repeating: queryNorms[i]) + s - 2 * dots
+                                        mask = t == -.infinity ? (b .== 0) : (distance2 .<= SIMD8(repeating: t * t))
+                                    }
+                                    if !any(mask) { r += 8; continue }
+                                    pass = 0
+                                    for lane in 0..<8 where mask[lane] { pass |= 1 << lane }
                                 }
-                                if any(pass) {
-                                    for lane in 0..<8 where pass[lane] { consider(r + lane) }
+                                for lane in 0..<min(8, n - r) where pass & (1 << lane) != 0 {
+                                    let c = r + lane
+                                    // Not a candidate (free, hidden, filtered out): −∞ ≥ −∞ lets it past the vector check.
+                                    guard biasV[c] == 0 else { continue }
+                                    let list = i * groups + rowGroup[c]
+                                    let similarity: Float
+                                    switch metric {
+                                    case .cosine: similarity = row[c] * scaleV[c]
+                                    case .l2: similarity = -max(queryNorms[i] + scaleV[c] - 2 * row[c], 0).squareRoot()
+                                    }
+                                    if similarity < threshold[list] { continue }
+                                    if NeighborList.offer(Neighbor(id: rows.id(at: c), similarity: similarity), to: &best[list], keep: k) {
+                                        threshold[list] = best[list][k - 1].similarity
+                                        var lowest = Float.infinity
+                                        for h in 0..<groups { lowest = min(lowest, threshold[i * groups + h]) }
+                                        loosest[i] = lowest
+                                    }
                                 }
                                 r += 8
-                            }
-                            while r < n {
-                                consider(r)
-                                r += 1
                             }
                         }
                     }
@@ -192,6 +185,21 @@ extension Transaction {
             }
         }
         return best
+    }
+}
+
+/// A top-k list kept sorted nearest first.
+enum NeighborList {
+    /// Inserts `candidate` when it belongs among the `keep` nearest; returns true when the list
+    /// is (now) full, so its last entry is the threshold.
+    @inline(__always)
+    static func offer(_ candidate: Neighbor, to list: inout [Neighbor], keep: Int) -> Bool {
+        if list.count == keep, !Neighbor.nearer(candidate, list[keep - 1]) { return false }
+        var position = list.count
+        while position > 0 && Neighbor.nearer(candidate, list[position - 1]) { position -= 1 }
+        list.insert(candidate, at: position)
+        if list.count > keep { list.removeLast() }
+        return list.count == keep
     }
 }
 
