@@ -6,7 +6,7 @@
 //   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
 //   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
-//   .build/release/labeldb-bench flow [--count N] [--dir DIR]
+//   .build/release/labeldb-bench flow [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
@@ -63,6 +63,7 @@ do {
     case "flow":
         var bench = FlowBenchmark()
         if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let d = options["dim"].flatMap(Int.init) { bench.dimension = d }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     case "filter":
