@@ -208,7 +208,13 @@ struct ExportCommand: ParsableCommand {
                 try embeddings.append(row)
                 var id = view.id.littleEndian
                 try withUnsafeBytes(of: &id) { try ids.append($0) }
-                if let meta { try meta.write(.object(try view.metadata())) }
+                if let meta {
+                    // A tainted row's label rides along as the "taint" member `import` consumes,
+                    // so export → import keeps it.
+                    var members = try view.metadata()
+                    if view.taint != .public { members["taint"] = view.taint.json }
+                    try meta.write(.object(members))
+                }
                 if let payloads { try payloads.write(["base64": .string(Data(view.payload).base64EncodedString())]) }
                 done += 1
                 if done % 4096 == 0 { progress.update(done) }
