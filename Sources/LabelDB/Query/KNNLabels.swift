@@ -67,9 +67,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version) = try resolve(reference)
-        let source = set.versions[version - 1].sourceLabel
-        let entries = try labelledEntries(set: set, version: version)
+        let (set, version, source, entries) = try knnSetup(reference)
         // Groups: one per distinct label in the permissive mode; a single one for the conservative.
         let groups = mode == .permissive ? max(entries.labels.count, 1) : 1
         // Extra candidates per list absorb GEMM rounding before the exact re-ranking below.
@@ -103,9 +101,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version) = try resolve(reference)
-        let source = set.versions[version - 1].sourceLabel
-        let entries = try labelledEntries(set: set, version: version)
+        let (set, version, source, entries) = try knnSetup(reference)
         let admitted = entries.labels.map { $0.flows(to: bound) }
         let lists = k > 0 && count > 0
             ? try scanNearest(queries, count: count, keep: k + KNNLabelGenerator.slack, metric: metric, groups: 1) { id in
@@ -123,6 +119,12 @@ extension Transaction {
                 probabilities: out.probabilities, label: bound, conservativeLabel: out.label, neighbors: out.neighbors, witness: out.witness,
                 fullProbabilities: out.probabilities, context: bound.secrecy.sorted, contextsTried: 1)
         }
+    }
+
+    /// The label set and version `reference` names, its source's label, and its visible labelled entries.
+    private func knnSetup(_ reference: LabelSetReference) throws -> (LabelSet, Int, TaintLabel, (group: [UInt64: Int], labels: [TaintLabel])) {
+        let (set, version) = try resolve(reference)
+        return (set, version, set.versions[version - 1].sourceLabel, try labelledEntries(set: set, version: version))
     }
 
     /// The visible entries with a label in `set@version`, each with the index of its label

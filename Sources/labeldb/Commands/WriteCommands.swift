@@ -21,22 +21,12 @@ struct DeleteCommand: ParsableCommand {
     var missingOk = false
 
     func run() throws {
-        let array = try NumPyArray.read(ids)
-        guard array.shape.count == 1 else {
-            throw InputError(file: ids, reason: "expected a 1-D array of ids, found shape \(array.shape)")
-        }
-        let list = try array.ids(file: ids)
+        let list = try readIDs(ids)
         let store = try target.open(readOnly: false)
         let clearance = try target.clearance(in: store)
         defer { store.close() }
         let deleted = try store.write(clearance: clearance) { tx -> Int in
-            if !missingOk {
-                let missing = try list.filter { try !tx.contains($0) }
-                if !missing.isEmpty {
-                    let shown = missing.prefix(10).map(String.init).joined(separator: ", ")
-                    throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); nothing deleted")
-                }
-            }
+            if !missingOk { try requireVisible(list, in: tx, or: "nothing deleted") }
             let deleted = try tx.delete(list)
             tx.describe(ProvenanceRecord(activity: "delete", agent: defaultAgent(), used: [try .file(ids, rows: list.count)],
                                          parameters: ["deleted": "\(deleted)"]))
@@ -99,24 +89,26 @@ struct RelabelCommand: ParsableCommand {
         let change = TaintChange(addSecrecy: tags(addSecrecy), removeSecrecy: tags(removeSecrecy),
                                  addIntegrity: tags(addIntegrity), removeIntegrity: tags(removeIntegrity))
         guard change != TaintChange() else { throw UsageError(description: "give at least one of --add-secrecy, --remove-secrecy, --add-integrity, --remove-integrity") }
-        let array = try NumPyArray.read(ids)
-        guard array.shape.count == 1 else {
-            throw InputError(file: ids, reason: "expected a 1-D array of ids, found shape \(array.shape)")
-        }
-        let list = try array.ids(file: ids)
+        let list = try readIDs(ids)
         let store = try target.open(readOnly: false)
         let clearance = try target.clearance(in: store)
         defer { store.close() }
         let changed = try store.write(clearance: clearance) { tx -> Int in
-            let missing = try list.filter { try !tx.contains($0) }
-            if !missing.isEmpty {
-                let shown = missing.prefix(10).map(String.init).joined(separator: ", ")
-                throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); nothing relabelled")
-            }
+            try requireVisible(list, in: tx, or: "nothing relabelled")
             let changed = try tx.relabel(list, change, privileges: tags(privilege), agent: agent ?? defaultAgent())
             tx.describe(ProvenanceRecord(activity: change.activity, agent: agent ?? defaultAgent(), used: [try .file(ids, rows: list.count)]))
             return changed
         }
         print("\(change.activity): \(changed) samples")
+    }
+}
+
+/// Throws ``CheckFailed`` (exit 1) naming up to ten of `ids` that are not stored or not visible
+/// under the transaction's clearance (the two are indistinguishable on purpose).
+func requireVisible(_ ids: [UInt64], in tx: LabelDB.Transaction, or consequence: String) throws {
+    let missing = try ids.filter { try !tx.contains($0) }
+    guard missing.isEmpty else {
+        let shown = missing.prefix(10).map(String.init).joined(separator: ", ")
+        throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); \(consequence)")
     }
 }
