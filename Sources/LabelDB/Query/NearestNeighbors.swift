@@ -132,6 +132,37 @@ extension Transaction {
                 bias[r] = 0
                 rowGroup[r] = g
             }
+            if groups > 1 {
+                // Several lists per query: the rows of each group, compacted once per block, are
+                // checked against that group's own threshold (one query-wide vector threshold
+                // would be the loosest group's, and let most rows through).
+                var members = [[Int]](repeating: [], count: groups)
+                for r in 0..<n where bias[r] == 0 { members[rowGroup[r]].append(r) }
+                scores.withUnsafeBufferPointer { sv in
+                    scale.withUnsafeBufferPointer { scaleV in
+                        for i in 0..<count {
+                            let row = sv.baseAddress! + i * n
+                            for g in 0..<groups where !members[g].isEmpty {
+                                let list = i * groups + g
+                                var t = threshold[list]
+                                for c in members[g] {
+                                    let similarity: Float
+                                    switch metric {
+                                    case .cosine: similarity = row[c] * scaleV[c]
+                                    case .l2: similarity = -max(queryNorms[i] + scaleV[c] - 2 * row[c], 0).squareRoot()
+                                    }
+                                    if similarity < t { continue }
+                                    if NeighborList.offer(Neighbor(id: rows.id(at: c), similarity: similarity), to: &best[list], keep: k) {
+                                        t = best[list][k - 1].similarity
+                                        threshold[list] = t
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                return
+            }
             try scores.withUnsafeBufferPointer { sv in
                 try scale.withUnsafeBufferPointer { scaleV in
                     try bias.withUnsafeBufferPointer { biasV in
