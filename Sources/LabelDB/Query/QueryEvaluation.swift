@@ -32,7 +32,7 @@ public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
         var sources: [String] = []
         if let index { sources.append("index: \(index.set)@\(index.version) top1 = class \(index.classIndex)") }
         if let partition { sources.append("taint partition: samples tagged '\(partition)'") }
-        if sources.isEmpty { return "scan: every sample in id order; examined \(examined), \(matched) matched" }
+        if sources.isEmpty { return "scan: every visible sample in id order; examined \(examined), \(matched) matched" }
         return sources.joined(separator: " ∩ ") + "; examined \(examined) candidates, \(matched) matched"
     }
 }

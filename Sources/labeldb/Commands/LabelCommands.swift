@@ -138,9 +138,11 @@ struct LabelsListCommand: ParsableCommand {
             switch format {
             case .json:
                 printJSON(["name": .string(set.name), "latest": .int(Int64(set.latest)), "codec": set.codec.map { .string($0.description) } ?? .null,
-                           "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? "")])
+                           "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? ""),
+                           "statistics_redacted": .bool(latest?.statisticsRedacted ?? false)])
             case .text:
-                print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(latest?.labelled ?? 0) labelled  (latest by \(latest?.agent ?? "-"))")
+                let labelled = latest?.statisticsRedacted == true ? "counts hidden under this clearance" : "\(latest?.labelled ?? 0) labelled"
+                print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(labelled)  (latest by \(latest?.agent ?? "-"))")
             }
         }
     }
@@ -170,7 +172,9 @@ struct LabelsShowCommand: ParsableCommand {
             print("label set \(labelSet.name): version \(version) of \(labelSet.latest), codec \(labelSet.codec?.description ?? "-")")
             for v in shown {
                 let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(v.timeMilliseconds) / 1000))
-                print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(v.rows) rows, \(v.labelled) labelled")
+                let counts = v.statisticsRedacted ? "counts hidden under this clearance" : "\(v.rows) rows, \(v.labelled) labelled"
+                let source = v.sourceLabel == .public ? "" : ", source \(v.sourceLabel)"
+                print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(counts)\(source)")
                 if let f = v.fidelity, let codec = labelSet.codec { print("      " + fidelityText(f, codec: codec)) }
             }
         }
@@ -300,7 +304,8 @@ func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
     var object: [String: JSONValue] = [
         "version": .int(Int64(v.version)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
         "kind": .string(v.kind.rawValue), "rows": .int(Int64(v.rows)), "labelled": .int(Int64(v.labelled)),
-        "soft_bytes": .int(Int64(v.softBytes)),
+        "soft_bytes": .int(Int64(v.softBytes)), "source": v.sourceLabel.json,
+        "statistics_redacted": .bool(v.statisticsRedacted),
     ]
     if let f = v.fidelity {
         object["fidelity"] = ["mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
