@@ -292,3 +292,33 @@ struct TaintRecordTests {
         #expect(throws: StoreError.self) { _ = try store.read(clearance: .public) { try $0.count() } }
     }
 }
+
+@Suite("Taint and label versions")
+struct TaintLabelVersionTests {
+    @Test("a later import does not carry forward kinds from a source whose label does not flow to its own")
+    func noCarryAcrossSources() throws {
+        let dir = TemporaryDirectory("taint-carry")
+        let store = try makeStore(dir, dimension: 4)
+        let licensed = TaintLabel(secrecy: ["teacher-licence"], integrity: [])
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0]), Sample(id: 2, embedding: [0, 1, 0, 0])]))
+            try tx.importLabels(.soft([0.7, 0.2, 0.1, 0.1, 0.8, 0.1]), ids: [1, 2], into: "t", agent: "teacher", source: licensed)
+            // A public annotator adds hard labels: the licensed soft labels must not become public.
+            try tx.importLabels(.hard([0, 1]), ids: [1, 2], into: "t", agent: "annotator")
+            // The licensed teacher again, hard labels this time: its own soft labels carry forward.
+            try tx.importLabels(.hard([2]), ids: [1], into: "u", agent: "teacher", source: licensed)
+        }
+        try store.read(clearance: .public) { tx in
+            let label = try #require(try tx.label(of: 1, in: LabelSetReference(name: "t")))
+            #expect(label.hard == 0 && label.soft == nil && label.taint == .public)
+        }
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.soft([0.1, 0.1, 0.8]), ids: [1], into: "u", agent: "teacher", source: licensed)
+            try tx.importLabels(.hard([0]), ids: [1], into: "u", agent: "teacher", source: licensed)
+        }
+        try store.read(clearance: .all) { tx in
+            let label = try #require(try tx.label(of: 1, in: LabelSetReference(name: "u")))
+            #expect(label.hard == 0 && label.soft != nil && label.taint == licensed.join(.public))
+        }
+    }
+}

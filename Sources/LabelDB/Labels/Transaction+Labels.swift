@@ -258,7 +258,9 @@ extension Transaction {
 // Importing labels.
 extension WriteTransaction {
     /// Imports one version of label set `name`: rows for `ids` are added or replaced, every other
-    /// sample keeps its label from the previous version. Creates the label set on first use.
+    /// sample keeps its label from the previous version. A replaced row keeps its other kinds
+    /// (a hard import keeps the soft label) when the earlier row's source label flows to `source`;
+    /// otherwise the new row holds only what this import brings. Creates the label set on first use.
     ///
     /// For example:
     ///
@@ -318,6 +320,14 @@ extension WriteTransaction {
         let version = UInt32(record.latest + 1)
         var labelled = record.latest > 0 ? try labelSetVersion(set: record.id, version: UInt32(record.latest), name: name).labelled : 0
 
+        var sourceFlows: [Int: Bool] = [:]
+        func carriesForward(from previousVersion: Int) throws -> Bool {
+            if let known = sourceFlows[previousVersion] { return known }
+            let flows = try labelSetVersion(set: record.id, version: UInt32(previousVersion), name: name).sourceLabel.flows(to: source)
+            sourceFlows[previousVersion] = flows
+            return flows
+        }
+
         var fidelity = FidelityAccumulator(classCount: classCount)
         var decoded = [Float](repeating: 0, count: classCount)
         // Rows go in ascending key order; keys beyond the table's last key are appended
@@ -335,7 +345,13 @@ extension WriteTransaction {
                     let label = try decodeLabel(key: entry.key, value: entry.value, set: set)
                     return (row.hard, row.multi, row.soft.map { Array($0) }, BigEndianKey.u32(entry.key, at: 12), label.top1)
                 }
-            var hard = previous?.hard, multi = previous?.multi, soft = previous?.soft
+            // Kinds carry forward only from a row whose source label flows to this import's:
+            // the new row reads under this source's label, so carrying a licensed teacher's soft
+            // label into a public import would declassify it.
+            var hard: UInt32? = nil, multi: [UInt32]? = nil, soft: [UInt8]? = nil
+            if let previous, try carriesForward(from: Int(previous.version)) {
+                (hard, multi, soft) = (previous.hard, previous.multi, previous.soft)
+            }
             switch values {
             case .hard(let classes): hard = UInt32(classes[row])
             case .multi(let sets): multi = Array(Set(sets[row])).sorted().map(UInt32.init)
