@@ -322,3 +322,17 @@ struct TaintLabelVersionTests {
         }
     }
 }
+
+extension TaintLabelVersionTests {
+    @Test("replacing a sample never lowers its taint label")
+    func replaceKeepsTheJoin() throws {
+        let dir = TemporaryDirectory("taint-replace")
+        let store = try makeStore(dir, dimension: 4)
+        let secret = TaintLabel(secrecy: ["pii"], integrity: ["reviewed"])
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: secret)) }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [0, 1, 0, 0], taint: TaintLabel(secrecy: ["web"], integrity: ["reviewed"]))) }
+        #expect(try store.read(clearance: .all) { try $0.taintLabel(of: 1) } == TaintLabel(secrecy: ["pii", "web"], integrity: ["reviewed"]))
+        #expect(try store.read(clearance: .public) { try $0.count() } == 0)
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+    }
+}

@@ -179,6 +179,8 @@ extension WriteTransaction {
     }
 
     /// Writes every row of `batch`, in ascending id order so pages fill even when ids are random.
+    /// A replaced sample's taint label becomes the join of its old one and the row's (never lower:
+    /// see ``relabel(_:_:privileges:agent:)``).
     ///
     /// Every row is checked before anything is written; a failure throws and, since the enclosing
     /// ``Store/write(_:)`` then aborts, leaves the store as it was.
@@ -257,7 +259,14 @@ extension WriteTransaction {
                         next += 1
                     }
                 }
-                let taint = taintIDs?[row] ?? 0
+                var taint = taintIDs?[row] ?? 0
+                if let oldTaint, oldTaint != taint {
+                    // A replaced sample keeps the join of its old label and the new one: labels
+                    // and projectors derived from the old content still sit in the store, and
+                    // lowering a label takes `relabel` with the privilege.
+                    let joined = try taintLabel(id: oldTaint, sample: id).join(try taintLabel(id: taint, sample: id))
+                    taint = try intern(joined)
+                }
                 try movePartition(sample: id, from: oldTaint, to: taint)
                 let metadata = metadataBytes.isEmpty ? emptyObject : metadataBytes[row]
                 let payload = batch.payloads?[row] ?? []
