@@ -23,7 +23,8 @@ public struct KNNLabelResult: Sendable, Equatable {
     public var neighbors: [Neighbor]
     /// The ids among ``neighbors`` with non-zero weight: the why-provenance of the output, ascending.
     public var witness: [UInt64]
-    /// The output computed from all visible entries (the reference the permissive search compares with).
+    /// The output computed from all visible entries (the reference the permissive search compares
+    /// with). It carries ``conservativeLabel``, not ``label``: hand on ``probabilities`` instead.
     public var fullProbabilities: [Float]
     /// The secrecy tags of the chosen context: entries whose secrecy is a subset of these (and whose
     /// integrity includes the conservative label's) were candidates; equals ``label``'s secrecy.
