@@ -336,3 +336,23 @@ extension TaintLabelVersionTests {
         #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
     }
 }
+
+extension TaintRecordTests {
+    @Test("a point read of a tainted sample reads its one label, not the whole catalog")
+    func pointReadIsLazy() throws {
+        let dir = TemporaryDirectory("taint-lazy")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...50).map { Sample(id: UInt64($0), embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["user:\($0)"], integrity: [])) }))
+        }
+        let clearance = try Clearance(parsing: "secrecy=user:7")
+        try store.read(clearance: clearance) { tx in
+            let seven = try tx.sample(7)
+            let eight = try tx.sample(8)
+            #expect(seven?.taint == TaintLabel(secrecy: ["user:7"], integrity: []) && eight == nil)
+            #expect(tx.taintState?.full == nil && tx.taintState?.labels.count == 3)
+            let count = try tx.count()   // counting needs every label
+            #expect(count == 1 && tx.taintState?.full != nil)
+        }
+    }
+}

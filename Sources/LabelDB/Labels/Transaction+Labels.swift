@@ -134,7 +134,7 @@ extension Transaction {
     /// The taint of a label row written by `rowVersion` of `set` for a sample with label id
     /// `sampleTaint`: the join of the two; nil when the clearance does not admit it.
     func labelTaint(sampleTaint: UInt32, sample id: UInt64, set: LabelSet, rowVersion: Int) throws -> TaintLabel? {
-        let state = try taint
+        let state = taint
         let memo = LabelTaintKey(sample: sampleTaint, set: set.id, version: rowVersion)
         if let known = state.labelTaints[memo] { return known }
         guard rowVersion >= 1, rowVersion <= set.versions.count else {

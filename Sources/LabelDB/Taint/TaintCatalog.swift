@@ -6,7 +6,7 @@ import Foundation
 /// Label id 0 is implicit and never stored: ``TaintLabel/public`` (no secrecy tags, no integrity
 /// tags), the label of every sample imported without tags and of every sample written before
 /// format 4.
-struct TaintCatalog {
+struct TaintCatalog: Equatable {
     /// Tag id → name (ids from 1).
     private(set) var tagNames: [UInt32: String] = [:]
     /// Name → tag id.
@@ -102,20 +102,22 @@ struct LabelTaintKey: Hashable {
     var version: Int
 }
 
-/// Per-transaction taint state: the catalog, which label ids the clearance admits, and the
-/// visibility of samples (built on first use).
+/// Per-transaction taint state: single labels looked up on demand (a point read of a tainted
+/// sample reads one label record, not the catalog), the whole catalog when an operation needs
+/// every label (counts, scans, interning), and the visibility of samples (built on first use).
 final class TaintState {
-    var catalog: TaintCatalog
-    /// `admitted[id]` for every interned label id.
-    var admitted: [Bool]
+    /// The whole catalog, once loaded.
+    var full: TaintCatalog?
+    /// `admitted[id]` for every interned label id, once the catalog is loaded.
+    var admitted: [Bool] = []
+    /// Labels read one at a time, and the tag names they needed.
+    var labels: [UInt32: TaintLabel] = [0: .public]
+    var tagNames: [UInt32: String] = [:]
+    /// Whether the clearance admits each label id looked up.
+    var admittedByID: [UInt32: Bool] = [:]
     var visibility: SampleVisibility?
     /// Memoised label-row taints (sample label ⊔ source), nil when not admitted.
     var labelTaints: [LabelTaintKey: TaintLabel?] = [:]
-
-    init(catalog: TaintCatalog, clearance: Clearance) {
-        self.catalog = catalog
-        self.admitted = catalog.labels.map { clearance.admits($0) }
-    }
 }
 
 extension TaintLabel {
@@ -185,14 +187,28 @@ extension TaintLabel: Codable {
 
 // Reading the catalog and deciding visibility.
 extension Transaction {
-    /// The transaction's taint state, loaded on first use.
+    /// The transaction's taint state (created empty; filled on demand).
     var taint: TaintState {
-        get throws {
-            if let cached = taintState { return cached }
-            let state = TaintState(catalog: try loadTaintCatalog(), clearance: clearance)
-            taintState = state
-            return state
-        }
+        if let state = taintState { return state }
+        let state = TaintState()
+        taintState = state
+        return state
+    }
+
+    /// The whole catalog, loaded on first use.
+    func catalog() throws -> TaintCatalog {
+        let state = taint
+        if let full = state.full { return full }
+        let full = try loadTaintCatalog()
+        state.full = full
+        state.admitted = full.labels.map { clearance.admits($0) }
+        return full
+    }
+
+    /// `admitted[id]` for every interned label id.
+    func admittedLabels() throws -> [Bool] {
+        _ = try catalog()
+        return taint.admitted
     }
 
     fileprivate func loadTaintCatalog() throws -> TaintCatalog {
@@ -236,21 +252,62 @@ extension Transaction {
 
     /// The taint label of a stored sample's label id.
     func taintLabel(id: UInt32, sample: UInt64) throws -> TaintLabel {
-        // Label 0 needs no catalog: untainted stores never load it on the read path.
-        if id == 0 { return .public }
-        guard let label = try taint.catalog.label(id) else {
+        guard let label = try internedLabel(id) else {
             throw StoreError.corruptRecord(store: store.path, table: Table.samples.rawValue, key: "\(sample)", detail: "unknown taint label id \(id)")
         }
         return label
     }
 
-    /// True when the clearance admits label id `id` (unknown ids are not admitted).
+    /// The interned label `id`, or nil when the store has no such label.
+    func internedLabel(_ id: UInt32) throws -> TaintLabel? {
+        // Label 0 needs no catalog: untainted stores never read one on the read path.
+        if id == 0 { return .public }
+        let state = taint
+        if let known = state.labels[id] { return known }
+        if let full = state.full { return full.label(id) }
+        // One label record and its tags' names.
+        var key: [UInt8] = []
+        BigEndianKey.append(id, to: &key)
+        let label = try withValue(.taintLabels, key: key) { bytes -> TaintLabel? in
+            guard let bytes else { return nil }
+            do {
+                let (s, i) = try TaintLabelRecord.decode(id: id, bytes)
+                return TaintLabel(secrecy: Set(try s.map(tagName)), integrity: Set(try i.map(tagName)))
+            } catch { throw contextualize(error, table: .taintLabels, key: "\(id)") }
+        }
+        state.labels[id] = label
+        return label
+    }
+
+    /// The name of tag `id` (memoised for the transaction).
+    private func tagName(_ id: UInt32) throws -> String {
+        let state = taint
+        if let known = state.tagNames[id] { return known }
+        var key: [UInt8] = [UInt8(ascii: "i")]
+        BigEndianKey.append(id, to: &key)
+        let name = try withValue(.taintTags, key: key) { bytes -> String in
+            guard let bytes, let name = String(bytes: bytes, encoding: .utf8), !name.isEmpty else {
+                throw RecordDecodingError(detail: "unknown tag id \(id)")
+            }
+            return name
+        }
+        state.tagNames[id] = name
+        return name
+    }
+
+    /// True when the clearance admits label id `id`.
     @inline(__always)
     func admits(labelID id: UInt32) throws -> Bool {
         if id == 0 { return clearance.requiredIntegrity.isEmpty }
         if clearance == .all { return true }
-        let admitted = try taint.admitted
-        return Int(id) < admitted.count && admitted[Int(id)]
+        let state = taint
+        if let known = state.admittedByID[id] { return known }
+        guard let label = try internedLabel(id) else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.taintLabels.rawValue, key: "\(id)", detail: "a sample names this label id, which is not interned")
+        }
+        let admitted = clearance.admits(label)
+        state.admittedByID[id] = admitted
+        return admitted
     }
 
     /// True when the clearance admits every label the store has interned, so nothing is hidden
@@ -258,18 +315,18 @@ extension Transaction {
     public var seesEverything: Bool {
         get throws {
             if clearance == .all { return true }
-            return try taint.admitted.allSatisfy { $0 }
+            return try admittedLabels().allSatisfy { $0 }
         }
     }
 
     /// Which samples are visible, from the taint partitions (built once per transaction).
     func sampleVisibility() throws -> SampleVisibility {
-        let state = try taint
+        let state = taint
         if let known = state.visibility { return known }
         let visibility: SampleVisibility
         if try seesEverything {
             visibility = .all
-        } else if state.admitted[0] {
+        } else if try admittedLabels()[0] {
             var hidden = Set<UInt64>()
             for (id, ok) in state.admitted.enumerated() where !ok { try members(of: UInt32(id)) { hidden.insert($0) } }
             visibility = .hiding(hidden)
@@ -295,15 +352,15 @@ extension Transaction {
 
     /// The interned label ids whose label satisfies `predicate`.
     func labelIDs(where predicate: (TaintLabel) -> Bool) throws -> [UInt32] {
-        try taint.catalog.labels.enumerated().filter { predicate($0.element) }.map { UInt32($0.offset) }
+        try catalog().labels.enumerated().filter { predicate($0.element) }.map { UInt32($0.offset) }
     }
 
     /// The visible samples whose taint label names `tag` (in its secrecy or integrity part), from
     /// the taint partitions (no scan of the samples).
     public func samples(taggedWith tag: String) throws -> Set<UInt64> {
         var out = Set<UInt64>()
-        let state = try taint
-        for id in try labelIDs(where: { $0.namedTags.contains(tag) }) where id != 0 && state.admitted[Int(id)] {
+        let admitted = try admittedLabels()
+        for id in try labelIDs(where: { $0.namedTags.contains(tag) }) where id != 0 && admitted[Int(id)] {
             try members(of: id) { out.insert($0) }
         }
         return out
@@ -312,7 +369,7 @@ extension Transaction {
     /// Every registered tag name, sorted. (The registry is not secret: see the format spec's
     /// security section.)
     public func registeredTags() throws -> [String] {
-        try taint.catalog.tagIDs.keys.sorted()
+        try catalog().tagIDs.keys.sorted()
     }
 
     /// Throws when `clearance` names a tag the store has never registered, so a typo does not
@@ -320,7 +377,7 @@ extension Transaction {
     ///
     /// - Throws: ``TaintError/unknownTag(_:)``.
     public func validate(_ clearance: Clearance) throws {
-        let catalog = try taint.catalog
+        let catalog = try catalog()
         var named = clearance.requiredIntegrity
         if case .tags(let s) = clearance.allowedSecrecy { named.formUnion(s) }
         if let unknown = named.sorted().first(where: { !catalog.isRegistered($0) }) { throw TaintError.unknownTag(unknown) }
@@ -331,28 +388,30 @@ extension Transaction {
 extension WriteTransaction {
     /// The id of `label`, interning it (and registering its tags) when new.
     func intern(_ label: TaintLabel) throws -> UInt32 {
-        let state = try taint
-        if let id = state.catalog.labelIDs[label] { return id }
+        _ = try catalog()
+        let state = taint
+        if let id = state.full!.labelIDs[label] { return id }
         guard case .tags(let secrecy) = label.secrecy, case .tags(let integrity) = label.integrity else {
             throw TaintError.malformedLabel("a stored label names its tags; `*` (every tag) cannot be stored")
         }
         func tagID(_ name: String) throws -> UInt32 {
-            if let id = state.catalog.tagIDs[name] { return id }
-            let id = UInt32((state.catalog.tagNames.keys.max() ?? 0) + 1)
+            if let id = state.full!.tagIDs[name] { return id }
+            let id = UInt32((state.full!.tagNames.keys.max() ?? 0) + 1)
             try put(.taintTags, key: [UInt8(ascii: "n")] + Array(name.utf8), bytes: withUnsafeBytes(of: id.littleEndian) { Array($0) })
             var idKey: [UInt8] = [UInt8(ascii: "i")]
             BigEndianKey.append(id, to: &idKey)
             try put(.taintTags, key: idKey, bytes: Array(name.utf8))
-            state.catalog.addTag(name, id: id)
+            state.full!.addTag(name, id: id)
             return id
         }
         let s = try secrecy.sorted().map(tagID), i = try integrity.sorted().map(tagID)
-        let id = UInt32(state.catalog.labels.count)
+        let id = UInt32(state.full!.labels.count)
         var key: [UInt8] = []
         BigEndianKey.append(id, to: &key)
         try put(.taintLabels, key: key, bytes: TaintLabelRecord.encode(id: id, secrecy: s, integrity: i))
-        state.catalog.addLabel(label, id: id)
+        state.full!.addLabel(label, id: id)
         state.admitted.append(clearance.admits(label))
+        state.labels[id] = label
         state.visibility = nil
         return id
     }
