@@ -132,9 +132,11 @@ extension Transaction {
     /// (sample ⊔ source) among the distinct labels found, from the label keys and the taint
     /// partitions (no label is decoded).
     func labelledEntries(set: LabelSet, version: Int) throws -> (group: [UInt64: Int], labels: [TaintLabel]) {
+        // Every tainted sample's label id, in one walk of the partitions (others carry label 0).
         var sampleLabels: [UInt64: UInt32] = [:]
-        for labelID in try labelIDs(where: { _ in true }) where labelID != 0 {
-            try members(of: labelID) { sampleLabels[$0] = labelID }
+        try walk(.taintMembers, from: nil) { key, _ in
+            if key.count == 12 { sampleLabels[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0) }
+            return true
         }
         let visibility = try sampleVisibility()
         var group: [UInt64: Int] = [:]

@@ -326,14 +326,23 @@ extension Transaction {
         let visibility: SampleVisibility
         if try seesEverything {
             visibility = .all
-        } else if try admittedLabels()[0] {
-            var hidden = Set<UInt64>()
-            for (id, ok) in state.admitted.enumerated() where !ok { try members(of: UInt32(id)) { hidden.insert($0) } }
-            visibility = .hiding(hidden)
         } else {
-            var visible = Set<UInt64>()
-            for (id, ok) in state.admitted.enumerated() where ok && id != 0 { try members(of: UInt32(id)) { visible.insert($0) } }
-            visibility = .only(visible)
+            // One walk over every partition (one cursor, however many labels there are), keeping
+            // the smaller side: the hidden ids when label 0 (unlisted) is admitted, else the visible ones.
+            let admitted = try admittedLabels()
+            let collectHidden = admitted[0]
+            var ids = Set<UInt64>()
+            try walk(.taintMembers, from: nil) { key, _ in
+                guard key.count == 12 else {
+                    throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
+                }
+                let label = Int(BigEndianKey.u32(key, at: 0))
+                // An id beyond the catalog is damage that `verify` reports; here it hides the sample.
+                let ok = label < admitted.count && admitted[label]
+                if ok != collectHidden { ids.insert(BigEndianKey.u64(key, at: 4)) }
+                return true
+            }
+            visibility = collectHidden ? .hiding(ids) : .only(ids)
         }
         state.visibility = visibility
         return visibility
