@@ -135,7 +135,10 @@ extension Transaction {
         // Every tainted sample's label id, in one walk of the partitions (others carry label 0).
         var sampleLabels: [UInt64: UInt32] = [:]
         try walk(.taintMembers, from: nil) { key, _ in
-            if key.count == 12 { sampleLabels[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0) }
+            guard key.count == 12 else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
+            }
+            sampleLabels[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0)
             return true
         }
         let visibility = try sampleVisibility()
