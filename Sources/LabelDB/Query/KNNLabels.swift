@@ -287,6 +287,12 @@ struct KNNLabelGenerator {
         // output), and the integrity floor every candidate of the context had (an unused candidate
         // could have been chosen, so the output vouches for no more).
         let label = TaintLabel(secrecy: .tags(chosen.union(sourceSecrecy)), integrity: .tags(floor))
+        // Contexts were chosen by the labels the taint partitions give; the neighbours' labels
+        // come from their records. They agree unless the store is damaged.
+        for neighbor in out.neighbors where !(try labelOf(neighbor.id).taint.flows(to: label)) {
+            throw StoreError.corruptRecord(store: tx.store.path, table: Table.taintMembers.rawValue, key: "sample \(neighbor.id)",
+                                           detail: "the taint partitions disagree with the sample record; run verify")
+        }
         return KNNLabelResult(
             probabilities: out.probabilities, label: label, conservativeLabel: conservative, neighbors: out.neighbors,
             witness: out.witness, fullProbabilities: full.probabilities, context: label.secrecy.sorted, contextsTried: outputs.count)
