@@ -75,6 +75,11 @@ struct TaintCLITests {
                                   "--clearance", "all", "--agent", "legal"])
         #expect(granted.status == 0, "\(granted.stderr)")
         #expect(try count("public") == 10)
+        // A backup copies every record: only a clearance that sees the whole store may take one.
+        let narrow = try runCLI(["backup", store, dir.file("copy")])
+        #expect(narrow.status == 2 && narrow.stderr.contains("--clearance all"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("copy")))
+        #expect(try runCLI(["backup", store, dir.file("copy"), "--clearance", "all"]).status == 0)
         let log = try runCLI(["provenance", "export", store, "--out", dir.file("prov.json")])
         #expect(log.status == 0)
         #expect(try String(contentsOfFile: dir.file("prov.json"), encoding: .utf8).contains("declassify"))

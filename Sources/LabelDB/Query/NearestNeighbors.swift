@@ -163,9 +163,9 @@ extension Transaction {
                 }
                 return
             }
-            try scores.withUnsafeBufferPointer { sv in
-                try scale.withUnsafeBufferPointer { scaleV in
-                    try bias.withUnsafeBufferPointer { biasV in
+            scores.withUnsafeBufferPointer { sv in
+                scale.withUnsafeBufferPointer { scaleV in
+                    bias.withUnsafeBufferPointer { biasV in
                         for i in 0..<count {
                             let row = sv.baseAddress! + i * n
                             // Eight rows at a time: one vector comparison rejects most of them.

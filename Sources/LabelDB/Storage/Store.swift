@@ -353,8 +353,14 @@ public final class Store: @unchecked Sendable {
     /// records do not reach it (LMDB keeps them in free pages of the original until they are reused).
     /// The corresponding LMDB call is `mdb_env_copy2` with `MDB_CP_COMPACT`.
     ///
-    /// - Throws: ``StoreError/alreadyExists(path:)`` when `destination` is not empty; ``LMDBError``.
-    public func backup(to destination: String) throws {
+    /// A copy holds every record, so only a clearance that sees the whole store may take one.
+    ///
+    /// - Throws: ``TaintError/clearanceTooNarrow(_:)`` when `clearance` does not admit every
+    ///   label in the store; ``StoreError/alreadyExists(path:)`` when `destination` is not empty; ``LMDBError``.
+    public func backup(to destination: String, clearance: Clearance) throws {
+        guard try read(clearance: clearance, { try $0.seesEverything }) else {
+            throw TaintError.clearanceTooNarrow("a backup copies every record; it needs a clearance that sees the whole store (--clearance all)")
+        }
         let fm = FileManager.default
         let created = try Store.prepareEmptyDirectory(destination)
         do {

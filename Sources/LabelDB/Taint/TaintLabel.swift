@@ -167,6 +167,8 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownTag(String)
     /// A taint label given as JSON or stored that is not of the expected shape.
     case malformedLabel(String)
+    /// The operation needs a clearance that sees more than the one given.
+    case clearanceTooNarrow(String)
     /// A relabel removes a secrecy tag (declassify) or adds an integrity tag (endorse) without the privilege for it.
     case missingPrivilege(tag: String, action: String)
 
@@ -176,6 +178,7 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidTag(let tag, let text): "'\(tag)' in '\(text)' is not a valid tag (letters, digits and . _ : - / @ only)"
         case .unknownTag(let tag): "unknown tag '\(tag)' in the clearance: the store has no such tag (see `labeldb info`)"
         case .malformedLabel(let reason): "malformed taint label: \(reason)"
+        case .clearanceTooNarrow(let reason): reason
         case .missingPrivilege(let tag, let action): "cannot \(action) '\(tag)' without --privilege \(tag)"
         }
     }

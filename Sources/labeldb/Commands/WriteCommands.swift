@@ -52,7 +52,7 @@ struct BackupCommand: ParsableCommand {
         let store = try target.open(readOnly: true)
         let clearance = try target.clearance(in: store)
         defer { store.close() }
-        try store.backup(to: destination)
+        try store.backup(to: destination, clearance: clearance)
         print("backed up \(target.store) to \(destination)")
     }
 }
