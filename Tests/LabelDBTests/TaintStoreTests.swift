@@ -356,3 +356,33 @@ extension TaintRecordTests {
         }
     }
 }
+
+extension TaintRecordTests {
+    @Test("labels are interned through the content index: once, without reading the catalog; verify checks the index")
+    func contentIndex() throws {
+        let dir = TemporaryDirectory("taint-index")
+        let store = try makeStore(dir, dimension: 4)
+        let label = TaintLabel(secrecy: ["pii", "licensed"], integrity: ["ok"])
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: label)) }
+        try store.write(clearance: .all) { tx in
+            try tx.put(Sample(id: 2, embedding: [0, 1, 0, 0], taint: label))
+            #expect(tx.taintState?.full == nil)
+        }
+        let (labels, clean) = try store.read(clearance: .all) { tx in (try tx.catalog().labels, try tx.verify().isClean) }
+        #expect(labels == [.public, label] && clean)
+        // Damage the index entry: verify names it, and interning refuses to trust it.
+        try store.write(clearance: .all) { tx in
+            var entry: (key: [UInt8], value: [UInt8])? = nil
+            try tx.walk(.taintLabelIndex, from: nil) { key, value in entry = (Array(key), Array(value)); return false }
+            guard let (key, original) = entry else { return }
+            var value = original
+            value[value.count - 1] ^= 0x01
+            try tx.put(.taintLabelIndex, key: key, bytes: value)
+        }
+        let report = try store.read(clearance: .all) { try $0.verify() }
+        #expect(report.problems.contains { $0.table == "taint_label_index" })
+        #expect(throws: StoreError.self) {
+            try store.write(clearance: .all) { tx in try tx.put(Sample(id: 3, embedding: [0, 0, 1, 0], taint: label)) }
+        }
+    }
+}

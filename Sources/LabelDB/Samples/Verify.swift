@@ -140,6 +140,28 @@ extension Transaction {
             problem(.taintMembers, "*", "\(tainted.count - listed) tainted samples are missing from their partitions")
         }
 
+        // The content index: one entry per interned label, naming a record of that content.
+        var indexed = 0
+        try walk(.taintLabelIndex, from: nil) { key, value in
+            let contentKey = Array(key)
+            do {
+                let id = try TaintLabelRecord.decodeIndexValue(key: contentKey, value)
+                var labelKey: [UInt8] = []
+                BigEndianKey.append(id, to: &labelKey)
+                let matches = try withValue(.taintLabels, key: labelKey) { record -> Bool in
+                    guard let record, let (s, i) = try? TaintLabelRecord.decode(id: id, record) else { return false }
+                    return TaintLabelRecord.contentKey(secrecy: s, integrity: i) == contentKey
+                }
+                if matches { indexed += 1 } else { problem(.taintLabelIndex, "label \(id)", "names a label record of other content, or none") }
+            } catch {
+                problem(.taintLabelIndex, "?", detail(error))
+            }
+            return true
+        }
+        if let labelCount, indexed != labelCount - 1 {
+            problem(.taintLabelIndex, "*", "\(labelCount - 1) interned labels, \(indexed) good index entries")
+        }
+
         // The provenance log's hash chain.
         let log = try verifyProvenanceLog()
         if let bad = log.firstBad { problem(.provenance, "\(bad.id)", bad.reason) }

@@ -40,6 +40,9 @@ enum Table: String, CaseIterable, Sendable {
     /// Taint partitions: which samples carry which label. Key: label id u32 BE + sample id u64 BE;
     /// empty value. Samples with label 0 (public, unvouched) are not listed. (Format 4.)
     case taintMembers = "taint_members"
+    /// Interned labels by content. Key: secrecy count u32 BE + secrecy tag ids + integrity tag
+    /// ids (u32 BE, ascending). Value: checksum and label id. (Format 4.)
+    case taintLabelIndex = "taint_label_index"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -61,6 +64,7 @@ enum Table: String, CaseIterable, Sendable {
         case .taintTags: 14
         case .taintLabels: 15
         case .taintMembers: 16
+        case .taintLabelIndex: 17
         }
     }
 
@@ -70,7 +74,7 @@ enum Table: String, CaseIterable, Sendable {
         case .meta, .samples, .embeddings, .freeSlots: 1
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
         case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
-        case .taintTags, .taintLabels, .taintMembers: 4
+        case .taintTags, .taintLabels, .taintMembers, .taintLabelIndex: 4
         }
     }
 }

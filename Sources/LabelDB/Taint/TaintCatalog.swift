@@ -57,6 +57,33 @@ enum TaintLabelRecord {
         return out + body
     }
 
+    /// The key of a label in the content index (`taint_label_index`): secrecy count u32 BE, the
+    /// secrecy tag ids, then the integrity tag ids, each u32 BE and ascending.
+    static func contentKey(secrecy: [UInt32], integrity: [UInt32]) -> [UInt8] {
+        var key: [UInt8] = []
+        BigEndianKey.append(UInt32(secrecy.count), to: &key)
+        for tag in secrecy { BigEndianKey.append(tag, to: &key) }
+        for tag in integrity { BigEndianKey.append(tag, to: &key) }
+        return key
+    }
+
+    /// An index value: xxh3-64 of the id bytes (seed = xxh3-64 of the key), then the label id u32 LE.
+    static func indexValue(key: [UInt8], id: UInt32) -> [UInt8] {
+        var body: [UInt8] = []
+        appendLE(id, to: &body)
+        var out: [UInt8] = []
+        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
+        return out + body
+    }
+
+    static func decodeIndexValue(key: [UInt8], _ bytes: UnsafeRawBufferPointer) throws -> UInt32 {
+        guard bytes.count == 12 else { throw RecordDecodingError(detail: "index entry of \(bytes.count) bytes, expected 12") }
+        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
+        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+    }
+
     static func decode(id: UInt32, _ bytes: UnsafeRawBufferPointer) throws -> (secrecy: [UInt32], integrity: [UInt32]) {
         var reader = ByteReader(bytes)
         let stored = try reader.u64("checksum")
@@ -115,6 +142,8 @@ final class TaintState {
     var tagNames: [UInt32: String] = [:]
     /// Whether the clearance admits each label id looked up.
     var admittedByID: [UInt32: Bool] = [:]
+    /// Labels interned (or found interned) by this transaction.
+    var internedIDs: [TaintLabel: UInt32] = [:]
     var visibility: SampleVisibility?
     /// Memoised label-row taints (sample label ⊔ source), nil when not admitted.
     var labelTaints: [LabelTaintKey: TaintLabel?] = [:]
@@ -397,31 +426,83 @@ extension Transaction {
 extension WriteTransaction {
     /// The id of `label`, interning it (and registering its tags) when new.
     func intern(_ label: TaintLabel) throws -> UInt32 {
-        _ = try catalog()
+        if label == .public { return 0 }
         let state = taint
-        if let id = state.full!.labelIDs[label] { return id }
+        if let id = state.internedIDs[label] { return id }
         guard case .tags(let secrecy) = label.secrecy, case .tags(let integrity) = label.integrity else {
             throw TaintError.malformedLabel("a stored label names its tags; `*` (every tag) cannot be stored")
         }
-        func tagID(_ name: String) throws -> UInt32 {
-            if let id = state.full!.tagIDs[name] { return id }
-            let id = UInt32((state.full!.tagNames.keys.max() ?? 0) + 1)
-            try put(.taintTags, key: [UInt8(ascii: "n")] + Array(name.utf8), bytes: withUnsafeBytes(of: id.littleEndian) { Array($0) })
-            var idKey: [UInt8] = [UInt8(ascii: "i")]
-            BigEndianKey.append(id, to: &idKey)
-            try put(.taintTags, key: idKey, bytes: Array(name.utf8))
-            state.full!.addTag(name, id: id)
-            return id
+        let s = try secrecy.sorted().map(internTag).sorted(), i = try integrity.sorted().map(internTag).sorted()
+        // The content index finds an existing label without reading the catalog.
+        let contentKey = TaintLabelRecord.contentKey(secrecy: s, integrity: i)
+        let existing: UInt32? = try withValue(.taintLabelIndex, key: contentKey) { bytes in
+            guard let bytes else { return nil }
+            do {
+                let id = try TaintLabelRecord.decodeIndexValue(key: contentKey, bytes)
+                // The entry must name a label record with exactly this content, or a damaged
+                // index could give a sample a wrong (less restrictive) label.
+                var key: [UInt8] = []
+                BigEndianKey.append(id, to: &key)
+                let matches = try withValue(.taintLabels, key: key) { record -> Bool in
+                    guard let record else { return false }
+                    let (rs, ri) = try TaintLabelRecord.decode(id: id, record)
+                    return rs == s && ri == i
+                }
+                guard matches else { throw RecordDecodingError(detail: "index entry names label \(id), whose record differs") }
+                return id
+            } catch { throw contextualize(error, table: .taintLabelIndex, key: "\(label)") }
         }
-        let s = try secrecy.sorted().map(tagID), i = try integrity.sorted().map(tagID)
-        let id = UInt32(state.full!.labels.count)
+        if let existing {
+            state.internedIDs[label] = existing
+            return existing
+        }
+        let id: UInt32
+        if let last = try lastRawKey(.taintLabels) {
+            guard last.count == 4 else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintLabels.rawValue, key: "?", detail: "key of \(last.count) bytes, expected 4")
+            }
+            id = last.withUnsafeBytes { BigEndianKey.u32($0, at: 0) } + 1
+        } else {
+            id = 1
+        }
         var key: [UInt8] = []
         BigEndianKey.append(id, to: &key)
         try put(.taintLabels, key: key, bytes: TaintLabelRecord.encode(id: id, secrecy: s, integrity: i))
-        state.full!.addLabel(label, id: id)
-        state.admitted.append(clearance.admits(label))
+        try put(.taintLabelIndex, key: contentKey, bytes: TaintLabelRecord.indexValue(key: contentKey, id: id))
+        state.internedIDs[label] = id
         state.labels[id] = label
+        if state.full != nil {
+            state.full!.addLabel(label, id: id)
+            state.admitted.append(clearance.admits(label))
+        }
         state.visibility = nil
+        return id
+    }
+
+    /// The id of tag `name`, registering it when new.
+    private func internTag(_ name: String) throws -> UInt32 {
+        let state = taint
+        let nameKey = [UInt8(ascii: "n")] + Array(name.utf8)
+        let existing: UInt32? = try withValue(.taintTags, key: nameKey) { bytes in
+            guard let bytes else { return nil }
+            guard bytes.count == 4 else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintTags.rawValue, key: name, detail: "tag id of \(bytes.count) bytes, expected 4")
+            }
+            return UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self))
+        }
+        if let existing { return existing }
+        // Tag ids count up from 1: one past the largest `i` key.
+        let largest: UInt32 = try withLastEntry(.taintTags, atOrBefore: [UInt8(ascii: "i"), 0xFF, 0xFF, 0xFF, 0xFF]) { entry in
+            guard let entry, entry.key.count == 5, entry.key.first == UInt8(ascii: "i") else { return 0 }
+            return BigEndianKey.u32(entry.key, at: 1)
+        }
+        let id = largest + 1
+        try put(.taintTags, key: nameKey, bytes: withUnsafeBytes(of: id.littleEndian) { Array($0) })
+        var idKey: [UInt8] = [UInt8(ascii: "i")]
+        BigEndianKey.append(id, to: &idKey)
+        try put(.taintTags, key: idKey, bytes: Array(name.utf8))
+        state.tagNames[id] = name
+        state.full?.addTag(name, id: id)
         return id
     }
 
