@@ -9,7 +9,7 @@
 /// | 8 | 1 | record version, 1 or 2 |
 /// | 9 | 1 | flags, reserved, zero |
 /// | 10 | 2 | reserved, zero |
-/// | 12 | 4 | taint label id (0 = public, the lattice bottom) |
+/// | 12 | 4 | taint label id in `taint_labels` (0 = ``TaintLabel/public``: no secrecy, no integrity tags) |
 /// | 16 | 8 | embedding slot |
 /// | 24 | 8 | provenance record id (0 = none) |
 /// | 32 | 4 | metadata length M |
