@@ -202,7 +202,8 @@ extension Transaction {
         // Labels the clearance does not admit are skipped (the newest row ≤ version decides).
         var pending: (id: UInt64, label: Label?)? = nil
         var stop = false
-        var sampleTaint: (id: UInt64, label: UInt32?)? = nil
+        // A scan reads each sample's label id from the partitions, not from its record.
+        let tainted = try taintedSamples()
         try walk(.labels, from: first) { key, value in
             guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
             let id = BigEndianKey.u64(key, at: 4)
@@ -212,8 +213,7 @@ extension Transaction {
                 if let label = p.label, try !body(p.id, label) { stop = true; return false }
             }
             if rowVersion <= version {
-                if sampleTaint?.id != id { sampleTaint = (id, try sampleTaintID(id)) }
-                if let s = sampleTaint?.label, let taint = try labelTaint(sampleTaint: s, sample: id, set: set, rowVersion: rowVersion) {
+                if let taint = try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) {
                     var label = try decodeLabel(key: key, value: value, set: set)
                     label.taint = taint
                     pending = (id, label)
@@ -235,6 +235,7 @@ extension Transaction {
         BigEndianKey.append(UInt32(classIndex), to: &prefix)
         var out: [(id: UInt64, confidence: Float)] = []
         guard limit > 0 else { return out }
+        let tainted = try taintedSamples()
         try walk(.labelIndex, from: prefix) { key, value in
             guard key.count == 24, key.prefix(8).elementsEqual(prefix) else { return false }
             let from = Int(BigEndianKey.u32(key, at: 20))
@@ -244,7 +245,7 @@ extension Transaction {
             }
             if from <= version && (until == LabelRecord.openEnded || version < Int(until)) {
                 let id = BigEndianKey.u64(key, at: 12)
-                if let s = try sampleTaintID(id), try labelTaint(sampleTaint: s, sample: id, set: set, rowVersion: from) != nil {
+                if try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: from) != nil {
                     let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
                     out.append((id, confidence))
                 }

@@ -132,16 +132,7 @@ extension Transaction {
     /// (sample ⊔ source) among the distinct labels found, from the label keys and the taint
     /// partitions (no label is decoded).
     func labelledEntries(set: LabelSet, version: Int) throws -> (group: [UInt64: Int], labels: [TaintLabel]) {
-        // Every tainted sample's label id, in one walk of the partitions (others carry label 0).
-        var sampleLabels: [UInt64: UInt32] = [:]
-        try walk(.taintMembers, from: nil) { key, _ in
-            guard key.count == 12 else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
-            }
-            sampleLabels[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0)
-            return true
-        }
-        let visibility = try sampleVisibility()
+        let tainted = try taintedSamples()
         var group: [UInt64: Int] = [:]
         var labels: [TaintLabel] = []
         var index: [TaintLabel: Int] = [:]
@@ -149,9 +140,8 @@ extension Transaction {
         BigEndianKey.append(set.id, to: &prefix)
         var pending: (id: UInt64, version: Int)? = nil
         func settle(_ p: (id: UInt64, version: Int)) throws {
-            guard visibility.admits(p.id) else { return }
-            let sampleLabel = sampleLabels[p.id] ?? 0
-            guard let taint = try labelTaint(sampleTaint: sampleLabel, sample: p.id, set: set, rowVersion: p.version) else { return }
+            // Not admitted (the sample's label, or the source's): not an entry.
+            guard let taint = try labelTaint(sampleTaint: tainted[p.id] ?? 0, sample: p.id, set: set, rowVersion: p.version) else { return }
             let g: Int
             if let known = index[taint] { g = known } else { g = labels.count; labels.append(taint); index[taint] = g }
             group[p.id] = g

@@ -165,20 +165,6 @@ extension Transaction {
         }
         return plan
     }
-
-    /// Walks every stored sample id (visible or not) ascending, or descending, until `body` returns false.
-    func walkSampleIDs(descending: Bool, _ body: (UInt64) throws -> Bool) throws {
-        guard descending else { return try forEach(.samples) { id, _ in try body(id) } }
-        var next = try lastKey(.samples)
-        while let id = next {
-            guard try body(id) else { return }
-            guard id > 0 else { return }
-            // The greatest key below id: one cursor positioning per step, no id list in memory.
-            next = try withLastEntry(.samples, atOrBefore: BigEndianKey.u64(id - 1)) { entry in
-                entry.map { BigEndianKey.u64($0.key, at: 0) }
-            }
-        }
-    }
 }
 
 extension Transaction {

@@ -54,7 +54,10 @@ extension Transaction {
             let count = view.rowsUsed * layout.dimension
             let matrix = view.matrix
             // Rows of invisible samples must not reach the caller, not even as matrix bytes.
-            let hiddenRows = (0..<view.rowsUsed).filter { view.isLive($0) && !visibility.admits(view.id(at: $0)) }
+            var hiddenRows: [Int] = []
+            if case .all = visibility {} else {
+                hiddenRows = (0..<view.rowsUsed).filter { view.isLive($0) && !visibility.admits(view.id(at: $0)) }
+            }
             let rows = EmbeddingBlockRows(block: block, rowCount: view.rowsUsed, dimension: layout.dimension, floats: UnsafeBufferPointer(start: nil, count: 0), view: view, visibility: visibility)
             if hiddenRows.isEmpty, layout.elementType == .f32, Int(bitPattern: matrix.baseAddress) % MemoryLayout<Float>.alignment == 0 {
                 // safe: the matrix holds exactly rowsUsed × dimension f32 values, checked by EmbeddingBlockView,

@@ -89,8 +89,12 @@ extension Transaction {
     /// The largest visible id, or nil when no sample is visible.
     public func maxID() throws -> UInt64? {
         let visibility = try sampleVisibility()
-        if case .all = visibility { return try lastKey(.samples) }
-        return try ids().last
+        var found: UInt64? = nil
+        try walkSampleIDs(descending: true) { id in
+            if visibility.admits(id) { found = id }
+            return found == nil
+        }
+        return found
     }
 
     /// The taint label of sample `id`, or nil when it is absent or invisible.
@@ -104,6 +108,21 @@ extension Transaction {
     }
 
     // MARK: Internals shared with writes and verify
+
+    /// Walks every stored sample id (visible or not) ascending, or descending, until `body` returns false.
+    func walkSampleIDs(descending: Bool, _ body: (UInt64) throws -> Bool) throws {
+        guard descending else { return try forEach(.samples) { id, _ in try body(id) } }
+        var next = try lastKey(.samples)
+        while let id = next {
+            guard try body(id) else { return }
+            guard id > 0 else { return }
+            // The greatest key below id: one cursor positioning per step, no id list in memory.
+            next = try withLastEntry(.samples, atOrBefore: BigEndianKey.u64(id - 1)) { entry in
+                entry.map { BigEndianKey.u64($0.key, at: 0) }
+            }
+        }
+    }
+
 
     func withCheckedSample<T>(id: UInt64, record: SampleRecord.View, _ body: (SampleView) throws -> T) throws -> T {
         let taint = try taintLabel(id: record.taintLabel, sample: id)

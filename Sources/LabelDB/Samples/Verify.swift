@@ -51,9 +51,9 @@ extension Transaction {
             do { next = try CounterRecord.decode(bytes) } catch { problem(.meta, MetaKey.slots, detail(error)) }
         }
 
-        // The taint catalog (tags and interned labels), loaded under the full clearance.
+        // The taint catalog (tags and interned labels): the whole of it, whatever the clearance.
         var labelCount: Int? = nil
-        do { labelCount = try Transaction.catalogSize(of: self) } catch {
+        do { labelCount = try catalog().labels.count } catch {
             problem(.taintLabels, "catalog", detail(error))
         }
 

@@ -6,7 +6,7 @@ import Foundation
 /// Label id 0 is implicit and never stored: ``TaintLabel/public`` (no secrecy tags, no integrity
 /// tags), the label of every sample imported without tags and of every sample written before
 /// format 4.
-struct TaintCatalog: Equatable {
+struct TaintCatalog {
     /// Tag id → name (ids from 1).
     private(set) var tagNames: [UInt32: String] = [:]
     /// Name → tag id.
@@ -145,6 +145,8 @@ final class TaintState {
     /// Labels interned (or found interned) by this transaction.
     var internedIDs: [TaintLabel: UInt32] = [:]
     var visibility: SampleVisibility?
+    /// Every tainted sample's label id, from the partitions (see `taintedSamples()`).
+    var tainted: [UInt64: UInt32]?
     /// Memoised label-row taints (sample label ⊔ source), nil when not admitted.
     var labelTaints: [LabelTaintKey: TaintLabel?] = [:]
 }
@@ -273,12 +275,6 @@ extension Transaction {
         return catalog
     }
 
-    /// The number of label ids the store has interned, counting the implicit 0 (for `verify`,
-    /// which must load the catalog whatever the transaction's clearance).
-    static func catalogSize(of tx: Transaction) throws -> Int {
-        try tx.loadTaintCatalog().labels.count
-    }
-
     /// The taint label of a stored sample's label id.
     func taintLabel(id: UInt32, sample: UInt64) throws -> TaintLabel {
         guard let label = try internedLabel(id) else {
@@ -356,25 +352,37 @@ extension Transaction {
         if try seesEverything {
             visibility = .all
         } else {
-            // One walk over every partition (one cursor, however many labels there are), keeping
-            // the smaller side: the hidden ids when label 0 (unlisted) is admitted, else the visible ones.
+            // Keep the smaller side: the hidden ids when label 0 (not listed) is admitted, else the visible ones.
             let admitted = try admittedLabels()
             let collectHidden = admitted[0]
             var ids = Set<UInt64>()
-            try walk(.taintMembers, from: nil) { key, _ in
-                guard key.count == 12 else {
-                    throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
-                }
-                let label = Int(BigEndianKey.u32(key, at: 0))
+            for (sample, label) in try taintedSamples() {
                 // An id beyond the catalog is damage that `verify` reports; here it hides the sample.
-                let ok = label < admitted.count && admitted[label]
-                if ok != collectHidden { ids.insert(BigEndianKey.u64(key, at: 4)) }
-                return true
+                let ok = Int(label) < admitted.count && admitted[Int(label)]
+                if ok != collectHidden { ids.insert(sample) }
             }
             visibility = collectHidden ? .hiding(ids) : .only(ids)
         }
         state.visibility = visibility
         return visibility
+    }
+
+    /// Every sample whose label is not 0, with its label id, from one walk of the partitions (one
+    /// cursor however many labels there are; cached for the transaction). Samples not listed carry
+    /// label 0.
+    func taintedSamples() throws -> [UInt64: UInt32] {
+        let state = taint
+        if let known = state.tainted { return known }
+        var out: [UInt64: UInt32] = [:]
+        try walk(.taintMembers, from: nil) { key, _ in
+            guard key.count == 12 else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
+            }
+            out[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0)
+            return true
+        }
+        state.tainted = out
+        return out
     }
 
     /// Calls `body` with every sample id in the partition of label `label` (never label 0).
@@ -518,5 +526,6 @@ extension WriteTransaction {
         if let old, old != 0 { try delete(.taintMembers, key: key(old)) }
         if new != 0 { try put(.taintMembers, key: key(new), bytes: []) }
         taintState?.visibility = nil
+        taintState?.tainted = nil
     }
 }
