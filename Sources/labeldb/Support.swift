@@ -75,12 +75,19 @@ struct StoreArgument: ParsableArguments {
         try Store(opening: store, options: Store.Options(readOnly: readOnly))
     }
 
-    /// The parsed clearance, checked against the store's tag registry (an unknown tag is an
-    /// error, not silently a narrower or wider clearance).
-    func clearance(in store: Store) throws -> Clearance {
-        let parsed = try Clearance(parsing: clearance)
-        try store.read(clearance: .all) { try $0.validate(parsed) }
-        return parsed
+    /// Opens the store with the parsed clearance, checked against the store's tag registry (an
+    /// unknown tag is an error, not silently a narrower or wider clearance); the store is closed
+    /// again when the clearance is refused.
+    func openCleared(readOnly: Bool) throws -> (store: Store, clearance: Clearance) {
+        let store = try open(readOnly: readOnly)
+        do {
+            let parsed = try Clearance(parsing: clearance)
+            try store.read(clearance: .all) { try $0.validate(parsed) }
+            return (store, parsed)
+        } catch {
+            store.close()
+            throw error
+        }
     }
 }
 

@@ -19,8 +19,7 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         if verifyLog {
             let report = try store.read(clearance: clearance) { try $0.verifyProvenanceLog() }
@@ -163,8 +162,7 @@ struct ProvenanceExportCommand: ParsableCommand {
     @Option(help: "The PROV-JSON file to write.") var out: String
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let records = try store.read(clearance: clearance) { try $0.provenanceRecords() }
         var entities: [String: JSONValue] = [:], activities: [String: JSONValue] = [:], agents: [String: JSONValue] = [:]

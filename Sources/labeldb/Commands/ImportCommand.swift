@@ -52,8 +52,7 @@ struct ImportCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let taint = try TaintLabel(secrecyList: secrecy, integrityList: integrity)
         let input = try ImportInput.load(

@@ -42,8 +42,7 @@ struct LabelsImportCommand: ParsableCommand {
         let sources = [soft, logits, hard, multi].compactMap { $0 }
         guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let classCount = store.schema.classes.count
         let values: LabelValues
@@ -130,8 +129,7 @@ struct LabelsListCommand: ParsableCommand {
     @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         for set in try store.read(clearance: clearance, { try $0.labelSets() }) {
             let latest = set.versions.last
@@ -157,8 +155,7 @@ struct LabelsShowCommand: ParsableCommand {
 
     func run() throws {
         let reference = try LabelSetReference(parsing: set)
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let (labelSet, version) = try store.read(clearance: clearance) { try $0.resolve(reference) }
         let shown = labelSet.versions.prefix(version)
@@ -199,8 +196,7 @@ struct LabelsExportCommand: ParsableCommand {
     func run() throws {
         guard out != nil || hardOut != nil else { throw UsageError(description: "give --out or --hard-out") }
         guard (set == nil) != (regen == nil) else { throw UsageError(description: "give a label set or --regen PROJECTOR, not both") }
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let classCount = store.schema.classes.count
         let summary = try store.read(clearance: clearance) { tx -> String in
@@ -267,8 +263,7 @@ struct LabelsDiffCommand: ParsableCommand {
 
     func run() throws {
         let a = try LabelSetReference(parsing: first), b = try LabelSetReference(parsing: second)
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let classes = store.schema.classes
         var topA: [UInt64: Int] = [:]

@@ -21,8 +21,7 @@ struct HeadsImportCommand: ParsableCommand {
         let array = try NumPyArray.read(matrix)
         guard array.shape.count == 2 else { throw InputError(file: matrix, reason: "expected a 2-D array (dim × classes), found shape \(array.shape)") }
         let values = try array.floats(file: matrix)
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let used = try ProvenanceEntity.file(matrix, rows: array.shape[0])
         try store.write(clearance: clearance) { tx in
@@ -39,8 +38,7 @@ struct HeadsListCommand: ParsableCommand {
     @OptionGroup var target: StoreArgument
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         for name in try store.read(clearance: clearance, { try $0.headNames() }) { print(name) }
     }
@@ -87,8 +85,7 @@ struct ProjectorFitCommand: ParsableCommand {
         options.seed = seed
         options.epochs = epochs
         options.fitTemperature = fitTemperature
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let showProgress = !quiet && isatty(STDERR_FILENO) != 0
         let info = try store.fitProjector(
@@ -113,8 +110,7 @@ struct ProjectorListCommand: ParsableCommand {
     @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         for projector in try store.read(clearance: clearance, { try $0.projectors() }) {
             let v = projector.versions.last!
@@ -140,11 +136,12 @@ struct ProjectorShowCommand: ParsableCommand {
 
     func run() throws {
         let reference = try ProjectorReference(parsing: projector)
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
-        let loaded = try store.read(clearance: clearance) { try $0.load(reference) }
-        let set = try store.read(clearance: clearance) { try $0.labelSet(named: loaded.version.sourceSet) }
+        let (loaded, set) = try store.read(clearance: clearance) { tx in
+            let loaded = try tx.load(reference)
+            return (loaded, try tx.labelSet(named: loaded.version.sourceSet))
+        }
         switch format {
         case .json: printJSON(.object(projectorVersionJSON(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count)))
         case .text: print(projectorText(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count))

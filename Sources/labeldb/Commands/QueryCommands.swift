@@ -34,8 +34,7 @@ struct KNNCommand: ParsableCommand {
         guard lambda >= 0, lambda.isFinite else { throw UsageError(description: "--lambda must be a number ≥ 0") }
         let reference = try labels.map { try LabelSetReference(parsing: $0) }
         let array = try NumPyArray.read(query)
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let d = store.schema.dimension
         guard (array.shape.count == 1 && array.shape[0] == d) || (array.shape.count == 2 && array.shape[1] == d) else {
@@ -148,8 +147,7 @@ struct QueryCommand: ParsableCommand {
             throw UsageError(description: "--columns: unknown column '\(bad)' (known: \(known.sorted().joined(separator: ", ")))")
         }
         if labelsOut != nil && references.isEmpty { throw UsageError(description: "--labels-out needs --labels SET") }
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let classes = store.schema.classes
         let d = store.schema.dimension

@@ -26,8 +26,7 @@ struct GetCommand: ParsableCommand {
     func run() throws {
         let references = try labels.map { try LabelSetReference(parsing: $0) }
         let projectors = try regen.map { try ProjectorReference(parsing: $0) }
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let classes = store.schema.classes
         guard let (sample, labelled, provenance) = try store.read(clearance: clearance, { tx -> (Sample, [(String, JSONValue, String)], JSONValue)? in
@@ -102,8 +101,7 @@ struct InfoCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let (count, tags) = try store.read(clearance: clearance) { (try $0.count(), try $0.registeredTags()) }
         let schema = store.schema
@@ -145,8 +143,7 @@ struct VerifyCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let report = try store.read(clearance: clearance) { try $0.verify() }
         switch format {
@@ -190,8 +187,7 @@ struct ExportCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let dimension = store.schema.dimension
         let rows = try store.read(clearance: clearance) { tx -> Int in
@@ -249,8 +245,7 @@ struct ScanCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         var shown = 0
         guard limit > 0 else { return }

@@ -22,8 +22,7 @@ struct DeleteCommand: ParsableCommand {
 
     func run() throws {
         let list = try readIDs(ids)
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let deleted = try store.write(clearance: clearance) { tx -> Int in
             if !missingOk { try requireVisible(list, in: tx, or: "nothing deleted") }
@@ -49,8 +48,7 @@ struct BackupCommand: ParsableCommand {
     var destination: String
 
     func run() throws {
-        let store = try target.open(readOnly: true)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         try store.backup(to: destination, clearance: clearance)
         print("backed up \(target.store) to \(destination)")
@@ -90,8 +88,7 @@ struct RelabelCommand: ParsableCommand {
                                  addIntegrity: tags(addIntegrity), removeIntegrity: tags(removeIntegrity))
         guard change != TaintChange() else { throw UsageError(description: "give at least one of --add-secrecy, --remove-secrecy, --add-integrity, --remove-integrity") }
         let list = try readIDs(ids)
-        let store = try target.open(readOnly: false)
-        let clearance = try target.clearance(in: store)
+        let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let changed = try store.write(clearance: clearance) { tx -> Int in
             try requireVisible(list, in: tx, or: "nothing relabelled")
