@@ -52,8 +52,8 @@ extension Transaction {
         }
 
         // The taint catalog (tags and interned labels): the whole of it, whatever the clearance.
-        var labelCount: Int? = nil
-        do { labelCount = try catalog().labels.count } catch {
+        var interned: TaintCatalog? = nil
+        do { interned = try catalog() } catch {
             problem(.taintLabels, "catalog", detail(error))
         }
 
@@ -76,7 +76,7 @@ extension Transaction {
             if let other = owner.updateValue(id, forKey: record.slot) {
                 problem(.samples, "\(id)", "shares embedding slot \(record.slot) with sample \(other)")
             }
-            if let labelCount, Int(record.taintLabel) >= labelCount {
+            if let interned, interned.label(record.taintLabel) == nil {
                 problem(.samples, "\(id)", "taint label id \(record.taintLabel) is not interned")
             }
             if record.taintLabel != 0 { tainted[id] = record.taintLabel }
@@ -158,8 +158,8 @@ extension Transaction {
             }
             return true
         }
-        if let labelCount, indexed != labelCount - 1 {
-            problem(.taintLabelIndex, "*", "\(labelCount - 1) interned labels, \(indexed) good index entries")
+        if let interned, indexed != interned.labels.count(where: { $0 != nil }) - 1 {
+            problem(.taintLabelIndex, "*", "\(interned.labels.count(where: { $0 != nil }) - 1) interned labels, \(indexed) good index entries")
         }
 
         // The provenance log's hash chain.

@@ -11,10 +11,9 @@ struct TaintCatalog {
     private(set) var tagNames: [UInt32: String] = [:]
     /// Name → tag id.
     private(set) var tagIDs: [String: UInt32] = [:]
-    /// Label id → label; `labels[0]` is ``TaintLabel/public``.
-    private(set) var labels: [TaintLabel] = [.public]
-    /// Label → label id.
-    private(set) var labelIDs: [TaintLabel: UInt32] = [.public: 0]
+    /// Label id → label; `labels[0]` is ``TaintLabel/public``. Nil for an id with no record (only
+    /// in a damaged store), so such an id is never mistaken for a public label.
+    private(set) var labels: [TaintLabel?] = [.public]
 
     /// The label with id `id`, or nil for an id the store never interned (a damaged record).
     func label(_ id: UInt32) -> TaintLabel? {
@@ -30,9 +29,8 @@ struct TaintCatalog {
     }
 
     mutating func addLabel(_ label: TaintLabel, id: UInt32) {
-        while labels.count <= Int(id) { labels.append(.public) }
+        while labels.count <= Int(id) { labels.append(nil) }
         labels[Int(id)] = label
-        labelIDs[label] = id
     }
 }
 
@@ -232,7 +230,7 @@ extension Transaction {
         if let full = state.full { return full }
         let full = try loadTaintCatalog()
         state.full = full
-        state.admitted = full.labels.map { clearance.admits($0) }
+        state.admitted = full.labels.map { $0.map(clearance.admits) ?? false }
         return full
     }
 
@@ -398,7 +396,7 @@ extension Transaction {
 
     /// The interned label ids whose label satisfies `predicate`.
     func labelIDs(where predicate: (TaintLabel) -> Bool) throws -> [UInt32] {
-        try catalog().labels.enumerated().filter { predicate($0.element) }.map { UInt32($0.offset) }
+        try catalog().labels.enumerated().filter { $0.element.map(predicate) ?? false }.map { UInt32($0.offset) }
     }
 
     /// The visible samples whose taint label names `tag` (in its secrecy or integrity part), from
