@@ -226,15 +226,16 @@ struct KNNLabelGenerator {
         guard case .tags(let top) = conservative.secrecy, case .tags(let floor) = conservative.integrity else {
             preconditionFailure("stored labels name their tags")
         }
-        // The context of S: labels whose secrecy ⊆ S ∪ σ (σ: the source's secrecy, which every
-        // label carries) and whose integrity ⊇ the conservative floor.
+        // The context of S: the labels that flow to (S ∪ σ, floor) — σ the source's secrecy, which
+        // every label carries; floor the conservative integrity. That pair is the label the
+        // output carries when S is chosen, which is what makes the output safe under it.
         guard case .tags(let sourceSecrecy) = source.secrecy else { preconditionFailure("stored labels name their tags") }
+        func contextLabel(_ s: Set<String>) -> TaintLabel {
+            TaintLabel(secrecy: .tags(s.union(sourceSecrecy)), integrity: .tags(floor))
+        }
         func admits(_ s: Set<String>) -> (Int) -> Bool {
-            let bound = s.union(sourceSecrecy)
-            return { g in
-                guard case .tags(let secrecy) = groupLabels[g].secrecy, case .tags(let integrity) = groupLabels[g].integrity else { return false }
-                return secrecy.isSubset(of: bound) && floor.isSubset(of: integrity)
-            }
+            let bound = contextLabel(s)
+            return { g in groupLabels[g].flows(to: bound) }
         }
         var outputs: [Set<String>: Output] = [:]
         var accepted: [Set<String>: Bool] = [:]
@@ -276,7 +277,7 @@ struct KNNLabelGenerator {
         // neighbours' secrecy (a tag none of them carries could be removed without changing the
         // output), and the integrity floor every candidate of the context had (an unused candidate
         // could have been chosen, so the output vouches for no more).
-        let label = TaintLabel(secrecy: .tags(chosen.union(sourceSecrecy)), integrity: .tags(floor))
+        let label = contextLabel(chosen)
         // Contexts were chosen by the labels the taint partitions give; the neighbours' labels
         // come from their records. They agree unless the store is damaged.
         for neighbor in out.neighbors where !(try labelOf(neighbor.id).taint.flows(to: label)) {
