@@ -61,6 +61,16 @@ enum SampleRecord {
         out.storeBytes(of: checksum.littleEndian, toByteOffset: 0, as: UInt64.self)
     }
 
+    /// A copy of the (already checked) record `bytes` of sample `id` with another taint label id,
+    /// and its checksum recomputed.
+    static func relabelled(_ bytes: [UInt8], id: UInt64, taintLabel: UInt32) -> [UInt8] {
+        var out = bytes
+        withUnsafeBytes(of: taintLabel.littleEndian) { out.replaceSubrange(12..<16, with: $0) }
+        let checksum = out.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[8...]), seed: id) }
+        withUnsafeBytes(of: checksum.littleEndian) { out.replaceSubrange(0..<8, with: $0) }
+        return out
+    }
+
     /// Checks the checksum and every length, then returns borrowed views into `bytes`.
     static func decode(id: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> View {
         var reader = ByteReader(bytes)

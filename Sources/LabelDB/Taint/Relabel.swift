@@ -79,11 +79,7 @@ extension WriteTransaction {
             let newID: UInt32
             if let known = newIDs[label] { newID = known } else { newID = try intern(label); newIDs[label] = newID }
             guard newID != old.taint else { continue }
-            var bytes = old.bytes
-            withUnsafeBytes(of: newID.littleEndian) { bytes.replaceSubrange(12..<16, with: $0) }
-            let checksum = bytes.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[8...]), seed: id) }
-            withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
-            try put(.samples, key: BigEndianKey.u64(id), bytes: bytes)
+            try put(.samples, key: BigEndianKey.u64(id), bytes: SampleRecord.relabelled(old.bytes, id: id, taintLabel: newID))
             try movePartition(sample: id, from: old.taint, to: newID)
         }
         if change.restricts { try restrictProjectors(fittedOn: unique, change) }
