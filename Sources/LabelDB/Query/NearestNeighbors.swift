@@ -98,8 +98,6 @@ extension Transaction {
         // The k-th best similarity of each list once it has k: most candidates fail this one
         // comparison and never touch the neighbour lists.
         var threshold = [Float](repeating: -.infinity, count: count * groups)
-        // Per query, the loosest threshold of its lists: the vector pre-check below.
-        var loosest = [Float](repeating: -.infinity, count: count)
         var scores: [Float] = []
         // Per row of a block: cosine scale 1/‖r‖ (L2: ‖r‖²), 0 or −∞ (not a candidate), group.
         var scale: [Float] = [], bias: [Float] = [], rowGroup: [Int] = []
@@ -168,7 +166,8 @@ extension Transaction {
                     bias.withUnsafeBufferPointer { biasV in
                         for i in 0..<count {
                             let row = sv.baseAddress! + i * n
-                            // Eight rows at a time: one vector comparison rejects most of them.
+                            // One list per query (groups == 1: list i). Eight rows at a time: one
+                            // vector comparison rejects most of them.
                             var r = 0
                             while r < n {
                                 var pass: UInt8 = 0xFF
@@ -176,7 +175,7 @@ extension Transaction {
                                     let dots = UnsafeRawPointer(row + r).loadUnaligned(as: SIMD8<Float>.self)
                                     let s = UnsafeRawPointer(scaleV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
                                     let b = UnsafeRawPointer(biasV.baseAddress! + r).loadUnaligned(as: SIMD8<Float>.self)
-                                    let t = loosest[i]
+                                    let t = threshold[i]
                                     let mask: SIMDMask<SIMD8<Int32>>
                                     switch metric {
                                     case .cosine:
@@ -194,18 +193,14 @@ extension Transaction {
                                     let c = r + lane
                                     // Not a candidate (free, hidden, filtered out): −∞ ≥ −∞ lets it past the vector check.
                                     guard biasV[c] == 0 else { continue }
-                                    let list = i * groups + rowGroup[c]
                                     let similarity: Float
                                     switch metric {
                                     case .cosine: similarity = row[c] * scaleV[c]
                                     case .l2: similarity = -max(queryNorms[i] + scaleV[c] - 2 * row[c], 0).squareRoot()
                                     }
-                                    if similarity < threshold[list] { continue }
-                                    if NeighborList.offer(Neighbor(id: rows.id(at: c), similarity: similarity), to: &best[list], keep: k) {
-                                        threshold[list] = best[list][k - 1].similarity
-                                        var lowest = Float.infinity
-                                        for h in 0..<groups { lowest = min(lowest, threshold[i * groups + h]) }
-                                        loosest[i] = lowest
+                                    if similarity < threshold[i] { continue }
+                                    if NeighborList.offer(Neighbor(id: rows.id(at: c), similarity: similarity), to: &best[i], keep: k) {
+                                        threshold[i] = best[i][k - 1].similarity
                                     }
                                 }
                                 r += 8
