@@ -16,7 +16,7 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError
+            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError
     }
 
     /// The exit code an error maps to.
@@ -25,7 +25,7 @@ enum ExitStatus {
         case let error as StoreError:
             switch error {
             case .sampleNotFound: checkFailed
-            case .invalidSchema, .invalidSample, .duplicateID, .idExists, .alreadyExists: badInput
+            case .invalidSchema, .invalidSample, .duplicateID, .idExists, .idHeldByHiddenSample, .alreadyExists: badInput
             default: storeError
             }
         case let error as LabelError:
@@ -89,6 +89,40 @@ struct StoreArgument: ParsableArguments {
             throw error
         }
     }
+}
+
+/// The taint label a write gives what it writes, and the privileges it holds: `--secrecy`,
+/// `--integrity` and `--privilege`, each a comma list that may repeat. Writing data with an
+/// integrity tag vouches for it, so every `--integrity` tag needs its `--privilege`.
+struct TaintOptions: ParsableArguments {
+    @Option(help: "Secrecy tags (whose data this is: e.g. licensed:getty,pii); comma-separated, repeatable.")
+    var secrecy: [String] = []
+
+    @Option(help: "Integrity tags (what vouches for it: e.g. human-reviewed); each needs --privilege; comma-separated, repeatable.")
+    var integrity: [String] = []
+
+    @Option(help: "A tag you hold the privilege for (comma-separated, repeatable).")
+    var privilege: [String] = []
+
+    /// The label given.
+    func label() throws -> TaintLabel { try TaintLabel(secrecyLists: secrecy, integrityLists: integrity) }
+
+    /// The privileges given.
+    func privileges() throws -> Set<String> { try TaintTags.parse(lists: privilege) }
+
+    /// The options as provenance parameters (`secrecy`, `integrity`, `privileges`, sorted lists).
+    func parameters() throws -> [String: String] {
+        let label = try label()
+        return ["secrecy": label.secrecy.sorted.joined(separator: ","), "integrity": label.integrity.sorted.joined(separator: ","),
+                "privileges": try privileges().sorted().joined(separator: ",")]
+    }
+}
+
+/// A command that writes output files: when it fails, the files it created are removed (a full
+/// disk must not leave half-written or empty files that look like a result).
+protocol WritesOutputFiles {
+    /// The output paths the command was given.
+    var outputPaths: [String] { get }
 }
 
 /// Prints one JSON value on its own line.
@@ -159,7 +193,7 @@ final class LineWriter {
 
     func flush() throws {
         do { try handle.write(contentsOf: buffer) } catch {
-            throw InputError(file: path, reason: "write failed: \(error.localizedDescription)")
+            throw StoreError.io(path: path, reason: "write failed: \(error.localizedDescription)")
         }
         buffer.removeAll(keepingCapacity: true)
     }

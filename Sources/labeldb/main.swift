@@ -35,11 +35,18 @@ do {
     printError(LabelDBCommand.fullMessage(for: error))
     exit(ExitStatus.badInput)
 }
+// Output files that did not exist before the run are removed when it fails.
+let outputsBefore = ((command as? WritesOutputFiles)?.outputPaths ?? []).filter { !FileManager.default.fileExists(atPath: $0) }
+func removeOutputs() {
+    for path in outputsBefore { try? FileManager.default.removeItem(atPath: path) }
+}
 do {
     try command.run()
 } catch let exitCode as ExitCode {
+    if exitCode.rawValue != 0 { removeOutputs() }
     exit(exitCode.rawValue)
 } catch let error where ExitStatus.isOurs(error) {
+    removeOutputs()
     printError("labeldb: \(error)")
     exit(ExitStatus.code(for: error))
 } catch {
@@ -50,6 +57,7 @@ do {
         print(LabelDBCommand.fullMessage(for: error))
         exit(ExitStatus.success)
     }
+    removeOutputs()
     printError(LabelDBCommand.fullMessage(for: error))
     // Usage errors are bad input; anything else unexpected is an I/O or store failure.
     exit(code == .validationFailure ? ExitStatus.badInput : ExitStatus.storeError)

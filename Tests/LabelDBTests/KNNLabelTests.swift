@@ -29,7 +29,7 @@ private struct MixedCorpus {
             let taint = labels[Int.random(in: 0..<labels.count, using: &rng)]
             samples.append(makeSample(&rng, taint: taint))
         }
-        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(samples)) }
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(samples), privileges: ["r"]) }
         try importLabels(samples.map(\.id))
     }
 
@@ -170,7 +170,7 @@ struct KNNLabelTests {
                 added.append(sample)
             }
         }
-        try corpus.store.write(clearance: .all) { tx in try tx.put(SampleBatch(added)) }
+        try corpus.store.write(clearance: .all) { tx in try tx.put(SampleBatch(added), privileges: ["r"]) }
         try corpus.importLabels(added.map(\.id))
         let result = try corpus.knn(query, k: 4, mode: .permissive)
         #expect(result.conservativeLabel == TaintLabel(secrecy: ["licensed"], integrity: []))
@@ -201,7 +201,7 @@ struct KNNLabelTests {
             changed.append(sample)
         }
         try corpus.store.write(clearance: .all) { tx in
-            try tx.put(SampleBatch(changed))
+            try tx.put(SampleBatch(changed), privileges: ["r"])
             try tx.delete(deleted)
         }
         for id in deleted { corpus.embeddings[id] = nil; corpus.taints[id] = nil }

@@ -20,7 +20,7 @@ struct TaintCLITests {
         // Web rows: the first carries a per-row pii tag, which is consumed (not kept as metadata).
         try (0..<4).map { i in i == 0 ? #"{"url": "u0", "taint": {"secrecy": ["pii"]}}"# : #"{"url": "u\#(i)"}"# }.joined(separator: "\n")
             .write(toFile: dir.file("web.jsonl"), atomically: true, encoding: .utf8)
-        #expect(try runCLI(["import", store, "--embeddings", dir.file("pub.npy"), "--ids", dir.file("pub-ids.npy"), "--integrity", "human-reviewed"]).status == 0)
+        #expect(try runCLI(["import", store, "--embeddings", dir.file("pub.npy"), "--ids", dir.file("pub-ids.npy"), "--integrity", "human-reviewed", "--privilege", "human-reviewed"]).status == 0)
         #expect(try runCLI(["import", store, "--embeddings", dir.file("lic.npy"), "--ids", dir.file("lic-ids.npy"), "--secrecy", "licensed:getty"]).status == 0)
         #expect(try runCLI(["import", store, "--embeddings", dir.file("web.npy"), "--ids", dir.file("web-ids.npy"), "--meta", dir.file("web.jsonl")]).status == 0)
         let badRow = try runCLI(["import", store, "--embeddings", dir.file("web.npy"), "--meta", dir.file("pub.npy")])

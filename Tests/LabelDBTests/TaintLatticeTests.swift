@@ -63,7 +63,11 @@ struct TaintLatticeTests {
         #expect(Clearance.all.admits(TaintLabel(secrecy: ["pii"], integrity: [])))
         #expect(try Clearance(parsing: "all") == .all)
         #expect(try Clearance(parsing: "") == .public)
-        for bad in ["secrecy", "secret=a", "secrecy=a b", "integrity=,;x=1", "secrecy=é"] {
+        #expect(try Clearance(parsing: "secrecy=;integrity=") == .public)
+        #expect(try Clearance(parsing: "integrity=ok;secrecy=a,b") == Clearance(allowedSecrecy: .tags(["a", "b"]), requiredIntegrity: ["ok"]))
+        // Nothing in a clearance is guessed: empty parts, empty tags and repeated parts are errors.
+        for bad in ["secrecy", "secret=a", "secrecy=a b", "integrity=,;x=1", "secrecy=é", "secrecy=pii,", ";;;", "secrecy=pii;",
+                    "secrecy=pii;secrecy=pii", "secrecy=a,,b", ",", "secrecy=pii;;integrity=ok"] {
             #expect(throws: TaintError.self) { _ = try Clearance(parsing: bad) }
         }
     }

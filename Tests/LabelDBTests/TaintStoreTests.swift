@@ -40,8 +40,8 @@ private struct TaintedCorpus {
             soft += row
         }
         try store.write(clearance: .all) { tx in
-            try tx.put(SampleBatch(samples))
-            try tx.importLabels(.soft(soft), ids: ids, into: "teacher", codec: .denseF32, agent: "t", source: source)
+            try tx.put(SampleBatch(samples), privileges: Set(Self.integrityTags))
+            try tx.importLabels(.soft(soft), ids: ids, into: "teacher", codec: .denseF32, agent: "t", source: source, privileges: ["trusted-teacher"])
         }
         try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFit(rank: 2), clearance: .all)
     }
@@ -164,8 +164,8 @@ struct TaintStoreTests {
         }
         let soft = (0..<12).flatMap { i -> [Float] in i % 2 == 0 ? [0.7, 0.2, 0.1] : [0.1, 0.3, 0.6] }
         try store.write(clearance: .all) { tx in
-            try tx.put(SampleBatch(samples))
-            try tx.importLabels(.soft(soft), ids: samples.map(\.id), into: "teacher", agent: "t", source: teacher)
+            try tx.put(SampleBatch(samples), privileges: ["human-reviewed", "trusted-teacher"])
+            try tx.importLabels(.soft(soft), ids: samples.map(\.id), into: "teacher", agent: "t", source: teacher, privileges: ["trusted-teacher"])
         }
         try store.read(clearance: .all) { tx in
             let first = try tx.label(of: 0, in: LabelSetReference(name: "teacher"))
@@ -236,8 +236,11 @@ struct TaintStoreTests {
         #expect(throws: LabelError.unknownSample(2)) {
             try store.write(clearance: .public) { tx in try tx.importLabels(.hard([0]), ids: [2], into: "h", agent: "a") }
         }
-        #expect(throws: StoreError.idExists(2)) {
+        #expect(throws: StoreError.idHeldByHiddenSample(2)) {
             try store.write(clearance: .public) { tx in try tx.put(Sample(id: 2, embedding: [0, 0, 1, 0])) }
+        }
+        #expect(throws: StoreError.idExists(2)) {
+            try store.write(clearance: .public) { tx in try tx.put(SampleBatch([Sample(id: 2, embedding: [0, 0, 1, 0])]), mode: .insert) }
         }
         #expect(try store.write(clearance: .public) { tx in try tx.delete([1, 2]) } == 1)
         #expect(try store.read(clearance: .all) { try $0.ids() } == [2])
@@ -248,7 +251,7 @@ struct TaintStoreTests {
     func clearanceValidation() throws {
         let dir = TemporaryDirectory("taint-validate")
         let store = try makeStore(dir, dimension: 4)
-        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["pii"], integrity: ["ok"]))) }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["pii"], integrity: ["ok"])), privileges: ["ok"]) }
         try store.read(clearance: .all) { tx in
             try tx.validate(try Clearance(parsing: "secrecy=pii;integrity=ok"))
             #expect(throws: TaintError.unknownTag("pi")) { try tx.validate(try Clearance(parsing: "secrecy=pi")) }
@@ -329,8 +332,8 @@ extension TaintLabelVersionTests {
         let dir = TemporaryDirectory("taint-replace")
         let store = try makeStore(dir, dimension: 4)
         let secret = TaintLabel(secrecy: ["pii"], integrity: ["reviewed"])
-        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: secret)) }
-        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [0, 1, 0, 0], taint: TaintLabel(secrecy: ["web"], integrity: ["reviewed"]))) }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: secret), privileges: ["reviewed"]) }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [0, 1, 0, 0], taint: TaintLabel(secrecy: ["web"], integrity: ["reviewed"])), privileges: ["reviewed"]) }
         #expect(try store.read(clearance: .all) { try $0.taintLabel(of: 1) } == TaintLabel(secrecy: ["pii", "web"], integrity: ["reviewed"]))
         #expect(try store.read(clearance: .public) { try $0.count() } == 0)
         #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
@@ -363,9 +366,9 @@ extension TaintRecordTests {
         let dir = TemporaryDirectory("taint-index")
         let store = try makeStore(dir, dimension: 4)
         let label = TaintLabel(secrecy: ["pii", "licensed"], integrity: ["ok"])
-        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: label)) }
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: label), privileges: ["ok"]) }
         try store.write(clearance: .all) { tx in
-            try tx.put(Sample(id: 2, embedding: [0, 1, 0, 0], taint: label))
+            try tx.put(Sample(id: 2, embedding: [0, 1, 0, 0], taint: label), privileges: ["ok"])
             #expect(tx.taintState?.full == nil)
         }
         let (labels, clean) = try store.read(clearance: .all) { tx in (try tx.catalog().labels, try tx.verify().isClean) }

@@ -7,9 +7,7 @@ public enum JSONLines {
     ///
     /// - Throws: ``InputError`` with the 1-based line number of the first bad line.
     public static func read(_ path: String) throws -> [JSONValue] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw InputError(file: path, reason: "cannot read the file")
-        }
+        let data = try InputFile.contents(path)
         var values: [JSONValue] = []
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var start = 0
@@ -58,16 +56,19 @@ public enum JSONLines {
             case "text":
                 return Array(text.utf8)
             case "base64":
-                guard let data = Data(base64Encoded: text) else {
-                    throw InputError(file: path, location: location, reason: "invalid base64")
+                // Foundation accepts stray padding ("QUJD="); only canonical base64, which
+                // encodes back to the same text, is taken, so one payload has one spelling.
+                guard let data = Data(base64Encoded: text), data.base64EncodedString() == text else {
+                    throw InputError(file: path, location: location, reason: "invalid base64 (padded RFC 4648 base64 expected)")
                 }
                 return [UInt8](data)
             case "path":
                 let file = text.hasPrefix("/") ? URL(fileURLWithPath: text) : folder.appendingPathComponent(text)
-                guard let data = FileManager.default.contents(atPath: file.path) else {
-                    throw InputError(file: path, location: location, reason: "cannot read payload file \(file.path)")
+                do {
+                    return [UInt8](try InputFile.contents(file.path))
+                } catch let error as InputError {
+                    throw InputError(file: path, location: location, reason: "cannot read payload file \(error)")
                 }
-                return [UInt8](data)
             default:
                 throw InputError(file: path, location: location, reason: "unknown payload key '\(key)' (expected base64, text or path)")
             }

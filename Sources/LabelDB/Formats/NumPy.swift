@@ -42,14 +42,13 @@ public struct NumPyArray: Sendable {
     /// - Throws: ``InputError`` naming the file for a bad magic string, an unsupported version or
     ///   dtype (big-endian, objects, strings), Fortran order, a malformed header, or truncated data.
     public static func read(_ path: String) throws -> NumPyArray {
+        try InputFile.checkRegularFile(path)
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw InputError(file: path, reason: "cannot open the file")
         }
         defer { try? handle.close() }
         let (dtype, shape, headerEnd) = try readHeader(handle, path: path)
-        let count = shape.reduce(1, *)
-        let (byteCount, overflow) = count.multipliedReportingOverflow(by: dtype.size)
-        guard !overflow else { throw InputError(file: path, reason: "shape \(shape) is too large") }
+        let byteCount = try dataSize(shape: shape, dtype: dtype, path: path)
         let fileSize = Int((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
         let available = fileSize - headerEnd
         guard available >= byteCount else {
@@ -103,6 +102,20 @@ public struct NumPyArray: Sendable {
             throw InputError(file: path, reason: "Fortran-order arrays are not supported; save with numpy.ascontiguousarray")
         }
         return (dtype, shape, prefix + headerLength)
+    }
+
+    /// The byte size of the data a header describes. The shape comes from the file, so the product
+    /// is overflow-checked factor by factor: a plain `reduce(1, *)` traps on a crafted shape. Zero
+    /// dimensions count as one in the check, so that callers may multiply any subset of the
+    /// dimensions (a row's size, say) without trapping even when another dimension is zero.
+    static func dataSize(shape: [Int], dtype: DType, path: String) throws -> Int {
+        var bound = dtype.size
+        for dim in shape {
+            let (product, overflow) = bound.multipliedReportingOverflow(by: max(dim, 1))
+            guard !overflow else { throw InputError(file: path, reason: "shape \(shape) is too large") }
+            bound = product
+        }
+        return shape.contains(0) ? 0 : bound
     }
 
     /// Parses the Python dict literal of a header, e.g. `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
@@ -307,7 +320,7 @@ public final class NumPyWriter {
 
     private func flush() throws {
         do { try handle.write(contentsOf: buffer) } catch {
-            throw InputError(file: path, reason: "write failed: \(error.localizedDescription)")
+            throw StoreError.io(path: path, reason: "write failed: \(error.localizedDescription)")
         }
         buffer.removeAll(keepingCapacity: true)
     }
@@ -327,7 +340,7 @@ public final class NumPyWriter {
                 try handle.seek(toOffset: 0)
                 try handle.write(contentsOf: NumPyWriter.header(dtype: dtype, shape: [rows] + rowShape, padTo: headerLength))
             } catch {
-                throw InputError(file: path, reason: "write failed: \(error.localizedDescription)")
+                throw StoreError.io(path: path, reason: "write failed: \(error.localizedDescription)")
             }
             return
         }

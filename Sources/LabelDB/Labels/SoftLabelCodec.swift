@@ -197,8 +197,8 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
 
     /// Decodes `bytes` into `out` (C floats), normalised to sum 1.
     ///
-    /// - Throws: an error describing the mismatch when the bytes do not fit the codec (they are
-    ///   untrusted: decoding never traps).
+    /// - Throws: ``RecordDecodingError`` describing the mismatch when the bytes do not fit the
+    ///   codec (they are untrusted: decoding never traps).
     public func decode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) throws {
         let c = out.count
         var reader = ByteReader(bytes)

@@ -106,19 +106,38 @@ extension Transaction {
     /// The label of sample `id` in `version` of an already resolved label set — for loops that
     /// read many samples, so the set's records are not decoded again for each one.
     ///
-    /// Nil as well when the clearance does not admit the label: its sample's taint label joined
-    /// with the source label of the import that wrote it.
+    /// The label is the sample's newest row at or before `version` that the clearance admits (its
+    /// sample's taint label joined with the source label of the import that wrote it), so a
+    /// newer row the clearance cannot see neither shows nor hides the older one (R-16). Nil when
+    /// there is none.
     public func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
         guard let sampleTaint = try sampleTaintID(id) else { return nil }
-        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
-        return try withLastEntry(.labels, atOrBefore: key) { entry -> Label? in
-            guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return nil }
-            let rowVersion = Int(BigEndianKey.u32(entry.key, at: 12))
-            guard let taint = try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) else { return nil }
-            var label = try decodeLabel(key: entry.key, value: entry.value, set: set)
-            label.taint = taint
+        return try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
+            guard let row else { return nil }
+            var label = try decodeLabel(key: row.key, value: row.value, set: set)
+            label.taint = row.taint
             return label
         }
+    }
+
+    /// Passes the newest row of sample `id` in `set` at or before `version` that the clearance
+    /// admits, borrowed, with its taint label, to `body` (nil when there is none).
+    func withVisibleRow<T>(
+        of id: UInt64, sampleTaint: UInt32, set: LabelSet, version: Int,
+        _ body: ((key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, taint: TaintLabel)?) throws -> T
+    ) throws -> T {
+        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
+        var result: T? = nil
+        try walkBackward(.labels, atOrBefore: key) { rowKey, value in
+            guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            let rowVersion = Int(BigEndianKey.u32(rowKey, at: 12))
+            // A row the clearance does not admit is skipped: an older one may be visible.
+            guard let taint = try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) else { return true }
+            result = try body((rowKey, value, taint))
+            return false
+        }
+        if let result { return result }
+        return try body(nil)
     }
 
     /// The taint label id of stored sample `id` (checksum verified), or nil when it is absent or
@@ -146,8 +165,22 @@ extension Transaction {
         return result
     }
 
-    /// True when sample `id` has a soft label in `version` of `set`; checks the row without
-    /// decoding the distribution (regeneration asks this for every sample it reads).
+    /// The taint label of sample `id`'s soft label in `version` of `set` as the clearance sees it
+    /// (the newest admitted row ≤ version), or nil when that row holds no soft label or there is
+    /// none; checks the row without decoding the distribution (regeneration asks this for every
+    /// sample it reads).
+    func visibleSoftLabelTaint(_ id: UInt64, set: LabelSet, version: Int) throws -> TaintLabel? {
+        guard let sampleTaint = try sampleTaintID(id) else { return nil }
+        return try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
+            guard let row else { return nil }
+            do { return try LabelRecord.decodeRow(key: row.key, row.value).soft != nil ? row.taint : nil } catch {
+                throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
+            }
+        }
+    }
+
+    /// True when sample `id`'s newest row at or before `version` of `set` holds a soft label,
+    /// whatever the clearance (for propagating a relabel to every projector fitted on it).
     func hasSoftLabel(_ id: UInt64, set: LabelSet, version: Int) throws -> Bool {
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
         return try withLastEntry(.labels, atOrBefore: key) { entry -> Bool in
@@ -199,7 +232,7 @@ extension Transaction {
         // Rows of one sample are consecutive, oldest version first: the last one ≤ version wins.
         // Each candidate is decoded while its bytes are borrowed; a later row of the same sample
         // replaces it (rare: only samples relabelled in a later version pay twice).
-        // Labels the clearance does not admit are skipped (the newest row ≤ version decides).
+        // Rows the clearance does not admit are skipped (the newest admitted row ≤ version wins).
         var pending: (id: UInt64, label: Label?)? = nil
         var stop = false
         // A scan reads each sample's label id from the partitions, not from its record.
@@ -212,14 +245,11 @@ extension Transaction {
                 pending = nil
                 if let label = p.label, try !body(p.id, label) { stop = true; return false }
             }
-            if rowVersion <= version {
-                if let taint = try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) {
-                    var label = try decodeLabel(key: key, value: value, set: set)
-                    label.taint = taint
-                    pending = (id, label)
-                } else {
-                    pending = (id, nil)
-                }
+            // A row the clearance does not admit leaves the older visible one in place (R-16).
+            if rowVersion <= version, let taint = try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) {
+                var label = try decodeLabel(key: key, value: value, set: set)
+                label.taint = taint
+                pending = (id, label)
             }
             return true
         }
@@ -243,16 +273,28 @@ extension Transaction {
             do { until = try LabelRecord.decodeIndexValue(key: key, value) } catch {
                 throw contextualize(error, table: .labelIndex, key: "\(set.name) class \(classIndex)")
             }
-            if from <= version && (until == LabelRecord.openEnded || version < Int(until)) {
-                let id = BigEndianKey.u64(key, at: 12)
-                if try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: from) != nil {
-                    let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
-                    out.append((id, confidence))
-                }
+            let id = BigEndianKey.u64(key, at: 12)
+            if from <= version, try isEffective(sample: id, sampleTaint: tainted[id] ?? 0, from: from, until: until, set: set, version: version) {
+                let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
+                out.append((id, confidence))
             }
             return out.count < limit
         }
         return out
+    }
+
+    /// True when the index entry of sample `id`'s row written by version `from` (superseded by
+    /// version `until`) gives its label at `version` ≥ `from` under the clearance (R-19): the row
+    /// is admitted, and no admitted row supersedes it by `version`. Rows that superseded it but
+    /// are hidden do not count, so only then is the labels table consulted.
+    private func isEffective(sample id: UInt64, sampleTaint: UInt32, from: Int, until: UInt32, set: LabelSet, version: Int) throws -> Bool {
+        guard try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: from) != nil else { return false }
+        if until == LabelRecord.openEnded || version < Int(until) { return true }
+        if try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: Int(until)) != nil { return false }
+        let visible = try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
+            row.map { Int(BigEndianKey.u32($0.key, at: 12)) }
+        }
+        return visible == from
     }
 }
 
@@ -273,16 +315,21 @@ extension WriteTransaction {
     ///
     /// - Parameters:
     ///   - codec: the soft-label codec; fixed by the set's first soft import (default `dense:f16`).
+    ///   - source: the label source's taint label, joined into every row's.
+    ///   - privileges: the integrity tags the writer may vouch for; every integrity tag of
+    ///     `source` must be among them.
     ///   - normalize: rescale soft rows that do not sum to 1 instead of rejecting them.
-    /// - Throws: ``LabelError`` for bad rows, unknown ids, codec mismatches; nothing is written.
+    /// - Throws: ``LabelError`` for bad rows, unknown ids, codec mismatches;
+    ///   ``TaintError/missingPrivilege(tag:action:)``; nothing is written.
     @discardableResult
     public func importLabels(
         _ values: LabelValues, ids: [UInt64], into name: String, codec requested: SoftLabelCodec? = nil,
-        agent: String, source: TaintLabel = .public, normalize: Bool = false, now: Date = Date()
+        agent: String, source: TaintLabel = .public, privileges: Set<String> = [], normalize: Bool = false, now: Date = Date()
     ) throws -> LabelSetVersion {
         guard !name.isEmpty, !name.contains("@"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw LabelError.invalidName(name)
         }
+        try TaintChange.checkEndorsement([source], privileges: privileges)
         let classCount = store.schema.classes.count
         var softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
         // Ids: unique, stored.
@@ -405,7 +452,16 @@ extension WriteTransaction {
         try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
         record.latest = Int(version)
         try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
-        return info
+        // `labelled` counts every row of the set, hidden ones too: a writer who cannot see them
+        // must not learn it (importing one label and watching the count would reveal whether a
+        // hidden row labels that id). The other figures describe this import's own rows, all
+        // of which the writer sees.
+        var returned = info
+        if try !seesEverything {
+            returned.labelled = 0
+            returned.statisticsRedacted = true
+        }
+        return returned
     }
 
     func labelSetVersion(set: UInt32, version: UInt32, name: String) throws -> LabelSetVersion {

@@ -159,15 +159,22 @@ extension Transaction {
         for (i, id) in ids.enumerated() {
             var row = Array(probabilities[(i * c)..<((i + 1) * c)])
             let status: RegenerationStatus
-            if try !hasSoftLabel(id, set: loaded.sourceSet, version: loaded.version.sourceVersion) {
-                status = .unfitted
-            } else if sequences[i] > loaded.version.sequence {
-                status = .stale
-            } else if let corrected = try correction(for: id, loaded: loaded) {
-                row = corrected
-                status = .corrected
+            // Fitted means the fit could have used this sample's soft label: the row the clearance
+            // sees, and one whose label flows to the projector's (the join of everything the fit
+            // used). A row hidden from the reader, or one the fit's clearance did not admit, was
+            // not fitted, so no bound is claimed for it.
+            if let softTaint = try visibleSoftLabelTaint(id, set: loaded.sourceSet, version: loaded.version.sourceVersion),
+               softTaint.flows(to: loaded.version.taintLabel) {
+                if sequences[i] > loaded.version.sequence {
+                    status = .stale
+                } else if let corrected = try correction(for: id, loaded: loaded) {
+                    row = corrected
+                    status = .corrected
+                } else {
+                    status = .regenerated
+                }
             } else {
-                status = .regenerated
+                status = .unfitted
             }
             results.append(RegeneratedLabel(id: id, probabilities: row, status: status, taint: loaded.version.taintLabel.join(taints[i])))
         }
@@ -295,10 +302,7 @@ extension Store {
                 guard let head = try tx.head(named: name) else { throw ProjectorError.unknownHead(name) }
                 return head
             }
-            let sequence = try tx.withValue(.meta, name: MetaKey.sequence) { bytes -> UInt64 in
-                guard let bytes else { return 0 }
-                return (try? CounterRecord.decode(bytes)) ?? 0
-            }
+            let sequence = try tx.storedSequence()
             return (set, version, ids, teacher, x, head, sequence, fittedTaint)
         }
         // 2. Fit.

@@ -30,9 +30,7 @@ public struct ProvenanceEntity: Codable, Equatable, Sendable {
 
     /// A file, with its content hash and row count.
     public static func file(_ path: String, rows: Int? = nil) throws -> ProvenanceEntity {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw InputError(file: path, reason: "cannot read the file to hash it")
-        }
+        let data = try InputFile.contents(path)
         return ProvenanceEntity(kind: "file", name: path, hash: Checksum.xxh3_128Hex([UInt8](data)), rows: rows)
     }
 

@@ -22,14 +22,20 @@ extension Transaction {
     }
 
     /// Checks the hash chain end to end: record numbers without gaps from 1, every record's own
-    /// hash, and every record naming its predecessor's hash. Names the first bad record.
+    /// hash, and every record naming its predecessor's hash. Names the first bad record; damage,
+    /// a malformed key included, is reported, never thrown.
     public func verifyProvenanceLog() throws -> ProvenanceLogReport {
         var previous = [UInt8](repeating: 0, count: 16)
         var expected: UInt64 = 1
         var count = 0
         var firstBad: (UInt64, String)? = nil
-        try forEach(.provenance) { id, bytes in
+        try walk(.provenance, from: nil) { key, bytes in
             count += 1
+            guard key.count == 8 else {
+                firstBad = (expected, "a key of \(key.count) bytes where record \(expected) should be (keys are 8 bytes)")
+                return false
+            }
+            let id = BigEndianKey.u64(key, at: 0)
             if id != expected {
                 firstBad = (expected, id > expected ? "missing (the next record is \(id))" : "out of order")
                 return false

@@ -2,8 +2,8 @@ import Foundation
 
 /// How a kNN-generated label's flow label is computed.
 public enum KNNFlowMode: String, Sendable, CaseIterable {
-    /// The join of the labels of all k neighbours (and of the label set's source); the output is
-    /// the one computed from all visible entries.
+    /// The join of the labels of all k neighbours (each row's label includes the source of the
+    /// import that wrote it); the output is the one computed from all visible entries.
     case conservative
     /// The permissive rule of Siddiqui et al.: the least restrictive context whose regenerated
     /// output is λ-similar to the full one, and the output regenerated from that context alone.
@@ -17,7 +17,8 @@ public struct KNNLabelResult: Sendable, Equatable {
     public var probabilities: [Float]
     /// The flow label the returned output carries (permissive mode: ⊑ ``conservativeLabel``).
     public var label: TaintLabel
-    /// The join of the labels of the k nearest visible labelled entries and of the label set's source.
+    /// The join of the labels of the k nearest visible labelled entries (each a sample's label ⊔
+    /// the source of the import that wrote its row; public when there are none).
     public var conservativeLabel: TaintLabel
     /// The neighbours the returned output was computed from, nearest first (ties by smaller id).
     public var neighbors: [Neighbor]
@@ -50,9 +51,9 @@ extension Transaction {
     /// top-1 class and a total-variation distance ≤ `lambda` (an empty context, whose output is
     /// the uninformative uniform distribution, is never accepted). Of the minimal accepted nodes, the
     /// one with the fewest tags (then the lexicographically smallest) is chosen. Its output is
-    /// returned, labelled with the join of its neighbours' labels and the source's: secrecy S ∪ the
-    /// source's (for a minimal S, exactly the tags its neighbours carry), integrity the
-    /// conservative label's, since every candidate of the context had at least that much. So the
+    /// returned, labelled with secrecy S (for a minimal S, exactly the tags its neighbours' rows
+    /// carry, their sources' included) and the conservative label's integrity, since every
+    /// candidate of the context had at least that much. So the
     /// output depends only on entries whose label flows to the returned label (see
     /// ``knnOutput(of:queries:k:from:metric:flowingTo:include:)``), and the label is ⊑ the conservative one.
     ///
@@ -68,7 +69,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version, source, entries) = try knnSetup(reference)
+        let (set, version, entries) = try knnSetup(reference)
         // Groups: one per distinct label in the permissive mode; a single one for the conservative.
         let groups = mode == .permissive ? max(entries.labels.count, 1) : 1
         // Extra candidates per list absorb GEMM rounding before the exact re-ranking below.
@@ -80,7 +81,7 @@ extension Transaction {
                 return mode == .permissive ? g : 0
             }
             : Array(repeating: [], count: count * groups)
-        var generator = KNNLabelGenerator(tx: self, set: set, version: version, source: source, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, set: set, version: version, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
         var results: [KNNLabelResult] = []
         results.reserveCapacity(count)
         for i in 0..<count {
@@ -102,7 +103,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version, source, entries) = try knnSetup(reference)
+        let (set, version, entries) = try knnSetup(reference)
         let admitted = entries.labels.map { $0.flows(to: bound) }
         let lists = k > 0 && count > 0
             ? try scanNearest(queries, count: count, keep: k + KNNLabelGenerator.slack, metric: metric, groups: 1) { id in
@@ -111,7 +112,7 @@ extension Transaction {
                 return 0
             }
             : Array(repeating: [], count: count)
-        var generator = KNNLabelGenerator(tx: self, set: set, version: version, source: source, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, set: set, version: version, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
         return try (0..<count).map { i in
             let query = Array(queries[(i * d)..<((i + 1) * d)])
             generator.exact = [:]
@@ -122,10 +123,12 @@ extension Transaction {
         }
     }
 
-    /// The label set and version `reference` names, its source's label, and its visible labelled entries.
-    private func knnSetup(_ reference: LabelSetReference) throws -> (LabelSet, Int, TaintLabel, (group: [UInt64: Int], labels: [TaintLabel])) {
+    /// The label set and version `reference` names, and its visible labelled entries. (No version's
+    /// source is joined in as such: each entry's label already carries the source of the import
+    /// that wrote its row, which is the only source its output can depend on.)
+    private func knnSetup(_ reference: LabelSetReference) throws -> (LabelSet, Int, (group: [UInt64: Int], labels: [TaintLabel])) {
         let (set, version) = try resolve(reference)
-        return (set, version, set.versions[version - 1].sourceLabel, try labelledEntries(set: set, version: version))
+        return (set, version, try labelledEntries(set: set, version: version))
     }
 
     /// The visible entries with a label in `set@version`, each with the index of its label
@@ -151,7 +154,11 @@ extension Transaction {
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             if let p = pending, p.id != id { try settle(p); pending = nil }
-            if rowVersion <= version { pending = (id, rowVersion) }
+            // The newest row ≤ version that the clearance admits is the entry: a hidden newer
+            // row leaves the visible older one in place.
+            if rowVersion <= version, try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) != nil {
+                pending = (id, rowVersion)
+            }
             return true
         }
         if let p = pending { try settle(p) }
@@ -168,7 +175,6 @@ struct KNNLabelGenerator {
     let tx: Transaction
     let set: LabelSet
     let version: Int
-    let source: TaintLabel
     let k: Int
     let metric: NeighborMetric
     let lambda: Float
@@ -176,11 +182,10 @@ struct KNNLabelGenerator {
     var labels: [UInt64: (distribution: [Float], taint: TaintLabel)] = [:]
     var embeddings: [UInt64: [Float]] = [:]
 
-    init(tx: Transaction, set: LabelSet, version: Int, source: TaintLabel, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
+    init(tx: Transaction, set: LabelSet, version: Int, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
         self.tx = tx
         self.set = set
         self.version = version
-        self.source = source
         self.k = k
         self.metric = metric
         self.lambda = lambda
@@ -226,12 +231,11 @@ struct KNNLabelGenerator {
         guard case .tags(let top) = conservative.secrecy, case .tags(let floor) = conservative.integrity else {
             preconditionFailure("stored labels name their tags")
         }
-        // The context of S: the labels that flow to (S ∪ σ, floor) — σ the source's secrecy, which
-        // every label carries; floor the conservative integrity. That pair is the label the
-        // output carries when S is chosen, which is what makes the output safe under it.
-        guard case .tags(let sourceSecrecy) = source.secrecy else { preconditionFailure("stored labels name their tags") }
+        // The context of S: the labels that flow to (S, floor) — floor the conservative integrity.
+        // That pair is the label the output carries when S is chosen, which is what makes the
+        // output safe under it.
         func contextLabel(_ s: Set<String>) -> TaintLabel {
-            TaintLabel(secrecy: .tags(s.union(sourceSecrecy)), integrity: .tags(floor))
+            TaintLabel(secrecy: .tags(s), integrity: .tags(floor))
         }
         func admits(_ s: Set<String>) -> (Int) -> Bool {
             let bound = contextLabel(s)
@@ -273,7 +277,7 @@ struct KNNLabelGenerator {
             a.count != b.count ? a.count < b.count : a.sorted().lexicographicallyPrecedes(b.sorted())
         } ?? top
         let out = outputs[chosen]!
-        // The label of the context: S ∪ σ, which for a minimal S is exactly the join of the used
+        // The label of the context: S, which for a minimal S is exactly the join of the used
         // neighbours' secrecy (a tag none of them carries could be removed without changing the
         // output), and the integrity floor every candidate of the context had (an unused candidate
         // could have been chosen, so the output vouches for no more).
@@ -290,15 +294,16 @@ struct KNNLabelGenerator {
     }
 
     /// The output of `neighbors`: weights, then the weighted average of their distributions,
-    /// accumulated in ascending id order; and the join of their labels with the source.
+    /// accumulated in ascending id order; and the join of their labels (public for none: the
+    /// uniform output then depends on no data).
     mutating func output(query: [Float], neighbors: [Neighbor]) throws -> Output {
         var probabilities = [Float](repeating: 0, count: classes)
-        var label = source
+        var joined: TaintLabel? = nil
         var total: Float = 0
         var witness: [UInt64] = []
         for neighbor in neighbors.sorted(by: { $0.id < $1.id }) {
             let entry = try labelOf(neighbor.id)
-            label = label.join(entry.taint)
+            joined = joined.map { $0.join(entry.taint) } ?? entry.taint
             let weight: Float = metric == .cosine ? max(neighbor.similarity, 0) : 1 / (1 - neighbor.similarity)
             guard weight > 0 else { continue }
             witness.append(neighbor.id)
@@ -310,7 +315,7 @@ struct KNNLabelGenerator {
         } else {
             probabilities = [Float](repeating: 1 / Float(classes), count: classes)
         }
-        return Output(neighbors: neighbors, probabilities: probabilities, witness: witness, label: label)
+        return Output(neighbors: neighbors, probabilities: probabilities, witness: witness, label: joined ?? .public)
     }
 
     /// Exact similarity of `query` and the stored embedding of `id`, with a fixed-order sum.

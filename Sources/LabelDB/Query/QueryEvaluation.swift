@@ -208,7 +208,7 @@ struct QueryContext {
         for reference in labels { _ = try resolveSource(reference) }
         // Only a conjunct at the top level may narrow the candidates.
         func conjuncts(_ e: QueryExpression) -> [QueryExpression] {
-            if case .and(let a, let b) = e { return conjuncts(a) + conjuncts(b) }
+            if case .and(let parts) = e { return parts.flatMap(conjuncts) }
             return [e]
         }
         for part in filter.map(conjuncts) ?? [] {
@@ -222,7 +222,7 @@ struct QueryContext {
 
     private mutating func collect(_ e: QueryExpression) throws {
         switch e {
-        case .and(let a, let b), .or(let a, let b): try collect(a); try collect(b)
+        case .and(let parts), .or(let parts): for part in parts { try collect(part) }
         case .not(let a): try collect(a)
         case .tagged(let tag):
             // Like a clearance, a filter naming a tag the store never registered is a typo, not "no rows".
@@ -313,8 +313,8 @@ struct QueryContext {
         }
         func evaluate(_ e: QueryExpression) throws -> Bool {
             switch e {
-            case .and(let a, let b): return try evaluate(a) && evaluate(b)
-            case .or(let a, let b): return try evaluate(a) || evaluate(b)
+            case .and(let parts): return try parts.allSatisfy(evaluate)
+            case .or(let parts): return try parts.contains(where: evaluate)
             case .not(let a): return try !evaluate(a)
             case .tagged(let tag):
                 guard let taint = try tx.taintLabel(of: id) else { return false }

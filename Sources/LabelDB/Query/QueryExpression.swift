@@ -15,11 +15,15 @@
 /// OP         := '=' | '!=' | '<' | '<=' | '>' | '>='
 /// value      := STRING | NUMBER
 /// ```
+///
+/// A chain of `and`s (or of `or`s) is one node with a list of operands, so thousands of terms
+/// cost no recursion; nesting (parentheses and `not`) is limited to ``maximumDepth`` levels, so
+/// no filter can exhaust the stack.
 public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertible {
-    /// Both hold.
-    case and(QueryExpression, QueryExpression)
-    /// Either holds.
-    case or(QueryExpression, QueryExpression)
+    /// All hold (two or more operands).
+    case and([QueryExpression])
+    /// At least one holds (two or more operands).
+    case or([QueryExpression])
     /// It does not hold.
     case not(QueryExpression)
     /// `operand OP value`.
@@ -32,9 +36,13 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
     /// The multi-label (or hard label) in the set includes the class.
     case has(LabelSetReference, QueryValue)
 
+    /// The deepest nesting of parentheses and `not`s a filter may have.
+    public static let maximumDepth = 200
+
     /// Parses a filter.
     ///
-    /// - Throws: ``QueryParseError`` with the 1-based column of the problem.
+    /// - Throws: ``QueryParseError`` with the 1-based column of the problem, also for nesting
+    ///   deeper than ``maximumDepth``.
     public init(parsing text: String) throws {
         var parser = QueryParser(text)
         self = try parser.parseExpression()
@@ -44,8 +52,8 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
     /// The canonical text: parsing it gives back the same expression.
     public var description: String {
         switch self {
-        case .and(let a, let b): "(\(a) and \(b))"
-        case .or(let a, let b): "(\(a) or \(b))"
+        case .and(let parts): "(" + parts.map(\.description).joined(separator: " and ") + ")"
+        case .or(let parts): "(" + parts.map(\.description).joined(separator: " or ") + ")"
         case .not(let a): "not \(a)"
         case .comparison(let operand, let op, let value): "\(operand) \(op.rawValue) \(value)"
         case .tagged(let tag): "tagged(\(QueryValue.string(tag)))"
@@ -123,6 +131,8 @@ private struct QueryParser {
     var position = 0
     var token: Token = .end
     var tokenColumn = 1
+    /// The current nesting of parentheses and `not`s.
+    var depth = 0
 
     init(_ text: String) {
         scalars = Array(text)
@@ -194,34 +204,47 @@ private struct QueryParser {
     }
 
     mutating func parseOr() throws -> QueryExpression {
-        var left = try parseAnd()
+        var parts = [try parseAnd()]
         while token == .word("or") {
             try advance()
-            left = .or(left, try parseAnd())
+            parts.append(try parseAnd())
         }
-        return left
+        return parts.count == 1 ? parts[0] : .or(parts)
     }
 
     mutating func parseAnd() throws -> QueryExpression {
-        var left = try parseNot()
+        var parts = [try parseNot()]
         while token == .word("and") {
             try advance()
-            left = .and(left, try parseNot())
+            parts.append(try parseNot())
         }
-        return left
+        return parts.count == 1 ? parts[0] : .and(parts)
     }
 
     mutating func parseNot() throws -> QueryExpression {
         if token == .word("not") {
+            try enter()
+            defer { depth -= 1 }
             try advance()
             return .not(try parseNot())
         }
         return try parsePrimary()
     }
 
+    /// One level deeper (a `not` or a parenthesis); the parser and every walk of the tree recurse
+    /// per level, so the depth is bounded before the stack is.
+    mutating func enter() throws {
+        depth += 1
+        guard depth <= QueryExpression.maximumDepth else {
+            throw error("nested more than \(QueryExpression.maximumDepth) levels deep (parentheses and not)")
+        }
+    }
+
     mutating func parsePrimary() throws -> QueryExpression {
         switch token {
         case .symbol("("):
+            try enter()
+            defer { depth -= 1 }
             try advance()
             let inner = try parseOr()
             guard token == .symbol(")") else { throw error("expected ')'") }
@@ -303,7 +326,13 @@ private struct QueryParser {
             throw error("expected a comparison (=, !=, <, <=, >, >=)")
         }
         try advance()
-        return .comparison(operand, op, try literal())
+        let column = tokenColumn
+        let value = try literal()
+        if operand == .id {
+            // A number past 2^64 − 1 or with a fraction would otherwise compare as a double.
+            guard case .integer = value else { throw error("an id is a whole number from 0 to 18446744073709551615", at: column) }
+        }
+        return .comparison(operand, op, value)
     }
 
     mutating func literal() throws -> QueryValue {

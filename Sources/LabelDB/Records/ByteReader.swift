@@ -1,8 +1,12 @@
 /// A record's bytes did not decode: what was wrong, in words a user can act on.
-/// Callers wrap it into ``StoreError/corruptRecord(store:table:key:detail:)`` with the context.
-struct RecordDecodingError: Error, CustomStringConvertible {
-    let detail: String
-    var description: String { detail }
+/// The store wraps it into ``StoreError/corruptRecord(store:table:key:detail:)`` with the context;
+/// public decoders of untrusted bytes (``SoftLabelCodec/decode(_:into:)``) throw it as is.
+public struct RecordDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// What was wrong with the bytes.
+    public let detail: String
+    /// An error with this detail.
+    public init(detail: String) { self.detail = detail }
+    public var description: String { detail }
 }
 
 /// A bounds-checked little-endian reader over bytes that came from disk.

@@ -187,14 +187,28 @@ extension Transaction {
     }
 }
 
+extension Transaction {
+    /// The store's write sequence as committed (0 before any embedding was written). A damaged
+    /// counter is reported, never read as 0: a projector fitted at "0" would call every sample stale.
+    func storedSequence() throws -> UInt64 {
+        try withValue(.meta, name: MetaKey.sequence) { bytes -> UInt64 in
+            guard let bytes else { return 0 }
+            do { return try CounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.sequence) }
+        }
+    }
+}
+
 // Writing samples.
 extension WriteTransaction {
     /// Inserts `sample`, or replaces the stored sample with the same id.
     ///
+    /// - Parameter privileges: the integrity tags the writer may vouch for; every integrity tag
+    ///   of the sample's taint label must be among them (endorsing takes a privilege, as in
+    ///   ``relabel(_:_:privileges:agent:)``).
     /// - Throws: ``StoreError/invalidSample(id:reason:)`` when the embedding has the wrong
-    ///   dimension or a non-finite value.
-    public func put(_ sample: Sample) throws {
-        _ = try put(SampleBatch([sample]), mode: .replace)
+    ///   dimension or a non-finite value; ``TaintError/missingPrivilege(tag:action:)``.
+    public func put(_ sample: Sample, privileges: Set<String> = []) throws {
+        _ = try put(SampleBatch([sample]), mode: .replace, privileges: privileges)
     }
 
     /// Writes every row of `batch`, in ascending id order so pages fill even when ids are random.
@@ -206,15 +220,19 @@ extension WriteTransaction {
     ///
     /// - Parameters:
     ///   - mode: ``PutMode/insert`` fails on an id already stored; ``PutMode/replace`` overwrites it.
+    ///   - privileges: the integrity tags the writer may vouch for: every integrity tag a row
+    ///     carries must be among them.
     ///   - progress: called now and then with the number of rows written so far.
     /// - Throws: ``StoreError/invalidSample(id:reason:)``, ``StoreError/duplicateID(_:)``,
-    ///   ``StoreError/idExists(_:)``.
+    ///   ``StoreError/idExists(_:)``, ``StoreError/idHeldByHiddenSample(_:)``,
+    ///   ``TaintError/missingPrivilege(tag:action:)``.
     @discardableResult
-    public func put(_ batch: SampleBatch, mode: PutMode = .replace, progress: ((Int) -> Void)? = nil) throws -> PutSummary {
+    public func put(_ batch: SampleBatch, mode: PutMode = .replace, privileges: Set<String> = [], progress: ((Int) -> Void)? = nil) throws -> PutSummary {
         let schema = store.schema
         let dimension = schema.dimension
         let n = batch.count
         try SampleValidation.check(batch, schema: schema)
+        if let taints = batch.taints { try TaintChange.checkEndorsement(Set(taints), privileges: privileges) }
         let metadataBytes: [[UInt8]] = (batch.metadata ?? []).map { members in
             var out: [UInt8] = []
             JSONValue.object(members).write(into: &out)
@@ -266,7 +284,8 @@ extension WriteTransaction {
                 if let oldTaint {
                     // Ids are one namespace: an id held by a sample this clearance cannot see is
                     // refused like any taken id, never overwritten (a side channel the spec lists).
-                    if try mode == .insert || !admits(labelID: oldTaint) { throw StoreError.idExists(id) }
+                    if mode == .insert { throw StoreError.idExists(id) }
+                    if try !admits(labelID: oldTaint) { throw StoreError.idHeldByHiddenSample(id) }
                     summary.replaced += 1
                 } else {
                     summary.inserted += 1
@@ -322,11 +341,7 @@ extension WriteTransaction {
     /// can tell which embeddings changed after it was fitted.
     func writeSequence() throws -> UInt64 {
         if let cached = cachedWriteSequence { return cached }
-        let current = try withValue(.meta, name: MetaKey.sequence) { bytes -> UInt64 in
-            guard let bytes else { return 0 }
-            do { return try CounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.sequence) }
-        }
-        let next = current + 1
+        let next = try storedSequence() + 1
         try put(.meta, name: MetaKey.sequence, bytes: CounterRecord.encoded(next))
         cachedWriteSequence = next
         return next

@@ -26,7 +26,15 @@ extension Transaction {
     /// Walks the whole store and reports every record that fails its checksum or disagrees with
     /// another record. Damaged bytes become entries in the report, never a crash or a throw;
     /// only LMDB failures throw.
+    ///
+    /// Verification reads every record, hidden ones included, and its counts would reveal them,
+    /// so it needs a clearance that sees the whole store (as ``Store/backup(to:clearance:)`` does).
+    ///
+    /// - Throws: ``TaintError/clearanceTooNarrow(_:)``; ``LMDBError``.
     public func verify() throws -> VerificationReport {
+        guard clearance == .all || (try? seesEverything) == true else {
+            throw TaintError.clearanceTooNarrow("verify reads every record; it needs a clearance that sees the whole store (--clearance all)")
+        }
         var report = VerificationReport()
         func problem(_ table: Table, _ key: String, _ detail: String) {
             report.problems.append(.init(table: table.rawValue, key: key, detail: detail))

@@ -24,6 +24,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case duplicateID(UInt64)
     /// An insert found the id already stored and replacing was not allowed.
     case idExists(UInt64)
+    /// A replace found the id held by a sample the clearance does not see, which it may not
+    /// overwrite (ids are one namespace: a side channel the format spec lists).
+    case idHeldByHiddenSample(UInt64)
     /// The id is not in the store.
     case sampleNotFound(UInt64)
     /// A file-system operation around the store failed.
@@ -53,6 +56,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "id \(id) appears more than once in the batch"
         case .idExists(let id):
             "id \(id) is already in the store (pass --replace, or PutMode.replace, to overwrite it)"
+        case .idHeldByHiddenSample(let id):
+            "id \(id) is held by a sample this clearance does not see; it cannot be replaced (choose other ids)"
         case .sampleNotFound(let id):
             "sample \(id) not found"
         case .io(let path, let reason):

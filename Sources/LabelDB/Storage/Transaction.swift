@@ -130,12 +130,27 @@ public class Transaction {
         _ table: Table, atOrBefore key: [UInt8],
         _ body: ((key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)?) throws -> T
     ) throws -> T {
-        guard let dbi = env.dbi(table) else { return try body(nil) }
+        var result: T? = nil
+        try walkBackward(table, atOrBefore: key) { k, v in
+            result = try body((k, v))
+            return false
+        }
+        if let result { return result }
+        return try body(nil)
+    }
+
+    /// Walks `table` in descending key order from the greatest key ≤ `key`, passing each borrowed
+    /// key and value to `body` until it returns false.
+    func walkBackward(
+        _ table: Table, atOrBefore key: [UInt8],
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        guard let dbi = env.dbi(table) else { return }
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(handle, dbi, &cursor), "mdb_cursor_open")
         defer { mdb_cursor_close(cursor) }
         var search = key
-        return try search.withUnsafeMutableBytes { k in
+        try search.withUnsafeMutableBytes { k in
             var mdbKey = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
             var value = MDB_val()
             var rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_SET_RANGE)
@@ -147,10 +162,13 @@ public class Transaction {
             } else if rc == MDB_NOTFOUND {
                 rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_LAST)
             }
-            if rc == MDB_NOTFOUND { return try body(nil) }
-            try check(rc, "mdb_cursor_get(\(table.rawValue))")
-            return try body((UnsafeRawBufferPointer(start: mdbKey.mv_data, count: mdbKey.mv_size),
-                             UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)))
+            while rc == 0 {
+                let keyBytes = UnsafeRawBufferPointer(start: mdbKey.mv_data, count: mdbKey.mv_size)
+                let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+                if try !body(keyBytes, valueBytes) { return }
+                rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_PREV)
+            }
+            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
         }
     }
 

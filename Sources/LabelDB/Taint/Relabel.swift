@@ -35,6 +35,22 @@ public struct TaintChange: Equatable, Sendable {
         return TaintLabel(secrecy: secrecy, integrity: integrity)
     }
 
+    /// Throws unless `privileges` cover every integrity tag of `labels`: writing data that
+    /// carries an integrity tag vouches for it, which is an endorsement whatever the path
+    /// (sample import, label import, head import, relabel).
+    ///
+    /// - Throws: ``TaintError/missingPrivilege(tag:action:)`` naming the first such tag.
+    static func checkEndorsement(_ labels: Set<TaintLabel>, privileges: Set<String>) throws {
+        for label in labels {
+            guard case .tags(let integrity) = label.integrity else {
+                throw TaintError.malformedLabel("a written label names its integrity tags; `*` (every tag) cannot be written")
+            }
+            if let tag = integrity.sorted().first(where: { !privileges.contains($0) }) {
+                throw TaintError.missingPrivilege(tag: tag, action: "write data with the integrity tag (endorse)")
+            }
+        }
+    }
+
     /// True when the change can make data more restrictive (so what was derived from it must follow).
     var restricts: Bool { !addSecrecy.isEmpty || !removeIntegrity.isEmpty }
 
@@ -62,11 +78,16 @@ extension WriteTransaction {
     /// secrecy joined into (and the removed integrity taken out of) their own label, so
     /// regenerated labels stay conservative; a declassify does not lower a projector's label.
     ///
-    /// - Throws: ``TaintError/missingPrivilege(tag:action:)``, ``StoreError/sampleNotFound(_:)``;
-    ///   nothing is written.
+    /// - Throws: ``TaintError/missingPrivilege(tag:action:)``, ``TaintError/unknownTag(_:)`` for a
+    ///   removed tag the store never registered, ``StoreError/sampleNotFound(_:)``; nothing is written.
     @discardableResult
     public func relabel(_ ids: [UInt64], _ change: TaintChange, privileges: Set<String> = [], agent: String) throws -> Int {
         try change.check(privileges: privileges)
+        // Removing a tag the store never had is a typo, not a declassification to log.
+        let catalog = try catalog()
+        if let unknown = change.removeSecrecy.union(change.removeIntegrity).sorted().first(where: { !catalog.isRegistered($0) }) {
+            throw TaintError.unknownTag(unknown)
+        }
         var newIDs: [TaintLabel: UInt32] = [:]
         let unique = Set(ids).sorted()
         for id in unique {

@@ -178,12 +178,11 @@ extension TaintLabel {
     }
 
     /// A label from comma-separated tag lists, as the CLI's `--secrecy` and `--integrity` take them.
-    public init(secrecyList: String?, integrityList: String?) throws {
-        func tags(_ list: String?) throws -> Set<String> {
-            guard let list else { return [] }
-            return Set(try list.split(separator: ",").map { try TaintTags.validated(String($0), in: list) })
-        }
-        self.init(secrecy: try tags(secrecyList), integrity: try tags(integrityList))
+    /// Each option may repeat.
+    ///
+    /// - Throws: ``TaintError/invalidTag(tag:in:)`` for an empty or malformed tag.
+    public init(secrecyLists: [String], integrityLists: [String]) throws {
+        self.init(secrecy: try TaintTags.parse(lists: secrecyLists), integrity: try TaintTags.parse(lists: integrityLists))
     }
 
     /// The tags named by this label (both parts; none for `.all`).

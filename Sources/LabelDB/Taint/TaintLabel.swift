@@ -134,24 +134,24 @@ public struct Clearance: Hashable, Sendable, CustomStringConvertible {
     /// True when data labelled `label` is visible under this clearance.
     public func admits(_ label: TaintLabel) -> Bool { label.flows(to: self.label) }
 
-    /// Parses `all`, `public`, or `secrecy=a,b;integrity=c` (either part may be omitted or empty).
+    /// Parses `all`, `public` (or the empty string), or `secrecy=a,b;integrity=c`: each part at most once, either may be
+    /// omitted or have an empty list (`secrecy=`). Empty parts (`;;`), empty tags (`pii,`) and a
+    /// repeated part are errors: a clearance is a security setting, so nothing in it is guessed.
     ///
-    /// - Throws: ``TaintError/malformedClearance(_:)``.
+    /// - Throws: ``TaintError/malformedClearance(_:)`` or ``TaintError/invalidTag(tag:in:)``.
     public init(parsing text: String) throws {
         if text == "all" { self = .all; return }
-        if text == "public" { self = .public; return }
-        var secrecy = Set<String>(), integrity = Set<String>()
-        for part in text.split(separator: ";", omittingEmptySubsequences: true) {
+        if text == "public" || text.isEmpty { self = .public; return }
+        var parts: [String: Set<String>] = [:]
+        for part in text.split(separator: ";", omittingEmptySubsequences: false) {
             let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard pieces.count == 2 else { throw TaintError.malformedClearance(text) }
-            let tags = try pieces[1].split(separator: ",").map { try TaintTags.validated(String($0), in: text) }
-            switch pieces[0].trimmingCharacters(in: .whitespaces) {
-            case "secrecy": secrecy.formUnion(tags)
-            case "integrity": integrity.formUnion(tags)
-            default: throw TaintError.malformedClearance(text)
-            }
+            let name = pieces[0].trimmingCharacters(in: .whitespaces)
+            guard name == "secrecy" || name == "integrity", parts[name] == nil else { throw TaintError.malformedClearance(text) }
+            let list = String(pieces[1])
+            parts[name] = list.isEmpty ? [] : try TaintTags.parse(lists: [list])
         }
-        self.init(allowedSecrecy: .tags(secrecy), requiredIntegrity: integrity)
+        self.init(allowedSecrecy: .tags(parts["secrecy"] ?? []), requiredIntegrity: parts["integrity"] ?? [])
     }
 
     public var description: String { "secrecy=\(allowedSecrecy);integrity=\(requiredIntegrity.sorted().joined(separator: ","))" }
@@ -163,7 +163,7 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedClearance(String)
     /// A tag that is empty or has characters tags may not contain.
     case invalidTag(tag: String, in: String)
-    /// A clearance names a tag the store has never registered.
+    /// A clearance (or a relabel that removes tags) names a tag the store has never registered.
     case unknownTag(String)
     /// A taint label given as JSON or stored that is not of the expected shape.
     case malformedLabel(String)
@@ -176,7 +176,7 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .malformedClearance(let text): "'\(text)' is not a clearance (expected 'all', 'public' or 'secrecy=a,b;integrity=c')"
         case .invalidTag(let tag, let text): "'\(tag)' in '\(text)' is not a valid tag (letters, digits and . _ : - / @ only)"
-        case .unknownTag(let tag): "unknown tag '\(tag)' in the clearance: the store has no such tag (see `labeldb info`)"
+        case .unknownTag(let tag): "unknown tag '\(tag)': the store has no such tag (see `labeldb info`)"
         case .malformedLabel(let reason): "malformed taint label: \(reason)"
         case .clearanceTooNarrow(let reason): reason
         case .missingPrivilege(let tag, let action): "cannot \(action) '\(tag)' without --privilege \(tag)"
@@ -184,7 +184,23 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-enum TaintTags {
+/// Tag names and comma-separated lists of them, as the CLI and clearances spell them.
+public enum TaintTags {
+    /// The tags of comma-separated lists (each list as one `--secrecy a,b` option gives it; the
+    /// option may repeat). An empty list item (`a,,b`, a trailing comma) is an error, not skipped:
+    /// a typo must not quietly drop a tag.
+    ///
+    /// - Throws: ``TaintError/invalidTag(tag:in:)`` naming the list.
+    public static func parse(lists: [String]) throws -> Set<String> {
+        var tags = Set<String>()
+        for list in lists {
+            for item in list.split(separator: ",", omittingEmptySubsequences: false) {
+                tags.insert(try validated(String(item), in: list))
+            }
+        }
+        return tags
+    }
+
     /// Tags are short names: letters, digits and `. _ : - / @` (so they can sit in lists and keys).
     static func validated(_ tag: String, in text: String) throws -> String {
         let trimmed = tag.trimmingCharacters(in: .whitespaces)

@@ -216,3 +216,7 @@ func taintText(_ taint: JSONValue?) -> String {
     func list(_ key: String) -> String { (taint?[key]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ",") }
     return "{secrecy: \(list("secrecy")); integrity: \(list("integrity"))}"
 }
+
+extension ProvenanceExportCommand: WritesOutputFiles {
+    var outputPaths: [String] { [out] }
+}

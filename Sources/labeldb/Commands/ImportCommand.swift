@@ -33,11 +33,8 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "A source name recorded as each row's metadata field \"source\" when the row has none.")
     var source: String?
 
-    @Option(help: "Secrecy tags for every row, comma-separated (whose data this is: e.g. licensed:getty,pii).")
-    var secrecy: String?
-
-    @Option(help: "Integrity tags for every row, comma-separated (what vouches for it: e.g. human-reviewed).")
-    var integrity: String?
+    /// The taint label of every row, and the privileges the import holds.
+    @OptionGroup var taint: TaintOptions
 
     @Flag(help: "Overwrite samples whose id is already stored.")
     var replace = false
@@ -54,9 +51,10 @@ struct ImportCommand: ParsableCommand {
     func run() throws {
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
-        let taint = try TaintLabel(secrecyList: secrecy, integrityList: integrity)
         let input = try ImportInput.load(
-            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, taint: taint, dimension: store.schema.dimension)
+            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, taint: try taint.label(), dimension: store.schema.dimension)
+        let privileges = try taint.privileges()
+        let parameters = try taint.parameters()
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
         // Inputs with their content hashes, for the provenance record.
         let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
@@ -65,12 +63,11 @@ struct ImportCommand: ParsableCommand {
             if batch.ids.isEmpty && input.rows > 0 {
                 batch.ids = try ImportInput.nextIDs(after: tx.largestIDInUse(), count: input.rows)
             }
-            let summary = try tx.put(batch, mode: replace ? .replace : .insert, progress: progress.update)
+            let summary = try tx.put(batch, mode: replace ? .replace : .insert, privileges: privileges, progress: progress.update)
             tx.describe(ProvenanceRecord(
                 activity: "import", agent: agent ?? defaultAgent(), used: used,
                 generated: [ProvenanceEntity(kind: "samples", name: "samples", rows: input.rows, firstID: batch.ids.min(), lastID: batch.ids.max())],
-                parameters: ["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? "",
-                             "secrecy": secrecy ?? "", "integrity": integrity ?? ""]))
+                parameters: parameters.merging(["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? ""]) { $1 }))
             return summary
         }
         progress.finish()

@@ -42,9 +42,7 @@ struct InitCommand: ParsableCommand {
 
 /// Reads a class list: one name per line; a final newline is optional; blank lines are errors.
 func readClassNames(_ path: String) throws -> [String] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw InputError(file: path, reason: "cannot read the file")
-    }
+    let data = try InputFile.contents(path)
     guard let text = String(data: data, encoding: .utf8) else {
         throw InputError(file: path, reason: "not UTF-8 text")
     }

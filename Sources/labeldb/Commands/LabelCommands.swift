@@ -33,12 +33,14 @@ struct LabelsImportCommand: ParsableCommand {
     @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16).") var codec: String?
     @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
     @Flag(help: "Rescale soft rows that do not sum to 1 instead of rejecting them.") var normalize = false
-    @Option(help: "Secrecy tags of the label source, comma-separated (e.g. a teacher trained on licensed data).") var secrecy: String?
-    @Option(help: "Integrity tags of the label source, comma-separated (e.g. trusted-teacher).") var integrity: String?
+    /// The label source's taint label (e.g. a teacher trained on licensed data), and the privileges held.
+    @OptionGroup var taint: TaintOptions
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
-        let sourceTaint = try TaintLabel(secrecyList: secrecy, integrityList: integrity)
+        let sourceTaint = try taint.label()
+        let privileges = try taint.privileges()
+        let taintParameters = try taint.parameters()
         let sources = [soft, logits, hard, multi].compactMap { $0 }
         guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
@@ -56,7 +58,10 @@ struct LabelsImportCommand: ParsableCommand {
             rows = array.shape[0]
             var p = try array.floats(file: path)
             if logits != nil {
-                guard temperature > 0, temperature.isFinite else { throw UsageError(description: "--temperature must be a positive number") }
+                // The temperature is used as a Float: it must stay a positive, normal one.
+                guard temperature > 0, Float(temperature).isNormal else {
+                    throw UsageError(description: "--temperature \(temperature) must be a positive number from \(Float.leastNormalMagnitude) to \(Float.greatestFiniteMagnitude)")
+                }
                 try softmaxRows(&p, columns: classCount, temperature: Float(temperature), file: path)
             }
             values = .soft(p)
@@ -100,12 +105,11 @@ struct LabelsImportCommand: ParsableCommand {
             guard rowIDs.count == rows else {
                 throw InputError(file: source, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
             }
-            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, normalize: normalize)
+            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, privileges: privileges, normalize: normalize)
             tx.describe(ProvenanceRecord(
                 activity: "label import", agent: name, used: used,
                 generated: [ProvenanceEntity(kind: "label_set", name: set, version: info.version, rows: info.rows)],
-                parameters: ["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : "",
-                             "secrecy": secrecy ?? "", "integrity": integrity ?? ""]))
+                parameters: taintParameters.merging(["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : ""]) { $1 }))
             return info
         }
         let labelSet = try store.read(clearance: clearance) { try $0.labelSet(named: set) }!
@@ -116,7 +120,8 @@ struct LabelsImportCommand: ParsableCommand {
             object["codec"] = labelSet.codec.map { .string($0.description) } ?? .null
             printJSON(.object(object))
         case .text:
-            print("label set \(set) version \(info.version): \(info.rows) \(info.kind.rawValue) labels from \(info.agent); \(info.labelled) samples labelled")
+            let labelled = info.statisticsRedacted ? "labelled count hidden under this clearance" : "\(info.labelled) samples labelled"
+            print("label set \(set) version \(info.version): \(info.rows) \(info.kind.rawValue) labels from \(info.agent); \(labelled)")
             if let f = info.fidelity, let codec = labelSet.codec { print(fidelityText(f, codec: codec)) }
         }
     }
@@ -325,6 +330,9 @@ func softmaxRows(_ z: inout [Float], columns: Int, temperature: Float, file: Str
         for j in 0..<columns {
             let v = z[base + j]
             guard v.isFinite else { throw InputError(file: file, location: "row \(r), column \(j)", reason: "logit is \(v)") }
+            guard (v / temperature).isFinite else {
+                throw InputError(file: file, location: "row \(r), column \(j)", reason: "logit \(v) / temperature \(temperature) overflows a float; use a larger --temperature")
+            }
             m = max(m, v / temperature)
         }
         var sum: Double = 0
@@ -371,4 +379,8 @@ func topClassesText(_ top: JSONValue) -> String {
         guard let name = entry["name"]?.stringValue, let p = entry["p"]?.doubleValue else { return nil }
         return String(format: "%@ %.4g", name, p)
     }.joined(separator: ", ")
+}
+
+extension LabelsExportCommand: WritesOutputFiles {
+    var outputPaths: [String] { [out, hardOut, idsOut].compactMap { $0 } }
 }

@@ -196,3 +196,7 @@ struct QueryCommand: ParsableCommand {
         if explain { printError(plan.description) }
     }
 }
+
+extension QueryCommand: WritesOutputFiles {
+    var outputPaths: [String] { [idsOut, embeddingsOut, labelsOut].compactMap { $0 } }
+}

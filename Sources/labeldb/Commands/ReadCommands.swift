@@ -263,3 +263,7 @@ struct ScanCommand: ParsableCommand {
         }
     }
 }
+
+extension ExportCommand: WritesOutputFiles {
+    var outputPaths: [String] { [embeddingsOut, idsOut, metaOut, payloadsOut].compactMap { $0 } }
+}

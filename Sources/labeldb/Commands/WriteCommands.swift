@@ -81,18 +81,16 @@ struct RelabelCommand: ParsableCommand {
     @Option(help: "Who relabels, for the provenance log (default: user:$USER).") var agent: String?
 
     func run() throws {
-        func tags(_ lists: [String]) -> Set<String> {
-            Set(lists.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
-        }
-        let change = TaintChange(addSecrecy: tags(addSecrecy), removeSecrecy: tags(removeSecrecy),
-                                 addIntegrity: tags(addIntegrity), removeIntegrity: tags(removeIntegrity))
+        let change = TaintChange(addSecrecy: try TaintTags.parse(lists: addSecrecy), removeSecrecy: try TaintTags.parse(lists: removeSecrecy),
+                                 addIntegrity: try TaintTags.parse(lists: addIntegrity), removeIntegrity: try TaintTags.parse(lists: removeIntegrity))
+        let privileges = try TaintTags.parse(lists: privilege)
         guard change != TaintChange() else { throw UsageError(description: "give at least one of --add-secrecy, --remove-secrecy, --add-integrity, --remove-integrity") }
         let list = try readIDs(ids)
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let changed = try store.write(clearance: clearance) { tx -> Int in
             try requireVisible(list, in: tx, or: "nothing relabelled")
-            let changed = try tx.relabel(list, change, privileges: tags(privilege), agent: agent ?? defaultAgent())
+            let changed = try tx.relabel(list, change, privileges: privileges, agent: agent ?? defaultAgent())
             tx.describe(ProvenanceRecord(activity: change.activity, agent: agent ?? defaultAgent(), used: [try .file(ids, rows: list.count)]))
             return changed
         }
