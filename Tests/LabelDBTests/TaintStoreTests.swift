@@ -385,7 +385,7 @@ extension TaintRecordTests {
         let report = try store.read(clearance: .all) { try $0.verify() }
         #expect(report.problems.contains { $0.table == "taint_label_index" })
         #expect(throws: StoreError.self) {
-            try store.write(clearance: .all) { tx in try tx.put(Sample(id: 3, embedding: [0, 0, 1, 0], taint: label)) }
+            try store.write(clearance: .all) { tx in try tx.put(Sample(id: 3, embedding: [0, 0, 1, 0], taint: label), privileges: ["ok"]) }
         }
     }
 }
