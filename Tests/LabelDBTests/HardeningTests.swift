@@ -1,0 +1,355 @@
+import Foundation
+import Testing
+@testable import LabelDB
+
+/// The findings of the adversarial and fault-injection reviews (issue 10), each as the test that
+/// failed before its fix: leaks across clearances, endorsement without privilege, crashes on
+/// crafted input, and the smaller input and output defects.
+@Suite("Hardening: leaks across clearances")
+struct HardeningLeakTests {
+    static let licensed = TaintLabel(secrecy: ["licensed:getty"], integrity: [])
+
+    /// Ten public samples 1…10 along the first axes; `teacher@1` (public source) labels all of
+    /// them; `teacher@2`, written by a licensed source, relabels 1…5.
+    func twoVersionStore(_ dir: TemporaryDirectory) throws -> Store {
+        let store = try makeStore(dir, dimension: 4)
+        let ids = (1...10).map(UInt64.init)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch(ids.map { id in Sample(id: id, embedding: [1, Float(id) / 100, 0, 0]) }))
+            try tx.importLabels(.soft(ids.flatMap { _ in [0.8, 0.1, 0.1] as [Float] }), ids: ids, into: "teacher", codec: .denseF32, agent: "v1")
+            try tx.importLabels(.soft((1...5).flatMap { _ in [0.1, 0.8, 0.1] as [Float] }), ids: Array(ids.prefix(5)), into: "teacher",
+                                codec: .denseF32, agent: "licensed", source: Self.licensed)
+        }
+        return store
+    }
+
+    @Test("item 2: a hidden newer row neither shows nor hides the visible older one, in point reads, scans, the class index and kNN")
+    func hiddenNewerRowKeepsOlder() throws {
+        let dir = TemporaryDirectory("harden-versions")
+        let store = try twoVersionStore(dir)
+        defer { store.close() }
+        let v2 = LabelSetReference(name: "teacher", version: 2)
+        try store.read(clearance: .public) { tx in
+            for id in UInt64(1)...10 {
+                let label = try #require(try tx.label(of: id, in: v2))
+                #expect(label.version == 1 && label.soft?[0] == 0.8 && label.taint == .public)
+            }
+            var scanned: [UInt64] = []
+            try tx.forEachLabel(in: v2) { id, label in
+                #expect(label.version == 1)
+                scanned.append(id)
+                return true
+            }
+            #expect(scanned == Array(1...10))
+            // The class index agrees with the scan: class 0 for every id at v2, class 1 for none.
+            #expect(try tx.samples(withTop1: 0, in: v2).map(\.id).sorted() == Array(1...10))
+            #expect(try tx.samples(withTop1: 1, in: v2).isEmpty)
+            // kNN over v2 finds the v1 rows, and (item 5) its label carries no source it did not use.
+            let results = try tx.knnLabels(of: [1, 0.01, 0, 0], queries: 1, k: 3, from: v2, mode: .conservative)
+            #expect(results[0].neighbors.map(\.id).sorted() == [1, 2, 3])
+            #expect(results[0].conservativeLabel == .public && results[0].label == .public)
+        }
+        try store.read(clearance: Clearance(allowedSecrecy: .tags(["licensed:getty"]))) { tx in
+            // The cleared reader sees v2's rows where they exist.
+            #expect(try tx.label(of: 1, in: v2)?.version == 2)
+            #expect(try tx.samples(withTop1: 1, in: v2).map(\.id).sorted() == Array(1...5))
+            #expect(try tx.samples(withTop1: 0, in: v2).map(\.id).sorted() == Array(6...10))
+            let results = try tx.knnLabels(of: [1, 0.01, 0, 0], queries: 1, k: 3, from: v2, mode: .conservative)
+            #expect(results[0].conservativeLabel == Self.licensed)
+        }
+    }
+
+    @Test("item 2 through the CLI: labels diff, export and knn --labels under the public clearance")
+    func hiddenNewerRowCLI() throws {
+        let dir = TemporaryDirectory("harden-versions-cli")
+        let store = try twoVersionStore(dir)
+        store.close()
+        let path = dir.file("store")
+        let diff = try JSONValue.parse(try runCLI(["labels", "diff", path, "teacher@1", "teacher@2", "--format", "json"]).stdout)
+        #expect(diff["counts"]?["only_in_first"] == 0 && diff["counts"]?["only_in_second"] == 0 && diff["counts"]?["unchanged"] == 10)
+        let export = try runCLI(["labels", "export", path, "teacher@2", "--out", dir.file("p.npy"), "--ids-out", dir.file("i.npy")])
+        #expect(export.status == 0, "\(export.stderr)")
+        #expect(try NumPyArray.read(dir.file("i.npy")).ids(file: "i") == Array(1...10))
+        try NumPyArray.write([1, 0.01, 0, 0], shape: [1, 4], to: dir.file("q.npy"))
+        let knn = try runCLI(["knn", path, "--query", dir.file("q.npy"), "--k", "3", "--labels", "teacher", "--format", "json"])
+        let result = try JSONValue.parse(knn.stdout.split(separator: "\n").first.map(String.init) ?? "")
+        #expect(result["conservative_label"] == ["secrecy": [], "integrity": []], "\(knn.stdout)")
+    }
+
+    @Test("item 1: a label import under a clearance that does not see everything returns a redacted labelled count")
+    func importRedactsLabelled() throws {
+        let dir = TemporaryDirectory("harden-import-count")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0]), Sample(id: 2, embedding: [0, 1, 0, 0], taint: Self.licensed)]))
+            try tx.importLabels(.hard([0, 1]), ids: [1, 2], into: "h", agent: "all")
+        }
+        store.close()
+        try NumPyArray.write([UInt64(1)], to: dir.file("one.npy"))
+        try NumPyArray.write([Int32(2)], shape: [1], to: dir.file("y.npy"))
+        let output = try runCLI(["labels", "import", dir.file("store"), "h", "--hard", dir.file("y.npy"), "--ids", dir.file("one.npy"), "--format", "json"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let json = try JSONValue.parse(output.stdout)
+        #expect(json["labelled"] == 0 && json["statistics_redacted"] == true && json["rows"] == 1)
+        let cleared = try JSONValue.parse(try runCLI(["labels", "import", dir.file("store"), "h", "--hard", dir.file("y.npy"), "--ids", dir.file("one.npy"),
+                                                      "--format", "json", "--clearance", "all"]).stdout)
+        #expect(cleared["labelled"] == 2 && cleared["statistics_redacted"] == false)
+    }
+
+    @Test("item 3: a sample whose label row the fit did not use reads unfitted, never regenerated")
+    func projectorStatusFollowsTheFit() throws {
+        let dir = TemporaryDirectory("harden-status")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        var rng = SeededGenerator(seed: 3)
+        let ids = (1...40).map(UInt64.init)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch(ids.map { Sample(id: $0, embedding: (0..<4).map { _ in Float.random(in: -1...1, using: &rng) }) }))
+            let soft: [Float] = ids.flatMap { _ in
+                let a = Float.random(in: 0.1...1, using: &rng), b = Float.random(in: 0.1...1, using: &rng), c = Float.random(in: 0.1...1, using: &rng)
+                return [a, b, c].map { $0 / (a + b + c) }
+            }
+            try tx.importLabels(.soft(Array(soft.prefix(39 * 3))), ids: Array(ids.prefix(39)), into: "teacher", agent: "public")
+            // Sample 40's only soft label comes from a licensed source.
+            try tx.importLabels(.soft(Array(soft.suffix(3))), ids: [40], into: "teacher", agent: "licensed", source: Self.licensed)
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, clearance: .public)
+        for clearance in [Clearance.public, .all] {
+            try store.read(clearance: clearance) { tx in
+                let loaded = try tx.load(ProjectorReference(name: "p"))
+                let out = try tx.regenerate([1, 40], with: loaded)
+                #expect(out[0].status == .regenerated)
+                #expect(out[1].status == .unfitted, "under \(clearance)")
+            }
+        }
+    }
+
+    @Test("item 4: verify needs a clearance that sees the whole store")
+    func verifyNeedsEverything() throws {
+        let dir = TemporaryDirectory("harden-verify")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0]), Sample(id: 2, embedding: [0, 1, 0, 0], taint: Self.licensed)]))
+        }
+        #expect(throws: TaintError.self) { try store.read(clearance: .public) { try $0.verify() } }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        store.close()
+        let narrow = try runCLI(["verify", dir.file("store")])
+        #expect(narrow.status == 2 && narrow.stderr.contains("--clearance all") && narrow.stdout.isEmpty)
+        #expect(try runCLI(["verify", dir.file("store"), "--clearance", "all"]).status == 0)
+    }
+}
+
+@Suite("Hardening: endorsement needs the privilege")
+struct HardeningEndorsementTests {
+    @Test("item 6: import, labels import and replace cannot add integrity tags without --privilege; replaced content keeps old ∩ new")
+    func endorsement() throws {
+        let dir = TemporaryDirectory("harden-endorse")
+        let store = dir.file("store")
+        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
+        try NumPyArray.write([1, 0, 0, 0, 0, 1, 0, 0] as [Float], shape: [2, 4], to: dir.file("x.npy"))
+        try NumPyArray.write([UInt64(1), 2], to: dir.file("ids.npy"))
+        try NumPyArray.write([Int32(0), 1], shape: [2], to: dir.file("y.npy"))
+        let before = fileBytes(store + "/data.mdb")
+        let refused = try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--integrity", "reviewed"])
+        #expect(refused.status == 2 && refused.stderr.contains("--privilege reviewed"))
+        #expect(fileBytes(store + "/data.mdb") == before)
+        #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"),
+                            "--integrity", "reviewed", "--privilege", "reviewed"]).status == 0)
+        let labelsRefused = try runCLI(["labels", "import", store, "h", "--hard", dir.file("y.npy"), "--ids", dir.file("ids.npy"), "--integrity", "trusted"])
+        #expect(labelsRefused.status == 2 && labelsRefused.stderr.contains("--privilege trusted"))
+        #expect(try runCLI(["labels", "import", store, "h", "--hard", dir.file("y.npy"), "--ids", dir.file("ids.npy"),
+                            "--integrity", "trusted", "--privilege", "trusted"]).status == 0)
+        // Replacing endorsed samples with unvouched content drops the endorsement (old ∩ new).
+        #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--replace"]).status == 0)
+        let replaced = try JSONValue.parse(try runCLI(["get", store, "1", "--format", "json"]).stdout)
+        #expect(replaced["taint"] == ["secrecy": [], "integrity": []])
+        // A replace may not add what the privilege does not cover either.
+        let sneaky = try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--replace", "--integrity", "reviewed"])
+        #expect(sneaky.status == 2)
+    }
+
+    @Test("item 6 in the library: puts and label imports check privileges before writing anything")
+    func libraryEndorsement() throws {
+        let dir = TemporaryDirectory("harden-endorse-lib")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        let vouched = TaintLabel(secrecy: [], integrity: ["reviewed"])
+        #expect(throws: TaintError.missingPrivilege(tag: "reviewed", action: "write data with the integrity tag (endorse)")) {
+            try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: vouched)) }
+        }
+        #expect(try store.read(clearance: .all) { try $0.count() } == 0)
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0]), privileges: []) }
+        #expect(throws: TaintError.self) {
+            try store.write(clearance: .all) { tx in try tx.importLabels(.hard([0]), ids: [1], into: "h", agent: "a", source: vouched) }
+        }
+        #expect(try store.read(clearance: .all) { try $0.labelSets() }.isEmpty)
+    }
+}
+
+@Suite("Hardening: crafted input")
+struct HardeningInputTests {
+    /// A `.npy` file whose header declares `shape` over `dtype` with a few bytes of data.
+    func craftedNpy(_ path: String, descr: String, shape: String) throws {
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8) + [UInt8](repeating: 0, count: 16)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test("item 9: a .npy shape whose product overflows is a clean error in every command that reads .npy")
+    func npyShapeOverflow() throws {
+        let dir = TemporaryDirectory("harden-npy")
+        let store = dir.file("store")
+        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        #expect(try runCLI(["init", store, "--dim", "16", "--classes", dir.file("classes.txt")]).status == 0)
+        for (n, shape) in ["(4611686018427387904, 16)", "(9223372036854775807, 16)", "(0, 9223372036854775807)", "(3037000500, 3037000500)"].enumerated() {
+            let f4 = dir.file("f\(n).npy"), u8 = dir.file("u\(n).npy")
+            try craftedNpy(f4, descr: "<f4", shape: shape)
+            try craftedNpy(u8, descr: "<u8", shape: shape.replacingOccurrences(of: ", 16)", with: ",)"))
+            let before = fileBytes(store + "/data.mdb")
+            for args in [["import", store, "--embeddings", f4], ["labels", "import", store, "t", "--soft", f4], ["knn", store, "--query", f4, "--k", "1"],
+                         ["delete", store, "--ids", u8], ["relabel", store, "--ids", u8, "--add-secrecy", "x"], ["heads", "import", store, "h", f4]] {
+                let result = try runCLI(args)
+                #expect(result.status == 2, "\(args) \(shape): \(result.status) \(result.stderr)")
+                #expect(result.stderr.contains(f4) || result.stderr.contains(u8), "\(args): \(result.stderr)")
+            }
+            #expect(fileBytes(store + "/data.mdb") == before)
+        }
+        #expect(throws: InputError.self) { _ = try NumPyArray.read(dir.file("f0.npy")) }
+    }
+
+    @Test("item 10: long and deep filters in query and knn --where are answered or refused, never a crash")
+    func filterSizes() throws {
+        let dir = TemporaryDirectory("harden-filters")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch((0..<20).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0, 0]) })) }
+        store.close()
+        let path = dir.file("store")
+        let chain = (0..<5_000).map { "id = \($0 * 3)" }.joined(separator: " or ")
+        let long = try runCLI(["query", path, chain, "--format", "json"])
+        #expect(long.status == 0, "\(long.stderr)")
+        #expect(long.stdout.split(separator: "\n").count == 7)   // 0, 3, …, 18
+        try NumPyArray.write([1, 0, 0, 0] as [Float], shape: [1, 4], to: dir.file("q.npy"))
+        #expect(try runCLI(["knn", path, "--query", dir.file("q.npy"), "--k", "2", "--where", chain]).status == 0)
+        for deep in [String(repeating: "not ", count: 6_000) + "id = 1", String(repeating: "(", count: 20_000) + "id = 1" + String(repeating: ")", count: 20_000)] {
+            for args in [["query", path, deep], ["knn", path, "--query", dir.file("q.npy"), "--k", "2", "--where", deep]] {
+                let result = try runCLI(args)
+                #expect(result.status == 2 && result.stderr.contains("nested more than"), "\(result.status) \(result.stderr.prefix(200))")
+            }
+        }
+        let huge = try runCLI(["query", path, "id = 99999999999999999999999"])
+        #expect(huge.status == 2 && huge.stderr.contains("an id is a whole number"))
+    }
+
+    @Test("smaller: directories, padding, empty tags, malformed clearances, hidden ids, tiny temperatures, unknown tags")
+    func smallerInputs() throws {
+        let dir = TemporaryDirectory("harden-smaller")
+        let store = dir.file("store")
+        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
+        try NumPyArray.write([1, 0, 0, 0] as [Float], shape: [1, 4], to: dir.file("x.npy"))
+        try NumPyArray.write([UInt64(7)], to: dir.file("ids.npy"))
+        #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--secrecy", "pii"]).status == 0)
+        try FileManager.default.createDirectory(atPath: dir.file("adir"), withIntermediateDirectories: true)
+        try #"{"base64":"QUJD="}"#.write(toFile: dir.file("pad.jsonl"), atomically: true, encoding: .utf8)
+        try NumPyArray.write([UInt64(8)], to: dir.file("ids8.npy"))
+        try NumPyArray.write([100, 1, 1] as [Float], shape: [1, 3], to: dir.file("z.npy"))
+        let before = fileBytes(store + "/data.mdb")
+        let cases: [([String], String)] = [
+            (["import", store, "--embeddings", dir.file("adir")], "is a directory"),
+            (["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids8.npy"), "--payloads", dir.file("pad.jsonl")], "invalid base64"),
+            (["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids8.npy"), "--secrecy", "a,,b"], "not a valid tag"),
+            (["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids8.npy"), "--secrecy", "a,"], "not a valid tag"),
+            (["info", store, "--clearance", "secrecy=pii,"], "not a valid tag"),
+            (["info", store, "--clearance", ";;;"], "not a clearance"),
+            (["info", store, "--clearance", "secrecy=pii;secrecy=pii"], "not a clearance"),
+            (["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--replace"], "does not see"),
+            (["relabel", store, "--ids", dir.file("ids.npy"), "--remove-secrecy", "never-seen", "--privilege", "never-seen", "--clearance", "all"], "unknown tag 'never-seen'"),
+            (["labels", "import", store, "t", "--logits", dir.file("z.npy"), "--ids", dir.file("ids.npy"), "--temperature", "1e-45", "--clearance", "all"], "temperature"),
+            (["labels", "import", store, "t", "--logits", dir.file("z.npy"), "--ids", dir.file("ids.npy"), "--temperature", "1e-37", "--clearance", "all"], "temperature"),
+        ]
+        for (args, fragment) in cases {
+            let result = try runCLI(args)
+            #expect(result.status == 2, "\(args): \(result.status) \(result.stderr)")
+            #expect(result.stderr.contains(fragment), "\(args): expected '\(fragment)' in \(result.stderr)")
+            #expect(!result.stderr.contains("NSCocoaErrorDomain"))
+        }
+        #expect(fileBytes(store + "/data.mdb") == before)
+        // The rejected declassify left no provenance record behind.
+        let log = try runCLI(["audit", store, "--verify-log", "--format", "json"])
+        #expect(!log.stdout.contains("declassify"))
+    }
+
+    @Test("smaller: an export that runs out of space exits 3 and leaves no output files")
+    func exportFailureCleansUp() throws {
+        let dir = TemporaryDirectory("harden-export")
+        let store = try makeStore(dir, dimension: 64)
+        try store.write(clearance: .all) { tx in try tx.put(SampleBatch(randomSamples(count: 200, dimension: 64, seed: 4))) }
+        store.close()
+        // RLIMIT_FSIZE with SIGXFSZ ignored: writes past 4 KiB fail with EFBIG, as on a full disk.
+        let script = "trap '' XFSZ; ulimit -f 4; exec \"$0\" export \"$1\" --embeddings-out \"$2\" --ids-out \"$3\" --clearance all"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script, labeldbBinary, dir.file("store"), dir.file("x.npy"), dir.file("i.npy")]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 3)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("x.npy")) && !FileManager.default.fileExists(atPath: dir.file("i.npy")))
+    }
+}
+
+@Suite("Hardening: damage is reported")
+struct HardeningDamageTests {
+    @Test("smaller: a malformed provenance key is reported by verify and --verify-log, not thrown")
+    func malformedProvenanceKey() throws {
+        let dir = TemporaryDirectory("harden-prov-key")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0]))
+            tx.describe(ProvenanceRecord(activity: "import", agent: "t"))
+        }
+        try store.write(clearance: .all) { tx in try tx.put(.provenance, key: [0, 0, 0, 0, 9], bytes: [1, 2, 3]) }
+        let report = try store.read(clearance: .all) { try $0.verify() }
+        #expect(report.problems.contains { $0.table == "provenance" })
+        let log = try store.read(clearance: .all) { try $0.verifyProvenanceLog() }
+        #expect(log.firstBad != nil)
+    }
+
+    @Test("smaller: a damaged write-sequence counter stops a projector fit instead of reading as 0")
+    func damagedSequenceCounter() throws {
+        let dir = TemporaryDirectory("harden-counter")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0]), Sample(id: 2, embedding: [0, 1, 0, 0])]))
+            try tx.importLabels(.soft([0.7, 0.2, 0.1, 0.1, 0.8, 0.1]), ids: [1, 2], into: "t", agent: "a")
+            var counter = CounterRecord.encoded(5)
+            counter[12] ^= 0x40
+            try tx.put(.meta, name: MetaKey.sequence, bytes: counter)
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        #expect(throws: StoreError.self) {
+            _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, clearance: .all)
+        }
+    }
+
+    @Test("smaller: SoftLabelCodec.decode throws a public error type callers can match")
+    func codecErrorIsPublic() {
+        var out = [Float](repeating: 0, count: 3)
+        #expect(throws: RecordDecodingError.self) {
+            try [UInt8](repeating: 0, count: 5).withUnsafeBytes { bytes in
+                try out.withUnsafeMutableBufferPointer { try SoftLabelCodec.denseF32.decode(bytes, into: $0) }
+            }
+        }
+    }
+}
