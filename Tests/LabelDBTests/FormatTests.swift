@@ -88,4 +88,39 @@ struct FormatTests {
         store.close()
         #expect(throws: StoreError.self) { _ = try Store(opening: dir.file("store")) }
     }
+
+    @Test("R-7/R-38: a format-4 store reads under clearances as written, and migrating records its partition count")
+    func formatFourMigrates() throws {
+        let (dir, path) = try fixture("format-v4")
+        _ = dir
+        let licensedClearance = Clearance(allowedSecrecy: .tags(["licensed:getty", "teacher-licence"]))
+        func check(_ store: Store) throws {
+            #expect(try store.read(clearance: .all) { try $0.ids() } == [1, 3, 4, 15, 65, 92])
+            #expect(try store.read(clearance: .public) { try $0.ids() } == [1, 3, 4, 15])
+            #expect(try store.read(clearance: licensedClearance) { try $0.count() } == 5)
+            // teacher@2 relabelled 1 and 3 from a licensed source: the public reader keeps v1.
+            let teacher = LabelSetReference(name: "teacher")
+            #expect(try store.read(clearance: .public) { try $0.label(of: 1, in: teacher)?.version } == 1)
+            #expect(try store.read(clearance: licensedClearance) { try $0.label(of: 1, in: teacher)?.version } == 2)
+            #expect(try store.read(clearance: .all) { try $0.projectors().map(\.name) } == ["p"])
+            #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        }
+        let readOnly = try Store(opening: path, options: .init(readOnly: true))
+        #expect(readOnly.formatVersion == 4)
+        try check(readOnly)
+        readOnly.close()
+
+        let writable = try Store(opening: path)
+        try check(writable)
+        #expect(try writable.read(clearance: .all) { try $0.recordedPartitionCount() } == 2)
+        writable.close()
+        let reopened = try Store(opening: path)
+        defer { reopened.close() }
+        #expect(reopened.formatVersion == Store.currentFormatVersion)
+        try check(reopened)
+        // The count follows later writes.
+        try reopened.write(clearance: .all) { tx in try tx.relabel([4], TaintChange(addSecrecy: ["pii"]), agent: "t") }
+        #expect(try reopened.read(clearance: .all) { try $0.recordedPartitionCount() } == 3)
+        #expect(try reopened.read(clearance: .all) { try $0.verify() }.isClean)
+    }
 }

@@ -352,4 +352,37 @@ struct HardeningDamageTests {
             }
         }
     }
+
+    @Test("item 8: a lost taint-partition entry hides rows (reads fail closed), never reveals them; verify names it")
+    func lostPartitionEntryFailsClosed() throws {
+        let dir = TemporaryDirectory("harden-partition")
+        let store = try makeStore(dir, dimension: 4)
+        let secret = TaintLabel(secrecy: ["pii"], integrity: [])
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...6).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0, 0], taint: $0 > 4 ? secret : .public) }))
+            try tx.importLabels(.hard([0, 1, 2, 0, 1, 2]), ids: Array(1...6), into: "h", agent: "t")
+        }
+        // Delete sample 6's partition entry, as a hex editor or a bad sector would.
+        try store.write(clearance: .all) { tx in
+            var key: [UInt8] = []
+            BigEndianKey.append(try #require(try tx.sampleTaintID(6)), to: &key)
+            BigEndianKey.append(UInt64(6), to: &key)
+            #expect(try tx.delete(.taintMembers, key: key))
+        }
+        try store.read(clearance: .public) { tx in
+            #expect(throws: StoreError.self) { _ = try tx.count() }
+            #expect(throws: StoreError.self) { _ = try tx.ids() }
+            #expect(throws: StoreError.self) { _ = try tx.samples(withTop1: 2, in: LabelSetReference(name: "h")) }
+            #expect(throws: StoreError.self) { _ = try tx.nearestNeighbors(of: [1, 6, 0, 0], queries: 1, k: 6, metric: .cosine) }
+            let hidden = try tx.sample(6)
+            #expect(hidden == nil)
+        }
+        // A clearance that sees everything needs no partitions and still reads.
+        #expect(try store.read(clearance: .all) { try $0.count() } == 6)
+        let report = try store.read(clearance: .all) { try $0.verify() }
+        #expect(report.problems.contains { $0.table == "taint_members" } && report.problems.contains { $0.key == "tainted" })
+        store.close()
+        let info = try runCLI(["info", dir.file("store"), "--format", "json"])
+        #expect(info.status == 3 && info.stdout.isEmpty && info.stderr.contains("run verify"))
+    }
 }

@@ -18,10 +18,13 @@ struct SchemaRecord: Equatable {
     static let magic: [UInt8] = [0x4C, 0x61, 0x62, 0x65, 0x6C, 0x44, 0x42, 0x00]
     /// The format version this code writes. Version 2 added label sets; version 3 base heads,
     /// projectors and sample record version 2 (with the embedding sequence); version 4 taint
-    /// labels (the tag registry, interned labels, taint partitions).
-    static let currentWriteVersion: UInt16 = 4
+    /// labels (the tag registry, interned labels, taint partitions); version 5 the partition count
+    /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them.
+    static let currentWriteVersion: UInt16 = 5
     /// The read version this code records: a format-3 reader would ignore samples' taint labels
-    /// and show every sample to every reader, so a store written by this code needs a format-4 reader.
+    /// and show every sample to every reader, so a store written by this code needs a format-4
+    /// reader. (A format-4 reader reads a format-5 store correctly without checking the partition
+    /// count; as a writer it would not keep the count, so it opens the store read-only, R-5.)
     static let currentReadVersion: UInt16 = 4
 
     var writeVersion: UInt16

@@ -147,6 +147,15 @@ extension Transaction {
         if listed != tainted.count {
             problem(.taintMembers, "*", "\(tainted.count - listed) tainted samples are missing from their partitions")
         }
+        // The recorded partition count (format 5) must match both the entries and the samples.
+        do {
+            let entries = try entries(.taintMembers)
+            if let recorded = try recordedPartitionCount(), recorded != entries || recorded != tainted.count {
+                problem(.meta, MetaKey.taintedSamples, "records \(recorded) partition entries; the table holds \(entries), \(tainted.count) samples are tainted")
+            }
+        } catch {
+            problem(.meta, MetaKey.taintedSamples, detail(error))
+        }
 
         // The content index: one entry per interned label, naming a record of that content.
         var indexed = 0

@@ -69,6 +69,7 @@ public final class Store: @unchecked Sendable {
                 try store.write(clearance: .all) { tx in
                     try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
                     try tx.put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(0))
+                    try tx.put(.meta, name: MetaKey.taintedSamples, bytes: CounterRecord.encoded(0))
                 }
                 return store
             } catch {
@@ -199,25 +200,38 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Brings an older store up to the current format in one write transaction: format 2 added the
-    /// label tables, format 3 the head, projector and provenance tables (all created empty;
-    /// existing records stay as they are and are read by their record versions), and the schema
+    /// label tables, format 3 the head, projector and provenance tables, format 4 the taint tables
+    /// (all created empty; existing records stay as they are and are read by their record
+    /// versions), format 5 the partition count (the entries `taint_members` holds); and the schema
     /// record gets the new versions.
     private func migrate(from record: SchemaRecord) throws {
         var upgraded = record
         upgraded.writeVersion = SchemaRecord.currentWriteVersion
         upgraded.readVersion = SchemaRecord.currentReadVersion
-        var bytes = upgraded.encoded()
         // One write transaction: create whatever tables this store lacks, and record the new
         // versions. (A map too small for this is not possible: a migration adds a few pages.)
         _ = try env.openTables(create: true) { txn, dbis in
-            var name = Array(MetaKey.schema.utf8)
-            try name.withUnsafeMutableBytes { k in
-                try bytes.withUnsafeMutableBytes { v in
-                    var key = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
-                    var value = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
-                    // safe: `meta` is a version-1 table, checked to exist before migrating.
-                    try LabelDB.check(mdb_put(txn, dbis[Table.meta.index]!, &key, &value, 0), "mdb_put(meta)")
-                }
+            // safe: `meta` is a version-1 table, checked to exist before migrating.
+            let meta = dbis[Table.meta.index]!
+            if record.writeVersion < 5 {
+                // The partitions as they stand become the recorded count: a format-4 store has
+                // no other record to check them against.
+                var stat = MDB_stat()
+                try LabelDB.check(mdb_stat(txn, dbis[Table.taintMembers.index]!, &stat), "mdb_stat(taint_members)")
+                try Store.rawPut(txn, meta, key: MetaKey.taintedSamples, value: CounterRecord.encoded(UInt64(stat.ms_entries)))
+            }
+            try Store.rawPut(txn, meta, key: MetaKey.schema, value: upgraded.encoded())
+        }
+    }
+
+    /// `mdb_put` of a named record, for migrations (which run before any `Transaction` exists).
+    private static func rawPut(_ txn: OpaquePointer, _ dbi: MDB_dbi, key name: String, value: [UInt8]) throws {
+        var key = Array(name.utf8), bytes = value
+        try key.withUnsafeMutableBytes { k in
+            try bytes.withUnsafeMutableBytes { v in
+                var mdbKey = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
+                var mdbValue = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
+                try LabelDB.check(mdb_put(txn, dbi, &mdbKey, &mdbValue, 0), "mdb_put(meta \(name))")
             }
         }
     }
@@ -309,7 +323,10 @@ public final class Store: @unchecked Sendable {
                 if !tx.sawMapFull {
                     // Every write leaves a provenance record (the one the closure described, or a
                     // generic one naming what changed).
-                    do { try tx.appendProvenance() } catch {
+                    do {
+                        try tx.recordPartitionCount()
+                        try tx.appendProvenance()
+                    } catch {
                         mdb_txn_abort(txn)
                         if tx.sawMapFull { retry = .grow; return }
                         throw error
@@ -383,4 +400,6 @@ enum MetaKey {
     static let slots = "slots"
     /// The store's write sequence (same layout as `slots`), format 3.
     static let sequence = "sequence"
+    /// The number of entries in `taint_partitions` (same layout as `slots`), format 5.
+    static let taintedSamples = "tainted"
 }

@@ -210,6 +210,8 @@ public final class WriteTransaction: Transaction {
     var reservedProvenanceID: UInt64?
     /// What this transaction changed, for the record written when the caller described nothing.
     var changeSummary: [String: Int] = [:]
+    /// Entries this transaction added to (positive) or removed from `taint_members`.
+    var partitionDelta = 0
 
     /// Stores `value` under the u64 key `key`, reserving `size` bytes and letting `fill` write
     /// them in place (`MDB_RESERVE`), so large values are not copied twice.

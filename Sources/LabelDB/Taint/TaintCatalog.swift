@@ -378,8 +378,33 @@ extension Transaction {
             out[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0)
             return true
         }
+        // Visibility is decided from these entries, so a lost one would make a hidden sample
+        // public. The recorded count catches that and fails closed.
+        if let recorded = try recordedPartitionCount(), recorded != out.count {
+            throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "*",
+                                           detail: "\(out.count) partition entries for \(recorded) tainted samples recorded; run verify")
+        }
         state.tainted = out
         return out
+    }
+
+    /// The number of `taint_members` entries the store recorded (format 5), nil before format 5.
+    /// In a write transaction, this transaction's own changes are included.
+    func recordedPartitionCount() throws -> Int? {
+        let stored: UInt64? = try withValue(.meta, name: MetaKey.taintedSamples) { bytes in
+            guard let bytes else { return nil }
+            do { return try CounterRecord.decode(bytes) } catch { throw contextualize(error, table: .meta, key: MetaKey.taintedSamples) }
+        }
+        guard let stored else {
+            if store.formatVersion >= 5 {
+                throw StoreError.corruptRecord(store: store.path, table: Table.meta.rawValue, key: MetaKey.taintedSamples, detail: "missing")
+            }
+            return nil
+        }
+        guard stored <= UInt64(Int.max) else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.meta.rawValue, key: MetaKey.taintedSamples, detail: "count \(stored) out of range")
+        }
+        return Int(stored) + ((self as? WriteTransaction)?.partitionDelta ?? 0)
     }
 
     /// Calls `body` with every sample id in the partition of label `label` (never label 0).
@@ -511,6 +536,18 @@ extension WriteTransaction {
         return id
     }
 
+    /// Records the partition count this transaction leaves (called once, before commit): the
+    /// stored count plus this transaction's changes, never a recount, so damage done before it
+    /// stays detectable.
+    func recordPartitionCount() throws {
+        guard partitionDelta != 0, let count = try recordedPartitionCount() else { return }
+        guard count >= 0 else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.meta.rawValue, key: MetaKey.taintedSamples, detail: "the count would fall below zero")
+        }
+        try put(.meta, name: MetaKey.taintedSamples, bytes: CounterRecord.encoded(UInt64(count)))
+        partitionDelta = 0
+    }
+
     /// Moves sample `id` from partition `old` to partition `new` (label 0 is not listed).
     func movePartition(sample id: UInt64, from old: UInt32?, to new: UInt32) throws {
         guard old != new else { return }
@@ -520,8 +557,11 @@ extension WriteTransaction {
             BigEndianKey.append(id, to: &k)
             return k
         }
-        if let old, old != 0 { try delete(.taintMembers, key: key(old)) }
-        if new != 0 { try put(.taintMembers, key: key(new), bytes: []) }
+        if let old, old != 0, try delete(.taintMembers, key: key(old)) { partitionDelta -= 1 }
+        if new != 0 {
+            try put(.taintMembers, key: key(new), bytes: [])
+            partitionDelta += 1
+        }
         taintState?.visibility = nil
         taintState?.tainted = nil
     }
