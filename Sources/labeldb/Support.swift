@@ -35,7 +35,7 @@ enum ExitStatus {
             }
         case let error as ProjectorError:
             switch error {
-            case .unknownProjector, .unknownVersion, .unknownHead, .notCleared: checkFailed
+            case .unknownProjector, .unknownVersion, .unknownHead, .notCleared, .notClearedHead: checkFailed
             default: badInput
             }
         case is InputError, is JSONParseError, is UsageError, is QueryError, is QueryParseError, is TaintError: badInput

@@ -190,6 +190,58 @@ struct HardeningEndorsementTests {
     }
 }
 
+extension HardeningEndorsementTests {
+    @Test("item 7: heads carry a taint label that joins into projectors; a replaced head makes fitted rows stale, never regenerated")
+    func headsUnderProjectors() throws {
+        let dir = TemporaryDirectory("harden-heads")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        var rng = SeededGenerator(seed: 9)
+        let ids = (1...30).map(UInt64.init)
+        let head: [Float] = (0..<12).map { _ in Float.random(in: -1...1, using: &rng) }
+        let licensedHead = TaintLabel(secrecy: ["licensed:clip"], integrity: ["vetted"])
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch(ids.map { Sample(id: $0, embedding: (0..<4).map { _ in Float.random(in: -1...1, using: &rng) }) }))
+            try tx.importLabels(.soft(ids.flatMap { _ in
+                let a = Float.random(in: 0.1...1, using: &rng), b = Float.random(in: 0.1...1, using: &rng)
+                return [a, b, 1].map { $0 / (a + b + 1) }
+            }), ids: ids, into: "teacher", agent: "t")
+            #expect(throws: TaintError.self) { try tx.importHead("zs", values: head, rows: 4, columns: 3, taint: licensedHead) }
+            try tx.importHead("zs", values: head, rows: 4, columns: 3, taint: licensedHead, privileges: ["vetted"])
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        // A clearance that does not admit the head cannot fit with it.
+        #expect(throws: ProjectorError.notClearedHead("zs")) {
+            _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", clearance: .public)
+        }
+        let fitted = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", clearance: .all)
+        #expect(fitted.taintLabel.secrecy == .tags(["licensed:clip"]) && fitted.headHash != nil)
+        try store.read(clearance: .all) { tx in
+            let out = try tx.regenerate(ids, with: try tx.load(ProjectorReference(name: "p")))
+            #expect(out.allSatisfy { $0.status == .regenerated && $0.taint.secrecy == .tags(["licensed:clip"]) })
+        }
+        // Swap the head under the projector (same name, other content, unvouched).
+        try store.write(clearance: .all) { tx in
+            try tx.importHead("zs", values: head.map { $0 * 40 }, rows: 4, columns: 3, replace: true)
+        }
+        try store.read(clearance: .all) { tx in
+            let loaded = try tx.load(ProjectorReference(name: "p"))
+            #expect(loaded.headChanged)
+            let out = try tx.regenerate(ids, with: loaded)
+            #expect(out.allSatisfy { $0.status == .stale })
+        }
+        // A head the clearance cannot see cannot be replaced under it either.
+        try store.write(clearance: .all) { tx in
+            try tx.importHead("secret", values: head, rows: 4, columns: 3, taint: TaintLabel(secrecy: ["pii"], integrity: []))
+        }
+        #expect(throws: ProjectorError.notClearedHead("secret")) {
+            try store.write(clearance: .public) { tx in try tx.importHead("secret", values: head, rows: 4, columns: 3, replace: true) }
+        }
+        #expect(try store.read(clearance: .public) { try $0.head(named: "secret") } == nil)
+    }
+}
+
 @Suite("Hardening: crafted input")
 struct HardeningInputTests {
     /// A `.npy` file whose header declares `shape` over `dtype` with a few bytes of data.

@@ -24,6 +24,8 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
     case unknownVersion(name: String, version: Int, latest: Int)
     /// The projector version was fitted on data the reader's clearance does not admit.
     case notCleared(name: String, version: Int)
+    /// The base head's taint label is not admitted by the clearance.
+    case notClearedHead(String)
     /// A projector name that is empty, has '@' or control characters.
     case invalidName(String)
     /// An option out of range.
@@ -35,6 +37,7 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
         case .headShape(let name, let rows, let columns, let d, let c): "head `\(name)` is \(rows) × \(columns); the store needs \(d) × \(c) (dimension × classes)"
         case .notCleared(let name, let version): "projector `\(name)@\(version)` was fitted on data your clearance does not admit"
         case .unknownHead(let name): "no base head named `\(name)`"
+        case .notClearedHead(let name): "base head `\(name)` carries a taint label your clearance does not admit"
         case .headExists(let name): "a base head named `\(name)` exists already"
         case .noSoftLabels(let set): "label set `\(set)` has no soft labels to fit"
         case .noRows(let what): "no rows to fit: \(what)"

@@ -22,6 +22,9 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
     public var sourceVersion: Int
     /// The base head used, if any.
     public var head: String?
+    /// The content hash of that head when it was fitted (format 5): a head replaced since reads
+    /// as changed, and the version's rows as `stale`. Nil without a head, or before format 5.
+    public var headHash: String?
     /// The fit's options (rank, holdout, seed, …).
     public var options: ProjectorFitOptions
     /// The fit's figures.
@@ -58,7 +61,7 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case version, head, options, report, samples, corrections, sequence, agent, provenance, taint
-        case sourceSet = "source_set", sourceVersion = "source_version", maxKL = "max_kl", requireTop1 = "require_top1"
+        case sourceSet = "source_set", sourceVersion = "source_version", maxKL = "max_kl", requireTop1 = "require_top1", headHash = "head_hash"
         case correctionBytes = "correction_bytes", parameterBytes = "parameter_bytes", timeMilliseconds = "time_ms"
     }
 }

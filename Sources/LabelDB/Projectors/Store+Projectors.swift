@@ -40,25 +40,66 @@ public struct LoadedProjector: Sendable {
     public let model: ProjectorModel
     let weights: [Float]?
     let sourceSet: LabelSet
+    /// The taint label regenerated labels carry before their sample's is joined in: the
+    /// version's, joined with the base head's as it is now (the output depends on it).
+    let taint: TaintLabel
+    /// True when the base head's content differs from the one the version was fitted with: no
+    /// row then meets the bound, so fitted rows read `stale`.
+    public let headChanged: Bool
+}
+
+/// A base head W0 as stored: its values, its taint label, and the hash of its content.
+struct BaseHead {
+    /// d × C values, row-major.
+    var values: [Float]
+    /// Whose data it was made from, and what vouches for it (format 5; public before).
+    var taint: TaintLabel
+    /// xxh3-64 of the values' little-endian bytes: what a projector version records of it.
+    var contentHash: UInt64
+
+    /// The hash as projector version records write it (16 hex digits).
+    var contentHashHex: String { Checksum.hex(contentHash) }
+
+    static func contentHash(_ values: [Float]) -> UInt64 {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        return Checksum.xxh3(bytes)
+    }
 }
 
 extension Transaction {
     // MARK: Heads
 
-    /// The base head `name` (d × C, row-major), or nil.
+    /// The base head `name` (d × C, row-major), or nil when there is none or the clearance does
+    /// not admit its taint label.
     public func head(named name: String) throws -> [Float]? {
+        guard let head = try baseHead(named: name), clearance.admits(head.taint) else { return nil }
+        return head.values
+    }
+
+    /// The stored head `name` whatever the clearance (callers check its taint), or nil.
+    func baseHead(named name: String) throws -> BaseHead? {
         let key = Array(name.utf8)
-        return try withValue(.heads, key: key) { bytes in
+        let d = store.schema.dimension, c = store.schema.classes.count
+        let stored: (values: [Float], taintID: UInt32)? = try withValue(.heads, key: key) { bytes in
             guard let bytes else { return nil }
             do {
-                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: 2) }
-                let d = store.schema.dimension, c = store.schema.classes.count
+                // Format 5 adds the taint label id after d and C; earlier heads have none (label
+                // 0). d and C are the schema's, so the two lengths cannot be confused.
+                let withTaint = bytes.count == 20 + 4 * d * c
+                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: withTaint ? 3 : 2) }
                 guard Int(header[0]) == d, Int(header[1]) == c, floats.count == d * c else {
                     throw RecordDecodingError(detail: "head is \(header[0]) × \(header[1]), the schema needs \(d) × \(c)")
                 }
-                return floats
+                return (floats, withTaint ? header[2] : 0)
             } catch { throw contextualize(error, table: .heads, key: name) }
         }
+        guard let stored else { return nil }
+        guard let taint = try internedLabel(stored.taintID) else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.heads.rawValue, key: name, detail: "unknown taint label id \(stored.taintID)")
+        }
+        return BaseHead(values: stored.values, taint: taint, contentHash: BaseHead.contentHash(stored.values))
     }
 
     /// The names of every base head.
@@ -120,12 +161,18 @@ extension Transaction {
             } catch { throw contextualize(error, table: .projectorParameters, key: "\(projector.name)@\(v)") }
         }
         var weights: [Float]? = nil
+        var taint = info.taintLabel
+        var headChanged = false
         if let headName = info.head {
-            guard let head = try head(named: headName) else { throw ProjectorError.unknownHead(headName) }
-            weights = model.combinedWeights(head: head)
+            guard let head = try baseHead(named: headName) else { throw ProjectorError.unknownHead(headName) }
+            guard clearance.admits(head.taint) else { throw ProjectorError.notCleared(name: projector.name, version: v) }
+            weights = model.combinedWeights(head: head.values)
+            taint = taint.join(head.taint)
+            // Versions fitted before format 5 recorded no hash: their head cannot be checked.
+            headChanged = info.headHash.map { $0 != head.contentHashHex } ?? false
         }
         guard let source = try labelSet(named: info.sourceSet) else { throw LabelError.unknownLabelSet(info.sourceSet) }
-        return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source)
+        return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source, taint: taint, headChanged: headChanged)
     }
 
     /// Regenerates the labels of `ids` (in the order given) in one batch of matrix products,
@@ -165,7 +212,7 @@ extension Transaction {
             // not fitted, so no bound is claimed for it.
             if let softTaint = try visibleSoftLabelTaint(id, set: loaded.sourceSet, version: loaded.version.sourceVersion),
                softTaint.flows(to: loaded.version.taintLabel) {
-                if sequences[i] > loaded.version.sequence {
+                if sequences[i] > loaded.version.sequence || loaded.headChanged {
                     status = .stale
                 } else if let corrected = try correction(for: id, loaded: loaded) {
                     row = corrected
@@ -176,7 +223,7 @@ extension Transaction {
             } else {
                 status = .unfitted
             }
-            results.append(RegeneratedLabel(id: id, probabilities: row, status: status, taint: loaded.version.taintLabel.join(taints[i])))
+            results.append(RegeneratedLabel(id: id, probabilities: row, status: status, taint: loaded.taint.join(taints[i])))
         }
         return results
     }
@@ -229,20 +276,33 @@ enum CorrectionCodec {
 }
 
 extension WriteTransaction {
-    /// Stores base head `name` (d × C, row-major floats).
+    /// Stores base head `name` (d × C, row-major floats) with its taint label, which every
+    /// projector fitted with it joins into its own.
     ///
+    /// - Parameters:
+    ///   - taint: whose data the head was made from and what vouches for it.
+    ///   - privileges: the integrity tags the writer may vouch for; every integrity tag of
+    ///     `taint` must be among them.
     /// - Throws: ``ProjectorError/headShape(name:rows:columns:dimension:classes:)``,
-    ///   ``ProjectorError/headExists(_:)`` unless `replace`, ``ProjectorError/nonFinite(step:)``.
-    public func importHead(_ name: String, values: [Float], rows: Int, columns: Int, replace: Bool = false) throws {
+    ///   ``ProjectorError/headExists(_:)`` unless `replace`, ``ProjectorError/nonFinite(step:)``,
+    ///   ``TaintError/missingPrivilege(tag:action:)``; replacing a head the clearance does not
+    ///   see is ``ProjectorError/notClearedHead(_:)``.
+    public func importHead(_ name: String, values: [Float], rows: Int, columns: Int, replace: Bool = false,
+                           taint: TaintLabel = .public, privileges: Set<String> = []) throws {
         try ProjectorNames.check(name)
+        try TaintChange.checkEndorsement([taint], privileges: privileges)
         let d = store.schema.dimension, c = store.schema.classes.count
         guard rows == d, columns == c, values.count == d * c else {
             throw ProjectorError.headShape(name: name, rows: rows, columns: columns, dimension: d, classes: c)
         }
         guard values.allSatisfy(\.isFinite) else { throw ProjectorError.nonFinite(step: "head `\(name)` has a NaN or infinity") }
         let key = Array(name.utf8)
-        if !replace, try withValue(.heads, key: key, { $0 != nil }) { throw ProjectorError.headExists(name) }
-        try put(.heads, key: key, bytes: ProjectorCodec.encodeFloats(key: key, header: [UInt32(d), UInt32(c)], floats: [values]))
+        if let existing = try baseHead(named: name) {
+            guard replace else { throw ProjectorError.headExists(name) }
+            guard clearance.admits(existing.taint) else { throw ProjectorError.notClearedHead(name) }
+        }
+        let taintID = try intern(taint)
+        try put(.heads, key: key, bytes: ProjectorCodec.encodeFloats(key: key, header: [UInt32(d), UInt32(c), taintID], floats: [values]))
         noteChange("heads_written")
     }
 }
@@ -276,7 +336,7 @@ extension Store {
         let d = schema.dimension, c = schema.classes.count
         // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
         // Only labels the clearance admits are read; the projector's taint is the join of theirs.
-        let (set, version, ids, teacher, x, head, sequence, fittedTaint) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], [Float]?, UInt64, TaintLabel) in
+        let (set, version, ids, teacher, x, head, sequence, fittedTaint) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], BaseHead?, UInt64, TaintLabel) in
             let (set, version) = try tx.resolve(reference)
             guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
             var ids: [UInt64] = [], teacher: [Float] = [], x: [Float] = []
@@ -298,8 +358,11 @@ extension Store {
                     }) != nil else { throw StoreError.sampleNotFound(id) }
                 }
             }
-            let head = try headName.map { name -> [Float] in
-                guard let head = try tx.head(named: name) else { throw ProjectorError.unknownHead(name) }
+            let head = try headName.map { name -> BaseHead in
+                guard let head = try tx.baseHead(named: name) else { throw ProjectorError.unknownHead(name) }
+                guard tx.clearance.admits(head.taint) else { throw ProjectorError.notClearedHead(name) }
+                // The projector depends on the head: it carries the head's label too.
+                fittedTaint = fittedTaint.join(head.taint)
                 return head
             }
             let sequence = try tx.storedSequence()
@@ -307,13 +370,13 @@ extension Store {
         }
         // 2. Fit.
         let (model, report, _) = try ProjectorFitter.fit(
-            embeddings: x, teacher: teacher, rows: ids.count, dimension: d, classes: c, head: head, options: options, progress: progress)
+            embeddings: x, teacher: teacher, rows: ids.count, dimension: d, classes: c, head: head?.values, options: options, progress: progress)
         // 3. Corrections where the regenerated label breaks the bound.
         var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
         if let maxKL {
             progress?("corrections", 0)
             // Regenerated in chunks, so no second n × C matrix is held.
-            let weights = head.map { model.combinedWeights(head: $0) }
+            let weights = head.map { model.combinedWeights(head: $0.values) }
             let chunk = 4096
             var q = [Float](repeating: 0, count: chunk * c)
             for start in stride(from: 0, to: ids.count, by: chunk) {
@@ -359,7 +422,7 @@ extension Store {
                 floats: [[model.scale, model.temperature], model.a, model.b, model.bias])
             try tx.put(.projectorParameters, key: vkey, bytes: params)
             let info = ProjectorVersion(
-                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, options: options, report: report,
+                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, headHash: head?.contentHashHex, options: options, report: report,
                 samples: ids.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
                 correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: sequence,
                 timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID(),

@@ -16,8 +16,11 @@ struct HeadsImportCommand: ParsableCommand {
     @Argument(help: "The head's name.") var name: String
     @Argument(help: "W0: a dim × classes .npy of floats.") var matrix: String
     @Flag(help: "Overwrite a head of the same name.") var replace = false
+    /// The head's taint label (e.g. class-name embeddings from a licensed model), and the privileges held.
+    @OptionGroup var taint: TaintOptions
 
     func run() throws {
+        let label = try taint.label(), privileges = try taint.privileges(), parameters = try taint.parameters()
         let array = try NumPyArray.read(matrix)
         guard array.shape.count == 2 else { throw InputError(file: matrix, reason: "expected a 2-D array (dim × classes), found shape \(array.shape)") }
         let values = try array.floats(file: matrix)
@@ -25,8 +28,9 @@ struct HeadsImportCommand: ParsableCommand {
         defer { store.close() }
         let used = try ProvenanceEntity.file(matrix, rows: array.shape[0])
         try store.write(clearance: clearance) { tx in
-            try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace)
-            tx.describe(ProvenanceRecord(activity: "head import", agent: defaultAgent(), used: [used], generated: [ProvenanceEntity(kind: "head", name: name)]))
+            try tx.importHead(name, values: values, rows: array.shape[0], columns: array.shape[1], replace: replace, taint: label, privileges: privileges)
+            tx.describe(ProvenanceRecord(activity: "head import", agent: defaultAgent(), used: [used], generated: [ProvenanceEntity(kind: "head", name: name)],
+                                         parameters: parameters))
         }
         print("stored head \(name): \(array.shape[0]) × \(array.shape[1])")
     }
