@@ -104,7 +104,7 @@ struct FormatTests {
             #expect(try store.read(clearance: licensedClearance) { try $0.label(of: 1, in: teacher)?.version } == 2)
             #expect(try store.read(clearance: .all) { try $0.projectors().map(\.name) } == ["p"])
             // A format-4 head has no taint label: it reads as public.
-            #expect(try store.read(clearance: .public) { try $0.head(named: "zs") } == (0..<12).map { Float($0) * 0.1 })
+            #expect(try store.read(clearance: .public) { try $0.head(named: "zs") } == (0..<12).map { Float(Double($0) * 0.1) })
             #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
         }
         let readOnly = try Store(opening: path, options: .init(readOnly: true))
