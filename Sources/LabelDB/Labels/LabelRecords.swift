@@ -187,17 +187,13 @@ enum LabelRecord {
     static func indexValue(key: [UInt8], until: UInt32) -> [UInt8] {
         var body: [UInt8] = []
         appendLE(until, to: &body)
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
     }
 
     static func decodeIndexValue(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> UInt32 {
         guard bytes.count == 12 else { throw RecordDecodingError(detail: "index entry of \(bytes.count) bytes, expected 12") }
-        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
-        return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
+        return UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
     }
 
     static func encodeRow(key: [UInt8], hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?) -> [UInt8] {
@@ -213,17 +209,11 @@ enum LabelRecord {
         appendLE(UInt32(soft?.count ?? 0), to: &body)
         for c in multi ?? [] { appendLE(c, to: &body) }
         body.append(contentsOf: soft ?? [])
-        var out: [UInt8] = []
-        out.reserveCapacity(8 + body.count)
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
     }
 
     static func decodeRow(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> Row {
-        var reader = ByteReader(bytes)
-        let stored = try reader.u64("checksum")
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        var reader = ByteReader(try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key)))
         let recordVersion = try reader.u8("record version")
         guard recordVersion == version else { throw RecordDecodingError(detail: "unknown label record version \(recordVersion)") }
         let flags = try reader.u8("flags")
@@ -246,18 +236,11 @@ enum LabelRecord {
     static func encodeJSON<T: Encodable>(_ value: T, key: [UInt8]) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let body = [UInt8](try encoder.encode(value))
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        return SealedRecord.seal([UInt8](try encoder.encode(value)), seed: SealedRecord.seed(key: key))
     }
 
     static func decodeJSON<T: Decodable>(_ type: T.Type, key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> T {
-        guard bytes.count >= 8 else { throw RecordDecodingError(detail: "record of \(bytes.count) bytes") }
-        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        let body = UnsafeRawBufferPointer(rebasing: bytes[8...])
-        let actual = Checksum.xxh3(body, seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
         do {
             return try JSONDecoder().decode(T.self, from: Data(body))
         } catch {

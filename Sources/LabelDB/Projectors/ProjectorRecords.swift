@@ -99,9 +99,7 @@ enum ProjectorCodec {
         var body: [UInt8] = []
         for h in header { appendLE(h, to: &body) }
         for array in floats { for v in array { appendLE(v.bitPattern, to: &body) } }
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
     }
 
     /// Checks the checksum and returns the header fields and the float payload.
@@ -109,13 +107,11 @@ enum ProjectorCodec {
         guard bytes.count >= 8 + 4 * headerCount, (bytes.count - 8 - 4 * headerCount) % 4 == 0 else {
             throw RecordDecodingError(detail: "record of \(bytes.count) bytes")
         }
-        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
-        let header = (0..<headerCount).map { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 + 4 * $0, as: UInt32.self)) }
-        let start = 8 + 4 * headerCount
-        let floats = (0..<((bytes.count - start) / 4)).map {
-            Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: start + 4 * $0, as: UInt32.self)))
+        let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
+        let header = (0..<headerCount).map { UInt32(littleEndian: body.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+        let start = 4 * headerCount
+        let floats = (0..<((body.count - start) / 4)).map {
+            Float(bitPattern: UInt32(littleEndian: body.loadUnaligned(fromByteOffset: start + 4 * $0, as: UInt32.self)))
         }
         return (header, floats)
     }
@@ -123,18 +119,13 @@ enum ProjectorCodec {
     /// A correction: checksum, a codec byte (1 = adaptive with the version's EPS, 2 = dense:f16,
     /// 3 = dense:f32), the encoded teacher label.
     static func encodeCorrection(key: [UInt8], codec: UInt8, bytes: [UInt8]) -> [UInt8] {
-        let body = [codec] + bytes
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        SealedRecord.seal([codec] + bytes, seed: SealedRecord.seed(key: key))
     }
 
     static func decodeCorrection(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> (codec: UInt8, bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= 9 else { throw RecordDecodingError(detail: "correction of \(bytes.count) bytes") }
-        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
-        return (bytes[8], UnsafeRawBufferPointer(rebasing: bytes[9...]))
+        let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
+        return (body[0], UnsafeRawBufferPointer(rebasing: body[1...]))
     }
 
     /// The same layout as label-set version keys: id u32 BE + version u32 BE.

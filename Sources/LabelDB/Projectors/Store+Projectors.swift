@@ -58,7 +58,7 @@ struct BaseHead {
     var contentHash: UInt64
 
     /// The hash as projector version records write it (16 hex digits).
-    var contentHashHex: String { Checksum.hex(contentHash) }
+    var contentHashHex: String { String(contentHash, radix: 16).leftPadded(to: 16) }
 
     static func contentHash(_ values: [Float]) -> UInt64 {
         var bytes: [UInt8] = []

@@ -73,12 +73,7 @@ enum SampleRecord {
 
     /// Checks the checksum and every length, then returns borrowed views into `bytes`.
     static func decode(id: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> View {
-        var reader = ByteReader(bytes)
-        let stored = try reader.u64("checksum")
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: id)
-        guard stored == actual else {
-            throw ChecksumMismatch(expected: stored, found: actual)
-        }
+        var reader = ByteReader(try SealedRecord.open(bytes, seed: id))
         let recordVersion = try reader.u8("record version")
         guard recordVersion == 1 || recordVersion == 2 else {
             throw RecordDecodingError(detail: "unknown sample record version \(recordVersion)")
@@ -97,11 +92,4 @@ enum SampleRecord {
         }
         return View(taintLabel: taint, slot: slot, provenance: provenance, embeddingSequence: sequence, metadata: metadata, payload: payload)
     }
-}
-
-/// A stored checksum did not match the bytes: the record was damaged after it was written.
-struct ChecksumMismatch: Error {
-    let expected: UInt64
-    let found: UInt64
-    var detail: String { "checksum mismatch, expected \(Checksum.hex(expected)), found \(Checksum.hex(found))" }
 }

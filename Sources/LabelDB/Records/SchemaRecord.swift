@@ -42,21 +42,12 @@ struct SchemaRecord: Equatable {
         body.u32(UInt32(schema.rowsPerBlock))
         body.u32(UInt32(schema.classes.count))
         for name in schema.classes { body.string(name) }
-        var out = ByteBuffer()
-        out.u64(Checksum.xxh3(body.bytes))
-        out.append(body.bytes)
-        return out.bytes
+        return SealedRecord.seal(body.bytes, seed: 0)
     }
 
     /// Decodes and checks a schema record; every inconsistency throws.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws -> SchemaRecord {
-        var reader = ByteReader(bytes)
-        let stored = try reader.u64("checksum")
-        let body = UnsafeRawBufferPointer(rebasing: bytes[8...])
-        let actual = Checksum.xxh3(body)
-        guard stored == actual else {
-            throw RecordDecodingError(detail: "checksum mismatch, expected \(Checksum.hex(stored)), found \(Checksum.hex(actual))")
-        }
+        var reader = ByteReader(try SealedRecord.open(bytes, seed: 0))
         let magic = try reader.slice(8, "magic")
         guard Array(magic) == Self.magic else {
             throw RecordDecodingError(detail: "bad magic bytes")
@@ -94,20 +85,12 @@ enum CounterRecord {
     static func encoded(_ next: UInt64) -> [UInt8] {
         var body = ByteBuffer()
         body.u64(next)
-        var out = ByteBuffer()
-        out.u64(Checksum.xxh3(body.bytes))
-        out.append(body.bytes)
-        return out.bytes
+        return SealedRecord.seal(body.bytes, seed: 0)
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
-        var reader = ByteReader(bytes)
-        let stored = try reader.u64("checksum")
         guard bytes.count == 16 else { throw RecordDecodingError(detail: "counter is \(bytes.count) bytes, expected 16") }
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]))
-        guard stored == actual else {
-            throw RecordDecodingError(detail: "checksum mismatch, expected \(Checksum.hex(stored)), found \(Checksum.hex(actual))")
-        }
+        var reader = ByteReader(try SealedRecord.open(bytes, seed: 0))
         return try reader.u64("counter")
     }
 }

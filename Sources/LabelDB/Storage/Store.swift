@@ -196,6 +196,8 @@ public final class Store: @unchecked Sendable {
             return try SchemaRecord.decode(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
         } catch let error as RecordDecodingError {
             throw StoreError.corruptRecord(store: path, table: Table.meta.rawValue, key: MetaKey.schema, detail: error.detail)
+        } catch let mismatch as ChecksumMismatch {
+            throw StoreError.checksumMismatch(store: path, table: Table.meta.rawValue, key: MetaKey.schema, expected: mismatch.expected, found: mismatch.found)
         }
     }
 

@@ -50,9 +50,7 @@ enum TaintLabelRecord {
         appendLE(UInt32(integrity.count), to: &body)
         for tag in secrecy.sorted() { appendLE(tag, to: &body) }
         for tag in integrity.sorted() { appendLE(tag, to: &body) }
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: UInt64(id)), to: &out)
-        return out + body
+        return SealedRecord.seal(body, seed: UInt64(id))
     }
 
     /// The key of a label in the content index (`taint_label_index`): secrecy count u32 BE, the
@@ -69,24 +67,17 @@ enum TaintLabelRecord {
     static func indexValue(key: [UInt8], id: UInt32) -> [UInt8] {
         var body: [UInt8] = []
         appendLE(id, to: &body)
-        var out: [UInt8] = []
-        appendLE(Checksum.xxh3(body, seed: Checksum.xxh3(key)), to: &out)
-        return out + body
+        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
     }
 
     static func decodeIndexValue(key: [UInt8], _ bytes: UnsafeRawBufferPointer) throws -> UInt32 {
         guard bytes.count == 12 else { throw RecordDecodingError(detail: "index entry of \(bytes.count) bytes, expected 12") }
-        let stored = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: Checksum.xxh3(key))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
-        return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
+        return UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
     }
 
     static func decode(id: UInt32, _ bytes: UnsafeRawBufferPointer) throws -> (secrecy: [UInt32], integrity: [UInt32]) {
-        var reader = ByteReader(bytes)
-        let stored = try reader.u64("checksum")
-        let actual = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[8...]), seed: UInt64(id))
-        guard stored == actual else { throw ChecksumMismatch(expected: stored, found: actual) }
+        var reader = ByteReader(try SealedRecord.open(bytes, seed: UInt64(id)))
         let s = Int(try reader.u32("secrecy count"))
         let i = Int(try reader.u32("integrity count"))
         guard s <= reader.remaining / 4, i <= reader.remaining / 4, (s + i) * 4 == reader.remaining else {
