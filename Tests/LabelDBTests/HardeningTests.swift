@@ -360,6 +360,87 @@ struct HardeningInputTests {
 
 @Suite("Hardening: damage is reported")
 struct HardeningDamageTests {
+    /// A store with a record in every table: tagged samples, two label versions (one from a
+    /// licensed source), a head, a projector with corrections, a provenance log.
+    static func everyTable(_ dir: TemporaryDirectory) throws -> Store {
+        let store = try makeStore(dir, dimension: 4)
+        var rng = SeededGenerator(seed: 12)
+        let ids = (1...24).map(UInt64.init)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch(ids.map { Sample(id: $0, embedding: (0..<4).map { _ in Float.random(in: -1...1, using: &rng) },
+                                                     taint: $0 % 5 == 0 ? TaintLabel(secrecy: ["pii"], integrity: ["ok"]) : .public) }), privileges: ["ok"])
+            let soft: [Float] = ids.flatMap { _ in
+                let a = Float.random(in: 0.05...1, using: &rng), b = Float.random(in: 0.05...1, using: &rng)
+                return [a, b, 0.3].map { $0 / (a + b + 0.3) }
+            }
+            try tx.importLabels(.soft(soft), ids: ids, into: "teacher", codec: .topKF16(2), agent: "t")
+            try tx.importLabels(.hard([1, 2]), ids: [3, 4], into: "teacher", agent: "h", source: TaintLabel(secrecy: ["lic"], integrity: []))
+            try tx.importHead("zs", values: (0..<12).map { Float($0) / 12 }, rows: 4, columns: 3)
+            try tx.delete([7])
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", maxKL: 1e-4, clearance: .all)
+        return store
+    }
+
+    @Test("item 11: verify walks every table: one flipped value byte in any table is reported, and so is each broken cross-reference")
+    func verifyReadsEveryTable() throws {
+        let dir = TemporaryDirectory("harden-verify-all")
+        let store = try Self.everyTable(dir)
+        defer { store.close() }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        let nonEmpty = try store.read(clearance: .all) { tx in try Table.allCases.filter { try tx.entries($0) > 0 } }
+        // Every table but the free slots holds a record (the deleted sample's slot is reused by nothing).
+        #expect(Set(Table.allCases).subtracting(nonEmpty).isSubset(of: [.freeSlots]), "\(Set(Table.allCases).subtracting(nonEmpty))")
+        for table in nonEmpty {
+            // Flip the last byte of the table's first value that has one.
+            let entry: (key: [UInt8], value: [UInt8])? = try store.read(clearance: .all) { tx in
+                var found: (key: [UInt8], value: [UInt8])? = nil
+                try tx.walk(table, from: nil) { key, value in
+                    if !value.isEmpty { found = (Array(key), Array(value)) }
+                    return found == nil
+                }
+                return found
+            }
+            guard let entry else { continue }   // tables of empty values: partitions, free slots
+            var damaged = entry.value
+            damaged[damaged.count - 1] ^= 0x04
+            try store.write(clearance: .all) { tx in
+                try tx.put(table, key: entry.key, bytes: damaged)
+                tx.changeSummary = [:]
+            }
+            let report = try store.read(clearance: .all) { try $0.verify() }
+            #expect(report.problems.contains { $0.table == table.rawValue }, "\(table): \(report.problems)")
+            try store.write(clearance: .all) { tx in
+                try tx.put(table, key: entry.key, bytes: entry.value)
+                tx.changeSummary = [:]
+            }
+        }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        // Cross-references: one direction of the tag registry, a class-index entry, parameters.
+        for (table, prefix) in [(Table.taintTags, [UInt8(ascii: "i")]), (.labelIndex, []), (.projectorParameters, [])] as [(Table, [UInt8])] {
+            let key: [UInt8] = try store.read(clearance: .all) { tx in
+                var found: [UInt8] = []
+                try tx.walk(table, from: prefix.isEmpty ? nil : prefix) { key, _ in found = Array(key); return false }
+                return found
+            }
+            let value = try store.read(clearance: .all) { tx in try tx.withValue(table, key: key) { Array($0!) } }
+            let deleted = try store.write(clearance: .all) { tx -> Bool in
+                tx.changeSummary = [:]
+                return try tx.delete(table, key: key)
+            }
+            #expect(deleted)
+            let report = try store.read(clearance: .all) { try $0.verify() }
+            #expect(report.problems.contains { $0.table == table.rawValue }, "\(table): \(report.problems)")
+            try store.write(clearance: .all) { tx in
+                try tx.put(table, key: key, bytes: value)
+                tx.changeSummary = [:]
+            }
+        }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+    }
+
     @Test("smaller: a malformed provenance key is reported by verify and --verify-log, not thrown")
     func malformedProvenanceKey() throws {
         let dir = TemporaryDirectory("harden-prov-key")

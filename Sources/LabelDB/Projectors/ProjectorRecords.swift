@@ -116,6 +116,20 @@ enum ProjectorCodec {
         return (header, floats)
     }
 
+    /// Decodes a parameters value (format-spec/storage.md §11.4, R-21) into a model.
+    static func decodeParameters(key: [UInt8], _ bytes: UnsafeRawBufferPointer, schema: Schema) throws -> ProjectorModel {
+        let (header, floats) = try key.withUnsafeBytes { try decodeFloats(key: $0, bytes, headerCount: 3) }
+        let d = Int(header[0]), c = Int(header[1]), r = Int(header[2])
+        // d and C are checked first, so r · (d + C) cannot overflow for a rank the record can hold.
+        guard d == schema.dimension, c == schema.classes.count, r >= 1, r <= floats.count, floats.count == 2 + d * r + r * c + c else {
+            throw RecordDecodingError(detail: "parameters do not match d = \(d), C = \(c), r = \(r)")
+        }
+        var at = 2
+        func take(_ n: Int) -> [Float] { defer { at += n }; return Array(floats[at..<(at + n)]) }
+        let a = take(d * r), b = take(r * c), bias = take(c)
+        return ProjectorModel(dimension: d, classes: c, rank: r, scale: floats[0], a: a, b: b, bias: bias, temperature: floats[1])
+    }
+
     /// A correction: checksum, a codec byte (1 = adaptive with the version's EPS, 2 = dense:f16,
     /// 3 = dense:f32), the encoded teacher label.
     static func encodeCorrection(key: [UInt8], codec: UInt8, bytes: [UInt8]) -> [UInt8] {

@@ -60,6 +60,19 @@ struct BaseHead {
     /// The hash as projector version records write it (16 hex digits).
     var contentHashHex: String { String(contentHash, radix: 16).leftPadded(to: 16) }
 
+    /// Decodes a stored head value (format-spec/storage.md §11.1): its values and taint label id.
+    static func decode(key: [UInt8], _ bytes: UnsafeRawBufferPointer, schema: Schema) throws -> (values: [Float], taintID: UInt32) {
+        let d = schema.dimension, c = schema.classes.count
+        // Format 5 adds the taint label id after d and C; earlier heads have none (label 0). d and
+        // C are the schema's, so the two lengths cannot be confused.
+        let withTaint = bytes.count == 20 + 4 * d * c
+        let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: withTaint ? 3 : 2) }
+        guard Int(header[0]) == d, Int(header[1]) == c, floats.count == d * c else {
+            throw RecordDecodingError(detail: "head is \(header[0]) × \(header[1]), the schema needs \(d) × \(c)")
+        }
+        return (floats, withTaint ? header[2] : 0)
+    }
+
     static func contentHash(_ values: [Float]) -> UInt64 {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(values.count * 4)
@@ -81,19 +94,9 @@ extension Transaction {
     /// The stored head `name` whatever the clearance (callers check its taint), or nil.
     func baseHead(named name: String) throws -> BaseHead? {
         let key = Array(name.utf8)
-        let d = store.schema.dimension, c = store.schema.classes.count
         let stored: (values: [Float], taintID: UInt32)? = try withValue(.heads, key: key) { bytes in
             guard let bytes else { return nil }
-            do {
-                // Format 5 adds the taint label id after d and C; earlier heads have none (label
-                // 0). d and C are the schema's, so the two lengths cannot be confused.
-                let withTaint = bytes.count == 20 + 4 * d * c
-                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: withTaint ? 3 : 2) }
-                guard Int(header[0]) == d, Int(header[1]) == c, floats.count == d * c else {
-                    throw RecordDecodingError(detail: "head is \(header[0]) × \(header[1]), the schema needs \(d) × \(c)")
-                }
-                return (floats, withTaint ? header[2] : 0)
-            } catch { throw contextualize(error, table: .heads, key: name) }
+            do { return try BaseHead.decode(key: key, bytes, schema: store.schema) } catch { throw contextualize(error, table: .heads, key: name) }
         }
         guard let stored else { return nil }
         guard let taint = try internedLabel(stored.taintID) else {
@@ -148,17 +151,9 @@ extension Transaction {
             guard let bytes else {
                 throw StoreError.corruptRecord(store: store.path, table: Table.projectorParameters.rawValue, key: "\(projector.name)@\(v)", detail: "missing")
             }
-            do {
-                let (header, floats) = try key.withUnsafeBytes { try ProjectorCodec.decodeFloats(key: $0, bytes, headerCount: 3) }
-                let d = Int(header[0]), c = Int(header[1]), r = Int(header[2])
-                guard d == store.schema.dimension, c == store.schema.classes.count, r >= 1, floats.count == 2 + d * r + r * c + c else {
-                    throw RecordDecodingError(detail: "parameters do not match d = \(d), C = \(c), r = \(r)")
-                }
-                var at = 2
-                func take(_ n: Int) -> [Float] { defer { at += n }; return Array(floats[at..<(at + n)]) }
-                let a = take(d * r), b = take(r * c), bias = take(c)
-                return ProjectorModel(dimension: d, classes: c, rank: r, scale: floats[0], a: a, b: b, bias: bias, temperature: floats[1])
-            } catch { throw contextualize(error, table: .projectorParameters, key: "\(projector.name)@\(v)") }
+            do { return try ProjectorCodec.decodeParameters(key: key, bytes, schema: store.schema) } catch {
+                throw contextualize(error, table: .projectorParameters, key: "\(projector.name)@\(v)")
+            }
         }
         var weights: [Float]? = nil
         var taint = info.taintLabel

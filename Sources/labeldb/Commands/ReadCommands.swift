@@ -142,25 +142,61 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
+    @Flag(help: .hidden) var inProcess = false
+
     func run() throws {
+        guard inProcess else { return try runInChild() }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let report = try store.read(clearance: clearance) { try $0.verify() }
+        printReport(report)
+        if !report.isClean { throw ExitCode(ExitStatus.checkFailed) }
+    }
+
+    /// Runs the walk in a child process (this program again, with `--in-process`): LMDB trusts
+    /// its page structure, so damaged pages can fault inside it, and verify must report damage,
+    /// never die of it. A child killed by a signal is reported as damage (exit 1).
+    func runInChild() throws {
+        let executable = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("labeldb-verify-\(getpid()).err")
+        defer { try? FileManager.default.removeItem(at: errors) }
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        let child = Process()
+        child.executableURL = executable
+        child.arguments = Array(CommandLine.arguments.dropFirst()) + ["--in-process"]
+        child.standardOutput = FileHandle.standardOutput
+        child.standardError = try FileHandle(forWritingTo: errors)
+        child.standardInput = FileHandle.nullDevice
+        try child.run()
+        child.waitUntilExit()
+        guard child.terminationReason == .uncaughtSignal else {
+            // The child said everything itself; its errors are ours.
+            if let text = try? String(contentsOf: errors, encoding: .utf8), !text.isEmpty { FileHandle.standardError.write(Data(text.utf8)) }
+            if child.terminationStatus != 0 { throw ExitCode(child.terminationStatus) }
+            return
+        }
+        var report = VerificationReport()
+        report.problems.append(.init(table: "*", key: "*", detail: "the walk crashed inside LMDB (signal \(child.terminationStatus)): the store's page structure is damaged; restore a backup"))
+        printReport(report)
+        throw ExitCode(ExitStatus.checkFailed)
+    }
+
+    func printReport(_ report: VerificationReport) {
         switch format {
         case .json:
             printJSON([
                 "ok": .bool(report.isClean),
                 "samples_checked": .int(Int64(report.samplesChecked)),
                 "blocks_checked": .int(Int64(report.blocksChecked)),
+                "records_checked": .int(Int64(report.recordsChecked)),
                 "problems": .array(report.problems.map { ["table": .string($0.table), "key": .string($0.key), "detail": .string($0.detail)] }),
             ])
         case .text:
             for problem in report.problems { print(problem) }
             print(report.isClean
-                  ? "ok: \(report.samplesChecked) samples, \(report.blocksChecked) embedding blocks"
-                  : "\(report.problems.count) bad records (\(report.samplesChecked) samples, \(report.blocksChecked) blocks checked)")
+                  ? "ok: \(report.samplesChecked) samples, \(report.blocksChecked) embedding blocks, \(report.recordsChecked) records"
+                  : "\(report.problems.count) bad records (\(report.samplesChecked) samples, \(report.blocksChecked) blocks, \(report.recordsChecked) records checked)")
         }
-        if !report.isClean { throw ExitCode(ExitStatus.checkFailed) }
     }
 }
 
