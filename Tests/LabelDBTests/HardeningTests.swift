@@ -518,4 +518,25 @@ struct HardeningDamageTests {
         let info = try runCLI(["info", dir.file("store"), "--format", "json"])
         #expect(info.status == 3 && info.stdout.isEmpty && info.stderr.contains("run verify"))
     }
+
+    @Test("item 8: a damaged partition key (another sample, another label) no longer checks, so reads fail closed")
+    func damagedPartitionKeyFailsClosed() throws {
+        let dir = TemporaryDirectory("harden-partition-key")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...4).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0, 0], taint: $0 == 4 ? TaintLabel(secrecy: ["pii"], integrity: []) : .public) }))
+        }
+        // Sample 4's entry moves to sample 5 (a flipped bit in the key), its value unchanged.
+        try store.write(clearance: .all) { tx in
+            let label = try #require(try tx.sampleTaintID(4))
+            let key = PartitionEntry.key(label: label, sample: 4)
+            let value = try tx.withValue(.taintMembers, key: key) { Array($0!) }
+            _ = try tx.delete(.taintMembers, key: key)
+            try tx.put(.taintMembers, key: PartitionEntry.key(label: label, sample: 5), bytes: value)
+            tx.changeSummary = [:]
+        }
+        #expect(throws: StoreError.self) { _ = try store.read(clearance: .public) { try $0.count() } }
+        #expect(!(try store.read(clearance: .all) { try $0.verify() }.isClean))
+    }
 }

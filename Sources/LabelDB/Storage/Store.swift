@@ -124,10 +124,11 @@ public final class Store: @unchecked Sendable {
                 throw StoreError.incompatibleFormat(path: path, readVersion: Int(record.readVersion), writeVersion: Int(record.writeVersion), supported: supported)
             }
             let newerWriter = Int(record.writeVersion) > supported
-            self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema, formatVersion: Int(record.writeVersion))
-            if !isReadOnly && Int(record.writeVersion) < supported {
-                try migrate(from: record)
-            }
+            let migrates = !(options.readOnly || newerWriter) && Int(record.writeVersion) < supported
+            // A store that is migrated here is of the current format from now on.
+            self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema,
+                      formatVersion: migrates ? supported : Int(record.writeVersion))
+            if migrates { try migrate(from: record) }
         } catch {
             EnvironmentRegistry.release(env)
             throw error
@@ -216,26 +217,43 @@ public final class Store: @unchecked Sendable {
             // safe: `meta` is a version-1 table, checked to exist before migrating.
             let meta = dbis[Table.meta.index]!
             if record.writeVersion < 5 {
-                // The partitions as they stand become the recorded count: a format-4 store has
-                // no other record to check them against.
-                var stat = MDB_stat()
-                try LabelDB.check(mdb_stat(txn, dbis[Table.taintMembers.index]!, &stat), "mdb_stat(taint_members)")
-                try Store.rawPut(txn, meta, key: MetaKey.taintedSamples, value: CounterRecord.encoded(UInt64(stat.ms_entries)))
+                // The partitions as they stand are sealed and become the recorded count: a
+                // format-4 store has no other record to check them against.
+                let members = dbis[Table.taintMembers.index]!
+                let keys = try Store.rawKeys(txn, members)
+                for key in keys { try Store.rawPut(txn, members, key: key, value: PartitionEntry.value(key: key)) }
+                try Store.rawPut(txn, meta, key: Array(MetaKey.taintedSamples.utf8), value: CounterRecord.encoded(UInt64(keys.count)))
             }
-            try Store.rawPut(txn, meta, key: MetaKey.schema, value: upgraded.encoded())
+            try Store.rawPut(txn, meta, key: Array(MetaKey.schema.utf8), value: upgraded.encoded())
         }
     }
 
-    /// `mdb_put` of a named record, for migrations (which run before any `Transaction` exists).
-    private static func rawPut(_ txn: OpaquePointer, _ dbi: MDB_dbi, key name: String, value: [UInt8]) throws {
-        var key = Array(name.utf8), bytes = value
+    /// `mdb_put`, for migrations (which run before any `Transaction` exists).
+    private static func rawPut(_ txn: OpaquePointer, _ dbi: MDB_dbi, key: [UInt8], value: [UInt8]) throws {
+        var key = key, bytes = value
         try key.withUnsafeMutableBytes { k in
             try bytes.withUnsafeMutableBytes { v in
                 var mdbKey = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
                 var mdbValue = MDB_val(mv_size: v.count, mv_data: v.baseAddress)
-                try LabelDB.check(mdb_put(txn, dbi, &mdbKey, &mdbValue, 0), "mdb_put(meta \(name))")
+                try LabelDB.check(mdb_put(txn, dbi, &mdbKey, &mdbValue, 0), "mdb_put")
             }
         }
+    }
+
+    /// Every key of a table, copied, for migrations.
+    private static func rawKeys(_ txn: OpaquePointer, _ dbi: MDB_dbi) throws -> [[UInt8]] {
+        var cursor: OpaquePointer?
+        try LabelDB.check(mdb_cursor_open(txn, dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var keys: [[UInt8]] = []
+        var key = MDB_val(), value = MDB_val()
+        var rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+        while rc == 0 {
+            keys.append(Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)))
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { try LabelDB.check(rc, "mdb_cursor_get") }
+        return keys
     }
 
     // MARK: Transactions

@@ -89,6 +89,33 @@ enum TaintLabelRecord {
     }
 }
 
+/// A taint partition entry (`taint_members`): key label id u32 BE + sample id u64 BE; value (format
+/// 5) the 8-byte seal of nothing, seeded with the key, so that a damaged key no longer checks —
+/// visibility is decided from these keys. Format-4 entries have empty values.
+enum PartitionEntry {
+    static func key(label: UInt32, sample: UInt64) -> [UInt8] {
+        var key: [UInt8] = []
+        BigEndianKey.append(label, to: &key)
+        BigEndianKey.append(sample, to: &key)
+        return key
+    }
+
+    static func value(key: [UInt8]) -> [UInt8] { SealedRecord.seal([], seed: SealedRecord.seed(key: key)) }
+
+    /// The label and sample an entry names, once its key and (for a format-5 store, `sealed`) its
+    /// value check.
+    ///
+    /// - Throws: ``RecordDecodingError`` or ``ChecksumMismatch``.
+    static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, sealed: Bool) throws -> (label: UInt32, sample: UInt64) {
+        guard key.count == 12 else { throw RecordDecodingError(detail: "key of \(key.count) bytes, expected 12") }
+        if sealed || !value.isEmpty {
+            guard value.count == 8 else { throw RecordDecodingError(detail: "value of \(value.count) bytes, expected 8") }
+            _ = try SealedRecord.open(value, seed: SealedRecord.seed(key: key))
+        }
+        return (BigEndianKey.u32(key, at: 0), BigEndianKey.u64(key, at: 4))
+    }
+}
+
 /// Which samples a transaction's clearance admits, built from the taint partitions once per
 /// transaction: whichever of "the hidden ids" or "the visible ids" is known without listing the
 /// (usually large) public partition.
@@ -362,11 +389,12 @@ extension Transaction {
         let state = taint
         if let known = state.tainted { return known }
         var out: [UInt64: UInt32] = [:]
-        try walk(.taintMembers, from: nil) { key, _ in
-            guard key.count == 12 else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "?", detail: "key of \(key.count) bytes, expected 12")
-            }
-            out[BigEndianKey.u64(key, at: 4)] = BigEndianKey.u32(key, at: 0)
+        let sealed = store.formatVersion >= 5
+        try walk(.taintMembers, from: nil) { key, value in
+            do {
+                let entry = try PartitionEntry.decode(key: key, value: value, sealed: sealed)
+                out[entry.sample] = entry.label
+            } catch { throw contextualize(error, table: .taintMembers, key: "?") }
             return true
         }
         // Visibility is decided from these entries, so a lost one would make a hidden sample
@@ -402,9 +430,12 @@ extension Transaction {
     func members(of label: UInt32, _ body: (UInt64) throws -> Void) throws {
         var prefix: [UInt8] = []
         BigEndianKey.append(label, to: &prefix)
-        try walk(.taintMembers, from: prefix) { key, _ in
+        let sealed = store.formatVersion >= 5
+        try walk(.taintMembers, from: prefix) { key, value in
             guard key.count == 12, key.prefix(4).elementsEqual(prefix) else { return false }
-            try body(BigEndianKey.u64(key, at: 4))
+            do { try body(try PartitionEntry.decode(key: key, value: value, sealed: sealed).sample) } catch {
+                throw contextualize(error, table: .taintMembers, key: "label \(label)")
+            }
             return true
         }
     }
@@ -542,15 +573,10 @@ extension WriteTransaction {
     /// Moves sample `id` from partition `old` to partition `new` (label 0 is not listed).
     func movePartition(sample id: UInt64, from old: UInt32?, to new: UInt32) throws {
         guard old != new else { return }
-        func key(_ label: UInt32) -> [UInt8] {
-            var k: [UInt8] = []
-            BigEndianKey.append(label, to: &k)
-            BigEndianKey.append(id, to: &k)
-            return k
-        }
-        if let old, old != 0, try delete(.taintMembers, key: key(old)) { partitionDelta -= 1 }
+        if let old, old != 0, try delete(.taintMembers, key: PartitionEntry.key(label: old, sample: id)) { partitionDelta -= 1 }
         if new != 0 {
-            try put(.taintMembers, key: key(new), bytes: [])
+            let key = PartitionEntry.key(label: new, sample: id)
+            try put(.taintMembers, key: key, bytes: PartitionEntry.value(key: key))
             partitionDelta += 1
         }
         taintState?.visibility = nil

@@ -31,7 +31,7 @@ enum RecordChecks {
     /// Decodes the record at `key` in `table`.
     ///
     /// - Throws: ``RecordDecodingError`` or ``ChecksumMismatch`` describing the damage.
-    static func check(_ table: Table, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, schema: Schema) throws -> Finding {
+    static func check(_ table: Table, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, schema: Schema, formatVersion: Int) throws -> Finding {
         switch table {
         case .meta: return try meta(key: key, value: value)
         case .samples:
@@ -97,9 +97,8 @@ enum RecordChecks {
             let (s, i) = try TaintLabelRecord.decode(id: id, value)
             return .taintLabel(id: id, secrecy: s, integrity: i)
         case .taintMembers:
-            try keySize(key, 12)
-            guard value.isEmpty else { throw RecordDecodingError(detail: "value of \(value.count) bytes, expected none") }
-            return .partitionEntry(label: BigEndianKey.u32(key, at: 0), sample: BigEndianKey.u64(key, at: 4))
+            let entry = try PartitionEntry.decode(key: key, value: value, sealed: formatVersion >= 5)
+            return .partitionEntry(label: entry.label, sample: entry.sample)
         case .taintLabelIndex:
             let contentKey = Array(key)
             guard key.count >= 4, (key.count - 4) % 4 == 0, Int(BigEndianKey.u32(key, at: 0)) <= (key.count - 4) / 4 else {

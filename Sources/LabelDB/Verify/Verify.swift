@@ -133,7 +133,7 @@ struct StoreVerifier {
             }
             if !reached { problem(table, name, "a lookup of this key does not reach it: the B-tree's keys are damaged") }
             do {
-                note(try RecordChecks.check(table, key: key, value: value, schema: schema))
+                note(try RecordChecks.check(table, key: key, value: value, schema: schema, formatVersion: tx.store.formatVersion))
             } catch {
                 problem(table, name, StoreVerifier.detail(error))
                 if table == .samples, key.count == 8 { damagedSamples.insert(BigEndianKey.u64(key, at: 0)) }
