@@ -1,0 +1,122 @@
+import Foundation
+
+/// The fuzz targets: every decoder of untrusted bytes — files a user names, filters and
+/// clearances typed on a command line, and every record read from disk — driven by arbitrary
+/// input. `Tools/fuzz` links them into libFuzzer binaries; the test suite replays every input a
+/// fuzzer ever crashed on (`Tests/LabelDBTests/Fixtures/fuzz/TARGET/`).
+///
+/// A target must return normally for every input: errors are the expected answer to garbage; a
+/// trap, an out-of-bounds access or a hang is a bug.
+enum DecoderFuzzTargets {
+    /// The target names, one fuzz binary each.
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs"]
+
+    /// The schema records are decoded against: the one the tests' small stores have, so records
+    /// dumped from them (`Tools/Fuzz/seeds`) decode.
+    static let schema = try! Schema(dimension: 4, classes: ["cat", "dog", "bird"])
+
+    /// Runs target `name` on `bytes`.
+    static func run(_ name: String, _ bytes: [UInt8]) {
+        switch name {
+        case "npy": npy(bytes)
+        case "json": _ = try? JSONValue.parse(bytes)
+        case "jsonl": jsonLines(bytes)
+        case "query": _ = try? QueryExpression(parsing: String(decoding: bytes, as: UTF8.self))
+        case "clearance": clearance(bytes)
+        case "records": records(bytes)
+        case "codecs": codecs(bytes)
+        default: preconditionFailure("unknown fuzz target \(name)")
+        }
+    }
+
+    /// A whole `.npy` file, read through the same path `import` uses, then converted.
+    static func npy(_ bytes: [UInt8]) {
+        withTemporaryFile(bytes, suffix: ".npy") { path in
+            guard let array = try? NumPyArray.read(path) else { return }
+            _ = try? array.floats(file: path)
+            _ = try? array.ids(file: path)
+            _ = try? array.integers(file: path)
+        }
+    }
+
+    /// A JSON Lines file read as metadata and as payloads (payload paths stay unread: the file
+    /// sits alone in its folder).
+    static func jsonLines(_ bytes: [UInt8]) {
+        withTemporaryFile(bytes, suffix: ".jsonl") { path in
+            _ = try? JSONLines.readObjects(path)
+            _ = try? JSONLines.readPayloads(path)
+        }
+    }
+
+    /// A clearance, a tag list, and a taint label as JSON.
+    static func clearance(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        _ = try? Clearance(parsing: text)
+        _ = try? TaintTags.parse(lists: [text])
+        if let json = try? JSONValue.parse(bytes) { _ = try? TaintLabel(json: json) }
+    }
+
+    /// A record of any table: byte 0 picks the table, bytes 1…2 the key length, then the key and
+    /// the value. Records sealed with a checksum are sealed here with the right seed, so the
+    /// fuzzer reaches the parsing behind the checksum instead of stopping at it.
+    static func records(_ bytes: [UInt8]) {
+        guard bytes.count >= 3 else { return }
+        let table = Table.allCases[Int(bytes[0]) % Table.allCases.count]
+        let keyLength = min(Int(bytes[1]) | Int(bytes[2]) << 8, bytes.count - 3)
+        let key = Array(bytes[3..<(3 + keyLength)])
+        var value = Array(bytes[(3 + keyLength)...])
+        let u64Key = key.count == 8 ? key.withUnsafeBytes { BigEndianKey.u64($0, at: 0) } : 0
+        switch table {
+        case .embeddings, .provenance, .freeSlots: break   // their own envelopes, or none
+        case .samples: value = SealedRecord.seal(value, seed: u64Key)
+        case .taintLabels: value = SealedRecord.seal(value, seed: key.count == 4 ? UInt64(key.withUnsafeBytes { BigEndianKey.u32($0, at: 0) }) : 0)
+        case .meta: value = SealedRecord.seal(value, seed: 0)
+        default: value = SealedRecord.seal(value, seed: SealedRecord.seed(key: key))
+        }
+        for formatVersion in [4, 5] {
+            key.withUnsafeBytes { k in
+                value.withUnsafeBytes { v in
+                    _ = try? RecordChecks.check(table, key: k, value: v, schema: schema, formatVersion: formatVersion)
+                }
+            }
+        }
+        if table == .embeddings {
+            value.withUnsafeBytes { v in
+                guard let view = try? EmbeddingBlockView(layout: EmbeddingBlockLayout(schema: schema), bytes: v) else { return }
+                for index in 0..<view.rowsUsed {
+                    _ = view.isLive(index)
+                    _ = try? view.verifyRow(index, id: view.id(at: index))
+                }
+            }
+        }
+    }
+
+    /// A soft label in any codec: byte 0 picks the codec, byte 1 the class count, the rest is the
+    /// encoded label.
+    static func codecs(_ bytes: [UInt8]) {
+        guard bytes.count >= 2 else { return }
+        let k = Int(bytes[0] >> 3) + 1
+        let codec: SoftLabelCodec = switch bytes[0] & 7 {
+        case 0: .denseF32
+        case 1: .denseF16
+        case 2, 3: .topKF16(k)
+        case 4, 5: .topKU8(k)
+        default: .adaptive(0.01)
+        }
+        let classes = Int(bytes[1]) + 1
+        var out = [Float](repeating: 0, count: classes)
+        Array(bytes[2...]).withUnsafeBytes { encoded in
+            out.withUnsafeMutableBufferPointer { _ = try? codec.decode(encoded, into: $0) }
+        }
+    }
+
+    /// Writes `bytes` to a fresh temporary file, passes its path, and removes it.
+    static func withTemporaryFile(_ bytes: [UInt8], suffix: String, _ body: (String) -> Void) {
+        let folder = NSTemporaryDirectory() + "labeldb-fuzz-\(getpid())-\(UUID().uuidString)"
+        guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil else { return }
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/input" + suffix
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { return }
+        body(path)
+    }
+}
