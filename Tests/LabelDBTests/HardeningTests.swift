@@ -539,4 +539,33 @@ struct HardeningDamageTests {
         #expect(throws: StoreError.self) { _ = try store.read(clearance: .public) { try $0.count() } }
         #expect(!(try store.read(clearance: .all) { try $0.verify() }.isClean))
     }
+
+    @Test("item 12: labelled counts stay exact through deletes, and a read that skips rows is reported, not answered")
+    func labelledCountsCrossCheckReads() throws {
+        let dir = TemporaryDirectory("harden-labelled")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...10).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0, 0]) }))
+            try tx.importLabels(.hard(Array(repeating: 0, count: 10)), ids: Array(1...10), into: "h", agent: "a")
+            try tx.importLabels(.hard([1, 1]), ids: [2, 3], into: "h", agent: "b")
+            _ = try tx.delete([2, 5])
+        }
+        let set = try #require(try store.read(clearance: .all) { try $0.labelSet(named: "h") })
+        #expect(set.versions.map(\.labelled) == [8, 8])
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        // A label row vanishes behind the counts' back (as when a damaged page hides it).
+        try store.write(clearance: .all) { tx in
+            _ = try tx.delete(.labels, key: LabelRecord.rowKey(set: set.id, sample: 4, version: 1))
+            tx.changeSummary = [:]
+        }
+        #expect(throws: StoreError.self) {
+            try store.read(clearance: .all) { tx in try tx.forEachLabel(in: LabelSetReference(name: "h")) { _, _ in true } }
+        }
+        #expect(throws: StoreError.self) {
+            _ = try store.read(clearance: .all) { tx in try tx.knnLabels(of: [1, 0, 0, 0], queries: 1, k: 2, from: LabelSetReference(name: "h")) }
+        }
+        let report = try store.read(clearance: .all) { try $0.verify() }
+        #expect(report.problems.contains { $0.table == "label_versions" })
+    }
 }

@@ -235,6 +235,7 @@ extension Transaction {
         // Rows the clearance does not admit are skipped (the newest admitted row ≤ version wins).
         var pending: (id: UInt64, label: Label?)? = nil
         var stop = false
+        var delivered = 0
         // A scan reads each sample's label id from the partitions, not from its record.
         let tainted = try taintedSamples()
         try walk(.labels, from: first) { key, value in
@@ -243,6 +244,7 @@ extension Transaction {
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             if let p = pending, p.id != id {
                 pending = nil
+                delivered += 1
                 if let label = p.label, try !body(p.id, label) { stop = true; return false }
             }
             // A row the clearance does not admit leaves the older visible one in place.
@@ -253,7 +255,12 @@ extension Transaction {
             }
             return true
         }
-        if !stop, let p = pending, let label = p.label { _ = try body(p.id, label) }
+        if !stop, let p = pending, let label = p.label {
+            delivered += 1
+            if try !body(p.id, label) { stop = true }
+        }
+        // A complete read must deliver as many samples as the version records.
+        if !stop && start == 0 { try checkLabelledCount(delivered, set: set, version: version) }
     }
 
     /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
@@ -477,8 +484,9 @@ extension WriteTransaction {
     }
 
     /// Removes every label row and index entry of sample `id`, in every label set (the sample is
-    /// being deleted; labels of deleted samples are not kept in older versions either).
-    func purgeLabels(of id: UInt64, sets: [LabelSet]) throws {
+    /// being deleted; labels of deleted samples are not kept in older versions either), and notes
+    /// in `firstVersions` the version of its first row in each set, to lower the sets' counts.
+    func purgeLabels(of id: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
         for set in sets {
             var prefix: [UInt8] = []
             BigEndianKey.append(set.id, to: &prefix)
@@ -495,6 +503,7 @@ extension WriteTransaction {
                 try delete(.labels, key: entry.key)
                 if let index = entry.index { try delete(.labelIndex, key: index) }
             }
+            if let first = doomed.first { firstVersions[set.id, default: []].append(Int(first.key.withUnsafeBytes { BigEndianKey.u32($0, at: 12) })) }
         }
     }
 }

@@ -162,6 +162,7 @@ extension Transaction {
             return true
         }
         if let p = pending { try settle(p) }
+        try checkLabelledCount(group.count, set: set, version: version)
         return (group, labels)
     }
 }

@@ -362,6 +362,7 @@ extension WriteTransaction {
         let capacity = UInt64(store.blockLayout.capacity)
         var changes: [(block: UInt64, change: SlotChange)] = []
         let sets = try labelSets()
+        var firstVersions: [UInt32: [Int]] = [:]
         for id in Set(ids).sorted() {
             let found: (slot: UInt64, taint: UInt32)? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
@@ -371,11 +372,12 @@ extension WriteTransaction {
             guard let (slot, taint) = found, try admits(labelID: taint) else { continue }
             try movePartition(sample: id, from: taint, to: 0)
             try delete(.samples, key: id)
-            try purgeLabels(of: id, sets: sets)
+            try purgeLabels(of: id, sets: sets, firstVersions: &firstVersions)
             try put(.freeSlots, key: slot, size: 0) { _ in }
             changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
         }
         try applySlotChanges(&changes)
+        try lowerLabelledCounts(firstVersions)
         if !changes.isEmpty { noteChange("samples_deleted", changes.count) }
         return changes.count
     }

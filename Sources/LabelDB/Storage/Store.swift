@@ -128,7 +128,17 @@ public final class Store: @unchecked Sendable {
             // A store that is migrated here is of the current format from now on.
             self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema,
                       formatVersion: migrates ? supported : Int(record.writeVersion))
-            if migrates { try migrate(from: record) }
+            if migrates {
+                try migrate(from: record)
+                if record.writeVersion < 5 {
+                    // Earlier formats did not lower `labelled` on delete; format 5 checks reads against it.
+                    try write(clearance: .all) { tx in
+                        try tx.recountLabelled()
+                        tx.describe(ProvenanceRecord(activity: "migrate", agent: "labeldb",
+                                                     parameters: ["from_format": "\(record.writeVersion)", "to_format": "\(supported)"]))
+                    }
+                }
+            }
         } catch {
             EnvironmentRegistry.release(env)
             throw error

@@ -111,6 +111,12 @@ extension StoreVerifier {
                 problem(.labels, "set \(setID)", "\(samplesOfSet.count) samples have rows of a label set id that has no record")
                 continue
             }
+            let labelled = LabelledCounts.counts(firstVersions: samplesOfSet.values.compactMap { $0.first.map { Int($0.version) } }, latest: set.record.latest)
+            for (version, count) in labelled.enumerated() {
+                if let recorded = labelVersions[Self.pair(setID, UInt32(version + 1))]?.labelled, recorded != count {
+                    problem(.labelVersions, "\(set.name)@\(version + 1)", "records \(recorded) labelled samples; the rows label \(count)")
+                }
+            }
             for (sample, rows) in samplesOfSet {
                 if samples[sample] == nil && !damagedSamples.contains(sample) {
                     problem(.labels, "\(set.name) sample \(sample)", "rows of a sample that is not stored")
@@ -127,7 +133,7 @@ extension StoreVerifier {
             }
         }
         for (key, rows) in rowsPerVersion {
-            if let recorded = labelVersions[key], rows > recorded {
+            if let recorded = labelVersions[key]?.rows, rows > recorded {
                 problem(.labels, "set \(key >> 32) v\(key & 0xFFFF_FFFF)", "\(rows) rows, but the version record says the import wrote \(recorded)")
             }
         }

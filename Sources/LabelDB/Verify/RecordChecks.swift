@@ -12,7 +12,7 @@ enum RecordChecks {
         case block(UInt64)
         case freeSlot(UInt64)
         case labelSet(name: String, record: LabelSetRecord)
-        case labelVersion(set: UInt32, version: UInt32, rows: Int)
+        case labelVersion(set: UInt32, version: UInt32, rows: Int, labelled: Int)
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
@@ -52,7 +52,7 @@ enum RecordChecks {
         case .labelVersions:
             try keySize(key, 8)
             let record = try LabelRecord.decodeJSON(LabelSetVersion.self, key: key, value)
-            return .labelVersion(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), rows: record.rows)
+            return .labelVersion(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), rows: record.rows, labelled: record.labelled)
         case .labels:
             try keySize(key, 16)
             let row = try LabelRecord.decodeRow(key: key, value)

@@ -1,0 +1,77 @@
+/// Each label-set version records how many samples have a label in it (`labelled`). The count is
+/// kept exact — imports add, deletes take away — so that a full read of a version can be checked
+/// against it: a damaged B-tree that makes a walk skip rows is reported instead of returning a
+/// silently shorter answer (format-spec/storage.md R-40).
+enum LabelledCounts {
+    /// `labelled` for versions 1…latest, from each labelled sample's first row version: a sample
+    /// first labelled in version f counts in every version from f on.
+    static func counts(firstVersions: some Sequence<Int>, latest: Int) -> [Int] {
+        var starts = [Int](repeating: 0, count: latest + 2)
+        for first in firstVersions where first >= 1 && first <= latest { starts[first] += 1 }
+        var out: [Int] = []
+        var running = 0
+        for version in 1...max(latest, 1) where latest >= 1 {
+            running += starts[version]
+            out.append(running)
+        }
+        return out
+    }
+}
+
+extension Transaction {
+    /// Throws unless a complete read of `set@version` that delivered `delivered` samples agrees
+    /// with the version's `labelled` count. Only a clearance that sees everything can tell (others
+    /// read redacted counts), so it alone checks.
+    func checkLabelledCount(_ delivered: Int, set: LabelSet, version: Int) throws {
+        guard try seesEverything, version >= 1, version <= set.versions.count else { return }
+        let recorded = set.versions[version - 1].labelled
+        guard delivered == recorded else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name)@\(version)",
+                                           detail: "\(delivered) labelled samples read, the version records \(recorded); the store may be damaged: run verify")
+        }
+    }
+}
+
+extension WriteTransaction {
+    /// Takes deleted samples out of the `labelled` counts: `firstVersions[set]` lists, for each
+    /// deleted sample with rows in that set, the version of its first row.
+    func lowerLabelledCounts(_ firstVersions: [UInt32: [Int]]) throws {
+        for (setID, firsts) in firstVersions {
+            guard let set = try labelSets().first(where: { $0.id == setID }) else { continue }
+            let removed = LabelledCounts.counts(firstVersions: firsts, latest: set.latest)
+            for version in 1...max(set.latest, 1) where set.latest >= 1 && removed[version - 1] > 0 {
+                var record = try labelSetVersion(set: setID, version: UInt32(version), name: set.name)
+                record.labelled -= removed[version - 1]
+                let key = LabelRecord.versionKey(set: setID, version: UInt32(version))
+                try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
+            }
+        }
+    }
+
+    /// Sets every version's `labelled` to the number of samples labelled in it now (migrating to
+    /// format 5: earlier formats did not lower the counts on delete).
+    func recountLabelled() throws {
+        for set in try labelSets() {
+            var firsts: [Int] = []
+            var prefix: [UInt8] = []
+            BigEndianKey.append(set.id, to: &prefix)
+            var last: UInt64? = nil
+            try walk(.labels, from: prefix) { key, _ in
+                guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
+                let sample = BigEndianKey.u64(key, at: 4)
+                // Rows of a sample are consecutive, oldest version first.
+                if sample != last { firsts.append(Int(BigEndianKey.u32(key, at: 12))) }
+                last = sample
+                return true
+            }
+            let counts = LabelledCounts.counts(firstVersions: firsts, latest: set.latest)
+            for version in 1...max(set.latest, 1) where set.latest >= 1 {
+                var record = try labelSetVersion(set: set.id, version: UInt32(version), name: set.name)
+                guard record.labelled != counts[version - 1] else { continue }
+                record.labelled = counts[version - 1]
+                let key = LabelRecord.versionKey(set: set.id, version: UInt32(version))
+                try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
+            }
+        }
+    }
+}
