@@ -100,14 +100,39 @@ public class Transaction {
             var key = MDB_val(mv_size: k.count, mv_data: k.baseAddress)
             var value = MDB_val()
             var rc = start == nil ? mdb_cursor_get(cursor, &key, &value, MDB_FIRST) : mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
-            while rc == 0 {
-                let keyBytes = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
-                let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
-                if try !body(keyBytes, valueBytes) { return }
-                rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+            if rc == 0, start != nil {
+                // LMDB's branch keys carry no checksum: a damaged one can send the seek past
+                // entries ≥ start. The entry before the one found must be below start.
+                var previousKey = MDB_val(), previousValue = MDB_val()
+                if mdb_cursor_get(cursor, &previousKey, &previousValue, MDB_PREV) == 0 {
+                    let previous = UnsafeRawBufferPointer(start: previousKey.mv_data, count: previousKey.mv_size)
+                    guard previous.lexicographicallyPrecedes(UnsafeRawBufferPointer(k)) else {
+                        throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a seek skipped entries: the B-tree is damaged; run verify")
+                    }
+                    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+                } else {
+                    // Nothing before it: position the cursor on the entry found again.
+                    rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+                }
             }
-            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
+            try step(cursor, &key, &value, from: rc, by: MDB_NEXT, table: table, body)
         }
+    }
+
+    /// Passes each entry from the cursor's position (`rc`, the result of positioning it) to
+    /// `body`, moving by `op`, until `body` returns false or the table ends.
+    private func step(
+        _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, from rc: Int32, by op: MDB_cursor_op, table: Table,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        var rc = rc
+        while rc == 0 {
+            let keyBytes = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
+            let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+            if try !body(keyBytes, valueBytes) { return }
+            rc = mdb_cursor_get(cursor, &key, &value, op)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
     }
 
     /// Walks `table` in key order from the first key ≥ `start` (u64 big-endian keys), passing each
@@ -162,13 +187,7 @@ public class Transaction {
             } else if rc == MDB_NOTFOUND {
                 rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_LAST)
             }
-            while rc == 0 {
-                let keyBytes = UnsafeRawBufferPointer(start: mdbKey.mv_data, count: mdbKey.mv_size)
-                let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
-                if try !body(keyBytes, valueBytes) { return }
-                rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_PREV)
-            }
-            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
+            try step(cursor, &mdbKey, &value, from: rc, by: MDB_PREV, table: table, body)
         }
     }
 

@@ -254,6 +254,10 @@ struct ExportCommand: ParsableCommand {
             }
             progress.update(done)
             progress.finish()
+            // The walk must deliver what LMDB's own count says: fewer means damaged pages hid rows.
+            guard done == count else {
+                throw StoreError.corruptRecord(store: target.store, table: "samples", key: "*", detail: "\(done) samples read, \(count) counted; run verify")
+            }
             try embeddings.finish()
             try ids.finish()
             try meta?.close()
