@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 import Testing
 @testable import LabelDB
@@ -567,5 +568,144 @@ struct HardeningDamageTests {
         }
         let report = try store.read(clearance: .all) { try $0.verify() }
         #expect(report.problems.contains { $0.table == "label_versions" })
+    }
+}
+
+/// What a second adversarial review found after the first fixes, each as a test.
+@Suite("Hardening: second review")
+struct HardeningSecondReviewTests {
+    static let licensed = TaintLabel(secrecy: ["licensed:getty"], integrity: ["vetted"])
+
+    /// Samples 1…4 public, with a public soft label in `x@1`, and a hard-only `x@2` for sample 2
+    /// from a licensed, vetted source (which nothing public flows to).
+    func storeWithHiddenRow(_ dir: TemporaryDirectory) throws -> Store {
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...4).map { Sample(id: UInt64($0), embedding: [1, Float($0), Float($0 % 2), 0.5]) }))
+            try tx.importLabels(.soft([0.7, 0.2, 0.1, 0.2, 0.7, 0.1, 0.1, 0.2, 0.7, 0.6, 0.3, 0.1]), ids: [1, 2, 3, 4], into: "x", codec: .denseF32, agent: "t")
+            try tx.importLabels(.hard([2]), ids: [2], into: "x", agent: "lic", source: Self.licensed, privileges: ["vetted"])
+        }
+        return store
+    }
+
+    @Test("a label import carries kinds forward from the newest row whose source flows to it, past hidden ones")
+    func carryPastHiddenRow() throws {
+        let dir = TemporaryDirectory("second-carry")
+        let store = try storeWithHiddenRow(dir)
+        defer { store.close() }
+        try store.write(clearance: .public) { tx in try tx.importLabels(.hard([1]), ids: [2], into: "x", agent: "public") }
+        let label = try #require(try store.read(clearance: .public) { try $0.label(of: 2, in: LabelSetReference(name: "x")) })
+        #expect(label.version == 3 && label.hard == 1 && label.soft?[1] == 0.7)
+    }
+
+    @Test("a relabel reaches projectors fitted on an older row behind a hidden newer one; a replace that adds secrecy does too")
+    func restrictionsReachEveryFit() throws {
+        let dir = TemporaryDirectory("second-restrict")
+        let store = try storeWithHiddenRow(dir)
+        defer { store.close() }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        // A public fit of x@2 uses sample 2's v1 soft row (v2 is hidden from it).
+        let fitted = try store.fitProjector("pp", from: LabelSetReference(name: "x"), options: options, clearance: .public)
+        #expect(fitted.samples == 4 && fitted.taintLabel == .public)
+        try store.write(clearance: .all) { tx in try tx.relabel([2], TaintChange(addSecrecy: ["pii"]), agent: "admin") }
+        #expect(try store.read(clearance: .all) { try $0.projector(named: "pp")!.versions[0].taintLabel } == TaintLabel(secrecy: ["pii"], integrity: []))
+        #expect(try store.read(clearance: .public) { try $0.projector(named: "pp")!.versions[0].statisticsRedacted })
+
+        // Replacing sample 3 with content tagged `team:a` restricts the projector fitted on it too.
+        _ = try store.fitProjector("qq", from: LabelSetReference(name: "x", version: 1), options: options, clearance: .all)
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 3, embedding: [0, 0, 1, 0], taint: TaintLabel(secrecy: ["team:a"], integrity: []))) }
+        let qq = try store.read(clearance: .all) { try $0.projector(named: "qq")!.versions[0].taintLabel }
+        #expect(qq.secrecy.sorted.contains("team:a"))
+    }
+
+    @Test("a projector the clearance cannot use is listed without its taint label")
+    func hiddenProjectorTaint() throws {
+        let dir = TemporaryDirectory("second-projector-taint")
+        let store = try storeWithHiddenRow(dir)
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.soft([0.1, 0.1, 0.8]), ids: [4], into: "x", agent: "lic", source: TaintLabel(secrecy: ["licensed:getty"], integrity: []))
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        _ = try store.fitProjector("wide", from: LabelSetReference(name: "x"), options: options, clearance: .all)
+        store.close()
+        let listed = try JSONValue.parse(try runCLI(["projector", "list", dir.file("store"), "--format", "json"]).stdout)
+        #expect(listed["usable"] == false && listed["taint"] == .null)
+    }
+
+    @Test("a declassified sample reads stale for a projector fitted before, never regenerated")
+    func declassifyMakesStale() throws {
+        let dir = TemporaryDirectory("second-declassify")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...6).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0.3, -0.2], taint: $0 == 6 ? TaintLabel(secrecy: ["pii"], integrity: []) : .public) }))
+            try tx.importLabels(.soft((1...6).flatMap { i in [0.5, 0.3, 0.2].map { Float($0) + (i == 6 ? 0 : 0) } }), ids: Array(1...6), into: "t", agent: "t")
+        }
+        var options = ProjectorFitOptions(rank: 1)
+        options.epochs = 0
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, clearance: .public)
+        try store.write(clearance: .all) { tx in try tx.relabel([6], TaintChange(removeSecrecy: ["pii"]), privileges: ["pii"], agent: "legal") }
+        let statuses = try store.read(clearance: .public) { tx in try tx.regenerate([1, 6], with: try tx.load(ProjectorReference(name: "p"))).map(\.status) }
+        #expect(statuses == [.regenerated, .stale])
+    }
+
+    @Test("a damaged tag name fails its seal instead of moving rows into another tag")
+    func sealedTagNames() throws {
+        let dir = TemporaryDirectory("second-tags")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["team:a"], integrity: [])),
+                                    Sample(id: 2, embedding: [0, 1, 0, 0], taint: TaintLabel(secrecy: ["team:b"], integrity: []))]))
+        }
+        // Rename team:b's id entry to team:a, keeping its old seal (as a flipped byte would).
+        try store.write(clearance: .all) { tx in
+            let key = TagEntry.idKey(2)
+            var value = try tx.withValue(.taintTags, key: key) { Array($0!) }
+            value[value.count - 1] = UInt8(ascii: "a")
+            try tx.put(.taintTags, key: key, bytes: value)
+            tx.changeSummary = [:]
+        }
+        #expect(throws: StoreError.self) { _ = try store.read(clearance: Clearance(allowedSecrecy: .tags(["team:a"]))) { try $0.ids() } }
+        #expect(!(try store.read(clearance: .all) { try $0.verify() }.isClean))
+    }
+
+    @Test("a table missing from LMDB's main database makes the store refuse to open, instead of reading as empty")
+    func missingTableRefused() throws {
+        let dir = TemporaryDirectory("second-missing-table")
+        let store = try makeStore(dir, dimension: 4)
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 1, embedding: [1, 0, 0, 0], taint: TaintLabel(secrecy: ["pii"], integrity: []))) }
+        store.close()
+        // Drop `taint_labels` from the main database, as a damaged name in it would hide it.
+        var env: OpaquePointer?
+        #expect(mdb_env_create(&env) == 0)
+        mdb_env_set_maxdbs(env, 32)
+        #expect(mdb_env_open(env, dir.file("store"), 0, 0o644) == 0)
+        var txn: OpaquePointer?
+        #expect(mdb_txn_begin(env, nil, 0, &txn) == 0)
+        var dbi: MDB_dbi = 0
+        #expect(mdb_dbi_open(txn, "taint_labels", 0, &dbi) == 0)
+        #expect(mdb_drop(txn, dbi, 1) == 0)
+        #expect(mdb_txn_commit(txn) == 0)
+        mdb_env_close(env)
+        #expect(throws: StoreError.self) { _ = try Store(opening: dir.file("store"), options: .init(readOnly: true)) }
+        let info = try runCLI(["info", dir.file("store")])
+        #expect(info.status == 3 && info.stdout.isEmpty)
+    }
+
+    @Test("kNN labels with no visible labelled sample answer uniformly instead of crashing")
+    func knnWithoutVisibleLabels() throws {
+        let dir = TemporaryDirectory("second-knn-empty")
+        let store = try makeStore(dir, dimension: 4)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch([Sample(id: 1, embedding: [1, 0, 0, 0]), Sample(id: 2, embedding: [0, 1, 0, 0])]))
+            try tx.importLabels(.hard([0]), ids: [1], into: "h", agent: "a")
+            _ = try tx.delete([1])
+        }
+        let results = try store.read(clearance: .all) { try $0.knnLabels(of: [1, 0, 0, 0], queries: 1, k: 3, from: LabelSetReference(name: "h")) }
+        #expect(results.count == 1 && results[0].neighbors.isEmpty && results[0].label == .public)
     }
 }

@@ -241,17 +241,25 @@ enum LabelRecord {
 
     static func decodeJSON<T: Decodable>(_ type: T.Type, key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> T {
         let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
+        let value: T
         do {
-            return try JSONDecoder().decode(T.self, from: Data(body))
+            value = try JSONDecoder().decode(T.self, from: Data(body))
         } catch {
             throw RecordDecodingError(detail: "malformed record JSON")
         }
+        // Versions are u32 in keys: a latest version outside that range cannot be real.
+        if let record = value as? any IdentifiedRecord, record.latest < 0 || record.latest >= Int(UInt32.max) {
+            throw RecordDecodingError(detail: "latest version \(record.latest) out of range")
+        }
+        return value
     }
 }
 
 /// A stored record that owns a numeric id used in other tables' keys.
 protocol IdentifiedRecord: Decodable {
     var id: UInt32 { get }
+    /// The latest version, 0 for none; versions are u32 in keys.
+    var latest: Int { get }
 }
 
 /// The stored form of a label set's record (`label_sets` table).

@@ -6,11 +6,13 @@ enum LabelledCounts {
     /// `labelled` for versions 1…latest, from each labelled sample's first row version: a sample
     /// first labelled in version f counts in every version from f on.
     static func counts(firstVersions: some Sequence<Int>, latest: Int) -> [Int] {
+        // `latest` comes from a checked record (0 ≤ latest < 2^32), so this cannot overflow.
+        guard latest >= 1 else { return [] }
         var starts = [Int](repeating: 0, count: latest + 2)
         for first in firstVersions where first >= 1 && first <= latest { starts[first] += 1 }
         var out: [Int] = []
         var running = 0
-        for version in 1...max(latest, 1) where latest >= 1 {
+        for version in 1...latest {
             running += starts[version]
             out.append(running)
         }
@@ -19,11 +21,20 @@ enum LabelledCounts {
 }
 
 extension Transaction {
+    /// True when the `labelled` counts cannot be trusted yet: a format-4 store (opened read-only,
+    /// not migrated), or a migration whose recount has not committed.
+    var labelledCountsPending: Bool {
+        get throws {
+            if store.formatVersion < 5 { return true }
+            return try withValue(.meta, name: MetaKey.recountLabelled) { $0 != nil }
+        }
+    }
+
     /// Throws unless a complete read of `set@version` that delivered `delivered` samples agrees
     /// with the version's `labelled` count. Only a clearance that sees everything can tell (others
     /// read redacted counts), so it alone checks.
     func checkLabelledCount(_ delivered: Int, set: LabelSet, version: Int) throws {
-        guard try seesEverything, version >= 1, version <= set.versions.count else { return }
+        guard try seesEverything, version >= 1, version <= set.versions.count, try !labelledCountsPending else { return }
         let recorded = set.versions[version - 1].labelled
         guard delivered == recorded else {
             throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name)@\(version)",

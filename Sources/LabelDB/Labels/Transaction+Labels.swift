@@ -51,6 +51,11 @@ extension Transaction {
     /// by id u32 BE + version u32 BE; a missing or damaged one throws, naming `name@version`.
     func versionRecords<T: Decodable>(_ type: T.Type, in table: Table, id: UInt32, latest: Int, name: String) throws -> [T] {
         guard latest > 0 else { return [] }
+        // Versions 1…latest each have a record, so the table holds at least that many (and a
+        // damaged count cannot make this allocate without bound).
+        guard latest <= (try entries(table)) else {
+            throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: name, detail: "latest version \(latest), but the table holds \(try entries(table)) records")
+        }
         return try (1...latest).map { v in
             let key = LabelRecord.versionKey(set: id, version: UInt32(v))
             let record: T? = try withValue(table, key: key) { bytes in
@@ -179,16 +184,20 @@ extension Transaction {
         }
     }
 
-    /// True when sample `id`'s newest row at or before `version` of `set` holds a soft label,
-    /// whatever the clearance (for propagating a relabel to every projector fitted on it).
-    func hasSoftLabel(_ id: UInt64, set: LabelSet, version: Int) throws -> Bool {
+    /// True when any row of sample `id` at or before `version` of `set` holds a soft label,
+    /// whatever the clearance: a fit under some clearance may have used any of them (the newest
+    /// its clearance admitted), so a relabel must reach every projector that could have.
+    func hasAnySoftLabel(_ id: UInt64, set: LabelSet, version: Int) throws -> Bool {
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
-        return try withLastEntry(.labels, atOrBefore: key) { entry -> Bool in
-            guard let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(key.prefix(12)) else { return false }
-            do { return try LabelRecord.decodeRow(key: entry.key, entry.value).soft != nil } catch {
+        var found = false
+        try walkBackward(.labels, atOrBefore: key) { rowKey, value in
+            guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            do { found = try LabelRecord.decodeRow(key: rowKey, value).soft != nil } catch {
                 throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
             }
+            return !found
         }
+        return found
     }
 
     func decodeLabel(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, set: LabelSet) throws -> Label {
@@ -391,21 +400,25 @@ extension WriteTransaction {
         var newIndexEntries: [[UInt8]] = []
         for row in order {
             let id = ids[row]
-            // The previous row of this sample, to carry its other kinds forward and retire its index entry.
-            let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
-            let previous: (hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?, version: UInt32, top1: (Int, Float)?)? =
-                try withLastEntry(.labels, atOrBefore: previousKey) { entry in
-                    guard version > 1, let entry, entry.key.count == 16, entry.key.prefix(12).elementsEqual(previousKey.prefix(12)) else { return nil }
-                    let row = try LabelRecord.decodeRow(key: entry.key, entry.value)
-                    let label = try decodeLabel(key: entry.key, value: entry.value, set: set)
-                    return (row.hard, row.multi, row.soft.map { Array($0) }, BigEndianKey.u32(entry.key, at: 12), label.top1)
-                }
-            // Kinds carry forward only from a row whose source label flows to this import's:
-            // the new row reads under this source's label, so carrying a licensed teacher's soft
-            // label into a public import would declassify it.
+            // The previous row of this sample (its index entry is retired), and the newest earlier
+            // row whose source label flows to this import's, whose other kinds carry forward: the
+            // new row reads under this source's label, so carrying a licensed teacher's soft label
+            // into a public import would declassify it; and skipping only the rows that do not
+            // flow, not the older ones behind them, keeps what a row carries independent of rows
+            // its readers cannot see.
+            var previous: (version: UInt32, top1: (Int, Float)?)? = nil
             var hard: UInt32? = nil, multi: [UInt32]? = nil, soft: [UInt8]? = nil
-            if let previous, try carriesForward(from: Int(previous.version)) {
-                (hard, multi, soft) = (previous.hard, previous.multi, previous.soft)
+            if version > 1 {
+                let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
+                try walkBackward(.labels, atOrBefore: previousKey) { rowKey, value in
+                    guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(previousKey.prefix(12)) else { return false }
+                    let rowVersion = BigEndianKey.u32(rowKey, at: 12)
+                    if previous == nil { previous = (rowVersion, try decodeLabel(key: rowKey, value: value, set: set).top1) }
+                    guard try carriesForward(from: Int(rowVersion)) else { return true }
+                    let row = try LabelRecord.decodeRow(key: rowKey, value)
+                    (hard, multi, soft) = (row.hard, row.multi, row.soft.map { Array($0) })
+                    return false
+                }
             }
             switch values {
             case .hard(let classes): hard = UInt32(classes[row])

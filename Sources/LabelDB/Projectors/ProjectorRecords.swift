@@ -49,8 +49,11 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
     public var agent: String
     /// The provenance record of the fit.
     public var provenance: UInt64?
-    /// The join of the taint labels of every label (sample ⊔ label source) it was fitted on;
-    /// regenerated labels carry it joined with their sample's. Nil (before format 4) reads as public.
+    /// The join of the taint labels of every label (sample ⊔ label source) it was fitted on, and of
+    /// its head; regenerated labels carry it joined with their sample's. Nil (before format 4)
+    /// reads as public. Nil as well when ``statisticsRedacted``: the label follows the rows it was
+    /// fitted on (a relabel joins into it), so showing it to a clearance that does not admit it
+    /// would tell which hidden rows it used.
     public var taint: TaintLabel?
     /// True when the reading clearance does not admit ``taint``: the version cannot be loaded and
     /// its figures, computed from data the reader may not see, were zeroed.
@@ -81,6 +84,7 @@ extension ProjectorVersion {
         report.holdoutMaxKL = 0
         report.holdoutTop1 = 0
         report.closedFormMeanKL = 0
+        taint = nil
         statisticsRedacted = true
     }
 }

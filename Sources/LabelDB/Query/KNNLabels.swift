@@ -240,7 +240,8 @@ struct KNNLabelGenerator {
         }
         func admits(_ s: Set<String>) -> (Int) -> Bool {
             let bound = contextLabel(s)
-            return { g in groupLabels[g].flows(to: bound) }
+            // With no visible labelled entry there are no groups, and one empty list stands in.
+            return { g in g < groupLabels.count && groupLabels[g].flows(to: bound) }
         }
         var outputs: [Set<String>: Output] = [:]
         var accepted: [Set<String>: Bool] = [:]

@@ -63,9 +63,20 @@ enum SampleRecord {
 
     /// A copy of the (already checked) record `bytes` of sample `id` with another taint label id,
     /// and its checksum recomputed.
-    static func relabelled(_ bytes: [UInt8], id: UInt64, taintLabel: UInt32) -> [UInt8] {
+    ///
+    /// With `sequence`, the record's embedding sequence becomes it (a version-1 record becomes a
+    /// version-2 one): a label lowered after a projector's fit makes the sample `stale` for it.
+    static func relabelled(_ bytes: [UInt8], id: UInt64, taintLabel: UInt32, sequence: UInt64? = nil) -> [UInt8] {
         var out = bytes
         withUnsafeBytes(of: taintLabel.littleEndian) { out.replaceSubrange(12..<16, with: $0) }
+        if let sequence {
+            // safe: `bytes` decoded as a record of version 1 or 2, so it holds at least 40 bytes.
+            if out[8] == 1 {
+                out.insert(contentsOf: [UInt8](repeating: 0, count: 8), at: 40)
+                out[8] = 2
+            }
+            withUnsafeBytes(of: sequence.littleEndian) { out.replaceSubrange(40..<48, with: $0) }
+        }
         let checksum = out.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[8...]), seed: id) }
         withUnsafeBytes(of: checksum.littleEndian) { out.replaceSubrange(0..<8, with: $0) }
         return out

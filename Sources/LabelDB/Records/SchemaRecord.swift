@@ -21,11 +21,10 @@ struct SchemaRecord: Equatable {
     /// labels (the tag registry, interned labels, taint partitions); version 5 the partition count
     /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them.
     static let currentWriteVersion: UInt16 = 5
-    /// The read version this code records: a format-3 reader would ignore samples' taint labels
-    /// and show every sample to every reader, so a store written by this code needs a format-4
-    /// reader. (A format-4 reader reads a format-5 store correctly without checking the partition
-    /// count; as a writer it would not keep the count, so it opens the store read-only, R-5.)
-    static let currentReadVersion: UInt16 = 4
+    /// The read version this code records: a format-4 reader would reject format-5 heads and
+    /// sealed tag entries as damaged (and ignore heads' taint labels), so a store written by this
+    /// code needs a format-5 reader.
+    static let currentReadVersion: UInt16 = 5
 
     var writeVersion: UInt16
     var readVersion: UInt16

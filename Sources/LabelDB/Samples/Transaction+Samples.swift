@@ -257,6 +257,9 @@ extension WriteTransaction {
         }
 
         var summary = PutSummary()
+        // Replaced samples whose label became more restrictive, by the change: projectors fitted
+        // on them must follow, as after a relabel.
+        var restricted: [TaintChange: [UInt64]] = [:]
         let sequence = try writeSequence()
         let provenance = try provenanceID()
         let lastID = try lastKey(.samples)
@@ -302,8 +305,13 @@ extension WriteTransaction {
                     // A replaced sample keeps the join of its old label and the new one: labels
                     // and projectors derived from the old content still sit in the store, and
                     // lowering a label takes `relabel` with the privilege.
-                    let joined = try taintLabel(id: oldTaint, sample: id).join(try taintLabel(id: taint, sample: id))
+                    let old = try taintLabel(id: oldTaint, sample: id)
+                    let joined = old.join(try taintLabel(id: taint, sample: id))
                     taint = try intern(joined)
+                    if case .tags(let oldSecrecy) = old.secrecy, case .tags(let newSecrecy) = joined.secrecy,
+                       case .tags(let oldIntegrity) = old.integrity, case .tags(let newIntegrity) = joined.integrity, joined != old {
+                        restricted[TaintChange(addSecrecy: newSecrecy.subtracting(oldSecrecy), removeIntegrity: oldIntegrity.subtracting(newIntegrity)), default: []].append(id)
+                    }
                 }
                 try movePartition(sample: id, from: oldTaint, to: taint)
                 let metadata = metadataBytes.isEmpty ? emptyObject : metadataBytes[row]
@@ -322,6 +330,7 @@ extension WriteTransaction {
             }
             try applySlotChanges(&changes)
         }
+        for (change, ids) in restricted { try restrictProjectors(fittedOn: ids, change) }
         if next != startingNext {
             try put(.meta, name: MetaKey.slots, bytes: CounterRecord.encoded(next))
         }

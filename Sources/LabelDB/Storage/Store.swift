@@ -119,6 +119,12 @@ public final class Store: @unchecked Sendable {
                 throw StoreError.notAStore(path: path, reason: "the LMDB environment lacks LabelDB's `\(absent.rawValue)` table")
             }
             let record = try Store.readSchema(env: env, path: path)
+            // A table its format has must be there: a damaged name in LMDB's main database would
+            // otherwise read as an empty table — no taint labels, so every sample public.
+            if let absent = missing.first(where: { $0.introducedIn <= Int(record.writeVersion) }) {
+                throw StoreError.corruptRecord(store: path, table: absent.rawValue, key: "*",
+                                               detail: "the table is missing from a format-\(record.writeVersion) store; restore a backup")
+            }
             let supported = Int(SchemaRecord.currentWriteVersion)
             if Int(record.readVersion) > supported {
                 throw StoreError.incompatibleFormat(path: path, readVersion: Int(record.readVersion), writeVersion: Int(record.writeVersion), supported: supported)
@@ -128,15 +134,16 @@ public final class Store: @unchecked Sendable {
             // A store that is migrated here is of the current format from now on.
             self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema,
                       formatVersion: migrates ? supported : Int(record.writeVersion))
-            if migrates {
-                try migrate(from: record)
-                if record.writeVersion < 5 {
-                    // Earlier formats did not lower `labelled` on delete; format 5 checks reads against it.
-                    try write(clearance: .all) { tx in
-                        try tx.recountLabelled()
-                        tx.describe(ProvenanceRecord(activity: "migrate", agent: "labeldb",
-                                                     parameters: ["from_format": "\(record.writeVersion)", "to_format": "\(supported)"]))
-                    }
+            if migrates { try migrate(from: record) }
+            // Earlier formats did not lower `labelled` on delete; format 5 checks reads against it.
+            // The recount runs after the migration's transaction, and again on the next writable
+            // open if it was interrupted (the marker stays until it commits).
+            if !isReadOnly, try read(clearance: .all, { try $0.labelledCountsPending }) {
+                try write(clearance: .all) { tx in
+                    try tx.recountLabelled()
+                    try tx.delete(.meta, key: Array(MetaKey.recountLabelled.utf8))
+                    tx.describe(ProvenanceRecord(activity: "migrate", agent: "labeldb",
+                                                 parameters: ["from_format": "\(record.writeVersion)", "to_format": "\(supported)", "step": "recount labelled"]))
                 }
             }
         } catch {
@@ -232,7 +239,13 @@ public final class Store: @unchecked Sendable {
                 let members = dbis[Table.taintMembers.index]!
                 let keys = try Store.rawKeys(txn, members)
                 for key in keys { try Store.rawPut(txn, members, key: key, value: PartitionEntry.value(key: key)) }
+                // Tag entries are sealed too: a damaged name would move data into another tag.
+                let tags = dbis[Table.taintTags.index]!
+                for (key, value) in try Store.rawEntries(txn, tags) {
+                    try Store.rawPut(txn, tags, key: key, value: SealedRecord.seal(value, seed: SealedRecord.seed(key: key)))
+                }
                 try Store.rawPut(txn, meta, key: Array(MetaKey.taintedSamples.utf8), value: CounterRecord.encoded(UInt64(keys.count)))
+                try Store.rawPut(txn, meta, key: Array(MetaKey.recountLabelled.utf8), value: CounterRecord.encoded(1))
             }
             try Store.rawPut(txn, meta, key: Array(MetaKey.schema.utf8), value: upgraded.encoded())
         }
@@ -252,18 +265,24 @@ public final class Store: @unchecked Sendable {
 
     /// Every key of a table, copied, for migrations.
     private static func rawKeys(_ txn: OpaquePointer, _ dbi: MDB_dbi) throws -> [[UInt8]] {
+        try rawEntries(txn, dbi).map(\.key)
+    }
+
+    /// Every entry of a table, copied, for migrations.
+    private static func rawEntries(_ txn: OpaquePointer, _ dbi: MDB_dbi) throws -> [(key: [UInt8], value: [UInt8])] {
         var cursor: OpaquePointer?
         try LabelDB.check(mdb_cursor_open(txn, dbi, &cursor), "mdb_cursor_open")
         defer { mdb_cursor_close(cursor) }
-        var keys: [[UInt8]] = []
+        var entries: [(key: [UInt8], value: [UInt8])] = []
         var key = MDB_val(), value = MDB_val()
         var rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
         while rc == 0 {
-            keys.append(Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)))
+            entries.append((Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)),
+                            Array(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))))
             rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
         }
         if rc != MDB_NOTFOUND { try LabelDB.check(rc, "mdb_cursor_get") }
-        return keys
+        return entries
     }
 
     // MARK: Transactions
@@ -432,4 +451,7 @@ enum MetaKey {
     static let sequence = "sequence"
     /// The number of entries in `taint_partitions` (same layout as `slots`), format 5.
     static let taintedSamples = "tainted"
+    /// Present while label-set versions' `labelled` counts await their recount (migrating to
+    /// format 5 sets it in the migration's transaction; the recount's removes it).
+    static let recountLabelled = "recount_labelled"
 }

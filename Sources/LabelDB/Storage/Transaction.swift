@@ -104,7 +104,9 @@ public class Transaction {
                 // LMDB's branch keys carry no checksum: a damaged one can send the seek past
                 // entries ≥ start. The entry before the one found must be below start.
                 var previousKey = MDB_val(), previousValue = MDB_val()
-                if mdb_cursor_get(cursor, &previousKey, &previousValue, MDB_PREV) == 0 {
+                let previousRC = mdb_cursor_get(cursor, &previousKey, &previousValue, MDB_PREV)
+                if previousRC != 0 && previousRC != MDB_NOTFOUND { try check(previousRC, "mdb_cursor_get(\(table.rawValue))") }
+                if previousRC == 0 {
                     let previous = UnsafeRawBufferPointer(start: previousKey.mv_data, count: previousKey.mv_size)
                     guard previous.lexicographicallyPrecedes(UnsafeRawBufferPointer(k)) else {
                         throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a seek skipped entries: the B-tree is damaged; run verify")
@@ -116,6 +118,30 @@ public class Transaction {
                 }
             }
             try step(cursor, &key, &value, from: rc, by: MDB_NEXT, table: table, body)
+        }
+    }
+
+    /// Checks that the entry a backward seek found (`key`, the greatest ≤ `target`) is right: ≤ the
+    /// target, and the entry after it > the target. LMDB's branch keys carry no checksum, so a
+    /// damaged one could send the seek to an older entry. Leaves the cursor on the entry.
+    private func checkBackwardSeek(
+        _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, target: UnsafeRawBufferPointer, table: Table
+    ) throws {
+        var found = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
+        let damaged = StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a seek went astray: the B-tree is damaged; run verify")
+        guard !target.lexicographicallyPrecedes(found) else { throw damaged }
+        var nextKey = MDB_val(), nextValue = MDB_val()
+        let rc = mdb_cursor_get(cursor, &nextKey, &nextValue, MDB_NEXT)
+        if rc == 0 {
+            guard target.lexicographicallyPrecedes(UnsafeRawBufferPointer(start: nextKey.mv_data, count: nextKey.mv_size)) else { throw damaged }
+        } else if rc != MDB_NOTFOUND {
+            try check(rc, "mdb_cursor_get(\(table.rawValue))")
+        }
+        // Back onto the entry found (a failed MDB_NEXT leaves the cursor where MDB_PREV would skip it).
+        try found.withUnsafeMutableBytes { f in
+            var search = MDB_val(mv_size: f.count, mv_data: f.baseAddress)
+            try check(mdb_cursor_get(cursor, &search, &value, MDB_SET_KEY), "mdb_cursor_get(\(table.rawValue))")
+            key = search
         }
     }
 
@@ -187,6 +213,7 @@ public class Transaction {
             } else if rc == MDB_NOTFOUND {
                 rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_LAST)
             }
+            if rc == 0 { try checkBackwardSeek(cursor, &mdbKey, &value, target: UnsafeRawBufferPointer(k), table: table) }
             try step(cursor, &mdbKey, &value, from: rc, by: MDB_PREV, table: table, body)
         }
     }

@@ -1,7 +1,7 @@
 /// A change to samples' taint labels. Adding secrecy and removing integrity only restrict the
 /// data further and need no privilege; removing secrecy (declassify) and adding integrity
 /// (endorse) do, one privilege per tag.
-public struct TaintChange: Equatable, Sendable {
+public struct TaintChange: Hashable, Sendable {
     /// Secrecy tags to add.
     public var addSecrecy: Set<String>
     /// Secrecy tags to remove (declassify): each needs its privilege.
@@ -54,6 +54,9 @@ public struct TaintChange: Equatable, Sendable {
     /// True when the change can make data more restrictive (so what was derived from it must follow).
     var restricts: Bool { !addSecrecy.isEmpty || !removeIntegrity.isEmpty }
 
+    /// True when the change can make data less restrictive (declassify, endorse).
+    var lowers: Bool { !removeSecrecy.isEmpty || !addIntegrity.isEmpty }
+
     /// Checks every tag name and that `privileges` cover every declassified and endorsed tag.
     func check(privileges: Set<String>) throws {
         for tag in addSecrecy.union(removeSecrecy).union(addIntegrity).union(removeIntegrity) {
@@ -90,6 +93,9 @@ extension WriteTransaction {
         }
         var newIDs: [TaintLabel: UInt32] = [:]
         let unique = Set(ids).sorted()
+        // A lowered label would make rows a fit could not use look fitted: the samples
+        // read `stale` for projectors fitted before, as if their embedding had changed.
+        let sequence = change.lowers ? try writeSequence() : nil
         for id in unique {
             let old: (bytes: [UInt8], taint: UInt32)? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
@@ -100,7 +106,7 @@ extension WriteTransaction {
             let newID: UInt32
             if let known = newIDs[label] { newID = known } else { newID = try intern(label); newIDs[label] = newID }
             guard newID != old.taint else { continue }
-            try put(.samples, key: BigEndianKey.u64(id), bytes: SampleRecord.relabelled(old.bytes, id: id, taintLabel: newID))
+            try put(.samples, key: BigEndianKey.u64(id), bytes: SampleRecord.relabelled(old.bytes, id: id, taintLabel: newID, sequence: sequence))
             try movePartition(sample: id, from: old.taint, to: newID)
         }
         if change.restricts { try restrictProjectors(fittedOn: unique, change) }
@@ -119,7 +125,7 @@ extension WriteTransaction {
     }
 
     /// Joins a restricting change into every projector version fitted on any of `ids`.
-    private func restrictProjectors(fittedOn ids: [UInt64], _ change: TaintChange) throws {
+    func restrictProjectors(fittedOn ids: [UInt64], _ change: TaintChange) throws {
         // Projectors are read under the full clearance: a projector the caller cannot see must
         // still become more restrictive.
         for name in try names(in: .projectors) {
@@ -129,7 +135,7 @@ extension WriteTransaction {
             for var version in versions {
                 guard let source = try labelSetRecord(key: Array(version.sourceSet.utf8)) else { continue }
                 let set = LabelSet(name: version.sourceSet, id: source.id, codec: nil, versions: [])
-                guard try ids.contains(where: { try hasSoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
+                guard try ids.contains(where: { try hasAnySoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
                 let restricted = change.applied(to: version.taintLabel).join(version.taintLabel)
                 guard restricted != version.taintLabel else { continue }
                 version.taint = restricted

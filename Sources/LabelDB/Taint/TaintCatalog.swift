@@ -89,6 +89,50 @@ enum TaintLabelRecord {
     }
 }
 
+/// The tag registry's entries (`taint_tags`): key `n` + name → the tag id (u32 LE), and key `i` +
+/// id (u32 BE) → the name. From format 5 both values are sealed with their key, since a damaged
+/// name would move data into another tag (format 4 wrote them bare).
+enum TagEntry {
+    static func nameKey(_ name: String) -> [UInt8] { [UInt8(ascii: "n")] + Array(name.utf8) }
+
+    static func idKey(_ id: UInt32) -> [UInt8] {
+        var key: [UInt8] = [UInt8(ascii: "i")]
+        BigEndianKey.append(id, to: &key)
+        return key
+    }
+
+    static func idValue(key: [UInt8], id: UInt32) -> [UInt8] {
+        SealedRecord.seal(withUnsafeBytes(of: id.littleEndian) { Array($0) }, seed: SealedRecord.seed(key: key))
+    }
+
+    static func nameValue(key: [UInt8], name: String) -> [UInt8] {
+        SealedRecord.seal(Array(name.utf8), seed: SealedRecord.seed(key: key))
+    }
+
+    /// The body of an entry's value: opened when `sealed` (format 5), as is before.
+    private static func body(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, sealed: Bool) throws -> UnsafeRawBufferPointer {
+        sealed ? try SealedRecord.open(value, seed: SealedRecord.seed(key: key)) : value
+    }
+
+    /// The tag id a name entry holds.
+    static func decodeID(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, sealed: Bool) throws -> UInt32 {
+        let body = try body(key: key, value: value, sealed: sealed)
+        guard key.count > 1, key.first == UInt8(ascii: "n"), body.count == 4 else {
+            throw RecordDecodingError(detail: "malformed name entry (\(key.count)-byte key, \(body.count)-byte id)")
+        }
+        return UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
+    }
+
+    /// The name an id entry holds.
+    static func decodeName(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, sealed: Bool) throws -> String {
+        let body = try body(key: key, value: value, sealed: sealed)
+        guard key.count == 5, key.first == UInt8(ascii: "i"), let name = String(bytes: body, encoding: .utf8), !name.isEmpty else {
+            throw RecordDecodingError(detail: "malformed id entry (\(key.count)-byte key, \(body.count)-byte name)")
+        }
+        return name
+    }
+}
+
 /// A taint partition entry (`taint_members`): key label id u32 BE + sample id u64 BE; value (format
 /// 5) the 8-byte seal of nothing, seeded with the key, so that a damaged key no longer checks —
 /// visibility is decided from these keys. Format-4 entries have empty values.
@@ -259,12 +303,12 @@ extension Transaction {
 
     fileprivate func loadTaintCatalog() throws -> TaintCatalog {
         var catalog = TaintCatalog()
+        let sealed = store.formatVersion >= 5
         try walk(.taintTags, from: [UInt8(ascii: "i")]) { key, value in
             guard key.first == UInt8(ascii: "i") else { return false }
-            guard key.count == 5, let name = String(bytes: value, encoding: .utf8), !name.isEmpty else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.taintTags.rawValue, key: "?", detail: "malformed tag entry")
+            do { catalog.addTag(try TagEntry.decodeName(key: key, value: value, sealed: sealed), id: BigEndianKey.u32(key, at: 1)) } catch {
+                throw contextualize(error, table: .taintTags, key: "?")
             }
-            catalog.addTag(name, id: BigEndianKey.u32(key, at: 1))
             return true
         }
         try walk(.taintLabels, from: nil) { key, value in
@@ -323,13 +367,10 @@ extension Transaction {
     private func tagName(_ id: UInt32) throws -> String {
         let state = taint
         if let known = state.tagNames[id] { return known }
-        var key: [UInt8] = [UInt8(ascii: "i")]
-        BigEndianKey.append(id, to: &key)
+        let key = TagEntry.idKey(id)
         let name = try withValue(.taintTags, key: key) { bytes -> String in
-            guard let bytes, let name = String(bytes: bytes, encoding: .utf8), !name.isEmpty else {
-                throw RecordDecodingError(detail: "unknown tag id \(id)")
-            }
-            return name
+            guard let bytes else { throw RecordDecodingError(detail: "unknown tag id \(id)") }
+            return try key.withUnsafeBytes { try TagEntry.decodeName(key: $0, value: bytes, sealed: store.formatVersion >= 5) }
         }
         state.tagNames[id] = name
         return name
@@ -448,6 +489,11 @@ extension Transaction {
     /// The visible samples whose taint label names `tag` (in its secrecy or integrity part), from
     /// the taint partitions (no scan of the samples).
     public func samples(taggedWith tag: String) throws -> Set<UInt64> {
+        // The partitions answer alone here: a lost entry must fail the query, not drop a row.
+        if let recorded = try recordedPartitionCount(), try recorded != entries(.taintMembers) {
+            throw StoreError.corruptRecord(store: store.path, table: Table.taintMembers.rawValue, key: "*",
+                                           detail: "\(try entries(.taintMembers)) partition entries for \(recorded) tainted samples recorded; run verify")
+        }
         var out = Set<UInt64>()
         let admitted = try admittedLabels()
         for id in try labelIDs(where: { $0.namedTags.contains(tag) }) where id != 0 && admitted[Int(id)] {
@@ -534,13 +580,12 @@ extension WriteTransaction {
     /// The id of tag `name`, registering it when new.
     private func internTag(_ name: String) throws -> UInt32 {
         let state = taint
-        let nameKey = [UInt8(ascii: "n")] + Array(name.utf8)
+        let nameKey = TagEntry.nameKey(name)
         let existing: UInt32? = try withValue(.taintTags, key: nameKey) { bytes in
             guard let bytes else { return nil }
-            guard bytes.count == 4 else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.taintTags.rawValue, key: name, detail: "tag id of \(bytes.count) bytes, expected 4")
+            do { return try nameKey.withUnsafeBytes { try TagEntry.decodeID(key: $0, value: bytes, sealed: store.formatVersion >= 5) } } catch {
+                throw contextualize(error, table: .taintTags, key: name)
             }
-            return UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self))
         }
         if let existing { return existing }
         // Tag ids count up from 1: one past the largest `i` key.
@@ -549,10 +594,9 @@ extension WriteTransaction {
             return BigEndianKey.u32(entry.key, at: 1)
         }
         let id = largest + 1
-        try put(.taintTags, key: nameKey, bytes: withUnsafeBytes(of: id.littleEndian) { Array($0) })
-        var idKey: [UInt8] = [UInt8(ascii: "i")]
-        BigEndianKey.append(id, to: &idKey)
-        try put(.taintTags, key: idKey, bytes: Array(name.utf8))
+        try put(.taintTags, key: nameKey, bytes: TagEntry.idValue(key: nameKey, id: id))
+        let idKey = TagEntry.idKey(id)
+        try put(.taintTags, key: idKey, bytes: TagEntry.nameValue(key: idKey, name: name))
         state.tagNames[id] = name
         state.full?.addTag(name, id: id)
         return id

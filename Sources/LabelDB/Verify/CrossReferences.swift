@@ -30,7 +30,10 @@ extension StoreVerifier {
             report.blocksChecked += 1
             guard let view = try? EmbeddingBlockView(layout: layout, bytes: bytes) else { return true }   // reported by the walk
             for index in 0..<view.rowsUsed where view.isLive(index) {
-                let slot = block * capacity + UInt64(index), id = view.id(at: index)
+                // The block number comes from a key: its slots may lie past 2^64 (the walk reports the key).
+                let (base, overflow) = block.multipliedReportingOverflow(by: capacity)
+                guard !overflow else { break }
+                let slot = base + UInt64(index), id = view.id(at: index)
                 if owner[slot] != id && !damagedSamples.contains(id) {
                     problem(.embeddings, "block \(block) slot \(index)", "live slot for id \(id) that no sample record points to")
                 }
@@ -99,7 +102,21 @@ extension StoreVerifier {
 
     /// Label sets ↔ versions ↔ rows ↔ samples, and the class index against the rows.
     mutating func checkLabels() {
+        let countsExact = (try? !tx.labelledCountsPending) ?? false
+        // A latest version beyond the records there are is damage, and must not size the checks below.
+        for (id, set) in labelSets where set.record.latest > labelVersions.count {
+            problem(.labelSets, set.name, "latest version \(set.record.latest), but only \(labelVersions.count) version records exist")
+            labelSets[id] = nil
+        }
         for (id, set) in labelSets {
+            // A set whose rows are all gone must count no labelled sample.
+            if countsExact && labelRows[id] == nil {
+                for version in stride(from: 1, through: set.record.latest, by: 1) {
+                    if let recorded = labelVersions[Self.pair(id, UInt32(version))]?.labelled, recorded != 0 {
+                        problem(.labelVersions, "\(set.name)@\(version)", "records \(recorded) labelled samples; the set has no rows")
+                    }
+                }
+            }
             for version in 1...max(set.record.latest, 1) where set.record.latest >= 1 && labelVersions[Self.pair(id, UInt32(version))] == nil {
                 problem(.labelVersions, "\(set.name)@\(version)", "missing (the set's latest version is \(set.record.latest))")
             }
@@ -112,7 +129,7 @@ extension StoreVerifier {
                 continue
             }
             let labelled = LabelledCounts.counts(firstVersions: samplesOfSet.values.compactMap { $0.first.map { Int($0.version) } }, latest: set.record.latest)
-            for (version, count) in labelled.enumerated() {
+            for (version, count) in labelled.enumerated() where countsExact {
                 if let recorded = labelVersions[Self.pair(setID, UInt32(version + 1))]?.labelled, recorded != count {
                     problem(.labelVersions, "\(set.name)@\(version + 1)", "records \(recorded) labelled samples; the rows label \(count)")
                 }
@@ -153,6 +170,10 @@ extension StoreVerifier {
             problem(.heads, name, "taint label id \(taint) is not interned")
         }
         var known = Set<UInt64>()
+        for (id, projector) in projectors where projector.record.latest > projectorVersions.count {
+            problem(.projectors, projector.name, "latest version \(projector.record.latest), but only \(projectorVersions.count) version records exist")
+            projectors[id] = nil
+        }
         for (id, projector) in projectors {
             for version in stride(from: 1, through: projector.record.latest, by: 1) {
                 let key = Self.pair(id, UInt32(version))

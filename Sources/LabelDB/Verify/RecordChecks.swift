@@ -89,7 +89,14 @@ enum RecordChecks {
             _ = try u64Key(key)
             _ = try ProvenanceCodec.decode(value)
             return .none
-        case .taintTags: return try tag(key: key, value: value)
+        case .taintTags:
+            let sealed = formatVersion >= 5
+            if key.first == UInt8(ascii: "n") {
+                let name = String(decoding: key.dropFirst(), as: UTF8.self)
+                return .tagName(name: name, id: try TagEntry.decodeID(key: key, value: value, sealed: sealed))
+            }
+            let name = try TagEntry.decodeName(key: key, value: value, sealed: sealed)
+            return .tagID(id: BigEndianKey.u32(key, at: 1), name: name)
         case .taintLabels:
             try keySize(key, 4)
             let id = BigEndianKey.u32(key, at: 0)
@@ -111,27 +118,10 @@ enum RecordChecks {
     private static func meta(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> Finding {
         switch String(decoding: key, as: UTF8.self) {
         case MetaKey.schema: _ = try SchemaRecord.decode(value)
-        case MetaKey.slots, MetaKey.sequence, MetaKey.taintedSamples: _ = try CounterRecord.decode(value)
+        case MetaKey.slots, MetaKey.sequence, MetaKey.taintedSamples, MetaKey.recountLabelled: _ = try CounterRecord.decode(value)
         case let other: throw RecordDecodingError(detail: "unknown meta record `\(other)`")
         }
         return .none
-    }
-
-    private static func tag(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws -> Finding {
-        switch key.first {
-        case UInt8(ascii: "n"):
-            guard key.count > 1, let name = String(bytes: key[1...], encoding: .utf8), value.count == 4 else {
-                throw RecordDecodingError(detail: "malformed name entry (\(key.count)-byte key, \(value.count)-byte value)")
-            }
-            return .tagName(name: name, id: UInt32(littleEndian: value.loadUnaligned(as: UInt32.self)))
-        case UInt8(ascii: "i"):
-            guard key.count == 5, let name = String(bytes: value, encoding: .utf8), !name.isEmpty else {
-                throw RecordDecodingError(detail: "malformed id entry (\(key.count)-byte key, \(value.count)-byte value)")
-            }
-            return .tagID(id: BigEndianKey.u32(key, at: 1), name: name)
-        default:
-            throw RecordDecodingError(detail: "key starts with neither `n` nor `i`")
-        }
     }
 
     private static func keySize(_ key: UnsafeRawBufferPointer, _ size: Int) throws {

@@ -125,7 +125,8 @@ struct StoreVerifier {
             report.recordsChecked += 1
             let name = StoreVerifier.describe(key, in: table)
             if let previous, !previous.lexicographicallyPrecedes(key) {
-                problem(table, name, "keys out of order (after \(StoreVerifier.describe(previous.withUnsafeBytes { $0 }, in: table)))")
+                let after = previous.withUnsafeBytes { StoreVerifier.describe($0, in: table) }
+                problem(table, name, "keys out of order (after \(after))")
             }
             previous = Array(key)
             let reached = try tx.withValue(table, rawKey: key) { found in

@@ -122,10 +122,10 @@ struct ProjectorListCommand: ParsableCommand {
             case .json:
                 printJSON(["name": .string(projector.name), "latest": .int(Int64(projector.latest)), "rank": .int(Int64(v.options.rank)),
                            "source": .string("\(v.sourceSet)@\(v.sourceVersion)"), "head": v.head.map { .string($0) } ?? .null,
-                           "taint": v.taintLabel.json, "usable": .bool(!v.statisticsRedacted)])
+                           "taint": v.statisticsRedacted ? .null : v.taintLabel.json, "usable": .bool(!v.statisticsRedacted)])
             case .text:
                 let usable = v.statisticsRedacted ? "  (fitted on data this clearance does not admit)" : ""
-                print("\(projector.name)  v\(projector.latest)  rank \(v.options.rank)  from \(v.sourceSet)@\(v.sourceVersion)\(v.head.map { "  head \($0)" } ?? "")  taint \(v.taintLabel)\(usable)")
+                print("\(projector.name)  v\(projector.latest)  rank \(v.options.rank)  from \(v.sourceSet)@\(v.sourceVersion)\(v.head.map { "  head \($0)" } ?? "")  taint \(v.statisticsRedacted ? "hidden" : "\(v.taintLabel)")\(usable)")
             }
         }
     }
@@ -172,7 +172,7 @@ func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSe
         "parameter_bytes": .int(Int64(v.parameterBytes)), "total_bytes": .int(Int64(total)),
         "ratio_to_dense_f32": .double(total / (2 * denseF16)), "ratio_to_dense_f16": .double(total / denseF16),
         "ratio_to_stored": stored > 0 ? .double(total / stored) : .null,
-        "taint": v.taintLabel.json,
+        "taint": v.statisticsRedacted ? .null : v.taintLabel.json,
     ]
 }
 
