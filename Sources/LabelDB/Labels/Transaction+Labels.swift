@@ -200,6 +200,16 @@ extension Transaction {
         return found
     }
 
+    /// Throws unless `version`, read from a label row's or index entry's key, is one of the set's:
+    /// a damaged key's version would otherwise make a read skip the row without decoding it (and
+    /// so without its checksum noticing), silently answering from an older one.
+    func checkRowVersion(_ version: Int, set: LabelSet, sample: UInt64) throws {
+        guard version >= 1, version <= set.latest else {
+            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(sample)",
+                                           detail: "a row of version \(version), the set has \(set.latest); run verify")
+        }
+    }
+
     func decodeLabel(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, set: LabelSet) throws -> Label {
         let sample = BigEndianKey.u64(key, at: 4)
         let version = Int(BigEndianKey.u32(key, at: 12))
@@ -251,6 +261,7 @@ extension Transaction {
             guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
+            try checkRowVersion(rowVersion, set: set, sample: id)
             if let p = pending, p.id != id {
                 pending = nil
                 delivered += 1
@@ -285,6 +296,7 @@ extension Transaction {
         try walk(.labelIndex, from: prefix) { key, value in
             guard key.count == 24, key.prefix(8).elementsEqual(prefix) else { return false }
             let from = Int(BigEndianKey.u32(key, at: 20))
+            try checkRowVersion(from, set: set, sample: BigEndianKey.u64(key, at: 12))
             let until: UInt32
             do { until = try LabelRecord.decodeIndexValue(key: key, value) } catch {
                 throw contextualize(error, table: .labelIndex, key: "\(set.name) class \(classIndex)")

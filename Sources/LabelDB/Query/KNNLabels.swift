@@ -153,6 +153,7 @@ extension Transaction {
             guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
+            try checkRowVersion(rowVersion, set: set, sample: id)
             if let p = pending, p.id != id { try settle(p); pending = nil }
             // The newest row ≤ version that the clearance admits is the entry: a hidden newer
             // row leaves the visible older one in place.
