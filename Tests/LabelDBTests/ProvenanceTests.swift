@@ -41,7 +41,7 @@ struct ProvenanceTests {
 
     @Test("the hash chain catches an edited, a re-hashed, a deleted and a reordered record")
     func chainCatchesTampering() throws {
-        for attack in ["edit", "rehash", "delete", "swap"] {
+        for attack in ["edit", "edit-valid-json", "rehash", "delete", "swap"] {
             let (dir, store) = try prepared()
             _ = dir
             let entries = try store.read(clearance: .all) { tx in try (1...3).map { id in try tx.withValue(.provenance, key: UInt64(id)) { Array($0!) } } }
@@ -50,6 +50,12 @@ struct ProvenanceTests {
                 case "edit":
                     var bytes = entries[1]
                     bytes[bytes.count - 3] ^= 0x01
+                    try tx.put(.provenance, key: BigEndianKey.u64(2), bytes: bytes)
+                case "edit-valid-json":
+                    // The JSON stays valid and the own hash is left as it was: only that hash can tell.
+                    var bytes = entries[1]
+                    let range = try #require(Data(bytes).range(of: Data("\"library\"".utf8)))
+                    bytes.replaceSubrange(range, with: Array("\"LIBRARY\"".utf8))
                     try tx.put(.provenance, key: BigEndianKey.u64(2), bytes: bytes)
                 case "rehash":
                     // A careful forger recomputes the record's own hash; the next record still names the old one.

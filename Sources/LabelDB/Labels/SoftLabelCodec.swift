@@ -165,21 +165,28 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
             if estimate <= eps * 0.9 { break }
             k += 1
         }
-        // Confirm with the real decode (f16 rounding, renormalisation) and widen if needed.
+        // Confirm with the real decode (f16 rounding, renormalisation) and widen if needed, up to
+        // and including K = C: one class at a time for the first 64 (f16 rounding makes KL
+        // non-monotone in K, so a jump can pass over the K that works), then by an eighth, which
+        // bounds the work for an EPS f16 cannot reach (probabilities below its smallest subnormal
+        // round to zero): the row then keeps the K that came closest.
         var decoded = [Float](repeating: 0, count: c)
-        while k < c {
+        var best = (k: c, kl: Double.infinity)
+        let estimated = k
+        while true {
             var bytes: [UInt8] = []
             appendLE(UInt16(truncatingIfNeeded: k), to: &bytes)
             encodeTopF16(p, order: Array(sorted.prefix(k)), into: &bytes)
-            let ok = bytes.withUnsafeBytes { raw in
+            let kl = bytes.withUnsafeBytes { raw in
                 decoded.withUnsafeMutableBufferPointer { out in
-                    (try? SoftLabelCodec.adaptive(eps).decode(raw, into: out)) != nil && klDivergence(p, UnsafeBufferPointer(out)) <= eps
+                    (try? SoftLabelCodec.adaptive(eps).decode(raw, into: out)) != nil ? klDivergence(p, UnsafeBufferPointer(out)) : .infinity
                 }
             }
-            if ok { return k }
-            k += max(1, k / 8)
+            if kl <= eps { return k }
+            if kl < best.kl { best = (k, kl) }
+            if k >= c { return best.k }
+            k = min(c, k - estimated < 64 ? k + 1 : k + max(1, k / 8))
         }
-        return min(k, c)
     }
 
     // MARK: Decoding
