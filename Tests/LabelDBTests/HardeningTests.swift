@@ -114,9 +114,7 @@ struct HardeningLeakTests {
             // Sample 40's only soft label comes from a licensed source.
             try tx.importLabels(.soft(Array(soft.suffix(3))), ids: [40], into: "teacher", agent: "licensed", source: Self.licensed)
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
-        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, clearance: .public)
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFitOptions, clearance: .public)
         for clearance in [Clearance.public, .all] {
             try store.read(clearance: clearance) { tx in
                 let loaded = try tx.load(ProjectorReference(name: "p"))
@@ -148,9 +146,7 @@ struct HardeningEndorsementTests {
     @Test("item 6: import, labels import and replace cannot add integrity tags without --privilege; replaced content keeps old ∩ new")
     func endorsement() throws {
         let dir = TemporaryDirectory("harden-endorse")
-        let store = dir.file("store")
-        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
-        #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
+        let store = try initCLIStore(dir, dimension: 4)
         try NumPyArray.write([1, 0, 0, 0, 0, 1, 0, 0] as [Float], shape: [2, 4], to: dir.file("x.npy"))
         try NumPyArray.write([UInt64(1), 2], to: dir.file("ids.npy"))
         try NumPyArray.write([Int32(0), 1], shape: [2], to: dir.file("y.npy"))
@@ -210,13 +206,11 @@ extension HardeningEndorsementTests {
             #expect(throws: TaintError.self) { try tx.importHead("zs", values: head, rows: 4, columns: 3, taint: licensedHead) }
             try tx.importHead("zs", values: head, rows: 4, columns: 3, taint: licensedHead, privileges: ["vetted"])
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
         // A clearance that does not admit the head cannot fit with it.
         #expect(throws: ProjectorError.notClearedHead("zs")) {
-            _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", clearance: .public)
+            _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFitOptions, head: "zs", clearance: .public)
         }
-        let fitted = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", clearance: .all)
+        let fitted = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFitOptions, head: "zs", clearance: .all)
         #expect(fitted.taintLabel.secrecy == .tags(["licensed:clip"]) && fitted.headHash != nil)
         try store.read(clearance: .all) { tx in
             let out = try tx.regenerate(ids, with: try tx.load(ProjectorReference(name: "p")))
@@ -258,9 +252,7 @@ struct HardeningInputTests {
     @Test("item 9: a .npy shape whose product overflows is a clean error in every command that reads .npy")
     func npyShapeOverflow() throws {
         let dir = TemporaryDirectory("harden-npy")
-        let store = dir.file("store")
-        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
-        #expect(try runCLI(["init", store, "--dim", "16", "--classes", dir.file("classes.txt")]).status == 0)
+        let store = try initCLIStore(dir, dimension: 16)
         for (n, shape) in ["(4611686018427387904, 16)", "(9223372036854775807, 16)", "(0, 9223372036854775807)", "(3037000500, 3037000500)"].enumerated() {
             let f4 = dir.file("f\(n).npy"), u8 = dir.file("u\(n).npy")
             try craftedNpy(f4, descr: "<f4", shape: shape)
@@ -303,9 +295,7 @@ struct HardeningInputTests {
     @Test("smaller: directories, padding, empty tags, malformed clearances, hidden ids, tiny temperatures, unknown tags")
     func smallerInputs() throws {
         let dir = TemporaryDirectory("harden-smaller")
-        let store = dir.file("store")
-        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
-        #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
+        let store = try initCLIStore(dir, dimension: 4)
         try NumPyArray.write([1, 0, 0, 0] as [Float], shape: [1, 4], to: dir.file("x.npy"))
         try NumPyArray.write([UInt64(7)], to: dir.file("ids.npy"))
         #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--secrecy", "pii"]).status == 0)
@@ -379,9 +369,7 @@ struct HardeningDamageTests {
             try tx.importHead("zs", values: (0..<12).map { Float($0) / 12 }, rows: 4, columns: 3)
             try tx.delete([7])
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
-        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "zs", maxKL: 1e-4, clearance: .all)
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFitOptions, head: "zs", maxKL: 1e-4, clearance: .all)
         return store
     }
 
@@ -470,10 +458,8 @@ struct HardeningDamageTests {
             counter[12] ^= 0x40
             try tx.put(.meta, name: MetaKey.sequence, bytes: counter)
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
         #expect(throws: StoreError.self) {
-            _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, clearance: .all)
+            _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: quickFitOptions, clearance: .all)
         }
     }
 
@@ -603,17 +589,15 @@ struct HardeningSecondReviewTests {
         let dir = TemporaryDirectory("second-restrict")
         let store = try storeWithHiddenRow(dir)
         defer { store.close() }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
         // A public fit of x@2 uses sample 2's v1 soft row (v2 is hidden from it).
-        let fitted = try store.fitProjector("pp", from: LabelSetReference(name: "x"), options: options, clearance: .public)
+        let fitted = try store.fitProjector("pp", from: LabelSetReference(name: "x"), options: quickFitOptions, clearance: .public)
         #expect(fitted.samples == 4 && fitted.taintLabel == .public)
         try store.write(clearance: .all) { tx in try tx.relabel([2], TaintChange(addSecrecy: ["pii"]), agent: "admin") }
         #expect(try store.read(clearance: .all) { try $0.projector(named: "pp")!.versions[0].taintLabel } == TaintLabel(secrecy: ["pii"], integrity: []))
         #expect(try store.read(clearance: .public) { try $0.projector(named: "pp")!.versions[0].statisticsRedacted })
 
         // Replacing sample 3 with content tagged `team:a` restricts the projector fitted on it too.
-        _ = try store.fitProjector("qq", from: LabelSetReference(name: "x", version: 1), options: options, clearance: .all)
+        _ = try store.fitProjector("qq", from: LabelSetReference(name: "x", version: 1), options: quickFitOptions, clearance: .all)
         try store.write(clearance: .all) { tx in try tx.put(Sample(id: 3, embedding: [0, 0, 1, 0], taint: TaintLabel(secrecy: ["team:a"], integrity: []))) }
         let qq = try store.read(clearance: .all) { try $0.projector(named: "qq")!.versions[0].taintLabel }
         #expect(qq.secrecy.sorted.contains("team:a"))
@@ -626,9 +610,7 @@ struct HardeningSecondReviewTests {
         try store.write(clearance: .all) { tx in
             try tx.importLabels(.soft([0.1, 0.1, 0.8]), ids: [4], into: "x", agent: "lic", source: TaintLabel(secrecy: ["licensed:getty"], integrity: []))
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
-        _ = try store.fitProjector("wide", from: LabelSetReference(name: "x"), options: options, clearance: .all)
+        _ = try store.fitProjector("wide", from: LabelSetReference(name: "x"), options: quickFitOptions, clearance: .all)
         store.close()
         let listed = try JSONValue.parse(try runCLI(["projector", "list", dir.file("store"), "--format", "json"]).stdout)
         #expect(listed["usable"] == false && listed["taint"] == .null)
@@ -643,9 +625,7 @@ struct HardeningSecondReviewTests {
             try tx.put(SampleBatch((1...6).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0.3, -0.2], taint: $0 == 6 ? TaintLabel(secrecy: ["pii"], integrity: []) : .public) }))
             try tx.importLabels(.soft((1...6).flatMap { i in [0.5, 0.3, 0.2].map { Float($0) + (i == 6 ? 0 : 0) } }), ids: Array(1...6), into: "t", agent: "t")
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
-        _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, clearance: .public)
+        _ = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: quickFitOptions, clearance: .public)
         try store.write(clearance: .all) { tx in try tx.relabel([6], TaintChange(removeSecrecy: ["pii"]), privileges: ["pii"], agent: "legal") }
         let statuses = try store.read(clearance: .public) { tx in try tx.regenerate([1, 6], with: try tx.load(ProjectorReference(name: "p"))).map(\.status) }
         #expect(statuses == [.regenerated, .stale])

@@ -88,10 +88,8 @@ struct MutationGapTests {
             try tx.put(SampleBatch(ids.map { Sample(id: $0, embedding: (0..<4).map { _ in Float.random(in: -1...1, using: &rng) }) }))
             try tx.importLabels(.soft(teacher), ids: ids, into: "t", codec: .denseF32, agent: "t")
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
         // A bound so loose that KL alone never calls for a correction.
-        let version = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, maxKL: 50, requireTop1: true, clearance: .all)
+        let version = try store.fitProjector("p", from: LabelSetReference(name: "t"), options: quickFitOptions, maxKL: 50, requireTop1: true, clearance: .all)
         #expect(version.corrections > 0)
         let regenerated = try store.read(clearance: .all) { tx in try tx.regenerate(ids, with: try tx.load(ProjectorReference(name: "p"))) }
         for (i, row) in regenerated.enumerated() {
@@ -110,9 +108,7 @@ struct MutationGapTests {
             try tx.put(SampleBatch((1...6).map { Sample(id: UInt64($0), embedding: [1, Float($0), 0.5, -0.5], taint: vouched) }), privileges: ["r"])
             try tx.importLabels(.soft((1...6).flatMap { _ in [0.5, 0.3, 0.2] as [Float] }), ids: Array(1...6), into: "t", agent: "t", source: vouched, privileges: ["r"])
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
-        #expect(try store.fitProjector("p", from: LabelSetReference(name: "t"), options: options, clearance: .all).taintLabel == vouched)
+        #expect(try store.fitProjector("p", from: LabelSetReference(name: "t"), options: quickFitOptions, clearance: .all).taintLabel == vouched)
         try store.write(clearance: .all) { tx in try tx.relabel([3], TaintChange(removeIntegrity: ["r"]), agent: "auditor") }
         #expect(try store.read(clearance: .all) { try $0.projector(named: "p")!.versions[0].taintLabel } == .public)
         // A reader who requires the vouch can no longer use it.

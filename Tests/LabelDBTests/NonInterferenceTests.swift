@@ -69,8 +69,6 @@ struct NonInterferenceTests {
             guard let clearance else { return true }
             return clearance.admits(finalLabels[id]!.join(source))
         }
-        var options = ProjectorFitOptions(rank: 1)
-        options.epochs = 0
         for operation in operations {
             switch operation {
             case .put(let samples):
@@ -94,7 +92,7 @@ struct NonInterferenceTests {
                     let label = try full.read(clearance: .all) { try $0.projector(named: name)!.versions.last!.taintLabel }
                     guard clearance.admits(label) else { continue }
                 }
-                try store.fitProjector(name, from: try LabelSetReference(parsing: from), options: options, head: head, agent: "fitter", clearance: fitClearance)
+                try store.fitProjector(name, from: try LabelSetReference(parsing: from), options: quickFitOptions, head: head, agent: "fitter", clearance: fitClearance)
             case .relabel(let ids, let change):
                 let visible = ids.filter { kept($0) }
                 if !visible.isEmpty { try store.write(clearance: .all) { tx in try tx.relabel(visible, change, agent: "admin") } }

@@ -92,3 +92,26 @@ func writeImportFiles(_ dir: TemporaryDirectory, prefix: String = "", samples: [
     try samples.map { JSONValue.object(["base64": .string(Data($0.payload).base64EncodedString())]).serialized() + "\n" }.joined()
         .write(toFile: dir.file(prefix + "payloads.jsonl"), atomically: true, encoding: .utf8)
 }
+
+/// Fit options for tests that need a projector, not a good one: rank 1, the closed form only.
+let quickFitOptions: ProjectorFitOptions = {
+    var options = ProjectorFitOptions(rank: 1)
+    options.epochs = 0
+    return options
+}()
+
+/// Creates a store through the CLI (`init STORE --dim D` with classes cat, dog, bird) in `dir`
+/// and returns its path.
+@discardableResult
+func initCLIStore(_ dir: TemporaryDirectory, dimension: Int) throws -> String {
+    try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+    let result = try runCLI(["init", dir.file("store"), "--dim", "\(dimension)", "--classes", dir.file("classes.txt")])
+    guard result.status == 0 else { throw CheckFailure(result.stderr) }
+    return dir.file("store")
+}
+
+/// A test setup step that failed.
+struct CheckFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
