@@ -552,6 +552,15 @@ struct HardeningDamageTests {
         #expect(throws: StoreError.self) {
             _ = try store.read(clearance: .all) { tx in try tx.knnLabels(of: [1, 0, 0, 0], queries: 1, k: 2, from: LabelSetReference(name: "h")) }
         }
+        // A narrow clearance walks past the rows it cannot see too, so it notices as well — without
+        // being told the (redacted) counts.
+        try store.write(clearance: .all) { tx in try tx.put(Sample(id: 11, embedding: [0, 0, 0, 1], taint: TaintLabel(secrecy: ["pii"], integrity: []))) }
+        #expect(performing: {
+            try store.read(clearance: .public) { tx in try tx.forEachLabel(in: LabelSetReference(name: "h")) { _, _ in true } }
+        }, throws: { error in
+            guard case StoreError.corruptRecord(_, _, _, let detail) = error else { return false }
+            return !detail.contains("read, the version records")
+        })
         let report = try store.read(clearance: .all) { try $0.verify() }
         #expect(report.problems.contains { $0.table == "label_versions" })
     }

@@ -30,16 +30,17 @@ extension Transaction {
         }
     }
 
-    /// Throws unless a complete read of `set@version` that delivered `delivered` samples agrees
-    /// with the version's `labelled` count. Only a clearance that sees everything can tell (others
-    /// read redacted counts), so it alone checks.
-    func checkLabelledCount(_ delivered: Int, set: LabelSet, version: Int) throws {
-        guard try seesEverything, version >= 1, version <= set.versions.count, try !labelledCountsPending else { return }
-        let recorded = set.versions[version - 1].labelled
-        guard delivered == recorded else {
-            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name)@\(version)",
-                                           detail: "\(delivered) labelled samples read, the version records \(recorded); the store may be damaged: run verify")
-        }
+    /// Throws unless a complete walk of `set@version` that met `walked` labelled samples — visible
+    /// or not: the walk passes over hidden rows too — agrees with the version's `labelled` count.
+    /// Under a clearance that does not see everything the message gives no numbers (the count is
+    /// a redacted statistic there).
+    func checkLabelledCount(_ walked: Int, set: LabelSet, version: Int) throws {
+        guard version >= 1, version <= set.latest, try !labelledCountsPending else { return }
+        let recorded = try labelSetVersion(set: set.id, version: UInt32(version), name: set.name).labelled
+        guard walked != recorded else { return }
+        let counts = try seesEverything ? "\(walked) labelled samples read, the version records \(recorded); " : ""
+        throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name)@\(version)",
+                                       detail: "\(counts)the rows disagree with the recorded count; the store may be damaged: run verify")
     }
 }
 

@@ -81,6 +81,20 @@ extension Transaction {
         return LabelSet(name: name, id: record.id, codec: codec, versions: versions)
     }
 
+    /// The stored record of `set@version`, unredacted whatever the clearance (callers decide what
+    /// of it to show).
+    func labelSetVersion(set: UInt32, version: UInt32, name: String) throws -> LabelSetVersion {
+        let key = LabelRecord.versionKey(set: set, version: version)
+        return try withValue(.labelVersions, key: key) { bytes in
+            guard let bytes else {
+                throw StoreError.corruptRecord(store: store.path, table: Table.labelVersions.rawValue, key: "\(name)@\(version)", detail: "missing")
+            }
+            do { return try key.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetVersion.self, key: $0, bytes) } } catch {
+                throw contextualize(error, table: .labelVersions, key: "\(name)@\(version)")
+            }
+        }
+    }
+
     func labelSetRecord(key: [UInt8]) throws -> LabelSetRecord? {
         try withValue(.labelSets, key: key) { bytes in
             guard let bytes else { return nil }
@@ -254,7 +268,7 @@ extension Transaction {
         // Rows the clearance does not admit are skipped (the newest admitted row ≤ version wins).
         var pending: (id: UInt64, label: Label?)? = nil
         var stop = false
-        var delivered = 0
+        var walked = 0, lastWalked: UInt64? = nil
         // A scan reads each sample's label id from the partitions, not from its record.
         let tainted = try taintedSamples()
         try walk(.labels, from: first) { key, value in
@@ -262,9 +276,12 @@ extension Transaction {
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             try checkRowVersion(rowVersion, set: set, sample: id)
+            if rowVersion <= version && lastWalked != id {
+                walked += 1
+                lastWalked = id
+            }
             if let p = pending, p.id != id {
                 pending = nil
-                delivered += 1
                 if let label = p.label, try !body(p.id, label) { stop = true; return false }
             }
             // A row the clearance does not admit leaves the older visible one in place.
@@ -276,11 +293,10 @@ extension Transaction {
             return true
         }
         if !stop, let p = pending, let label = p.label {
-            delivered += 1
             if try !body(p.id, label) { stop = true }
         }
-        // A complete read must deliver as many samples as the version records.
-        if !stop && start == 0 { try checkLabelledCount(delivered, set: set, version: version) }
+        // A complete walk must meet as many labelled samples as the version records.
+        if !stop && start == 0 { try checkLabelledCount(walked, set: set, version: version) }
     }
 
     /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
@@ -494,18 +510,6 @@ extension WriteTransaction {
             returned.statisticsRedacted = true
         }
         return returned
-    }
-
-    func labelSetVersion(set: UInt32, version: UInt32, name: String) throws -> LabelSetVersion {
-        let key = LabelRecord.versionKey(set: set, version: version)
-        return try withValue(.labelVersions, key: key) { bytes in
-            guard let bytes else {
-                throw StoreError.corruptRecord(store: store.path, table: Table.labelVersions.rawValue, key: "\(name)@\(version)", detail: "missing")
-            }
-            do { return try key.withUnsafeBytes { try LabelRecord.decodeJSON(LabelSetVersion.self, key: $0, bytes) } } catch {
-                throw contextualize(error, table: .labelVersions, key: "\(name)@\(version)")
-            }
-        }
     }
 
     /// Removes every label row and index entry of sample `id`, in every label set (the sample is

@@ -142,6 +142,7 @@ extension Transaction {
         var prefix: [UInt8] = []
         BigEndianKey.append(set.id, to: &prefix)
         var pending: (id: UInt64, version: Int)? = nil
+        var walked = 0, lastWalked: UInt64? = nil
         func settle(_ p: (id: UInt64, version: Int)) throws {
             // Not admitted (the sample's label, or the source's): not an entry.
             guard let taint = try labelTaint(sampleTaint: tainted[p.id] ?? 0, sample: p.id, set: set, rowVersion: p.version) else { return }
@@ -154,6 +155,10 @@ extension Transaction {
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             try checkRowVersion(rowVersion, set: set, sample: id)
+            if rowVersion <= version && lastWalked != id {
+                walked += 1
+                lastWalked = id
+            }
             if let p = pending, p.id != id { try settle(p); pending = nil }
             // The newest row ≤ version that the clearance admits is the entry: a hidden newer
             // row leaves the visible older one in place.
@@ -163,7 +168,7 @@ extension Transaction {
             return true
         }
         if let p = pending { try settle(p) }
-        try checkLabelledCount(group.count, set: set, version: version)
+        try checkLabelledCount(walked, set: set, version: version)
         return (group, labels)
     }
 }
