@@ -60,6 +60,16 @@ struct ByteFlipTests {
         return (result.status, result.signalled, output)
     }
 
+    /// The first line where two outputs differ, both sides, shortened.
+    static func firstDifference(_ a: String, _ b: String) -> String {
+        let left = a.split(separator: "\n", omittingEmptySubsequences: false), right = b.split(separator: "\n", omittingEmptySubsequences: false)
+        for i in 0..<max(left.count, right.count) {
+            let l = i < left.count ? String(left[i]) : "<none>", r = i < right.count ? String(right[i]) : "<none>"
+            if l != r { return "line \(i + 1): damaged `\(l.prefix(160))` vs `\(r.prefix(160))`" }
+        }
+        return "none"
+    }
+
     @Test("every flipped byte gives a reported error or the undamaged answer; verify never dies and never says ok on damage")
     func campaign() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -82,13 +92,23 @@ struct ByteFlipTests {
 
         var tally: [String: Int] = [:]
         var failures: [String] = []
+        // LABELDB_FLIP_ONLY=3,17 replays chosen trials of a seed (to look into one).
+        let only = environment["LABELDB_FLIP_ONLY"].map { Set($0.split(separator: ",").compactMap { Int($0) }) }
         for trial in 0..<trials {
             var bytes = pristine
             let offset = Int.random(in: 0..<bytes.count, using: &rng)
             let bit = UInt8(1) << UInt8.random(in: 0..<8, using: &rng)
+            if let only, !only.contains(trial) { continue }
             bytes[offset] ^= bit
             try? FileManager.default.removeItem(atPath: damaged + "/lock.mdb")
             try bytes.write(to: URL(fileURLWithPath: damaged + "/data.mdb"))
+            // LABELDB_FLIP_KEEP=DIR keeps each damaged copy (DIR/TRIAL/data.mdb) and the pristine one, to look into.
+            if let keep = environment["LABELDB_FLIP_KEEP"] {
+                try FileManager.default.createDirectory(atPath: "\(keep)/\(trial)", withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(atPath: "\(keep)/pristine", withIntermediateDirectories: true)
+                try bytes.write(to: URL(fileURLWithPath: "\(keep)/\(trial)/data.mdb"))
+                try pristine.write(to: URL(fileURLWithPath: "\(keep)/pristine/data.mdb"))
+            }
             var changed = false, crashed = false
             for (index, command) in commands.enumerated() {
                 let seen = try Self.observe(command)
@@ -96,7 +116,7 @@ struct ByteFlipTests {
                     seen.signalled ? .crashed(seen.status)
                     : seen.status == 1 || seen.status == 3 ? .reportedError(seen.status)
                     : seen.status == 0 && seen.output == baseline[index] ? .identical
-                    : .wrong("exit \(seen.status)")
+                    : .wrong("exit \(seen.status); first difference: " + Self.firstDifference(seen.output, baseline[index]))
                 switch outcome {
                 case .identical: tally["identical", default: 0] += 1
                 case .reportedError: tally["reported error", default: 0] += 1; changed = true

@@ -69,7 +69,8 @@ extension WriteTransaction {
             BigEndianKey.append(set.id, to: &prefix)
             var last: UInt64? = nil
             try walk(.labels, from: prefix) { key, _ in
-                guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
+                guard key.prefix(4).elementsEqual(prefix) else { return false }
+                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
                 let sample = BigEndianKey.u64(key, at: 4)
                 // Rows of a sample are consecutive, oldest version first.
                 if sample != last { firsts.append(Int(BigEndianKey.u32(key, at: 12))) }

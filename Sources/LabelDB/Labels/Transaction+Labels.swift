@@ -147,8 +147,15 @@ extension Transaction {
     ) throws -> T {
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
         var result: T? = nil
-        try walkBackward(.labels, atOrBefore: key) { rowKey, value in
-            guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+        // A later row of the sample must be of a version the set has: a damaged version in a key
+        // would otherwise hide the row from this lookup, silently.
+        let laterRow: (UnsafeRawBufferPointer?) throws -> Void = { next in
+            guard let next, next.count == 16, next.prefix(12).elementsEqual(key.prefix(12)) else { return }
+            try self.checkRowVersion(Int(BigEndianKey.u32(next, at: 12)), set: set, sample: id)
+        }
+        try walkBackward(.labels, atOrBefore: key, after: laterRow) { rowKey, value in
+            guard rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
             let rowVersion = Int(BigEndianKey.u32(rowKey, at: 12))
             // A row the clearance does not admit is skipped: an older one may be visible.
             guard let taint = try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) else { return true }
@@ -205,13 +212,20 @@ extension Transaction {
         let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
         var found = false
         try walkBackward(.labels, atOrBefore: key) { rowKey, value in
-            guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            guard rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
+            guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
             do { found = try LabelRecord.decodeRow(key: rowKey, value).soft != nil } catch {
                 throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
             }
             return !found
         }
         return found
+    }
+
+    /// The error for a key of the wrong length among a table's keys of one length: a damaged key,
+    /// which must not be read as the end of the rows a walk wants.
+    func damagedKey(_ length: Int, expected: Int, in table: Table) -> StoreError {
+        StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a key of \(length) bytes, expected \(expected); run verify")
     }
 
     /// Throws unless `version`, read from a label row's or index entry's key, is one of the set's:
@@ -272,7 +286,8 @@ extension Transaction {
         // A scan reads each sample's label id from the partitions, not from its record.
         let tainted = try taintedSamples()
         try walk(.labels, from: first) { key, value in
-            guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             try checkRowVersion(rowVersion, set: set, sample: id)
@@ -310,7 +325,8 @@ extension Transaction {
         guard limit > 0 else { return out }
         let tainted = try taintedSamples()
         try walk(.labelIndex, from: prefix) { key, value in
-            guard key.count == 24, key.prefix(8).elementsEqual(prefix) else { return false }
+            guard key.prefix(8).elementsEqual(prefix) else { return false }
+            guard key.count == 24 else { throw damagedKey(key.count, expected: 24, in: .labelIndex) }
             let from = Int(BigEndianKey.u32(key, at: 20))
             try checkRowVersion(from, set: set, sample: BigEndianKey.u64(key, at: 12))
             let until: UInt32
@@ -319,6 +335,12 @@ extension Transaction {
             }
             let id = BigEndianKey.u64(key, at: 12)
             if from <= version, try isEffective(sample: id, sampleTaint: tainted[id] ?? 0, from: from, until: until, set: set, version: version) {
+                // Deleting a sample removes its index entries: one whose sample a lookup cannot
+                // find means a damaged key, here or in `samples`.
+                guard try withValue(.samples, key: id, { $0 != nil }) else {
+                    throw StoreError.corruptRecord(store: store.path, table: Table.labelIndex.rawValue, key: "\(set.name) class \(classIndex)",
+                                                   detail: "an entry names a sample a lookup cannot find; run verify")
+                }
                 let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
                 out.append((id, confidence))
             }
@@ -439,7 +461,8 @@ extension WriteTransaction {
             if version > 1 {
                 let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
                 try walkBackward(.labels, atOrBefore: previousKey) { rowKey, value in
-                    guard rowKey.count == 16, rowKey.prefix(12).elementsEqual(previousKey.prefix(12)) else { return false }
+                    guard rowKey.prefix(12).elementsEqual(previousKey.prefix(12)) else { return false }
+                    guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
                     let rowVersion = BigEndianKey.u32(rowKey, at: 12)
                     if previous == nil { previous = (rowVersion, try decodeLabel(key: rowKey, value: value, set: set).top1) }
                     guard try carriesForward(from: Int(rowVersion)) else { return true }
@@ -522,7 +545,8 @@ extension WriteTransaction {
             BigEndianKey.append(id, to: &prefix)
             var doomed: [(key: [UInt8], index: [UInt8]?)] = []
             try walk(.labels, from: prefix) { key, value in
-                guard key.count == 16, key.prefix(12).elementsEqual(prefix) else { return false }
+                guard key.prefix(12).elementsEqual(prefix) else { return false }
+                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
                 let label = try? decodeLabel(key: key, value: value, set: set)
                 let index = label?.top1.map { LabelRecord.indexKey(set: set.id, classIndex: UInt32($0.classIndex), confidence: $0.confidence, sample: id, from: BigEndianKey.u32(key, at: 12)) }
                 doomed.append((Array(key), index))

@@ -151,7 +151,8 @@ extension Transaction {
             group[p.id] = g
         }
         try walk(.labels, from: prefix) { key, _ in
-            guard key.count == 16, key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
             let id = BigEndianKey.u64(key, at: 4)
             let rowVersion = Int(BigEndianKey.u32(key, at: 12))
             try checkRowVersion(rowVersion, set: set, sample: id)

@@ -87,8 +87,11 @@ public class Transaction {
 
     /// Walks `table` in key order from the first key ≥ `start` (from the first key when nil),
     /// passing each borrowed key and value to `body` until it returns false.
+    ///
+    /// Keys out of order are reported as damage (`checkingOrder`; `verify` turns it off to report
+    /// them itself, record by record).
     func walk(
-        _ table: Table, from start: [UInt8]?,
+        _ table: Table, from start: [UInt8]?, checkingOrder: Bool = true,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         guard let dbi = env.dbi(table) else { return }
@@ -117,7 +120,7 @@ public class Transaction {
                     rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
                 }
             }
-            try step(cursor, &key, &value, from: rc, by: MDB_NEXT, table: table, body)
+            try step(cursor, &key, &value, from: rc, by: MDB_NEXT, table: table, checkingOrder: checkingOrder, body)
         }
     }
 
@@ -125,7 +128,8 @@ public class Transaction {
     /// target, and the entry after it > the target. LMDB's branch keys carry no checksum, so a
     /// damaged one could send the seek to an older entry. Leaves the cursor on the entry.
     private func checkBackwardSeek(
-        _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, target: UnsafeRawBufferPointer, table: Table
+        _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, target: UnsafeRawBufferPointer, table: Table,
+        after: ((UnsafeRawBufferPointer?) throws -> Void)?
     ) throws {
         var found = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
         let damaged = StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a seek went astray: the B-tree is damaged; run verify")
@@ -133,9 +137,20 @@ public class Transaction {
         var nextKey = MDB_val(), nextValue = MDB_val()
         let rc = mdb_cursor_get(cursor, &nextKey, &nextValue, MDB_NEXT)
         if rc == 0 {
-            guard target.lexicographicallyPrecedes(UnsafeRawBufferPointer(start: nextKey.mv_data, count: nextKey.mv_size)) else { throw damaged }
+            let next = UnsafeRawBufferPointer(start: nextKey.mv_data, count: nextKey.mv_size)
+            guard target.lexicographicallyPrecedes(next) else { throw damaged }
+            try after?(next)
+            // One key further must follow it in turn: a damaged key right after the target (a row
+            // moved out of place) shows as keys out of order here.
+            var furtherKey = MDB_val(), furtherValue = MDB_val()
+            if mdb_cursor_get(cursor, &furtherKey, &furtherValue, MDB_NEXT) == 0,
+               !next.lexicographicallyPrecedes(UnsafeRawBufferPointer(start: furtherKey.mv_data, count: furtherKey.mv_size)) {
+                throw damaged
+            }
         } else if rc != MDB_NOTFOUND {
             try check(rc, "mdb_cursor_get(\(table.rawValue))")
+        } else {
+            try after?(nil)
         }
         // Back onto the entry found (a failed MDB_NEXT leaves the cursor where MDB_PREV would skip it).
         try found.withUnsafeMutableBytes { f in
@@ -149,13 +164,33 @@ public class Transaction {
     /// `body`, moving by `op`, until `body` returns false or the table ends.
     private func step(
         _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, from rc: Int32, by op: MDB_cursor_op, table: Table,
-        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
+        checkingOrder: Bool = true, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         var rc = rc
+        // Keys must come strictly in order: a damaged key out of place would otherwise be read
+        // as a row that point lookups cannot find. In a read transaction the previous key stays
+        // valid (pages do not change under it); a write transaction's body may change pages.
+        let checkOrder = checkingOrder && !(self is WriteTransaction)
+        var previous: UnsafeRawBufferPointer? = nil
         while rc == 0 {
             let keyBytes = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
             let valueBytes = UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
-            if try !body(keyBytes, valueBytes) { return }
+            if checkOrder, let previous, !(op == MDB_NEXT ? previous.lexicographicallyPrecedes(keyBytes) : keyBytes.lexicographicallyPrecedes(previous)) {
+                throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "keys out of order: the B-tree is damaged; run verify")
+            }
+            previous = keyBytes
+            if try !body(keyBytes, valueBytes) {
+                // The key a walk stops at must be in order with the one after it too: a damaged
+                // key at the start of a range would otherwise end the walk before the range.
+                var nextKey = MDB_val(), nextValue = MDB_val()
+                if checkOrder, mdb_cursor_get(cursor, &nextKey, &nextValue, op) == 0 {
+                    let next = UnsafeRawBufferPointer(start: nextKey.mv_data, count: nextKey.mv_size)
+                    guard op == MDB_NEXT ? keyBytes.lexicographicallyPrecedes(next) : next.lexicographicallyPrecedes(keyBytes) else {
+                        throw StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "keys out of order: the B-tree is damaged; run verify")
+                    }
+                }
+                return
+            }
             rc = mdb_cursor_get(cursor, &key, &value, op)
         }
         if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get(\(table.rawValue))") }
@@ -192,8 +227,10 @@ public class Transaction {
 
     /// Walks `table` in descending key order from the greatest key ≤ `key`, passing each borrowed
     /// key and value to `body` until it returns false.
+    /// `after`, when given, sees the key right after the one found (nil at the table's end), so a
+    /// caller can refuse what may not follow its target there.
     func walkBackward(
-        _ table: Table, atOrBefore key: [UInt8],
+        _ table: Table, atOrBefore key: [UInt8], after: ((UnsafeRawBufferPointer?) throws -> Void)? = nil,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         guard let dbi = env.dbi(table) else { return }
@@ -213,7 +250,7 @@ public class Transaction {
             } else if rc == MDB_NOTFOUND {
                 rc = mdb_cursor_get(cursor, &mdbKey, &value, MDB_LAST)
             }
-            if rc == 0 { try checkBackwardSeek(cursor, &mdbKey, &value, target: UnsafeRawBufferPointer(k), table: table) }
+            if rc == 0 { try checkBackwardSeek(cursor, &mdbKey, &value, target: UnsafeRawBufferPointer(k), table: table, after: after) }
             try step(cursor, &mdbKey, &value, from: rc, by: MDB_PREV, table: table, body)
         }
     }

@@ -160,13 +160,17 @@ struct QueryCommand: ParsableCommand {
             try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset, labels: references) { id, rowLabels in
                 var row: [String: JSONValue] = ["id": .uint(id)]
                 if needsSample {
-                    try tx.withSample(id) { view in
+                    // The query found this id among the samples; a lookup that cannot is damage.
+                    let found = try tx.withSample(id) { view in
                         if wanted.contains("taint") { row["taint"] = view.taint.json }
                         if wanted.contains("metadata") { row["metadata"] = .object(try view.metadata()) }
                         if wanted.contains("payload_bytes") { row["payload_bytes"] = .int(Int64(view.payload.count)) }
                         let embedding = wanted.contains("embedding") || embeddingWriter != nil ? view.embedding() : []
                         if wanted.contains("embedding") { row["embedding"] = .array(embedding.map(jsonNumber)) }
                         try embeddingWriter?.append(embedding)
+                    }
+                    guard found != nil else {
+                        throw StoreError.corruptRecord(store: target.store, table: "samples", key: "\(id)", detail: "found by the query but not by a lookup; run verify")
                     }
                 }
                 if wanted.contains("labels") && !references.isEmpty {
