@@ -143,4 +143,12 @@ struct MutationGapTests {
         let classes = stride(from: 2, to: bytes.count, by: 4).map { Int(bytes[$0]) | Int(bytes[$0 + 1]) << 8 }
         #expect(classes == [1, 0, 2, 3])
     }
+
+    @Test("M19: a shape whose non-zero dimensions overflow is refused even when another dimension is zero")
+    func zeroDimensionOverflow() throws {
+        // Callers multiply a row's dimensions (e.g. columns × element size) whatever the row count.
+        #expect(throws: InputError.self) { _ = try NumPyArray.dataSize(shape: [0, 1 << 62, 4], dtype: .float32, path: "x.npy") }
+        #expect(try NumPyArray.dataSize(shape: [0, 16], dtype: .float32, path: "x.npy") == 0)
+        #expect(try NumPyArray.dataSize(shape: [3, 16], dtype: .float32, path: "x.npy") == 192)
+    }
 }
