@@ -527,6 +527,21 @@ struct HardeningDamageTests {
         #expect(!(try store.read(clearance: .all) { try $0.verify() }.isClean))
     }
 
+    @Test("item 12: a damaged transaction id in LMDB's meta page (a silent rollback) is reported by verify")
+    func damagedMetaPage() throws {
+        let dir = TemporaryDirectory("harden-meta")
+        let store = try makeStore(dir, dimension: 4)
+        for id in UInt64(1)...3 { try store.write(clearance: .all) { tx in try tx.put(Sample(id: id, embedding: [1, Float(id), 0, 0])) } }
+        store.close()
+        #expect(try { let s = try Store(opening: dir.file("store")); defer { s.close() }; return try s.read(clearance: .all) { try $0.verify() }.isClean }())
+        // Bit 47 of page 1's mm_txnid (offset 144 in the meta page; 4 KiB pages).
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: dir.file("store/data.mdb")))
+        bytes[4096 + 144 + 5] ^= 0x80
+        try bytes.write(to: URL(fileURLWithPath: dir.file("store/data.mdb")))
+        let result = try runCLI(["verify", dir.file("store"), "--clearance", "all", "--format", "json"])
+        #expect(result.status == 1 && result.stdout.contains("meta pages name transactions"))
+    }
+
     @Test("item 12: labelled counts stay exact through deletes, and a read that skips rows is reported, not answered")
     func labelledCountsCrossCheckReads() throws {
         let dir = TemporaryDirectory("harden-labelled")

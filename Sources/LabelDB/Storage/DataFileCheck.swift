@@ -52,6 +52,30 @@ enum DataFileCheck {
         }
     }
 
+    /// What is wrong with the two meta pages' transaction ids, or nil. LMDB writes the meta of
+    /// transaction t into page t mod 2, so the two ids are consecutive (both 0 before the first
+    /// commit) and each page's id has its parity. LMDB keeps no checksum there: a damaged id can
+    /// make it read the other page, an older state, as current — a rollback that every record's
+    /// checksum would pass.
+    static func metaPageProblem(directory: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: directory + "/data.mdb") else { return nil }
+        defer { try? handle.close() }
+        let head = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
+        guard head.count == 160 else { return nil }
+        let pageSize = Int(read32(head, 40))
+        guard pageSize >= 512, pageSize <= 65536 else { return nil }
+        var ids: [UInt64] = []
+        for page in 0..<2 {
+            try? handle.seek(toOffset: UInt64(page * pageSize))
+            let bytes = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
+            guard bytes.count == 160, read32(bytes, 16) == magic else { return "meta page \(page) is not a valid LMDB meta page" }
+            ids.append(read64(bytes, 144))
+        }
+        let consecutive = ids[0] == ids[1] ? ids[0] == 0 : max(ids[0], ids[1]) - min(ids[0], ids[1]) == 1
+        let parity = (0..<2).allSatisfy { ids[$0] == 0 || ids[$0] % 2 == UInt64($0) }
+        return consecutive && parity ? nil : "the meta pages name transactions \(ids[0]) and \(ids[1]): one is damaged, and LMDB may be reading an older state as current"
+    }
+
     private static func read32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
     }

@@ -197,6 +197,13 @@ extension StoreVerifier {
         }
     }
 
+    /// LMDB's two meta pages (read from the file: LMDB shows only the one it chose).
+    mutating func checkMetaPages() {
+        if let detail = DataFileCheck.metaPageProblem(directory: tx.store.path) {
+            report.problems.append(.init(table: "data.mdb", key: "meta", detail: detail))
+        }
+    }
+
     /// The provenance log's hash chain.
     mutating func checkProvenance() throws {
         let log = try tx.verifyProvenanceLog()

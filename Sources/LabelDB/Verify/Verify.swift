@@ -65,6 +65,7 @@ extension Transaction {
         verifier.checkLabels()
         verifier.checkProjectors()
         try verifier.checkProvenance()
+        verifier.checkMetaPages()
         return verifier.report
     }
 }
