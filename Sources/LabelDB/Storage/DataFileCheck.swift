@@ -27,14 +27,7 @@ enum DataFileCheck {
         guard read32(head, 16) == magic, pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
             throw StoreError.notAStore(path: directory, reason: "data.mdb is not an LMDB file (no valid meta page)")
         }
-        var best: (txn: UInt64, lastPage: UInt64)? = nil
-        for page in 0..<2 {
-            try? handle.seek(toOffset: UInt64(page * pageSize))
-            let bytes = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
-            guard bytes.count == 160, read32(bytes, 16) == magic else { continue }
-            let candidate = (txn: read64(bytes, 144), lastPage: read64(bytes, 136))
-            if best == nil || candidate.txn > best!.txn { best = candidate }
-        }
+        let best = metaPages(handle, pageSize: pageSize).compactMap { $0 }.max { $0.txn < $1.txn }
         guard let best else {
             throw StoreError.notAStore(path: directory, reason: "data.mdb has no valid meta page")
         }
@@ -65,15 +58,23 @@ enum DataFileCheck {
         let pageSize = Int(read32(head, 40))
         guard pageSize >= 512, pageSize <= 65536 else { return nil }
         var ids: [UInt64] = []
-        for page in 0..<2 {
-            try? handle.seek(toOffset: UInt64(page * pageSize))
-            let bytes = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
-            guard bytes.count == 160, read32(bytes, 16) == magic else { return "meta page \(page) is not a valid LMDB meta page" }
-            ids.append(read64(bytes, 144))
+        for (page, meta) in metaPages(handle, pageSize: pageSize).enumerated() {
+            guard let meta else { return "meta page \(page) is not a valid LMDB meta page" }
+            ids.append(meta.txn)
         }
         let consecutive = ids[0] == ids[1] ? ids[0] == 0 : max(ids[0], ids[1]) - min(ids[0], ids[1]) == 1
         let parity = (0..<2).allSatisfy { ids[$0] == 0 || ids[$0] % 2 == UInt64($0) }
         return consecutive && parity ? nil : "the meta pages name transactions \(ids[0]) and \(ids[1]): one is damaged, and LMDB may be reading an older state as current"
+    }
+
+    /// The transaction id and last page of each of the two meta pages (nil for one without LMDB's magic).
+    private static func metaPages(_ handle: FileHandle, pageSize: Int) -> [(txn: UInt64, lastPage: UInt64)?] {
+        (0..<2).map { page in
+            try? handle.seek(toOffset: UInt64(page * pageSize))
+            let bytes = [UInt8]((try? handle.read(upToCount: 160)) ?? Data())
+            guard bytes.count == 160, read32(bytes, 16) == magic else { return nil }
+            return (read64(bytes, 144), read64(bytes, 136))
+        }
     }
 
     private static func read32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
