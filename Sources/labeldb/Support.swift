@@ -16,31 +16,15 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError
+            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError
     }
 
-    /// The exit code an error maps to.
+    /// The exit code an error maps to (the library's ``ErrorClass``, plus this tool's own errors).
     static func code(for error: any Error) -> Int32 {
         switch error {
-        case let error as StoreError:
-            switch error {
-            case .sampleNotFound: checkFailed
-            case .invalidSchema, .invalidSample, .duplicateID, .idExists, .idHeldByHiddenSample, .alreadyExists: badInput
-            default: storeError
-            }
-        case let error as LabelError:
-            switch error {
-            case .unknownLabelSet, .unknownVersion: checkFailed
-            default: badInput
-            }
-        case let error as ProjectorError:
-            switch error {
-            case .unknownProjector, .unknownVersion, .unknownHead, .notCleared, .notClearedHead: checkFailed
-            default: badInput
-            }
-        case is InputError, is JSONParseError, is UsageError, is QueryError, is QueryParseError, is TaintError: badInput
+        case is UsageError: badInput
         case is CheckFailed: checkFailed
-        default: storeError
+        default: ErrorClass(error).rawValue
         }
     }
 }
@@ -130,12 +114,6 @@ func printJSON(_ value: JSONValue) {
     print(value.serialized())
 }
 
-/// A `Float` as a JSON number in its shortest decimal form (not widened to `Double` digits).
-func jsonNumber(_ value: Float) -> JSONValue {
-    guard value.isFinite else { return .null }
-    if value == value.rounded(), abs(value) < 1e15 { return .int(Int64(value)) }
-    return .double(Double("\(value)") ?? Double(value))
-}
 
 /// Writes to standard error.
 func printError(_ text: String) {

@@ -251,6 +251,88 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
         SoftLabelCodec.normalise(out)
     }
 
+    /// Decodes `bytes` into the compact form: the row's `k` most probable classes with their
+    /// probabilities (as ``decode(_:into:)`` would give them), and returns the leftover mass.
+    ///
+    /// Top-K and adaptive rows are read as stored (most probable first), without expanding them to
+    /// `classCount` floats; a row that keeps fewer than `k` classes is padded with class −1 and
+    /// probability 0, and the mass of kept classes past `k` joins the leftover. Dense rows, and
+    /// damaged rows (a class twice, a value not finite or negative), are decoded in full and their
+    /// `k` largest taken (ties by smaller class).
+    public func decodeCompact(
+        _ bytes: UnsafeRawBufferPointer, classCount c: Int, k: Int,
+        classes: UnsafeMutablePointer<Int32>, probabilities: UnsafeMutablePointer<Float>
+    ) throws -> Float {
+        if let entries = try storedEntries(bytes, classCount: c) {
+            let kept = entries.values.reduce(0, +)
+            // decode() spreads the leftover over the other classes, then divides by the total.
+            let spread = entries.indices.count < c ? entries.rest : 0
+            let total = kept + spread
+            if total > 0, total.isFinite {
+                let scale = 1 / total
+                var inside: Float = 0
+                for i in 0..<k {
+                    guard i < entries.indices.count else { classes[i] = -1; probabilities[i] = 0; continue }
+                    classes[i] = Int32(entries.indices[i])
+                    probabilities[i] = entries.values[i] * scale
+                    inside += probabilities[i]
+                }
+                return max(0, 1 - inside)
+            }
+        }
+        var dense = [Float](repeating: 0, count: c)
+        try dense.withUnsafeMutableBufferPointer { try decode(bytes, into: $0) }
+        let top = dense.withUnsafeBufferPointer { SoftLabelCodec.topIndices($0, min(k, c)) }
+        var inside: Float = 0
+        for i in 0..<k {
+            guard i < top.count else { classes[i] = -1; probabilities[i] = 0; continue }
+            classes[i] = Int32(top[i])
+            probabilities[i] = dense[top[i]]
+            inside += dense[top[i]]
+        }
+        return max(0, 1 - inside)
+    }
+
+    /// The stored entries of a top-K or adaptive row (classes, values, leftover), or nil when the
+    /// codec is dense or the row needs decode()'s cleaning (a repeated class, a value that is not
+    /// finite or is negative).
+    private func storedEntries(_ bytes: UnsafeRawBufferPointer, classCount c: Int) throws -> (indices: [Int], values: [Float], rest: Float)? {
+        var reader = ByteReader(bytes)
+        var indices: [Int] = [], values: [Float] = []
+        let rest: Float
+        switch self {
+        case .denseF32, .denseF16:
+            return nil
+        case .topKF16(let k):
+            guard bytes.count == 2 + 4 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
+            rest = Float(Float16(bitPattern: try reader.u16()))
+            for _ in 0..<k {
+                indices.append(Int(try reader.u16()))
+                values.append(Float(Float16(bitPattern: try reader.u16())))
+            }
+        case .adaptive:
+            let k = Int(try reader.u16("K"))
+            guard k >= 1, k <= c, bytes.count == 4 + 4 * k else { throw RecordDecodingError(detail: "adaptive label with K = \(k) in \(bytes.count) bytes") }
+            rest = Float(Float16(bitPattern: try reader.u16()))
+            for _ in 0..<k {
+                indices.append(Int(try reader.u16()))
+                values.append(Float(Float16(bitPattern: try reader.u16())))
+            }
+        case .topKU8(let k):
+            guard bytes.count == 6 + 3 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
+            let hi = Float(Float16(bitPattern: try reader.u16()))
+            let lo = Float(Float16(bitPattern: try reader.u16()))
+            rest = Float(Float16(bitPattern: try reader.u16()))
+            for _ in 0..<k {
+                indices.append(Int(try reader.u16()))
+                values.append(exp(lo + Float(try reader.u8()) / 255 * (hi - lo)))
+            }
+        }
+        if let bad = indices.first(where: { $0 >= c }) { throw RecordDecodingError(detail: "class index \(bad) ≥ \(c)") }
+        guard rest.isFinite, rest >= 0, values.allSatisfy({ $0.isFinite && $0 >= 0 }), Set(indices).count == indices.count else { return nil }
+        return (indices, values, rest)
+    }
+
     private static func decodeTopF16(_ reader: inout ByteReader, k: Int, into out: UnsafeMutableBufferPointer<Float>) throws {
         let rest = Float(Float16(bitPattern: try reader.u16()))
         try reader.need(4 * k, "top-K entries")

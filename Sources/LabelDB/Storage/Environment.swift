@@ -131,6 +131,13 @@ final class Environment: @unchecked Sendable {
         return try body()
     }
 
+    /// Takes the shared hold of the resize lock for a transaction that outlives one call (a
+    /// session); ``releasePermit()`` gives it back.
+    func acquirePermit() { pthread_rwlock_rdlock(&resizeLock) }
+
+    /// Gives back a hold taken by ``acquirePermit()``.
+    func releasePermit() { pthread_rwlock_unlock(&resizeLock) }
+
     /// The current map size in bytes.
     var mapSize: Int {
         var info = MDB_envinfo()
@@ -144,6 +151,19 @@ final class Environment: @unchecked Sendable {
         defer { pthread_rwlock_unlock(&resizeLock) }
         let current = mapSize
         try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize")
+    }
+
+    /// Grows the map like ``growMap()``, but gives up after `seconds` and returns false: a
+    /// session's caller may hold a read session open on this very thread, which would wait forever.
+    func growMap(waitingAtMost seconds: Int) throws -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_sec += seconds
+        guard pthread_rwlock_timedwrlock(&resizeLock, &deadline) == 0 else { return false }
+        defer { pthread_rwlock_unlock(&resizeLock) }
+        let current = mapSize
+        try check(mdb_env_set_mapsize(handle, current * 2), "mdb_env_set_mapsize")
+        return true
     }
 
     /// Adopts the map size another process has set (after `MDB_MAP_RESIZED`).
@@ -161,6 +181,11 @@ final class Environment: @unchecked Sendable {
                 preconditionFailure("LabelDB: Store.write called inside a write on the same thread (it would deadlock)")
             }
         }
+    }
+
+    /// True when this thread holds the write transaction (a second would deadlock on LMDB's mutex).
+    var isWriterThread: Bool {
+        stateLock.withLock { writerThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
     }
 
     func setWriter(_ active: Bool) {

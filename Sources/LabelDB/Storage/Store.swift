@@ -369,28 +369,7 @@ public final class Store: @unchecked Sendable {
                     if tx.sawMapFull { retry = .grow; return }
                     throw error
                 }
-                if !tx.sawMapFull {
-                    // Every write leaves a provenance record (the one the closure described, or a
-                    // generic one naming what changed).
-                    do {
-                        try tx.recordPartitionCount()
-                        try tx.appendProvenance()
-                    } catch {
-                        mdb_txn_abort(txn)
-                        if tx.sawMapFull { retry = .grow; return }
-                        throw error
-                    }
-                }
-                if tx.sawMapFull {
-                    // The closure swallowed MDB_MAP_FULL; the transaction is unusable either way.
-                    mdb_txn_abort(txn)
-                    retry = .grow
-                    return
-                }
-                // mdb_txn_commit frees the transaction whether or not it succeeds.
-                let commit = mdb_txn_commit(txn)
-                if commit == MDB_MAP_FULL { retry = .grow; return }
-                try LabelDB.check(commit, "mdb_txn_commit")
+                guard try commitWrite(tx, txn!) else { retry = .grow; return }
                 outcome = value
             }
             switch retry {
@@ -400,6 +379,37 @@ public final class Store: @unchecked Sendable {
             }
         }
     }
+
+    /// Finishes a write transaction: records the partition count and the provenance record,
+    /// then commits. Returns false when the map filled (the transaction is then aborted: grow the
+    /// map and replay); LMDB's transaction is ended either way.
+    func commitWrite(_ tx: WriteTransaction, _ txn: OpaquePointer) throws -> Bool {
+        if !tx.sawMapFull {
+            // Every write leaves a provenance record (the one the closure described, or a
+            // generic one naming what changed).
+            do {
+                try tx.recordPartitionCount()
+                try tx.appendProvenance()
+            } catch {
+                mdb_txn_abort(txn)
+                if tx.sawMapFull { return false }
+                throw error
+            }
+        }
+        if tx.sawMapFull {
+            // The closure swallowed MDB_MAP_FULL; the transaction is unusable either way.
+            mdb_txn_abort(txn)
+            return false
+        }
+        // mdb_txn_commit frees the transaction whether or not it succeeds.
+        let commit = mdb_txn_commit(txn)
+        if commit == MDB_MAP_FULL { return false }
+        try LabelDB.check(commit, "mdb_txn_commit")
+        return true
+    }
+
+    /// False once ``close()`` has run.
+    public var isOpen: Bool { !closeLock.withLock { isClosed } }
 
     // MARK: Files
 

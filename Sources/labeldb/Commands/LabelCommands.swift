@@ -299,51 +299,9 @@ struct LabelsDiffCommand: ParsableCommand {
     }
 }
 
-/// The JSON form of a version record (format-spec/cli.md).
-func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
-    var object: [String: JSONValue] = [
-        "version": .int(Int64(v.version)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
-        "kind": .string(v.kind.rawValue), "rows": .int(Int64(v.rows)), "labelled": .int(Int64(v.labelled)),
-        "soft_bytes": .int(Int64(v.softBytes)), "source": v.sourceLabel.json,
-        "statistics_redacted": .bool(v.statisticsRedacted),
-    ]
-    if let f = v.fidelity {
-        object["fidelity"] = ["mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
-                              "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
-    } else {
-        object["fidelity"] = .null
-    }
-    return object
-}
-
 func fidelityText(_ f: Fidelity, codec: SoftLabelCodec) -> String {
     String(format: "%@: mean KL %.3g nats, max KL %.3g, top-1 agreement %.2f%%, %.1f bytes/label (%.2f%% of dense:f32)",
            codec.description, f.meanKL, f.maxKL, f.top1Agreement * 100, f.bytesPerLabel, f.ratioToDenseF32 * 100)
-}
-
-/// Row-wise softmax(z / T), numerically stable; rejects non-finite logits.
-func softmaxRows(_ z: inout [Float], columns: Int, temperature: Float, file: String) throws {
-    let rows = z.count / max(columns, 1)
-    for r in 0..<rows {
-        let base = r * columns
-        var m = -Float.infinity
-        for j in 0..<columns {
-            let v = z[base + j]
-            guard v.isFinite else { throw InputError(file: file, location: "row \(r), column \(j)", reason: "logit is \(v)") }
-            guard (v / temperature).isFinite else {
-                throw InputError(file: file, location: "row \(r), column \(j)", reason: "logit \(v) / temperature \(temperature) overflows a float; use a larger --temperature")
-            }
-            m = max(m, v / temperature)
-        }
-        var sum: Double = 0
-        for j in 0..<columns {
-            let e = exp(z[base + j] / temperature - m)
-            z[base + j] = e
-            sum += Double(e)
-        }
-        let scale = Float(1 / sum)
-        for j in 0..<columns { z[base + j] *= scale }
-    }
 }
 
 /// Reads a 1-D ids file.
@@ -351,26 +309,6 @@ func readIDs(_ path: String) throws -> [UInt64] {
     let array = try NumPyArray.read(path)
     guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of ids, found shape \(array.shape)") }
     return try array.ids(file: path)
-}
-
-/// The JSON form of one sample's label in a label set: version, agent and the top classes.
-func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [String], top: Int = 5) -> JSONValue {
-    var object: [String: JSONValue] = [
-        "version": .int(Int64(version)), "row_version": .int(Int64(label.version)),
-        "agent": .string(set.versions[label.version - 1].agent),
-    ]
-    if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
-    if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
-    object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
-    object["taint"] = label.taint.json
-    return .object(object)
-}
-
-/// The `count` most probable classes of `p` (ties to the smaller index; zero-probability classes
-/// left out) as `[{"class", "name", "p"}]`.
-func topClassesJSON(_ p: [Float], classes: [String], count: Int = 5) -> JSONValue {
-    let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(count).filter { p[$0] > 0 }
-    return .array(order.map { ["class": .int(Int64($0)), "name": .string(classes[$0]), "p": jsonNumber(p[$0])] })
 }
 
 /// The same classes as text: `cat 0.81, dog 0.12, …`.

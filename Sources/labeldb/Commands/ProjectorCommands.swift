@@ -153,29 +153,6 @@ struct ProjectorShowCommand: ParsableCommand {
     }
 }
 
-/// The JSON form of a projector version (format-spec/cli.md).
-func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> [String: JSONValue] {
-    let r = v.report
-    let denseF16 = 2.0 * Double(classes) * Double(v.samples)
-    let stored = Double(labelSet?.versions.prefix(v.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0)
-    let total = Double(v.parameterBytes + v.correctionBytes)
-    return [
-        "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
-        "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
-        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "fit_temperature": .bool(v.options.fitTemperature), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
-        "samples": .int(Int64(v.samples)), "train_rows": .int(Int64(r.trainRows)), "holdout_rows": .int(Int64(r.holdoutRows)),
-        "train_mean_kl": .double(r.trainMeanKL), "train_max_kl": .double(r.trainMaxKL), "train_top1": .double(r.trainTop1),
-        "holdout_mean_kl": .double(r.holdoutMeanKL), "holdout_max_kl": .double(r.holdoutMaxKL), "holdout_top1": .double(r.holdoutTop1),
-        "closed_form_mean_kl": .double(r.closedFormMeanKL), "fit_seconds": .double(r.seconds),
-        "max_kl": v.maxKL.map { .double($0) } ?? .null, "top1_bound": .bool(v.requireTop1),
-        "corrections": .int(Int64(v.corrections)), "correction_bytes": .int(Int64(v.correctionBytes)),
-        "parameter_bytes": .int(Int64(v.parameterBytes)), "total_bytes": .int(Int64(total)),
-        "ratio_to_dense_f32": .double(total / (2 * denseF16)), "ratio_to_dense_f16": .double(total / denseF16),
-        "ratio_to_stored": stored > 0 ? .double(total / stored) : .null,
-        "taint": v.statisticsRedacted ? .null : v.taintLabel.json,
-    ]
-}
-
 func projectorText(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> String {
     let json = projectorVersionJSON(v, name: name, labelSet: labelSet, classes: classes)
     let r = v.report

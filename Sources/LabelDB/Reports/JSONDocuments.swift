@@ -1,0 +1,71 @@
+import Foundation
+
+// The JSON documents every shell prints or returns (format-spec/cli.md): the CLI writes them, the
+// C API and the Python package return them, so all three give the same answers.
+
+/// The JSON form of a version record (format-spec/cli.md).
+public func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
+    var object: [String: JSONValue] = [
+        "version": .int(Int64(v.version)), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "kind": .string(v.kind.rawValue), "rows": .int(Int64(v.rows)), "labelled": .int(Int64(v.labelled)),
+        "soft_bytes": .int(Int64(v.softBytes)), "source": v.sourceLabel.json,
+        "statistics_redacted": .bool(v.statisticsRedacted),
+    ]
+    if let f = v.fidelity {
+        object["fidelity"] = ["mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
+                              "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
+    } else {
+        object["fidelity"] = .null
+    }
+    return object
+}
+
+/// The JSON form of one sample's label in a label set: version, agent and the top classes.
+public func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [String], top: Int = 5) -> JSONValue {
+    var object: [String: JSONValue] = [
+        "version": .int(Int64(version)), "row_version": .int(Int64(label.version)),
+        "agent": .string(set.versions[label.version - 1].agent),
+    ]
+    if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
+    if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
+    object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
+    object["taint"] = label.taint.json
+    return .object(object)
+}
+
+/// The `count` most probable classes of `p` (ties to the smaller index; zero-probability classes
+/// left out) as `[{"class", "name", "p"}]`.
+public func topClassesJSON(_ p: [Float], classes: [String], count: Int = 5) -> JSONValue {
+    let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(count).filter { p[$0] > 0 }
+    return .array(order.map { ["class": .int(Int64($0)), "name": .string(classes[$0]), "p": jsonNumber(p[$0])] })
+}
+
+/// The JSON form of a projector version (format-spec/cli.md).
+public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> [String: JSONValue] {
+    let r = v.report
+    let denseF16 = 2.0 * Double(classes) * Double(v.samples)
+    let stored = Double(labelSet?.versions.prefix(v.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0)
+    let total = Double(v.parameterBytes + v.correctionBytes)
+    return [
+        "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
+        "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
+        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "fit_temperature": .bool(v.options.fitTemperature), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "samples": .int(Int64(v.samples)), "train_rows": .int(Int64(r.trainRows)), "holdout_rows": .int(Int64(r.holdoutRows)),
+        "train_mean_kl": .double(r.trainMeanKL), "train_max_kl": .double(r.trainMaxKL), "train_top1": .double(r.trainTop1),
+        "holdout_mean_kl": .double(r.holdoutMeanKL), "holdout_max_kl": .double(r.holdoutMaxKL), "holdout_top1": .double(r.holdoutTop1),
+        "closed_form_mean_kl": .double(r.closedFormMeanKL), "fit_seconds": .double(r.seconds),
+        "max_kl": v.maxKL.map { .double($0) } ?? .null, "top1_bound": .bool(v.requireTop1),
+        "corrections": .int(Int64(v.corrections)), "correction_bytes": .int(Int64(v.correctionBytes)),
+        "parameter_bytes": .int(Int64(v.parameterBytes)), "total_bytes": .int(Int64(total)),
+        "ratio_to_dense_f32": .double(total / (2 * denseF16)), "ratio_to_dense_f16": .double(total / denseF16),
+        "ratio_to_stored": stored > 0 ? .double(total / stored) : .null,
+        "taint": v.statisticsRedacted ? .null : v.taintLabel.json,
+    ]
+}
+
+/// A `Float` as a JSON number in its shortest decimal form (not widened to `Double` digits).
+public func jsonNumber(_ value: Float) -> JSONValue {
+    guard value.isFinite else { return .null }
+    if value == value.rounded(), abs(value) < 1e15 { return .int(Int64(value)) }
+    return .double(Double("\(value)") ?? Double(value))
+}
