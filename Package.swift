@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "LabelDB", targets: ["LabelDB"]),
         .executable(name: "labeldb", targets: ["labeldb"]),
+        // The C API (include: Sources/CLabelDB/include/labeldb.h), which the Python package loads.
+        .library(name: "LabelDBC", type: .dynamic, targets: ["LabelDBC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -17,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .target(name: "LabelDB", dependencies: ["CLMDB", "COpenBLAS", "CXXHash"]),
+        .target(name: "CLabelDB", path: "Sources/CLabelDB"),
+        .target(name: "LabelDBC", dependencies: ["LabelDB", "CLabelDB"]),
         .executableTarget(
             name: "labeldb",
             dependencies: ["LabelDB", .product(name: "ArgumentParser", package: "swift-argument-parser")]

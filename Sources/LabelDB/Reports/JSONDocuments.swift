@@ -69,3 +69,59 @@ public func jsonNumber(_ value: Float) -> JSONValue {
     if value == value.rounded(), abs(value) < 1e15 { return .int(Int64(value)) }
     return .double(Double("\(value)") ?? Double(value))
 }
+
+/// The JSON summary of a label set, one line of `labels list` (format-spec/cli.md).
+public func labelSetSummaryJSON(_ set: LabelSet) -> JSONValue {
+    let latest = set.versions.last
+    return ["name": .string(set.name), "latest": .int(Int64(set.latest)), "codec": set.codec.map { .string($0.description) } ?? .null,
+            "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? ""),
+            "statistics_redacted": .bool(latest?.statisticsRedacted ?? false)]
+}
+
+/// The JSON summary of a projector's latest version, one line of `projectors list`.
+public func projectorSummaryJSON(_ projector: Projector) -> JSONValue {
+    guard let v = projector.versions.last else { return ["name": .string(projector.name), "latest": 0] }
+    return ["name": .string(projector.name), "latest": .int(Int64(projector.latest)), "rank": .int(Int64(v.options.rank)),
+            "source": .string("\(v.sourceSet)@\(v.sourceVersion)"), "head": v.head.map { .string($0) } ?? .null,
+            "taint": v.statisticsRedacted ? .null : v.taintLabel.json, "usable": .bool(!v.statisticsRedacted)]
+}
+
+/// The JSON form of `info`: counts as the clearance sees them, the schema, sizes, the format version.
+public func storeInfoJSON(_ store: Store, count: Int, tags: [String]) -> JSONValue {
+    let schema = store.schema
+    return [
+        "path": .string(store.path),
+        "count": .int(Int64(count)),
+        "dim": .int(Int64(schema.dimension)),
+        "dtype": .string(schema.elementType.rawValue),
+        "classes": .array(schema.classes.map { .string($0) }),
+        "format_version": .int(Int64(store.formatVersion)),
+        "bytes_on_disk": .int(Int64(store.bytesOnDisk)),
+        "rows_per_block": .int(Int64(schema.rowsPerBlock)),
+        "read_only": .bool(store.isReadOnly),
+        "tags": .array(tags.map { .string($0) }),
+    ]
+}
+
+/// The JSON form of one query's kNN label (`knn --labels`, one object per query).
+public func knnLabelJSON(_ result: KNNLabelResult, query: Int, classes: [String]) -> JSONValue {
+    [
+        "query": .int(Int64(query)), "probs": .array(result.probabilities.map(jsonNumber)),
+        "label": result.label.json, "conservative_label": result.conservativeLabel.json,
+        "neighbors": .array(result.neighbors.map { ["id": .uint($0.id), "similarity": jsonNumber($0.similarity)] }),
+        "witness": .array(result.witness.map { .uint($0) }),
+        "context": .array(result.context.map { .string($0) }), "contexts_tried": .int(Int64(result.contextsTried)),
+        "top": topClassesJSON(result.probabilities, classes: classes),
+    ]
+}
+
+/// The JSON form of a verification report (`verify --format json`).
+public func verificationJSON(_ report: VerificationReport) -> JSONValue {
+    [
+        "ok": .bool(report.isClean),
+        "samples_checked": .int(Int64(report.samplesChecked)),
+        "blocks_checked": .int(Int64(report.blocksChecked)),
+        "records_checked": .int(Int64(report.recordsChecked)),
+        "problems": .array(report.problems.map { ["table": .string($0.table), "key": .string($0.key), "detail": .string($0.detail)] }),
+    ]
+}

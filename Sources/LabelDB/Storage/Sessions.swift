@@ -192,6 +192,12 @@ public final class WriteSession {
         }
     }
 
+    /// Runs `body`, which only reads, in the write transaction (it sees the session's changes). It
+    /// is not kept for replay, and its failure does not fail the session.
+    public func runReading<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try body(try checkUsable())
+    }
+
     /// Commits every change of the session. The session ends whether or not this succeeds.
     ///
     /// - Throws: ``SessionError`` when the session cannot be used (it is then aborted), or ``LMDBError``.

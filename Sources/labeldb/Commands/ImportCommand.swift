@@ -131,15 +131,8 @@ struct ImportInput {
             guard objects.count == rows else {
                 throw InputError(file: meta, reason: "\(objects.count) lines for \(rows) embedding rows in \(embeddings)")
             }
-            // A row's "taint" member adds its tags to the import's, and is consumed.
-            for row in objects.indices {
-                guard let rowTaint = objects[row].removeValue(forKey: "taint") else { continue }
-                let parsed: TaintLabel
-                do { parsed = try TaintLabel(json: rowTaint) } catch {
-                    throw InputError(file: meta, location: "line \(row + 1)", reason: "\(error) in the \"taint\" member")
-                }
-                if taints == nil { taints = Array(repeating: taint, count: rows) }
-                taints![row] = TaintLabel(secrecy: taint.secrecy.union(parsed.secrecy), integrity: taint.integrity.union(parsed.integrity))
+            if let rowTaints = try SampleBatch.takeTaintMembers(&objects, base: taint, file: meta, location: { "line \($0 + 1)" }) {
+                taints = rowTaints
             }
             metadata = objects
         }

@@ -140,9 +140,7 @@ struct LabelsListCommand: ParsableCommand {
             let latest = set.versions.last
             switch format {
             case .json:
-                printJSON(["name": .string(set.name), "latest": .int(Int64(set.latest)), "codec": set.codec.map { .string($0.description) } ?? .null,
-                           "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? ""),
-                           "statistics_redacted": .bool(latest?.statisticsRedacted ?? false)])
+                printJSON(labelSetSummaryJSON(set))
             case .text:
                 let labelled = latest?.statisticsRedacted == true ? "counts hidden under this clearance" : "\(latest?.labelled ?? 0) labelled"
                 print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(labelled)  (latest by \(latest?.agent ?? "-"))")

@@ -120,9 +120,7 @@ struct ProjectorListCommand: ParsableCommand {
             let v = projector.versions.last!
             switch format {
             case .json:
-                printJSON(["name": .string(projector.name), "latest": .int(Int64(projector.latest)), "rank": .int(Int64(v.options.rank)),
-                           "source": .string("\(v.sourceSet)@\(v.sourceVersion)"), "head": v.head.map { .string($0) } ?? .null,
-                           "taint": v.statisticsRedacted ? .null : v.taintLabel.json, "usable": .bool(!v.statisticsRedacted)])
+                printJSON(projectorSummaryJSON(projector))
             case .text:
                 let usable = v.statisticsRedacted ? "  (fitted on data this clearance does not admit)" : ""
                 print("\(projector.name)  v\(projector.latest)  rank \(v.options.rank)  from \(v.sourceSet)@\(v.sourceVersion)\(v.head.map { "  head \($0)" } ?? "")  taint \(v.statisticsRedacted ? "hidden" : "\(v.taintLabel)")\(usable)")

@@ -56,16 +56,9 @@ struct KNNCommand: ParsableCommand {
                                  include: try filter.map { try tx.matcher(for: $0) })
             }
             for (i, result) in results.enumerated() {
-                let neighbors: JSONValue = .array(result.neighbors.map { ["id": .uint($0.id), "similarity": jsonNumber($0.similarity)] })
                 switch format {
                 case .json:
-                    printJSON([
-                        "query": .int(Int64(i)), "probs": .array(result.probabilities.map(jsonNumber)),
-                        "label": result.label.json, "conservative_label": result.conservativeLabel.json,
-                        "neighbors": neighbors, "witness": .array(result.witness.map { .uint($0) }),
-                        "context": .array(result.context.map { .string($0) }), "contexts_tried": .int(Int64(result.contextsTried)),
-                        "top": topClassesJSON(result.probabilities, classes: classes),
-                    ])
+                    printJSON(knnLabelJSON(result, query: i, classes: classes))
                 case .text:
                     print("query \(i): \(topClassesText(topClassesJSON(result.probabilities, classes: classes))); label \(result.label); conservative \(result.conservativeLabel); witness \(result.witness.map(String.init).joined(separator: ","))")
                 }

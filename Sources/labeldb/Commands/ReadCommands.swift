@@ -107,18 +107,7 @@ struct InfoCommand: ParsableCommand {
         let schema = store.schema
         switch format {
         case .json:
-            printJSON([
-                "path": .string(store.path),
-                "count": .int(Int64(count)),
-                "dim": .int(Int64(schema.dimension)),
-                "dtype": .string(schema.elementType.rawValue),
-                "classes": .array(schema.classes.map { .string($0) }),
-                "format_version": .int(Int64(store.formatVersion)),
-                "bytes_on_disk": .int(Int64(store.bytesOnDisk)),
-                "rows_per_block": .int(Int64(schema.rowsPerBlock)),
-                "read_only": .bool(store.isReadOnly),
-                "tags": .array(tags.map { .string($0) }),
-            ])
+            printJSON(storeInfoJSON(store, count: count, tags: tags))
         case .text:
             print("store: \(store.path)")
             print("samples: \(count)")
@@ -184,13 +173,7 @@ struct VerifyCommand: ParsableCommand {
     func printReport(_ report: VerificationReport) {
         switch format {
         case .json:
-            printJSON([
-                "ok": .bool(report.isClean),
-                "samples_checked": .int(Int64(report.samplesChecked)),
-                "blocks_checked": .int(Int64(report.blocksChecked)),
-                "records_checked": .int(Int64(report.recordsChecked)),
-                "problems": .array(report.problems.map { ["table": .string($0.table), "key": .string($0.key), "detail": .string($0.detail)] }),
-            ])
+            printJSON(verificationJSON(report))
         case .text:
             for problem in report.problems { print(problem) }
             print(report.isClean

@@ -1,0 +1,262 @@
+/* labeldb.h — the C API of LabelDB, an embedded store for labelled machine-learning corpora.
+ *
+ * DESIGN
+ *
+ * One engine serves every language. The Swift library holds all of LabelDB's logic (the format,
+ * clearances, codecs, regeneration, kNN, provenance); the `labeldb` command line, this C API and
+ * the Python package are thin shells over it, so they give the same answers. Nothing here
+ * re-implements the format.
+ *
+ * The API follows LMDB's shape. A store handle (ldb_store) is opened once per process and
+ * directory; a transaction handle (ldb_txn) is a snapshot (read) or the one writer (write) under
+ * a clearance that decides what it can see. Bulk data crosses the boundary in arrays the caller
+ * owns: ids in, columns out, one call per batch rather than per row (ldb_get_many). Small
+ * structured results (store information, label sets, projectors, reports) come back as JSON text
+ * — the same documents `labeldb --format json` prints (format-spec/cli.md) — and options go in as
+ * JSON text, so the ABI stays small as the engine grows.
+ *
+ * ERRORS
+ *
+ * Every function that can fail returns an int: LDB_OK (0), or the class of the failure, the same
+ * classes as the command line's exit codes:
+ *   LDB_NOT_FOUND   (1)  a requested item does not exist or the clearance hides it;
+ *   LDB_BAD_INPUT   (2)  bad arguments or data, a misused handle, a refusal; nothing was written;
+ *   LDB_STORE_ERROR (3)  damaged bytes, LMDB, the file system.
+ * ldb_last_error() then returns a message naming what is wrong and where; ldb_last_error_refused()
+ * tells a refusal (a clearance that sees too little, a missing privilege) from other bad input.
+ * Both describe the last failing call on the calling thread. No Swift error or trap crosses the
+ * boundary: arguments are checked before the engine sees them, and a NULL where an array is
+ * needed is LDB_BAD_INPUT, not a crash.
+ *
+ * MEMORY
+ *
+ * The caller owns every array it passes, in and out; the library only reads the "in" ones during
+ * the call and only writes the "out" ones during the call. Strings and arrays the library
+ * allocates are returned through `char **` / `uint64_t **` parameters and freed with ldb_free().
+ * Variable-size columns of ldb_get_many (metadata, payloads, taint labels) point into memory the
+ * transaction owns: valid until the next call on that transaction, or its end.
+ *
+ * THREADS AND PROCESSES
+ *
+ * A store handle may be shared by threads. A transaction handle belongs to the thread that began
+ * it: using it from another thread is LDB_BAD_INPUT (LMDB ties a write transaction to its thread).
+ * Only one write transaction is open at a time per store across all threads and processes; a
+ * second ldb_txn_begin for writing waits for the first to end (on the same thread it is
+ * LDB_BAD_INPUT, since it would wait forever). An open read transaction pins the pages of its
+ * snapshot: keep it short. LMDB environments must not cross fork(): a handle used in a child
+ * process is LDB_BAD_INPUT; open the store again in the child (after exec, or lazily in each
+ * worker process). Store handles must have no open transactions when closed.
+ */
+#ifndef LABELDB_H
+#define LABELDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Return codes: the error classes. */
+enum {
+    LDB_OK = 0,
+    LDB_NOT_FOUND = 1,
+    LDB_BAD_INPUT = 2,
+    LDB_STORE_ERROR = 3
+};
+
+/** Flags of ldb_open. */
+enum {
+    /** Open for writing (the default is read-only). */
+    LDB_WRITE = 1
+};
+
+/** Forms of soft labels in ldb_get_many. */
+enum {
+    LDB_SOFT_NONE = 0,
+    /** C floats per row. */
+    LDB_SOFT_DENSE = 1,
+    /** The K most probable classes, their probabilities and the leftover mass. */
+    LDB_SOFT_COMPACT = 2
+};
+
+/** An open store. Opaque. */
+typedef struct ldb_store ldb_store;
+/** A read or write transaction. Opaque. */
+typedef struct ldb_txn ldb_txn;
+
+/** The message of the last failing call on this thread ("" when none). Valid until the next
+ *  failing call on this thread. */
+const char *ldb_last_error(void);
+
+/** 1 when the last failing call on this thread was a refusal (class LDB_BAD_INPUT), else 0. */
+int ldb_last_error_refused(void);
+
+/** The library's version and the store format version it writes, as "VERSION format N". Static. */
+const char *ldb_version(void);
+
+/** Frees a string or array the library returned. NULL is ignored. */
+void ldb_free(void *pointer);
+
+/* ---- Stores ------------------------------------------------------------------------------ */
+
+/** Opens the store in directory `path` (read-only unless flags has LDB_WRITE) into *out.
+ *  Errors: LDB_STORE_ERROR when it is not a store or cannot be opened. A directory already open
+ *  in this process for reading cannot be opened again for writing (LDB_STORE_ERROR). */
+int ldb_open(const char *path, int flags, ldb_store **out);
+
+/** Creates a store in `path` (missing or an empty directory) and opens it for writing.
+ *  `schema_json`: {"dimension": d, "classes": ["a", ...] or a count, "element": "f32"|"f16"}.
+ *  Errors: LDB_BAD_INPUT for a bad schema or a directory that is not empty; nothing is left behind. */
+int ldb_create(const char *path, const char *schema_json, ldb_store **out);
+
+/** Closes the store and frees the handle. LDB_BAD_INPUT (and the handle stays open) while
+ *  transactions begun on it are open. NULL is ignored. */
+int ldb_close(ldb_store *store);
+
+/** The store's information as JSON in *json (free with ldb_free): path, format_version,
+ *  read_only, dimension, element, classes. */
+int ldb_info(ldb_store *store, char **json);
+
+/** Checks every record (as `labeldb verify --in-process`); the report JSON in *json. Needs a
+ *  clearance that sees the whole store (else LDB_BAD_INPUT, refused). A damaged store is not an
+ *  error of this call: the report says what is wrong ("ok": false). */
+int ldb_verify(ldb_store *store, const char *clearance, char **json);
+
+/** Fits projector `name` (a new version) from the options JSON: {"from": "SET[@V]", "rank": r,
+ *  "head": name, "max_kl": x, "top1": bool, "epochs": n, "holdout": f, "seed": s,
+ *  "agent": text, "clearance": text}; the version's JSON (as `projectors show`) in *json.
+ *  Runs its own transactions: no transaction of this thread may be open for writing. */
+int ldb_fit_projector(ldb_store *store, const char *name, const char *options_json, char **json);
+
+/* ---- Transactions ------------------------------------------------------------------------ */
+
+/** Begins a transaction under `clearance` ("all", "public", "secrecy=a,b;integrity=c"), for
+ *  writing when `write` is non-zero (the store must be open for writing). */
+int ldb_txn_begin(ldb_store *store, const char *clearance, int write, ldb_txn **out);
+
+/** Commits a write transaction (a read transaction just ends) and frees the handle, whether or
+ *  not it succeeds. After a failing call in a write transaction, commit fails (LDB_BAD_INPUT)
+ *  and nothing is written. */
+int ldb_txn_commit(ldb_txn *txn);
+
+/** Ends a transaction without writing anything and frees the handle. NULL is ignored. */
+void ldb_txn_abort(ldb_txn *txn);
+
+/* ---- Reading ----------------------------------------------------------------------------- */
+
+/** The number of samples the clearance sees. */
+int ldb_count(ldb_txn *txn, uint64_t *count);
+
+/** Every visible id in ascending order: *ids (free with ldb_free) and *count. */
+int ldb_ids(ldb_txn *txn, uint64_t **ids, size_t *count);
+
+/** Where one label set's columns go in ldb_get_many: each pointer may be NULL (not written),
+ *  except the ones the soft form needs. n rows; k = compact_k as resolved. */
+typedef struct ldb_label_columns {
+    int32_t *version;          /**< n: version of the row read, 0 when none */
+    int32_t *hard;             /**< n: hard label, -1 when none */
+    float *dense;              /**< n*C, LDB_SOFT_DENSE: zeros when no soft label */
+    int32_t *top_classes;      /**< n*k, LDB_SOFT_COMPACT: -1 past a row's last class */
+    float *top_probabilities;  /**< n*k, LDB_SOFT_COMPACT */
+    float *leftover;           /**< n, LDB_SOFT_COMPACT */
+} ldb_label_columns;
+
+/** Where one projector's regenerated labels go. */
+typedef struct ldb_regen_columns {
+    float *probabilities;      /**< n*C, required */
+    uint8_t *status;           /**< n: 1 regenerated, 2 corrected, 3 stale, 4 unfitted, 0 absent */
+} ldb_regen_columns;
+
+/** One batch read: the request, the caller's buffers, and what the library sets. */
+typedef struct ldb_batch {
+    /* Request. */
+    int embeddings;                 /**< non-zero: fill `embedding` (n*d floats) */
+    int metadata;                   /**< non-zero: metadata JSON bytes */
+    int payloads;                   /**< non-zero: payload bytes */
+    int taints;                     /**< non-zero: taint label indices */
+    size_t label_count;             /**< label sets to read */
+    const char *const *labels;      /**< "NAME" or "NAME@VERSION", label_count of them */
+    int soft_form;                  /**< LDB_SOFT_* */
+    int compact_k;                  /**< K of the compact form; 0: the set's topk:K codec's K */
+    size_t regen_count;             /**< projectors to regenerate with */
+    const char *const *regen;       /**< "NAME" or "NAME@VERSION", regen_count of them */
+    /* The caller's buffers (row i for ids[i]). */
+    uint8_t *found;                 /**< n: 1 found, 0 absent or hidden (may be NULL) */
+    float *embedding;               /**< n*d */
+    uint64_t *metadata_offsets;     /**< n+1: row i is metadata_bytes[off[i], off[i+1]) */
+    uint64_t *payload_offsets;      /**< n+1 */
+    int32_t *taint_index;           /**< n: index into taint_json's array, -1 when absent */
+    ldb_label_columns *label_columns; /**< label_count of them */
+    ldb_regen_columns *regen_columns; /**< regen_count of them */
+    /* Set by the library; valid until the next call on the transaction or its end. */
+    size_t found_count;
+    const uint8_t *metadata_bytes;
+    size_t metadata_size;
+    const uint8_t *payload_bytes;
+    size_t payload_size;
+    const char *taint_json;         /**< JSON array of {"secrecy": [...], "integrity": [...]} */
+} ldb_batch;
+
+/** Reads the columns `batch` asks for of `count` ids (any order, repeats allowed) in one call.
+ *  An absent or hidden id is not an error: its found byte is 0, its columns zero, labels -1.
+ *  Errors: LDB_NOT_FOUND for an unknown label set, version or projector; LDB_BAD_INPUT for a
+ *  requested column without a buffer; LDB_STORE_ERROR for damaged bytes. */
+int ldb_get_many(ldb_txn *txn, const uint64_t *ids, size_t count, ldb_batch *batch);
+
+/** Runs a filter (the `labeldb query --where` language; NULL or "" for every sample) with
+ *  options JSON {"order": "id"|"confidence:SET", "descending": bool, "limit": n, "offset": n}:
+ *  the matching ids in *ids (free with ldb_free), *count of them. */
+int ldb_query(ldb_txn *txn, const char *filter, const char *options_json, uint64_t **ids, size_t *count);
+
+/** Exact k nearest neighbours of `query_count` queries (query_count*d floats): ids and
+ *  similarities in caller arrays of query_count*k (id 0 and -inf past the last hit). With
+ *  options {"labels": "SET[@V]", "flow": "permissive"|"conservative", "lambda": x, "metric":
+ *  "cosine"|"l2", "where": filter}, *json (free with ldb_free; NULL when not asked) receives the
+ *  kNN labels per query as `labeldb knn --labels` prints them. */
+int ldb_knn(ldb_txn *txn, const float *queries, size_t query_count, size_t k, const char *options_json,
+            uint64_t *ids, float *similarities, char **json);
+
+/** Every label set with its versions (as `labeldb labels list --format json`). */
+int ldb_label_sets(ldb_txn *txn, char **json);
+
+/** Every projector with its versions (as `labeldb projectors list --format json`). */
+int ldb_projectors(ldb_txn *txn, char **json);
+
+/** The provenance log: {"log": the hash-chain check (as `labeldb audit --verify-log`),
+ *  "prov": the log as W3C PROV-JSON (as `labeldb provenance export`)}. */
+int ldb_provenance(ldb_txn *txn, char **json);
+
+/** Sample `id`'s labels, their taint explanation and lineage (as `labeldb audit ID`).
+ *  LDB_NOT_FOUND when the clearance does not see the sample. */
+int ldb_audit(ldb_txn *txn, uint64_t id, char **json);
+
+/* ---- Writing (write transactions only) --------------------------------------------------- */
+
+/** Stores `count` samples: ids, embeddings (count*d floats), and optionally metadata (JSON
+ *  objects; count+1 offsets into bytes) and payloads (offsets + bytes). options_json (may be
+ *  NULL): {"mode": "replace"|"insert", "secrecy": [..], "integrity": [..], "privilege": [..]}.
+ *  *summary_json (may be NULL): {"inserted": n, "replaced": n}. */
+int ldb_put(ldb_txn *txn, const uint64_t *ids, size_t count, const float *embeddings,
+            const uint64_t *metadata_offsets, const uint8_t *metadata_bytes,
+            const uint64_t *payload_offsets, const uint8_t *payload_bytes,
+            const char *options_json, char **summary_json);
+
+/** Deletes the samples among `ids` the transaction sees; *deleted (may be NULL) says how many. */
+int ldb_delete(ldb_txn *txn, const uint64_t *ids, size_t count, uint64_t *deleted);
+
+/** Imports labels into label set `name` (created when missing) as its next version: exactly one
+ *  of soft (count*C floats, rows summing to 1; logits with {"logits": true}), hard (count
+ *  class indices) or multi (count+1 offsets into multi_classes). options_json (may be NULL):
+ *  {"codec": text, "agent": text, "secrecy": [..], "integrity": [..], "privilege": [..],
+ *  "normalize": bool, "logits": bool, "temperature": T}. *json: the version (as `labels list`). */
+int ldb_import_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_t count,
+                      const float *soft, const int64_t *hard,
+                      const uint64_t *multi_offsets, const int64_t *multi_classes,
+                      const char *options_json, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LABELDB_H */

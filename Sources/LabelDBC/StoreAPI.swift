@@ -1,0 +1,117 @@
+import CLabelDB
+import Foundation
+import LabelDB
+
+// Stores: open, create, close, information, verification, projector fits.
+
+private let versionText: [CChar] = Array("LabelDB format \(Store.currentFormatVersion)".utf8CString)
+
+@_cdecl("ldb_last_error")
+public func ldbLastError() -> UnsafePointer<CChar>? {
+    LastError.current.message.withUnsafeBufferPointer { $0.baseAddress }
+}
+
+@_cdecl("ldb_last_error_refused")
+public func ldbLastErrorRefused() -> Int32 { LastError.current.refused ? 1 : 0 }
+
+@_cdecl("ldb_version")
+public func ldbVersion() -> UnsafePointer<CChar>? { versionText.withUnsafeBufferPointer { $0.baseAddress } }
+
+@_cdecl("ldb_free")
+public func ldbFree(_ pointer: UnsafeMutableRawPointer?) { free(pointer) }
+
+@_cdecl("ldb_open")
+public func ldbOpen(_ path: UnsafePointer<CChar>?, _ flags: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_open: out is NULL") }
+        out.pointee = nil
+        guard flags & ~Int32(LDB_WRITE) == 0 else { throw APIError.badInput("ldb_open: unknown flags \(flags)") }
+        let store = try Store(opening: try string(path, "path"), options: Store.Options(readOnly: flags & Int32(LDB_WRITE) == 0))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store)).toOpaque())
+    }
+}
+
+@_cdecl("ldb_create")
+public func ldbCreate(_ path: UnsafePointer<CChar>?, _ schemaJSON: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_create: out is NULL") }
+        out.pointee = nil
+        let spec = try options(schemaJSON)
+        try spec.only(["dimension", "classes", "element"], call: "ldb_create")
+        guard let dimension = try spec.integer("dimension") else { throw APIError.badInput("ldb_create: the schema needs a dimension") }
+        let classes: [String]
+        if let count = try? spec.integer("classes") {
+            guard count >= 1 else { throw APIError.badInput("ldb_create: classes must be at least 1") }
+            classes = (0..<count).map(String.init)
+        } else {
+            classes = try spec.strings("classes")
+        }
+        let elementName = try spec.text("element") ?? "f32"
+        guard let element = Schema.ElementType(rawValue: elementName) else { throw APIError.badInput("ldb_create: element must be f32 or f16, not '\(elementName)'") }
+        let schema = try Schema(dimension: dimension, elementType: element, classes: classes)
+        let store = try Store.create(at: try string(path, "path"), schema: schema)
+        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store)).toOpaque())
+    }
+}
+
+@_cdecl("ldb_close")
+public func ldbClose(_ pointer: OpaquePointer?) -> Int32 {
+    guarded {
+        guard pointer != nil else { return }
+        let handle = try storeHandle(pointer)
+        let open = handle.openTransactions
+        guard open == 0 else { throw APIError.badInput("ldb_close: \(open) transaction(s) of this store are still open; commit or abort them first") }
+        handle.store.close()
+        Unmanaged<StoreHandle>.fromOpaque(UnsafeRawPointer(pointer!)).release()
+    }
+}
+
+@_cdecl("ldb_info")
+public func ldbInfo(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let store = try storeHandle(pointer).store
+        // Counts as the public sees them: info needs no clearance (ldb_count gives a cleared one).
+        let (count, tags) = try store.read(clearance: .public) { (try $0.count(), try $0.registeredTags()) }
+        give(storeInfoJSON(store, count: count, tags: tags), json)
+    }
+}
+
+@_cdecl("ldb_verify")
+public func ldbVerify(_ pointer: OpaquePointer?, _ clearanceText: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let store = try storeHandle(pointer).store
+        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+        let report = try store.read(clearance: clearance) { tx in
+            try tx.validate(clearance)
+            return try tx.verify()
+        }
+        give(verificationJSON(report), json)
+    }
+}
+
+@_cdecl("ldb_fit_projector")
+public func ldbFitProjector(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let store = try storeHandle(pointer).store
+        let name = try string(nameText, "name")
+        let o = try options(optionsJSON)
+        try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "holdout", "seed", "agent", "clearance", "fit_temperature"], call: "ldb_fit_projector")
+        guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
+        var fit = ProjectorFitOptions(rank: try o.integer("rank") ?? 16)
+        if let epochs = try o.integer("epochs") { fit.epochs = epochs }
+        if let holdout = try o.number("holdout") { fit.holdout = holdout }
+        if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
+        if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        try store.read(clearance: clearance) { try $0.validate(clearance) }
+        let version = try store.fitProjector(
+            name, from: try LabelSetReference(parsing: from), options: fit, head: try o.text("head"),
+            maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, agent: try o.text("agent") ?? "python",
+            clearance: clearance)
+        let set = try store.read(clearance: clearance) { try $0.labelSet(named: version.sourceSet) }
+        give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)
+    }
+}

@@ -1,0 +1,211 @@
+import CLabelDB
+import Foundation
+import LabelDB
+
+// Transactions and everything that reads.
+
+@_cdecl("ldb_txn_begin")
+public func ldbTxnBegin(_ pointer: OpaquePointer?, _ clearanceText: UnsafePointer<CChar>?, _ write: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_txn_begin: out is NULL") }
+        out.pointee = nil
+        let owner = try storeHandle(pointer)
+        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+        let handle: TransactionHandle
+        if write != 0 {
+            let session = try WriteSession(store: owner.store, clearance: clearance)
+            handle = TransactionHandle(owner: owner, read: nil, write: session)
+        } else {
+            handle = TransactionHandle(owner: owner, read: try ReadSession(store: owner.store, clearance: clearance), write: nil)
+        }
+        // A clearance naming a tag the store has never seen is a typo, not an empty view.
+        do { try handle.run { try $0.validate(clearance) } } catch {
+            handle.write?.abort()
+            handle.read?.end()
+            throw error
+        }
+        owner.transactionBegan()
+        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+    }
+}
+
+/// Ends a transaction handle: frees it whatever happened.
+private func finish(_ pointer: OpaquePointer?, commit: Bool) throws {
+    guard let pointer else { return }
+    let handle = try transactionHandle(pointer)
+    defer {
+        handle.owner.transactionEnded()
+        Unmanaged<TransactionHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
+    }
+    if let write = handle.write {
+        if commit { try write.commit() } else { write.abort() }
+    }
+    handle.read?.end()
+}
+
+@_cdecl("ldb_txn_commit")
+public func ldbTxnCommit(_ pointer: OpaquePointer?) -> Int32 {
+    guarded {
+        guard pointer != nil else { throw APIError.badInput("ldb_txn_commit: the transaction handle is NULL") }
+        try finish(pointer, commit: true)
+    }
+}
+
+@_cdecl("ldb_txn_abort")
+public func ldbTxnAbort(_ pointer: OpaquePointer?) {
+    _ = guarded { try finish(pointer, commit: false) }
+}
+
+@_cdecl("ldb_count")
+public func ldbCount(_ pointer: OpaquePointer?, _ count: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    guarded {
+        guard let count else { throw APIError.badInput("ldb_count: count is NULL") }
+        count.pointee = UInt64(try transactionHandle(pointer).run { try $0.count() })
+    }
+}
+
+/// Hands an id array to C (malloc'd; the caller frees it with ldb_free).
+private func give(_ ids: [UInt64], _ out: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?, _ count: UnsafeMutablePointer<Int>?) throws {
+    guard let out, let count else { throw APIError.badInput("the ids and count outputs must not be NULL") }
+    let memory = malloc(max(ids.count, 1) * MemoryLayout<UInt64>.stride)!.assumingMemoryBound(to: UInt64.self)
+    ids.withUnsafeBufferPointer { memory.update(from: $0.baseAddress!, count: ids.count) }
+    out.pointee = memory
+    count.pointee = ids.count
+}
+
+@_cdecl("ldb_ids")
+public func ldbIDs(_ pointer: OpaquePointer?, _ ids: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    guarded { try give(try transactionHandle(pointer).run { try $0.ids() }, ids, count) }
+}
+
+@_cdecl("ldb_get_many")
+public func ldbGetMany(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ batchPointer: UnsafeMutablePointer<ldb_batch>?) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        guard let batchPointer else { throw APIError.badInput("ldb_get_many: batch is NULL") }
+        let ids = try buffer(idsPointer, count, "ids")
+        var batch = batchPointer.pointee
+        let (request, buffers) = try BatchTranslation.translate(batch, rows: count)
+        let found = try handle.run { tx in try tx.readBatch(ids, request, into: buffers, arena: handle.arena) }
+        batch.found_count = found
+        // The arena's arrays stay put until the next batch read on this transaction.
+        handle.taintJSON = Array(JSONValue.array(handle.arena.taintLabels.map(\.json)).serialized().utf8CString)
+        batch.metadata_size = handle.arena.metadata.count
+        batch.payload_size = handle.arena.payloads.count
+        batch.metadata_bytes = handle.arena.metadata.withUnsafeBufferPointer { UnsafePointer($0.baseAddress) }
+        batch.payload_bytes = handle.arena.payloads.withUnsafeBufferPointer { UnsafePointer($0.baseAddress) }
+        batch.taint_json = handle.taintJSON.withUnsafeBufferPointer { UnsafePointer($0.baseAddress) }
+        batchPointer.pointee = batch
+    }
+}
+
+@_cdecl("ldb_query")
+public func ldbQuery(
+    _ pointer: OpaquePointer?, _ filterText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ ids: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?, _ count: UnsafeMutablePointer<Int>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let o = try options(optionsJSON)
+        try o.only(["order", "descending", "limit", "offset"], call: "ldb_query")
+        let text = filterText.map { String(cString: $0) } ?? ""
+        let filter = text.isEmpty ? nil : try QueryExpression(parsing: text)
+        let order: QueryOrder
+        switch try o.text("order") ?? "id" {
+        case "id": order = .id
+        case let spec where spec.hasPrefix("confidence:"): order = .confidence(try LabelSetReference(parsing: String(spec.dropFirst("confidence:".count))))
+        case let spec: throw APIError.badInput("ldb_query: order must be 'id' or 'confidence:SET', not '\(spec)'")
+        }
+        let limit = try o.integer("limit") ?? Int.max, offset = try o.integer("offset") ?? 0
+        guard limit >= 0, offset >= 0 else { throw APIError.badInput("ldb_query: limit and offset must be ≥ 0") }
+        var matches: [UInt64] = []
+        try handle.run { tx in
+            try tx.query(filter, order: order, descending: try o.flag("descending") ?? false, limit: limit, offset: offset) { matches.append($0) }
+        }
+        try give(matches, ids, count)
+    }
+}
+
+@_cdecl("ldb_knn")
+public func ldbKNN(
+    _ pointer: OpaquePointer?, _ queriesPointer: UnsafePointer<Float>?, _ queryCount: Int, _ k: Int, _ optionsJSON: UnsafePointer<CChar>?,
+    _ idsOut: UnsafeMutablePointer<UInt64>?, _ similaritiesOut: UnsafeMutablePointer<Float>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let d = handle.schema.dimension
+        guard k >= 1, k <= 100_000 else { throw APIError.badInput("ldb_knn: k must be 1…100000, not \(k)") }
+        guard queryCount >= 0, queryCount <= Int.max / max(d * k, 1) else { throw APIError.badInput("ldb_knn: query count \(queryCount) is too large") }
+        let queries = Array(try buffer(queriesPointer, queryCount * d, "queries"))
+        if let bad = queries.firstIndex(where: { !$0.isFinite }) {
+            throw APIError.badInput("ldb_knn: query \(bad / d), element \(bad % d) is \(queries[bad]) (queries must be finite)")
+        }
+        guard let idsOut, let similaritiesOut else { throw APIError.badInput("ldb_knn: ids and similarities must not be NULL") }
+        let o = try options(optionsJSON)
+        try o.only(["labels", "flow", "lambda", "metric", "where"], call: "ldb_knn")
+        guard let metric = NeighborMetric(rawValue: try o.text("metric") ?? "cosine") else { throw APIError.badInput("ldb_knn: metric must be cosine or l2") }
+        guard let mode = KNNFlowMode(rawValue: try o.text("flow") ?? "permissive") else { throw APIError.badInput("ldb_knn: flow must be permissive or conservative") }
+        let lambda = Float(try o.number("lambda") ?? 0.1)
+        guard lambda >= 0, lambda.isFinite else { throw APIError.badInput("ldb_knn: lambda must be a number ≥ 0") }
+        let filter = try o.text("where").map { try QueryExpression(parsing: $0) }
+        let classes = handle.schema.classes
+        let (lists, documents) = try handle.run { tx -> ([[Neighbor]], [JSONValue]?) in
+            let include = try filter.map { try tx.matcher(for: $0) }
+            if let labels = try o.text("labels") {
+                let results = try tx.knnLabels(of: queries, queries: queryCount, k: k, from: try LabelSetReference(parsing: labels),
+                                               metric: metric, mode: mode, lambda: lambda, include: include)
+                return (results.map(\.neighbors), results.enumerated().map { knnLabelJSON($1, query: $0, classes: classes) })
+            }
+            return (try tx.nearestNeighbors(of: queries, queries: queryCount, k: k, metric: metric, include: include), nil)
+        }
+        for (q, neighbors) in lists.enumerated() {
+            for j in 0..<k {
+                idsOut[q * k + j] = j < neighbors.count ? neighbors[j].id : 0
+                similaritiesOut[q * k + j] = j < neighbors.count ? neighbors[j].similarity : -.infinity
+            }
+        }
+        if let documents { give(documents, json) } else { json?.pointee = nil }
+    }
+}
+
+@_cdecl("ldb_label_sets")
+public func ldbLabelSets(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let sets = try transactionHandle(pointer).run { try $0.labelSets() }
+        give(sets.map { set -> JSONValue in
+            var summary = labelSetSummaryJSON(set).objectValue ?? [:]
+            summary["versions"] = .array(set.versions.map { .object(versionJSON($0)) })
+            return .object(summary)
+        }, json)
+    }
+}
+
+@_cdecl("ldb_projectors")
+public func ldbProjectors(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let classes = handle.schema.classes.count
+        let documents = try handle.run { tx in
+            try tx.projectors().map { projector -> JSONValue in
+                var summary = projectorSummaryJSON(projector).objectValue ?? [:]
+                let set = try tx.labelSet(named: projector.versions.last?.sourceSet ?? "")
+                summary["versions"] = .array(projector.versions.map { .object(projectorVersionJSON($0, name: projector.name, labelSet: set, classes: classes)) })
+                return .object(summary)
+            }
+        }
+        give(documents, json)
+    }
+}
+
+@_cdecl("ldb_provenance")
+public func ldbProvenance(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let (records, report) = try transactionHandle(pointer).run { (try $0.provenanceRecords(), try $0.verifyProvenanceLog()) }
+        give(["log": provenanceLogJSON(report), "prov": provJSON(records)], json)
+    }
+}
+
+@_cdecl("ldb_audit")
+public func ldbAudit(_ pointer: OpaquePointer?, _ id: UInt64, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded { give(try transactionHandle(pointer).run { try $0.auditJSON(id) }, json) }
+}

@@ -1,0 +1,122 @@
+import CLabelDB
+import Foundation
+import LabelDB
+
+// Writes: samples, deletes, label imports. Each runs in the write session at once; its inputs are
+// copied first, so the session can replay it if the map must grow.
+
+/// `count` variable-size rows given as count + 1 offsets into `bytes`, checked: offsets start at
+/// 0, never decrease, and stay inside what the caller says it passed (the last offset).
+func rows(_ offsetsPointer: UnsafePointer<UInt64>?, _ bytesPointer: UnsafePointer<UInt8>?, count: Int, what: String) throws -> [[UInt8]]? {
+    guard let offsetsPointer else {
+        guard bytesPointer == nil else { throw APIError.badInput("\(what): bytes given without offsets") }
+        return nil
+    }
+    let offsets = UnsafeBufferPointer(start: offsetsPointer, count: count + 1)
+    guard offsets[0] == 0 else { throw APIError.badInput("\(what): the first offset must be 0, not \(offsets[0])") }
+    for i in 0..<count where offsets[i + 1] < offsets[i] {
+        throw APIError.badInput("\(what): offsets decrease at row \(i) (\(offsets[i]) then \(offsets[i + 1]))")
+    }
+    let total = Int(offsets[count])
+    let bytes = try buffer(bytesPointer, total, "\(what) bytes")
+    return (0..<count).map { i in Array(UnsafeBufferPointer(rebasing: bytes[Int(offsets[i])..<Int(offsets[i + 1])])) }
+}
+
+@_cdecl("ldb_put")
+public func ldbPut(
+    _ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ embeddingsPointer: UnsafePointer<Float>?,
+    _ metadataOffsets: UnsafePointer<UInt64>?, _ metadataBytes: UnsafePointer<UInt8>?,
+    _ payloadOffsets: UnsafePointer<UInt64>?, _ payloadBytes: UnsafePointer<UInt8>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ summaryJSON: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let session = try handle.writer()
+        let d = handle.schema.dimension
+        guard count >= 0, count <= Int.max / max(d, 1) else { throw APIError.badInput("ldb_put: count \(count) is out of range") }
+        let o = try options(optionsJSON)
+        try o.only(["mode", "secrecy", "integrity", "privilege"], call: "ldb_put")
+        let mode: PutMode
+        switch try o.text("mode") ?? "replace" {
+        case "replace": mode = .replace
+        case "insert": mode = .insert
+        case let other: throw APIError.badInput("ldb_put: mode must be replace or insert, not '\(other)'")
+        }
+        let base = try o.taint(), privileges = try o.privileges()
+        let ids = Array(try buffer(idsPointer, count, "ids"))
+        let embeddings = Array(try buffer(embeddingsPointer, count * d, "embeddings"))
+        var metadata = try rows(metadataOffsets, metadataBytes, count: count, what: "metadata").map { texts in
+            try texts.enumerated().map { row, bytes -> [String: JSONValue] in
+                let value: JSONValue
+                do { value = try JSONValue.parse(bytes) } catch { throw InputError(file: "metadata", location: "row \(row)", reason: "\(error)") }
+                guard let object = value.objectValue else { throw InputError(file: "metadata", location: "row \(row)", reason: "not a JSON object") }
+                return object
+            }
+        }
+        var taints: [TaintLabel]? = base == .public ? nil : Array(repeating: base, count: count)
+        if metadata != nil, let rowTaints = try SampleBatch.takeTaintMembers(&metadata!, base: base, file: "metadata", location: { "row \($0)" }) {
+            taints = rowTaints
+        }
+        let payloads = try rows(payloadOffsets, payloadBytes, count: count, what: "payloads")
+        let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads, taints: taints)
+        let summary = try session.run { tx in try tx.put(batch, mode: mode, privileges: privileges) }
+        give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))], summaryJSON)
+    }
+}
+
+@_cdecl("ldb_delete")
+public func ldbDelete(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    guarded {
+        let session = try transactionHandle(pointer).writer()
+        let ids = Array(try buffer(idsPointer, count, "ids"))
+        let removed = try session.run { tx in try tx.delete(ids) }
+        deleted?.pointee = UInt64(removed)
+    }
+}
+
+@_cdecl("ldb_import_labels")
+public func ldbImportLabels(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int,
+    _ softPointer: UnsafePointer<Float>?, _ hardPointer: UnsafePointer<Int64>?,
+    _ multiOffsets: UnsafePointer<UInt64>?, _ multiClasses: UnsafePointer<Int64>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let session = try handle.writer()
+        let name = try string(nameText, "name")
+        let c = handle.schema.classes.count
+        guard count >= 0, count <= Int.max / max(c, 1) else { throw APIError.badInput("ldb_import_labels: count \(count) is out of range") }
+        let o = try options(optionsJSON)
+        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature"], call: "ldb_import_labels")
+        let given = [softPointer != nil, hardPointer != nil, multiOffsets != nil].filter { $0 }.count
+        guard given == 1 else { throw APIError.badInput("ldb_import_labels: give exactly one of soft, hard or multi labels (\(given) given)") }
+        let ids = Array(try buffer(idsPointer, count, "ids"))
+        let values: LabelValues
+        if softPointer != nil {
+            var soft = Array(try buffer(softPointer, count * c, "soft"))
+            if try o.flag("logits") ?? false {
+                let temperature = Float(try o.number("temperature") ?? 1)
+                guard temperature > 0, temperature.isFinite else { throw APIError.badInput("ldb_import_labels: temperature must be a positive number") }
+                try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
+            }
+            values = .soft(soft)
+        } else if hardPointer != nil {
+            values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
+        } else {
+            let offsets = UnsafeBufferPointer(start: multiOffsets!, count: count + 1)
+            let classes = try buffer(multiClasses, Int(offsets[count]), "multi classes")
+            values = .multi(try (0..<count).map { i in
+                guard offsets[i] <= offsets[i + 1], offsets[i + 1] <= offsets[count] else { throw APIError.badInput("ldb_import_labels: multi offsets decrease at row \(i)") }
+                return classes[Int(offsets[i])..<Int(offsets[i + 1])].map { Int(truncatingIfNeeded: $0) }
+            })
+        }
+        let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+        let source = try o.taint(), privileges = try o.privileges()
+        let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
+        let version = try session.run { tx in
+            try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+        }
+        give(.object(versionJSON(version)), json)
+    }
+}
