@@ -47,14 +47,43 @@ func guarded(_ body: () throws -> Void) -> Int32 {
     }
 }
 
+/// The store directories this process opened for writing through the C API: a second handle
+/// for writing to one of them is refused (two writers in one process would only wait on each other).
+enum WriterRegistry {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var paths: Set<String> = []
+
+    /// The directory's canonical path, so two spellings of it are one store.
+    static func key(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func claim(_ path: String) throws {
+        try lock.withLock {
+            guard paths.insert(key(path)).inserted else {
+                throw APIError.badInput("\(path) is already open for writing in this process; use that handle (or close it first)")
+            }
+        }
+    }
+
+    static func release(_ path: String) { _ = lock.withLock { paths.remove(key(path)) } }
+}
+
 /// An open store as C sees it: the store, the process that opened it, its open transactions.
 final class StoreHandle {
     let store: Store
     let pid = getpid()
+    /// The path claimed in ``WriterRegistry`` when opened for writing.
+    let writerPath: String?
     private let lock = NSLock()
     private var transactions = 0
 
-    init(_ store: Store) { self.store = store }
+    init(_ store: Store, writerPath: String?) {
+        self.store = store
+        self.writerPath = writerPath
+    }
 
     func transactionBegan() { lock.withLock { transactions += 1 } }
     func transactionEnded() { lock.withLock { transactions -= 1 } }

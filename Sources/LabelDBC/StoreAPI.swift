@@ -26,8 +26,15 @@ public func ldbOpen(_ path: UnsafePointer<CChar>?, _ flags: Int32, _ out: Unsafe
         guard let out else { throw APIError.badInput("ldb_open: out is NULL") }
         out.pointee = nil
         guard flags & ~Int32(LDB_WRITE) == 0 else { throw APIError.badInput("ldb_open: unknown flags \(flags)") }
-        let store = try Store(opening: try string(path, "path"), options: Store.Options(readOnly: flags & Int32(LDB_WRITE) == 0))
-        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store)).toOpaque())
+        let directory = try string(path, "path")
+        let write = flags & Int32(LDB_WRITE) != 0
+        if write { try WriterRegistry.claim(directory) }
+        let store: Store
+        do { store = try Store(opening: directory, options: Store.Options(readOnly: !write)) } catch {
+            if write { WriterRegistry.release(directory) }
+            throw error
+        }
+        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store, writerPath: write ? directory : nil)).toOpaque())
     }
 }
 
@@ -49,8 +56,10 @@ public func ldbCreate(_ path: UnsafePointer<CChar>?, _ schemaJSON: UnsafePointer
         let elementName = try spec.text("element") ?? "f32"
         guard let element = Schema.ElementType(rawValue: elementName) else { throw APIError.badInput("ldb_create: element must be f32 or f16, not '\(elementName)'") }
         let schema = try Schema(dimension: dimension, elementType: element, classes: classes)
-        let store = try Store.create(at: try string(path, "path"), schema: schema)
-        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store)).toOpaque())
+        let directory = try string(path, "path")
+        let store = try Store.create(at: directory, schema: schema)
+        do { try WriterRegistry.claim(directory) } catch { store.close(); throw error }
+        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store, writerPath: directory)).toOpaque())
     }
 }
 
@@ -62,6 +71,7 @@ public func ldbClose(_ pointer: OpaquePointer?) -> Int32 {
         let open = handle.openTransactions
         guard open == 0 else { throw APIError.badInput("ldb_close: \(open) transaction(s) of this store are still open; commit or abort them first") }
         handle.store.close()
+        if let path = handle.writerPath { WriterRegistry.release(path) }
         Unmanaged<StoreHandle>.fromOpaque(UnsafeRawPointer(pointer!)).release()
     }
 }

@@ -207,9 +207,13 @@ public final class WriteSession {
                 let current = try checkUsable()
                 let txn = current.txn!
                 // commitWrite ends LMDB's transaction whatever happens.
-                current.txn = nil
                 let committed: Bool
-                do { committed = try store.commitWrite(current, txn) } catch { release(abortingLMDB: false); throw error }
+                do { committed = try store.commitWrite(current, txn) } catch {
+                    current.txn = nil
+                    release(abortingLMDB: false)
+                    throw error
+                }
+                current.txn = nil
                 if committed { release(abortingLMDB: false); return }
                 try growAndReplay(ended: true)
             }

@@ -1,0 +1,573 @@
+"""Stores and transactions: thin wrappers over the C API's handles."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint8, c_uint64, c_void_p
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import _native
+from ._errors import BadInput, NotFound
+from ._native import check, lib, take_string
+
+_STATUS = {0: None, 1: "regenerated", 2: "corrected", 3: "stale", 4: "unfitted"}
+
+
+def _ptr(array: np.ndarray | None, ctype):
+    return None if array is None else array.ctypes.data_as(POINTER(ctype))
+
+
+def _as_array(values, dtype, name: str, ndim: int | None = None) -> np.ndarray:
+    """A C-contiguous array of `dtype`: Fortran-order and strided input is copied once; a dtype
+    that would lose information (floats for ids, say) is refused."""
+    array = np.asarray(values)
+    target = np.dtype(dtype)
+    if array.dtype != target:
+        kind = array.dtype.kind
+        integral = kind in "iub" and target.kind in "iu"
+        if array.size and not (integral or (kind in "iuf" and target.kind == "f")):
+            raise BadInput(f"{name}: dtype {array.dtype} cannot be used as {target}")
+        if integral and kind == "i" and target.kind == "u" and array.size and array.min() < 0:
+            raise BadInput(f"{name}: negative values cannot be ids")
+        array = array.astype(target)
+    if ndim is not None and array.ndim != ndim:
+        raise BadInput(f"{name}: expected {ndim} dimension(s), found shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def _options(**values) -> bytes:
+    return json.dumps({k: v for k, v in values.items() if v is not None}).encode()
+
+
+def _tags(values) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values]
+    return list(values)
+
+
+@dataclass
+class Sample:
+    """One sample: its id, embedding, metadata, payload and taint label; `labels` and `regen` hold
+    the label sets and projectors asked for (dicts as in a Batch's row)."""
+    id: int
+    embedding: np.ndarray
+    metadata: dict
+    payload: bytes
+    taint: dict
+    labels: dict = field(default_factory=dict)
+    regen: dict = field(default_factory=dict)
+
+
+@dataclass
+class LabelColumns:
+    """One label set's columns of a batch: `version` (0 = no label), `hard` (-1 = none), and the
+    soft labels dense ([n, C]) or compact (`top_classes`, `top_probabilities` [n, K], `leftover`)."""
+    name: str
+    version: np.ndarray
+    hard: np.ndarray
+    dense: np.ndarray | None = None
+    top_classes: np.ndarray | None = None
+    top_probabilities: np.ndarray | None = None
+    leftover: np.ndarray | None = None
+
+
+@dataclass
+class RegenColumns:
+    """One projector's regenerated labels: `probabilities` [n, C] and `status` per row."""
+    name: str
+    probabilities: np.ndarray
+    status: np.ndarray
+
+    def status_names(self) -> list:
+        return [_STATUS[int(s)] for s in self.status]
+
+
+class Batch:
+    """Columns of a batch read, row i for ids[i]. Metadata stays JSON bytes until `metadata` is read."""
+
+    def __init__(self, ids, found, embeddings, metadata_json, payloads, taints, labels, regen):
+        self.ids = ids
+        self.found = found
+        self.embeddings = embeddings
+        self.metadata_json = metadata_json
+        self.payloads = payloads
+        self.taints = taints
+        self.labels: dict[str, LabelColumns] = labels
+        self.regen: dict[str, RegenColumns] = regen
+        self._metadata = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def metadata(self) -> list | None:
+        """Each row's metadata as a dict (parsed on first use)."""
+        if self._metadata is None and self.metadata_json is not None:
+            self._metadata = [json.loads(m) if m else {} for m in self.metadata_json]
+        return self._metadata
+
+    def to_arrow(self, classes: Sequence[str] | None = None, label_sets: dict | None = None):
+        """The batch as a pyarrow.Table (see labeldb.arrow)."""
+        from . import _arrow
+        return _arrow.batch_table(self, classes, label_sets)
+
+
+class Transaction:
+    """A snapshot under a clearance. Use as a context manager; it belongs to the thread that began it."""
+
+    def __init__(self, store: "Store", clearance: str, write: bool):
+        self._store = store
+        self._handle = c_void_p()
+        self.clearance = clearance
+        check(lib.ldb_txn_begin(store._live(), clearance.encode(), 1 if write else 0, ctypes.byref(self._handle)))
+        store._transactions += 1
+
+    def _live(self):
+        if not self._handle.value:
+            raise BadInput("the transaction has ended (committed or aborted); begin a new one")
+        return self._handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and self._handle.value and os.getpid() == self._store._pid:
+            try:
+                self.abort()
+            except Exception:
+                pass
+
+    def _end(self):
+        self._handle = c_void_p()
+        self._store._transactions -= 1
+
+    def commit(self) -> None:
+        """Ends the transaction (a write transaction commits its changes)."""
+        handle = self._live()
+        try:
+            check(lib.ldb_txn_commit(handle))
+        finally:
+            self._end()
+
+    def abort(self) -> None:
+        """Ends the transaction without writing anything."""
+        if self._handle.value:
+            lib.ldb_txn_abort(self._handle)
+            self._end()
+
+    # ---- reading ----
+
+    def count(self) -> int:
+        """The number of samples the clearance sees."""
+        out = c_uint64()
+        check(lib.ldb_count(self._live(), ctypes.byref(out)))
+        return out.value
+
+    __len__ = count
+
+    def _take_ids(self, call, *args) -> np.ndarray:
+        pointer, count = POINTER(c_uint64)(), c_size_t()
+        check(call(self._live(), *args, ctypes.byref(pointer), ctypes.byref(count)))
+        try:
+            return np.ctypeslib.as_array(pointer, shape=(count.value,)).copy() if count.value else np.zeros(0, np.uint64)
+        finally:
+            lib.ldb_free(ctypes.cast(pointer, c_void_p))
+
+    def ids(self) -> np.ndarray:
+        """Every visible id, ascending (uint64)."""
+        return self._take_ids(lib.ldb_ids)
+
+    def get_many(self, ids, labels: Sequence[str] | str | None = None, regen: Sequence[str] | str | None = None,
+                 soft: str = "compact", topk: int | None = None, embeddings: bool = True, metadata: bool = True,
+                 payloads: bool = True, taints: bool = True, missing: str = "raise") -> Batch:
+        """Reads the rows of `ids` (any order) in one engine call.
+
+        labels: label set names ("NAME" or "NAME@VERSION") whose labels to read; soft: "compact"
+        (top-K classes and probabilities plus the leftover, K from topk or the set's topk:K codec),
+        "dense" ([n, C]) or "none"; regen: projectors to regenerate labels with. missing: "raise"
+        (NotFound naming the first absent id) or "keep" (the row's `found` is False).
+        """
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        labels = [labels] if isinstance(labels, str) else list(labels or [])
+        regen = [regen] if isinstance(regen, str) else list(regen or [])
+        form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
+        if form is None:
+            raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
+        if missing not in ("raise", "keep"):
+            raise BadInput(f"missing must be 'raise' or 'keep', not {missing!r}")
+        n, d, c = len(ids), self._store.dimension, len(self._store.classes)
+        # K = 0 lets the library take each set's topk:K codec's K (other codecs need topk).
+        k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
+        if form == _native.SOFT_COMPACT and labels and k == 0:
+            k = self._codec_width(labels)
+        b = _native.BatchStruct()
+        keep = []  # Python objects the struct points into, alive for the call
+        found = np.zeros(n, np.uint8)
+        b.found = _ptr(found, c_uint8)
+        emb = np.zeros((n, d), np.float32) if embeddings else None
+        b.embeddings, b.embedding = int(embeddings), _ptr(emb, c_float)
+        meta_off = np.zeros(n + 1, np.uint64) if metadata else None
+        pay_off = np.zeros(n + 1, np.uint64) if payloads else None
+        b.metadata, b.metadata_offsets = int(metadata), _ptr(meta_off, c_uint64)
+        b.payloads, b.payload_offsets = int(payloads), _ptr(pay_off, c_uint64)
+        taint_index = np.zeros(n, np.int32) if taints else None
+        b.taints, b.taint_index = int(taints), _ptr(taint_index, c_int32)
+        names = (c_char_p * max(len(labels), 1))(*[s.encode() for s in labels])
+        b.label_count, b.labels, b.soft_form, b.compact_k = len(labels), names, form, int(k)
+        label_out, label_arrays = (_native.LabelColumns * max(len(labels), 1))(), []
+        for i, name in enumerate(labels):
+            cols = LabelColumns(name, np.zeros(n, np.int32), np.zeros(n, np.int32))
+            if form == _native.SOFT_DENSE:
+                cols.dense = np.zeros((n, c), np.float32)
+            elif form == _native.SOFT_COMPACT:
+                cols.top_classes = np.zeros((n, k), np.int32)
+                cols.top_probabilities = np.zeros((n, k), np.float32)
+                cols.leftover = np.zeros(n, np.float32)
+            label_out[i] = _native.LabelColumns(
+                _ptr(cols.version, c_int32), _ptr(cols.hard, c_int32), _ptr(cols.dense, c_float),
+                _ptr(cols.top_classes, c_int32), _ptr(cols.top_probabilities, c_float), _ptr(cols.leftover, c_float))
+            label_arrays.append(cols)
+        b.label_columns = label_out
+        regen_names = (c_char_p * max(len(regen), 1))(*[s.encode() for s in regen])
+        regen_out, regen_arrays = (_native.RegenColumns * max(len(regen), 1))(), []
+        for i, name in enumerate(regen):
+            cols = RegenColumns(name, np.zeros((n, c), np.float32), np.zeros(n, np.uint8))
+            regen_out[i] = _native.RegenColumns(_ptr(cols.probabilities, c_float), _ptr(cols.status, c_uint8))
+            regen_arrays.append(cols)
+        b.regen_count, b.regen, b.regen_columns = len(regen), regen_names, regen_out
+        keep.extend([names, label_out, regen_names, regen_out])
+        check(lib.ldb_get_many(self._live(), _ptr(ids, c_uint64), n, ctypes.byref(b)))
+        if missing == "raise" and b.found_count < n:
+            absent = ids[found == 0][0]
+            raise NotFound(f"sample {int(absent)} is not in the store (or the clearance hides it)")
+        metadata_rows = _slices(b.metadata_bytes, b.metadata_size, meta_off) if metadata else None
+        payload_rows = _slices(b.payload_bytes, b.payload_size, pay_off) if payloads else None
+        taint_rows = None
+        if taints:
+            distinct = json.loads(b.taint_json or b"[]")
+            taint_rows = [distinct[i] if i >= 0 else None for i in taint_index.tolist()]
+        return Batch(ids, found.astype(bool), emb, metadata_rows, payload_rows, taint_rows,
+                     {c.name: c for c in label_arrays}, {c.name: c for c in regen_arrays})
+
+    def _codec_width(self, labels: list[str]) -> int:
+        """K of the sets' topk:K codecs (the arrays need it before the call); BadInput when they differ."""
+        codecs = {s["name"]: s.get("codec") for s in self.label_sets()}
+        widths = set()
+        for name in labels:
+            codec = codecs.get(name.split("@")[0])
+            if codec is None and name.split("@")[0] not in codecs:
+                raise NotFound(f"unknown label set '{name}'")
+            parts = (codec or "").split(":")
+            widths.add(int(parts[1]) if len(parts) == 3 and parts[0] == "topk" else 1 if codec is None else 0)
+        if 0 in widths or len(widths) != 1:
+            raise BadInput(f"compact soft labels of {labels}: give topk= (the codecs do not all keep the same fixed K)")
+        return widths.pop()
+
+    def get(self, id: int, labels=None, regen=None, soft: str = "dense", topk: int | None = None) -> Sample:
+        """One sample with the labels asked for; NotFound when it is absent or hidden."""
+        b = self.get_many([id], labels=labels, regen=regen, soft=soft, topk=topk)
+        row_labels = {}
+        for name, cols in b.labels.items():
+            entry = {"version": int(cols.version[0]), "hard": int(cols.hard[0])}
+            if cols.dense is not None:
+                entry["soft"] = cols.dense[0]
+            if cols.top_classes is not None:
+                entry.update(top_classes=cols.top_classes[0], top_probabilities=cols.top_probabilities[0],
+                             leftover=float(cols.leftover[0]))
+            row_labels[name] = entry
+        row_regen = {name: {"probabilities": cols.probabilities[0], "status": cols.status_names()[0]}
+                     for name, cols in b.regen.items()}
+        return Sample(int(b.ids[0]), b.embeddings[0], b.metadata[0], b.payloads[0], b.taints[0], row_labels, row_regen)
+
+    def query(self, where: str | None = None, labels=None, regen=None, order: str = "id", descending: bool = False,
+              limit: int | None = None, offset: int = 0) -> "QueryResult":
+        """Runs a filter (the CLI's `--where` language); the result reads its rows lazily."""
+        ids = self._take_ids(lib.ldb_query, (where or "").encode(),
+                             _options(order=order, descending=descending, limit=limit, offset=offset))
+        return QueryResult(self, ids, labels, regen)
+
+    def knn(self, queries, k: int = 10, labels: str | None = None, flow: str = "permissive", lam: float = 0.1,
+            metric: str = "cosine", where: str | None = None) -> "KNNResult":
+        """Exact k nearest neighbours; with `labels`, the kNN label of each query (as `labeldb knn`)."""
+        q = _as_array(queries, np.float32, "queries")
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2 or q.shape[1] != self._store.dimension:
+            raise BadInput(f"queries: expected [n, {self._store.dimension}], found shape {q.shape}")
+        n = q.shape[0]
+        ids = np.zeros((n, k), np.uint64)
+        sims = np.zeros((n, k), np.float32)
+        out = c_void_p()
+        check(lib.ldb_knn(self._live(), _ptr(q, c_float), n, k,
+                          _options(labels=labels, flow=flow, **{"lambda": lam}, metric=metric, where=where),
+                          _ptr(ids, c_uint64), _ptr(sims, c_float), ctypes.byref(out)))
+        return KNNResult(ids, sims, json.loads(take_string(out)) if labels else None)
+
+    def _json(self, call, *args):
+        out = c_void_p()
+        check(call(self._live(), *args, ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def label_sets(self) -> list[dict]:
+        """Every label set with its versions (as `labeldb labels list --format json`)."""
+        return self._json(lib.ldb_label_sets)
+
+    def projectors(self) -> list[dict]:
+        """Every projector with its versions."""
+        return self._json(lib.ldb_projectors)
+
+    def provenance(self) -> dict:
+        """The provenance log: its hash-chain check ("log") and W3C PROV-JSON ("prov")."""
+        return self._json(lib.ldb_provenance)
+
+    def audit(self, id: int) -> dict:
+        """A sample's labels, why they carry their taint labels, and their lineage (as `labeldb audit`)."""
+        return self._json(lib.ldb_audit, c_uint64(int(id)))
+
+
+class WriteTransaction(Transaction):
+    """The write transaction. A failing call leaves it failed: only abort (or leaving the `with`
+    block by the exception) is possible, and nothing is written."""
+
+    def put(self, ids, embeddings, metadata: Sequence[dict] | None = None, payloads: Sequence[bytes] | None = None,
+            secrecy=None, integrity=None, privilege=None, mode: str = "replace") -> dict:
+        """Stores samples; a metadata dict's "taint" member adds tags to that row's label."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        emb = _as_array(embeddings, np.float32, "embeddings", ndim=2)
+        if emb.shape != (len(ids), self._store.dimension):
+            raise BadInput(f"embeddings: expected shape ({len(ids)}, {self._store.dimension}), found {emb.shape}")
+        meta_off = meta_bytes = pay_off = pay_bytes = None
+        if metadata is not None:
+            if len(metadata) != len(ids):
+                raise BadInput(f"metadata: {len(metadata)} rows for {len(ids)} ids")
+            meta_off, meta_bytes = _pack([json.dumps(m).encode() if isinstance(m, dict) else _bytes(m, "metadata")
+                                          for m in metadata])
+        if payloads is not None:
+            if len(payloads) != len(ids):
+                raise BadInput(f"payloads: {len(payloads)} rows for {len(ids)} ids")
+            pay_off, pay_bytes = _pack([_bytes(p, "payloads") for p in payloads])
+        out = c_void_p()
+        check(lib.ldb_put(self._live(), _ptr(ids, c_uint64), len(ids), _ptr(emb, c_float),
+                          _ptr(meta_off, c_uint64), _ptr(meta_bytes, c_uint8), _ptr(pay_off, c_uint64), _ptr(pay_bytes, c_uint8),
+                          _options(mode=mode, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege)),
+                          ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def put_arrow(self, data, **options) -> dict:
+        """Stores the rows of a pyarrow Table or RecordBatchReader with the columns to_arrow gives
+        (`id`, `embedding`, optional `metadata` JSON strings and `payload` binary)."""
+        from . import _arrow
+        return _arrow.put_arrow(self, data, **options)
+
+    def delete(self, ids) -> int:
+        """Deletes the samples the transaction sees among `ids`; how many were deleted."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        deleted = c_uint64()
+        check(lib.ldb_delete(self._live(), _ptr(ids, c_uint64), len(ids), ctypes.byref(deleted)))
+        return deleted.value
+
+    def import_labels(self, name: str, soft=None, hard=None, multi=None, ids=None, codec: str | None = None,
+                      agent: str = "python", secrecy=None, integrity=None, privilege=None, normalize: bool = False,
+                      logits: bool = False, temperature: float | None = None) -> dict:
+        """Imports one kind of labels (soft [n, C] probabilities or logits, hard [n] classes, or multi:
+        a list of class lists) for `ids` into label set `name`, as its next version."""
+        if ids is None:
+            raise BadInput("import_labels: ids are required")
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        n, c = len(ids), len(self._store.classes)
+        if sum(x is not None for x in (soft, hard, multi)) != 1:
+            raise BadInput("import_labels: give exactly one of soft, hard or multi")
+        soft_a = hard_a = off = classes = None
+        if soft is not None:
+            soft_a = _as_array(soft, np.float32, "soft", ndim=2)
+            if soft_a.shape != (n, c):
+                raise BadInput(f"soft: expected shape ({n}, {c}), found {soft_a.shape}")
+        elif hard is not None:
+            hard_a = _as_array(hard, np.int64, "hard", ndim=1)
+            if len(hard_a) != n:
+                raise BadInput(f"hard: {len(hard_a)} labels for {n} ids")
+        else:
+            if len(multi) != n:
+                raise BadInput(f"multi: {len(multi)} rows for {n} ids")
+            lists = [_as_array(list(row), np.int64, "multi", ndim=1) for row in multi]
+            off = np.zeros(n + 1, np.uint64)
+            off[1:] = np.cumsum([len(x) for x in lists])
+            classes = np.concatenate(lists) if lists else np.zeros(0, np.int64)
+            classes = np.ascontiguousarray(classes, np.int64)
+        out = c_void_p()
+        check(lib.ldb_import_labels(
+            self._live(), name.encode(), _ptr(ids, c_uint64), n, _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
+            _ptr(off, c_uint64), _ptr(classes, c_int64),
+            _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
+                     normalize=normalize, logits=logits, temperature=temperature),
+            ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+
+def _bytes(value, name: str) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    raise BadInput(f"{name}: expected bytes, found {type(value).__name__}")
+
+
+def _pack(rows: list[bytes]):
+    offsets = np.zeros(len(rows) + 1, np.uint64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    blob = np.frombuffer(b"".join(rows) or b"\0", np.uint8)
+    return offsets, np.ascontiguousarray(blob)
+
+
+def _slices(pointer, size: int, offsets: np.ndarray) -> list[bytes]:
+    data = ctypes.string_at(pointer, size) if size else b""
+    o = offsets.tolist()
+    return [data[o[i]:o[i + 1]] for i in range(len(o) - 1)]
+
+
+class QueryResult:
+    """The ids a query matched, in its order; rows are read in batches on demand."""
+
+    def __init__(self, tx: Transaction, ids: np.ndarray, labels, regen):
+        self.tx, self.ids = tx, ids
+        self.labels = [labels] if isinstance(labels, str) else list(labels or [])
+        self.regen = [regen] if isinstance(regen, str) else list(regen or [])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batches(self, size: int = 4096, soft: str = "dense", **read) -> Iterator[Batch]:
+        """The rows in batches of `size` (get_many's options apply)."""
+        for start in range(0, len(self.ids), size):
+            yield self.tx.get_many(self.ids[start:start + size], labels=self.labels, regen=self.regen, soft=soft, **read)
+
+    def to_arrow_reader(self, batch_size: int = 4096):
+        """A pyarrow.RecordBatchReader over the rows: memory stays at one batch."""
+        from . import _arrow
+        return _arrow.query_reader(self, batch_size)
+
+    def to_arrow(self):
+        """All rows as a pyarrow.Table."""
+        return self.to_arrow_reader().read_all()
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+
+@dataclass
+class KNNResult:
+    """Neighbour ids and similarities [queries, k] (id 0 and -inf past the last hit), and with
+    labels, one kNN label document per query."""
+    ids: np.ndarray
+    similarities: np.ndarray
+    labels: list | None
+
+
+class Store:
+    """An open store. Open it once per process; transactions come from `read()` and `write()`."""
+
+    def __init__(self, handle: c_void_p, path: str):
+        self._handle = handle
+        self._pid = os.getpid()
+        self._transactions = 0
+        self.path = path
+        info = self.info()
+        self.dimension: int = info["dim"]
+        self.classes: list[str] = info["classes"]
+        self.read_only: bool = info["read_only"]
+
+    def _live(self):
+        if not self._handle.value:
+            raise BadInput("the store is closed")
+        return self._handle
+
+    def info(self) -> dict:
+        """Counts (as the public sees them), the schema, sizes and the format version."""
+        out = c_void_p()
+        check(lib.ldb_info(self._live(), ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def read(self, clearance: str = "public") -> Transaction:
+        """A read transaction (a snapshot) under `clearance`: "public", "all" or "secrecy=a,b;integrity=c"."""
+        return Transaction(self, clearance, write=False)
+
+    def write(self, clearance: str = "all") -> WriteTransaction:
+        """The write transaction; one at a time per store across threads and processes."""
+        return WriteTransaction(self, clearance, write=True)
+
+    def fit_projector(self, name: str, source: str, rank: int = 16, **options) -> dict:
+        """Fits a projector version from label set `source` (see `labeldb projectors fit`)."""
+        out = c_void_p()
+        check(lib.ldb_fit_projector(self._live(), name.encode(), _options(**{"from": source, "rank": rank}, **options),
+                                    ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def verify(self, clearance: str = "all", in_process: bool = False) -> dict:
+        """Checks every record. By default in a child process, so a store whose page structure is
+        damaged (which can crash LMDB) yields a report, not a crashed interpreter."""
+        if in_process:
+            out = c_void_p()
+            check(lib.ldb_verify(self._live(), clearance.encode(), ctypes.byref(out)))
+            return json.loads(take_string(out))
+        from . import _verify
+        return _verify.in_child(self.path, clearance)
+
+    def close(self) -> None:
+        """Closes the store; BadInput while transactions are open."""
+        if self._handle.value and os.getpid() == self._pid:
+            check(lib.ldb_close(self._handle))
+        self._handle = c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            if getattr(self, "_handle", None) is not None and self._handle.value and self._transactions == 0 \
+                    and os.getpid() == self._pid:
+                lib.ldb_close(self._handle)
+        except Exception:
+            pass
+
+
+def open(path: str | os.PathLike, write: bool = False) -> Store:
+    """Opens the store in directory `path`, read-only unless `write`.
+
+    Example::
+
+        db = labeldb.open("corpus")
+        with db.read(clearance="all") as tx:
+            batch = tx.get_many(ids, labels=["teacher"])
+
+    An LMDB environment must not cross fork(): open the store in each process (labeldb.torch
+    datasets open lazily in each DataLoader worker).
+    """
+    handle = c_void_p()
+    check(lib.ldb_open(os.fspath(path).encode(), 1 if write else 0, ctypes.byref(handle)))
+    return Store(handle, os.fspath(path))
+
+
+def create(path: str | os.PathLike, dimension: int, classes: Sequence[str] | int, element: str = "f32") -> Store:
+    """Creates a store (the directory must be missing or empty) and opens it for writing."""
+    handle = c_void_p()
+    spec = {"dimension": int(dimension), "classes": classes if isinstance(classes, int) else list(classes), "element": element}
+    check(lib.ldb_create(os.fspath(path).encode(), json.dumps(spec).encode(), ctypes.byref(handle)))
+    return Store(handle, os.fspath(path))

@@ -1,0 +1,182 @@
+"""PyTorch datasets over a store.
+
+Both open the store lazily, in the process that reads (an LMDB environment must not cross
+fork()), so they work with DataLoader(num_workers > 0) under "fork" and "spawn" alike.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+
+try:
+    import torch
+    from torch.utils.data import Dataset as _Dataset, IterableDataset as _IterableDataset, get_worker_info
+except ImportError as error:  # pragma: no cover
+    raise ImportError("labeldb.torch needs torch (pip install torch)") from error
+
+from . import _store
+
+
+class _Lazy:
+    """A store opened on first use in the current process, again after a fork."""
+
+    def __init__(self, path: str):
+        self.path, self._store, self._pid = path, None, None
+
+    def __getstate__(self):
+        return {"path": self.path}  # a handle never crosses a process boundary
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    def get(self) -> _store.Store:
+        if self._store is None or self._pid != os.getpid():
+            self._store, self._pid = _store.open(self.path), os.getpid()
+        return self._store
+
+
+def _rows(batch, labels, regen) -> list[dict]:
+    """Per-sample dicts of numpy arrays (and the payload bytes), so the default collate works."""
+    out = []
+    for i in range(len(batch.ids)):
+        row = {"id": int(batch.ids[i]), "embedding": batch.embeddings[i]}
+        for name, cols in batch.labels.items():
+            row[f"{name}.hard"] = int(cols.hard[i])
+            if cols.dense is not None:
+                row[f"{name}.soft"] = cols.dense[i]
+            if cols.top_classes is not None:
+                row[f"{name}.top_classes"] = cols.top_classes[i]
+                row[f"{name}.top_probabilities"] = cols.top_probabilities[i]
+        for name, cols in batch.regen.items():
+            row[f"{name}.regen"] = cols.probabilities[i]
+        out.append(row)
+    return out
+
+
+def collate(rows: list[dict]) -> dict:
+    """Stacks per-sample dicts into tensors: one np.stack per column, then a zero-copy from_numpy."""
+    first = rows[0]
+    result = {}
+    for key, value in first.items():
+        column = [r[key] for r in rows]
+        if isinstance(value, np.ndarray):
+            result[key] = torch.from_numpy(np.stack(column))
+        elif isinstance(value, (int, float)):
+            result[key] = torch.tensor(column)
+        else:
+            result[key] = column
+    return result
+
+
+class Dataset(_Dataset):
+    """Map-style: index i is the i-th id in ascending order as of construction.
+
+    `__getitems__` reads a whole batch in one engine call. Options: labels (label set names),
+    regen (projector names), soft ("dense" or "compact"), topk, clearance, transform (applied to
+    each row dict).
+    """
+
+    def __init__(self, path: str, labels: Sequence[str] = (), regen: Sequence[str] = (), clearance: str = "public",
+                 soft: str = "dense", topk: int | None = None, transform: Callable | None = None):
+        self._lazy = _Lazy(os.fspath(path))
+        self.labels, self.regen, self.clearance = list(labels), list(regen), clearance
+        self.soft, self.topk, self.transform = soft, topk, transform
+        store = _store.open(self._lazy.path)
+        try:
+            with store.read(clearance) as tx:
+                self.ids = tx.ids()
+        finally:
+            store.close()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        ids = self.ids[np.asarray(indices, dtype=np.int64)]
+        with self._lazy.get().read(self.clearance) as tx:
+            batch = tx.get_many(ids, labels=self.labels, regen=self.regen, soft=self.soft, topk=self.topk,
+                                metadata=False, payloads=False, taints=False)
+        rows = _rows(batch, self.labels, self.regen)
+        return [self.transform(r) for r in rows] if self.transform else rows
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+
+class IterableDataset(_IterableDataset):
+    """Streams the rows of a query, split across DataLoader workers and distributed ranks without
+    overlap, shuffled per (seed, epoch): the ids are cut into shards, shard order is shuffled, and
+    rows pass through a bounded shuffle buffer.
+
+    Every rank yields the same number of rows, as DistributedSampler does: with drop_last the
+    total is cut to a multiple of world size, otherwise the last ranks repeat rows from the start.
+    Call set_epoch(e) before each epoch.
+    """
+
+    def __init__(self, path: str, where: str | None = None, labels: Sequence[str] = (), regen: Sequence[str] = (),
+                 clearance: str = "public", soft: str = "dense", topk: int | None = None, batch_size: int = 256,
+                 shuffle: bool = True, seed: int = 0, buffer_size: int = 4096, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None, transform: Callable | None = None):
+        self._lazy = _Lazy(os.fspath(path))
+        self.where, self.labels, self.regen, self.clearance = where, list(labels), list(regen), clearance
+        self.soft, self.topk, self.batch_size = soft, topk, batch_size
+        self.shuffle, self.seed, self.buffer_size, self.drop_last = shuffle, seed, buffer_size, drop_last
+        self.transform, self.epoch = transform, 0
+        if rank is None or world_size is None:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            else:
+                rank, world_size = 0, 1
+        self.rank, self.world_size = rank, world_size
+        store = _store.open(self._lazy.path)
+        try:
+            with store.read(clearance) as tx:
+                self.ids = tx.query(where).ids
+        finally:
+            store.close()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_ids(self) -> np.ndarray:
+        ids = self.ids
+        if self.shuffle:
+            # Shard order shuffled per (seed, epoch): ids stay in id-ordered runs for locality.
+            rng = np.random.default_rng([self.seed, self.epoch])
+            shards = np.array_split(ids, max(1, math.ceil(len(ids) / self.batch_size)))
+            ids = np.concatenate([shards[i] for i in rng.permutation(len(shards))]) if shards else ids
+        n, w = len(ids), self.world_size
+        per_rank = n // w if self.drop_last else math.ceil(n / w)
+        total = per_rank * w
+        if total > n:  # pad by repeating from the start
+            ids = np.concatenate([ids, ids[: total - n]])
+        return ids[self.rank:total:w]
+
+    def __iter__(self):
+        ids = self._rank_ids()
+        info = get_worker_info()
+        if info is not None:
+            ids = ids[info.id::info.num_workers]
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
+        buffer: list[dict] = []
+        store = self._lazy.get()
+        for start in range(0, len(ids), self.batch_size):
+            with store.read(self.clearance) as tx:
+                batch = tx.get_many(ids[start:start + self.batch_size], labels=self.labels, regen=self.regen,
+                                    soft=self.soft, topk=self.topk, metadata=False, payloads=False, taints=False)
+            for row in _rows(batch, self.labels, self.regen):
+                if not self.shuffle:
+                    yield self.transform(row) if self.transform else row
+                    continue
+                buffer.append(row)
+                if len(buffer) >= self.buffer_size:
+                    j = int(rng.integers(len(buffer)))
+                    buffer[j], buffer[-1] = buffer[-1], buffer[j]
+                    item = buffer.pop()
+                    yield self.transform(item) if self.transform else item
+        rng.shuffle(buffer)
+        for item in buffer:
+            yield self.transform(item) if self.transform else item
