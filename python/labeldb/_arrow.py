@@ -2,8 +2,7 @@
 
 Columns: id (uint64), embedding (FixedSizeList<float32>), metadata (JSON string), payload
 (binary), taint (struct of secrecy and integrity string lists), and one struct column per label
-set with the fields of a query row's label in format-spec/cli.md (version, row_version, agent,
-hard, top [{class, name, p}], taint).
+source (label set or projector) with the fields of a query row's label in format-spec/cli.md (class, top1, confidence, taint).
 """
 from __future__ import annotations
 
@@ -19,12 +18,13 @@ except ImportError as error:  # pragma: no cover - exercised only without pyarro
 from ._errors import BadInput
 
 TAINT = pa.struct([("secrecy", pa.list_(pa.string())), ("integrity", pa.list_(pa.string()))])
-TOP = pa.list_(pa.struct([("class", pa.int32()), ("name", pa.string()), ("p", pa.float32())]))
 
 
 def _label_type() -> pa.DataType:
-    return pa.struct([("version", pa.int32()), ("row_version", pa.int32()), ("agent", pa.string()),
-                      ("hard", pa.int32()), ("top", TOP), ("taint", TAINT)])
+    """A query row's label (format-spec/cli.md, `labeldb query`): the class that labels the sample
+    (the hard label when there is one, else the soft label's most probable class), its name, its
+    confidence, and the label's taint."""
+    return pa.struct([("class", pa.int32()), ("top1", pa.string()), ("confidence", pa.float32()), ("taint", TAINT)])
 
 
 def _join(a: dict | None, b: dict | None) -> dict | None:
@@ -42,44 +42,46 @@ def _join(a: dict | None, b: dict | None) -> dict | None:
     return {"secrecy": union(a["secrecy"], b["secrecy"]), "integrity": meet(a["integrity"], b["integrity"])}
 
 
-def _label_column(cols, batch, classes, versions: list) -> pa.Array:
-    """One label set's struct column; null where a row has no label."""
-    n = len(batch.ids)
-    present = cols.version > 0
-    top_k = cols.top_classes.shape[1] if cols.top_classes is not None else 0
-    if cols.top_classes is not None:
-        tc, tp = cols.top_classes[:, :5], cols.top_probabilities[:, :5]
-    else:  # dense: the five most probable
-        order = np.argsort(-cols.dense, axis=1, kind="stable")[:, :5]
-        tc, tp = order.astype(np.int32), np.take_along_axis(cols.dense, order, axis=1)
-    keep = (tc >= 0) & (tp > 0) & present[:, None]
-    # Rows with a hard label and no soft one: the one-hot distribution's single class.
-    hard_only = present & ~keep.any(axis=1) & (cols.hard >= 0)
-    tc = tc.copy(); tp = tp.copy()
-    tc[hard_only, 0] = cols.hard[hard_only]; tp[hard_only, 0] = 1.0
-    keep[hard_only, 0] = True
-    counts = keep.sum(axis=1)
-    offsets = np.zeros(n + 1, np.int32)
-    offsets[1:] = np.cumsum(counts)
-    flat_c = tc[keep].astype(np.int32)
-    names = np.asarray(classes, dtype=object)[flat_c] if len(flat_c) else np.zeros(0, dtype=object)
-    entries = pa.StructArray.from_arrays([pa.array(flat_c, pa.int32()), pa.array(names, pa.string()),
-                                          pa.array(tp[keep].astype(np.float32), pa.float32())],
-                                         fields=list(TOP.value_type))
-    top = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), entries)
-    latest = len(versions)
-    agents = [versions[v - 1]["agent"] if v > 0 else None for v in cols.version.tolist()]
-    taints = [(_join(t, versions[v - 1].get("source")) if v > 0 else None)
-              for v, t in zip(cols.version.tolist(), batch.taints or [None] * n)]
-    _ = top_k
-    mask = pa.array(~present)
+def _struct(present, cls, conf, classes, taints) -> pa.Array:
+    names = np.asarray(classes, dtype=object)[np.where(present, cls, 0)]
     return pa.StructArray.from_arrays(
-        [pa.array(np.where(present, latest, 0), pa.int32()), pa.array(cols.version, pa.int32()), pa.array(agents, pa.string()),
-         pa.array(np.where(cols.hard >= 0, cols.hard, 0), pa.int32(), mask=cols.hard < 0), top, pa.array(taints, TAINT)],
-        fields=list(_label_type()), mask=mask)
+        [pa.array(cls, pa.int32()), pa.array(names, pa.string()), pa.array(conf, pa.float32()), pa.array(taints, TAINT)],
+        fields=list(_label_type()), mask=pa.array(~present))
 
 
-def batch_table(batch, classes, label_sets: dict | None) -> pa.Table:
+def _label_column(cols, batch, classes, versions: list) -> pa.Array:
+    """One label set's column; null where a row has no label (or only an empty multi-label)."""
+    n = len(batch.ids)
+    hard = cols.hard >= 0
+    if cols.top_classes is not None:
+        soft_class, soft_p = cols.top_classes[:, 0], cols.top_probabilities[:, 0]
+    elif cols.dense is not None:
+        soft_class = cols.dense.argmax(axis=1).astype(np.int32)
+        soft_p = cols.dense[np.arange(n), soft_class]
+        soft_class = np.where(cols.dense.sum(axis=1) > 0, soft_class, -1)
+    else:
+        soft_class, soft_p = np.full(n, -1, np.int32), np.zeros(n, np.float32)
+    cls = np.where(hard, cols.hard, soft_class)
+    conf = np.where(hard, 1.0, soft_p).astype(np.float32)
+    present = (cols.version > 0) & (cls >= 0)
+    sample_taints = batch.taints or [None] * n
+    taints = [(_join(t, versions[v - 1].get("source")) if ok else None)
+              for ok, v, t in zip(present.tolist(), cols.version.tolist(), sample_taints)]
+    return _struct(present, cls, conf, classes, taints)
+
+
+def _regen_column(cols, batch, classes, projector: dict) -> pa.Array:
+    """One projector's regenerated labels as a query row's label (its taint: the projector's
+    version label joined with the sample's)."""
+    present = batch.found & (cols.status > 0)
+    cls = cols.probabilities.argmax(axis=1).astype(np.int32)
+    conf = cols.probabilities[np.arange(len(cls)), cls]
+    sample_taints = batch.taints or [None] * len(cls)
+    taints = [(_join(t, projector.get("taint")) if ok else None) for ok, t in zip(present.tolist(), sample_taints)]
+    return _struct(present, cls, conf, classes, taints)
+
+
+def batch_table(batch, classes, label_sets: dict | None, projectors: dict | None = None) -> pa.Table:
     """A Batch as a Table (rows not found are left out)."""
     keep = np.flatnonzero(batch.found)
     columns = {"id": pa.array(batch.ids[keep], pa.uint64())}
@@ -94,23 +96,30 @@ def batch_table(batch, classes, label_sets: dict | None) -> pa.Table:
         columns["taint"] = pa.array([batch.taints[i] for i in keep], TAINT)
     for name, cols in batch.labels.items():
         versions = (label_sets or {}).get(name.split("@")[0], {}).get("versions", [])
-        column = _label_column(cols, batch, classes, versions)
-        columns[name] = column.take(pa.array(keep))
+        columns[name] = _label_column(cols, batch, classes, versions).take(pa.array(keep))
+    for name, cols in batch.regen.items():
+        projector = (projectors or {}).get(name.split("@")[0], {})
+        columns[name] = _regen_column(cols, batch, classes, projector).take(pa.array(keep))
     return pa.table(columns)
 
 
 def query_reader(result, batch_size: int) -> pa.RecordBatchReader:
-    """Streams a QueryResult's rows, one batch of `batch_size` at a time."""
+    """Streams a QueryResult's rows, one batch of `batch_size` at a time. Each `labels` name is a
+    label set, or else a projector whose labels are regenerated on read (as `labeldb query`)."""
     tx = result.tx
     classes = tx._store.classes
-    sets = {s["name"]: s for s in tx.label_sets()} if result.labels else {}
-    schema = _schema(tx._store.dimension, result.labels)
+    sets = {s["name"]: s for s in tx.label_sets()}
+    projectors = {p["name"]: p for p in tx.projectors()}
+    names = result.labels + result.regen
+    stored = [n for n in names if n.split("@")[0] in sets]
+    regenerated = [n for n in names if n.split("@")[0] not in sets]
+    schema = _schema(tx._store.dimension, names)
 
     def batches():
         for start in range(0, len(result.ids), batch_size):
-            b = tx.get_many(result.ids[start:start + batch_size], labels=result.labels, soft="compact", topk=5,
-                            missing="keep")
-            yield from batch_table(b, classes, sets).cast(schema).to_batches()
+            b = tx.get_many(result.ids[start:start + batch_size], labels=stored, regen=regenerated,
+                            soft="compact", topk=1, missing="keep")
+            yield from batch_table(b, classes, sets, projectors).select(schema.names).cast(schema).to_batches()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 

@@ -39,11 +39,13 @@ def test_the_wheel_installs_and_reads_without_the_toolchain(corpus, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    # numpy from the test environment's own wheel cache or PyPI; the labeldb wheel from dist/.
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "numpy>=1.24"], check=True)
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[-1])], check=True)
+    # No Swift on PATH, no LD_LIBRARY_PATH, and no source tree on PYTHONPATH (pip would take it
+    # for an installed labeldb and skip the wheel).
     clean = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "LABELDB_LIBRARY", "PYTHONPATH")}
     clean["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if "swift" not in p)
+    # numpy from PyPI; the labeldb wheel from dist/ only.
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "numpy>=1.24"], check=True, env=clean)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[-1])], check=True, env=clean)
     script = ("import labeldb, sys; db = labeldb.open(sys.argv[1]); tx = db.read('all'); "
               "b = tx.get_many(tx.ids()[:5], labels='teacher'); print(tx.count(), b.labels['teacher'].top_classes.shape[1])")
     done = subprocess.run([python, "-c", script, corpus["store"]], env=clean, cwd=tmp_path, capture_output=True, text=True)
