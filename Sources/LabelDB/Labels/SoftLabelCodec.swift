@@ -204,199 +204,175 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
 
     /// Decodes `bytes` into `out` (C floats), normalised to sum 1.
     ///
+    /// The arithmetic is format-spec/storage.md R-43: stored values widened to double, the total
+    /// summed in double, each probability divided by it in double and rounded to float once — so
+    /// any summation order (and any conforming reader) gives the same floats within one ulp.
+    ///
     /// - Throws: ``RecordDecodingError`` describing the mismatch when the bytes do not fit the
     ///   codec (they are untrusted: decoding never traps).
     public func decode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) throws {
         let c = out.count
-        var reader = ByteReader(bytes)
         switch self {
         case .denseF32:
             guard bytes.count == 4 * c else { throw RecordDecodingError(detail: "dense:f32 label of \(bytes.count) bytes for \(c) classes") }
-            var sum: Double = 0
+            var total: Double = 0
             var valid = true
             for i in 0..<c {
-                out[i] = Float(bitPattern: try reader.u32())
-                valid = valid && out[i].isFinite && out[i] >= 0
-                sum += Double(out[i])
+                let v = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                out[i] = v
+                valid = valid && v.isFinite && v >= 0
+                total += Double(v)
             }
             // The exact reference codec returns the stored values bit for bit when they are a
-            // distribution already (rescaling would change them by float rounding).
-            if valid && abs(sum - 1) < 1e-5 { return }
+            // distribution already (rescaling would change them by rounding).
+            if valid && abs(total - 1) < 1e-5 { return }
+            SoftLabelCodec.normalise(out)
         case .denseF16:
             guard bytes.count == 2 * c else { throw RecordDecodingError(detail: "dense:f16 label of \(bytes.count) bytes for \(c) classes") }
             // safe: the length was checked just above.
             ElementEncoding.halfToFloat(bytes, count: c, into: out.baseAddress!)
-        case .topKF16(let k):
-            guard bytes.count == 2 + 4 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
-            try SoftLabelCodec.decodeTopF16(&reader, k: k, into: out)
-        case .adaptive:
-            let k = Int(try reader.u16("K"))
-            guard k >= 1, k <= c, bytes.count == 4 + 4 * k else { throw RecordDecodingError(detail: "adaptive label with K = \(k) in \(bytes.count) bytes") }
-            try SoftLabelCodec.decodeTopF16(&reader, k: k, into: out)
-        case .topKU8(let k):
-            guard bytes.count == 6 + 3 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
-            let hi = Float(Float16(bitPattern: try reader.u16()))
-            let lo = Float(Float16(bitPattern: try reader.u16()))
-            let rest = Float(Float16(bitPattern: try reader.u16()))
-            var indices = [Int](), values = [Float]()
-            for _ in 0..<k {
-                let index = Int(try reader.u16())
-                let q = Float(try reader.u8())
-                guard index < c else { throw RecordDecodingError(detail: "class index \(index) ≥ \(c)") }
-                indices.append(index)
-                values.append(exp(lo + q / 255 * (hi - lo)))
-            }
-            SoftLabelCodec.fill(out, indices: indices, values: values, rest: rest)
+            SoftLabelCodec.normalise(out)
+        case .topKF16, .topKU8, .adaptive:
+            let row = try storedEntries(bytes, classCount: c)
+            row.expand(into: out)
         }
-        SoftLabelCodec.normalise(out)
     }
 
     /// Decodes `bytes` into the compact form: the row's `k` most probable classes with their
-    /// probabilities (as ``decode(_:into:)`` would give them), and returns the leftover mass.
+    /// probabilities (as ``decode(_:into:)`` gives them), and returns the leftover mass.
     ///
     /// Top-K and adaptive rows are read as stored (most probable first), without expanding them to
     /// `classCount` floats; a row that keeps fewer than `k` classes is padded with class −1 and
     /// probability 0, and the mass of kept classes past `k` joins the leftover. Dense rows, and
-    /// damaged rows (a class twice, a value not finite or negative), are decoded in full and their
-    /// `k` largest taken (ties by smaller class).
+    /// rows decode() must clean (a class twice, a value not finite or negative), are decoded in
+    /// full and their `k` largest taken (ties by smaller class).
     public func decodeCompact(
         _ bytes: UnsafeRawBufferPointer, classCount c: Int, k: Int,
         classes: UnsafeMutablePointer<Int32>, probabilities: UnsafeMutablePointer<Float>
     ) throws -> Float {
-        if let entries = try storedEntries(bytes, classCount: c) {
-            let kept = entries.values.reduce(0, +)
-            // decode() spreads the leftover over the other classes, then divides by the total.
-            let spread = entries.indices.count < c ? entries.rest : 0
-            let total = kept + spread
-            if total > 0, total.isFinite {
-                let scale = 1 / total
-                var inside: Float = 0
+        switch self {
+        case .topKF16, .topKU8, .adaptive:
+            let row = try storedEntries(bytes, classCount: c)
+            if row.isClean, let total = row.total {
+                var inside: Double = 0
                 for i in 0..<k {
-                    guard i < entries.indices.count else { classes[i] = -1; probabilities[i] = 0; continue }
-                    classes[i] = Int32(entries.indices[i])
-                    probabilities[i] = entries.values[i] * scale
-                    inside += probabilities[i]
+                    guard i < row.indices.count else { classes[i] = -1; probabilities[i] = 0; continue }
+                    classes[i] = Int32(row.indices[i])
+                    probabilities[i] = Float(row.values[i] / total)
+                    inside += row.values[i]
                 }
-                return max(0, 1 - inside)
+                return Float(max(0, total - inside) / total)
             }
+        case .denseF32, .denseF16: break
         }
         var dense = [Float](repeating: 0, count: c)
         try dense.withUnsafeMutableBufferPointer { try decode(bytes, into: $0) }
         let top = dense.withUnsafeBufferPointer { SoftLabelCodec.topIndices($0, min(k, c)) }
-        var inside: Float = 0
+        var inside: Double = 0
         for i in 0..<k {
             guard i < top.count else { classes[i] = -1; probabilities[i] = 0; continue }
             classes[i] = Int32(top[i])
             probabilities[i] = dense[top[i]]
-            inside += dense[top[i]]
+            inside += Double(dense[top[i]])
         }
-        return max(0, 1 - inside)
+        return Float(max(0, 1 - inside))
     }
 
-    /// The stored entries of a top-K or adaptive row (classes, values, leftover), or nil when the
-    /// codec is dense or the row needs decode()'s cleaning (a repeated class, a value that is not
-    /// finite or is negative).
-    private func storedEntries(_ bytes: UnsafeRawBufferPointer, classCount c: Int) throws -> (indices: [Int], values: [Float], rest: Float)? {
+    /// The entries of a top-K, u8 or adaptive row, widened to double.
+    private func storedEntries(_ bytes: UnsafeRawBufferPointer, classCount c: Int) throws -> SparseRow {
         var reader = ByteReader(bytes)
-        var indices: [Int] = [], values: [Float] = []
-        let rest: Float
+        var row = SparseRow(classCount: c)
+        var count = 0
         switch self {
         case .denseF32, .denseF16:
-            return nil
+            throw RecordDecodingError(detail: "\(self) rows have no sparse entries")
         case .topKF16(let k):
             guard bytes.count == 2 + 4 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
-            rest = Float(Float16(bitPattern: try reader.u16()))
-            for _ in 0..<k {
-                indices.append(Int(try reader.u16()))
-                values.append(Float(Float16(bitPattern: try reader.u16())))
-            }
+            count = k
         case .adaptive:
-            let k = Int(try reader.u16("K"))
-            guard k >= 1, k <= c, bytes.count == 4 + 4 * k else { throw RecordDecodingError(detail: "adaptive label with K = \(k) in \(bytes.count) bytes") }
-            rest = Float(Float16(bitPattern: try reader.u16()))
-            for _ in 0..<k {
-                indices.append(Int(try reader.u16()))
-                values.append(Float(Float16(bitPattern: try reader.u16())))
+            count = Int(try reader.u16("K"))
+            guard count >= 1, count <= c, bytes.count == 4 + 4 * count else {
+                throw RecordDecodingError(detail: "adaptive label with K = \(count) in \(bytes.count) bytes")
             }
         case .topKU8(let k):
             guard bytes.count == 6 + 3 * k else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
-            let hi = Float(Float16(bitPattern: try reader.u16()))
-            let lo = Float(Float16(bitPattern: try reader.u16()))
-            rest = Float(Float16(bitPattern: try reader.u16()))
+            let hi = Double(Float16(bitPattern: try reader.u16()))
+            let lo = Double(Float16(bitPattern: try reader.u16()))
+            row.rest = Double(Float16(bitPattern: try reader.u16()))
             for _ in 0..<k {
-                indices.append(Int(try reader.u16()))
-                values.append(exp(lo + Float(try reader.u8()) / 255 * (hi - lo)))
+                let index = Int(try reader.u16())
+                try row.append(index, exp(lo + Double(try reader.u8()) / 255 * (hi - lo)))
             }
+            return row
         }
-        if let bad = indices.first(where: { $0 >= c }) { throw RecordDecodingError(detail: "class index \(bad) ≥ \(c)") }
-        guard rest.isFinite, rest >= 0, values.allSatisfy({ $0.isFinite && $0 >= 0 }), Set(indices).count == indices.count else { return nil }
-        return (indices, values, rest)
+        row.rest = Double(Float16(bitPattern: try reader.u16()))
+        for _ in 0..<count {
+            let index = Int(try reader.u16())
+            try row.append(index, Double(Float16(bitPattern: try reader.u16())))
+        }
+        return row
     }
 
-    private static func decodeTopF16(_ reader: inout ByteReader, k: Int, into out: UnsafeMutableBufferPointer<Float>) throws {
-        let rest = Float(Float16(bitPattern: try reader.u16()))
-        try reader.need(4 * k, "top-K entries")
-        // Read in place (no temporary arrays): this runs once per label read.
-        let base = reader.offset
-        let bytes = reader.bytes
-        try fill(out, k: k, rest: rest) { i in
-            let index = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base + 4 * i, as: UInt16.self)))
-            let value = Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base + 4 * i + 2, as: UInt16.self))))
-            return (index, value)
-        }
-        try reader.skip(4 * k, "top-K entries")
-    }
-
-    /// Kept values at their classes; the leftover spread evenly over the others (a class listed
-    /// twice in damaged bytes counts once).
-    private static func fill(
-        _ out: UnsafeMutableBufferPointer<Float>, k: Int, rest: Float, entry: (Int) throws -> (Int, Float)
-    ) throws {
-        var distinct = 0
-        for i in 0..<k {
-            let (index, _) = try entry(i)
-            guard index < out.count else { throw RecordDecodingError(detail: "class index \(index) ≥ \(out.count)") }
-            var seen = false
-            for j in 0..<i where try entry(j).0 == index { seen = true; break }
-            if !seen { distinct += 1 }
-        }
-        let others = out.count - distinct
-        let share = others > 0 ? max(rest, 0) / Float(others) : 0
-        out.update(repeating: share)
-        for i in 0..<k {
-            let (index, value) = try entry(i)
-            out[index] = max(value, 0)
-        }
-    }
-
-    /// Kept values at their classes; the leftover spread evenly over the others.
-    private static func fill(_ out: UnsafeMutableBufferPointer<Float>, indices: [Int], values: [Float], rest: Float) {
-        try? fill(out, k: indices.count, rest: rest) { (indices[$0], values[$0]) }
-    }
-
+    /// Rescales `out` to sum 1: negative and non-finite values count as 0, the total is a
+    /// double, each value is divided by it in double and rounded once; all zeros become uniform.
     static func normalise(_ out: UnsafeMutableBufferPointer<Float>) {
-        // Fast path: a branch-free sum (vectorised); damaged bytes (NaN, ∞, negatives) are rare
-        // and take the cleaning pass.
-        var total: Float = 0
-        var minimum: Float = 0
-        for v in out {
-            total += v
-            minimum = min(minimum, v)
-        }
-        if !(total.isFinite && minimum >= 0) {
-            total = 0
-            for i in 0..<out.count {
-                let v = out[i]
-                out[i] = v.isFinite && v > 0 ? v : 0
-                total += out[i]
-            }
+        var total: Double = 0
+        for i in 0..<out.count {
+            let v = out[i]
+            if !(v.isFinite && v > 0) { out[i] = 0 }
+            total += Double(out[i])
         }
         guard total > 0, total.isFinite else {
             out.update(repeating: 1 / Float(out.count))
             return
         }
-        let scale = 1 / total
-        for i in 0..<out.count { out[i] *= scale }
+        for i in 0..<out.count { out[i] = Float(Double(out[i]) / total) }
+    }
+}
+
+/// A top-K row's entries as decoding sees them: classes in stored order, values widened to
+/// double, the leftover mass; a class stored twice keeps its later value and counts once.
+struct SparseRow {
+    let classCount: Int
+    var indices: [Int] = []
+    var values: [Double] = []
+    var rest: Double = 0
+    /// False when decode must clean the row (a repeated class, a negative or non-finite value).
+    var isClean = true
+
+    init(classCount: Int) { self.classCount = classCount }
+
+    mutating func append(_ index: Int, _ value: Double) throws {
+        guard index < classCount else { throw RecordDecodingError(detail: "class index \(index) ≥ \(classCount)") }
+        if indices.contains(index) { isClean = false }
+        if !(value.isFinite && value >= 0) { isClean = false }
+        indices.append(index)
+        values.append(value)
+    }
+
+    /// The kept values (each class once, its last value) with the cleaned leftover when any class
+    /// is left to spread it over; nil when that total is 0 (the row decodes as uniform).
+    var total: Double? {
+        var last: [Int: Double] = [:]
+        for (index, value) in zip(indices, values) { last[index] = value.isFinite && value > 0 ? value : 0 }
+        let others = classCount - last.count
+        let spread = others > 0 && rest.isFinite && rest > 0 ? rest : 0
+        let total = last.values.reduce(0, +) + spread
+        return total > 0 && total.isFinite ? total : nil
+    }
+
+    /// The full distribution: kept classes their value, the others an equal share of the leftover.
+    func expand(into out: UnsafeMutableBufferPointer<Float>) {
+        guard let total else {
+            out.update(repeating: 1 / Float(out.count))
+            return
+        }
+        var last: [Int: Double] = [:]
+        for (index, value) in zip(indices, values) { last[index] = value.isFinite && value > 0 ? value : 0 }
+        let others = classCount - last.count
+        let share = others > 0 && rest.isFinite && rest > 0 ? rest / Double(others) : 0
+        out.update(repeating: Float(share / total))
+        for (index, value) in last { out[index] = Float(value / total) }
     }
 }
 
