@@ -15,39 +15,13 @@ struct PeersBenchmark {
     var importReps = 3
 
     func run() throws {
-        let ids = try NumPyArray.read(data + "/ids.npy").ids()
-        let n = ids.count
-        let embeddings = try NumPyArray.read(data + "/emb.npy").floats()
-        let offsets = try NumPyArray.read(data + "/payload_off.npy").integers()
-        let blob = try NumPyArray.read(data + "/payload_blob.npy").data
-        let payloads = (0..<n).map { Array(blob[Int(offsets[$0])..<Int(offsets[$0 + 1])]) }
-        let metadata = try JSONLines.readObjects(data + "/meta.jsonl")
-        let readIDs = try NumPyArray.read(data + "/read_ids.npy").ids()
-        let manifest = try JSONValue.parse(Array(FileManager.default.contents(atPath: data + "/manifest.json")!))
-        let logical = Int(manifest["logical_bytes"]?.doubleValue ?? 0)
+        let w = try PeersWorkload(data: data)
+        let (ids, n, embeddings, payloads, metadata, readIDs) = (w.ids, w.n, w.embeddings, w.payloads, w.metadata, w.readIDs)
+        let (logical, dimension, hard, softClasses, softProbs) = (w.logical, w.dimension, w.hard, w.softClasses, w.softProbs)
+        let (filterClasses, classCount, k) = (w.filterClasses, w.classCount, w.k)
         let labelBytes = n * (4 + 10 + 10 + 2)
-        let dimension = embeddings.count / n
-        let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads)
-        let hard = try NumPyArray.read(data + "/hard.npy").integers().map { Int($0) }
-        let softClasses = try NumPyArray.read(data + "/soft_cls.npy").integers().map { Int($0) }
-        let softProbs = try NumPyArray.read(data + "/soft_p.npy").floats()
-        let softRest = try NumPyArray.read(data + "/soft_rest.npy").floats()
-        let filterClasses = try NumPyArray.read(data + "/filter_classes.npy").integers().map { Int($0) }
-        let classCount = 1000, k = softClasses.count / n
-        // The workload's soft label as a distribution: its top-5 values, the leftover spread evenly
-        // (the same reading FKD's marginal smoothing gives it). Built once, outside the timing.
-        func softDistributions() -> [Float] {
-            var p = [Float](repeating: 0, count: n * classCount)
-            for row in 0..<n {
-                let share = softRest[row] / Float(classCount - k)
-                for j in 0..<classCount { p[row * classCount + j] = share }
-                for t in 0..<k { p[row * classCount + softClasses[row * k + t]] = softProbs[row * k + t] }
-            }
-            return p
-        }
-        let teacher = softDistributions()
-        let schema = try Schema(dimension: dimension, classes: (0..<1000).map { "class_\($0)" })
 
+        let teacher = w.softDistributions()
         var importTimes: [Double] = []
         let path = directory + "/labeldb"
         for _ in 0..<importReps {
@@ -55,13 +29,7 @@ struct PeersBenchmark {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             sync()
             let seconds = try time {
-                let store = try Store.create(at: path, schema: schema)
-                try store.write(clearance: .all) { tx in
-                    _ = try tx.put(batch, mode: .insert)
-                    try tx.importLabels(.hard(hard), ids: ids, into: "hard", agent: "workload")
-                    try tx.importLabels(.soft(teacher), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
-                }
-                store.close()
+                try w.importStore(at: path, teacher: teacher)
                 sync()
             }
             importTimes.append(seconds)
@@ -182,5 +150,70 @@ struct PeersBenchmark {
         result["peak_rss_mb"] = peakRSSMegabytes().json
         result["sink"] = .int(Int64(sink & 0xFFFF))
         emit(result)
+    }
+}
+
+/// The peers' workload (`../shared/peers/make_workload.py`), loaded once, and how LabelDB stores it.
+struct PeersWorkload {
+    let ids: [UInt64]
+    let n: Int
+    let embeddings: [Float]
+    let payloads: [[UInt8]]
+    let metadata: [[String: JSONValue]]
+    let readIDs: [UInt64]
+    let logical: Int
+    let dimension: Int
+    let hard: [Int]
+    let softClasses: [Int]
+    let softProbs: [Float]
+    let softRest: [Float]
+    let filterClasses: [Int]
+    let classCount = 1000
+    let k: Int
+
+    init(data: String) throws {
+        ids = try NumPyArray.read(data + "/ids.npy").ids()
+        n = ids.count
+        embeddings = try NumPyArray.read(data + "/emb.npy").floats()
+        let offsets = try NumPyArray.read(data + "/payload_off.npy").integers()
+        let blob = try NumPyArray.read(data + "/payload_blob.npy").data
+        payloads = (0..<ids.count).map { Array(blob[Int(offsets[$0])..<Int(offsets[$0 + 1])]) }
+        metadata = try JSONLines.readObjects(data + "/meta.jsonl")
+        readIDs = try NumPyArray.read(data + "/read_ids.npy").ids()
+        let manifest = try JSONValue.parse(Array(FileManager.default.contents(atPath: data + "/manifest.json")!))
+        logical = Int(manifest["logical_bytes"]?.doubleValue ?? 0)
+        dimension = embeddings.count / n
+        hard = try NumPyArray.read(data + "/hard.npy").integers().map { Int($0) }
+        softClasses = try NumPyArray.read(data + "/soft_cls.npy").integers().map { Int($0) }
+        softProbs = try NumPyArray.read(data + "/soft_p.npy").floats()
+        softRest = try NumPyArray.read(data + "/soft_rest.npy").floats()
+        filterClasses = try NumPyArray.read(data + "/filter_classes.npy").integers().map { Int($0) }
+        k = softClasses.count / n
+    }
+
+    /// The workload's soft label as a distribution: its top-5 values, the leftover spread evenly
+    /// (the same reading FKD's marginal smoothing gives it).
+    func softDistributions() -> [Float] {
+        var p = [Float](repeating: 0, count: n * classCount)
+        for row in 0..<n {
+            let share = softRest[row] / Float(classCount - k)
+            for j in 0..<classCount { p[row * classCount + j] = share }
+            for t in 0..<k { p[row * classCount + softClasses[row * k + t]] = softProbs[row * k + t] }
+        }
+        return p
+    }
+
+    /// Creates the LabelDB store: the samples, label set `hard` and label set `teacher` (`topk:5:f16`).
+    /// `teacher` is ``softDistributions()``, built by the caller outside any timing.
+    func importStore(at path: String, teacher: [Float]) throws {
+        let schema = try Schema(dimension: dimension, classes: (0..<classCount).map { "class_\($0)" })
+        let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads)
+        let store = try Store.create(at: path, schema: schema)
+        try store.write(clearance: .all) { tx in
+            _ = try tx.put(batch, mode: .insert)
+            try tx.importLabels(.hard(hard), ids: ids, into: "hard", agent: "workload")
+            try tx.importLabels(.soft(teacher), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
+        }
+        store.close()
     }
 }

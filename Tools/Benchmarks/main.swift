@@ -6,6 +6,7 @@
 //   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
 //   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
+//   .build/release/labeldb-bench batch-read [--data /tmp/peers-data] [--dir DIR]
 //   .build/release/labeldb-bench flow [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //
@@ -41,6 +42,11 @@ do {
             }
         }
         print(sink)
+    case "batch-read":
+        var bench = BatchReadBenchmark()
+        if let data = options["data"] { bench.data = data }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
     case "labels":
         var bench = LabelBenchmark()
         if let n = options["count"].flatMap(Int.init) { bench.count = n }

@@ -34,7 +34,7 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A label set named with an optional version: `teacher` (the latest) or `teacher@3`.
-public struct LabelSetReference: Equatable, Sendable, CustomStringConvertible {
+public struct LabelSetReference: Hashable, Sendable, CustomStringConvertible {
     /// The label set's name.
     public var name: String
     /// The version, or nil for the latest.

@@ -353,11 +353,18 @@ struct SparseRow {
     /// The kept values (each class once, its last value) with the cleaned leftover when any class
     /// is left to spread it over; nil when that total is 0 (the row decodes as uniform).
     var total: Double? {
-        var last: [Int: Double] = [:]
-        for (index, value) in zip(indices, values) { last[index] = value.isFinite && value > 0 ? value : 0 }
-        let others = classCount - last.count
-        let spread = others > 0 && rest.isFinite && rest > 0 ? rest : 0
-        let total = last.values.reduce(0, +) + spread
+        var kept: Double = 0
+        var distinct = indices.count
+        if isClean {
+            for v in values { kept += v }
+        } else {
+            var last: [Int: Double] = [:]
+            for (index, value) in zip(indices, values) { last[index] = value.isFinite && value > 0 ? value : 0 }
+            for v in last.values { kept += v }
+            distinct = last.count
+        }
+        let spread = classCount > distinct && rest.isFinite && rest > 0 ? rest : 0
+        let total = kept + spread
         return total > 0 && total.isFinite ? total : nil
     }
 

@@ -73,6 +73,13 @@ extension Transaction {
 
     /// The label set `name`, or nil.
     public func labelSet(named name: String) throws -> LabelSet? {
+        if let cached = snapshotCache?.labelSets[name] { return cached }
+        let set = try decodeLabelSet(named: name)
+        snapshotCache?.labelSets[name] = .some(set)
+        return set
+    }
+
+    private func decodeLabelSet(named name: String) throws -> LabelSet? {
         let key = Array(name.utf8)
         guard let record = try labelSetRecord(key: key) else { return nil }
         var versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)

@@ -139,6 +139,13 @@ extension Transaction {
     ///
     /// - Throws: ``ProjectorError/unknownProjector(_:)``, ``ProjectorError/unknownVersion(name:version:latest:)``.
     public func load(_ reference: ProjectorReference) throws -> LoadedProjector {
+        if let cached = snapshotCache?.projectors[reference] { return cached }
+        let loaded = try loadProjector(reference)
+        snapshotCache?.projectors[reference] = loaded
+        return loaded
+    }
+
+    private func loadProjector(_ reference: ProjectorReference) throws -> LoadedProjector {
         guard let projector = try projector(named: reference.name) else { throw ProjectorError.unknownProjector(reference.name) }
         let v = reference.version ?? projector.latest
         guard v >= 1, v <= projector.latest else { throw ProjectorError.unknownVersion(name: projector.name, version: v, latest: projector.latest) }

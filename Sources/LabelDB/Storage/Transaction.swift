@@ -1,5 +1,12 @@
 import CLMDB
 
+/// What a read transaction decodes once and reuses: label sets and loaded projectors, which
+/// every batch read resolves (their JSON records cost tens of microseconds to decode).
+final class SnapshotCache {
+    var labelSets: [String: LabelSet?] = [:]
+    var projectors: [ProjectorReference: LoadedProjector] = [:]
+}
+
 /// A read transaction: a consistent snapshot of the store.
 ///
 /// You get one only inside ``Store/read(_:)`` or ``Store/write(_:)``; it must not escape the
@@ -21,6 +28,9 @@ public class Transaction {
     var sawMapFull = false
     /// The taint catalog and visibility, loaded on first use (see `taint`).
     var taintState: TaintState?
+    /// Records decoded once per read transaction (its snapshot never changes); nil in a write
+    /// transaction, whose own changes would make them stale.
+    lazy var snapshotCache: SnapshotCache? = self is WriteTransaction ? nil : SnapshotCache()
 
     init(store: Store, env: Environment, txn: OpaquePointer, clearance: Clearance) {
         self.store = store

@@ -73,7 +73,10 @@ struct ImportCommand: ParsableCommand {
         progress.finish()
         switch format {
         case .json:
-            printJSON(["imported": .int(Int64(input.rows)), "inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))])
+            // `replaced` only with --replace (format-spec/cli.md, C-8: a key without a value is omitted).
+            var object: [String: JSONValue] = ["imported": .int(Int64(input.rows)), "inserted": .int(Int64(summary.inserted))]
+            if replace { object["replaced"] = .int(Int64(summary.replaced)) }
+            printJSON(.object(object))
         case .text:
             print("imported \(input.rows) samples into \(target.store) (\(summary.inserted) new, \(summary.replaced) replaced)")
         }
