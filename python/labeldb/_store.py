@@ -119,6 +119,73 @@ class Batch:
         return _arrow.batch_table(self, classes, label_sets)
 
 
+class _PreparedRead:
+    """One kind of batch read with its buffers allocated once: the C struct points into numpy
+    arrays of `capacity` rows, reused by every call (results are copied out)."""
+
+    def __init__(self, store, capacity, labels, regen, form, k, embeddings, metadata, payloads, taints):
+        n, d, c = capacity, store.dimension, len(store.classes)
+        self.capacity, self.labels, self.regen = capacity, labels, regen
+        self.flags = (embeddings, metadata, payloads, taints)
+        b = self.struct = _native.BatchStruct()
+        self.found = np.zeros(n, np.uint8)
+        self.emb = np.zeros((n, d), np.float32) if embeddings else None
+        self.meta_off = np.zeros(n + 1, np.uint64) if metadata else None
+        self.pay_off = np.zeros(n + 1, np.uint64) if payloads else None
+        self.taint_index = np.zeros(n, np.int32) if taints else None
+        b.found, b.embeddings, b.embedding = _ptr(self.found, c_uint8), int(embeddings), _ptr(self.emb, c_float)
+        b.metadata, b.metadata_offsets = int(metadata), _ptr(self.meta_off, c_uint64)
+        b.payloads, b.payload_offsets = int(payloads), _ptr(self.pay_off, c_uint64)
+        b.taints, b.taint_index = int(taints), _ptr(self.taint_index, c_int32)
+        self.names = (c_char_p * max(len(labels), 1))(*[s.encode() for s in labels])
+        b.label_count, b.labels, b.soft_form, b.compact_k = len(labels), self.names, form, k
+        self.label_out, self.label_arrays = (_native.LabelColumns * max(len(labels), 1))(), []
+        for i, name in enumerate(labels):
+            cols = LabelColumns(name, np.zeros(n, np.int32), np.zeros(n, np.int32))
+            if form == _native.SOFT_DENSE:
+                cols.dense = np.zeros((n, c), np.float32)
+            elif form == _native.SOFT_COMPACT:
+                cols.top_classes = np.zeros((n, k), np.int32)
+                cols.top_probabilities = np.zeros((n, k), np.float32)
+                cols.leftover = np.zeros(n, np.float32)
+            self.label_out[i] = _native.LabelColumns(
+                _ptr(cols.version, c_int32), _ptr(cols.hard, c_int32), _ptr(cols.dense, c_float),
+                _ptr(cols.top_classes, c_int32), _ptr(cols.top_probabilities, c_float), _ptr(cols.leftover, c_float))
+            self.label_arrays.append(cols)
+        b.label_columns = self.label_out
+        self.regen_names = (c_char_p * max(len(regen), 1))(*[s.encode() for s in regen])
+        self.regen_out, self.regen_arrays = (_native.RegenColumns * max(len(regen), 1))(), []
+        for i, name in enumerate(regen):
+            cols = RegenColumns(name, np.zeros((n, c), np.float32), np.zeros(n, np.uint8))
+            self.regen_out[i] = _native.RegenColumns(_ptr(cols.probabilities, c_float), _ptr(cols.status, c_uint8))
+            self.regen_arrays.append(cols)
+        b.regen_count, b.regen, b.regen_columns = len(regen), self.regen_names, self.regen_out
+        self.struct_ref = ctypes.byref(b)
+
+    def run(self, handle, ids: np.ndarray) -> Batch:
+        n = len(ids)
+        check(lib.ldb_get_many(handle, _ptr(ids, c_uint64), n, self.struct_ref))
+        b = self.struct
+        embeddings, metadata, payloads, taints = self.flags
+        taint_rows = None
+        if taints:
+            distinct = json.loads(b.taint_json or b"[]")
+            taint_rows = [distinct[i] if i >= 0 else None for i in self.taint_index[:n].tolist()]
+        labels = {}
+        for cols in self.label_arrays:
+            labels[cols.name] = LabelColumns(
+                cols.name, cols.version[:n].copy(), cols.hard[:n].copy(),
+                None if cols.dense is None else cols.dense[:n].copy(),
+                None if cols.top_classes is None else cols.top_classes[:n].copy(),
+                None if cols.top_probabilities is None else cols.top_probabilities[:n].copy(),
+                None if cols.leftover is None else cols.leftover[:n].copy())
+        regen = {c.name: RegenColumns(c.name, c.probabilities[:n].copy(), c.status[:n].copy()) for c in self.regen_arrays}
+        return Batch(ids, self.found[:n].astype(bool), None if self.emb is None else self.emb[:n].copy(),
+                     _slices(b.metadata_bytes, b.metadata_size, self.meta_off[:n + 1]) if metadata else None,
+                     _slices(b.payload_bytes, b.payload_size, self.pay_off[:n + 1]) if payloads else None,
+                     taint_rows, labels, regen)
+
+
 class Transaction:
     """A snapshot under a clearance. Use as a context manager; it belongs to the thread that began it."""
 
@@ -126,6 +193,8 @@ class Transaction:
         self._store = store
         self._handle = c_void_p()
         self.clearance = clearance
+        self._readers: dict = {}  # prepared batch reads by request, reused across calls
+        self._widths: dict = {}   # compact K by label sets (a write that imports labels clears it)
         check(lib.ldb_txn_begin(store._live(), clearance.encode(), 1 if write else 0, ctypes.byref(self._handle)))
         store._transactions += 1
 
@@ -202,66 +271,27 @@ class Transaction:
         (NotFound naming the first absent id) or "keep" (the row's `found` is False).
         """
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
-        labels = [labels] if isinstance(labels, str) else list(labels or [])
-        regen = [regen] if isinstance(regen, str) else list(regen or [])
+        labels = (labels,) if isinstance(labels, str) else tuple(labels or ())
+        regen = (regen,) if isinstance(regen, str) else tuple(regen or ())
         form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
         if form is None:
             raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
         if missing not in ("raise", "keep"):
             raise BadInput(f"missing must be 'raise' or 'keep', not {missing!r}")
-        n, d, c = len(ids), self._store.dimension, len(self._store.classes)
-        # K = 0 lets the library take each set's topk:K codec's K (other codecs need topk).
+        # K = 0 would let the library take each set's topk:K codec's K, but the arrays need it first.
         k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
         if form == _native.SOFT_COMPACT and labels and k == 0:
-            k = self._codec_width(labels)
-        b = _native.BatchStruct()
-        keep = []  # Python objects the struct points into, alive for the call
-        found = np.zeros(n, np.uint8)
-        b.found = _ptr(found, c_uint8)
-        emb = np.zeros((n, d), np.float32) if embeddings else None
-        b.embeddings, b.embedding = int(embeddings), _ptr(emb, c_float)
-        meta_off = np.zeros(n + 1, np.uint64) if metadata else None
-        pay_off = np.zeros(n + 1, np.uint64) if payloads else None
-        b.metadata, b.metadata_offsets = int(metadata), _ptr(meta_off, c_uint64)
-        b.payloads, b.payload_offsets = int(payloads), _ptr(pay_off, c_uint64)
-        taint_index = np.zeros(n, np.int32) if taints else None
-        b.taints, b.taint_index = int(taints), _ptr(taint_index, c_int32)
-        names = (c_char_p * max(len(labels), 1))(*[s.encode() for s in labels])
-        b.label_count, b.labels, b.soft_form, b.compact_k = len(labels), names, form, int(k)
-        label_out, label_arrays = (_native.LabelColumns * max(len(labels), 1))(), []
-        for i, name in enumerate(labels):
-            cols = LabelColumns(name, np.zeros(n, np.int32), np.zeros(n, np.int32))
-            if form == _native.SOFT_DENSE:
-                cols.dense = np.zeros((n, c), np.float32)
-            elif form == _native.SOFT_COMPACT:
-                cols.top_classes = np.zeros((n, k), np.int32)
-                cols.top_probabilities = np.zeros((n, k), np.float32)
-                cols.leftover = np.zeros(n, np.float32)
-            label_out[i] = _native.LabelColumns(
-                _ptr(cols.version, c_int32), _ptr(cols.hard, c_int32), _ptr(cols.dense, c_float),
-                _ptr(cols.top_classes, c_int32), _ptr(cols.top_probabilities, c_float), _ptr(cols.leftover, c_float))
-            label_arrays.append(cols)
-        b.label_columns = label_out
-        regen_names = (c_char_p * max(len(regen), 1))(*[s.encode() for s in regen])
-        regen_out, regen_arrays = (_native.RegenColumns * max(len(regen), 1))(), []
-        for i, name in enumerate(regen):
-            cols = RegenColumns(name, np.zeros((n, c), np.float32), np.zeros(n, np.uint8))
-            regen_out[i] = _native.RegenColumns(_ptr(cols.probabilities, c_float), _ptr(cols.status, c_uint8))
-            regen_arrays.append(cols)
-        b.regen_count, b.regen, b.regen_columns = len(regen), regen_names, regen_out
-        keep.extend([names, label_out, regen_names, regen_out])
-        check(lib.ldb_get_many(self._live(), _ptr(ids, c_uint64), n, ctypes.byref(b)))
-        if missing == "raise" and b.found_count < n:
-            absent = ids[found == 0][0]
+            k = self._widths.get(labels) or self._widths.setdefault(labels, self._codec_width(list(labels)))
+        key = (labels, regen, form, k, embeddings, metadata, payloads, taints)
+        reader = self._readers.get(key)
+        if reader is None or reader.capacity < len(ids):
+            reader = _PreparedRead(self._store, max(len(ids), 1), *key)
+            self._readers[key] = reader
+        batch = reader.run(self._live(), ids)
+        if missing == "raise" and not batch.found.all():
+            absent = ids[~batch.found][0]
             raise NotFound(f"sample {int(absent)} is not in the store (or the clearance hides it)")
-        metadata_rows = _slices(b.metadata_bytes, b.metadata_size, meta_off) if metadata else None
-        payload_rows = _slices(b.payload_bytes, b.payload_size, pay_off) if payloads else None
-        taint_rows = None
-        if taints:
-            distinct = json.loads(b.taint_json or b"[]")
-            taint_rows = [distinct[i] if i >= 0 else None for i in taint_index.tolist()]
-        return Batch(ids, found.astype(bool), emb, metadata_rows, payload_rows, taint_rows,
-                     {c.name: c for c in label_arrays}, {c.name: c for c in regen_arrays})
+        return batch
 
     def _codec_width(self, labels: list[str]) -> int:
         """K of the sets' topk:K codecs (the arrays need it before the call); BadInput when they differ."""
@@ -409,6 +439,7 @@ class WriteTransaction(Transaction):
             classes = np.concatenate(lists) if lists else np.zeros(0, np.int64)
             classes = np.ascontiguousarray(classes, np.int64)
         out = c_void_p()
+        self._widths.clear()
         check(lib.ldb_import_labels(
             self._live(), name.encode(), _ptr(ids, c_uint64), n, _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
             _ptr(off, c_uint64), _ptr(classes, c_int64),
