@@ -19,6 +19,18 @@ enum ExitStatus {
             || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError
     }
 
+    /// The command-line flag that answers a library error, named here since the library's
+    /// messages name no flags (they serve the C API and Python too).
+    static func flagHint(for error: any Error) -> String? {
+        switch error {
+        case TaintError.missingPrivilege(let tag, _): "pass --privilege \(tag)"
+        case TaintError.clearanceTooNarrow: "pass --clearance all"
+        case StoreError.idExists: "pass --replace to overwrite"
+        case LabelError.invalidLabel(_, let reason) where reason.contains("normalize"): "--normalize rescales such rows"
+        default: nil
+        }
+    }
+
     /// The exit code an error maps to (the library's ``ErrorClass``, plus this tool's own errors).
     static func code(for error: any Error) -> Int32 {
         switch error {

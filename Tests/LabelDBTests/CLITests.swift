@@ -89,10 +89,6 @@ struct CLITests {
         try Data("not numpy at all".utf8).write(to: URL(fileURLWithPath: dir.file("magic.npy")))
         let good = fileBytes(dir.file("ok3.npy"))
         try good.prefix(good.count - 10).write(to: URL(fileURLWithPath: dir.file("truncated.npy")))
-        try rows3.withUnsafeBytes { try NumPyArray.write(dtype: .float32, shape: [3, 8], data: $0, to: dir.file("fortran.npy")) }
-        var fortran = fileBytes(dir.file("fortran.npy"))
-        fortran.replaceSubrange(fortran.range(of: Data("False".utf8))!, with: Data("True ".utf8))
-        try fortran.write(to: URL(fileURLWithPath: dir.file("fortran.npy")))
         var bigEndian = good
         bigEndian.replaceSubrange(bigEndian.range(of: Data("<f4".utf8))!, with: Data(">f4".utf8))
         try bigEndian.write(to: URL(fileURLWithPath: dir.file("bigendian.npy")))
@@ -114,7 +110,6 @@ struct CLITests {
             (["--embeddings", dir.file("inf.npy")], 2, "row 2, column 4"),
             (["--embeddings", dir.file("magic.npy")], 2, "bad magic"),
             (["--embeddings", dir.file("truncated.npy")], 2, "truncated"),
-            (["--embeddings", dir.file("fortran.npy")], 2, "Fortran"),
             (["--embeddings", dir.file("bigendian.npy")], 2, "big-endian"),
             (["--embeddings", dir.file("ints.npy")], 2, "not supported for embeddings"),
             (["--embeddings", dir.file("missing.npy")], 2, "cannot open"),
@@ -183,5 +178,39 @@ struct CLITests {
         let deletedPayload = Data(samples.first { $0.payload.count > 32 }!.payload.prefix(32))
         #expect(fileBytes(dir.file("copy") + "/data.mdb").range(of: deletedPayload) == nil)
         #expect(try runCLI(["backup", store, dir.file("copy")]).status == 2)
+    }
+}
+
+/// numpy writes any transposed array in Fortran order; the CLI reads it as the array it is.
+@Suite struct FortranOrderTests {
+    @Test("a Fortran-order .npy (2-D and 3-D) reads as the same array in C order")
+    func fortranOrder() throws {
+        let dir = try TemporaryDirectory()
+        // A 3 × 4 array whose element (r, c) is 10r + c, stored column-major.
+        let columnMajor: [Float] = (0..<4).flatMap { c in (0..<3).map { r in Float(10 * r + c) } }
+        try columnMajor.withUnsafeBytes { try NumPyArray.write(dtype: .float32, shape: [3, 4], data: $0, to: dir.file("f.npy")) }
+        var bytes = fileBytes(dir.file("f.npy"))
+        bytes.replaceSubrange(bytes.range(of: Data("False".utf8))!, with: Data("True ".utf8))
+        try bytes.write(to: URL(fileURLWithPath: dir.file("f.npy")))
+        let read = try NumPyArray.read(dir.file("f.npy"))
+        #expect(read.shape == [3, 4])
+        #expect(try read.floats() == (0..<3).flatMap { r in (0..<4).map { c in Float(10 * r + c) } })
+        // 2 × 3 × 2, element (i, j, k) = 100i + 10j + k.
+        var cube: [Float] = []
+        for k in 0..<2 { for j in 0..<3 { for i in 0..<2 { cube.append(Float(100 * i + 10 * j + k)) } } }
+        try cube.withUnsafeBytes { try NumPyArray.write(dtype: .float32, shape: [2, 3, 2], data: $0, to: dir.file("c.npy")) }
+        var cubeBytes = fileBytes(dir.file("c.npy"))
+        cubeBytes.replaceSubrange(cubeBytes.range(of: Data("False".utf8))!, with: Data("True ".utf8))
+        try cubeBytes.write(to: URL(fileURLWithPath: dir.file("c.npy")))
+        var expected: [Float] = []
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<2 { expected.append(Float(100 * i + 10 * j + k)) } } }
+        #expect(try NumPyArray.read(dir.file("c.npy")).floats() == expected)
+        // And the CLI imports the Fortran file's rows as they are.
+        let store = try initCLIStore(dir, dimension: 4)
+        let result = try runCLI(["import", store, "--embeddings", dir.file("f.npy")])
+        #expect(result.status == 0, "\(result.stderr)")
+        let got = try runCLI(["get", store, "1", "--format", "json"])
+        let embedding = try JSONValue.parse(got.stdout)["embedding"]?.arrayValue?.compactMap(\.doubleValue)
+        #expect(embedding == [10, 11, 12, 13])
     }
 }

@@ -124,6 +124,19 @@ struct BatchReadBenchmark {
                 }
             }
         }
+        // The peers' secondary index (label u16 BE + id u64 BE), so their Python reader opens it too.
+        var byLabel = MDB_dbi()
+        mdb_dbi_open(txn, "by_label", UInt32(MDB_CREATE), &byLabel)
+        for row in (0..<w.n).sorted(by: { (w.hard[$0], w.ids[$0]) < (w.hard[$1], w.ids[$1]) }) {
+            var key = [UInt8](repeating: 0, count: 10)
+            key[0] = UInt8(w.hard[row] >> 8)
+            key[1] = UInt8(w.hard[row] & 0xFF)
+            for b in 0..<8 { key[2 + b] = UInt8((w.ids[row] >> (56 - 8 * UInt64(b))) & 0xFF) }
+            try key.withUnsafeMutableBytes { k in
+                var mk = MDB_val(mv_size: 10, mv_data: k.baseAddress), mv = MDB_val(mv_size: 0, mv_data: nil)
+                guard mdb_put(txn, byLabel, &mk, &mv, UInt32(MDB_APPEND)) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            }
+        }
         mdb_txn_commit(txn)
         mdb_env_sync(env, 1)
         mdb_env_close(env)

@@ -161,16 +161,55 @@ class _PreparedRead:
             self.regen_arrays.append(cols)
         b.regen_count, b.regen, b.regen_columns = len(regen), self.regen_names, self.regen_out
         self.struct_ref = ctypes.byref(b)
+        # The ids go into a buffer of our own: its pointer is made once (data_as costs microseconds).
+        self.ids = np.zeros(n, np.uint64)
+        self.ids_ptr = _ptr(self.ids, c_uint64)
+        self.taint_memo: dict = {}
 
-    def run(self, handle, ids: np.ndarray) -> Batch:
+    def call(self, handle, ids: np.ndarray) -> int:
+        """Runs the read for `ids` (copied into the ids buffer); the results stay in the buffers."""
         n = len(ids)
-        check(lib.ldb_get_many(handle, _ptr(ids, c_uint64), n, self.struct_ref))
+        self.ids[:n] = ids
+        check(lib.ldb_get_many(handle, self.ids_ptr, n, self.struct_ref))
+        return n
+
+    def taint_rows(self, n: int) -> list:
+        """Each row's taint label (dicts shared between rows with the same label)."""
+        text = self.struct.taint_json or b"[]"
+        distinct = self.taint_memo.get(text)
+        if distinct is None:
+            distinct = self.taint_memo[text] = json.loads(text)
+        return [distinct[i] if i >= 0 else None for i in self.taint_index[:n].tolist()]
+
+    def sample(self, handle, id: int) -> "Sample | None":
+        """The one-row read of Transaction.get, built without the Batch machinery."""
+        self.ids[0] = id
+        check(lib.ldb_get_many(handle, self.ids_ptr, 1, self.struct_ref))
+        if not self.found[0]:
+            return None
         b = self.struct
         embeddings, metadata, payloads, taints = self.flags
-        taint_rows = None
-        if taints:
-            distinct = json.loads(b.taint_json or b"[]")
-            taint_rows = [distinct[i] if i >= 0 else None for i in self.taint_index[:n].tolist()]
+        labels = {}
+        for cols in self.label_arrays:
+            entry = {"version": int(cols.version[0]), "hard": int(cols.hard[0])}
+            if cols.dense is not None:
+                entry["soft"] = cols.dense[0].copy()
+            if cols.top_classes is not None:
+                entry.update(top_classes=cols.top_classes[0].copy(), top_probabilities=cols.top_probabilities[0].copy(),
+                             leftover=float(cols.leftover[0]))
+            labels[cols.name] = entry
+        regen = {c.name: {"probabilities": c.probabilities[0].copy(), "status": _STATUS[int(c.status[0])]}
+                 for c in self.regen_arrays}
+        meta = json.loads(ctypes.string_at(b.metadata_bytes, b.metadata_size)) if metadata and b.metadata_size else {}
+        payload = ctypes.string_at(b.payload_bytes, b.payload_size) if payloads and b.payload_size else b""
+        return Sample(id, self.emb[0].copy() if embeddings else None, meta, payload,
+                      self.taint_rows(1)[0] if taints else None, labels, regen)
+
+    def run(self, handle, ids: np.ndarray) -> Batch:
+        n = self.call(handle, ids)
+        b = self.struct
+        embeddings, metadata, payloads, taints = self.flags
+        taint_rows = self.taint_rows(n) if taints else None
         labels = {}
         for cols in self.label_arrays:
             labels[cols.name] = LabelColumns(
@@ -309,19 +348,24 @@ class Transaction:
 
     def get(self, id: int, labels=None, regen=None, soft: str = "dense", topk: int | None = None) -> Sample:
         """One sample with the labels asked for; NotFound when it is absent or hidden."""
-        b = self.get_many([id], labels=labels, regen=regen, soft=soft, topk=topk)
-        row_labels = {}
-        for name, cols in b.labels.items():
-            entry = {"version": int(cols.version[0]), "hard": int(cols.hard[0])}
-            if cols.dense is not None:
-                entry["soft"] = cols.dense[0]
-            if cols.top_classes is not None:
-                entry.update(top_classes=cols.top_classes[0], top_probabilities=cols.top_probabilities[0],
-                             leftover=float(cols.leftover[0]))
-            row_labels[name] = entry
-        row_regen = {name: {"probabilities": cols.probabilities[0], "status": cols.status_names()[0]}
-                     for name, cols in b.regen.items()}
-        return Sample(int(b.ids[0]), b.embeddings[0], b.metadata[0], b.payloads[0], b.taints[0], row_labels, row_regen)
+        labels = (labels,) if isinstance(labels, str) else tuple(labels or ())
+        regen = (regen,) if isinstance(regen, str) else tuple(regen or ())
+        key = ("get", labels, regen, soft, topk)
+        reader = self._readers.get(key)
+        if reader is None:
+            form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
+            if form is None:
+                raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
+            k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
+            if form == _native.SOFT_COMPACT and labels and k == 0:
+                k = self._codec_width(list(labels))
+            reader = self._readers[key] = _PreparedRead(self._store, 1, labels, regen, form, k, True, True, True, True)
+        if not isinstance(id, (int, np.integer)) or id < 0:
+            raise BadInput(f"id must be a non-negative integer, not {id!r}")
+        sample = reader.sample(self._live(), int(id))
+        if sample is None:
+            raise NotFound(f"sample {int(id)} is not in the store (or the clearance hides it)")
+        return sample
 
     def query(self, where: str | None = None, labels=None, regen=None, order: str = "id", descending: bool = False,
               limit: int | None = None, offset: int = 0) -> "QueryResult":

@@ -40,14 +40,15 @@ public struct NumPyArray: Sendable {
     /// Reads a whole `.npy` file.
     ///
     /// - Throws: ``InputError`` naming the file for a bad magic string, an unsupported version or
-    ///   dtype (big-endian, objects, strings), Fortran order, a malformed header, or truncated data.
+    ///   dtype (big-endian, objects, strings), a malformed header, or truncated data. Fortran-order
+    ///   arrays (which numpy writes for any transposed array) are read and reordered to C order.
     public static func read(_ path: String) throws -> NumPyArray {
         try InputFile.checkRegularFile(path)
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw InputError(file: path, reason: "cannot open the file")
         }
         defer { try? handle.close() }
-        let (dtype, shape, headerEnd) = try readHeader(handle, path: path)
+        let (dtype, shape, headerEnd, fortran) = try readHeader(handle, path: path)
         let byteCount = try dataSize(shape: shape, dtype: dtype, path: path)
         let fileSize = Int((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
         let available = fileSize - headerEnd
@@ -70,10 +71,39 @@ public struct NumPyArray: Sendable {
             initialized = failure == nil ? byteCount : 0
         }
         if let failure { throw InputError(file: path, reason: "read failed: \(failure)") }
-        return NumPyArray(dtype: dtype, shape: shape, data: data)
+        let ordered = fortran && shape.count > 1 ? cOrder(fromFortran: data, shape: shape, elementSize: dtype.size) : data
+        return NumPyArray(dtype: dtype, shape: shape, data: ordered)
     }
 
-    private static func readHeader(_ handle: FileHandle, path: String) throws -> (DType, [Int], Int) {
+    /// The elements of a column-major (Fortran-order) array in row-major (C) order: one copy.
+    static func cOrder(fromFortran data: [UInt8], shape: [Int], elementSize w: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: data.count)
+        guard !data.isEmpty else { return out }
+        // Fortran strides (in elements): the first index varies fastest.
+        var strides = [Int](repeating: 1, count: shape.count)
+        for axis in 1..<shape.count { strides[axis] = strides[axis - 1] * shape[axis - 1] }
+        var index = [Int](repeating: 0, count: shape.count)
+        data.withUnsafeBytes { source in
+            out.withUnsafeMutableBytes { target in
+                var offset = 0  // the Fortran offset of `index`, kept as the C-order walk advances
+                for element in 0..<(data.count / w) {
+                    (target.baseAddress! + element * w).copyMemory(from: source.baseAddress! + offset * w, byteCount: w)
+                    var axis = shape.count - 1
+                    while axis >= 0 {
+                        index[axis] += 1
+                        offset += strides[axis]
+                        if index[axis] < shape[axis] { break }
+                        offset -= strides[axis] * shape[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    private static func readHeader(_ handle: FileHandle, path: String) throws -> (DType, [Int], Int, Bool) {
         let preamble = [UInt8](try handle.read(upToCount: 10) ?? Data())
         guard preamble.count == 10, preamble[0] == 0x93, Array(preamble[1..<6]) == Array("NUMPY".utf8) else {
             throw InputError(file: path, reason: "not a NumPy .npy file (bad magic bytes)")
@@ -98,10 +128,7 @@ public struct NumPyArray: Sendable {
             throw InputError(file: path, reason: "truncated header")
         }
         let (dtype, fortran, shape) = try parseHeader(header, path: path)
-        guard !fortran else {
-            throw InputError(file: path, reason: "Fortran-order arrays are not supported; save with numpy.ascontiguousarray")
-        }
-        return (dtype, shape, prefix + headerLength)
+        return (dtype, shape, prefix + headerLength, fortran)
     }
 
     /// The byte size of the data a header describes. The shape comes from the file, so the product

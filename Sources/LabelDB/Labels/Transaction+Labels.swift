@@ -601,7 +601,7 @@ enum LabelValidation {
                 }
                 if abs(sum - 1) > 1e-3 {
                     guard normalize, sum > 0 else {
-                        throw LabelError.invalidLabel(row: row, reason: "probabilities sum to \(sum), not 1 (pass --normalize to rescale)")
+                        throw LabelError.invalidLabel(row: row, reason: "probabilities sum to \(sum), not 1 (ask to normalize to rescale rows)")
                     }
                 }
                 // Rescale only when asked or visibly off: touching every row would copy the

@@ -141,7 +141,7 @@ public enum ProjectorFitter {
         let started = Date()
         let limit = min(d, c) - 1
         guard options.rank >= 1, options.rank <= limit else { throw ProjectorError.invalidRank(rank: options.rank, limit: limit) }
-        guard options.holdout >= 0, options.holdout < 1 else { throw ProjectorError.invalidOption("--holdout must be in [0, 1)") }
+        guard options.holdout >= 0, options.holdout < 1 else { throw ProjectorError.invalidOption("the holdout fraction must be in [0, 1)") }
         guard options.epochs >= 0, options.batchSize >= 1, options.learningRate > 0 else { throw ProjectorError.invalidOption("epochs, batch size and learning rate must be positive") }
         guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
         if let head, head.count != d * c { throw ProjectorError.headShape(name: "head", rows: head.count / max(c, 1), columns: c, dimension: d, classes: c) }

@@ -334,7 +334,7 @@ extension Store {
         progress: ((String, Double) -> Void)? = nil
     ) throws -> ProjectorVersion {
         try ProjectorNames.check(name)
-        if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("--max-kl must be a positive number") } }
+        if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("the KL bound (max KL) must be a positive number") } }
         let d = schema.dimension, c = schema.classes.count
         // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
         // Only labels the clearance admits are read; the projector's taint is the join of theirs.

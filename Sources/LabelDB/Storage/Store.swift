@@ -435,7 +435,7 @@ public final class Store: @unchecked Sendable {
     ///   label in the store; ``StoreError/alreadyExists(path:)`` when `destination` is not empty; ``LMDBError``.
     public func backup(to destination: String, clearance: Clearance) throws {
         guard try read(clearance: clearance, { try $0.seesEverything }) else {
-            throw TaintError.clearanceTooNarrow("a backup copies every record; it needs a clearance that sees the whole store (--clearance all)")
+            throw TaintError.clearanceTooNarrow("a backup copies every record; it needs a clearance that sees the whole store (the clearance 'all')")
         }
         let fm = FileManager.default
         let created = try Store.prepareEmptyDirectory(destination)

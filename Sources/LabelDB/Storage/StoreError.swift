@@ -55,7 +55,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .duplicateID(let id):
             "id \(id) appears more than once in the batch"
         case .idExists(let id):
-            "id \(id) is already in the store (pass --replace, or PutMode.replace, to overwrite it)"
+            "id \(id) is already in the store (replace it explicitly: the replace mode overwrites)"
         case .idHeldByHiddenSample(let id):
             "id \(id) is held by a sample this clearance does not see; it cannot be replaced (choose other ids)"
         case .sampleNotFound(let id):

@@ -179,7 +179,7 @@ public enum TaintError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unknownTag(let tag): "unknown tag '\(tag)': the store has no such tag (see `labeldb info`)"
         case .malformedLabel(let reason): "malformed taint label: \(reason)"
         case .clearanceTooNarrow(let reason): reason
-        case .missingPrivilege(let tag, let action): "cannot \(action) '\(tag)' without --privilege \(tag)"
+        case .missingPrivilege(let tag, let action): "cannot \(action) '\(tag)' without the privilege for '\(tag)'"
         }
     }
 }

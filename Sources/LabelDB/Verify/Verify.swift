@@ -56,7 +56,7 @@ extension Transaction {
     /// - Throws: ``TaintError/clearanceTooNarrow(_:)``; ``LMDBError``.
     public func verify() throws -> VerificationReport {
         guard clearance == .all || (try? seesEverything) == true else {
-            throw TaintError.clearanceTooNarrow("verify reads every record; it needs a clearance that sees the whole store (--clearance all)")
+            throw TaintError.clearanceTooNarrow("verify reads every record; it needs a clearance that sees the whole store (the clearance 'all')")
         }
         var verifier = StoreVerifier(tx: self)
         for table in Table.allCases { try verifier.walk(table) }
