@@ -337,14 +337,16 @@ class Transaction:
         codecs = {s["name"]: s.get("codec") for s in self.label_sets()}
         widths = set()
         for name in labels:
-            codec = codecs.get(name.split("@")[0])
-            if codec is None and name.split("@")[0] not in codecs:
+            base = name.split("@")[0]
+            if base not in codecs:
                 raise NotFound(f"unknown label set '{name}'")
-            parts = (codec or "").split(":")
-            widths.add(int(parts[1]) if len(parts) == 3 and parts[0] == "topk" else 1 if codec is None else 0)
-        if 0 in widths or len(widths) != 1:
+            if codecs[base] is None:
+                continue  # no soft labels: any K serves
+            parts = codecs[base].split(":")
+            widths.add(int(parts[1]) if len(parts) == 3 and parts[0] == "topk" else 0)
+        if 0 in widths or len(widths) > 1:
             raise BadInput(f"compact soft labels of {labels}: give topk= (the codecs do not all keep the same fixed K)")
-        return widths.pop()
+        return widths.pop() if widths else 1
 
     def get(self, id: int, labels=None, regen=None, soft: str = "dense", topk: int | None = None) -> Sample:
         """One sample with the labels asked for; NotFound when it is absent or hidden."""

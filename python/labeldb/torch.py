@@ -39,10 +39,11 @@ class _Lazy:
 
 
 def _rows(batch, labels, regen) -> list[dict]:
-    """Per-sample dicts of numpy arrays (and the payload bytes), so the default collate works."""
+    """Per-sample dicts of numpy arrays, so the default collate works. Ids are 0-d uint64 arrays:
+    ids at or above 2**63 do not fit torch's int64, and collate makes them a uint64 tensor."""
     out = []
     for i in range(len(batch.ids)):
-        row = {"id": int(batch.ids[i]), "embedding": batch.embeddings[i]}
+        row = {"id": batch.ids[i:i + 1].reshape(()), "embedding": batch.embeddings[i]}
         for name, cols in batch.labels.items():
             row[f"{name}.hard"] = int(cols.hard[i])
             if cols.dense is not None:

@@ -105,3 +105,12 @@ def test_audit_and_provenance_are_the_cli_documents(corpus):
     assert log["log"]["ok"] is True and log["log"]["records"] >= 3
     assert any(a["prov:type"] == "labels.import" or "label" in a["prov:type"] for a in log["prov"]["activity"].values())
     db.close()
+
+
+def test_compact_width_comes_from_the_soft_sets_codec(corpus):
+    db = labeldb.open(corpus["store"])
+    with db.read("all") as tx:
+        b = tx.get_many(corpus["ids"][:4], labels=["teacher", "gold"])  # gold has no codec: K from teacher
+    assert b.labels["teacher"].top_classes.shape == (4, 3) and b.labels["gold"].top_classes.shape == (4, 3)
+    assert (b.labels["gold"].top_classes == -1).all()
+    db.close()

@@ -20,7 +20,7 @@ import numpy as np
 
 import labeldb
 
-PEERS = Path(__file__).resolve().parents[3].parent / "shared" / "peers" / "bench_peers.py"
+PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "bench_peers.py"
 
 
 def peers_module():
