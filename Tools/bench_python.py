@@ -121,7 +121,7 @@ def loader(a, out):
         return rows, time.perf_counter() - t
 
     ds = Dataset(os.path.join(a.dir, "labeldb"), labels=["hard", "teacher"], soft="compact", topk=5, clearance="all")
-    rows, s = epoch(DataLoader(ds, batch_size=256, num_workers=2, collate_fn=collate))
+    rows, s = epoch(DataLoader(ds, batch_size=256, num_workers=2, collate_fn=collate, shuffle=True))
     out["loader_labeldb_rows_s"] = rows / s
 
     pickle_path = os.path.join(stores, "lmdb_pickle")
@@ -143,9 +143,9 @@ def loader(a, out):
                 self.reader = bp.LmdbPickle()
                 self.reader.open(pickle_path)
             r = self.reader.get(int(self.ids[i]))
-            return {"id": r["id"], "emb": r["emb"], "hard": r["hard"], "cls": r["cls"].astype(np.int64), "p": r["p"].astype(np.float32)}
+            return {"id": np.array(r["id"], np.uint64), "emb": r["emb"], "hard": r["hard"], "cls": r["cls"].astype(np.int64), "p": r["p"].astype(np.float32)}
 
-    rows, s = epoch(DataLoader(PickleDataset(), batch_size=256, num_workers=2))
+    rows, s = epoch(DataLoader(PickleDataset(), batch_size=256, num_workers=2, shuffle=True))
     out["loader_lmdb_pickle_rows_s"] = rows / s
 
     hf_path = os.path.join(stores, "hf_datasets")
@@ -154,7 +154,7 @@ def loader(a, out):
         bp.HfDatasets().import_(w, hf_path)
     from datasets import load_from_disk
     hf = load_from_disk(hf_path).with_format("torch", columns=["id", "emb", "hard_label", "soft_cls", "soft_p"])
-    rows, s = epoch(DataLoader(hf, batch_size=256, num_workers=2))
+    rows, s = epoch(DataLoader(hf, batch_size=256, num_workers=2, shuffle=True))
     out["loader_hf_datasets_rows_s"] = rows / s
 
 

@@ -32,17 +32,18 @@ struct BatchReadBenchmark {
         defer { store.close() }
         var sink = 0
         let ids = w.readIDs
-        // Baseline: one mdb_get per row, the header decoded, embedding and payload copied out.
-        result["c_us_per_row"] = perRow(ids.count) { sink &+= raw.readRows(ids) }
-        result["c_copy_only_us_per_row"] = perRow(ids.count) { sink &+= raw.readRows(ids, decodeHeader: false) }
+        var request = BatchRequest()
+        request.metadata = true
+        request.payloads = true
+        request.labels = [LabelSetReference(name: "hard"), LabelSetReference(name: "teacher")]
+        request.soft = .compact(k: 5)
+        let columns = BatchColumns(rows: 256, dimension: 512, k: 5)
+        let arena = BatchArena()
+        var embedding = [Float](repeating: 0, count: 512), payload = [UInt8](repeating: 0, count: 1024)
+        // The passes are interleaved, round after round, so drift in the machine's speed (page
+        // cache, the other core) falls on every path alike; each figure is the median of its rounds.
+        var times: [String: [Double]] = [:]
         try store.read(clearance: .all) { tx in
-            var request = BatchRequest()
-            request.metadata = true
-            request.payloads = true
-            request.labels = [LabelSetReference(name: "hard"), LabelSetReference(name: "teacher")]
-            request.soft = .compact(k: 5)
-            let columns = BatchColumns(rows: 256, dimension: 512, k: 5)
-            let arena = BatchArena()
             func batches(_ size: Int) throws {
                 for start in stride(from: 0, to: ids.count, by: size) {
                     let slice = Array(ids[start..<min(start + size, ids.count)])
@@ -50,11 +51,8 @@ struct BatchReadBenchmark {
                     sink &+= arena.payloads.count &+ arena.metadata.count
                 }
             }
-            result["batch256_us_per_row"] = try perRowThrowing(ids.count) { try batches(256) }
-            result["single_us_per_row"] = try perRowThrowing(ids.count) { try batches(1) }
-            // withSample borrows the row; the baseline does the same gets (record, then block) and copies.
-            var embedding = [Float](repeating: 0, count: 512), payload = [UInt8](repeating: 0, count: 1024)
-            result["with_sample_us_per_row"] = try perRowThrowing(ids.count) {
+            // withSample borrows the row; the caller copies what it keeps.
+            func withSample() throws {
                 for id in ids {
                     _ = try tx.withSample(id) { view in
                         embedding.withUnsafeMutableBytes { $0.copyMemory(from: view.embeddingBytes) }
@@ -63,7 +61,19 @@ struct BatchReadBenchmark {
                     }
                 }
             }
+            let passes: [(String, () throws -> Void)] = [
+                ("c", { sink &+= raw.readRows(ids) }),                                  // one mdb_get per row, header decoded, arrays copied
+                ("c_copy_only", { sink &+= raw.readRows(ids, decodeHeader: false) }),   // the same gets, embedding and payload copied
+                ("batch256", { try batches(256) }),
+                ("single", { try batches(1) }),
+                ("with_sample", { try withSample() }),
+            ]
+            for (_, pass) in passes { try pass() }  // warm-up
+            for _ in 0..<reps {
+                for (name, pass) in passes { times[name, default: []].append(try time(pass)) }
+            }
         }
+        for (name, values) in times { result["\(name)_us_per_row"] = (median(values) / Double(ids.count) * 1e6).json }
         result["raw_get_and_copy_us_per_row"] = result["c_copy_only_us_per_row"]
         func ratio(_ a: String, _ b: String) -> JSONValue { ((result[a]?.doubleValue ?? 0) / (result[b]?.doubleValue ?? 1)).json }
         result["batch256_vs_c"] = ratio("batch256_us_per_row", "c_us_per_row")
@@ -71,21 +81,6 @@ struct BatchReadBenchmark {
         result["with_sample_speed_vs_raw_copy"] = ratio("raw_get_and_copy_us_per_row", "with_sample_us_per_row")
         result["sink"] = .int(Int64(sink & 0xFFFF))
         emit(result)
-    }
-
-    /// The median over `reps` passes of µs per row.
-    func perRow(_ rows: Int, _ body: () -> Void) -> JSONValue {
-        var times: [Double] = []
-        body()
-        for _ in 0..<reps { times.append(time(body)) }
-        return (median(times) / Double(rows) * 1e6).json
-    }
-
-    func perRowThrowing(_ rows: Int, _ body: () throws -> Void) throws -> JSONValue {
-        var times: [Double] = []
-        try body()
-        for _ in 0..<reps { times.append(try time(body)) }
-        return (median(times) / Double(rows) * 1e6).json
     }
 
     /// Writes the peers' `lmdb_raw` layout (sorted keys, MDB_APPEND, one transaction).

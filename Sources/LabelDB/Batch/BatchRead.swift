@@ -264,13 +264,14 @@ struct BatchPlan {
         self.request = request
         dimension = tx.store.schema.dimension
         classCount = tx.store.schema.classes.count
-        func need(_ pointer: Any?, _ column: String) throws {
-            guard pointer != nil else { throw BatchPlan.badRequest("the \(column) column was asked for without a buffer") }
+        // (A Bool, not the pointer as Any: boxing each pointer would allocate on every call.)
+        func need(_ present: Bool, _ column: @autoclosure () -> String) throws {
+            guard present else { throw BatchPlan.badRequest("the \(column()) column was asked for without a buffer") }
         }
-        if request.embeddings { try need(buffers.embeddings, "embeddings") }
-        if request.metadata { try need(buffers.metadataOffsets, "metadata offsets") }
-        if request.payloads { try need(buffers.payloadOffsets, "payload offsets") }
-        if request.taints { try need(buffers.taints, "taint") }
+        if request.embeddings { try need(buffers.embeddings != nil, "embeddings") }
+        if request.metadata { try need(buffers.metadataOffsets != nil, "metadata offsets") }
+        if request.payloads { try need(buffers.payloadOffsets != nil, "payload offsets") }
+        if request.taints { try need(buffers.taints != nil, "taint") }
         guard buffers.labels.count == request.labels.count, buffers.regenerated.count == request.regenerate.count else {
             throw BatchPlan.badRequest("\(request.labels.count) label sets and \(request.regenerate.count) projectors asked for, buffers for \(buffers.labels.count) and \(buffers.regenerated.count)")
         }
@@ -279,15 +280,19 @@ struct BatchPlan {
             let (set, version) = try tx.resolve(reference)
             sets.append(set)
             versions.append(version)
+            // A set without soft labels (no codec) needs no soft buffers; it fills those it is given.
+            let hasSoft = set.codec != nil
             switch request.soft {
             case .none: widths.append(nil)
+            case .dense where !hasSoft, .compact where !hasSoft && (out.topClasses == nil || out.topProbabilities == nil):
+                widths.append(nil)
             case .dense:
-                try need(out.dense, "dense soft labels of '\(set.name)'")
+                try need(out.dense != nil, "dense soft labels of '\(set.name)'")
                 widths.append(nil)
             case .compact(let k):
                 let width = try BatchPlan.compactWidth(k, set: set, classCount: classCount)
-                try need(out.topClasses, "top classes of '\(set.name)'")
-                try need(out.topProbabilities, "top probabilities of '\(set.name)'")
+                try need(out.topClasses != nil, "top classes of '\(set.name)'")
+                try need(out.topProbabilities != nil, "top probabilities of '\(set.name)'")
                 widths.append(width)
             }
         }
@@ -296,7 +301,7 @@ struct BatchPlan {
         compactWidths = widths
         projectors = try request.regenerate.map { try tx.load($0) }
         for (reference, out) in zip(request.regenerate, buffers.regenerated) {
-            try need(out.probabilities, "regenerated labels of '\(reference.name)'")
+            try need(out.probabilities != nil, "regenerated labels of '\(reference.name)'")
         }
     }
 

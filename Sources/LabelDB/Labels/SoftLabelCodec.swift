@@ -251,6 +251,11 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
         classes: UnsafeMutablePointer<Int32>, probabilities: UnsafeMutablePointer<Float>
     ) throws -> Float {
         switch self {
+        case .topKF16(let stored) where stored <= 64:
+            // The common case, without allocating: the f16 entries read in place, twice.
+            if let rest = try cleanTopF16Compact(bytes, stored: stored, classCount: c, k: k, classes: classes, probabilities: probabilities) {
+                return rest
+            }
         case .topKF16, .topKU8, .adaptive:
             let row = try storedEntries(bytes, classCount: c)
             if row.isClean, let total = row.total {
@@ -276,6 +281,38 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
             inside += Double(dense[top[i]])
         }
         return Float(max(0, 1 - inside))
+    }
+
+    /// decodeCompact for a clean `topk:K:f16` row read in place (R-43's arithmetic); nil when the
+    /// row needs cleaning (a repeated class, a value not finite or negative) or has no mass.
+    private func cleanTopF16Compact(
+        _ bytes: UnsafeRawBufferPointer, stored: Int, classCount c: Int, k: Int,
+        classes: UnsafeMutablePointer<Int32>, probabilities: UnsafeMutablePointer<Float>
+    ) throws -> Float? {
+        guard bytes.count == 2 + 4 * stored else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
+        func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
+        let rest = Double(Float16(bitPattern: u16(0)))
+        var kept: Double = 0
+        for i in 0..<stored {
+            let index = Int(u16(2 + 4 * i))
+            guard index < c else { throw RecordDecodingError(detail: "class index \(index) ≥ \(c)") }
+            let value = Double(Float16(bitPattern: u16(4 + 4 * i)))
+            guard value.isFinite, value >= 0 else { return nil }
+            for j in 0..<i where Int(u16(2 + 4 * j)) == index { return nil }
+            kept += value
+        }
+        guard rest.isFinite, rest >= 0 else { return nil }
+        let total = kept + (stored < c ? rest : 0)
+        guard total > 0, total.isFinite else { return nil }
+        var inside: Double = 0
+        for i in 0..<k {
+            guard i < stored else { classes[i] = -1; probabilities[i] = 0; continue }
+            let value = Double(Float16(bitPattern: u16(4 + 4 * i)))
+            classes[i] = Int32(u16(2 + 4 * i))
+            probabilities[i] = Float(value / total)
+            inside += value
+        }
+        return Float(max(0, total - inside) / total)
     }
 
     /// The entries of a top-K, u8 or adaptive row, widened to double.

@@ -141,33 +141,47 @@ public class Transaction {
         _ cursor: OpaquePointer?, _ key: inout MDB_val, _ value: inout MDB_val, target: UnsafeRawBufferPointer, table: Table,
         after: ((UnsafeRawBufferPointer?) throws -> Void)?
     ) throws {
-        var found = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
+        // The entry found stays mapped for the whole walk (nothing is written before `body` runs),
+        // so it needs no copy.
+        let foundKey = key
+        let found = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
         let damaged = StoreError.corruptRecord(store: store.path, table: table.rawValue, key: "*", detail: "a seek went astray: the B-tree is damaged; run verify")
         guard !target.lexicographicallyPrecedes(found) else { throw damaged }
+        var steps = 0
         var nextKey = MDB_val(), nextValue = MDB_val()
         let rc = mdb_cursor_get(cursor, &nextKey, &nextValue, MDB_NEXT)
         if rc == 0 {
+            steps = 1
             let next = UnsafeRawBufferPointer(start: nextKey.mv_data, count: nextKey.mv_size)
             guard target.lexicographicallyPrecedes(next) else { throw damaged }
             try after?(next)
             // One key further must follow it in turn: a damaged key right after the target (a row
             // moved out of place) shows as keys out of order here.
             var furtherKey = MDB_val(), furtherValue = MDB_val()
-            if mdb_cursor_get(cursor, &furtherKey, &furtherValue, MDB_NEXT) == 0,
-               !next.lexicographicallyPrecedes(UnsafeRawBufferPointer(start: furtherKey.mv_data, count: furtherKey.mv_size)) {
-                throw damaged
+            if mdb_cursor_get(cursor, &furtherKey, &furtherValue, MDB_NEXT) == 0 {
+                steps = 2
+                guard next.lexicographicallyPrecedes(UnsafeRawBufferPointer(start: furtherKey.mv_data, count: furtherKey.mv_size)) else { throw damaged }
             }
         } else if rc != MDB_NOTFOUND {
             try check(rc, "mdb_cursor_get(\(table.rawValue))")
         } else {
             try after?(nil)
         }
-        // Back onto the entry found (a failed MDB_NEXT leaves the cursor where MDB_PREV would skip it).
-        try found.withUnsafeMutableBytes { f in
-            var search = MDB_val(mv_size: f.count, mv_data: f.baseAddress)
-            try check(mdb_cursor_get(cursor, &search, &value, MDB_SET_KEY), "mdb_cursor_get(\(table.rawValue))")
-            key = search
+        // Back onto the entry found: step back over the entries read when both steps succeeded (no
+        // second descent of the tree), else seek it again (a failed MDB_NEXT leaves the cursor where
+        // MDB_PREV would skip it).
+        if steps == 2 {
+            var backKey = MDB_val(), backValue = MDB_val()
+            if mdb_cursor_get(cursor, &backKey, &backValue, MDB_PREV) == 0,
+               mdb_cursor_get(cursor, &backKey, &value, MDB_PREV) == 0,
+               backKey.mv_data == foundKey.mv_data, backKey.mv_size == foundKey.mv_size {
+                key = backKey
+                return
+            }
         }
+        var search = foundKey
+        try check(mdb_cursor_get(cursor, &search, &value, MDB_SET_KEY), "mdb_cursor_get(\(table.rawValue))")
+        key = search
     }
 
     /// Passes each entry from the cursor's position (`rc`, the result of positioning it) to
