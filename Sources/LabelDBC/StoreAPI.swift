@@ -125,3 +125,12 @@ public func ldbFitProjector(
         give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)
     }
 }
+
+@_cdecl("ldb_backup")
+public func ldbBackup(_ pointer: OpaquePointer?, _ destination: UnsafePointer<CChar>?, _ clearanceText: UnsafePointer<CChar>?) -> Int32 {
+    guarded {
+        let store = try storeHandle(pointer).store
+        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+        try store.backup(to: try string(destination, "destination"), clearance: clearance)
+    }
+}

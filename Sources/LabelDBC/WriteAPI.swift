@@ -120,3 +120,43 @@ public func ldbImportLabels(
         give(.object(versionJSON(version)), json)
     }
 }
+
+@_cdecl("ldb_relabel")
+public func ldbRelabel(
+    _ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ optionsJSON: UnsafePointer<CChar>?,
+    _ changed: UnsafeMutablePointer<UInt64>?
+) -> Int32 {
+    guarded {
+        let session = try transactionHandle(pointer).writer()
+        let o = try options(optionsJSON)
+        try o.only(["add_secrecy", "remove_secrecy", "add_integrity", "remove_integrity", "privilege", "agent"], call: "ldb_relabel")
+        let change = TaintChange(
+            addSecrecy: try TaintTags.parse(lists: o.strings("add_secrecy")), removeSecrecy: try TaintTags.parse(lists: o.strings("remove_secrecy")),
+            addIntegrity: try TaintTags.parse(lists: o.strings("add_integrity")), removeIntegrity: try TaintTags.parse(lists: o.strings("remove_integrity")))
+        guard change != TaintChange() else { throw APIError.badInput("ldb_relabel: give at least one of add_secrecy, remove_secrecy, add_integrity, remove_integrity") }
+        let ids = Array(try buffer(idsPointer, count, "ids"))
+        let privileges = try o.privileges(), agent = try o.text("agent") ?? "python"
+        let n = try session.run { tx in try tx.relabel(ids, change, privileges: privileges, agent: agent) }
+        changed?.pointee = UInt64(n)
+    }
+}
+
+@_cdecl("ldb_import_head")
+public func ldbImportHead(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ valuesPointer: UnsafePointer<Float>?,
+    _ rows: Int, _ columns: Int, _ optionsJSON: UnsafePointer<CChar>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        let session = try handle.writer()
+        let name = try string(nameText, "name")
+        guard rows >= 0, columns >= 0, rows <= Int.max / max(columns, 1) else { throw APIError.badInput("ldb_import_head: shape \(rows) × \(columns) is out of range") }
+        let values = Array(try buffer(valuesPointer, rows * columns, "values"))
+        let o = try options(optionsJSON)
+        try o.only(["replace", "secrecy", "integrity", "privilege"], call: "ldb_import_head")
+        let replace = try o.flag("replace") ?? false, taint = try o.taint(), privileges = try o.privileges()
+        try session.run { tx in
+            try tx.importHead(name, values: values, rows: rows, columns: columns, replace: replace, taint: taint, privileges: privileges)
+        }
+    }
+}

@@ -376,6 +376,12 @@ class Transaction:
                              _options(order=order, descending=descending, limit=limit, offset=offset))
         return QueryResult(self, ids, labels, regen)
 
+    def label_set(self, name: str, soft: str = "compact", topk: int | None = None) -> "LabelSetRows":
+        """Every sample's label in label set `name` ("NAME" or "NAME@VERSION"), read in batches:
+        `to_arrow_reader()`/`to_arrow()` give the rows that have a label, with the columns of
+        `query(...).to_arrow()`."""
+        return LabelSetRows(self, name, soft, topk)
+
     def knn(self, queries, k: int = 10, labels: str | None = None, flow: str = "permissive", lam: float = 0.1,
             metric: str = "cosine", where: str | None = None) -> "KNNResult":
         """Exact k nearest neighbours; with `labels`, the kNN label of each query (as `labeldb knn`)."""
@@ -448,6 +454,25 @@ class WriteTransaction(Transaction):
         (`id`, `embedding`, optional `metadata` JSON strings and `payload` binary)."""
         from . import _arrow
         return _arrow.put_arrow(self, data, **options)
+
+    def relabel(self, ids, add_secrecy=None, remove_secrecy=None, add_integrity=None, remove_integrity=None,
+                privilege=None, agent: str = "python") -> int:
+        """Changes samples' taint labels (as `labeldb taint`); declassifying and endorsing need the
+        privilege for each tag (Refused otherwise). Returns how many labels changed."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        changed = c_uint64()
+        check(lib.ldb_relabel(self._live(), _ptr(ids, c_uint64), len(ids),
+                              _options(add_secrecy=_tags(add_secrecy), remove_secrecy=_tags(remove_secrecy),
+                                       add_integrity=_tags(add_integrity), remove_integrity=_tags(remove_integrity),
+                                       privilege=_tags(privilege), agent=agent), ctypes.byref(changed)))
+        return changed.value
+
+    def import_head(self, name: str, values, replace: bool = False, secrecy=None, integrity=None, privilege=None) -> None:
+        """Stores a base head W0 ([d, C] floats) for projector fits (as `labeldb heads import`)."""
+        w = _as_array(values, np.float32, "values", ndim=2)
+        check(lib.ldb_import_head(self._live(), name.encode(), _ptr(w, c_float), w.shape[0], w.shape[1],
+                                  _options(replace=replace, secrecy=_tags(secrecy), integrity=_tags(integrity),
+                                           privilege=_tags(privilege))))
 
     def delete(self, ids) -> int:
         """Deletes the samples the transaction sees among `ids`; how many were deleted."""
@@ -545,6 +570,26 @@ class QueryResult:
         return self.to_arrow().to_pandas()
 
 
+class LabelSetRows(QueryResult):
+    """The samples labelled in one label set version; rows without a label there are left out."""
+
+    def __init__(self, tx: Transaction, name: str, soft: str, topk):
+        super().__init__(tx, tx.ids(), [name], [])
+        self.name = name
+
+    def to_arrow_reader(self, batch_size: int = 4096):
+        from . import _arrow
+        import pyarrow as pa
+        reader = _arrow.query_reader(self, batch_size)
+
+        def labelled():
+            for rb in reader:
+                keep = rb.column(self.name).is_valid()
+                yield rb.filter(keep)
+
+        return pa.RecordBatchReader.from_batches(reader.schema, labelled())
+
+
 @dataclass
 class KNNResult:
     """Neighbour ids and similarities [queries, k] (id 0 and -inf past the last hit), and with
@@ -592,6 +637,10 @@ class Store:
         check(lib.ldb_fit_projector(self._live(), name.encode(), _options(**{"from": source, "rank": rank}, **options),
                                     ctypes.byref(out)))
         return json.loads(take_string(out))
+
+    def backup(self, destination: str | os.PathLike, clearance: str = "all") -> None:
+        """Copies the store, compacted, into `destination` (as `labeldb backup`)."""
+        check(lib.ldb_backup(self._live(), os.fspath(destination).encode(), clearance.encode()))
 
     def verify(self, clearance: str = "all", in_process: bool = False) -> dict:
         """Checks every record. By default in a child process, so a store whose page structure is

@@ -156,3 +156,41 @@ def test_refusals_are_their_own_class(corpus, copy):
         db.verify("public")
     assert db.verify("all")["ok"] is True
     db.close()
+
+
+def test_relabel_heads_and_backup(copy, corpus, tmp_path):
+    db = labeldb.open(copy, write=True)
+    sid = int(corpus["ids"][0])
+    with db.write() as tx:
+        assert tx.relabel([sid], add_secrecy=["embargo"]) == 1
+    with db.read("public") as tx:
+        with pytest.raises(labeldb.NotFound):
+            tx.get(sid)
+    with pytest.raises(labeldb.Refused):
+        with db.write() as tx:
+            tx.relabel([sid], remove_secrecy=["embargo"])  # declassify without the privilege
+    with db.write() as tx:
+        tx.relabel([sid], remove_secrecy=["embargo"], privilege=["embargo"])
+        tx.import_head("names", np.ones((8, 6), np.float32) / 6)
+    fitted = db.fit_projector("p", "teacher", rank=2, head="names", epochs=0)
+    assert fitted["head"] == "names" and fitted["rank"] == 2
+    db.backup(tmp_path / "backup")
+    db.close()
+    copy_db = labeldb.open(tmp_path / "backup")
+    with copy_db.read("all") as tx:
+        assert tx.count() == len(corpus["ids"])
+        assert tx.get(sid).taint == {"secrecy": [], "integrity": []}
+        assert [p["name"] for p in tx.projectors()] == ["p"]
+    copy_db.close()
+
+
+def test_label_set_arrow_has_only_labelled_rows(copy):
+    db = labeldb.open(copy, write=True)
+    with db.write() as tx:
+        tx.put([70_000], np.zeros((1, 8), np.float32))  # no labels
+    with db.read("all") as tx:
+        table = tx.label_set("gold").to_arrow()
+        everything = tx.count()
+    assert table.num_rows == everything - 1 and 70_000 not in table.column("id").to_pylist()
+    assert table.column("gold").null_count == 0
+    db.close()

@@ -129,6 +129,10 @@ int ldb_verify(ldb_store *store, const char *clearance, char **json);
  *  Runs its own transactions: no transaction of this thread may be open for writing. */
 int ldb_fit_projector(ldb_store *store, const char *name, const char *options_json, char **json);
 
+/** Copies the store, compacted, into `destination` (missing or an empty directory), as
+ *  `labeldb backup`. Needs a clearance that sees the whole store (else LDB_BAD_INPUT, refused). */
+int ldb_backup(ldb_store *store, const char *destination, const char *clearance);
+
 /* ---- Transactions ------------------------------------------------------------------------ */
 
 /** Begins a transaction under `clearance` ("all", "public", "secrecy=a,b;integrity=c"), for
@@ -254,6 +258,18 @@ int ldb_import_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_
                       const float *soft, const int64_t *hard,
                       const uint64_t *multi_offsets, const int64_t *multi_classes,
                       const char *options_json, char **json);
+
+/** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
+ *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],
+ *  "remove_integrity": [..], "privilege": [..], "agent": text}. Removing secrecy (declassify) and
+ *  adding integrity (endorse) need the privilege for each tag (else LDB_BAD_INPUT, refused).
+ *  *changed (may be NULL): how many labels changed. */
+int ldb_relabel(ldb_txn *txn, const uint64_t *ids, size_t count, const char *options_json, uint64_t *changed);
+
+/** Stores base head `name` (rows = d, columns = C floats, row-major), as `labeldb heads import`:
+ *  options {"replace": bool, "secrecy": [..], "integrity": [..], "privilege": [..]}. */
+int ldb_import_head(ldb_txn *txn, const char *name, const float *values, size_t rows, size_t columns,
+                    const char *options_json);
 
 #ifdef __cplusplus
 }
