@@ -18,7 +18,9 @@ let package = Package(
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
-        .target(name: "LabelDB", dependencies: ["CLMDB", "COpenBLAS", "CXXHash"]),
+        // Numeric kernels compiled per CPU (AVX-512, AVX2, baseline) and chosen at load time.
+        .target(name: "CLabelDBKernels", path: "Sources/CLabelDBKernels"),
+        .target(name: "LabelDB", dependencies: ["CLMDB", "COpenBLAS", "CXXHash", "CLabelDBKernels"]),
         .target(name: "CLabelDB", path: "Sources/CLabelDB"),
         .target(name: "LabelDBC", dependencies: ["LabelDB", "CLabelDB"]),
         .executableTarget(

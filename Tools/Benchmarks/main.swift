@@ -7,6 +7,7 @@
 //   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //   .build/release/labeldb-bench batch-read [--data /tmp/peers-data] [--dir DIR]
+//   .build/release/labeldb-bench regeneration [--rows N]
 //   .build/release/labeldb-bench flow [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //
@@ -42,6 +43,10 @@ do {
             }
         }
         print(sink)
+    case "regeneration":
+        var bench = RegenerationBenchmark()
+        if let n = options["rows"].flatMap(Int.init) { bench.rows = n }
+        try bench.run()
     case "batch-read":
         var bench = BatchReadBenchmark()
         if let data = options["data"] { bench.data = data }

@@ -1,4 +1,5 @@
 import COpenBLAS
+import CLabelDBKernels
 import Foundation
 
 /// Thin, checked wrappers over the BLAS and LAPACK calls the projector code makes. Matrices are
@@ -54,7 +55,8 @@ enum LinearAlgebra {
     /// smaller class) and their probabilities into `topClasses` / `topProbabilities`.
     static func softmaxRows(
         _ z: UnsafeMutablePointer<Float>, rows: Int, columns: Int, bias: UnsafePointer<Float>? = nil, scale: Float = 1,
-        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil
+        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil,
+        kernel: Bool = true
     ) {
         let chunks = min(rows, max(1, ProcessInfo.processInfo.activeProcessorCount))
         guard chunks > 0 else { return }
@@ -64,12 +66,20 @@ enum LinearAlgebra {
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let base = UnsafeMutablePointer<Float>(bitPattern: zAddress)!
             let b = UnsafePointer<Float>(bitPattern: biasAddress)
+            let classes = UnsafeMutablePointer<Int32>(bitPattern: classesAddress)
+            let probs = UnsafeMutablePointer<Float>(bitPattern: probsAddress)
             let start = rows * chunk / chunks, end = rows * (chunk + 1) / chunks
+            if kernel {
+                // The C kernel, built for this CPU's widest vectors (CLabelDBKernels).
+                let k = classes != nil && probs != nil ? topK : 0
+                ldb_softmax_rows(base + start * columns, end - start, columns, b, scale, k,
+                                 classes.map { $0 + start * topK }, probs.map { $0 + start * topK })
+                return
+            }
             for r in start..<end {
                 let row = base + r * columns
                 softmaxRow(row, columns, bias: b, scale: scale)
-                if topK > 0, let classes = UnsafeMutablePointer<Int32>(bitPattern: classesAddress),
-                   let probs = UnsafeMutablePointer<Float>(bitPattern: probsAddress) {
+                if topK > 0, let classes, let probs {
                     selectTop(row, columns, k: topK, classes: classes + r * topK, probabilities: probs + r * topK)
                 }
             }

@@ -22,6 +22,19 @@ public struct ProjectorModel: Equatable, Sendable {
     /// The softmax temperature T.
     public var temperature: Float
 
+    /// A model from its parameters: A (d × r), B (r × C) and the bias (C), row-major; the arrays
+    /// must have those sizes (regeneration reads them as such).
+    public init(dimension: Int, classes: Int, rank: Int, scale: Float = 0, a: [Float], b: [Float], bias: [Float], temperature: Float = 1) {
+        self.dimension = dimension
+        self.classes = classes
+        self.rank = rank
+        self.a = a
+        self.b = b
+        self.bias = bias
+        self.scale = scale
+        self.temperature = temperature
+    }
+
     /// The bytes the parameters take when stored as f32 (s, T, A, B, b).
     public var parameterBytes: Int { 4 * (2 + a.count + b.count + bias.count) }
 
@@ -34,10 +47,12 @@ public struct ProjectorModel: Equatable, Sendable {
     ///
     /// With `topK` > 0 it also writes each row's `topK` most probable classes and probabilities
     /// (descending) into `topClasses` and `topProbabilities` (`rows × topK` each), computed in
-    /// the same parallel pass as the softmax.
+    /// the same parallel pass as the softmax. `kernel: false` runs the portable Swift softmax
+    /// instead of the per-CPU C kernel (the two agree within 1e-6; benchmarks compare them).
     public func regenerate(
         _ x: UnsafePointer<Float>, rows: Int, weights: [Float]?, into out: UnsafeMutablePointer<Float>,
-        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil
+        topK: Int = 0, topClasses: UnsafeMutablePointer<Int32>? = nil, topProbabilities: UnsafeMutablePointer<Float>? = nil,
+        kernel: Bool = true
     ) {
         let d = dimension, c = classes, r = rank
         let batch = 1024
@@ -58,7 +73,8 @@ public struct ProjectorModel: Equatable, Sendable {
             bias.withUnsafeBufferPointer { bv in
                 LinearAlgebra.softmaxRows(
                     os, rows: count, columns: c, bias: bv.baseAddress, scale: 1 / temperature, topK: topK,
-                    topClasses: topClasses.map { $0 + start * topK }, topProbabilities: topProbabilities.map { $0 + start * topK })
+                    topClasses: topClasses.map { $0 + start * topK }, topProbabilities: topProbabilities.map { $0 + start * topK },
+                    kernel: kernel)
             }
             start += count
         }
