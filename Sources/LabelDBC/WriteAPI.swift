@@ -160,3 +160,29 @@ public func ldbImportHead(
         }
     }
 }
+
+@_cdecl("ldb_import_topk_labels")
+public func ldbImportTopKLabels(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ k: Int,
+    _ classesPointer: UnsafePointer<Int32>?, _ probabilitiesPointer: UnsafePointer<Float>?, _ leftoverPointer: UnsafePointer<Float>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let session = try transactionHandle(pointer).writer()
+        let name = try string(nameText, "name")
+        guard count >= 0, k >= 1, k <= 65_536, count <= Int.max / k else { throw APIError.badInput("ldb_import_topk_labels: \(count) rows × K = \(k) is out of range") }
+        let o = try options(optionsJSON)
+        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize"], call: "ldb_import_topk_labels")
+        let ids = Array(try buffer(idsPointer, count, "ids"))
+        let rows = TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
+                            probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
+                            leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover")))
+        let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+        let source = try o.taint(), privileges = try o.privileges()
+        let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
+        let version = try session.run { tx in
+            try tx.importLabels(.topK(rows), ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+        }
+        give(.object(versionJSON(version)), json)
+    }
+}

@@ -22,7 +22,7 @@ struct BatchReadBenchmark {
         let rawPath = directory + "/raw", storePath = directory + "/labeldb"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: rawPath + "/data.mdb") { try writeRaw(w, at: rawPath) }
-        if !FileManager.default.fileExists(atPath: storePath + "/data.mdb") { try w.importStore(at: storePath, teacher: w.softDistributions()) }
+        if !FileManager.default.fileExists(atPath: storePath + "/data.mdb") { try w.importStore(at: storePath) }
         warm(rawPath)
         warm(storePath)
         var result: [String: JSONValue] = ["benchmark": "batch-read", "n": w.n.json, "reads": w.readIDs.count.json]

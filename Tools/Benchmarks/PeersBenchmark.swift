@@ -21,7 +21,6 @@ struct PeersBenchmark {
         let (filterClasses, classCount, k) = (w.filterClasses, w.classCount, w.k)
         let labelBytes = n * (4 + 10 + 10 + 2)
 
-        let teacher = w.softDistributions()
         var importTimes: [Double] = []
         let path = directory + "/labeldb"
         for _ in 0..<importReps {
@@ -29,7 +28,7 @@ struct PeersBenchmark {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             sync()
             let seconds = try time {
-                try w.importStore(at: path, teacher: teacher)
+                try w.importStore(at: path)
                 sync()
             }
             importTimes.append(seconds)
@@ -191,28 +190,18 @@ struct PeersWorkload {
         k = softClasses.count / n
     }
 
-    /// The workload's soft label as a distribution: its top-5 values, the leftover spread evenly
-    /// (the same reading FKD's marginal smoothing gives it).
-    func softDistributions() -> [Float] {
-        var p = [Float](repeating: 0, count: n * classCount)
-        for row in 0..<n {
-            let share = softRest[row] / Float(classCount - k)
-            for j in 0..<classCount { p[row * classCount + j] = share }
-            for t in 0..<k { p[row * classCount + softClasses[row * k + t]] = softProbs[row * k + t] }
-        }
-        return p
-    }
-
-    /// Creates the LabelDB store: the samples, label set `hard` and label set `teacher` (`topk:5:f16`).
-    /// `teacher` is ``softDistributions()``, built by the caller outside any timing.
-    func importStore(at path: String, teacher: [Float]) throws {
+    /// Creates the LabelDB store: the samples, label set `hard` and label set `teacher`
+    /// (`topk:5:f16`), the soft labels imported as they arrive — top-5 classes, f16
+    /// probabilities and leftover — and so stored as given (issue 12 §5).
+    func importStore(at path: String) throws {
         let schema = try Schema(dimension: dimension, classes: (0..<classCount).map { "class_\($0)" })
         let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads)
         let store = try Store.create(at: path, schema: schema)
         try store.write(clearance: .all) { tx in
             _ = try tx.put(batch, mode: .insert)
             try tx.importLabels(.hard(hard), ids: ids, into: "hard", agent: "workload")
-            try tx.importLabels(.soft(teacher), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
+            let top = TopKRows(k: k, classes: softClasses, probabilities: softProbs, leftover: softRest)
+            try tx.importLabels(.topK(top), ids: ids, into: "teacher", codec: .topKF16(5), agent: "workload", normalize: true)
         }
         store.close()
     }

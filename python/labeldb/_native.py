@@ -82,6 +82,8 @@ _SIGNATURES = {
     "ldb_delete": ([_P, POINTER(c_uint64), c_size_t, POINTER(c_uint64)], c_int),
     "ldb_import_labels": ([_P, c_char_p, POINTER(c_uint64), c_size_t, POINTER(c_float), POINTER(c_int64),
                            POINTER(c_uint64), POINTER(c_int64), c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_import_topk_labels": ([_P, c_char_p, POINTER(c_uint64), c_size_t, c_size_t, POINTER(c_int32), POINTER(c_float),
+                                POINTER(c_float), c_char_p, POINTER(c_void_p)], c_int),
     "ldb_relabel": ([_P, POINTER(c_uint64), c_size_t, c_char_p, POINTER(c_uint64)], c_int),
     "ldb_import_head": ([_P, c_char_p, POINTER(c_float), c_size_t, c_size_t, c_char_p], c_int),
     "ldb_backup": ([_P, c_char_p, c_char_p], c_int),

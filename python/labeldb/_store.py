@@ -483,12 +483,33 @@ class WriteTransaction(Transaction):
 
     def import_labels(self, name: str, soft=None, hard=None, multi=None, ids=None, codec: str | None = None,
                       agent: str = "python", secrecy=None, integrity=None, privilege=None, normalize: bool = False,
-                      logits: bool = False, temperature: float | None = None) -> dict:
-        """Imports one kind of labels (soft [n, C] probabilities or logits, hard [n] classes, or multi:
-        a list of class lists) for `ids` into label set `name`, as its next version."""
+                      logits: bool = False, temperature: float | None = None,
+                      topk_classes=None, topk_probs=None, leftover=None) -> dict:
+        """Imports one kind of labels for `ids` into label set `name`, as its next version: soft
+        ([n, C] probabilities, or logits), hard ([n] classes), multi (a list of class lists), or
+        compact soft labels as they often arrive — topk_classes and topk_probs ([n, K], most
+        probable first) with an optional leftover ([n]; 1 - sum when absent), stored as given
+        with the codec topk:K:f16 (the version's fidelity then says "exact")."""
         if ids is None:
             raise BadInput("import_labels: ids are required")
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        self._widths.clear()
+        if topk_classes is not None or topk_probs is not None:
+            if topk_classes is None or topk_probs is None or any(x is not None for x in (soft, hard, multi)):
+                raise BadInput("import_labels: topk_classes and topk_probs go together, without soft, hard or multi")
+            cls = _as_array(topk_classes, np.int32, "topk_classes", ndim=2)
+            probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
+            if cls.shape != probs.shape or cls.shape[0] != len(ids):
+                raise BadInput(f"topk_classes {cls.shape} and topk_probs {probs.shape} must both be ({len(ids)}, K)")
+            rest = None if leftover is None else _as_array(leftover, np.float32, "leftover", ndim=1)
+            if rest is not None and len(rest) != len(ids):
+                raise BadInput(f"leftover: {len(rest)} values for {len(ids)} ids")
+            out = c_void_p()
+            check(lib.ldb_import_topk_labels(
+                self._live(), name.encode(), _ptr(ids, c_uint64), len(ids), cls.shape[1], _ptr(cls, c_int32), _ptr(probs, c_float),
+                _ptr(rest, c_float), _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity),
+                                              privilege=_tags(privilege), normalize=normalize), ctypes.byref(out)))
+            return json.loads(take_string(out))
         n, c = len(ids), len(self._store.classes)
         if sum(x is not None for x in (soft, hard, multi)) != 1:
             raise BadInput("import_labels: give exactly one of soft, hard or multi")

@@ -194,3 +194,23 @@ def test_label_set_arrow_has_only_labelled_rows(copy):
     assert table.num_rows == everything - 1 and 70_000 not in table.column("id").to_pylist()
     assert table.column("gold").null_count == 0
     db.close()
+
+
+def test_compact_soft_labels_import_as_given(copy, corpus):
+    db = labeldb.open(copy, write=True)
+    ids = corpus["ids"][:10]
+    cls = np.array([[0, 3, 5]] * 10, np.uint16)
+    probs = np.array([[0.5, 0.25, 0.125]] * 10, np.float16)
+    with db.write() as tx:
+        v = tx.import_labels("compact", topk_classes=cls, topk_probs=probs, ids=ids)
+    with pytest.raises(labeldb.BadInput, match="appears twice"):
+        with db.write() as tx:
+            tx.import_labels("bad", topk_classes=[[1, 1, 2]] * 10, topk_probs=probs, ids=ids)
+    assert v["fidelity"]["exact"] is True and v["fidelity"]["mean_kl"] == 0
+    with db.read("all") as tx:
+        b = tx.get_many(ids, labels="compact", soft="compact")
+        assert [s["codec"] for s in tx.label_sets() if s["name"] == "compact"] == ["topk:3:f16"]
+    np.testing.assert_array_equal(b.labels["compact"].top_classes, cls.astype(np.int32))
+    np.testing.assert_allclose(b.labels["compact"].top_probabilities, probs.astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(b.labels["compact"].leftover, 0.125, atol=1e-6)
+    db.close()

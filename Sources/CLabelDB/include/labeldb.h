@@ -259,6 +259,14 @@ int ldb_import_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_
                       const uint64_t *multi_offsets, const int64_t *multi_classes,
                       const char *options_json, char **json);
 
+/** Imports compact soft labels into label set `name` as its next version: per row K classes
+ *  (count*k), their probabilities (count*k) and the leftover mass (count; NULL for 1 - sum). With
+ *  the codec topk:K:f16 (the default for a new set) rows are stored as given, and the version's
+ *  fidelity says "exact" when no value needed rounding. Options as ldb_import_labels (no logits). */
+int ldb_import_topk_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_t count, size_t k,
+                           const int32_t *classes, const float *probabilities, const float *leftover,
+                           const char *options_json, char **json);
+
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
  *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],
  *  "remove_integrity": [..], "privilege": [..], "agent": text}. Removing secrecy (declassify) and

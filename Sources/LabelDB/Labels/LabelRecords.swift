@@ -22,10 +22,13 @@ public struct Fidelity: Equatable, Sendable, Codable {
     public var bytesPerLabel: Double
     /// `bytesPerLabel` ÷ the `dense:f32` size (4 × classes).
     public var ratioToDenseF32: Double
+    /// True when compact top-K input was stored as given, every value exactly representable in
+    /// the codec (no round trip, KL 0); nil for dense input.
+    public var exact: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
         case meanKL = "mean_kl", maxKL = "max_kl", top1Agreement = "top1_agreement"
-        case bytesPerLabel = "bytes_per_label", ratioToDenseF32 = "ratio_to_dense_f32"
+        case bytesPerLabel = "bytes_per_label", ratioToDenseF32 = "ratio_to_dense_f32", exact
     }
 }
 

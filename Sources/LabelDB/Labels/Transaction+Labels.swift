@@ -8,13 +8,91 @@ public enum LabelValues: Sendable {
     case hard([Int])
     /// A set of class indices per row.
     case multi([[Int]])
+    /// Soft labels as they often arrive: each row's K most probable classes and their
+    /// probabilities, and the leftover mass (the rest of the classes, spread evenly on decode).
+    case topK(TopKRows)
 
     var kind: LabelKind {
         switch self {
-        case .soft: .soft
+        case .soft, .topK: .soft
         case .hard: .hard
         case .multi: .multi
         }
+    }
+}
+
+/// Compact soft labels: per row K classes and probabilities (row-major, `rows × k`), and the
+/// leftover mass per row (1 − Σ probabilities when nil).
+public struct TopKRows: Sendable {
+    /// K, the classes per row.
+    public var k: Int
+    /// `rows × k` class indices.
+    public var classes: [Int]
+    /// `rows × k` probabilities.
+    public var probabilities: [Float]
+    /// The mass outside each row's classes, or nil for 1 − Σ.
+    public var leftover: [Float]?
+
+    /// Rows from their parts.
+    public init(k: Int, classes: [Int], probabilities: [Float], leftover: [Float]? = nil) {
+        self.k = k
+        self.classes = classes
+        self.probabilities = probabilities
+        self.leftover = leftover
+    }
+
+    /// The row's entries, most probable first (ties by the smaller class), and its leftover.
+    func row(_ r: Int) -> (entries: [(Int, Float)], rest: Float) {
+        var entries: [(Int, Float)] = []
+        entries.reserveCapacity(k)
+        for j in 0..<k { entries.append((classes[r * k + j], probabilities[r * k + j])) }
+        entries.sort { (a: (Int, Float), b: (Int, Float)) -> Bool in a.1 > b.1 || (a.1 == b.1 && a.0 < b.0) }
+        return (entries, leftover?[r] ?? 0)
+    }
+
+    /// The row as a distribution over `classCount` classes (the leftover spread evenly).
+    func dense(_ r: Int, classCount: Int) -> [Float] {
+        let (entries, rest) = row(r)
+        var p = [Float](repeating: classCount > k ? rest / Float(classCount - k) : 0, count: classCount)
+        for (c, v) in entries { p[c] = v }
+        return p
+    }
+
+    /// Checks shapes, classes (in range, distinct per row) and probabilities (finite, ≥ 0, each
+    /// row with its leftover summing to 1 within 1e-3 unless `normalize`, which rescales it), and
+    /// fills in the leftover when none was given.
+    func validated(rows: Int, classCount: Int, normalize: Bool) throws -> TopKRows {
+        guard k >= 1, k <= classCount else { throw LabelError.invalidLabel(row: 0, reason: "K = \(k) classes per row, expected 1…\(classCount)") }
+        guard classes.count == rows * k, probabilities.count == rows * k else {
+            throw LabelError.invalidLabel(row: 0, reason: "\(classes.count) classes and \(probabilities.count) probabilities for \(rows) rows × K = \(k)")
+        }
+        if let leftover, leftover.count != rows { throw LabelError.invalidLabel(row: 0, reason: "\(leftover.count) leftover values for \(rows) rows") }
+        var out = self
+        var rest = [Float](repeating: 0, count: rows)
+        for r in 0..<rows {
+            var seen = Set<Int>(), sum: Double = 0
+            for j in 0..<k {
+                let c = classes[r * k + j], v = probabilities[r * k + j]
+                guard c >= 0, c < classCount else { throw LabelError.invalidLabel(row: r, reason: "class \(c) is out of range 0…\(classCount - 1)") }
+                guard seen.insert(c).inserted else { throw LabelError.invalidLabel(row: r, reason: "class \(c) appears twice") }
+                guard v.isFinite, v >= 0 else { throw LabelError.invalidLabel(row: r, reason: "probability of class \(c) is \(v)") }
+                sum += Double(v)
+            }
+            var left = leftover.map { Double($0[r]) } ?? max(0, 1 - sum)
+            guard left.isFinite, left >= 0 else { throw LabelError.invalidLabel(row: r, reason: "leftover mass is \(left)") }
+            if k == classCount { left = 0 }
+            if abs(sum + left - 1) > 1e-3 {
+                guard normalize, sum + left > 0 else {
+                    throw LabelError.invalidLabel(row: r, reason: "probabilities and leftover sum to \(sum + left), not 1 (ask to normalize to rescale rows)")
+                }
+                let scale = 1 / (sum + left)
+                for j in 0..<k { out.probabilities[r * k + j] = Float(Double(probabilities[r * k + j]) * scale) }
+                left *= scale
+            }
+            rest[r] = Float(left)
+        }
+        out.leftover = rest
+        return out
     }
 }
 
@@ -405,6 +483,8 @@ extension WriteTransaction {
         try TaintChange.checkEndorsement([source], privileges: privileges)
         let classCount = store.schema.classes.count
         var softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
+        var topRows: TopKRows? = nil
+        if case .topK(let given) = values { topRows = try given.validated(rows: ids.count, classCount: classCount, normalize: normalize) }
         // Ids: unique, stored.
         let order = SampleValidation.ascendingOrder(ids)
         for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
@@ -421,12 +501,13 @@ extension WriteTransaction {
             record = LabelSetRecord(id: try nextRecordID(in: .labelSets, as: LabelSetRecord.self), codec: nil, createdMilliseconds: nowMilliseconds, latest: 0)
         }
         var codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
-        if case .soft = values {
+        if values.kind == .soft {
             if let codec, let requested, codec != requested {
                 throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
             }
             if codec == nil {
-                let chosen = requested ?? .denseF16
+                // Compact input defaults to the codec that stores it as given.
+                let chosen = requested ?? topRows.map { .topKF16($0.k) } ?? .denseF16
                 try chosen.validate(classCount: classCount)
                 codec = chosen
                 record.codec = chosen.description
@@ -482,18 +563,12 @@ extension WriteTransaction {
             case .hard(let classes): hard = UInt32(classes[row])
             case .multi(let sets): multi = Array(Set(sets[row])).sorted().map(UInt32.init)
             case .soft:
-                var bytes: [UInt8] = []
-                try softRows.withUnsafeMutableBufferPointer { all in
-                    let p = UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)])
-                    codec!.encode(p, into: &bytes)
-                    try bytes.withUnsafeBytes { raw in
-                        try decoded.withUnsafeMutableBufferPointer { out in
-                            try codec!.decode(raw, into: out)
-                            fidelity.add(original: p, decoded: UnsafeBufferPointer(out), bytes: raw.count)
-                        }
-                    }
+                soft = try softRows.withUnsafeMutableBufferPointer { all in
+                    try SoftEncoding.encode(UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)]),
+                                            codec: codec!, decoded: &decoded, fidelity: &fidelity)
                 }
-                soft = bytes
+            case .topK:
+                soft = try SoftEncoding.encode(topRows!, row: row, codec: codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
             }
             let key = LabelRecord.rowKey(set: set.id, sample: id, version: version)
             let value = LabelRecord.encodeRow(key: key, hard: hard, multi: multi, soft: soft)
@@ -587,6 +662,8 @@ enum LabelValidation {
                 }
             }
             return []
+        case .topK:
+            return []  // checked by TopKRows.validated
         case .soft(var p):
             guard p.count == rows * classCount else {
                 throw LabelError.invalidLabel(row: 0, reason: "\(p.count) probabilities for \(rows) rows × \(classCount) classes")
@@ -620,6 +697,8 @@ enum LabelValidation {
 struct FidelityAccumulator {
     let classCount: Int
     var rows = 0
+    /// Rows stored from compact input as given, and how many of them lost nothing.
+    var compactRows = 0, exactRows = 0
     var klSum: Double = 0
     var klMax: Double = 0
     var agree = 0
@@ -640,7 +719,61 @@ struct FidelityAccumulator {
         let n = Double(max(rows, 1))
         let perLabel = Double(bytes) / n
         return Fidelity(meanKL: klSum / n, maxKL: klMax, top1Agreement: Double(agree) / n,
-                        bytesPerLabel: perLabel, ratioToDenseF32: perLabel / Double(4 * classCount))
+                        bytesPerLabel: perLabel, ratioToDenseF32: perLabel / Double(4 * classCount),
+                        exact: compactRows == rows && rows > 0 ? exactRows == rows : nil)
+    }
+}
+
+/// How an import turns one row's soft label into the codec's bytes, measuring what it cost.
+enum SoftEncoding {
+    /// A dense row: encode, decode, and measure KL and top-1 against the row.
+    static func encode(_ p: UnsafeBufferPointer<Float>, codec: SoftLabelCodec, decoded: inout [Float], fidelity: inout FidelityAccumulator) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        codec.encode(p, into: &bytes)
+        try bytes.withUnsafeBytes { raw in
+            try decoded.withUnsafeMutableBufferPointer { out in
+                try codec.decode(raw, into: out)
+                fidelity.add(original: p, decoded: UnsafeBufferPointer(out), bytes: raw.count)
+            }
+        }
+        return bytes
+    }
+
+    /// A compact row: stored as given when the codec is `topk:K:f16` with the input's K (no
+    /// expansion to C floats); otherwise expanded and encoded as a dense row.
+    static func encode(_ rows: TopKRows, row r: Int, codec: SoftLabelCodec, classCount c: Int, decoded: inout [Float], fidelity: inout FidelityAccumulator) throws -> [UInt8] {
+        guard case .topKF16(let k) = codec, k == rows.k else {
+            let dense = rows.dense(r, classCount: c)
+            return try dense.withUnsafeBufferPointer { try encode($0, codec: codec, decoded: &decoded, fidelity: &fidelity) }
+        }
+        let (entries, rest) = rows.row(r)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(2 + 4 * k)
+        func append16(_ v: UInt16) { bytes.append(UInt8(v & 0xFF)); bytes.append(UInt8(v >> 8)) }
+        append16(Float16(rest).bitPattern)
+        var exact = Float(Float16(rest)) == rest
+        for (cls, v) in entries {
+            append16(UInt16(cls))
+            append16(Float16(v).bitPattern)
+            exact = exact && Float(Float16(v)) == v
+        }
+        fidelity.compactRows += 1
+        if exact {
+            // Nothing was rounded: the stored row is the input row (KL 0, same top-1).
+            fidelity.exactRows += 1
+            fidelity.rows += 1
+            fidelity.bytes += bytes.count
+            fidelity.agree += 1
+            return bytes
+        }
+        let dense = rows.dense(r, classCount: c)
+        try bytes.withUnsafeBytes { raw in
+            try decoded.withUnsafeMutableBufferPointer { out in
+                try codec.decode(raw, into: out)
+                dense.withUnsafeBufferPointer { fidelity.add(original: $0, decoded: UnsafeBufferPointer(out), bytes: raw.count) }
+            }
+        }
+        return bytes
     }
 }
 

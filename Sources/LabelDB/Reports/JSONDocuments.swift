@@ -12,8 +12,12 @@ public func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
         "statistics_redacted": .bool(v.statisticsRedacted),
     ]
     if let f = v.fidelity {
-        object["fidelity"] = ["mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
-                              "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
+        var fidelity: [String: JSONValue] = [
+            "mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
+            "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
+        // Only compact input is stored "as given" or not; dense input has no such key.
+        if let exact = f.exact { fidelity["exact"] = .bool(exact) }
+        object["fidelity"] = .object(fidelity)
     } else {
         object["fidelity"] = .null
     }

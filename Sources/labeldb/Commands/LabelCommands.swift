@@ -29,6 +29,9 @@ struct LabelsImportCommand: ParsableCommand {
     @Option(help: "Softmax temperature for --logits.") var temperature: Double = 1
     @Option(help: "Hard labels: N class indices (.npy, integer).") var hard: String?
     @Option(help: "Multi-labels: JSONL, one array of class names or indices per row.") var multi: String?
+    @Option(help: "Compact soft labels: N × K class indices (.npy, <u2/<u4/<i4/<i8), most probable first; with --topk-probs.") var topkClasses: String?
+    @Option(help: "Compact soft labels: N × K probabilities (.npy, <f2/<f4), aligned with --topk-classes.") var topkProbs: String?
+    @Option(help: "Compact soft labels: the N leftover masses (.npy, <f2/<f4); 1 − Σ probabilities when absent.") var leftover: String?
     @Option(help: "Ids the rows belong to (.npy, <u8 or <i8).") var ids: String?
     @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16).") var codec: String?
     @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
@@ -41,8 +44,10 @@ struct LabelsImportCommand: ParsableCommand {
         let sourceTaint = try taint.label()
         let privileges = try taint.privileges()
         let taintParameters = try taint.parameters()
-        let sources = [soft, logits, hard, multi].compactMap { $0 }
-        guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi") }
+        let sources = [soft, logits, hard, multi, topkClasses].compactMap { $0 }
+        guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi, --topk-classes") }
+        guard (topkClasses == nil) == (topkProbs == nil) else { throw UsageError(description: "--topk-classes and --topk-probs go together") }
+        guard leftover == nil || topkClasses != nil else { throw UsageError(description: "--leftover goes with --topk-classes and --topk-probs") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
@@ -65,6 +70,10 @@ struct LabelsImportCommand: ParsableCommand {
                 try softmaxRows(&p, columns: classCount, temperature: Float(temperature), file: path)
             }
             values = .soft(p)
+        } else if let classesPath = topkClasses, let probsPath = topkProbs {
+            let top = try readTopK(classes: classesPath, probabilities: probsPath, leftover: leftover)
+            rows = top.rows
+            values = .topK(top.values)
         } else if let path = hard {
             let array = try NumPyArray.read(path)
             guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of class indices, found shape \(array.shape)") }
@@ -98,8 +107,8 @@ struct LabelsImportCommand: ParsableCommand {
             throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
         }
         let name = agent ?? defaultAgent()
-        let source = soft ?? logits ?? hard ?? multi!
-        let used = try [source, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
+        let source = sources[0]
+        let used = try [source, topkProbs, leftover, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
         let info = try store.write(clearance: clearance) { tx -> LabelSetVersion in
             let rowIDs = try idList ?? tx.ids()
             guard rowIDs.count == rows else {
@@ -300,6 +309,29 @@ struct LabelsDiffCommand: ParsableCommand {
 func fidelityText(_ f: Fidelity, codec: SoftLabelCodec) -> String {
     String(format: "%@: mean KL %.3g nats, max KL %.3g, top-1 agreement %.2f%%, %.1f bytes/label (%.2f%% of dense:f32)",
            codec.description, f.meanKL, f.maxKL, f.top1Agreement * 100, f.bytesPerLabel, f.ratioToDenseF32 * 100)
+}
+
+/// Reads compact soft labels: N × K classes, N × K probabilities, and optionally N leftovers.
+func readTopK(classes classesPath: String, probabilities probsPath: String, leftover leftoverPath: String?) throws -> (values: TopKRows, rows: Int) {
+    let classes = try NumPyArray.read(classesPath), probs = try NumPyArray.read(probsPath)
+    guard classes.shape.count == 2 else { throw InputError(file: classesPath, reason: "expected a 2-D array (rows × K), found shape \(classes.shape)") }
+    guard !classes.dtype.isFloat else { throw InputError(file: classesPath, reason: "classes must be integers, not \(classes.dtype.rawValue)") }
+    guard probs.shape == classes.shape else {
+        throw InputError(file: probsPath, reason: "shape \(probs.shape) differs from the classes' \(classes.shape) in \(classesPath)")
+    }
+    guard probs.dtype.isFloat else { throw InputError(file: probsPath, reason: "probabilities must be floats, not \(probs.dtype.rawValue)") }
+    let rows = classes.shape[0], k = classes.shape[1]
+    var rest: [Float]? = nil
+    if let leftoverPath {
+        let array = try NumPyArray.read(leftoverPath)
+        guard array.shape == [rows], array.dtype.isFloat else {
+            throw InputError(file: leftoverPath, reason: "expected \(rows) floats (one per row), found shape \(array.shape) of \(array.dtype.rawValue)")
+        }
+        rest = try array.floats(file: leftoverPath)
+    }
+    let values = TopKRows(k: k, classes: try classes.integers(file: classesPath, in: 0...Int64(Int32.max)).map { Int($0) },
+                          probabilities: try probs.floats(file: probsPath), leftover: rest)
+    return (values, rows)
 }
 
 /// Reads a 1-D ids file.
