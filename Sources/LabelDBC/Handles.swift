@@ -85,9 +85,31 @@ final class StoreHandle {
         self.writerPath = writerPath
     }
 
+    private var inFlight = 0
+    private var closed = false
+
     func transactionBegan() { lock.withLock { transactions += 1 } }
     func transactionEnded() { lock.withLock { transactions -= 1 } }
-    var openTransactions: Int { lock.withLock { transactions } }
+
+    /// Runs a store-level call; `close` waits for none and refuses while any runs.
+    func use<T>(_ body: (Store) throws -> T) throws -> T {
+        try lock.withLock {
+            guard !closed else { throw SessionError.storeClosed }
+            inFlight += 1
+        }
+        defer { lock.withLock { inFlight -= 1 } }
+        return try body(store)
+    }
+
+    /// Marks the handle closed, or throws when transactions are open or calls are running.
+    func markClosed() throws {
+        try lock.withLock {
+            guard transactions == 0, inFlight == 0 else {
+                throw APIError.badInput("ldb_close: \(transactions) transaction(s) of this store are still open and \(inFlight) call(s) running; end them first")
+            }
+            closed = true
+        }
+    }
 }
 
 /// A transaction as C sees it: a read or a write session, and the memory its batch reads lend.
@@ -98,6 +120,16 @@ final class TransactionHandle {
     let pid = getpid()
     let arena = BatchArena()
     var taintJSON: [CChar] = [0]
+    /// Held by every call on the transaction: a second call at the same time (from another
+    /// thread) is refused instead of racing on the session and the arena.
+    private let busy = NSLock()
+
+    /// Runs one call on the transaction, refusing a concurrent one.
+    func call<T>(_ body: () throws -> T) throws -> T {
+        guard busy.try() else { throw APIError.badInput("another call on this transaction is running (a transaction belongs to one thread)") }
+        defer { busy.unlock() }
+        return try body()
+    }
 
     init(owner: StoreHandle, read: ReadSession?, write: WriteSession?) {
         self.owner = owner
@@ -109,9 +141,23 @@ final class TransactionHandle {
 
     /// Runs `body` in the transaction (read or write alike).
     func run<T>(_ body: (Transaction) throws -> T) throws -> T {
-        if let read { return try read.run(body) }
-        // A read inside the write transaction: nothing to replay, so run it directly.
-        return try write!.runReading(body)
+        try call {
+            if let read { return try read.run(body) }
+            // A read inside the write transaction: nothing to replay, so run it directly.
+            return try write!.runReading(body)
+        }
+    }
+
+    /// Runs a write call: its own argument checks and the step. Any failure fails the session,
+    /// so a commit cannot pass over a call that did not happen.
+    func writing<T>(_ body: (WriteSession) throws -> T) throws -> T {
+        guard let write else { throw APIError.badInput("this is a read transaction; begin one with write = 1 to change the store") }
+        return try call {
+            do { return try body(write) } catch {
+                if write.isOpen, write.isOnOwnThread { write.fail("\(error)") }
+                throw error
+            }
+        }
     }
 
     /// The write session, or an error for a read transaction.

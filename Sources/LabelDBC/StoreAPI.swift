@@ -48,10 +48,11 @@ public func ldbCreate(_ path: UnsafePointer<CChar>?, _ schemaJSON: UnsafePointer
         guard let dimension = try spec.integer("dimension") else { throw APIError.badInput("ldb_create: the schema needs a dimension") }
         let classes: [String]
         if let count = try? spec.integer("classes") {
-            guard count >= 1 else { throw APIError.badInput("ldb_create: classes must be at least 1") }
+            guard (1...Schema.maxClasses).contains(count) else { throw APIError.badInput("ldb_create: classes must be 1…\(Schema.maxClasses), not \(count)") }
             classes = (0..<count).map(String.init)
         } else {
             classes = try spec.strings("classes")
+            guard !classes.isEmpty else { throw APIError.badInput("ldb_create: the schema needs at least one class") }
         }
         let elementName = try spec.text("element") ?? "f32"
         guard let element = Schema.ElementType(rawValue: elementName) else { throw APIError.badInput("ldb_create: element must be f32 or f16, not '\(elementName)'") }
@@ -68,8 +69,7 @@ public func ldbClose(_ pointer: OpaquePointer?) -> Int32 {
     guarded {
         guard pointer != nil else { return }
         let handle = try storeHandle(pointer)
-        let open = handle.openTransactions
-        guard open == 0 else { throw APIError.badInput("ldb_close: \(open) transaction(s) of this store are still open; commit or abort them first") }
+        try handle.markClosed()
         handle.store.close()
         if let path = handle.writerPath { WriterRegistry.release(path) }
         Unmanaged<StoreHandle>.fromOpaque(UnsafeRawPointer(pointer!)).release()
@@ -79,23 +79,25 @@ public func ldbClose(_ pointer: OpaquePointer?) -> Int32 {
 @_cdecl("ldb_info")
 public func ldbInfo(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let store = try storeHandle(pointer).store
-        // Counts as the public sees them: info needs no clearance (ldb_count gives a cleared one).
-        let (count, tags) = try store.read(clearance: .public) { (try $0.count(), try $0.registeredTags()) }
-        give(storeInfoJSON(store, count: count, tags: tags), json)
+        try storeHandle(pointer).use { store in
+            // Counts as the public sees them: info needs no clearance (ldb_count gives a cleared one).
+            let (count, tags) = try store.read(clearance: .public) { (try $0.count(), try $0.registeredTags()) }
+            give(storeInfoJSON(store, count: count, tags: tags), json)
+        }
     }
 }
 
 @_cdecl("ldb_verify")
 public func ldbVerify(_ pointer: OpaquePointer?, _ clearanceText: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {
-        let store = try storeHandle(pointer).store
-        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
-        let report = try store.read(clearance: clearance) { tx in
-            try tx.validate(clearance)
-            return try tx.verify()
+        try storeHandle(pointer).use { store in
+            let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+            let report = try store.read(clearance: clearance) { tx in
+                try tx.validate(clearance)
+                return try tx.verify()
+            }
+            give(verificationJSON(report), json)
         }
-        give(verificationJSON(report), json)
     }
 }
 
@@ -105,32 +107,40 @@ public func ldbFitProjector(
     _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     guarded {
-        let store = try storeHandle(pointer).store
-        let name = try string(nameText, "name")
-        let o = try options(optionsJSON)
-        try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "holdout", "seed", "agent", "clearance", "fit_temperature"], call: "ldb_fit_projector")
-        guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
-        var fit = ProjectorFitOptions(rank: try o.integer("rank") ?? 16)
-        if let epochs = try o.integer("epochs") { fit.epochs = epochs }
-        if let holdout = try o.number("holdout") { fit.holdout = holdout }
-        if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
-        if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }
-        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
-        try store.read(clearance: clearance) { try $0.validate(clearance) }
-        let version = try store.fitProjector(
-            name, from: try LabelSetReference(parsing: from), options: fit, head: try o.text("head"),
-            maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, agent: try o.text("agent") ?? "python",
-            clearance: clearance)
-        let set = try store.read(clearance: clearance) { try $0.labelSet(named: version.sourceSet) }
-        give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)
+        try storeHandle(pointer).use { store in try fitProjector(store, nameText, optionsJSON, json) }
     }
+}
+
+private func fitProjector(
+    _ store: Store, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) throws {
+    guard !store.isWritingOnThisThread else { throw SessionError.writeInProgress }
+    let name = try string(nameText, "name")
+    let o = try options(optionsJSON)
+    try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "holdout", "seed", "agent", "clearance", "fit_temperature"], call: "ldb_fit_projector")
+    guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
+    var fit = ProjectorFitOptions(rank: try o.integer("rank") ?? 16)
+    if let epochs = try o.integer("epochs") { fit.epochs = epochs }
+    if let holdout = try o.number("holdout") { fit.holdout = holdout }
+    if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
+    if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }
+    let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+    try store.read(clearance: clearance) { try $0.validate(clearance) }
+    let version = try store.fitProjector(
+        name, from: try LabelSetReference(parsing: from), options: fit, head: try o.text("head"),
+        maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, agent: try o.text("agent") ?? "python",
+        clearance: clearance)
+    let set = try store.read(clearance: clearance) { try $0.labelSet(named: version.sourceSet) }
+    give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)
 }
 
 @_cdecl("ldb_backup")
 public func ldbBackup(_ pointer: OpaquePointer?, _ destination: UnsafePointer<CChar>?, _ clearanceText: UnsafePointer<CChar>?) -> Int32 {
     guarded {
-        let store = try storeHandle(pointer).store
-        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
-        try store.backup(to: try string(destination, "destination"), clearance: clearance)
+        try storeHandle(pointer).use { store in
+            let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+            try store.backup(to: try string(destination, "destination"), clearance: clearance)
+        }
     }
 }

@@ -10,37 +10,52 @@ public func ldbTxnBegin(_ pointer: OpaquePointer?, _ clearanceText: UnsafePointe
         guard let out else { throw APIError.badInput("ldb_txn_begin: out is NULL") }
         out.pointee = nil
         let owner = try storeHandle(pointer)
-        let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
-        let handle: TransactionHandle
-        if write != 0 {
-            let session = try WriteSession(store: owner.store, clearance: clearance)
-            handle = TransactionHandle(owner: owner, read: nil, write: session)
-        } else {
-            handle = TransactionHandle(owner: owner, read: try ReadSession(store: owner.store, clearance: clearance), write: nil)
-        }
-        // A clearance naming a tag the store has never seen is a typo, not an empty view.
-        do { try handle.run { try $0.validate(clearance) } } catch {
-            handle.write?.abort()
-            handle.read?.end()
-            throw error
-        }
-        owner.transactionBegan()
-        out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+        try owner.use { _ in try begin(owner, clearanceText, write, out) }
     }
 }
 
-/// Ends a transaction handle: frees it whatever happened.
+private func begin(_ owner: StoreHandle, _ clearanceText: UnsafePointer<CChar>?, _ write: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>) throws {
+    let clearance = try Clearance(parsing: try string(clearanceText, "clearance"))
+    let handle: TransactionHandle
+    if write != 0 {
+        let session = try WriteSession(store: owner.store, clearance: clearance)
+        handle = TransactionHandle(owner: owner, read: nil, write: session)
+    } else {
+        handle = TransactionHandle(owner: owner, read: try ReadSession(store: owner.store, clearance: clearance), write: nil)
+    }
+    // A clearance naming a tag the store has never seen is a typo, not an empty view.
+    do { try handle.run { try $0.validate(clearance) } } catch {
+        handle.write?.abort()
+        handle.read?.end()
+        throw error
+    }
+    owner.transactionBegan()
+    out.pointee = OpaquePointer(Unmanaged.passRetained(handle).toOpaque())
+}
+
+/// Ends a transaction handle and frees it. A write transaction ends only on its own thread (LMDB
+/// ties it there), and no transaction ends while a call on it runs: both are refused, and the
+/// handle stays valid.
 private func finish(_ pointer: OpaquePointer?, commit: Bool) throws {
     guard let pointer else { return }
     let handle = try transactionHandle(pointer)
-    defer {
-        handle.owner.transactionEnded()
-        Unmanaged<TransactionHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
+    if let write = handle.write, write.isOpen, !write.isOnOwnThread {
+        throw APIError.badInput("a write transaction must be committed or aborted on the thread that began it")
     }
-    if let write = handle.write {
-        if commit { try write.commit() } else { write.abort() }
+    // The end runs as a call, so it is refused while another call on the handle runs; once it
+    // ran, the handle is freed whether or not the commit succeeded.
+    var failure: (any Error)?
+    try handle.call {
+        do {
+            if let write = handle.write {
+                if commit { try write.commit() } else { write.abort() }
+            }
+            handle.read?.end()
+        } catch { failure = error }
     }
-    handle.read?.end()
+    handle.owner.transactionEnded()
+    Unmanaged<TransactionHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
+    if let failure { throw failure }
 }
 
 @_cdecl("ldb_txn_commit")

@@ -31,46 +31,49 @@ public func ldbPut(
 ) -> Int32 {
     guarded {
         let handle = try transactionHandle(pointer)
-        let session = try handle.writer()
-        let d = handle.schema.dimension
-        guard count >= 0, count <= Int.max / max(d, 1) else { throw APIError.badInput("ldb_put: count \(count) is out of range") }
-        let o = try options(optionsJSON)
-        try o.only(["mode", "secrecy", "integrity", "privilege"], call: "ldb_put")
-        let mode: PutMode
-        switch try o.text("mode") ?? "replace" {
-        case "replace": mode = .replace
-        case "insert": mode = .insert
-        case let other: throw APIError.badInput("ldb_put: mode must be replace or insert, not '\(other)'")
-        }
-        let base = try o.taint(), privileges = try o.privileges()
-        let ids = Array(try buffer(idsPointer, count, "ids"))
-        let embeddings = Array(try buffer(embeddingsPointer, count * d, "embeddings"))
-        var metadata = try rows(metadataOffsets, metadataBytes, count: count, what: "metadata").map { texts in
-            try texts.enumerated().map { row, bytes -> [String: JSONValue] in
-                let value: JSONValue
-                do { value = try JSONValue.parse(bytes) } catch { throw InputError(file: "metadata", location: "row \(row)", reason: "\(error)") }
-                guard let object = value.objectValue else { throw InputError(file: "metadata", location: "row \(row)", reason: "not a JSON object") }
-                return object
+        try handle.writing { session in
+            let d = handle.schema.dimension
+            guard count >= 0, count <= Int.max / max(d, 1) else { throw APIError.badInput("ldb_put: count \(count) is out of range") }
+            let o = try options(optionsJSON)
+            try o.only(["mode", "secrecy", "integrity", "privilege"], call: "ldb_put")
+            let mode: PutMode
+            switch try o.text("mode") ?? "replace" {
+            case "replace": mode = .replace
+            case "insert": mode = .insert
+            case let other: throw APIError.badInput("ldb_put: mode must be replace or insert, not '\(other)'")
             }
+            let base = try o.taint(), privileges = try o.privileges()
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let embeddings = Array(try buffer(embeddingsPointer, count * d, "embeddings"))
+            var metadata = try rows(metadataOffsets, metadataBytes, count: count, what: "metadata").map { texts in
+                try texts.enumerated().map { row, bytes -> [String: JSONValue] in
+                    let value: JSONValue
+                    do { value = try JSONValue.parse(bytes) } catch { throw InputError(file: "metadata", location: "row \(row)", reason: "\(error)") }
+                    guard let object = value.objectValue else { throw InputError(file: "metadata", location: "row \(row)", reason: "not a JSON object") }
+                    return object
+                }
+            }
+            var taints: [TaintLabel]? = base == .public ? nil : Array(repeating: base, count: count)
+            if metadata != nil, let rowTaints = try SampleBatch.takeTaintMembers(&metadata!, base: base, file: "metadata", location: { "row \($0)" }) {
+                taints = rowTaints
+            }
+            let payloads = try rows(payloadOffsets, payloadBytes, count: count, what: "payloads")
+            let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads, taints: taints)
+            let summary = try session.run { tx in try tx.put(batch, mode: mode, privileges: privileges) }
+            give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))], summaryJSON)
         }
-        var taints: [TaintLabel]? = base == .public ? nil : Array(repeating: base, count: count)
-        if metadata != nil, let rowTaints = try SampleBatch.takeTaintMembers(&metadata!, base: base, file: "metadata", location: { "row \($0)" }) {
-            taints = rowTaints
-        }
-        let payloads = try rows(payloadOffsets, payloadBytes, count: count, what: "payloads")
-        let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads, taints: taints)
-        let summary = try session.run { tx in try tx.put(batch, mode: mode, privileges: privileges) }
-        give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))], summaryJSON)
     }
 }
 
 @_cdecl("ldb_delete")
 public func ldbDelete(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
     guarded {
-        let session = try transactionHandle(pointer).writer()
-        let ids = Array(try buffer(idsPointer, count, "ids"))
-        let removed = try session.run { tx in try tx.delete(ids) }
-        deleted?.pointee = UInt64(removed)
+        let handle = try transactionHandle(pointer)
+        try handle.writing { session in
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let removed = try session.run { tx in try tx.delete(ids) }
+            deleted?.pointee = UInt64(removed)
+        }
     }
 }
 
@@ -83,41 +86,42 @@ public func ldbImportLabels(
 ) -> Int32 {
     guarded {
         let handle = try transactionHandle(pointer)
-        let session = try handle.writer()
-        let name = try string(nameText, "name")
-        let c = handle.schema.classes.count
-        guard count >= 0, count <= Int.max / max(c, 1) else { throw APIError.badInput("ldb_import_labels: count \(count) is out of range") }
-        let o = try options(optionsJSON)
-        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature"], call: "ldb_import_labels")
-        let given = [softPointer != nil, hardPointer != nil, multiOffsets != nil].filter { $0 }.count
-        guard given == 1 else { throw APIError.badInput("ldb_import_labels: give exactly one of soft, hard or multi labels (\(given) given)") }
-        let ids = Array(try buffer(idsPointer, count, "ids"))
-        let values: LabelValues
-        if softPointer != nil {
-            var soft = Array(try buffer(softPointer, count * c, "soft"))
-            if try o.flag("logits") ?? false {
-                let temperature = Float(try o.number("temperature") ?? 1)
-                guard temperature > 0, temperature.isFinite else { throw APIError.badInput("ldb_import_labels: temperature must be a positive number") }
-                try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
+        try handle.writing { session in
+            let name = try string(nameText, "name")
+            let c = handle.schema.classes.count
+            guard count >= 0, count <= Int.max / max(c, 1) else { throw APIError.badInput("ldb_import_labels: count \(count) is out of range") }
+            let o = try options(optionsJSON)
+            try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature"], call: "ldb_import_labels")
+            let given = [softPointer != nil, hardPointer != nil, multiOffsets != nil].filter { $0 }.count
+            guard given == 1 else { throw APIError.badInput("ldb_import_labels: give exactly one of soft, hard or multi labels (\(given) given)") }
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let values: LabelValues
+            if softPointer != nil {
+                var soft = Array(try buffer(softPointer, count * c, "soft"))
+                if try o.flag("logits") ?? false {
+                    let temperature = Float(try o.number("temperature") ?? 1)
+                    guard temperature > 0, temperature.isFinite else { throw APIError.badInput("ldb_import_labels: temperature must be a positive number") }
+                    try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
+                }
+                values = .soft(soft)
+            } else if hardPointer != nil {
+                values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
+            } else {
+                let offsets = UnsafeBufferPointer(start: multiOffsets!, count: count + 1)
+                let classes = try buffer(multiClasses, Int(offsets[count]), "multi classes")
+                values = .multi(try (0..<count).map { i in
+                    guard offsets[i] <= offsets[i + 1], offsets[i + 1] <= offsets[count] else { throw APIError.badInput("ldb_import_labels: multi offsets decrease at row \(i)") }
+                    return classes[Int(offsets[i])..<Int(offsets[i + 1])].map { Int(truncatingIfNeeded: $0) }
+                })
             }
-            values = .soft(soft)
-        } else if hardPointer != nil {
-            values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
-        } else {
-            let offsets = UnsafeBufferPointer(start: multiOffsets!, count: count + 1)
-            let classes = try buffer(multiClasses, Int(offsets[count]), "multi classes")
-            values = .multi(try (0..<count).map { i in
-                guard offsets[i] <= offsets[i + 1], offsets[i + 1] <= offsets[count] else { throw APIError.badInput("ldb_import_labels: multi offsets decrease at row \(i)") }
-                return classes[Int(offsets[i])..<Int(offsets[i + 1])].map { Int(truncatingIfNeeded: $0) }
-            })
+            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+            let source = try o.taint(), privileges = try o.privileges()
+            let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
+            let version = try session.run { tx in
+                try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+            }
+            give(.object(versionJSON(version)), json)
         }
-        let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
-        let source = try o.taint(), privileges = try o.privileges()
-        let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
-        let version = try session.run { tx in
-            try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
-        }
-        give(.object(versionJSON(version)), json)
     }
 }
 
@@ -127,17 +131,19 @@ public func ldbRelabel(
     _ changed: UnsafeMutablePointer<UInt64>?
 ) -> Int32 {
     guarded {
-        let session = try transactionHandle(pointer).writer()
-        let o = try options(optionsJSON)
-        try o.only(["add_secrecy", "remove_secrecy", "add_integrity", "remove_integrity", "privilege", "agent"], call: "ldb_relabel")
-        let change = TaintChange(
-            addSecrecy: try TaintTags.parse(lists: o.strings("add_secrecy")), removeSecrecy: try TaintTags.parse(lists: o.strings("remove_secrecy")),
-            addIntegrity: try TaintTags.parse(lists: o.strings("add_integrity")), removeIntegrity: try TaintTags.parse(lists: o.strings("remove_integrity")))
-        guard change != TaintChange() else { throw APIError.badInput("ldb_relabel: give at least one of add_secrecy, remove_secrecy, add_integrity, remove_integrity") }
-        let ids = Array(try buffer(idsPointer, count, "ids"))
-        let privileges = try o.privileges(), agent = try o.text("agent") ?? "python"
-        let n = try session.run { tx in try tx.relabel(ids, change, privileges: privileges, agent: agent) }
-        changed?.pointee = UInt64(n)
+        let handle = try transactionHandle(pointer)
+        try handle.writing { session in
+            let o = try options(optionsJSON)
+            try o.only(["add_secrecy", "remove_secrecy", "add_integrity", "remove_integrity", "privilege", "agent"], call: "ldb_relabel")
+            let change = TaintChange(
+                addSecrecy: try TaintTags.parse(lists: o.strings("add_secrecy")), removeSecrecy: try TaintTags.parse(lists: o.strings("remove_secrecy")),
+                addIntegrity: try TaintTags.parse(lists: o.strings("add_integrity")), removeIntegrity: try TaintTags.parse(lists: o.strings("remove_integrity")))
+            guard change != TaintChange() else { throw APIError.badInput("ldb_relabel: give at least one of add_secrecy, remove_secrecy, add_integrity, remove_integrity") }
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let privileges = try o.privileges(), agent = try o.text("agent") ?? "python"
+            let n = try session.run { tx in try tx.relabel(ids, change, privileges: privileges, agent: agent) }
+            changed?.pointee = UInt64(n)
+        }
     }
 }
 
@@ -148,15 +154,16 @@ public func ldbImportHead(
 ) -> Int32 {
     guarded {
         let handle = try transactionHandle(pointer)
-        let session = try handle.writer()
-        let name = try string(nameText, "name")
-        guard rows >= 0, columns >= 0, rows <= Int.max / max(columns, 1) else { throw APIError.badInput("ldb_import_head: shape \(rows) × \(columns) is out of range") }
-        let values = Array(try buffer(valuesPointer, rows * columns, "values"))
-        let o = try options(optionsJSON)
-        try o.only(["replace", "secrecy", "integrity", "privilege"], call: "ldb_import_head")
-        let replace = try o.flag("replace") ?? false, taint = try o.taint(), privileges = try o.privileges()
-        try session.run { tx in
-            try tx.importHead(name, values: values, rows: rows, columns: columns, replace: replace, taint: taint, privileges: privileges)
+        try handle.writing { session in
+            let name = try string(nameText, "name")
+            guard rows >= 0, columns >= 0, rows <= Int.max / max(columns, 1) else { throw APIError.badInput("ldb_import_head: shape \(rows) × \(columns) is out of range") }
+            let values = Array(try buffer(valuesPointer, rows * columns, "values"))
+            let o = try options(optionsJSON)
+            try o.only(["replace", "secrecy", "integrity", "privilege"], call: "ldb_import_head")
+            let replace = try o.flag("replace") ?? false, taint = try o.taint(), privileges = try o.privileges()
+            try session.run { tx in
+                try tx.importHead(name, values: values, rows: rows, columns: columns, replace: replace, taint: taint, privileges: privileges)
+            }
         }
     }
 }
@@ -168,21 +175,23 @@ public func ldbImportTopKLabels(
     _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     guarded {
-        let session = try transactionHandle(pointer).writer()
-        let name = try string(nameText, "name")
-        guard count >= 0, k >= 1, k <= 65_536, count <= Int.max / k else { throw APIError.badInput("ldb_import_topk_labels: \(count) rows × K = \(k) is out of range") }
-        let o = try options(optionsJSON)
-        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize"], call: "ldb_import_topk_labels")
-        let ids = Array(try buffer(idsPointer, count, "ids"))
-        let rows = TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
-                            probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
-                            leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover")))
-        let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
-        let source = try o.taint(), privileges = try o.privileges()
-        let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
-        let version = try session.run { tx in
-            try tx.importLabels(.topK(rows), ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+        let handle = try transactionHandle(pointer)
+        try handle.writing { session in
+            let name = try string(nameText, "name")
+            guard count >= 0, k >= 1, k <= 65_536, count <= Int.max / k else { throw APIError.badInput("ldb_import_topk_labels: \(count) rows × K = \(k) is out of range") }
+            let o = try options(optionsJSON)
+            try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize"], call: "ldb_import_topk_labels")
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let rows = TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
+                                probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
+                                leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover")))
+            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+            let source = try o.taint(), privileges = try o.privileges()
+            let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
+            let version = try session.run { tx in
+                try tx.importLabels(.topK(rows), ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+            }
+            give(.object(versionJSON(version)), json)
         }
-        give(.object(versionJSON(version)), json)
     }
 }

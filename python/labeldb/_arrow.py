@@ -98,7 +98,11 @@ def batch_table(batch, classes, label_sets: dict | None, projectors: dict | None
         versions = (label_sets or {}).get(name.split("@")[0], {}).get("versions", [])
         columns[name] = _label_column(cols, batch, classes, versions).take(pa.array(keep))
     for name, cols in batch.regen.items():
-        projector = (projectors or {}).get(name.split("@")[0], {})
+        base, _, version = name.partition("@")
+        projector = (projectors or {}).get(base, {})
+        if version:  # the version named, not the latest
+            chosen = [v for v in projector.get("versions", []) if str(v.get("version")) == version]
+            projector = {"taint": chosen[0].get("taint")} if chosen else projector
         columns[name] = _regen_column(cols, batch, classes, projector).take(pa.array(keep))
     return pa.table(columns)
 
@@ -142,9 +146,27 @@ def put_arrow(tx, data, **options) -> dict:
                 raise BadInput(f"put_arrow: the data has no '{required}' column (columns: {names})")
         ids = rb.column("id").to_numpy(zero_copy_only=False)
         emb_col = rb.column("embedding")
+        d = tx._store.dimension
+        if pa.types.is_fixed_size_list(emb_col.type):
+            if emb_col.type.list_size != d:
+                raise BadInput(f"put_arrow: embeddings have {emb_col.type.list_size} values, the store's dimension is {d}")
+        elif pa.types.is_list(emb_col.type) or pa.types.is_large_list(emb_col.type):
+            lengths = emb_col.value_lengths().to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(lengths != d)
+            if len(bad):
+                raise BadInput(f"put_arrow: row {int(bad[0])} has an embedding of {lengths[bad[0]]} values, expected {d}")
+        else:
+            raise BadInput(f"put_arrow: the embedding column must be a list of floats, not {emb_col.type}")
+        if emb_col.null_count:
+            raise BadInput("put_arrow: an embedding is null")
         values = emb_col.flatten().to_numpy(zero_copy_only=False) if len(emb_col) else np.zeros(0, np.float32)
         emb = np.asarray(values, np.float32).reshape(len(ids), -1) if len(ids) else np.zeros((0, tx._store.dimension), np.float32)
-        metadata = [json.loads(m) if m else {} for m in rb.column("metadata").to_pylist()] if "metadata" in names else None
+        metadata = None
+        if "metadata" in names:
+            try:
+                metadata = [json.loads(m) if m else {} for m in rb.column("metadata").to_pylist()]
+            except (ValueError, TypeError) as error:
+                raise BadInput(f"put_arrow: a metadata value is not JSON ({error})") from None
         payloads = [p or b"" for p in rb.column("payload").to_pylist()] if "payload" in names else None
         summary = tx.put(ids, emb, metadata=metadata, payloads=payloads, **options)
         for key in totals:

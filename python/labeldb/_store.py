@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import _native
-from ._errors import BadInput, NotFound
+from ._errors import BadInput, Error, NotFound
 from ._native import check, lib, take_string
 
 _STATUS = {0: None, 1: "regenerated", 2: "corrected", 3: "stale", 4: "unfitted"}
@@ -42,6 +42,25 @@ def _as_array(values, dtype, name: str, ndim: int | None = None) -> np.ndarray:
 
 def _options(**values) -> bytes:
     return json.dumps({k: v for k, v in values.items() if v is not None}).encode()
+
+
+def _c(text: str, what: str) -> bytes:
+    """A string for the C API: C strings end at NUL, so a NUL inside would silently cut it."""
+    if not isinstance(text, str):
+        raise BadInput(f"{what} must be a string, not {type(text).__name__}")
+    if "\0" in text:
+        raise BadInput(f"{what} contains a NUL character")
+    try:
+        return text.encode()
+    except UnicodeEncodeError as error:
+        raise BadInput(f"{what} is not valid Unicode ({error.reason})") from None
+
+
+def _id(value, what: str = "id") -> int:
+    """A sample id: an integer in 0 … 2**64 - 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 2 ** 64:
+        raise BadInput(f"{what} must be an integer in 0 … 2**64 - 1, not {value!r}")
+    return int(value)
 
 
 def _tags(values) -> list[str]:
@@ -232,14 +251,17 @@ class Transaction:
         self._store = store
         self._handle = c_void_p()
         self.clearance = clearance
+        self._thread = threading.get_ident()
         self._readers: dict = {}  # prepared batch reads by request, reused across calls
         self._widths: dict = {}   # compact K by label sets (a write that imports labels clears it)
-        check(lib.ldb_txn_begin(store._live(), clearance.encode(), 1 if write else 0, ctypes.byref(self._handle)))
+        check(lib.ldb_txn_begin(store._live(), _c(clearance, "clearance"), 1 if write else 0, ctypes.byref(self._handle)))
         store._transactions += 1
 
     def _live(self):
         if not self._handle.value:
             raise BadInput("the transaction has ended (committed or aborted); begin a new one")
+        if threading.get_ident() != self._thread:
+            raise BadInput("the transaction was used from a thread other than the one that began it")
         return self._handle
 
     def __enter__(self):
@@ -253,6 +275,8 @@ class Transaction:
         return False
 
     def __del__(self):
+        # A write collected on another thread cannot be aborted there; it stays open (and its
+        # lock held) until the process ends, as an unended LMDB write would.
         if getattr(self, "_handle", None) is not None and self._handle.value and os.getpid() == self._store._pid:
             try:
                 self.abort()
@@ -272,10 +296,14 @@ class Transaction:
             self._end()
 
     def abort(self) -> None:
-        """Ends the transaction without writing anything."""
-        if self._handle.value:
-            lib.ldb_txn_abort(self._handle)
-            self._end()
+        """Ends the transaction without writing anything. A write transaction can only be ended
+        on the thread that began it (LMDB ties its lock to that thread)."""
+        if not self._handle.value:
+            return
+        if isinstance(self, WriteTransaction) and threading.get_ident() != self._thread:
+            raise BadInput("a write transaction must be aborted on the thread that began it")
+        lib.ldb_txn_abort(self._handle)
+        self._end()
 
     # ---- reading ----
 
@@ -319,6 +347,10 @@ class Transaction:
             raise BadInput(f"missing must be 'raise' or 'keep', not {missing!r}")
         # K = 0 would let the library take each set's topk:K codec's K, but the arrays need it first.
         k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
+        if topk is not None and not 1 <= int(topk) <= len(self._store.classes):
+            raise BadInput(f"topk must be 1 … {len(self._store.classes)} (the classes), not {topk}")
+        for name in labels + regen:
+            _c(name, "a label set or projector name")
         if form == _native.SOFT_COMPACT and labels and k == 0:
             k = self._widths.get(labels) or self._widths.setdefault(labels, self._codec_width(list(labels)))
         key = (labels, regen, form, k, embeddings, metadata, payloads, taints)
@@ -359,12 +391,14 @@ class Transaction:
             if form is None:
                 raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
             k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
+            if topk is not None and not 1 <= int(topk) <= len(self._store.classes):
+                raise BadInput(f"topk must be 1 … {len(self._store.classes)} (the classes), not {topk}")
+            for name in labels + regen:
+                _c(name, "a label set or projector name")
             if form == _native.SOFT_COMPACT and labels and k == 0:
                 k = self._codec_width(list(labels))
             reader = self._readers[key] = _PreparedRead(self._store, 1, labels, regen, form, k, True, True, True, True)
-        if not isinstance(id, (int, np.integer)) or id < 0:
-            raise BadInput(f"id must be a non-negative integer, not {id!r}")
-        sample = reader.sample(self._live(), int(id))
+        sample = reader.sample(self._live(), _id(id))
         if sample is None:
             raise NotFound(f"sample {int(id)} is not in the store (or the clearance hides it)")
         return sample
@@ -372,7 +406,7 @@ class Transaction:
     def query(self, where: str | None = None, labels=None, regen=None, order: str = "id", descending: bool = False,
               limit: int | None = None, offset: int = 0) -> "QueryResult":
         """Runs a filter (the CLI's `--where` language); the result reads its rows lazily."""
-        ids = self._take_ids(lib.ldb_query, (where or "").encode(),
+        ids = self._take_ids(lib.ldb_query, _c(where or "", "the filter"),
                              _options(order=order, descending=descending, limit=limit, offset=offset))
         return QueryResult(self, ids, labels, regen)
 
@@ -385,6 +419,8 @@ class Transaction:
     def knn(self, queries, k: int = 10, labels: str | None = None, flow: str = "permissive", lam: float = 0.1,
             metric: str = "cosine", where: str | None = None) -> "KNNResult":
         """Exact k nearest neighbours; with `labels`, the kNN label of each query (as `labeldb knn`)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= 100_000:
+            raise BadInput(f"k must be an integer in 1 … 100000, not {k!r}")
         q = _as_array(queries, np.float32, "queries")
         if q.ndim == 1:
             q = q.reshape(1, -1)
@@ -418,13 +454,41 @@ class Transaction:
 
     def audit(self, id: int) -> dict:
         """A sample's labels, why they carry their taint labels, and their lineage (as `labeldb audit`)."""
-        return self._json(lib.ldb_audit, c_uint64(int(id)))
+        return self._json(lib.ldb_audit, c_uint64(_id(id)))
+
+
+def _fails_transaction(method):
+    """A write method whose failure — in the engine or in this package's own checks — fails the
+    transaction, so commit cannot pass over a call that did not happen."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self._failed:
+            raise BadInput(f"an earlier call in this write transaction failed ({self._failed}); abort it")
+        try:
+            return method(self, *args, **kwargs)
+        except Error as error:
+            self._failed = str(error)
+            raise
+    return wrapper
 
 
 class WriteTransaction(Transaction):
     """The write transaction. A failing call leaves it failed: only abort (or leaving the `with`
     block by the exception) is possible, and nothing is written."""
 
+    _failed: str | None = None
+
+    def commit(self) -> None:
+        """Commits every change; BadInput (and nothing written) after a failed call."""
+        if self._failed and self._handle.value:
+            reason = self._failed
+            self.abort()
+            raise BadInput(f"an earlier call in this write transaction failed ({reason}); nothing was written")
+        super().commit()
+
+    @_fails_transaction
     def put(self, ids, embeddings, metadata: Sequence[dict] | None = None, payloads: Sequence[bytes] | None = None,
             secrecy=None, integrity=None, privilege=None, mode: str = "replace") -> dict:
         """Stores samples; a metadata dict's "taint" member adds tags to that row's label."""
@@ -449,12 +513,14 @@ class WriteTransaction(Transaction):
                           ctypes.byref(out)))
         return json.loads(take_string(out))
 
+    @_fails_transaction
     def put_arrow(self, data, **options) -> dict:
         """Stores the rows of a pyarrow Table or RecordBatchReader with the columns to_arrow gives
         (`id`, `embedding`, optional `metadata` JSON strings and `payload` binary)."""
         from . import _arrow
         return _arrow.put_arrow(self, data, **options)
 
+    @_fails_transaction
     def relabel(self, ids, add_secrecy=None, remove_secrecy=None, add_integrity=None, remove_integrity=None,
                 privilege=None, agent: str = "python") -> int:
         """Changes samples' taint labels (as `labeldb taint`); declassifying and endorsing need the
@@ -467,13 +533,15 @@ class WriteTransaction(Transaction):
                                        privilege=_tags(privilege), agent=agent), ctypes.byref(changed)))
         return changed.value
 
+    @_fails_transaction
     def import_head(self, name: str, values, replace: bool = False, secrecy=None, integrity=None, privilege=None) -> None:
         """Stores a base head W0 ([d, C] floats) for projector fits (as `labeldb heads import`)."""
         w = _as_array(values, np.float32, "values", ndim=2)
-        check(lib.ldb_import_head(self._live(), name.encode(), _ptr(w, c_float), w.shape[0], w.shape[1],
+        check(lib.ldb_import_head(self._live(), _c(name, "the head name"), _ptr(w, c_float), w.shape[0], w.shape[1],
                                   _options(replace=replace, secrecy=_tags(secrecy), integrity=_tags(integrity),
                                            privilege=_tags(privilege))))
 
+    @_fails_transaction
     def delete(self, ids) -> int:
         """Deletes the samples the transaction sees among `ids`; how many were deleted."""
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
@@ -481,6 +549,7 @@ class WriteTransaction(Transaction):
         check(lib.ldb_delete(self._live(), _ptr(ids, c_uint64), len(ids), ctypes.byref(deleted)))
         return deleted.value
 
+    @_fails_transaction
     def import_labels(self, name: str, soft=None, hard=None, multi=None, ids=None, codec: str | None = None,
                       agent: str = "python", secrecy=None, integrity=None, privilege=None, normalize: bool = False,
                       logits: bool = False, temperature: float | None = None,
@@ -493,11 +562,16 @@ class WriteTransaction(Transaction):
         if ids is None:
             raise BadInput("import_labels: ids are required")
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        name_bytes = _c(name, "the label set name")
         self._widths.clear()
+        self._readers.clear()  # K of a compact read may change with this import's codec
         if topk_classes is not None or topk_probs is not None:
             if topk_classes is None or topk_probs is None or any(x is not None for x in (soft, hard, multi)):
                 raise BadInput("import_labels: topk_classes and topk_probs go together, without soft, hard or multi")
-            cls = _as_array(topk_classes, np.int32, "topk_classes", ndim=2)
+            wide = _as_array(topk_classes, np.int64, "topk_classes", ndim=2)
+            if wide.size and (wide.min() < 0 or wide.max() >= len(self._store.classes)):
+                raise BadInput(f"topk_classes: classes must be 0 … {len(self._store.classes) - 1}")
+            cls = wide.astype(np.int32)
             probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
             if cls.shape != probs.shape or cls.shape[0] != len(ids):
                 raise BadInput(f"topk_classes {cls.shape} and topk_probs {probs.shape} must both be ({len(ids)}, K)")
@@ -506,7 +580,7 @@ class WriteTransaction(Transaction):
                 raise BadInput(f"leftover: {len(rest)} values for {len(ids)} ids")
             out = c_void_p()
             check(lib.ldb_import_topk_labels(
-                self._live(), name.encode(), _ptr(ids, c_uint64), len(ids), cls.shape[1], _ptr(cls, c_int32), _ptr(probs, c_float),
+                self._live(), name_bytes, _ptr(ids, c_uint64), len(ids), cls.shape[1], _ptr(cls, c_int32), _ptr(probs, c_float),
                 _ptr(rest, c_float), _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity),
                                               privilege=_tags(privilege), normalize=normalize), ctypes.byref(out)))
             return json.loads(take_string(out))
@@ -533,7 +607,7 @@ class WriteTransaction(Transaction):
         out = c_void_p()
         self._widths.clear()
         check(lib.ldb_import_labels(
-            self._live(), name.encode(), _ptr(ids, c_uint64), n, _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
+            self._live(), name_bytes, _ptr(ids, c_uint64), n, _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
             _ptr(off, c_uint64), _ptr(classes, c_int64),
             _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
                      normalize=normalize, logits=logits, temperature=temperature),
@@ -575,6 +649,8 @@ class QueryResult:
 
     def batches(self, size: int = 4096, soft: str = "dense", **read) -> Iterator[Batch]:
         """The rows in batches of `size` (get_many's options apply)."""
+        if not isinstance(size, int) or size < 1:
+            raise BadInput(f"size must be a positive integer, not {size!r}")
         for start in range(0, len(self.ids), size):
             yield self.tx.get_many(self.ids[start:start + size], labels=self.labels, regen=self.regen, soft=soft, **read)
 
@@ -655,20 +731,20 @@ class Store:
     def fit_projector(self, name: str, source: str, rank: int = 16, **options) -> dict:
         """Fits a projector version from label set `source` (see `labeldb projectors fit`)."""
         out = c_void_p()
-        check(lib.ldb_fit_projector(self._live(), name.encode(), _options(**{"from": source, "rank": rank}, **options),
+        check(lib.ldb_fit_projector(self._live(), _c(name, "the projector name"), _options(**{"from": source, "rank": rank}, **options),
                                     ctypes.byref(out)))
         return json.loads(take_string(out))
 
     def backup(self, destination: str | os.PathLike, clearance: str = "all") -> None:
         """Copies the store, compacted, into `destination` (as `labeldb backup`)."""
-        check(lib.ldb_backup(self._live(), os.fspath(destination).encode(), clearance.encode()))
+        check(lib.ldb_backup(self._live(), _c(os.fspath(destination), "the destination"), _c(clearance, "clearance")))
 
     def verify(self, clearance: str = "all", in_process: bool = False) -> dict:
         """Checks every record. By default in a child process, so a store whose page structure is
         damaged (which can crash LMDB) yields a report, not a crashed interpreter."""
         if in_process:
             out = c_void_p()
-            check(lib.ldb_verify(self._live(), clearance.encode(), ctypes.byref(out)))
+            check(lib.ldb_verify(self._live(), _c(clearance, "clearance"), ctypes.byref(out)))
             return json.loads(take_string(out))
         from . import _verify
         return _verify.in_child(self.path, clearance)
@@ -708,7 +784,7 @@ def open(path: str | os.PathLike, write: bool = False) -> Store:
     datasets open lazily in each DataLoader worker).
     """
     handle = c_void_p()
-    check(lib.ldb_open(os.fspath(path).encode(), 1 if write else 0, ctypes.byref(handle)))
+    check(lib.ldb_open(_c(os.fspath(path), "the path"), 1 if write else 0, ctypes.byref(handle)))
     return Store(handle, os.fspath(path))
 
 
@@ -716,5 +792,5 @@ def create(path: str | os.PathLike, dimension: int, classes: Sequence[str] | int
     """Creates a store (the directory must be missing or empty) and opens it for writing."""
     handle = c_void_p()
     spec = {"dimension": int(dimension), "classes": classes if isinstance(classes, int) else list(classes), "element": element}
-    check(lib.ldb_create(os.fspath(path).encode(), json.dumps(spec).encode(), ctypes.byref(handle)))
+    check(lib.ldb_create(_c(os.fspath(path), "the path"), json.dumps(spec).encode(), ctypes.byref(handle)))
     return Store(handle, os.fspath(path))

@@ -779,6 +779,8 @@ enum SoftEncoding {
 
 /// The index of the largest value, ties by the smaller index.
 func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+    // (0 for fewer than two values: a store of samples only has no classes.)
+    guard values.count > 1 else { return 0 }
     var best = 0
     for i in 1..<values.count where values[i] > values[best] { best = i }
     return best

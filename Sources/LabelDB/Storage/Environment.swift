@@ -18,6 +18,8 @@ final class Environment: @unchecked Sendable {
     let path: String
     /// True when the environment was opened with `MDB_RDONLY`.
     let isReadOnly: Bool
+    /// The process that opened the environment (a forked child must not use or close it).
+    let pid = getpid()
     /// Database handles by `Table.index`, opened once when the environment opens (valid until
     /// close); nil for a table an older read-only store lacks.
     private(set) var tables: [MDB_dbi?] = []
@@ -197,6 +199,8 @@ final class Environment: @unchecked Sendable {
 enum EnvironmentRegistry {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var open: [String: Environment] = [:]
+    /// The process the table belongs to.
+    nonisolated(unsafe) private static var openedBy = getpid()
 
     /// Returns the environment for `path`, opening it if this process has not yet.
     /// `create` runs when the environment is opened for the first time, while the registry lock is held.
@@ -204,6 +208,13 @@ enum EnvironmentRegistry {
         path: String, readOnly: Bool, mapSize: Int, maxReaders: UInt32
     ) throws -> Environment {
         try lock.withLock {
+            // A forked child inherits the parent's table, but an LMDB environment must not cross
+            // fork(): the parent's environments are forgotten (not closed, which would touch the
+            // parent's locks) and this process opens its own.
+            if openedBy != getpid() {
+                open.removeAll()
+                openedBy = getpid()
+            }
             if let env = open[path] {
                 if env.isReadOnly && !readOnly {
                     throw StoreError.alreadyOpenReadOnly(path: path)
@@ -220,6 +231,8 @@ enum EnvironmentRegistry {
     /// Drops one user of `env`, closing it when it was the last.
     static func release(_ env: Environment) {
         lock.withLock {
+            // An environment inherited across fork() is never closed in the child.
+            guard env.pid == getpid() else { return }
             if env.release() {
                 open[env.path] = nil
                 env.close()

@@ -43,9 +43,16 @@ public struct Schema: Equatable, Sendable {
     ///
     /// - Throws: ``StoreError/invalidSchema(_:)`` when the dimension is out of 1…65,536, or a class
     ///   name is empty, repeated, or contains a line break.
+    /// The most classes a schema may have.
+    public static let maxClasses = 1_000_000
+
     public init(dimension: Int, elementType: ElementType = .f32, classes: [String], rowsPerBlock: Int? = nil) throws {
         guard (1...65_536).contains(dimension) else {
             throw StoreError.invalidSchema("embedding dimension \(dimension) is outside 1…65536")
+        }
+        // Zero classes is a store of samples only (the CLI and the C API ask for at least one).
+        guard classes.count <= Schema.maxClasses else {
+            throw StoreError.invalidSchema("\(classes.count) classes, expected at most \(Schema.maxClasses)")
         }
         var seen = Set<String>()
         for (index, name) in classes.enumerated() {

@@ -223,6 +223,15 @@ public final class WriteSession {
         }
     }
 
+    /// True when called on the thread that began the session (the only one that may end it).
+    public var isOnOwnThread: Bool { pthread_equal(thread, pthread_self()) != 0 }
+
+    /// Marks the session failed without running anything: a shell's own check of a call's
+    /// arguments failed, and the caller must not be able to commit as if the call had run.
+    public func fail(_ reason: String) {
+        if tx != nil, failure == nil { failure = reason }
+    }
+
     /// Discards every change of the session. Idempotent.
     public func abort() {
         release(abortingLMDB: true)

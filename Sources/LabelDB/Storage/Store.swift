@@ -408,6 +408,10 @@ public final class Store: @unchecked Sendable {
         return true
     }
 
+    /// True while this thread holds the store's write transaction (a ``WriteSession`` or a
+    /// ``write(clearance:_:)`` closure): a second write from it would deadlock.
+    public var isWritingOnThisThread: Bool { env.isWriterThread }
+
     /// False once ``close()`` has run.
     public var isOpen: Bool { !closeLock.withLock { isClosed } }
 
