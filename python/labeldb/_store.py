@@ -338,21 +338,9 @@ class Transaction:
         (NotFound naming the first absent id) or "keep" (the row's `found` is False).
         """
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
-        labels = (labels,) if isinstance(labels, str) else tuple(labels or ())
-        regen = (regen,) if isinstance(regen, str) else tuple(regen or ())
-        form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
-        if form is None:
-            raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
         if missing not in ("raise", "keep"):
             raise BadInput(f"missing must be 'raise' or 'keep', not {missing!r}")
-        # K = 0 would let the library take each set's topk:K codec's K, but the arrays need it first.
-        k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
-        if topk is not None and not 1 <= int(topk) <= len(self._store.classes):
-            raise BadInput(f"topk must be 1 … {len(self._store.classes)} (the classes), not {topk}")
-        for name in labels + regen:
-            _c(name, "a label set or projector name")
-        if form == _native.SOFT_COMPACT and labels and k == 0:
-            k = self._widths.get(labels) or self._widths.setdefault(labels, self._codec_width(list(labels)))
+        labels, regen, form, k = self._resolve(labels, regen, soft, topk)
         key = (labels, regen, form, k, embeddings, metadata, payloads, taints)
         reader = self._readers.get(key)
         if reader is None or reader.capacity < len(ids):
@@ -363,6 +351,25 @@ class Transaction:
             absent = ids[~batch.found][0]
             raise NotFound(f"sample {int(absent)} is not in the store (or the clearance hides it)")
         return batch
+
+    def _resolve(self, labels, regen, soft: str, topk):
+        """The label sets and projectors as tuples of checked names, the soft form's code, and K of
+        the compact form (from `topk`, else from the sets' topk:K codec)."""
+        labels = (labels,) if isinstance(labels, str) else tuple(labels or ())
+        regen = (regen,) if isinstance(regen, str) else tuple(regen or ())
+        for name in labels + regen:
+            _c(name, "a label set or projector name")
+        form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
+        if form is None:
+            raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
+        if topk is not None and (isinstance(topk, bool) or not isinstance(topk, (int, np.integer))
+                                 or not 1 <= int(topk) <= len(self._store.classes)):
+            raise BadInput(f"topk must be 1 … {len(self._store.classes)} (the classes), not {topk!r}")
+        # K = 0 would let the library take each set's topk:K codec's K, but the arrays need it first.
+        k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
+        if form == _native.SOFT_COMPACT and labels and k == 0:
+            k = self._widths.get(labels) or self._widths.setdefault(labels, self._codec_width(list(labels)))
+        return labels, regen, form, k
 
     def _codec_width(self, labels: list[str]) -> int:
         """K of the sets' topk:K codecs (the arrays need it before the call); BadInput when they differ."""
@@ -382,22 +389,12 @@ class Transaction:
 
     def get(self, id: int, labels=None, regen=None, soft: str = "dense", topk: int | None = None) -> Sample:
         """One sample with the labels asked for; NotFound when it is absent or hidden."""
-        labels = (labels,) if isinstance(labels, str) else tuple(labels or ())
-        regen = (regen,) if isinstance(regen, str) else tuple(regen or ())
-        key = ("get", labels, regen, soft, topk)
+        key = ("get", labels if isinstance(labels, str) else tuple(labels or ()),
+               regen if isinstance(regen, str) else tuple(regen or ()), soft, topk)
         reader = self._readers.get(key)
         if reader is None:
-            form = {"none": _native.SOFT_NONE, "dense": _native.SOFT_DENSE, "compact": _native.SOFT_COMPACT}.get(soft)
-            if form is None:
-                raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
-            k = int(topk or 0) if form == _native.SOFT_COMPACT else 0
-            if topk is not None and not 1 <= int(topk) <= len(self._store.classes):
-                raise BadInput(f"topk must be 1 … {len(self._store.classes)} (the classes), not {topk}")
-            for name in labels + regen:
-                _c(name, "a label set or projector name")
-            if form == _native.SOFT_COMPACT and labels and k == 0:
-                k = self._codec_width(list(labels))
-            reader = self._readers[key] = _PreparedRead(self._store, 1, labels, regen, form, k, True, True, True, True)
+            names, projectors, form, k = self._resolve(labels, regen, soft, topk)
+            reader = self._readers[key] = _PreparedRead(self._store, 1, names, projectors, form, k, True, True, True, True)
         sample = reader.sample(self._live(), _id(id))
         if sample is None:
             raise NotFound(f"sample {int(id)} is not in the store (or the clearance hides it)")
