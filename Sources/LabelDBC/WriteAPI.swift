@@ -77,6 +77,21 @@ public func ldbDelete(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UIn
     }
 }
 
+/// The tail both label imports share: the options every import takes (codec, agent, taint,
+/// privileges, normalize), the import as a session step, and its version document.
+private func importLabels(
+    _ values: LabelValues, ids: [UInt64], into name: String, options o: [String: JSONValue], session: WriteSession,
+    json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) throws {
+    let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+    let source = try o.taint(), privileges = try o.privileges()
+    let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
+    let version = try session.run { tx in
+        try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+    }
+    give(.object(versionJSON(version)), json)
+}
+
 @_cdecl("ldb_import_labels")
 public func ldbImportLabels(
     _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int,
@@ -114,13 +129,7 @@ public func ldbImportLabels(
                     return classes[Int(offsets[i])..<Int(offsets[i + 1])].map { Int(truncatingIfNeeded: $0) }
                 })
             }
-            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
-            let source = try o.taint(), privileges = try o.privileges()
-            let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
-            let version = try session.run { tx in
-                try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
-            }
-            give(.object(versionJSON(version)), json)
+            try importLabels(values, ids: ids, into: name, options: o, session: session, json: json)
         }
     }
 }
@@ -185,13 +194,7 @@ public func ldbImportTopKLabels(
             let rows = TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
                                 probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
                                 leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover")))
-            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
-            let source = try o.taint(), privileges = try o.privileges()
-            let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
-            let version = try session.run { tx in
-                try tx.importLabels(.topK(rows), ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
-            }
-            give(.object(versionJSON(version)), json)
+            try importLabels(.topK(rows), ids: ids, into: name, options: o, session: session, json: json)
         }
     }
 }

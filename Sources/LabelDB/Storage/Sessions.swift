@@ -29,6 +29,23 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// Begins an LMDB transaction that outlives this call: takes the resize permit and keeps it (the
+/// session gives it back when it ends), adopting another process's map size first if needed.
+private func beginHoldingPermit(_ env: Environment, flags: UInt32) throws -> OpaquePointer {
+    while true {
+        env.acquirePermit()
+        var txn: OpaquePointer?
+        let rc = mdb_txn_begin(env.handle, nil, flags, &txn)
+        if rc == MDB_MAP_RESIZED {
+            env.releasePermit()
+            try env.adoptMapSize()
+            continue
+        }
+        do { try check(rc, "mdb_txn_begin") } catch { env.releasePermit(); throw error }
+        return txn!
+    }
+}
+
 /// A read transaction that stays open across calls, for shells whose callers cannot pass a
 /// closure (the C API). Prefer ``Store/read(clearance:_:)`` in Swift.
 ///
@@ -46,19 +63,8 @@ public final class ReadSession {
     public init(store: Store, clearance: Clearance) throws {
         guard store.isOpen else { throw SessionError.storeClosed }
         self.store = store
-        while true {
-            store.env.acquirePermit()
-            var txn: OpaquePointer?
-            let rc = mdb_txn_begin(store.env.handle, nil, UInt32(MDB_RDONLY), &txn)
-            if rc == MDB_MAP_RESIZED {
-                store.env.releasePermit()
-                try store.env.adoptMapSize()
-                continue
-            }
-            do { try check(rc, "mdb_txn_begin") } catch { store.env.releasePermit(); throw error }
-            tx = Transaction(store: store, env: store.env, txn: txn!, clearance: clearance)
-            return
-        }
+        let txn = try beginHoldingPermit(store.env, flags: UInt32(MDB_RDONLY))
+        tx = Transaction(store: store, env: store.env, txn: txn, clearance: clearance)
     }
 
     deinit { end() }
@@ -120,20 +126,9 @@ public final class WriteSession {
     public var isOpen: Bool { tx != nil }
 
     private func begin() throws {
-        while true {
-            store.env.acquirePermit()
-            var txn: OpaquePointer?
-            let rc = mdb_txn_begin(store.env.handle, nil, 0, &txn)
-            if rc == MDB_MAP_RESIZED {
-                store.env.releasePermit()
-                try store.env.adoptMapSize()
-                continue
-            }
-            do { try check(rc, "mdb_txn_begin") } catch { store.env.releasePermit(); throw error }
-            store.env.setWriter(true)
-            tx = WriteTransaction(store: store, env: store.env, txn: txn!, clearance: clearance)
-            return
-        }
+        let txn = try beginHoldingPermit(store.env, flags: 0)
+        store.env.setWriter(true)
+        tx = WriteTransaction(store: store, env: store.env, txn: txn, clearance: clearance)
     }
 
     /// Aborts LMDB's transaction and lets go of the permit and the writer mark.

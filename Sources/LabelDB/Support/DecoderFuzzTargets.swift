@@ -107,6 +107,9 @@ enum DecoderFuzzTargets {
         var out = [Float](repeating: 0, count: classes)
         Array(bytes[2...]).withUnsafeBytes { encoded in
             out.withUnsafeMutableBufferPointer { _ = try? codec.decode(encoded, into: $0) }
+            // The compact form of batch reads: its own in-place path for top-K rows.
+            var topClasses = [Int32](repeating: 0, count: k), topProbabilities = [Float](repeating: 0, count: k)
+            _ = try? codec.decodeCompact(encoded, classCount: classes, k: min(k, classes), classes: &topClasses, probabilities: &topProbabilities)
         }
     }
 
