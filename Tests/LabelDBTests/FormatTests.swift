@@ -125,4 +125,51 @@ struct FormatTests {
         #expect(try reopened.read(clearance: .all) { try $0.recordedPartitionCount() } == 3)
         #expect(try reopened.read(clearance: .all) { try $0.verify() }.isClean)
     }
+
+    @Test("R-7: a format-5 store answers top-1 filters read-only by scanning, and migrating builds the class postings")
+    func formatFiveMigrates() throws {
+        let (dir, path) = try fixture("format-v5")
+        _ = dir
+        func top1(_ store: Store, _ set: String, _ c: Int, _ clearance: Clearance = .all) throws -> [UInt64] {
+            try store.read(clearance: clearance) { try $0.samples(withTop1: c, in: LabelSetReference(parsing: set)) }
+        }
+        // The answers Fixtures/README.md records, from the format-5 binary.
+        func check(_ store: Store) throws {
+            #expect(try top1(store, "human", 2) == [4, 65, 92])
+            #expect(try top1(store, "human@1", 2) == [4, 65])
+            #expect(try top1(store, "human@1", 0) == [3])
+            #expect(try top1(store, "teacher", 2) == [1, 3])
+            #expect(try top1(store, "teacher", 2, .public).isEmpty)
+            #expect(try top1(store, "teacher", 0, .public) == [3, 4])
+            #expect(try top1(store, "compact", 1) == [3])
+            #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        }
+        let readOnly = try Store(opening: path, options: .init(readOnly: true))
+        #expect(readOnly.formatVersion == 5)
+        #expect(try readOnly.read(clearance: .all) { try $0.hasClassPostings } == false)
+        try check(readOnly)
+        readOnly.close()
+
+        let migrated = try Store(opening: path)
+        #expect(migrated.formatVersion == 6)
+        let (built, index, postings) = try migrated.read(clearance: .all) { tx in
+            (try tx.hasClassPostings, try tx.entries(.labelIndex), try tx.entries(.labelPostings))
+        }
+        #expect(built && index == 0 && postings > 0)
+        try check(migrated)
+        // Postings follow later writes: a delete removes the sample's, an import adds its own.
+        try migrated.write(clearance: .all) { tx in
+            _ = try tx.delete([92])
+            try tx.importLabels(.hard([0]), ids: [4], into: "human", agent: "t")
+        }
+        #expect(try top1(migrated, "human", 2) == [65])
+        #expect(try top1(migrated, "human@2", 2) == [4, 65])
+        #expect(try top1(migrated, "human", 0) == [3, 4])
+        #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)
+        migrated.close()
+        let reopened = try Store(opening: path)
+        defer { reopened.close() }
+        #expect(reopened.formatVersion == Store.currentFormatVersion)
+        #expect(try top1(reopened, "human", 0) == [3, 4])
+    }
 }

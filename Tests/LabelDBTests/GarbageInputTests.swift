@@ -61,6 +61,7 @@ struct GarbageInputTests {
                 key.withUnsafeBytes { k in
                     _ = try? LabelRecord.decodeRow(key: k, raw)
                     _ = try? LabelRecord.decodeIndexValue(key: k, raw)
+                    _ = try? ClassPostings.decode(key: k, raw)
                     _ = try? ProjectorCodec.decodeFloats(key: k, raw, headerCount: 3)
                     _ = try? ProjectorCodec.decodeCorrection(key: k, raw)
                 }

@@ -111,7 +111,7 @@ struct TaintStoreTests {
                     #expect(try (tx.label(of: id, set: set, version: 1) != nil) == labelVisible.contains(id))
                 }
                 var indexed = Set<UInt64>()
-                for c in 0..<3 { for hit in try tx.samples(withTop1: c, in: LabelSetReference(name: "teacher")) { indexed.insert(hit.id) } }
+                for c in 0..<3 { for id in try tx.samples(withTop1: c, in: LabelSetReference(name: "teacher")) { indexed.insert(id) } }
                 #expect(indexed == labelVisible)
                 // Statistics count every row: shown only to a clearance that sees everything.
                 let seesAll = try tx.seesEverything

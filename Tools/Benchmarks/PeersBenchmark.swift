@@ -63,7 +63,7 @@ struct PeersBenchmark {
                 for t in 0..<k { precondition(abs(soft[softClasses[row * k + t]] - softProbs[row * k + t]) < 2e-3, "soft label") }
             }
             let c = filterClasses[0]
-            let filtered = Set(try tx.samples(withTop1: c, in: LabelSetReference(name: "hard")).map(\.id))
+            let filtered = Set(try tx.samples(withTop1: c, in: LabelSetReference(name: "hard")))
             let expected = Set(ids.indices.filter { hard[$0] == c }.map { ids[$0] })
             precondition(filtered == expected, "filter")
         }

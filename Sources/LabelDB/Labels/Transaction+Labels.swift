@@ -398,55 +398,6 @@ extension Transaction {
         // A complete walk must meet as many labelled samples as the version records.
         if !stop && start == 0 { try checkLabelledCount(walked, set: set, version: version) }
     }
-
-    /// Samples whose top-1 class in the referenced version is `classIndex`, most confident first
-    /// (ties by ascending id), from the class index (no scan).
-    public func samples(withTop1 classIndex: Int, in reference: LabelSetReference, limit: Int = .max) throws -> [(id: UInt64, confidence: Float)] {
-        let (set, version) = try resolve(reference)
-        var prefix: [UInt8] = []
-        BigEndianKey.append(set.id, to: &prefix)
-        BigEndianKey.append(UInt32(classIndex), to: &prefix)
-        var out: [(id: UInt64, confidence: Float)] = []
-        guard limit > 0 else { return out }
-        let tainted = try taintedSamples()
-        try walk(.labelIndex, from: prefix) { key, value in
-            guard key.prefix(8).elementsEqual(prefix) else { return false }
-            guard key.count == 24 else { throw damagedKey(key.count, expected: 24, in: .labelIndex) }
-            let from = Int(BigEndianKey.u32(key, at: 20))
-            try checkRowVersion(from, set: set, sample: BigEndianKey.u64(key, at: 12))
-            let until: UInt32
-            do { until = try LabelRecord.decodeIndexValue(key: key, value) } catch {
-                throw contextualize(error, table: .labelIndex, key: "\(set.name) class \(classIndex)")
-            }
-            let id = BigEndianKey.u64(key, at: 12)
-            if from <= version, try isEffective(sample: id, sampleTaint: tainted[id] ?? 0, from: from, until: until, set: set, version: version) {
-                // Deleting a sample removes its index entries: one whose sample a lookup cannot
-                // find means a damaged key, here or in `samples`.
-                guard try withValue(.samples, key: id, { $0 != nil }) else {
-                    throw StoreError.corruptRecord(store: store.path, table: Table.labelIndex.rawValue, key: "\(set.name) class \(classIndex)",
-                                                   detail: "an entry names a sample a lookup cannot find; run verify")
-                }
-                let confidence = Float(bitPattern: UInt32.max - BigEndianKey.u32(key, at: 8))
-                out.append((id, confidence))
-            }
-            return out.count < limit
-        }
-        return out
-    }
-
-    /// True when the index entry of sample `id`'s row written by version `from` (superseded by
-    /// version `until`) gives its label at `version` ≥ `from` under the clearance: the row
-    /// is admitted, and no admitted row supersedes it by `version`. Rows that superseded it but
-    /// are hidden do not count, so only then is the labels table consulted.
-    private func isEffective(sample id: UInt64, sampleTaint: UInt32, from: Int, until: UInt32, set: LabelSet, version: Int) throws -> Bool {
-        guard try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: from) != nil else { return false }
-        if until == LabelRecord.openEnded || version < Int(until) { return true }
-        if try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: Int(until)) != nil { return false }
-        let visible = try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
-            row.map { Int(BigEndianKey.u32($0.key, at: 12)) }
-        }
-        return visible == from
-    }
 }
 
 // Importing labels.
@@ -490,7 +441,12 @@ extension WriteTransaction {
         for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
             throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
         }
-        for id in ids where try !contains(id) { throw LabelError.unknownSample(id) }
+        var slots: [UInt64] = []
+        slots.reserveCapacity(ids.count)
+        for id in ids {
+            guard let slot = try visibleSlot(of: id) else { throw LabelError.unknownSample(id) }
+            slots.append(slot)
+        }
 
         let nameKey = Array(name.utf8)
         let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
@@ -535,16 +491,16 @@ extension WriteTransaction {
         // Rows go in ascending key order; keys beyond the table's last key are appended
         // (MDB_APPEND fills pages instead of splitting them), which is every row of a new set.
         let lastLabelKey = try lastRawKey(.labels)
-        var newIndexEntries: [[UInt8]] = []
+        var postings: [(classIndex: UInt32, slot: UInt64)] = []
         for row in order {
             let id = ids[row]
-            // The previous row of this sample (its index entry is retired), and the newest earlier
-            // row whose source label flows to this import's, whose other kinds carry forward: the
+            // Whether the sample had a row, and the newest earlier row whose source label flows
+            // to this import's, whose other kinds carry forward: the
             // new row reads under this source's label, so carrying a licensed teacher's soft label
             // into a public import would declassify it; and skipping only the rows that do not
             // flow, not the older ones behind them, keeps what a row carries independent of rows
             // its readers cannot see.
-            var previous: (version: UInt32, top1: (Int, Float)?)? = nil
+            var hadRow = false
             var hard: UInt32? = nil, multi: [UInt32]? = nil, soft: [UInt8]? = nil
             if version > 1 {
                 let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
@@ -552,7 +508,7 @@ extension WriteTransaction {
                     guard rowKey.prefix(12).elementsEqual(previousKey.prefix(12)) else { return false }
                     guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
                     let rowVersion = BigEndianKey.u32(rowKey, at: 12)
-                    if previous == nil { previous = (rowVersion, try decodeLabel(key: rowKey, value: value, set: set).top1) }
+                    hadRow = true
                     guard try carriesForward(from: Int(rowVersion)) else { return true }
                     let row = try LabelRecord.decodeRow(key: rowKey, value)
                     (hard, multi, soft) = (row.hard, row.multi, row.soft.map { Array($0) })
@@ -573,25 +529,12 @@ extension WriteTransaction {
             let key = LabelRecord.rowKey(set: set.id, sample: id, version: version)
             let value = LabelRecord.encodeRow(key: key, hard: hard, multi: multi, soft: soft)
             try put(.labels, key: key, bytes: value, append: lastLabelKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
-            if previous == nil { labelled += 1 }
-
-            // Class index: close the previous entry, open the new one.
-            if let previous, let (oldClass, oldConfidence) = previous.top1 {
-                let oldKey = LabelRecord.indexKey(set: set.id, classIndex: UInt32(oldClass), confidence: oldConfidence, sample: id, from: previous.version)
-                try put(.labelIndex, key: oldKey, bytes: LabelRecord.indexValue(key: oldKey, until: version))
-            }
+            if !hadRow { labelled += 1 }
             let label = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
-            if let (newClass, newConfidence) = label.top1 {
-                newIndexEntries.append(LabelRecord.indexKey(set: set.id, classIndex: UInt32(newClass), confidence: newConfidence, sample: id, from: version))
-            }
+            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), slots[row])) }
         }
-        // New index entries in key order, appended where they lie beyond the last key.
-        newIndexEntries.sort { $0.lexicographicallyPrecedes($1) }
-        let lastIndexKey = try lastRawKey(.labelIndex)
-        for key in newIndexEntries {
-            let append = lastIndexKey.map { $0.lexicographicallyPrecedes(key) } ?? true
-            try put(.labelIndex, key: key, bytes: LabelRecord.indexValue(key: key, until: LabelRecord.openEnded), append: append)
-        }
+        // Older versions' postings stay: a reader of an older version still finds its rows.
+        try addPostings(postings, set: set.id, version: version)
 
         let info = LabelSetVersion(
             version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
@@ -617,26 +560,27 @@ extension WriteTransaction {
         return returned
     }
 
-    /// Removes every label row and index entry of sample `id`, in every label set (the sample is
-    /// being deleted; labels of deleted samples are not kept in older versions either), and notes
-    /// in `firstVersions` the version of its first row in each set, to lower the sets' counts.
-    func purgeLabels(of id: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
+    /// Removes every label row and class posting of sample `id` (held in `slot`), in every label
+    /// set (the sample is being deleted; labels of deleted samples are not kept in older versions
+    /// either), and notes in `firstVersions` the version of its first row in each set, to lower
+    /// the sets' counts.
+    func purgeLabels(of id: UInt64, slot: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
         for set in sets {
             var prefix: [UInt8] = []
             BigEndianKey.append(set.id, to: &prefix)
             BigEndianKey.append(id, to: &prefix)
-            var doomed: [(key: [UInt8], index: [UInt8]?)] = []
+            var doomed: [(key: [UInt8], version: UInt32, top1: Int?)] = []
             try walk(.labels, from: prefix) { key, value in
                 guard key.prefix(12).elementsEqual(prefix) else { return false }
                 guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
-                let label = try? decodeLabel(key: key, value: value, set: set)
-                let index = label?.top1.map { LabelRecord.indexKey(set: set.id, classIndex: UInt32($0.classIndex), confidence: $0.confidence, sample: id, from: BigEndianKey.u32(key, at: 12)) }
-                doomed.append((Array(key), index))
+                // A damaged row is deleted all the same; it has no posting to remove.
+                let top1 = (try? decodeLabel(key: key, value: value, set: set))?.top1?.classIndex
+                doomed.append((Array(key), BigEndianKey.u32(key, at: 12), top1))
                 return true
             }
             for entry in doomed {
                 try delete(.labels, key: entry.key)
-                if let index = entry.index { try delete(.labelIndex, key: index) }
+                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: entry.version, slot: slot) }
             }
             if let first = doomed.first { firstVersions[set.id, default: []].append(Int(first.key.withUnsafeBytes { BigEndianKey.u32($0, at: 12) })) }
         }

@@ -99,9 +99,8 @@ extension Transaction {
         // partitions when it requires a tag, else every visible id (both already respect the clearance).
         var candidates: [UInt64]? = nil
         if let pinned = context.pinnedTop1 {
-            let ids = try samples(withTop1: pinned.classIndex, in: LabelSetReference(name: pinned.set.name, version: pinned.version)).map(\.id)
+            candidates = try samples(withTop1: pinned.classIndex, in: LabelSetReference(name: pinned.set.name, version: pinned.version))
             plan.index = (pinned.set.name, pinned.version, pinned.classIndex)
-            candidates = ids.sorted()
         }
         if let tag = context.pinnedTag {
             let tagged = try samples(taggedWith: tag)

@@ -19,12 +19,13 @@ struct SchemaRecord: Equatable {
     /// The format version this code writes. Version 2 added label sets; version 3 base heads,
     /// projectors and sample record version 2 (with the embedding sequence); version 4 taint
     /// labels (the tag registry, interned labels, taint partitions); version 5 the partition count
-    /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them.
-    static let currentWriteVersion: UInt16 = 5
-    /// The read version this code records: a format-4 reader would reject format-5 heads and
-    /// sealed tag entries as damaged (and ignore heads' taint labels), so a store written by this
-    /// code needs a format-5 reader.
-    static let currentReadVersion: UInt16 = 5
+    /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them;
+    /// version 6 the class postings (`label_postings`), which retire the class index.
+    static let currentWriteVersion: UInt16 = 6
+    /// The read version this code records: a format-5 reader would answer top-1 filters from
+    /// the class index, which a format-6 store lacks or holds empty, so a store written by this
+    /// code needs a format-6 reader.
+    static let currentReadVersion: UInt16 = 6
 
     var writeVersion: UInt16
     var readVersion: UInt16

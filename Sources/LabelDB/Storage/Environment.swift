@@ -74,7 +74,8 @@ final class Environment: @unchecked Sendable {
         var missing = Set<Table>()
         for table in Table.allCases {
             var dbi: MDB_dbi = 0
-            let rc = mdb_dbi_open(txn, table.rawValue, create ? UInt32(MDB_CREATE) : 0, &dbi)
+            // A retired table is opened where it exists (a migration empties it), never created.
+            let rc = mdb_dbi_open(txn, table.rawValue, create && table.retiredIn == nil ? UInt32(MDB_CREATE) : 0, &dbi)
             if rc == MDB_NOTFOUND {
                 missing.insert(table)
                 opened.append(nil)

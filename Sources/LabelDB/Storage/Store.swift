@@ -121,7 +121,7 @@ public final class Store: @unchecked Sendable {
             let record = try Store.readSchema(env: env, path: path)
             // A table its format has must be there: a damaged name in LMDB's main database would
             // otherwise read as an empty table — no taint labels, so every sample public.
-            if let absent = missing.first(where: { $0.introducedIn <= Int(record.writeVersion) }) {
+            if let absent = missing.first(where: { $0.isRequired(inFormat: Int(record.writeVersion)) }) {
                 throw StoreError.corruptRecord(store: path, table: absent.rawValue, key: "*",
                                                detail: "the table is missing from a format-\(record.writeVersion) store; restore a backup")
             }
@@ -135,17 +135,7 @@ public final class Store: @unchecked Sendable {
             self.init(path: path, env: env, readOnly: options.readOnly || newerWriter, schema: record.schema,
                       formatVersion: migrates ? supported : Int(record.writeVersion))
             if migrates { try migrate(from: record) }
-            // Earlier formats did not lower `labelled` on delete; format 5 checks reads against it.
-            // The recount runs after the migration's transaction, and again on the next writable
-            // open if it was interrupted (the marker stays until it commits).
-            if !isReadOnly, try read(clearance: .all, { try $0.labelledCountsPending }) {
-                try write(clearance: .all) { tx in
-                    try tx.recountLabelled()
-                    try tx.delete(.meta, key: Array(MetaKey.recountLabelled.utf8))
-                    tx.describe(ProvenanceRecord(activity: "migrate", agent: "labeldb",
-                                                 parameters: ["from_format": "\(record.writeVersion)", "to_format": "\(supported)", "step": "recount labelled"]))
-                }
-            }
+            if !isReadOnly { try finishMigration(from: Int(record.writeVersion)) }
         } catch {
             EnvironmentRegistry.release(env)
             throw error
@@ -222,8 +212,9 @@ public final class Store: @unchecked Sendable {
     /// Brings an older store up to the current format in one write transaction: format 2 added the
     /// label tables, format 3 the head, projector and provenance tables, format 4 the taint tables
     /// (all created empty; existing records stay as they are and are read by their record
-    /// versions), format 5 the partition count (the entries `taint_members` holds); and the schema
-    /// record gets the new versions.
+    /// versions), format 5 the partition count (the entries `taint_members` holds), format 6 the
+    /// class postings (marked to be built from the rows by ``finishMigration(from:)``); and the
+    /// schema record gets the new versions.
     private func migrate(from record: SchemaRecord) throws {
         var upgraded = record
         upgraded.writeVersion = SchemaRecord.currentWriteVersion
@@ -247,7 +238,30 @@ public final class Store: @unchecked Sendable {
                 try Store.rawPut(txn, meta, key: Array(MetaKey.taintedSamples.utf8), value: CounterRecord.encoded(UInt64(keys.count)))
                 try Store.rawPut(txn, meta, key: Array(MetaKey.recountLabelled.utf8), value: CounterRecord.encoded(1))
             }
+            if record.writeVersion < 6 {
+                try Store.rawPut(txn, meta, key: Array(MetaKey.rebuildPostings.utf8), value: CounterRecord.encoded(1))
+            }
             try Store.rawPut(txn, meta, key: Array(MetaKey.schema.utf8), value: upgraded.encoded())
+        }
+    }
+
+    /// The migration steps that read records through a transaction, each in a write transaction
+    /// of its own after the migration's, and again on the next writable open if one was
+    /// interrupted (its marker stays until it commits): earlier formats did not lower `labelled`
+    /// on delete, and format 5 checks reads against it; format 6 answers top-1 filters from the
+    /// class postings, built from the rows (until then, filters scan the rows).
+    private func finishMigration(from format: Int) throws {
+        let steps: [(marker: String, name: String, run: (WriteTransaction) throws -> Void)] = [
+            (MetaKey.recountLabelled, "recount labelled", { try $0.recountLabelled() }),
+            (MetaKey.rebuildPostings, "build class postings", { try $0.rebuildClassPostings() }),
+        ]
+        for step in steps where try read(clearance: .all, { tx in try tx.withValue(.meta, name: step.marker) { $0 != nil } }) {
+            try write(clearance: .all) { tx in
+                try step.run(tx)
+                try tx.delete(.meta, key: Array(step.marker.utf8))
+                tx.describe(ProvenanceRecord(activity: "migrate", agent: "labeldb",
+                                             parameters: ["from_format": "\(format)", "to_format": "\(Store.currentFormatVersion)", "step": step.name]))
+            }
         }
     }
 
@@ -468,4 +482,6 @@ enum MetaKey {
     /// Present while label-set versions' `labelled` counts await their recount (migrating to
     /// format 5 sets it in the migration's transaction; the recount's removes it).
     static let recountLabelled = "recount_labelled"
+    /// Present while a store migrated to format 6 has not built its class postings yet.
+    static let rebuildPostings = "rebuild_postings"
 }

@@ -18,8 +18,9 @@ enum Table: String, CaseIterable, Sendable {
     case labelVersions = "label_versions"
     /// Label rows. Key: set id u32 BE + sample id u64 BE + version u32 BE. (Format 2.)
     case labels
-    /// Top-1 class index. Key: set id u32 BE + class u32 BE + inverted confidence u32 BE +
-    /// sample id u64 BE + from-version u32 BE. Value: checksum and until-version. (Format 2.)
+    /// Top-1 class index of formats 2–5. Key: set id u32 BE + class u32 BE + inverted confidence
+    /// u32 BE + sample id u64 BE + from-version u32 BE. Value: checksum and until-version. Retired
+    /// by format 6 (the class postings replace it): migrating empties it, new stores lack it.
     case labelIndex = "label_index"
     /// Base heads W0 by name. Key: the name in UTF-8. Value: checksum, d, C, d × C f32. (Format 3.)
     case heads
@@ -43,6 +44,10 @@ enum Table: String, CaseIterable, Sendable {
     /// Interned labels by content. Key: secrecy count u32 BE + secrecy tag ids + integrity tag
     /// ids (u32 BE, ascending). Value: checksum and label id. (Format 4.)
     case taintLabelIndex = "taint_label_index"
+    /// Class postings: the slots whose row of a version has a top-1 class. Key: set id u32 BE +
+    /// class u32 BE + version u32 BE + chunk (slot ÷ 65,536) u64 BE. Value: checksum and u16 slot
+    /// offsets. (Format 6.)
+    case labelPostings = "label_postings"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -65,6 +70,7 @@ enum Table: String, CaseIterable, Sendable {
         case .taintLabels: 15
         case .taintMembers: 16
         case .taintLabelIndex: 17
+        case .labelPostings: 18
         }
     }
 
@@ -75,6 +81,16 @@ enum Table: String, CaseIterable, Sendable {
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
         case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
         case .taintTags, .taintLabels, .taintMembers, .taintLabelIndex: 4
+        case .labelPostings: 6
         }
+    }
+
+    /// The format version that retired the table (nil while current): a store of that format or
+    /// later need not have it, and holds nothing in it.
+    var retiredIn: Int? { self == .labelIndex ? 6 : nil }
+
+    /// True when a store of format `version` must have the table.
+    func isRequired(inFormat version: Int) -> Bool {
+        introducedIn <= version && (retiredIn.map { version < $0 } ?? true)
     }
 }

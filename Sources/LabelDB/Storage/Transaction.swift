@@ -394,6 +394,13 @@ public final class WriteTransaction: Transaction {
         try key.withUnsafeBytes { try delete(table, rawKey: $0) }
     }
 
+    /// Deletes every entry of `table` (`mdb_drop` without closing it); nothing when the store
+    /// lacks the table.
+    func clear(_ table: Table) throws {
+        guard let dbi = env.dbi(table) else { return }
+        try check(mdb_drop(handle, dbi, 0), "mdb_drop(\(table.rawValue))")
+    }
+
     /// Removes and returns the smallest key of `table` (u64 keys), or nil when it is empty.
     func popFirstKey(_ table: Table) throws -> UInt64? {
         var first: UInt64? = nil

@@ -123,6 +123,7 @@ extension StoreVerifier {
         }
         var rowsPerVersion: [UInt64: Int] = [:]
         var expectedIndex: [[UInt8]: UInt32] = [:]
+        var expectedPostings: [UInt64: Set<Posting>] = [:]
         for (setID, samplesOfSet) in labelRows {
             guard let set = labelSets[setID] else {
                 problem(.labels, "set \(setID)", "\(samplesOfSet.count) samples have rows of a label set id that has no record")
@@ -144,6 +145,9 @@ extension StoreVerifier {
                         problem(.labels, "\(set.name)@\(row.version) sample \(sample)", "row of a version the set does not have (latest \(set.record.latest))")
                     }
                     guard let (classIndex, confidence) = row.top1 else { continue }
+                    if let slot = samples[sample]?.slot {
+                        expectedPostings[Self.pair(setID, row.version), default: []].insert(Posting(classIndex: UInt32(classIndex), slot: slot))
+                    }
                     let key = LabelRecord.indexKey(set: setID, classIndex: UInt32(classIndex), confidence: confidence, sample: sample, from: row.version)
                     expectedIndex[key] = i + 1 < rows.count ? rows[i + 1].version : LabelRecord.openEnded
                 }
@@ -154,6 +158,10 @@ extension StoreVerifier {
                 problem(.labels, "set \(key >> 32) v\(key & 0xFFFF_FFFF)", "\(rows) rows, but the version record says the import wrote \(recorded)")
             }
         }
+        if tx.store.formatVersion >= 6 {
+            checkPostings(expected: expectedPostings)
+            return
+        }
         for (key, until) in expectedIndex where indexEntries[key] != until {
             let described = key.withUnsafeBytes { "set \(BigEndianKey.u32($0, at: 0)) sample \(BigEndianKey.u64($0, at: 12)) v\(BigEndianKey.u32($0, at: 20))" }
             problem(.labelIndex, described, indexEntries[key] == nil ? "missing for its label row" : "until-version \(indexEntries[key]!), expected \(until)")
@@ -161,6 +169,23 @@ extension StoreVerifier {
         for key in indexEntries.keys where expectedIndex[key] == nil {
             let described = key.withUnsafeBytes { "set \(BigEndianKey.u32($0, at: 0)) sample \(BigEndianKey.u64($0, at: 12)) v\(BigEndianKey.u32($0, at: 20))" }
             problem(.labelIndex, described, "no label row gives this entry")
+        }
+    }
+
+    /// The class postings against the rows (§10.5): one posting per row with a top-1 class, in
+    /// the chunk of its set, class and version, and no other. Skipped while a migration has not
+    /// built them yet (filters scan the rows until then).
+    mutating func checkPostings(expected: [UInt64: Set<Posting>]) {
+        guard (try? tx.hasClassPostings) == true else { return }
+        for pair in Set(expected.keys).union(postings.keys) {
+            let want = expected[pair] ?? [], have = postings[pair] ?? []
+            let described = "set \(pair >> 32) v\(pair & 0xFFFF_FFFF)"
+            for missing in want.subtracting(have).sorted(by: { $0.slot < $1.slot }).prefix(8) {
+                problem(.labelPostings, "\(described) slot \(missing.slot)", "no posting for the row's top-1 class \(missing.classIndex)")
+            }
+            for extra in have.subtracting(want).sorted(by: { $0.slot < $1.slot }).prefix(8) {
+                problem(.labelPostings, "\(described) class \(extra.classIndex) slot \(extra.slot)", "no label row gives this posting")
+            }
         }
     }
 
@@ -212,4 +237,10 @@ extension StoreVerifier {
             problem(.provenance, "\(bad.id)", bad.reason)
         }
     }
+}
+
+/// One class posting as the verifier compares them: a top-1 class and the slot of the sample.
+struct Posting: Hashable {
+    let classIndex: UInt32
+    let slot: UInt64
 }

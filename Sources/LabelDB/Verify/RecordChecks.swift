@@ -16,6 +16,8 @@ enum RecordChecks {
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
+        /// A chunk of class postings: the slots it lists.
+        case postings(set: UInt32, classIndex: UInt32, version: UInt32, slots: [UInt64])
         case head(name: String, taint: UInt32)
         case projector(name: String, record: ProjectorRecord)
         case projectorVersion(id: UInt32, version: UInt32, record: ProjectorVersion)
@@ -62,8 +64,18 @@ enum RecordChecks {
             return .labelRow(set: BigEndianKey.u32(key, at: 0), sample: BigEndianKey.u64(key, at: 4), version: BigEndianKey.u32(key, at: 12),
                              hard: row.hard.map(Int.init), soft: row.soft.map(Array.init))
         case .labelIndex:
+            // Retired by format 6: a migration empties it, and nothing writes it again.
+            guard formatVersion < 6 else { throw RecordDecodingError(detail: "an entry in the class index, which format 6 retired") }
             try keySize(key, 24)
             return .indexEntry(key: Array(key), until: try LabelRecord.decodeIndexValue(key: key, value))
+        case .labelPostings:
+            try keySize(key, ClassPostings.keySize)
+            let fields = ClassPostings.fields(key)
+            guard Int(fields.classIndex) < schema.classes.count else { throw RecordDecodingError(detail: "class \(fields.classIndex) ≥ \(schema.classes.count) classes") }
+            let base = fields.chunk &* ClassPostings.chunkSlots
+            guard fields.chunk < UInt64.max / ClassPostings.chunkSlots else { throw RecordDecodingError(detail: "chunk \(fields.chunk) beyond any slot") }
+            let slots = try ClassPostings.decode(key: key, value).map { base + UInt64($0) }
+            return .postings(set: fields.set, classIndex: fields.classIndex, version: fields.version, slots: slots)
         case .heads:
             let name = try nameKey(key)
             return .head(name: name, taint: try BaseHead.decode(key: Array(key), value, schema: schema).taintID)
