@@ -192,6 +192,24 @@ def label_rows(path, set_id: int, version: int | None = None) -> dict[int, dict]
     return out
 
 
+def postings(path) -> dict[tuple[int, int, int], set[int]]:
+    """storage.md §10.5: (set id, class, version) → the slots its chunks list (R-19's checks)."""
+    out: dict[tuple[int, int, int], set[int]] = {}
+    for k, v in table(path, "label_postings"):
+        assert len(k) == 20
+        set_id, c, ver, chunk = u32be(k, 0), u32be(k, 4), u32be(k, 8), int.from_bytes(k[12:20], "big")
+        assert u64(v, 0) == xx64(v[8:], xx64(k, 0)), "postings checksum, seeded with xxh3-64 of the key"
+        assert len(v) >= 10 and len(v) % 2 == 0, "R-19: 8 + 2n bytes, n ≥ 1"
+        offsets = [u16(v, o) for o in range(8, len(v), 2)]
+        assert offsets == sorted(set(offsets)), "R-19: strictly ascending"
+        out.setdefault((set_id, c, ver), set()).update(chunk * 65536 + o for o in offsets)
+    return out
+
+
+def u32be(b: bytes, o: int) -> int:
+    return int.from_bytes(b[o:o + 4], "big")
+
+
 def provenance(path) -> list[tuple[int, bytes]]:
     """storage.md §12: (record number, value) in key order."""
     return [(int.from_bytes(k, "big"), v) for k, v in table(path, "provenance")]
@@ -353,22 +371,23 @@ def soft_rows(rng, n: int, c: int) -> np.ndarray:
 # --- tests -----------------------------------------------------------------------------------------------
 
 
-def test_README_format_version_5_schema_record(tmp_path):
-    """format-spec/README.md: "Format version covered: 5 … (schema record write version 5, read
-    version 5; storage.md §5.1)". A fresh store's `schema` record (§5.1) says so in bytes 16…19,
-    and holds the four version-1 tables (R-3)."""
+def test_README_format_version_6_schema_record(tmp_path):
+    """format-spec/README.md: "Format version covered: 6 … (schema record write version 6, read
+    version 6; storage.md §5.1)". A fresh store's `schema` record (§5.1) says so in bytes 16…19,
+    and holds the four version-1 tables (R-3) and no `label_index` (§4: absent from format 6)."""
     classes = write_classes(tmp_path, 3)
     store = tmp_path / "store"
     printed = cli_json_lines("init", str(store), "--dim", "7", "--classes", str(classes), "--dtype", "f16")[0]
-    assert printed["format_version"] == 5
+    assert printed["format_version"] == 6
     assert set(VERSION_1_TABLES) <= set(table_names(store))
+    assert "label_index" not in table_names(store) and "label_postings" in table_names(store)
     sch = schema(store)
-    assert (sch["write_version"], sch["read_version"]) == (5, 5)
+    assert (sch["write_version"], sch["read_version"]) == (6, 6)
     assert sch["dim"] == 7 and sch["element"] == 2 and sch["reserved"] == b"\0\0\0"
     assert sch["classes"] == ["class0", "class1", "class2"]
     # "the largest power of two in 16…4096 for which a full block holds at most 512 KiB of rows"
     assert sch["rows_per_block"] == 4096
-    assert cli_json_lines("info", str(store))[0]["format_version"] == 5
+    assert cli_json_lines("info", str(store))[0]["format_version"] == 6
 
 
 def test_R1_provenance_hashes_are_canonical_big_endian(tmp_path):
@@ -472,6 +491,42 @@ def test_R11_row_checksum_covers_d_times_w(tmp_path, dtype, d):
         value = np.frombuffer(row, "<f4" if dtype == "f32" else "<f2")
         expected = s["emb"][int(np.flatnonzero(s["ids"] == sid)[0])]
         np.testing.assert_array_equal(value, expected.astype(value.dtype))
+
+
+def test_R19_R51_class_postings_list_each_rows_slot_and_answer_top1_filters(tmp_path):
+    """storage.md §10.5: one posting per label row with a top-1 class, in the chunk of (set, class,
+    version), naming the sample's slot (R-19); deleting a sample removes its postings; answering
+    `top1 = c` at V from the postings as R-51 says gives what `labeldb query` prints."""
+    s = new_store(tmp_path, n=30, c=4)
+    store, ids = s["store"], s["ids"]
+    rng = np.random.default_rng(5)
+    hard1 = rng.integers(0, 4, size=30).astype(np.int32)
+    cli("labels", "import", store, "h", "--hard", save(tmp_path, "h1.npy", hard1), "--ids", save(tmp_path, "i1.npy", ids))
+    relabel = ids[::3]
+    hard2 = rng.integers(0, 4, size=len(relabel)).astype(np.int32)
+    cli("labels", "import", store, "h", "--hard", save(tmp_path, "h2.npy", hard2), "--ids", save(tmp_path, "i2.npy", relabel))
+    cli("delete", store, "--ids", save(tmp_path, "del.npy", np.array([ids[3], ids[4]], np.uint64)))
+    set_id = label_sets(store)["h"]["id"]
+    recs = samples(store)
+    slot_of = {sid: r["slot"] for sid, r in recs.items()}
+    expected: dict[tuple[int, int, int], set[int]] = {}
+    for k, _ in table(store, "labels"):
+        sid, ver = int.from_bytes(k[4:12], "big"), int.from_bytes(k[12:16], "big")
+        row = label_rows(store, set_id, ver)[sid]
+        assert row["version"] == ver
+        expected.setdefault((set_id, row["hard"], ver), set()).add(slot_of[sid])
+    found = postings(store)
+    assert found == expected
+    deleted_slots = {s for s in range(counter(store, "slots")) if s not in set(slot_of.values())}
+    assert deleted_slots and not any(deleted_slots & slots for slots in found.values())
+    id_at = {r["slot"]: sid for sid, r in recs.items()}
+    for version in (1, 2):
+        rows = label_rows(store, set_id, version)
+        for c in range(4):
+            answer = sorted(id_at[slot] for (st, cc, v), slots in found.items() if st == set_id and cc == c and v <= version
+                            for slot in slots if rows[id_at[slot]]["version"] == v)
+            printed = cli("query", store, f"label(h@{version}).top1 = 'class{c}'").stdout.split()
+            assert [int(x) for x in printed] == answer, (version, c)
 
 
 def test_R12_deleted_row_is_zeroed(tmp_path):

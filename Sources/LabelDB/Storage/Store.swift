@@ -119,15 +119,16 @@ public final class Store: @unchecked Sendable {
                 throw StoreError.notAStore(path: path, reason: "the LMDB environment lacks LabelDB's `\(absent.rawValue)` table")
             }
             let record = try Store.readSchema(env: env, path: path)
+            // A newer format may lack tables this code knows: say so before judging its tables.
+            let supported = Int(SchemaRecord.currentWriteVersion)
+            if Int(record.readVersion) > supported {
+                throw StoreError.incompatibleFormat(path: path, readVersion: Int(record.readVersion), writeVersion: Int(record.writeVersion), supported: supported)
+            }
             // A table its format has must be there: a damaged name in LMDB's main database would
             // otherwise read as an empty table — no taint labels, so every sample public.
             if let absent = missing.first(where: { $0.isRequired(inFormat: Int(record.writeVersion)) }) {
                 throw StoreError.corruptRecord(store: path, table: absent.rawValue, key: "*",
                                                detail: "the table is missing from a format-\(record.writeVersion) store; restore a backup")
-            }
-            let supported = Int(SchemaRecord.currentWriteVersion)
-            if Int(record.readVersion) > supported {
-                throw StoreError.incompatibleFormat(path: path, readVersion: Int(record.readVersion), writeVersion: Int(record.writeVersion), supported: supported)
             }
             let newerWriter = Int(record.writeVersion) > supported
             let migrates = !(options.readOnly || newerWriter) && Int(record.writeVersion) < supported
