@@ -16,8 +16,8 @@ enum RecordChecks {
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
-        /// A chunk of class postings: the slots it lists.
-        case postings(set: UInt32, classIndex: UInt32, version: UInt32, slots: [UInt64])
+        /// A chunk of class postings: the sample ids it lists.
+        case postings(set: UInt32, classIndex: UInt32, version: UInt32, ids: [UInt64])
         case head(name: String, taint: UInt32)
         case projector(name: String, record: ProjectorRecord)
         case projectorVersion(id: UInt32, version: UInt32, record: ProjectorVersion)
@@ -72,10 +72,7 @@ enum RecordChecks {
             try keySize(key, ClassPostings.keySize)
             let fields = ClassPostings.fields(key)
             guard Int(fields.classIndex) < schema.classes.count else { throw RecordDecodingError(detail: "class \(fields.classIndex) ≥ \(schema.classes.count) classes") }
-            let base = fields.chunk &* ClassPostings.chunkSlots
-            guard fields.chunk < UInt64.max / ClassPostings.chunkSlots else { throw RecordDecodingError(detail: "chunk \(fields.chunk) beyond any slot") }
-            let slots = try ClassPostings.decode(key: key, value).map { base + UInt64($0) }
-            return .postings(set: fields.set, classIndex: fields.classIndex, version: fields.version, slots: slots)
+            return .postings(set: fields.set, classIndex: fields.classIndex, version: fields.version, ids: try ClassPostings.decode(key: key, value))
         case .heads:
             let name = try nameKey(key)
             return .head(name: name, taint: try BaseHead.decode(key: Array(key), value, schema: schema).taintID)
