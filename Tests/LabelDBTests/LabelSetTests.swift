@@ -120,20 +120,23 @@ struct LabelSetTests {
         return (0..<n).flatMap { _ in randomDistribution(10, &rng) }
     }
 
-    @Test("R-19: a class's postings split into chunks of 4,096; deleting a chunk's first id re-keys it, its last empties it")
+    @Test("R-19: a class's postings split into chunks of 65,536 slots; a delete takes its sample's posting out, and an emptied chunk goes")
     func postingChunks() throws {
-        let (dir, store) = try prepared(4_100)
+        let n = 65_600
+        let (dir, store) = try prepared(n)
         _ = dir
         defer { store.close() }
-        let ids = (1...UInt64(4_100)).map { $0 }
+        let ids = (1...UInt64(n)).map { $0 }
         try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 7, count: ids.count)), ids: ids, into: "h", agent: "a") }
         #expect(try store.read(clearance: .all) { try $0.entries(.labelPostings) } == 2)
-        // 1 heads the first chunk, 4,097 the second; 4,098…4,100 then leave the second empty.
-        try store.write(clearance: .all) { tx in _ = try tx.delete([1, 4_097, 2_000]) }
-        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) } == ids.filter { ![1, 4_097, 2_000].contains($0) })
-        try store.write(clearance: .all) { tx in _ = try tx.delete([4_098, 4_099, 4_100]) }
+        let secondChunk = try store.read(clearance: .all) { tx in try ids.filter { try tx.visibleSlot(of: $0)! >= 65_536 } }
+        #expect(secondChunk.count == n - 65_536)
+        try store.write(clearance: .all) { tx in _ = try tx.delete([1, 2_000, secondChunk[0]]) }
+        let hits = try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) }
+        #expect(hits == ids.filter { ![1, 2_000, secondChunk[0]].contains($0) })
+        try store.write(clearance: .all) { tx in _ = try tx.delete(Array(secondChunk.dropFirst())) }
         #expect(try store.read(clearance: .all) { try $0.entries(.labelPostings) } == 1)
-        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) }.count == 4_094)
+        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) }.count == 65_534)
         #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
     }
 

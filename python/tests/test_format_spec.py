@@ -193,18 +193,16 @@ def label_rows(path, set_id: int, version: int | None = None) -> dict[int, dict]
 
 
 def postings(path) -> dict[tuple[int, int, int], set[int]]:
-    """storage.md §10.5: (set id, class, version) → the sample ids its chunks list (R-19's checks)."""
+    """storage.md §10.5: (set id, class, version) → the slots its chunks list (R-19's checks)."""
     out: dict[tuple[int, int, int], set[int]] = {}
     for k, v in table(path, "label_postings"):
         assert len(k) == 20
-        set_id, c, ver, first = u32be(k, 0), u32be(k, 4), u32be(k, 8), int.from_bytes(k[12:20], "big")
+        set_id, c, ver, chunk = u32be(k, 0), u32be(k, 4), u32be(k, 8), int.from_bytes(k[12:20], "big")
         assert u64(v, 0) == xx64(v[8:], xx64(k, 0)), "postings checksum, seeded with xxh3-64 of the key"
-        assert len(v) >= 16 and len(v) % 8 == 0, "R-19: 8 + 8n bytes, n ≥ 1"
-        ids = [u64(v, o) for o in range(8, len(v), 8)]
-        assert ids == sorted(set(ids)) and ids[0] == first, "R-19: strictly ascending, the first is the key's"
-        listed = out.setdefault((set_id, c, ver), set())
-        assert not listed & set(ids), "R-19: no id in two chunks"
-        listed.update(ids)
+        assert len(v) >= 10 and len(v) % 2 == 0, "R-19: 8 + 2n bytes, n ≥ 1"
+        offsets = [u16(v, o) for o in range(8, len(v), 2)]
+        assert offsets == sorted(set(offsets)), "R-19: strictly ascending"
+        out.setdefault((set_id, c, ver), set()).update(chunk * 65536 + o for o in offsets)
     return out
 
 
@@ -496,9 +494,10 @@ def test_R11_row_checksum_covers_d_times_w(tmp_path, dtype, d):
 
 
 def test_R19_R51_class_postings_list_each_rows_slot_and_answer_top1_filters(tmp_path):
-    """storage.md §10.5: one posting per label row with a top-1 class, in a chunk of (set, class,
-    version) (R-19); deleting a sample removes its postings; answering `top1 = c` at V from the
-    postings as R-51 says gives what `labeldb query` prints."""
+    """storage.md §10.5: one posting per label row with a top-1 class, in the chunk of (set, class,
+    version), naming the sample's slot (R-19); deleting a sample removes its postings; answering
+    `top1 = c` at V from the postings as R-51 says (the slot's sample from its embedding block)
+    gives what `labeldb query` prints."""
     s = new_store(tmp_path, n=30, c=4)
     store, ids = s["store"], s["ids"]
     rng = np.random.default_rng(5)
@@ -507,23 +506,34 @@ def test_R19_R51_class_postings_list_each_rows_slot_and_answer_top1_filters(tmp_
     relabel = ids[::3]
     hard2 = rng.integers(0, 4, size=len(relabel)).astype(np.int32)
     cli("labels", "import", store, "h", "--hard", save(tmp_path, "h2.npy", hard2), "--ids", save(tmp_path, "i2.npy", relabel))
-    deleted = {int(ids[0]), int(ids[4])}   # ids[0] heads its chunks: they are re-keyed
+    before = samples(store)
+    deleted = {int(ids[0]), int(ids[4])}
     cli("delete", store, "--ids", save(tmp_path, "del.npy", np.array(sorted(deleted), np.uint64)))
     set_id = label_sets(store)["h"]["id"]
+    slot_of = {sid: r["slot"] for sid, r in samples(store).items()}
     expected: dict[tuple[int, int, int], set[int]] = {}
     for k, _ in table(store, "labels"):
         sid, ver = int.from_bytes(k[4:12], "big"), int.from_bytes(k[12:16], "big")
         row = label_rows(store, set_id, ver)[sid]
         assert row["version"] == ver
-        expected.setdefault((set_id, row["hard"], ver), set()).add(sid)
+        expected.setdefault((set_id, row["hard"], ver), set()).add(slot_of[sid])
     found = postings(store)
     assert found == expected
-    assert not any(deleted & listed for listed in found.values())
+    freed = {before[d]["slot"] for d in deleted}
+    assert not any(freed & listed for listed in found.values())
+    blk = blocks(store)
+    b = schema(store)["rows_per_block"]
+
+    def owner(slot: int) -> int:
+        block = blk[slot // b]
+        assert block["live"][slot % b], "R-51: a posting's slot holds a sample"
+        return int(block["ids"][slot % b])
+
     for version in (1, 2):
         rows = label_rows(store, set_id, version)
         for c in range(4):
-            answer = sorted(sid for (st, cc, v), listed in found.items() if st == set_id and cc == c and v <= version
-                            for sid in listed if rows[sid]["version"] == v)
+            answer = sorted(owner(slot) for (st, cc, v), listed in found.items() if st == set_id and cc == c and v <= version
+                            for slot in listed if rows[owner(slot)]["version"] == v)
             printed = cli("query", store, f"label(h@{version}).top1 = 'class{c}'").stdout.split()
             assert [int(x) for x in printed] == answer, (version, c)
 

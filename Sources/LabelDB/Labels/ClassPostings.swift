@@ -1,56 +1,67 @@
 /// The class postings (format 6, `format-spec/storage.md` §10.5): for each label set, top-1 class
-/// and version, the ids of the samples whose row written by that version has that top-1 class,
-/// ascending, in chunks of at most 4,096. They replace format 2's class index (one 44-byte entry
-/// per row, a key of its own each) with 8 bytes per row.
+/// and version, the embedding slots of the samples whose row written by that version has that
+/// top-1 class. They replace format 2's class index (one 44-byte entry per row, a key of its own
+/// each) with 2 bytes per row: a posting is a slot's offset within a chunk of 65,536 slots.
+///
+/// Postings name slots, not ids: slots are dense where ids may be any u64, so an offset takes 2
+/// bytes where an id takes 8, and the small chunks share LMDB pages (a class of a few hundred ids
+/// would fill most of a page of its own). A sample keeps its slot for its whole life, so a
+/// posting stays right until the sample is deleted, which removes it. The embedding block of the
+/// slot names the sample.
 enum ClassPostings {
-    /// The most ids a writer puts in one chunk, so that removing one rewrites at most 32 KiB.
-    static let chunkCapacity = 4_096
+    /// Slots per chunk: offsets within a chunk fit a u16.
+    static let chunkSlots: UInt64 = 65_536
 
-    /// Key of a chunk: set id u32 BE, class u32 BE, version u32 BE, the chunk's first id u64 BE.
-    static func key(set: UInt32, classIndex: UInt32, version: UInt32, first: UInt64) -> [UInt8] {
+    /// Key of a chunk: set id u32 BE, class u32 BE, version u32 BE, chunk (slot ÷ 65,536) u64 BE.
+    static func key(set: UInt32, classIndex: UInt32, version: UInt32, chunk: UInt64) -> [UInt8] {
         var key: [UInt8] = []
         key.reserveCapacity(keySize)
         BigEndianKey.append(set, to: &key)
         BigEndianKey.append(classIndex, to: &key)
         BigEndianKey.append(version, to: &key)
-        BigEndianKey.append(first, to: &key)
+        BigEndianKey.append(chunk, to: &key)
         return key
     }
 
     static let keySize = 20
 
-    /// A chunk's value: checksum (xxh3-64 of the ids, seed = xxh3-64 of the key), then the ids,
-    /// u64 LE, strictly ascending, at least one.
-    static func encode(key: [UInt8], ids: ArraySlice<UInt64>) -> [UInt8] {
+    /// A chunk's value: checksum (xxh3-64 of the offsets, seed = xxh3-64 of the key), then the
+    /// offsets, u16 LE, strictly ascending, at least one.
+    static func encode(key: [UInt8], offsets: [UInt16]) -> [UInt8] {
         var body: [UInt8] = []
-        body.reserveCapacity(8 * ids.count)
-        for id in ids { appendLE(id, to: &body) }
+        body.reserveCapacity(2 * offsets.count)
+        for offset in offsets { appendLE(offset, to: &body) }
         return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
     }
 
-    /// The ids of a chunk, checked: checksum, length a positive multiple of 8, strictly
-    /// ascending, the first equal to the key's.
-    static func decode(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> [UInt64] {
+    /// The offsets of a chunk, checked: checksum, even length, at least one, strictly ascending,
+    /// and a chunk number whose slots a u64 holds.
+    static func decode(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> [UInt16] {
         let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
-        guard body.count >= 8, body.count % 8 == 0 else {
-            throw RecordDecodingError(detail: "postings of \(body.count) bytes, expected a positive multiple of 8")
+        guard key.count == keySize, BigEndianKey.u64(key, at: 12) <= UInt64.max / chunkSlots else {
+            throw RecordDecodingError(detail: "a chunk key beyond any slot")
         }
-        var ids: [UInt64] = []
-        ids.reserveCapacity(body.count / 8)
-        for i in stride(from: 0, to: body.count, by: 8) {
-            let id = UInt64(littleEndian: body.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            if let last = ids.last, id <= last { throw RecordDecodingError(detail: "postings out of order: \(id) after \(last)") }
-            ids.append(id)
+        guard body.count >= 2, body.count % 2 == 0 else {
+            throw RecordDecodingError(detail: "postings of \(body.count) bytes, expected a positive even count")
         }
-        guard key.count == keySize, ids[0] == BigEndianKey.u64(key, at: 12) else {
-            throw RecordDecodingError(detail: "the chunk's first id \(ids[0]) is not its key's")
+        var offsets: [UInt16] = []
+        offsets.reserveCapacity(body.count / 2)
+        for i in stride(from: 0, to: body.count, by: 2) {
+            let offset = UInt16(littleEndian: body.loadUnaligned(fromByteOffset: i, as: UInt16.self))
+            if let last = offsets.last, offset <= last { throw RecordDecodingError(detail: "postings out of order: \(offset) after \(last)") }
+            offsets.append(offset)
         }
-        return ids
+        return offsets
     }
 
     /// The fields of a chunk key (`keySize` bytes).
-    static func fields(_ key: UnsafeRawBufferPointer) -> (set: UInt32, classIndex: UInt32, version: UInt32, first: UInt64) {
+    static func fields(_ key: UnsafeRawBufferPointer) -> (set: UInt32, classIndex: UInt32, version: UInt32, chunk: UInt64) {
         (BigEndianKey.u32(key, at: 0), BigEndianKey.u32(key, at: 4), BigEndianKey.u32(key, at: 8), BigEndianKey.u64(key, at: 12))
+    }
+
+    /// The slots a chunk lists.
+    static func slots(chunk: UInt64, offsets: [UInt16]) -> [UInt64] {
+        offsets.map { chunk * chunkSlots + UInt64($0) }
     }
 }
 
@@ -83,13 +94,14 @@ extension Transaction {
         BigEndianKey.append(set.id, to: &prefix)
         BigEndianKey.append(UInt32(classIndex), to: &prefix)
         let tainted = try taintedSamples()
+        var slots = SlotOwners()
         var out: [UInt64] = []
         try walk(.labelPostings, from: prefix) { key, value in
             guard key.prefix(8).elementsEqual(prefix) else { return false }
             guard key.count == ClassPostings.keySize else { throw damagedKey(key.count, expected: ClassPostings.keySize, in: .labelPostings) }
             let fields = ClassPostings.fields(key)
-            let ids: [UInt64]
-            do { ids = try ClassPostings.decode(key: key, value) } catch {
+            let offsets: [UInt16]
+            do { offsets = try ClassPostings.decode(key: key, value) } catch {
                 throw contextualize(error, table: .labelPostings, key: "\(set.name)@\(fields.version) class \(classIndex)")
             }
             // A damaged version would otherwise skip the chunk or misread it, silently.
@@ -99,13 +111,8 @@ extension Transaction {
             }
             // Chunks ascend by version: the rest are of later versions.
             guard Int(fields.version) <= version else { return false }
-            for id in ids {
-                // Deleting a sample removes its postings: one whose sample a lookup cannot find
-                // means a damaged key, here or in `samples`.
-                guard try withValue(.samples, key: id, { $0 != nil }) else {
-                    throw StoreError.corruptRecord(store: store.path, table: Table.labelPostings.rawValue, key: "\(set.name) class \(classIndex)",
-                                                   detail: "a posting names sample \(id), which a lookup cannot find; run verify")
-                }
+            for slot in ClassPostings.slots(chunk: fields.chunk, offsets: offsets) {
+                let id = try slots.sample(at: slot, in: self, set: set)
                 if try isEffective(sample: id, sampleTaint: tainted[id] ?? 0, rowVersion: Int(fields.version), set: set, version: version) {
                     out.append(id)
                 }
@@ -129,41 +136,73 @@ extension Transaction {
     }
 }
 
+/// Which sample holds a slot, from the slot's embedding block: its live row's id, the block's
+/// header checksum (which covers ids and live bits) checked once per block a query visits.
+struct SlotOwners {
+    private var block: UInt64? = nil
+    private var ids: [UInt64?] = []
+
+    /// The sample in `slot`. A posting of a slot that holds none is damage: deleting a sample
+    /// removes its postings.
+    mutating func sample(at slot: UInt64, in tx: Transaction, set: LabelSet) throws -> UInt64 {
+        let layout = tx.store.blockLayout
+        let number = slot / UInt64(layout.capacity), index = Int(slot % UInt64(layout.capacity))
+        if block != number {
+            ids = try tx.withValue(.embeddings, key: number) { bytes in
+                guard let bytes else { return [] }
+                do {
+                    let view = try EmbeddingBlockView(layout: layout, bytes: bytes)
+                    try view.verifyHeader(block: number)
+                    return (0..<view.rowsUsed).map { view.isLive($0) ? view.id(at: $0) : nil }
+                } catch { throw tx.contextualize(error, table: .embeddings, key: "block \(number)") }
+            }
+            block = number
+        }
+        guard index < ids.count, let id = ids[index] else {
+            throw StoreError.corruptRecord(store: tx.store.path, table: Table.labelPostings.rawValue, key: "\(set.name) slot \(slot)",
+                                           detail: "a posting names a slot that holds no sample; run verify")
+        }
+        return id
+    }
+}
+
 extension WriteTransaction {
-    /// Adds the postings of version `version` of `set`: one per (top-1 class, sample id). The
-    /// version is new, so every chunk is written whole.
-    func addPostings(_ entries: [(classIndex: UInt32, id: UInt64)], set: UInt32, version: UInt32) throws {
-        let sorted = entries.sorted { ($0.classIndex, $0.id) < ($1.classIndex, $1.id) }
+    /// Adds the postings of version `version` of `set`: one per (top-1 class, slot). The version
+    /// is new, so every chunk is written whole.
+    func addPostings(_ entries: [(classIndex: UInt32, slot: UInt64)], set: UInt32, version: UInt32) throws {
+        let sorted = entries.sorted { ($0.classIndex, $0.slot) < ($1.classIndex, $1.slot) }
         var start = 0
         while start < sorted.count {
-            let classIndex = sorted[start].classIndex
+            let (classIndex, chunk) = (sorted[start].classIndex, sorted[start].slot / ClassPostings.chunkSlots)
             var end = start
-            while end < sorted.count, end - start < ClassPostings.chunkCapacity, sorted[end].classIndex == classIndex { end += 1 }
-            let ids = sorted[start..<end].map(\.id)
-            let key = ClassPostings.key(set: set, classIndex: classIndex, version: version, first: ids[0])
-            try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, ids: ids[...]))
+            var offsets: [UInt16] = []
+            while end < sorted.count, sorted[end].classIndex == classIndex, sorted[end].slot / ClassPostings.chunkSlots == chunk {
+                offsets.append(UInt16(sorted[end].slot % ClassPostings.chunkSlots))
+                end += 1
+            }
+            let key = ClassPostings.key(set: set, classIndex: classIndex, version: version, chunk: chunk)
+            try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, offsets: offsets))
             start = end
         }
     }
 
-    /// Removes the posting of sample `id` from its chunk (the sample is being deleted): the chunk
-    /// is rewritten, re-keyed when it loses its first id, and deleted when it empties.
-    func removePosting(set: UInt32, classIndex: UInt32, version: UInt32, id: UInt64) throws {
-        let target = ClassPostings.key(set: set, classIndex: classIndex, version: version, first: id)
-        var chunk: (key: [UInt8], ids: [UInt64])? = nil
-        try walkBackward(.labelPostings, atOrBefore: target) { key, value in
-            guard key.count == ClassPostings.keySize, key.prefix(12).elementsEqual(target.prefix(12)) else { return false }
-            do { chunk = (Array(key), try ClassPostings.decode(key: key, value)) } catch {
-                throw contextualize(error, table: .labelPostings, key: "set \(set)@\(version) class \(classIndex) sample \(id)")
+    /// Removes the posting of `slot` from its chunk (its sample is being deleted), deleting the
+    /// chunk when it empties.
+    func removePosting(set: UInt32, classIndex: UInt32, version: UInt32, slot: UInt64) throws {
+        let key = ClassPostings.key(set: set, classIndex: classIndex, version: version, chunk: slot / ClassPostings.chunkSlots)
+        let offset = UInt16(slot % ClassPostings.chunkSlots)
+        let remaining: [UInt16]? = try withValue(.labelPostings, key: key) { bytes in
+            guard let bytes else { return nil }
+            do { return try key.withUnsafeBytes { try ClassPostings.decode(key: $0, bytes) }.filter { $0 != offset } } catch {
+                throw contextualize(error, table: .labelPostings, key: "set \(set)@\(version) class \(classIndex) slot \(slot)")
             }
-            return false
         }
-        guard let (key, ids) = chunk, ids.contains(id) else { return }
-        let remaining = ids.filter { $0 != id }
-        try delete(.labelPostings, key: key)
-        guard let first = remaining.first else { return }
-        let newKey = ClassPostings.key(set: set, classIndex: classIndex, version: version, first: first)
-        try put(.labelPostings, key: newKey, bytes: ClassPostings.encode(key: newKey, ids: remaining[...]))
+        guard let remaining else { return }
+        if remaining.isEmpty {
+            try delete(.labelPostings, key: key)
+        } else {
+            try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, offsets: remaining))
+        }
     }
 
     /// Builds every set's postings from its rows and empties the retired class index (migrating
@@ -172,15 +211,20 @@ extension WriteTransaction {
         try clear(.labelIndex)
         try clear(.labelPostings)
         for set in try labelSets() {
-            var byVersion: [UInt32: [(classIndex: UInt32, id: UInt64)]] = [:]
+            var byVersion: [UInt32: [(classIndex: UInt32, slot: UInt64)]] = [:]
             var prefix: [UInt8] = []
             BigEndianKey.append(set.id, to: &prefix)
             try walk(.labels, from: prefix) { key, value in
                 guard key.prefix(4).elementsEqual(prefix) else { return false }
                 guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
-                if let top1 = try decodeLabel(key: key, value: value, set: set).top1 {
-                    byVersion[BigEndianKey.u32(key, at: 12), default: []].append((UInt32(top1.classIndex), BigEndianKey.u64(key, at: 4)))
+                let id = BigEndianKey.u64(key, at: 4)
+                guard let top1 = try decodeLabel(key: key, value: value, set: set).top1 else { return true }
+                let slot: UInt64? = try withValue(.samples, key: id) { bytes in try bytes.map { try decodeSampleRecord(id: id, $0).slot } }
+                guard let slot else {
+                    throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(id)",
+                                                   detail: "a label row of a sample that is not stored; run verify")
                 }
+                byVersion[BigEndianKey.u32(key, at: 12), default: []].append((UInt32(top1.classIndex), slot))
                 return true
             }
             for (version, entries) in byVersion { try addPostings(entries, set: set.id, version: version) }

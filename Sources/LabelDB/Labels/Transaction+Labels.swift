@@ -441,7 +441,12 @@ extension WriteTransaction {
         for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
             throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
         }
-        for id in ids where try !contains(id) { throw LabelError.unknownSample(id) }
+        var slots: [UInt64] = []
+        slots.reserveCapacity(ids.count)
+        for id in ids {
+            guard let slot = try visibleSlot(of: id) else { throw LabelError.unknownSample(id) }
+            slots.append(slot)
+        }
 
         let nameKey = Array(name.utf8)
         let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
@@ -486,7 +491,7 @@ extension WriteTransaction {
         // Rows go in ascending key order; keys beyond the table's last key are appended
         // (MDB_APPEND fills pages instead of splitting them), which is every row of a new set.
         let lastLabelKey = try lastRawKey(.labels)
-        var postings: [(classIndex: UInt32, id: UInt64)] = []
+        var postings: [(classIndex: UInt32, slot: UInt64)] = []
         for row in order {
             let id = ids[row]
             // Whether the sample had a row, and the newest earlier row whose source label flows
@@ -526,7 +531,7 @@ extension WriteTransaction {
             try put(.labels, key: key, bytes: value, append: lastLabelKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
             if !hadRow { labelled += 1 }
             let label = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
-            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), id)) }
+            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), slots[row])) }
         }
         // Older versions' postings stay: a reader of an older version still finds its rows.
         try addPostings(postings, set: set.id, version: version)
@@ -555,10 +560,11 @@ extension WriteTransaction {
         return returned
     }
 
-    /// Removes every label row and class posting of sample `id`, in every label set (the sample
-    /// is being deleted; labels of deleted samples are not kept in older versions either), and
-    /// notes in `firstVersions` the version of its first row in each set, to lower the sets' counts.
-    func purgeLabels(of id: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
+    /// Removes every label row and class posting of sample `id` (held in `slot`), in every label
+    /// set (the sample is being deleted; labels of deleted samples are not kept in older versions
+    /// either), and notes in `firstVersions` the version of its first row in each set, to lower
+    /// the sets' counts.
+    func purgeLabels(of id: UInt64, slot: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
         for set in sets {
             var prefix: [UInt8] = []
             BigEndianKey.append(set.id, to: &prefix)
@@ -574,7 +580,7 @@ extension WriteTransaction {
             }
             for entry in doomed {
                 try delete(.labels, key: entry.key)
-                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: entry.version, id: id) }
+                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: entry.version, slot: slot) }
             }
             if let first = doomed.first { firstVersions[set.id, default: []].append(Int(first.key.withUnsafeBytes { BigEndianKey.u32($0, at: 12) })) }
         }

@@ -14,9 +14,15 @@ extension Transaction {
 
     /// True when a sample with `id` is stored and visible under the transaction's clearance.
     public func contains(_ id: UInt64) throws -> Bool {
+        try visibleSlot(of: id) != nil
+    }
+
+    /// The embedding slot of sample `id`, or nil when it is absent or invisible under the clearance.
+    func visibleSlot(of id: UInt64) throws -> UInt64? {
         try withValue(.samples, key: id) { bytes in
-            guard let bytes else { return false }
-            return try admits(labelID: decodeSampleRecord(id: id, bytes).taintLabel)
+            guard let bytes else { return nil }
+            let record = try decodeSampleRecord(id: id, bytes)
+            return try admits(labelID: record.taintLabel) ? record.slot : nil
         }
     }
 
@@ -381,7 +387,7 @@ extension WriteTransaction {
             guard let (slot, taint) = found, try admits(labelID: taint) else { continue }
             try movePartition(sample: id, from: taint, to: 0)
             try delete(.samples, key: id)
-            try purgeLabels(of: id, sets: sets, firstVersions: &firstVersions)
+            try purgeLabels(of: id, slot: slot, sets: sets, firstVersions: &firstVersions)
             try put(.freeSlots, key: slot, size: 0) { _ in }
             changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
         }

@@ -44,9 +44,9 @@ enum Table: String, CaseIterable, Sendable {
     /// Interned labels by content. Key: secrecy count u32 BE + secrecy tag ids + integrity tag
     /// ids (u32 BE, ascending). Value: checksum and label id. (Format 4.)
     case taintLabelIndex = "taint_label_index"
-    /// Class postings: the samples whose row of a version has a top-1 class. Key: set id u32 BE +
-    /// class u32 BE + version u32 BE + the chunk's first sample id u64 BE. Value: checksum and
-    /// u64 sample ids, ascending. (Format 6.)
+    /// Class postings: the slots of the samples whose row of a version has a top-1 class. Key:
+    /// set id u32 BE + class u32 BE + version u32 BE + chunk (slot ÷ 65,536) u64 BE. Value:
+    /// checksum and u16 slot offsets, ascending. (Format 6.)
     case labelPostings = "label_postings"
 
     /// The position in `allCases`, used to index the environment's handle array.

@@ -145,7 +145,9 @@ extension StoreVerifier {
                         problem(.labels, "\(set.name)@\(row.version) sample \(sample)", "row of a version the set does not have (latest \(set.record.latest))")
                     }
                     guard let (classIndex, confidence) = row.top1 else { continue }
-                    expectedPostings[Self.pair(setID, row.version), default: []].insert(Posting(classIndex: UInt32(classIndex), sample: sample))
+                    if let slot = samples[sample]?.slot {
+                        expectedPostings[Self.pair(setID, row.version), default: []].insert(Posting(classIndex: UInt32(classIndex), slot: slot))
+                    }
                     let key = LabelRecord.indexKey(set: setID, classIndex: UInt32(classIndex), confidence: confidence, sample: sample, from: row.version)
                     expectedIndex[key] = i + 1 < rows.count ? rows[i + 1].version : LabelRecord.openEnded
                 }
@@ -178,11 +180,11 @@ extension StoreVerifier {
         for pair in Set(expected.keys).union(postings.keys) {
             let want = expected[pair] ?? [], have = postings[pair] ?? []
             let described = "set \(pair >> 32) v\(pair & 0xFFFF_FFFF)"
-            for missing in want.subtracting(have).sorted(by: { $0.sample < $1.sample }).prefix(8) {
-                problem(.labelPostings, "\(described) sample \(missing.sample)", "no posting for the row's top-1 class \(missing.classIndex)")
+            for missing in want.subtracting(have).sorted(by: { $0.slot < $1.slot }).prefix(8) {
+                problem(.labelPostings, "\(described) slot \(missing.slot)", "no posting for the row's top-1 class \(missing.classIndex)")
             }
-            for extra in have.subtracting(want).sorted(by: { $0.sample < $1.sample }).prefix(8) {
-                problem(.labelPostings, "\(described) class \(extra.classIndex) sample \(extra.sample)", "no label row gives this posting")
+            for extra in have.subtracting(want).sorted(by: { $0.slot < $1.slot }).prefix(8) {
+                problem(.labelPostings, "\(described) class \(extra.classIndex) slot \(extra.slot)", "no label row gives this posting")
             }
         }
     }
@@ -237,8 +239,8 @@ extension StoreVerifier {
     }
 }
 
-/// One class posting as the verifier compares them: a top-1 class and a sample.
+/// One class posting as the verifier compares them: a top-1 class and the slot of a sample.
 struct Posting: Hashable {
     let classIndex: UInt32
-    let sample: UInt64
+    let slot: UInt64
 }

@@ -16,8 +16,8 @@ enum RecordChecks {
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
-        /// A chunk of class postings: the sample ids it lists.
-        case postings(set: UInt32, classIndex: UInt32, version: UInt32, ids: [UInt64])
+        /// A chunk of class postings: the slots it lists.
+        case postings(set: UInt32, classIndex: UInt32, version: UInt32, slots: [UInt64])
         case head(name: String, taint: UInt32)
         case projector(name: String, record: ProjectorRecord)
         case projectorVersion(id: UInt32, version: UInt32, record: ProjectorVersion)
@@ -72,7 +72,8 @@ enum RecordChecks {
             try keySize(key, ClassPostings.keySize)
             let fields = ClassPostings.fields(key)
             guard Int(fields.classIndex) < schema.classes.count else { throw RecordDecodingError(detail: "class \(fields.classIndex) ≥ \(schema.classes.count) classes") }
-            return .postings(set: fields.set, classIndex: fields.classIndex, version: fields.version, ids: try ClassPostings.decode(key: key, value))
+            let slots = ClassPostings.slots(chunk: fields.chunk, offsets: try ClassPostings.decode(key: key, value))
+            return .postings(set: fields.set, classIndex: fields.classIndex, version: fields.version, slots: slots)
         case .heads:
             let name = try nameKey(key)
             return .head(name: name, taint: try BaseHead.decode(key: Array(key), value, schema: schema).taintID)

@@ -85,7 +85,7 @@ struct StoreVerifier {
     var labelVersions: [UInt64: (rows: Int, labelled: Int)] = [:]
     var labelRows: [UInt32: [UInt64: [(version: UInt32, top1: (Int, Float)?)]]] = [:]
     var indexEntries: [[UInt8]: UInt32] = [:]
-    /// Every class posting: (set, version) pair → (class, sample) pairs.
+    /// Every class posting: (set, version) pair → (class, slot) pairs.
     var postings: [UInt64: Set<Posting>] = [:]
     var heads: [String: UInt32] = [:]
     var projectors: [UInt32: (name: String, record: ProjectorRecord)] = [:]
@@ -165,13 +165,8 @@ struct StoreVerifier {
             let top1 = top1(set: set, sample: sample, version: version, hard: hard, soft: soft)
             labelRows[set, default: [:]][sample, default: []].append((version, top1))
         case .indexEntry(let key, let until): indexEntries[key] = until
-        case .postings(let set, let classIndex, let version, let ids):
-            for id in ids {
-                // A sample listed twice in one (set, class, version), by overlapping chunks.
-                if !postings[Self.pair(set, version), default: []].insert(Posting(classIndex: classIndex, sample: id)).inserted {
-                    problem(.labelPostings, "set \(set) class \(classIndex) v\(version) sample \(id)", "listed by two chunks")
-                }
-            }
+        case .postings(let set, let classIndex, let version, let slots):
+            for slot in slots { postings[Self.pair(set, version), default: []].insert(Posting(classIndex: classIndex, slot: slot)) }
         case .head(let name, let taint): heads[name] = taint
         case .projector(let name, let record): projectors[record.id] = (name, record)
         case .projectorVersion(let id, let version, let record): projectorVersions[Self.pair(id, version)] = record
@@ -217,7 +212,7 @@ struct StoreVerifier {
             "set \(BigEndianKey.u32(key, at: 0)) sample \(BigEndianKey.u64(key, at: 4)) v\(BigEndianKey.u32(key, at: 12))"
         case .taintMembers where key.count == 12: "label \(BigEndianKey.u32(key, at: 0)) sample \(BigEndianKey.u64(key, at: 4))"
         case .labelPostings where key.count == ClassPostings.keySize:
-            "set \(BigEndianKey.u32(key, at: 0)) class \(BigEndianKey.u32(key, at: 4)) v\(BigEndianKey.u32(key, at: 8)) from sample \(BigEndianKey.u64(key, at: 12))"
+            "set \(BigEndianKey.u32(key, at: 0)) class \(BigEndianKey.u32(key, at: 4)) v\(BigEndianKey.u32(key, at: 8)) chunk \(BigEndianKey.u64(key, at: 12))"
         default: Checksum.hex(Array(key))
         }
     }
