@@ -146,14 +146,14 @@ struct FormatTests {
         }
         let readOnly = try Store(opening: path, options: .init(readOnly: true))
         #expect(readOnly.formatVersion == 5)
-        #expect(try readOnly.read(clearance: .all) { try $0.hasClassPostings } == false)
+        #expect(try readOnly.read(clearance: .all) { try $0.packedLabels } == false)
         try check(readOnly)
         readOnly.close()
 
         let migrated = try Store(opening: path)
         #expect(migrated.formatVersion == 6)
         let (built, index, postings) = try migrated.read(clearance: .all) { tx in
-            (try tx.hasClassPostings, try tx.entries(.labelIndex), try tx.entries(.labelPostings))
+            (try tx.packedLabels, try tx.entries(.labelIndex) + tx.entries(.labels), try tx.entries(.labelPostings))
         }
         #expect(built && index == 0 && postings > 0)
         try check(migrated)

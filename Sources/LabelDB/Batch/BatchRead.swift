@@ -168,7 +168,7 @@ extension Transaction {
                     borrowed[position] = (view.metadataJSON, view.payload)
                 }
                 for (index, set) in plan.labelSets.enumerated() {
-                    try readLabel(of: id, sampleTaint: record.taintLabel, set: set, plan: plan, labelIndex: index, position: position, into: buffers.labels[index])
+                    try readLabel(of: id, slot: record.slot, sampleTaint: record.taintLabel, set: set, plan: plan, labelIndex: index, position: position, into: buffers.labels[index])
                 }
                 return true
             }
@@ -203,21 +203,19 @@ extension Transaction {
     /// Reads sample `id`'s label row in one set into its buffers (the newest row at or before the
     /// plan's version that the clearance admits; −1 and zeros when there is none).
     private func readLabel(
-        of id: UInt64, sampleTaint: UInt32, set: LabelSet, plan: BatchPlan, labelIndex: Int, position: Int, into out: LabelBuffers
+        of id: UInt64, slot: UInt64, sampleTaint: UInt32, set: LabelSet, plan: BatchPlan, labelIndex: Int, position: Int, into out: LabelBuffers
     ) throws {
         let version = plan.labelVersions[labelIndex]
-        try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
+        try withVisibleRow(of: id, slot: slot, sampleTaint: sampleTaint, set: set, version: version) { found in
             plan.clearLabel(labelIndex, row: position, out)
-            guard let row else { return }
-            let rowVersion = Int32(BigEndianKey.u32(row.key, at: 12))
+            guard let found else { return }
             do {
-                let decoded = try LabelRecord.decodeRow(key: row.key, row.value)
-                out.version?[position] = rowVersion
-                if let hard = decoded.hard {
+                out.version?[position] = Int32(found.version)
+                if let hard = found.row.hard {
                     guard Int(hard) < plan.classCount else { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(plan.classCount) classes") }
                     out.hard?[position] = Int32(hard)
                 }
-                guard let soft = decoded.soft else { return }
+                guard let soft = found.row.soft else { return }
                 guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
                 if let dense = out.dense {
                     try codec.decode(soft, into: UnsafeMutableBufferPointer(start: dense + position * plan.classCount, count: plan.classCount))
@@ -227,7 +225,7 @@ extension Transaction {
                     out.leftover?[position] = rest
                 }
             } catch {
-                throw contextualize(error, table: .labels, key: "\(set.name)@\(rowVersion) sample \(id)")
+                throw contextualize(error, table: try labelRowsTable, key: "\(set.name)@\(found.version) sample \(id)")
             }
         }
     }

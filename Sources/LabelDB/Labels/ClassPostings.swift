@@ -66,23 +66,13 @@ enum ClassPostings {
 }
 
 extension Transaction {
-    /// True when this store answers top-1 filters from its class postings: a store of format 6
-    /// whose migration has built them. Older stores opened read-only (and a migrated store whose
-    /// rebuild has not committed yet) answer by scanning the rows instead.
-    var hasClassPostings: Bool {
-        get throws {
-            guard store.formatVersion >= 6 else { return false }
-            return try withValue(.meta, name: MetaKey.rebuildPostings) { $0 == nil }
-        }
-    }
-
     /// Samples whose top-1 class in the referenced version is `classIndex`, in ascending id, as
     /// the clearance sees them (R-36: the newest row ≤ the version it admits), from the class
     /// postings (no scan of the rows).
     public func samples(withTop1 classIndex: Int, in reference: LabelSetReference) throws -> [UInt64] {
         let (set, version) = try resolve(reference)
         guard classIndex >= 0, classIndex < store.schema.classes.count else { return [] }
-        guard try hasClassPostings else {
+        guard try packedLabels else {
             var out: [UInt64] = []
             try forEachLabel(set: set, version: version) { id, label in
                 if label.top1?.classIndex == classIndex { out.append(id) }
@@ -113,7 +103,7 @@ extension Transaction {
             guard Int(fields.version) <= version else { return false }
             for slot in ClassPostings.slots(chunk: fields.chunk, offsets: offsets) {
                 let id = try slots.sample(at: slot, in: self, set: set)
-                if try isEffective(sample: id, sampleTaint: tainted[id] ?? 0, rowVersion: Int(fields.version), set: set, version: version) {
+                if try isEffective(sample: id, slot: slot, sampleTaint: tainted[id] ?? 0, rowVersion: Int(fields.version), set: set, version: version) {
                     out.append(id)
                 }
             }
@@ -126,12 +116,10 @@ extension Transaction {
     /// True when the row of sample `id` written by `rowVersion` gives its label at `version` ≥
     /// `rowVersion` under the clearance: the row is admitted, and no admitted row
     /// of a later version ≤ `version` supersedes it. Only then are the rows consulted.
-    private func isEffective(sample id: UInt64, sampleTaint: UInt32, rowVersion: Int, set: LabelSet, version: Int) throws -> Bool {
+    private func isEffective(sample id: UInt64, slot: UInt64, sampleTaint: UInt32, rowVersion: Int, set: LabelSet, version: Int) throws -> Bool {
         guard try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) != nil else { return false }
         if rowVersion == version { return true }
-        let visible = try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
-            row.map { Int(BigEndianKey.u32($0.key, at: 12)) }
-        }
+        let visible = try withVisibleRow(of: id, slot: slot, sampleTaint: sampleTaint, set: set, version: version) { $0?.version }
         return visible == rowVersion
     }
 }
@@ -202,32 +190,6 @@ extension WriteTransaction {
             try delete(.labelPostings, key: key)
         } else {
             try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, offsets: remaining))
-        }
-    }
-
-    /// Builds every set's postings from its rows and empties the retired class index (migrating
-    /// to format 6).
-    func rebuildClassPostings() throws {
-        try clear(.labelIndex)
-        try clear(.labelPostings)
-        for set in try labelSets() {
-            var byVersion: [UInt32: [(classIndex: UInt32, slot: UInt64)]] = [:]
-            var prefix: [UInt8] = []
-            BigEndianKey.append(set.id, to: &prefix)
-            try walk(.labels, from: prefix) { key, value in
-                guard key.prefix(4).elementsEqual(prefix) else { return false }
-                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
-                let id = BigEndianKey.u64(key, at: 4)
-                guard let top1 = try decodeLabel(key: key, value: value, set: set).top1 else { return true }
-                let slot: UInt64? = try withValue(.samples, key: id) { bytes in try bytes.map { try decodeSampleRecord(id: id, $0).slot } }
-                guard let slot else {
-                    throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(id)",
-                                                   detail: "a label row of a sample that is not stored; run verify")
-                }
-                byVersion[BigEndianKey.u32(key, at: 12), default: []].append((UInt32(top1.classIndex), slot))
-                return true
-            }
-            for (version, entries) in byVersion { try addPostings(entries, set: set.id, version: version) }
         }
     }
 }

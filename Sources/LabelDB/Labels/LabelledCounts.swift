@@ -39,7 +39,7 @@ extension Transaction {
         let recorded = try labelSetVersion(set: set.id, version: UInt32(version), name: set.name).labelled
         guard walked != recorded else { return }
         let counts = try seesEverything ? "\(walked) labelled samples read, the version records \(recorded); " : ""
-        throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name)@\(version)",
+        throw StoreError.corruptRecord(store: store.path, table: try labelRowsTable.rawValue, key: "\(set.name)@\(version)",
                                        detail: "\(counts)the rows disagree with the recorded count; the store may be damaged: run verify")
     }
 }

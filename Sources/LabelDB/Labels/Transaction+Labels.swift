@@ -215,49 +215,28 @@ extension Transaction {
     /// newer row the clearance cannot see neither shows nor hides the older one. Nil when
     /// there is none.
     public func label(of id: UInt64, set: LabelSet, version: Int) throws -> Label? {
-        guard let sampleTaint = try sampleTaintID(id) else { return nil }
-        return try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
-            guard let row else { return nil }
-            var label = try decodeLabel(key: row.key, value: row.value, set: set)
-            label.taint = row.taint
+        guard let sample = try visibleSample(id) else { return nil }
+        return try withVisibleRow(of: id, slot: sample.slot, sampleTaint: sample.taint, set: set, version: version) { found in
+            guard let found else { return nil }
+            var label = try decodeLabel(found.row, version: found.version, sample: id, set: set)
+            label.taint = found.taint
             return label
         }
-    }
-
-    /// Passes the newest row of sample `id` in `set` at or before `version` that the clearance
-    /// admits, borrowed, with its taint label, to `body` (nil when there is none).
-    func withVisibleRow<T>(
-        of id: UInt64, sampleTaint: UInt32, set: LabelSet, version: Int,
-        _ body: ((key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, taint: TaintLabel)?) throws -> T
-    ) throws -> T {
-        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
-        var result: T? = nil
-        // A later row of the sample must be of a version the set has: a damaged version in a key
-        // would otherwise hide the row from this lookup, silently.
-        let laterRow: (UnsafeRawBufferPointer?) throws -> Void = { next in
-            guard let next, next.count == 16, next.prefix(12).elementsEqual(key.prefix(12)) else { return }
-            try self.checkRowVersion(Int(BigEndianKey.u32(next, at: 12)), set: set, sample: id)
-        }
-        try walkBackward(.labels, atOrBefore: key, after: laterRow) { rowKey, value in
-            guard rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
-            guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
-            let rowVersion = Int(BigEndianKey.u32(rowKey, at: 12))
-            // A row the clearance does not admit is skipped: an older one may be visible.
-            guard let taint = try labelTaint(sampleTaint: sampleTaint, sample: id, set: set, rowVersion: rowVersion) else { return true }
-            result = try body((rowKey, value, taint))
-            return false
-        }
-        if let result { return result }
-        return try body(nil)
     }
 
     /// The taint label id of stored sample `id` (checksum verified), or nil when it is absent or
     /// invisible under the clearance.
     func sampleTaintID(_ id: UInt64) throws -> UInt32? {
+        try visibleSample(id)?.taint
+    }
+
+    /// The slot and taint label id of stored sample `id` (checksum verified), or nil when it is
+    /// absent or invisible under the clearance.
+    func visibleSample(_ id: UInt64) throws -> (slot: UInt64, taint: UInt32)? {
         try withValue(.samples, key: id) { bytes in
             guard let bytes else { return nil }
-            let label = try decodeSampleRecord(id: id, bytes).taintLabel
-            return try admits(labelID: label) ? label : nil
+            let record = try decodeSampleRecord(id: id, bytes)
+            return try admits(labelID: record.taintLabel) ? (record.slot, record.taintLabel) : nil
         }
     }
 
@@ -268,7 +247,7 @@ extension Transaction {
         let memo = LabelTaintKey(sample: sampleTaint, set: set.id, version: rowVersion)
         if let known = state.labelTaints[memo] { return known }
         guard rowVersion >= 1, rowVersion <= set.versions.count else {
-            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(id)", detail: "row of version \(rowVersion), the set has \(set.versions.count)")
+            throw StoreError.corruptRecord(store: store.path, table: try labelRowsTable.rawValue, key: "\(set.name) sample \(id)", detail: "row of version \(rowVersion), the set has \(set.versions.count)")
         }
         let joined = try taintLabel(id: sampleTaint, sample: id).join(set.versions[rowVersion - 1].sourceLabel)
         let result = clearance.admits(joined) ? joined : nil
@@ -281,12 +260,9 @@ extension Transaction {
     /// none; checks the row without decoding the distribution (regeneration asks this for every
     /// sample it reads).
     func visibleSoftLabelTaint(_ id: UInt64, set: LabelSet, version: Int) throws -> TaintLabel? {
-        guard let sampleTaint = try sampleTaintID(id) else { return nil }
-        return try withVisibleRow(of: id, sampleTaint: sampleTaint, set: set, version: version) { row in
-            guard let row else { return nil }
-            do { return try LabelRecord.decodeRow(key: row.key, row.value).soft != nil ? row.taint : nil } catch {
-                throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
-            }
+        guard let sample = try visibleSample(id) else { return nil }
+        return try withVisibleRow(of: id, slot: sample.slot, sampleTaint: sample.taint, set: set, version: version) { found in
+            found?.row.soft != nil ? found?.taint : nil
         }
     }
 
@@ -294,14 +270,10 @@ extension Transaction {
     /// whatever the clearance: a fit under some clearance may have used any of them (the newest
     /// its clearance admitted), so a relabel must reach every projector that could have.
     func hasAnySoftLabel(_ id: UInt64, set: LabelSet, version: Int) throws -> Bool {
-        let key = LabelRecord.rowKey(set: set.id, sample: id, version: UInt32(version))
+        guard let slot = try storedSlot(of: id) else { return false }
         var found = false
-        try walkBackward(.labels, atOrBefore: key) { rowKey, value in
-            guard rowKey.prefix(12).elementsEqual(key.prefix(12)) else { return false }
-            guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
-            do { found = try LabelRecord.decodeRow(key: rowKey, value).soft != nil } catch {
-                throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(id)")
-            }
+        try forEachRow(of: id, slot: slot, set: set, atOrBefore: version) { _, row in
+            found = row.soft != nil
             return !found
         }
         return found
@@ -318,16 +290,15 @@ extension Transaction {
     /// so without its checksum noticing), silently answering from an older one.
     func checkRowVersion(_ version: Int, set: LabelSet, sample: UInt64) throws {
         guard version >= 1, version <= set.latest else {
-            throw StoreError.corruptRecord(store: store.path, table: Table.labels.rawValue, key: "\(set.name) sample \(sample)",
+            throw StoreError.corruptRecord(store: store.path, table: try labelRowsTable.rawValue, key: "\(set.name) sample \(sample)",
                                            detail: "a row of version \(version), the set has \(set.latest); run verify")
         }
     }
 
-    func decodeLabel(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, set: LabelSet) throws -> Label {
-        let sample = BigEndianKey.u64(key, at: 4)
-        let version = Int(BigEndianKey.u32(key, at: 12))
+    /// The label a checked row holds, its classes checked against the schema and its soft label
+    /// decoded; `version` and `sample` name it in errors.
+    func decodeLabel(_ row: LabelRecord.Row, version: Int, sample: UInt64, set: LabelSet) throws -> Label {
         do {
-            let row = try LabelRecord.decodeRow(key: key, value)
             let classCount = store.schema.classes.count
             var label = Label(version: version)
             if let hard = row.hard {
@@ -346,7 +317,7 @@ extension Transaction {
             }
             return label
         } catch {
-            throw contextualize(error, table: .labels, key: "\(set.name)@\(version) sample \(sample)")
+            throw contextualize(error, table: try labelRowsTable, key: "\(set.name)@\(version) sample \(sample)")
         }
     }
 
@@ -357,46 +328,11 @@ extension Transaction {
     }
 
     func forEachLabel(set: LabelSet, version: Int, from start: UInt64 = 0, _ body: (UInt64, Label) throws -> Bool) throws {
-        var prefix: [UInt8] = []
-        BigEndianKey.append(set.id, to: &prefix)
-        var first = prefix
-        BigEndianKey.append(start, to: &first)
-        // Rows of one sample are consecutive, oldest version first: the last one ≤ version wins.
-        // Each candidate is decoded while its bytes are borrowed; a later row of the same sample
-        // replaces it (rare: only samples relabelled in a later version pay twice).
-        // Rows the clearance does not admit are skipped (the newest admitted row ≤ version wins).
-        var pending: (id: UInt64, label: Label?)? = nil
-        var stop = false
-        var walked = 0, lastWalked: UInt64? = nil
-        // A scan reads each sample's label id from the partitions, not from its record.
-        let tainted = try taintedSamples()
-        try walk(.labels, from: first) { key, value in
-            guard key.prefix(4).elementsEqual(prefix) else { return false }
-            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
-            let id = BigEndianKey.u64(key, at: 4)
-            let rowVersion = Int(BigEndianKey.u32(key, at: 12))
-            try checkRowVersion(rowVersion, set: set, sample: id)
-            if rowVersion <= version && lastWalked != id {
-                walked += 1
-                lastWalked = id
-            }
-            if let p = pending, p.id != id {
-                pending = nil
-                if let label = p.label, try !body(p.id, label) { stop = true; return false }
-            }
-            // A row the clearance does not admit leaves the older visible one in place.
-            if rowVersion <= version, let taint = try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) {
-                var label = try decodeLabel(key: key, value: value, set: set)
-                label.taint = taint
-                pending = (id, label)
-            }
-            return true
+        try forEachVisibleRow(set: set, version: version, from: start) { id, rowVersion, row, taint in
+            var label = try decodeLabel(row, version: rowVersion, sample: id, set: set)
+            label.taint = taint
+            return try body(id, label)
         }
-        if !stop, let p = pending, let label = p.label {
-            if try !body(p.id, label) { stop = true }
-        }
-        // A complete walk must meet as many labelled samples as the version records.
-        if !stop && start == 0 { try checkLabelledCount(walked, set: set, version: version) }
     }
 }
 
@@ -474,7 +410,8 @@ extension WriteTransaction {
                 throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
             }
         }
-        let set = LabelSet(name: name, id: record.id, codec: codec, versions: [])
+        // The versions so far: reading the earlier rows checks their versions against them.
+        let set = LabelSet(name: name, id: record.id, codec: codec, versions: try labelSet(named: name)?.versions ?? [])
         let version = UInt32(record.latest + 1)
         var labelled = record.latest > 0 ? try labelSetVersion(set: record.id, version: UInt32(record.latest), name: name).labelled : 0
 
@@ -488,51 +425,44 @@ extension WriteTransaction {
 
         var fidelity = FidelityAccumulator(classCount: classCount)
         var decoded = [Float](repeating: 0, count: classCount)
-        // Rows go in ascending key order; keys beyond the table's last key are appended
-        // (MDB_APPEND fills pages instead of splitting them), which is every row of a new set.
-        let lastLabelKey = try lastRawKey(.labels)
+        var newRows: [NewRow] = []
+        newRows.reserveCapacity(ids.count)
         var postings: [(classIndex: UInt32, slot: UInt64)] = []
         for row in order {
             let id = ids[row]
             // Whether the sample had a row, and the newest earlier row whose source label flows
-            // to this import's, whose other kinds carry forward: the
-            // new row reads under this source's label, so carrying a licensed teacher's soft label
-            // into a public import would declassify it; and skipping only the rows that do not
-            // flow, not the older ones behind them, keeps what a row carries independent of rows
-            // its readers cannot see.
+            // to this import's, whose other kinds carry forward: the new row reads under this
+            // source's label, so carrying a licensed teacher's soft label into a public import
+            // would declassify it; and skipping only the rows that do not flow, not the older
+            // ones behind them, keeps what a row carries independent of rows its readers cannot
+            // see.
             var hadRow = false
-            var hard: UInt32? = nil, multi: [UInt32]? = nil, soft: [UInt8]? = nil
-            if version > 1 {
-                let previousKey = LabelRecord.rowKey(set: set.id, sample: id, version: version - 1)
-                try walkBackward(.labels, atOrBefore: previousKey) { rowKey, value in
-                    guard rowKey.prefix(12).elementsEqual(previousKey.prefix(12)) else { return false }
-                    guard rowKey.count == 16 else { throw damagedKey(rowKey.count, expected: 16, in: .labels) }
-                    let rowVersion = BigEndianKey.u32(rowKey, at: 12)
-                    hadRow = true
-                    guard try carriesForward(from: Int(rowVersion)) else { return true }
-                    let row = try LabelRecord.decodeRow(key: rowKey, value)
-                    (hard, multi, soft) = (row.hard, row.multi, row.soft.map { Array($0) })
-                    return false
-                }
+            var new = NewRow(id: id, slot: slots[row])
+            try forEachRow(of: id, slot: slots[row], set: set, atOrBefore: Int(version) - 1) { rowVersion, previous in
+                hadRow = true
+                guard try carriesForward(from: rowVersion) else { return true }
+                (new.hard, new.multi, new.soft) = (previous.hard, previous.multi, previous.soft.map { Array($0) })
+                return false
             }
             switch values {
-            case .hard(let classes): hard = UInt32(classes[row])
-            case .multi(let sets): multi = Array(Set(sets[row])).sorted().map(UInt32.init)
+            case .hard(let classes): new.hard = UInt32(classes[row])
+            case .multi(let sets): new.multi = Array(Set(sets[row])).sorted().map(UInt32.init)
             case .soft:
-                soft = try softRows.withUnsafeMutableBufferPointer { all in
+                new.soft = try softRows.withUnsafeMutableBufferPointer { all in
                     try SoftEncoding.encode(UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)]),
                                             codec: codec!, decoded: &decoded, fidelity: &fidelity)
                 }
             case .topK:
-                soft = try SoftEncoding.encode(topRows!, row: row, codec: codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
+                new.soft = try SoftEncoding.encode(topRows!, row: row, codec: codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
             }
-            let key = LabelRecord.rowKey(set: set.id, sample: id, version: version)
-            let value = LabelRecord.encodeRow(key: key, hard: hard, multi: multi, soft: soft)
-            try put(.labels, key: key, bytes: value, append: lastLabelKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
             if !hadRow { labelled += 1 }
-            let label = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try decodeLabel(key: k, value: v, set: set) } }
-            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), slots[row])) }
+            let label = try (new.soft ?? []).withUnsafeBytes { soft in
+                try decodeLabel(LabelRecord.Row(hard: new.hard, multi: new.multi, soft: new.soft == nil ? nil : soft), version: Int(version), sample: id, set: set)
+            }
+            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), new.slot)) }
+            newRows.append(new)
         }
+        try putRows(newRows, set: set.id, version: version)
         // Older versions' postings stay: a reader of an older version still finds its rows.
         try addPostings(postings, set: set.id, version: version)
 
@@ -565,24 +495,29 @@ extension WriteTransaction {
     /// either), and notes in `firstVersions` the version of its first row in each set, to lower
     /// the sets' counts.
     func purgeLabels(of id: UInt64, slot: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
+        let offset = Int(slot % LabelBlock.slots)
         for set in sets {
-            var prefix: [UInt8] = []
-            BigEndianKey.append(set.id, to: &prefix)
-            BigEndianKey.append(id, to: &prefix)
-            var doomed: [(key: [UInt8], version: UInt32, top1: Int?)] = []
-            try walk(.labels, from: prefix) { key, value in
+            let prefix = Array(LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 0).prefix(12))
+            var doomed: [(version: Int, top1: Int?)] = []
+            try walk(.labelBlocks, from: prefix) { key, value in
                 guard key.prefix(12).elementsEqual(prefix) else { return false }
-                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
+                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+                let version = Int(BigEndianKey.u32(key, at: 12))
+                let view: LabelBlockView
+                do { view = try LabelBlockView(key: key, bytes: value) } catch {
+                    throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) slot \(slot)")
+                }
+                guard let rank = view.rank(of: offset) else { return true }
                 // A damaged row is deleted all the same; it has no posting to remove.
-                let top1 = (try? decodeLabel(key: key, value: value, set: set))?.top1?.classIndex
-                doomed.append((Array(key), BigEndianKey.u32(key, at: 12), top1))
+                let row = try? view.row(rank: rank, sample: id)
+                doomed.append((version, row.flatMap { try? decodeLabel($0, version: version, sample: id, set: set) }?.top1?.classIndex))
                 return true
             }
             for entry in doomed {
-                try delete(.labels, key: entry.key)
-                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: entry.version, slot: slot) }
+                try deleteRow(set: set, version: entry.version, slot: slot)
+                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: UInt32(entry.version), slot: slot) }
             }
-            if let first = doomed.first { firstVersions[set.id, default: []].append(Int(first.key.withUnsafeBytes { BigEndianKey.u32($0, at: 12) })) }
+            if let first = doomed.first { firstVersions[set.id, default: []].append(first.version) }
         }
     }
 }

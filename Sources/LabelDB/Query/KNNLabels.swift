@@ -132,44 +132,19 @@ extension Transaction {
     }
 
     /// The visible entries with a label in `set@version`, each with the index of its label
-    /// (sample ⊔ source) among the distinct labels found, from the label keys and the taint
-    /// partitions (no label is decoded).
+    /// (sample ⊔ source) among the distinct labels found (rows are checked, not decoded).
     func labelledEntries(set: LabelSet, version: Int) throws -> (group: [UInt64: Int], labels: [TaintLabel]) {
-        let tainted = try taintedSamples()
         var group: [UInt64: Int] = [:]
         var labels: [TaintLabel] = []
         var index: [TaintLabel: Int] = [:]
-        var prefix: [UInt8] = []
-        BigEndianKey.append(set.id, to: &prefix)
-        var pending: (id: UInt64, version: Int)? = nil
-        var walked = 0, lastWalked: UInt64? = nil
-        func settle(_ p: (id: UInt64, version: Int)) throws {
-            // Not admitted (the sample's label, or the source's): not an entry.
-            guard let taint = try labelTaint(sampleTaint: tainted[p.id] ?? 0, sample: p.id, set: set, rowVersion: p.version) else { return }
+        // The newest row ≤ version that the clearance admits is the entry: a hidden newer row
+        // leaves the visible older one in place.
+        try forEachVisibleRow(set: set, version: version) { id, _, _, taint in
             let g: Int
             if let known = index[taint] { g = known } else { g = labels.count; labels.append(taint); index[taint] = g }
-            group[p.id] = g
-        }
-        try walk(.labels, from: prefix) { key, _ in
-            guard key.prefix(4).elementsEqual(prefix) else { return false }
-            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labels) }
-            let id = BigEndianKey.u64(key, at: 4)
-            let rowVersion = Int(BigEndianKey.u32(key, at: 12))
-            try checkRowVersion(rowVersion, set: set, sample: id)
-            if rowVersion <= version && lastWalked != id {
-                walked += 1
-                lastWalked = id
-            }
-            if let p = pending, p.id != id { try settle(p); pending = nil }
-            // The newest row ≤ version that the clearance admits is the entry: a hidden newer
-            // row leaves the visible older one in place.
-            if rowVersion <= version, try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: rowVersion) != nil {
-                pending = (id, rowVersion)
-            }
+            group[id] = g
             return true
         }
-        if let p = pending { try settle(p) }
-        try checkLabelledCount(walked, set: set, version: version)
         return (group, labels)
     }
 }

@@ -214,8 +214,8 @@ public final class Store: @unchecked Sendable {
     /// label tables, format 3 the head, projector and provenance tables, format 4 the taint tables
     /// (all created empty; existing records stay as they are and are read by their record
     /// versions), format 5 the partition count (the entries `taint_members` holds), format 6 the
-    /// class postings (marked to be built from the rows by ``finishMigration(from:)``); and the
-    /// schema record gets the new versions.
+    /// label blocks and class postings (marked to be built from the rows by
+    /// ``finishMigration(from:)``); and the schema record gets the new versions.
     private func migrate(from record: SchemaRecord) throws {
         var upgraded = record
         upgraded.writeVersion = SchemaRecord.currentWriteVersion
@@ -240,7 +240,7 @@ public final class Store: @unchecked Sendable {
                 try Store.rawPut(txn, meta, key: Array(MetaKey.recountLabelled.utf8), value: CounterRecord.encoded(1))
             }
             if record.writeVersion < 6 {
-                try Store.rawPut(txn, meta, key: Array(MetaKey.rebuildPostings.utf8), value: CounterRecord.encoded(1))
+                try Store.rawPut(txn, meta, key: Array(MetaKey.packLabels.utf8), value: CounterRecord.encoded(1))
             }
             try Store.rawPut(txn, meta, key: Array(MetaKey.schema.utf8), value: upgraded.encoded())
         }
@@ -249,12 +249,13 @@ public final class Store: @unchecked Sendable {
     /// The migration steps that read records through a transaction, each in a write transaction
     /// of its own after the migration's, and again on the next writable open if one was
     /// interrupted (its marker stays until it commits): earlier formats did not lower `labelled`
-    /// on delete, and format 5 checks reads against it; format 6 answers top-1 filters from the
-    /// class postings, built from the rows (until then, filters scan the rows).
+    /// on delete, and format 5 checks reads against it; format 6 packs the label rows in blocks
+    /// and answers top-1 filters from class postings built from them (until then, reads use the
+    /// rows as they are).
     private func finishMigration(from format: Int) throws {
         let steps: [(marker: String, name: String, run: (WriteTransaction) throws -> Void)] = [
             (MetaKey.recountLabelled, "recount labelled", { try $0.recountLabelled() }),
-            (MetaKey.rebuildPostings, "build class postings", { try $0.rebuildClassPostings() }),
+            (MetaKey.packLabels, "pack label rows", { try $0.packLabelRows() }),
         ]
         for step in steps where try read(clearance: .all, { tx in try tx.withValue(.meta, name: step.marker) { $0 != nil } }) {
             try write(clearance: .all) { tx in
@@ -483,6 +484,7 @@ enum MetaKey {
     /// Present while label-set versions' `labelled` counts await their recount (migrating to
     /// format 5 sets it in the migration's transaction; the recount's removes it).
     static let recountLabelled = "recount_labelled"
-    /// Present while a store migrated to format 6 has not built its class postings yet.
-    static let rebuildPostings = "rebuild_postings"
+    /// Present while a store migrated to format 6 has not packed its label rows (and built its
+    /// class postings) yet.
+    static let packLabels = "pack_labels"
 }

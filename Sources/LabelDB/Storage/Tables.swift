@@ -16,7 +16,8 @@ enum Table: String, CaseIterable, Sendable {
     case labelSets = "label_sets"
     /// One record per label-set version. Key: set id u32 BE + version u32 BE. (Format 2.)
     case labelVersions = "label_versions"
-    /// Label rows. Key: set id u32 BE + sample id u64 BE + version u32 BE. (Format 2.)
+    /// Label rows of formats 2–5, one entry each. Key: set id u32 BE + sample id u64 BE + version
+    /// u32 BE. Retired by format 6 (the label blocks replace it): migrating empties it.
     case labels
     /// Top-1 class index of formats 2–5. Key: set id u32 BE + class u32 BE + inverted confidence
     /// u32 BE + sample id u64 BE + from-version u32 BE. Value: checksum and until-version. Retired
@@ -48,6 +49,9 @@ enum Table: String, CaseIterable, Sendable {
     /// set id u32 BE + class u32 BE + version u32 BE + chunk (slot ÷ 65,536) u64 BE. Value:
     /// checksum and u16 slot offsets, ascending. (Format 6.)
     case labelPostings = "label_postings"
+    /// Label rows packed by slot: the rows one version wrote for 4,096 consecutive slots. Key: set
+    /// id u32 BE + block (slot ÷ 4,096) u64 BE + version u32 BE. (Format 6.)
+    case labelBlocks = "label_blocks"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -71,6 +75,7 @@ enum Table: String, CaseIterable, Sendable {
         case .taintMembers: 16
         case .taintLabelIndex: 17
         case .labelPostings: 18
+        case .labelBlocks: 19
         }
     }
 
@@ -81,13 +86,13 @@ enum Table: String, CaseIterable, Sendable {
         case .labelSets, .labelVersions, .labels, .labelIndex: 2
         case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
         case .taintTags, .taintLabels, .taintMembers, .taintLabelIndex: 4
-        case .labelPostings: 6
+        case .labelPostings, .labelBlocks: 6
         }
     }
 
     /// The format version that retired the table (nil while current): a store of that format or
     /// later need not have it, and holds nothing in it.
-    var retiredIn: Int? { self == .labelIndex ? 6 : nil }
+    var retiredIn: Int? { self == .labelIndex || self == .labels ? 6 : nil }
 
     /// True when a store of format `version` must have the table.
     func isRequired(inFormat version: Int) -> Bool {

@@ -31,6 +31,8 @@ public class Transaction {
     /// Records decoded once per read transaction (its snapshot never changes); nil in a write
     /// transaction, whose own changes would make them stale.
     lazy var snapshotCache: SnapshotCache? = self is WriteTransaction ? nil : SnapshotCache()
+    /// Whether label rows are packed (see `packedLabels`), read once per transaction.
+    var packedLabelsMemo: Bool?
 
     init(store: Store, env: Environment, txn: OpaquePointer, clearance: Clearance) {
         self.store = store

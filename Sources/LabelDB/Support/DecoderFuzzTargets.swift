@@ -68,6 +68,10 @@ enum DecoderFuzzTargets {
         let u64Key = key.count == 8 ? key.withUnsafeBytes { BigEndianKey.u64($0, at: 0) } : 0
         switch table {
         case .embeddings, .provenance, .freeSlots: break   // their own envelopes, or none
+        case .labelBlocks where value.count >= LabelBlock.prefixSize:
+            // The header checksum covers bytes 8 up to the bitmap's end.
+            let checksum = Checksum.xxh3(Array(value[8..<LabelBlock.prefixSize]), seed: SealedRecord.seed(key: key))
+            withUnsafeBytes(of: checksum.littleEndian) { for (i, byte) in $0.enumerated() { value[i] = byte } }
         case .samples: value = SealedRecord.seal(value, seed: u64Key)
         case .taintLabels: value = SealedRecord.seal(value, seed: key.count == 4 ? UInt64(key.withUnsafeBytes { BigEndianKey.u32($0, at: 0) }) : 0)
         case .meta: value = SealedRecord.seal(value, seed: 0)

@@ -133,8 +133,7 @@ extension WriteTransaction {
             guard let record = try projectorRecord(key: key) else { continue }
             let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
             for var version in versions {
-                guard let source = try labelSetRecord(key: Array(version.sourceSet.utf8)) else { continue }
-                let set = LabelSet(name: version.sourceSet, id: source.id, codec: nil, versions: [])
+                guard let set = try labelSet(named: version.sourceSet) else { continue }
                 guard try ids.contains(where: { try hasAnySoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
                 let restricted = change.applied(to: version.taintLabel).join(version.taintLabel)
                 guard restricted != version.taintLabel else { continue }

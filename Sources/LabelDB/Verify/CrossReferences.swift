@@ -101,6 +101,9 @@ extension StoreVerifier {
     }
 
     /// Label sets ↔ versions ↔ rows ↔ samples, and the class index against the rows.
+    /// The table label rows are in, as reports name it.
+    var rowsTable: Table { layoutVersion >= 6 ? .labelBlocks : .labels }
+
     mutating func checkLabels() {
         let countsExact = (try? !tx.labelledCountsPending) ?? false
         // A latest version beyond the records there are is damage, and must not size the checks below.
@@ -126,7 +129,7 @@ extension StoreVerifier {
         var expectedPostings: [UInt64: Set<Posting>] = [:]
         for (setID, samplesOfSet) in labelRows {
             guard let set = labelSets[setID] else {
-                problem(.labels, "set \(setID)", "\(samplesOfSet.count) samples have rows of a label set id that has no record")
+                problem(rowsTable, "set \(setID)", "\(samplesOfSet.count) samples have rows of a label set id that has no record")
                 continue
             }
             let labelled = LabelledCounts.counts(firstVersions: samplesOfSet.values.compactMap { $0.first.map { Int($0.version) } }, latest: set.record.latest)
@@ -137,12 +140,12 @@ extension StoreVerifier {
             }
             for (sample, rows) in samplesOfSet {
                 if samples[sample] == nil && !damagedSamples.contains(sample) {
-                    problem(.labels, "\(set.name) sample \(sample)", "rows of a sample that is not stored")
+                    problem(rowsTable, "\(set.name) sample \(sample)", "rows of a sample that is not stored")
                 }
                 for (i, row) in rows.enumerated() {
                     rowsPerVersion[Self.pair(setID, row.version), default: 0] += 1
                     if row.version < 1 || Int(row.version) > set.record.latest {
-                        problem(.labels, "\(set.name)@\(row.version) sample \(sample)", "row of a version the set does not have (latest \(set.record.latest))")
+                        problem(rowsTable, "\(set.name)@\(row.version) sample \(sample)", "row of a version the set does not have (latest \(set.record.latest))")
                     }
                     guard let (classIndex, confidence) = row.top1 else { continue }
                     if let slot = samples[sample]?.slot {
@@ -155,10 +158,10 @@ extension StoreVerifier {
         }
         for (key, rows) in rowsPerVersion {
             if let recorded = labelVersions[key]?.rows, rows > recorded {
-                problem(.labels, "set \(key >> 32) v\(key & 0xFFFF_FFFF)", "\(rows) rows, but the version record says the import wrote \(recorded)")
+                problem(rowsTable, "set \(key >> 32) v\(key & 0xFFFF_FFFF)", "\(rows) rows, but the version record says the import wrote \(recorded)")
             }
         }
-        if tx.store.formatVersion >= 6 {
+        if layoutVersion >= 6 {
             checkPostings(expected: expectedPostings)
             return
         }
@@ -176,7 +179,7 @@ extension StoreVerifier {
     /// the chunk of its set, class and version, and no other. Skipped while a migration has not
     /// built them yet (filters scan the rows until then).
     mutating func checkPostings(expected: [UInt64: Set<Posting>]) {
-        guard (try? tx.hasClassPostings) == true else { return }
+        guard (try? tx.packedLabels) == true else { return }
         for pair in Set(expected.keys).union(postings.keys) {
             let want = expected[pair] ?? [], have = postings[pair] ?? []
             let described = "set \(pair >> 32) v\(pair & 0xFFFF_FFFF)"

@@ -16,6 +16,9 @@ enum RecordChecks {
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
+        /// A label block's rows (checksums not yet checked: they are seeded with the sample id,
+        /// which the cross-references know from the slot).
+        case labelBlock(set: UInt32, version: UInt32, seed: UInt64, rows: [(slot: UInt64, bytes: [UInt8])])
         /// A chunk of class postings: the slots it lists.
         case postings(set: UInt32, classIndex: UInt32, version: UInt32, slots: [UInt64])
         case head(name: String, taint: UInt32)
@@ -56,6 +59,8 @@ enum RecordChecks {
             let record = try LabelRecord.decodeJSON(LabelSetVersion.self, key: key, value)
             return .labelVersion(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), rows: record.rows, labelled: record.labelled)
         case .labels:
+            // Retired by format 6: packing the rows into blocks empties it.
+            guard formatVersion < 6 else { throw RecordDecodingError(detail: "a label row in the one-entry-per-row table, which format 6 retired") }
             try keySize(key, 16)
             let row = try LabelRecord.decodeRow(key: key, value)
             let classes = schema.classes.count
@@ -68,6 +73,14 @@ enum RecordChecks {
             guard formatVersion < 6 else { throw RecordDecodingError(detail: "an entry in the class index, which format 6 retired") }
             try keySize(key, 24)
             return .indexEntry(key: Array(key), until: try LabelRecord.decodeIndexValue(key: key, value))
+        case .labelBlocks:
+            try keySize(key, 16)
+            let view = try LabelBlockView(key: key, bytes: value)
+            let block = BigEndianKey.u64(key, at: 4)
+            guard block <= UInt64.max / LabelBlock.slots else { throw RecordDecodingError(detail: "block \(block) beyond any slot") }
+            var rows: [(slot: UInt64, bytes: [UInt8])] = []
+            view.forEachSlot { offset, rank in rows.append((block * LabelBlock.slots + UInt64(offset), Array(view.rowBytes(rank: rank)))) }
+            return .labelBlock(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 12), seed: view.seed, rows: rows)
         case .labelPostings:
             try keySize(key, ClassPostings.keySize)
             let fields = ClassPostings.fields(key)

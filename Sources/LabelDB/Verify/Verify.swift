@@ -85,6 +85,14 @@ struct StoreVerifier {
     var labelVersions: [UInt64: (rows: Int, labelled: Int)] = [:]
     var labelRows: [UInt32: [UInt64: [(version: UInt32, top1: (Int, Float)?)]]] = [:]
     var indexEntries: [[UInt8]: UInt32] = [:]
+    /// Slot → the sample holding it, from the sample records (built when the first label block is read).
+    var slotOwners: [UInt64: UInt64]? = nil
+    /// The format whose label layout the store has: a store migrated to 6 keeps the older layout
+    /// until its rows are packed.
+    var layoutVersion: Int {
+        let format = tx.store.formatVersion
+        return (try? tx.packedLabels) == true ? format : min(format, 5)
+    }
     /// Every class posting: (set, version) pair → (class, slot) pairs.
     var postings: [UInt64: Set<Posting>] = [:]
     var heads: [String: UInt32] = [:]
@@ -137,7 +145,7 @@ struct StoreVerifier {
             }
             if !reached { problem(table, name, "a lookup of this key does not reach it: the B-tree's keys are damaged") }
             do {
-                note(try RecordChecks.check(table, key: key, value: value, schema: schema, formatVersion: tx.store.formatVersion))
+                note(try RecordChecks.check(table, key: key, value: value, schema: schema, formatVersion: layoutVersion))
             } catch {
                 problem(table, name, StoreVerifier.detail(error))
                 if table == .samples, key.count == 8 { damagedSamples.insert(BigEndianKey.u64(key, at: 0)) }
@@ -162,8 +170,10 @@ struct StoreVerifier {
         case .labelSet(let name, let record): labelSets[record.id] = (name, record)
         case .labelVersion(let set, let version, let rows, let labelled): labelVersions[Self.pair(set, version)] = (rows, labelled)
         case .labelRow(let set, let sample, let version, let hard, let soft):
-            let top1 = top1(set: set, sample: sample, version: version, hard: hard, soft: soft)
+            let top1 = top1(set: set, sample: sample, version: version, hard: hard, soft: soft, table: .labels)
             labelRows[set, default: [:]][sample, default: []].append((version, top1))
+        case .labelBlock(let set, let version, let seed, let rows):
+            noteBlockRows(set: set, version: version, seed: seed, rows: rows)
         case .indexEntry(let key, let until): indexEntries[key] = until
         case .postings(let set, let classIndex, let version, let slots):
             for slot in slots { postings[Self.pair(set, version), default: []].insert(Posting(classIndex: classIndex, slot: slot)) }
@@ -182,19 +192,42 @@ struct StoreVerifier {
 
     /// A row's top-1 class and confidence as the class index records it (soft labels decoded
     /// with the set's codec, which the walk of `label_sets` has already met).
-    mutating func top1(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?) -> (Int, Float)? {
+    /// The rows of a label block, each checked against the sample its slot holds (the row's
+    /// checksum is seeded with that sample's id), and kept like rows of the older layout.
+    mutating func noteBlockRows(set: UInt32, version: UInt32, seed: UInt64, rows: [(slot: UInt64, bytes: [UInt8])]) {
+        if slotOwners == nil { slotOwners = Dictionary(samples.map { ($0.value.slot, $0.key) }, uniquingKeysWith: min) }
+        for (slot, bytes) in rows {
+            let key = "set \(set) v\(version) slot \(slot)"
+            guard let sample = slotOwners?[slot] else {
+                problem(.labelBlocks, key, "a row in a slot that holds no sample")
+                continue
+            }
+            do {
+                let row = try bytes.withUnsafeBytes { try LabelBlock.decodeRow($0, seed: seed ^ sample) }
+                let classes = schema.classes.count
+                if let hard = row.hard, Int(hard) >= classes { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classes) classes") }
+                if let multi = row.multi, multi.contains(where: { Int($0) >= classes }) { throw RecordDecodingError(detail: "multi-label class out of range") }
+                let top1 = top1(set: set, sample: sample, version: version, hard: row.hard.map(Int.init), soft: row.soft.map(Array.init), table: .labelBlocks)
+                labelRows[set, default: [:]][sample, default: []].append((version, top1))
+            } catch {
+                problem(.labelBlocks, "\(key) (sample \(sample))", Self.detail(error))
+            }
+        }
+    }
+
+    mutating func top1(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?, table: Table) -> (Int, Float)? {
         var label = Label(version: Int(version), hard: hard)
         if let soft {
             let key = "set \(set) sample \(sample) v\(version)"
             guard let codecName = labelSets[set]?.record.codec, let codec = try? SoftLabelCodec(parsing: codecName) else {
-                problem(.labels, key, "soft label in a set without a (valid) codec")
+                problem(table, key, "soft label in a set without a (valid) codec")
                 return nil
             }
             var out = [Float](repeating: 0, count: schema.classes.count)
             do {
                 try soft.withUnsafeBytes { bytes in try out.withUnsafeMutableBufferPointer { try codec.decode(bytes, into: $0) } }
             } catch {
-                problem(.labels, key, "soft label does not decode as \(codecName): \(Self.detail(error))")
+                problem(table, key, "soft label does not decode as \(codecName): \(Self.detail(error))")
                 return nil
             }
             label.soft = out
@@ -208,6 +241,8 @@ struct StoreVerifier {
         case .meta, .labelSets, .heads, .projectors: String(decoding: key, as: UTF8.self)
         case .samples, .provenance: key.count == 8 ? "\(BigEndianKey.u64(key, at: 0))" : Checksum.hex(Array(key))
         case .embeddings: key.count == 8 ? "block \(BigEndianKey.u64(key, at: 0))" : Checksum.hex(Array(key))
+        case .labelBlocks where key.count == 16:
+            "set \(BigEndianKey.u32(key, at: 0)) block \(BigEndianKey.u64(key, at: 4)) v\(BigEndianKey.u32(key, at: 12))"
         case .labels where key.count == 16:
             "set \(BigEndianKey.u32(key, at: 0)) sample \(BigEndianKey.u64(key, at: 4)) v\(BigEndianKey.u32(key, at: 12))"
         case .taintMembers where key.count == 12: "label \(BigEndianKey.u32(key, at: 0)) sample \(BigEndianKey.u64(key, at: 4))"
