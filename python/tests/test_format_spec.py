@@ -172,21 +172,56 @@ def label_versions(path) -> dict[tuple[int, int], dict]:
     return out
 
 
+def label_block_rows(path) -> list[tuple[int, int, int, dict]]:
+    """storage.md §10.3: every packed label row as (set id, sample id, version, fields), with the
+    checks R-16 names: the header checksum of bytes 8…535, the bitmap's count, the layout's
+    length, each row's checksum (seeded with the block seed XOR its sample id)."""
+    owners = {r["slot"]: sid for sid, r in samples(path).items()}
+    out = []
+    for k, v in table(path, "label_blocks"):
+        assert len(k) == 16
+        set_id, block, ver = u32be(k, 0), int.from_bytes(k[4:12], "big"), u32be(k, 12)
+        seed = xx64(k, 0)
+        assert u64(v, 0) == xx64(v[8:536], seed), "block header checksum over bytes 8…535, seeded with xxh3-64 of the key"
+        assert v[8] == 1
+        n, w = u32(v, 12), u32(v, 16)
+        slots = [i for i in range(4096) if v[24 + i // 8] >> (i % 8) & 1]
+        assert len(slots) == n >= 1, "R-16: n is the bitmap's count"
+        if w:
+            start = 536
+            bounds = [(start + i * w, start + (i + 1) * w) for i in range(n)]
+            assert len(v) == start + n * w, "R-16: fixed layout length"
+        else:
+            offsets = [u32(v, 536 + 4 * i) for i in range(n + 1)]
+            start = 536 + 4 * (n + 1)
+            assert offsets[0] == 0 and all(b - a >= 5 for a, b in zip(offsets, offsets[1:]))
+            bounds = [(start + offsets[i], start + offsets[i + 1]) for i in range(n)]
+            assert len(v) == start + offsets[n], "R-16: variable layout length"
+        for offset, (a, b) in zip(slots, bounds):
+            sid = owners[block * 4096 + offset]
+            row = v[a:b]
+            assert u32(row, len(row) - 4) == xx64(row[:-4], seed ^ sid) & 0xFFFFFFFF, "row checksum"
+            flags, o = row[0], 1
+            hard = multi = soft = None
+            if flags & 1:
+                hard, o = u32(row, o), o + 4
+            if flags & 2:
+                m = u32(row, o)
+                multi, o = [u32(row, o + 4 + 4 * i) for i in range(m)], o + 4 + 4 * m
+            if flags & 4:
+                soft = row[o:-4]
+            else:
+                assert o == len(row) - 4
+            out.append((set_id, sid, ver, {"version": ver, "flags": flags, "hard": hard, "multi": multi, "soft": soft}))
+    return out
+
+
 def label_rows(path, set_id: int, version: int | None = None) -> dict[int, dict]:
     """storage.md §10.3: per sample, its newest row with version ≤ `version` (latest without)."""
     out = {}
-    for k, v in table(path, "labels"):
-        sid_set, sid, ver = int.from_bytes(k[:4], "big"), int.from_bytes(k[4:12], "big"), int.from_bytes(k[12:16], "big")
-        if sid_set != set_id or (version is not None and ver > version):
+    for st, sid, ver, row in label_block_rows(path):
+        if st != set_id or (version is not None and ver > version):
             continue
-        assert u64(v, 0) == xx64(v[8:], xx64(k, 0)), "label row checksum, seeded with xxh3-64 of the key"
-        assert v[8] == 1
-        flags, m, s = v[9], u32(v, 16), u32(v, 20)
-        assert len(v) == 24 + 4 * m + s, "R-16"
-        row = {"version": ver, "flags": flags,
-               "hard": u32(v, 12) if flags & 1 else None,
-               "multi": [u32(v, 24 + 4 * i) for i in range(m)] if flags & 2 else None,
-               "soft": v[24 + 4 * m:] if flags & 4 else None}
         if sid not in out or out[sid]["version"] < ver:
             out[sid] = row
     return out
@@ -512,10 +547,8 @@ def test_R19_R51_class_postings_list_each_rows_slot_and_answer_top1_filters(tmp_
     set_id = label_sets(store)["h"]["id"]
     slot_of = {sid: r["slot"] for sid, r in samples(store).items()}
     expected: dict[tuple[int, int, int], set[int]] = {}
-    for k, _ in table(store, "labels"):
-        sid, ver = int.from_bytes(k[4:12], "big"), int.from_bytes(k[12:16], "big")
-        row = label_rows(store, set_id, ver)[sid]
-        assert row["version"] == ver
+    for st, sid, ver, row in label_block_rows(store):
+        assert st == set_id
         expected.setdefault((set_id, row["hard"], ver), set()).add(slot_of[sid])
     found = postings(store)
     assert found == expected
