@@ -42,6 +42,13 @@ struct HardeningLeakTests {
                 return true
             }
             #expect(scanned == Array(1...10))
+            var inStorageOrder: [UInt64] = []
+            try tx.forEachLabelInStorageOrder(in: v2) { id, label in
+                #expect(label.version == 1)
+                inStorageOrder.append(id)
+                return true
+            }
+            #expect(inStorageOrder.sorted() == Array(1...10))
             // The class index agrees with the scan: class 0 for every id at v2, class 1 for none.
             #expect(try tx.samples(withTop1: 0, in: v2) == Array(1...10))
             #expect(try tx.samples(withTop1: 1, in: v2).isEmpty)

@@ -196,6 +196,11 @@ struct LabelSetTests {
                     let expected = (scan[c] ?? []).map(\.0).sorted()
                     #expect(try tx.samples(withTop1: c, in: reference) == expected, "class \(c) at v\(version)")
                 }
+                // The storage-order walk meets the same labels.
+                var byID: [UInt64: Label] = [:], inStorageOrder: [UInt64: Label] = [:]
+                try tx.forEachLabel(in: reference) { byID[$0] = $1; return true }
+                try tx.forEachLabelInStorageOrder(in: reference) { inStorageOrder[$0] = $1; return true }
+                #expect(byID == inStorageOrder && byID.count == 80)
             }
         }
     }

@@ -130,7 +130,7 @@ struct PeersBenchmark {
             var counts = [Int](repeating: 0, count: classCount)
             func scan() throws {
                 counts = [Int](repeating: 0, count: classCount)
-                try tx.forEachLabel(in: LabelSetReference(name: "hard")) { _, label in
+                try tx.forEachLabelInStorageOrder(in: LabelSetReference(name: "hard")) { _, label in
                     counts[label.hard!] += 1
                     return true
                 }

@@ -102,7 +102,7 @@ extension Transaction {
             // Chunks ascend by version: the rest are of later versions.
             guard Int(fields.version) <= version else { return false }
             for slot in ClassPostings.slots(chunk: fields.chunk, offsets: offsets) {
-                let id = try slots.sample(at: slot, in: self, set: set)
+                let id = try slots.sample(at: slot, in: self, naming: .labelPostings, set: set)
                 if try isEffective(sample: id, slot: slot, sampleTaint: tainted[id] ?? 0, rowVersion: Int(fields.version), set: set, version: version) {
                     out.append(id)
                 }
@@ -121,36 +121,6 @@ extension Transaction {
         if rowVersion == version { return true }
         let visible = try withVisibleRow(of: id, slot: slot, sampleTaint: sampleTaint, set: set, version: version) { $0?.version }
         return visible == rowVersion
-    }
-}
-
-/// Which sample holds a slot, from the slot's embedding block: its live row's id, the block's
-/// header checksum (which covers ids and live bits) checked once per block a query visits.
-struct SlotOwners {
-    private var block: UInt64? = nil
-    private var ids: [UInt64?] = []
-
-    /// The sample in `slot`. A posting of a slot that holds none is damage: deleting a sample
-    /// removes its postings.
-    mutating func sample(at slot: UInt64, in tx: Transaction, set: LabelSet) throws -> UInt64 {
-        let layout = tx.store.blockLayout
-        let number = slot / UInt64(layout.capacity), index = Int(slot % UInt64(layout.capacity))
-        if block != number {
-            ids = try tx.withValue(.embeddings, key: number) { bytes in
-                guard let bytes else { return [] }
-                do {
-                    let view = try EmbeddingBlockView(layout: layout, bytes: bytes)
-                    try view.verifyHeader(block: number)
-                    return (0..<view.rowsUsed).map { view.isLive($0) ? view.id(at: $0) : nil }
-                } catch { throw tx.contextualize(error, table: .embeddings, key: "block \(number)") }
-            }
-            block = number
-        }
-        guard index < ids.count, let id = ids[index] else {
-            throw StoreError.corruptRecord(store: tx.store.path, table: Table.labelPostings.rawValue, key: "\(set.name) slot \(slot)",
-                                           detail: "a posting names a slot that holds no sample; run verify")
-        }
-        return id
     }
 }
 

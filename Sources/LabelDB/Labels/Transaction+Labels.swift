@@ -327,6 +327,18 @@ extension Transaction {
         try forEachLabel(set: set, version: version, from: start, body)
     }
 
+    /// Walks the labels of the referenced version in the order they are stored (not id order),
+    /// several times faster than ``forEachLabel(in:from:_:)``: for counts, statistics and maps
+    /// keyed by id.
+    public func forEachLabelInStorageOrder(in reference: LabelSetReference, _ body: (UInt64, Label) throws -> Bool) throws {
+        let (set, version) = try resolve(reference)
+        try forEachVisibleRowInStorageOrder(set: set, version: version) { id, rowVersion, row, taint in
+            var label = try decodeLabel(row, version: rowVersion, sample: id, set: set)
+            label.taint = taint
+            return try body(id, label)
+        }
+    }
+
     func forEachLabel(set: LabelSet, version: Int, from start: UInt64 = 0, _ body: (UInt64, Label) throws -> Bool) throws {
         try forEachVisibleRow(set: set, version: version, from: start) { id, rowVersion, row, taint in
             var label = try decodeLabel(row, version: rowVersion, sample: id, set: set)

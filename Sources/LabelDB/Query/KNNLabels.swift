@@ -139,7 +139,7 @@ extension Transaction {
         var index: [TaintLabel: Int] = [:]
         // The newest row ≤ version that the clearance admits is the entry: a hidden newer row
         // leaves the visible older one in place.
-        try forEachVisibleRow(set: set, version: version) { id, _, _, taint in
+        try forEachVisibleRowInStorageOrder(set: set, version: version) { id, _, _, taint in
             let g: Int
             if let known = index[taint] { g = known } else { g = labels.count; labels.append(taint); index[taint] = g }
             group[id] = g

@@ -224,7 +224,7 @@ struct LabelsExportCommand: ParsableCommand {
             } else {
                 labelReference = try LabelSetReference(parsing: set!)
                 ids = []
-                try tx.forEachLabel(in: labelReference!) { _, _ in count += 1; return true }
+                try tx.forEachLabelInStorageOrder(in: labelReference!) { _, _ in count += 1; return true }
             }
             let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
             let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
