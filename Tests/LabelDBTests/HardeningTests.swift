@@ -567,7 +567,8 @@ struct HardeningDamageTests {
         #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
         // A label row vanishes behind the counts' back (as when a damaged page hides it).
         try store.write(clearance: .all) { tx in
-            try tx.deleteRow(set: set, version: 1, slot: try #require(try tx.storedSlot(of: 4)))
+            let slot = try #require(try tx.storedSlot(of: 4))
+            try tx.deleteRows(set: set, version: 1, block: slot / LabelBlock.slots, offsets: [Int(slot % LabelBlock.slots)])
             tx.changeSummary = [:]
         }
         #expect(throws: StoreError.self) {

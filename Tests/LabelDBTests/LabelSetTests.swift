@@ -140,6 +140,34 @@ struct LabelSetTests {
         #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
     }
 
+    @Test("R-18: one delete of many samples takes their rows out of every version's blocks and their postings, and nothing else")
+    func bulkDeletePurgesBlocks() throws {
+        let (dir, store) = try prepared(80)
+        _ = dir
+        defer { store.close() }
+        let ids = (1...80).map { UInt64($0) }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.soft(softRows(80, seed: 3)), ids: ids, into: "t", codec: .topKF16(4), agent: "a") }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.multi((0..<30).map { Array(0...($0 % 3)) }), ids: Array(ids[20..<50]), into: "t", agent: "b") }
+        let before = try store.read(clearance: .all) { tx in
+            try (1...2).map { v in var all: [UInt64: Label] = [:]; try tx.forEachLabel(in: LabelSetReference(name: "t", version: v)) { all[$0] = $1; return true }; return all }
+        }
+        let doomed = Set(ids.filter { $0 % 3 == 0 })
+        try store.write(clearance: .all) { tx in _ = try tx.delete(Array(doomed)) }
+        try store.read(clearance: .all) { tx in
+            for v in 1...2 {
+                let reference = LabelSetReference(name: "t", version: v)
+                var after: [UInt64: Label] = [:]
+                try tx.forEachLabel(in: reference) { after[$0] = $1; return true }
+                #expect(after == before[v - 1].filter { !doomed.contains($0.key) })
+                for c in 0..<10 {
+                    let expected = after.filter { $0.value.top1?.classIndex == c }.keys.sorted()
+                    #expect(try tx.samples(withTop1: c, in: reference) == expected)
+                }
+            }
+            #expect(try tx.verify().isClean)
+        }
+    }
+
     @Test("version N+1 does not change what SET@N returns; unlabelled samples keep older labels")
     func versionsAreImmutable() throws {
         let (dir, store) = try prepared()

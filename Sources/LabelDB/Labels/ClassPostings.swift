@@ -144,22 +144,24 @@ extension WriteTransaction {
         }
     }
 
-    /// Removes the posting of `slot` from its chunk (its sample is being deleted), deleting the
-    /// chunk when it empties.
-    func removePosting(set: UInt32, classIndex: UInt32, version: UInt32, slot: UInt64) throws {
-        let key = ClassPostings.key(set: set, classIndex: classIndex, version: version, chunk: slot / ClassPostings.chunkSlots)
-        let offset = UInt16(slot % ClassPostings.chunkSlots)
-        let remaining: [UInt16]? = try withValue(.labelPostings, key: key) { bytes in
-            guard let bytes else { return nil }
-            do { return try key.withUnsafeBytes { try ClassPostings.decode(key: $0, bytes) }.filter { $0 != offset } } catch {
-                throw contextualize(error, table: .labelPostings, key: "set \(set)@\(version) class \(classIndex) slot \(slot)")
+    /// Removes the postings of `slots` (their samples are being deleted) from the chunks of
+    /// (`set`, class, version), rewriting each chunk once and deleting it when it empties.
+    func removePostings(set: UInt32, classIndex: UInt32, version: UInt32, slots: Set<UInt64>) throws {
+        for (chunk, doomed) in Dictionary(grouping: slots, by: { $0 / ClassPostings.chunkSlots }) {
+            let key = ClassPostings.key(set: set, classIndex: classIndex, version: version, chunk: chunk)
+            let gone = Set(doomed.map { UInt16($0 % ClassPostings.chunkSlots) })
+            let remaining: [UInt16]? = try withValue(.labelPostings, key: key) { bytes in
+                guard let bytes else { return nil }
+                do { return try key.withUnsafeBytes { try ClassPostings.decode(key: $0, bytes) }.filter { !gone.contains($0) } } catch {
+                    throw contextualize(error, table: .labelPostings, key: "set \(set)@\(version) class \(classIndex) chunk \(chunk)")
+                }
             }
-        }
-        guard let remaining else { return }
-        if remaining.isEmpty {
-            try delete(.labelPostings, key: key)
-        } else {
-            try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, offsets: remaining))
+            guard let remaining else { continue }
+            if remaining.isEmpty {
+                try delete(.labelPostings, key: key)
+            } else {
+                try put(.labelPostings, key: key, bytes: ClassPostings.encode(key: key, offsets: remaining))
+            }
         }
     }
 }

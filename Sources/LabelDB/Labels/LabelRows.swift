@@ -201,20 +201,19 @@ extension WriteTransaction {
         }
     }
 
-    /// Removes the row of `slot` from the block of `set@version` that holds it: the block is
-    /// rewritten without it (its other rows' bytes unchanged: their checksums are seeded with
-    /// the block's key, which stays), or deleted when it held only that row.
-    func deleteRow(set: LabelSet, version: Int, slot: UInt64) throws {
-        let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: UInt32(version))
-        let offset = Int(slot % LabelBlock.slots)
+    /// Removes the rows of slot offsets `offsets` from block `block` of `set@version`: the block
+    /// is rewritten without them (its other rows' bytes unchanged: their checksums are seeded
+    /// with the block's key, which stays), or deleted when nothing is left.
+    func deleteRows(set: LabelSet, version: Int, block: UInt64, offsets: Set<Int>) throws {
+        let key = LabelBlock.key(set: set.id, block: block, version: UInt32(version))
         let kept: [(offset: Int, bytes: [UInt8])]? = try withValue(.labelBlocks, key: key) { value in
             guard let value else { return nil }
             do {
                 let view = try key.withUnsafeBytes { try LabelBlockView(key: $0, bytes: value) }
                 var rows: [(offset: Int, bytes: [UInt8])] = []
-                view.forEachSlot { slot, rank in if slot != offset { rows.append((slot, Array(view.rowBytes(rank: rank)))) } }
+                view.forEachSlot { slot, rank in if !offsets.contains(slot) { rows.append((slot, Array(view.rowBytes(rank: rank)))) } }
                 return rows
-            } catch { throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) slot \(slot)") }
+            } catch { throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) block \(block)") }
         }
         guard let kept else { return }
         if kept.isEmpty {

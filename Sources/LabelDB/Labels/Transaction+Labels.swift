@@ -502,36 +502,64 @@ extension WriteTransaction {
         return returned
     }
 
-    /// Removes every label row and class posting of sample `id` (held in `slot`), in every label
-    /// set (the sample is being deleted; labels of deleted samples are not kept in older versions
-    /// either), and notes in `firstVersions` the version of its first row in each set, to lower
-    /// the sets' counts.
-    func purgeLabels(of id: UInt64, slot: UInt64, sets: [LabelSet], firstVersions: inout [UInt32: [Int]]) throws {
-        let offset = Int(slot % LabelBlock.slots)
+    /// Removes every label row and class posting of the samples being deleted (each with its
+    /// slot), in every label set and version — labels of deleted samples are not kept in older
+    /// versions either — rewriting each touched block and chunk once. Returns, per set, the
+    /// version of each removed sample's first row, to lower the sets' counts.
+    func purgeLabels(of samples: [(id: UInt64, slot: UInt64)], sets: [LabelSet]) throws -> [UInt32: [Int]] {
+        var firstVersions: [UInt32: [Int]] = [:]
         for set in sets {
-            let prefix = Array(LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 0).prefix(12))
-            var doomed: [(version: Int, top1: Int?)] = []
-            try walk(.labelBlocks, from: prefix) { key, value in
-                guard key.prefix(12).elementsEqual(prefix) else { return false }
-                guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-                let version = Int(BigEndianKey.u32(key, at: 12))
-                let view: LabelBlockView
-                do { view = try LabelBlockView(key: key, bytes: value) } catch {
-                    throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) slot \(slot)")
+            var rows: [BlockVersion: Set<Int>] = [:]
+            var postings: [ChunkVersion: Set<UInt64>] = [:]
+            for (id, slot) in samples {
+                let found = try rowsToPurge(of: id, slot: slot, set: set)
+                for (version, top1) in found {
+                    rows[BlockVersion(block: slot / LabelBlock.slots, version: version), default: []].insert(Int(slot % LabelBlock.slots))
+                    if let top1 { postings[ChunkVersion(classIndex: UInt32(top1), version: UInt32(version)), default: []].insert(slot) }
                 }
-                guard let rank = view.rank(of: offset) else { return true }
-                // A damaged row is deleted all the same; it has no posting to remove.
-                let row = try? view.row(rank: rank, sample: id)
-                doomed.append((version, row.flatMap { try? decodeLabel($0, version: version, sample: id, set: set) }?.top1?.classIndex))
-                return true
+                if let first = found.first { firstVersions[set.id, default: []].append(first.version) }
             }
-            for entry in doomed {
-                try deleteRow(set: set, version: entry.version, slot: slot)
-                if let top1 = entry.top1 { try removePosting(set: set.id, classIndex: UInt32(top1), version: UInt32(entry.version), slot: slot) }
+            for (key, offsets) in rows.sorted(by: { ($0.key.block, $0.key.version) < ($1.key.block, $1.key.version) }) {
+                try deleteRows(set: set, version: key.version, block: key.block, offsets: offsets)
             }
-            if let first = doomed.first { firstVersions[set.id, default: []].append(first.version) }
+            for (key, slots) in postings { try removePostings(set: set.id, classIndex: key.classIndex, version: key.version, slots: slots) }
         }
+        return firstVersions
     }
+
+    /// The versions of `set` with a row for sample `id` (in `slot`), oldest first, each with the
+    /// row's top-1 class; a damaged row is purged all the same, without a posting to remove.
+    private func rowsToPurge(of id: UInt64, slot: UInt64, set: LabelSet) throws -> [(version: Int, top1: Int?)] {
+        let offset = Int(slot % LabelBlock.slots)
+        let prefix = Array(LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 0).prefix(12))
+        var found: [(version: Int, top1: Int?)] = []
+        try walk(.labelBlocks, from: prefix) { key, value in
+            guard key.prefix(12).elementsEqual(prefix) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            let version = Int(BigEndianKey.u32(key, at: 12))
+            let view: LabelBlockView
+            do { view = try LabelBlockView(key: key, bytes: value) } catch {
+                throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) slot \(slot)")
+            }
+            guard let rank = view.rank(of: offset) else { return true }
+            let row = try? view.row(rank: rank, sample: id)
+            found.append((version, row.flatMap { try? decodeLabel($0, version: version, sample: id, set: set) }?.top1?.classIndex))
+            return true
+        }
+        return found
+    }
+}
+
+/// A label block of one version, as purges group their work.
+private struct BlockVersion: Hashable {
+    let block: UInt64
+    let version: Int
+}
+
+/// The postings of one class and version, as purges group their work.
+private struct ChunkVersion: Hashable {
+    let classIndex: UInt32
+    let version: UInt32
 }
 
 /// Checks on label input before anything is written.

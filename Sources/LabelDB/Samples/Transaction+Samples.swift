@@ -377,7 +377,7 @@ extension WriteTransaction {
         let capacity = UInt64(store.blockLayout.capacity)
         var changes: [(block: UInt64, change: SlotChange)] = []
         let sets = try labelSets()
-        var firstVersions: [UInt32: [Int]] = [:]
+        var doomed: [(id: UInt64, slot: UInt64)] = []
         for id in Set(ids).sorted() {
             let found: (slot: UInt64, taint: UInt32)? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
@@ -387,12 +387,12 @@ extension WriteTransaction {
             guard let (slot, taint) = found, try admits(labelID: taint) else { continue }
             try movePartition(sample: id, from: taint, to: 0)
             try delete(.samples, key: id)
-            try purgeLabels(of: id, slot: slot, sets: sets, firstVersions: &firstVersions)
+            doomed.append((id, slot))
             try put(.freeSlots, key: slot, size: 0) { _ in }
             changes.append((slot / capacity, .clear(index: Int(slot % capacity))))
         }
         try applySlotChanges(&changes)
-        try lowerLabelledCounts(firstVersions)
+        try lowerLabelledCounts(try purgeLabels(of: doomed, sets: sets))
         if !changes.isEmpty { noteChange("samples_deleted", changes.count) }
         return changes.count
     }
