@@ -168,6 +168,37 @@ struct LabelSetTests {
         }
     }
 
+    @Test("R-16: a damaged row fails its block's rows checksum, and the scan, the point read and verify all name its sample")
+    func damagedBlockRowIsNamed() throws {
+        let (dir, store) = try prepared(20)
+        _ = dir
+        defer { store.close() }
+        let ids = (1...20).map { UInt64($0) }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(ids.map { Int($0 % 10) }), ids: ids, into: "h", agent: "a") }
+        // Flip the class of sample 7's row (flags byte, then the u32 class) in place.
+        try store.write(clearance: .all) { tx in
+            let set = try #require(try tx.labelSet(named: "h"))
+            let slot = try #require(try tx.storedSlot(of: 7))
+            let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 1)
+            var value = try #require(try tx.withValue(.labelBlocks, key: key) { $0.map(Array.init) })
+            let rank = try value.withUnsafeBytes { try #require(try LabelBlockView(key: key.withUnsafeBytes { $0 }, bytes: $0).rank(of: Int(slot % LabelBlock.slots))) }
+            value[LabelBlock.prefixSize + rank * 9 + 1] ^= 0x01
+            try tx.put(.labelBlocks, key: key, bytes: value)
+            tx.changeSummary = [:]
+        }
+        func namesSeven(_ error: any Error) -> Bool {
+            guard case StoreError.checksumMismatch(_, let table, let key, _, _) = error else { return false }
+            return table == "label_blocks" && key.hasSuffix("sample 7")
+        }
+        try store.read(clearance: .all) { tx in
+            #expect(performing: { try tx.forEachLabelInStorageOrder(in: LabelSetReference(name: "h")) { _, _ in true } }, throws: namesSeven)
+            #expect(performing: { _ = try tx.label(of: 7, in: LabelSetReference(name: "h")) }, throws: namesSeven)
+            #expect(try tx.label(of: 8, in: LabelSetReference(name: "h"))?.hard == 8)
+            let problems = try tx.verify().problems.filter { $0.table == "label_blocks" }
+            #expect(problems.contains { $0.detail.contains("rows checksum") } && problems.contains { $0.key.contains("sample 7") })
+        }
+    }
+
     @Test("version N+1 does not change what SET@N returns; unlabelled samples keep older labels")
     func versionsAreImmutable() throws {
         let (dir, store) = try prepared()

@@ -1,4 +1,5 @@
 import Foundation
+import CXXHash
 import LabelDB
 
 /// LabelDB on the peer benchmark's workload (`../shared/peers/`): the same files, the same steps
@@ -143,6 +144,25 @@ struct PeersBenchmark {
             for _ in 0..<reps { scans.append(try time { try scan() }) }
             result["scan_rows_s"] = (Double(n) / median(scans)).json
             result["scan_ms"] = (median(scans) * 1e3).json
+            // Issue 12 §2's baseline: memcpy + xxh3-64 over as many bytes as `hard`'s packed
+            // blocks hold (format-spec §10.3: a 544-byte header and bitmap per 4,096 slots, and
+            // 9-byte rows — flags, class, checksum — in the fixed layout; the slots are dense).
+            let packedBytes = (n + 4095) / 4096 * 544 + n * 9
+            var source = [UInt8](repeating: 0, count: packedBytes), target = source
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            for i in source.indices { state = state &* 6364136223846793005 &+ 1; source[i] = UInt8(truncatingIfNeeded: state >> 33) }
+            var copies: [Double] = []
+            for _ in 0..<max(reps, 5) {
+                copies.append(time {
+                    source.withUnsafeBytes { s in target.withUnsafeMutableBytes { t in
+                        t.baseAddress!.copyMemory(from: s.baseAddress!, byteCount: packedBytes)
+                        sink &+= Int(truncatingIfNeeded: XXH3_64bits(t.baseAddress, packedBytes))
+                    } }
+                })
+            }
+            result["scan_packed_bytes"] = packedBytes.json
+            result["scan_memcpy_xxh3_ms"] = (median(copies) * 1e3).json
+            result["scan_speed_vs_memcpy_xxh3"] = (median(copies) / median(scans)).json
         }
         start = now()
         store.close()

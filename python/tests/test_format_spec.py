@@ -174,26 +174,28 @@ def label_versions(path) -> dict[tuple[int, int], dict]:
 
 def label_block_rows(path) -> list[tuple[int, int, int, dict]]:
     """storage.md §10.3: every packed label row as (set id, sample id, version, fields), with the
-    checks R-16 names: the header checksum of bytes 8…535, the bitmap's count, the layout's
-    length, each row's checksum (seeded with the block seed XOR its sample id)."""
+    checks R-16 names: the header checksum of bytes 8…543, the rows checksum of bytes 544…end,
+    the bitmap's count, the layout's length, each row's checksum (seeded with the block seed XOR
+    its sample id)."""
     owners = {r["slot"]: sid for sid, r in samples(path).items()}
     out = []
     for k, v in table(path, "label_blocks"):
         assert len(k) == 16
         set_id, block, ver = u32be(k, 0), int.from_bytes(k[4:12], "big"), u32be(k, 12)
         seed = xx64(k, 0)
-        assert u64(v, 0) == xx64(v[8:536], seed), "block header checksum over bytes 8…535, seeded with xxh3-64 of the key"
+        assert u64(v, 0) == xx64(v[8:544], seed), "block header checksum over bytes 8…543, seeded with xxh3-64 of the key"
+        assert u64(v, 24) == xx64(v[544:], seed), "rows checksum over bytes 544…end"
         assert v[8] == 1
         n, w = u32(v, 12), u32(v, 16)
-        slots = [i for i in range(4096) if v[24 + i // 8] >> (i % 8) & 1]
+        slots = [i for i in range(4096) if v[32 + i // 8] >> (i % 8) & 1]
         assert len(slots) == n >= 1, "R-16: n is the bitmap's count"
         if w:
-            start = 536
+            start = 544
             bounds = [(start + i * w, start + (i + 1) * w) for i in range(n)]
             assert len(v) == start + n * w, "R-16: fixed layout length"
         else:
-            offsets = [u32(v, 536 + 4 * i) for i in range(n + 1)]
-            start = 536 + 4 * (n + 1)
+            offsets = [u32(v, 544 + 4 * i) for i in range(n + 1)]
+            start = 544 + 4 * (n + 1)
             assert offsets[0] == 0 and all(b - a >= 5 for a, b in zip(offsets, offsets[1:]))
             bounds = [(start + offsets[i], start + offsets[i + 1]) for i in range(n)]
             assert len(v) == start + offsets[n], "R-16: variable layout length"

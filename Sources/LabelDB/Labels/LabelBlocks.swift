@@ -10,8 +10,9 @@
 enum LabelBlock {
     /// Slots per block.
     static let slots: UInt64 = 4_096
-    /// Bytes before the bitmap: checksum, record version, reserved, row count, row width, reserved.
-    static let headerSize = 24
+    /// Bytes before the bitmap: header checksum, record version, reserved, row count, row width,
+    /// reserved, rows checksum.
+    static let headerSize = 32
     /// The bitmap: one bit per slot.
     static let bitmapSize = Int(slots) / 8
     /// Where the offsets (variable layout) or the rows (fixed layout) start.
@@ -44,13 +45,16 @@ enum LabelBlock {
         return row
     }
 
-    /// The fields of a row once its checksum checks; `soft` borrows `bytes`.
-    static func decodeRow(_ bytes: UnsafeRawBufferPointer, seed: UInt64) throws -> LabelRecord.Row {
+    /// The fields of a row once its checksum checks (`seed` nil: the caller checked the block's
+    /// rows checksum instead); `soft` borrows `bytes`.
+    static func decodeRow(_ bytes: UnsafeRawBufferPointer, seed: UInt64?) throws -> LabelRecord.Row {
         guard bytes.count >= 5 else { throw RecordDecodingError(detail: "label row of \(bytes.count) bytes") }
         let body = UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 4)])
-        let stored = bytes.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian
-        let actual = UInt32(truncatingIfNeeded: Checksum.xxh3(body, seed: seed))
-        guard stored == actual else { throw ChecksumMismatch(expected: UInt64(stored), found: UInt64(actual)) }
+        if let seed {
+            let stored = bytes.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian
+            let actual = UInt32(truncatingIfNeeded: Checksum.xxh3(body, seed: seed))
+            guard stored == actual else { throw ChecksumMismatch(expected: UInt64(stored), found: UInt64(actual)) }
+        }
         var reader = ByteReader(body)
         let flags = try reader.u8("flags")
         guard flags & ~(LabelRecord.hasHard | LabelRecord.hasMulti | LabelRecord.hasSoft) == 0 else {
@@ -81,14 +85,16 @@ enum LabelBlock {
         putLE(UInt32(rows.count), into: &value, at: 12)
         putLE(UInt32(fixed ? width : 0), into: &value, at: 16)
         for row in rows { value[headerSize + row.offset / 8] |= 1 << UInt8(row.offset % 8) }
-        let checksum = Checksum.xxh3(Array(value[8..<prefixSize]), seed: SealedRecord.seed(key: key))
-        putLE(checksum, into: &value, at: 0)
         if !fixed {
             var end: UInt32 = 0
             appendLE(end, to: &value)
             for row in rows { end += UInt32(row.bytes.count); appendLE(end, to: &value) }
         }
         for row in rows { value.append(contentsOf: row.bytes) }
+        // The rows checksum lets a scan check a block in one pass; the header's covers it too.
+        let seed = SealedRecord.seed(key: key)
+        putLE(Checksum.xxh3(Array(value[prefixSize...]), seed: seed), into: &value, at: 24)
+        putLE(Checksum.xxh3(Array(value[8..<prefixSize]), seed: seed), into: &value, at: 0)
         return value
     }
 
@@ -180,7 +186,16 @@ struct LabelBlockView {
     }
 
     /// The checked row of rank `rank`, which must belong to `sample`; `soft` borrows the block.
-    func row(rank: Int, sample: UInt64) throws -> LabelRecord.Row {
-        try LabelBlock.decodeRow(rowBytes(rank: rank), seed: seed ^ sample)
+    /// `rowsChecked`: the caller checked ``rowsCheck``, so the row's own checksum is skipped.
+    func row(rank: Int, sample: UInt64, rowsChecked: Bool = false) throws -> LabelRecord.Row {
+        try LabelBlock.decodeRow(rowBytes(rank: rank), seed: rowsChecked ? nil : seed ^ sample)
+    }
+
+    /// True when the bytes after the bitmap (offsets and rows) match the rows checksum: a scan
+    /// checks a whole block in one pass this way, and checks rows one by one only when it fails,
+    /// to name the damaged one.
+    var rowsCheck: Bool {
+        let stored = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self).littleEndian
+        return stored == Checksum.xxh3(UnsafeRawBufferPointer(rebasing: bytes[LabelBlock.prefixSize...]), seed: seed)
     }
 }

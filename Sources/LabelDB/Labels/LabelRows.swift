@@ -122,7 +122,7 @@ extension Transaction {
         BigEndianKey.append(set.id, to: &prefix)
         // The versions ≤ `version` of the block being read (adjacent keys, oldest first).
         var block: UInt64 = 0
-        var views: [(version: Int, view: LabelBlockView, ranks: [Int32])] = []
+        var views: [(version: Int, view: LabelBlockView, ranks: [Int32], checked: Bool)] = []
         func flush() throws -> Bool {
             defer { views.removeAll(keepingCapacity: true) }
             for offset in 0..<Int(LabelBlock.slots) {
@@ -134,7 +134,7 @@ extension Transaction {
                 for entry in views.reversed() where entry.ranks[offset] >= 0 {
                     guard let taint = try labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: entry.version) else { continue }
                     let row: LabelRecord.Row
-                    do { row = try entry.view.row(rank: Int(entry.ranks[offset]), sample: id) } catch {
+                    do { row = try entry.view.row(rank: Int(entry.ranks[offset]), sample: id, rowsChecked: entry.checked) } catch {
                         throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(entry.version) sample \(id)")
                     }
                     if try !body(id, entry.version, row, taint) { return false }
@@ -157,7 +157,8 @@ extension Transaction {
                 let view = try LabelBlockView(key: key, bytes: value)
                 var ranks = [Int32](repeating: -1, count: Int(LabelBlock.slots))
                 view.forEachSlot { offset, rank in ranks[offset] = Int32(rank) }
-                views.append((rowVersion, view, ranks))
+                // A block whose rows checksum fails is read row by row: the damaged row is named.
+                views.append((rowVersion, view, ranks, view.rowsCheck))
             } catch { throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(rowVersion) block \(number)") }
             return true
         }

@@ -69,8 +69,11 @@ enum DecoderFuzzTargets {
         switch table {
         case .embeddings, .provenance, .freeSlots: break   // their own envelopes, or none
         case .labelBlocks where value.count >= LabelBlock.prefixSize:
-            // The header checksum covers bytes 8 up to the bitmap's end.
-            let checksum = Checksum.xxh3(Array(value[8..<LabelBlock.prefixSize]), seed: SealedRecord.seed(key: key))
+            // The header checksum covers bytes 8 up to the bitmap's end, the rows checksum the rest.
+            let seed = SealedRecord.seed(key: key)
+            let rows = Checksum.xxh3(Array(value[LabelBlock.prefixSize...]), seed: seed)
+            withUnsafeBytes(of: rows.littleEndian) { for (i, byte) in $0.enumerated() { value[24 + i] = byte } }
+            let checksum = Checksum.xxh3(Array(value[8..<LabelBlock.prefixSize]), seed: seed)
             withUnsafeBytes(of: checksum.littleEndian) { for (i, byte) in $0.enumerated() { value[i] = byte } }
         case .samples: value = SealedRecord.seal(value, seed: u64Key)
         case .taintLabels: value = SealedRecord.seal(value, seed: key.count == 4 ? UInt64(key.withUnsafeBytes { BigEndianKey.u32($0, at: 0) }) : 0)

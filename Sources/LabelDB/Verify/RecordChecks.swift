@@ -18,7 +18,7 @@ enum RecordChecks {
         case indexEntry(key: [UInt8], until: UInt32)
         /// A label block's rows (checksums not yet checked: they are seeded with the sample id,
         /// which the cross-references know from the slot).
-        case labelBlock(set: UInt32, version: UInt32, seed: UInt64, rows: [(slot: UInt64, bytes: [UInt8])])
+        case labelBlock(set: UInt32, version: UInt32, seed: UInt64, rows: [(slot: UInt64, bytes: [UInt8])], rowsChecksumMatches: Bool)
         /// A chunk of class postings: the slots it lists.
         case postings(set: UInt32, classIndex: UInt32, version: UInt32, slots: [UInt64])
         case head(name: String, taint: UInt32)
@@ -80,7 +80,7 @@ enum RecordChecks {
             guard block <= UInt64.max / LabelBlock.slots else { throw RecordDecodingError(detail: "block \(block) beyond any slot") }
             var rows: [(slot: UInt64, bytes: [UInt8])] = []
             view.forEachSlot { offset, rank in rows.append((block * LabelBlock.slots + UInt64(offset), Array(view.rowBytes(rank: rank)))) }
-            return .labelBlock(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 12), seed: view.seed, rows: rows)
+            return .labelBlock(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 12), seed: view.seed, rows: rows, rowsChecksumMatches: view.rowsCheck)
         case .labelPostings:
             try keySize(key, ClassPostings.keySize)
             let fields = ClassPostings.fields(key)

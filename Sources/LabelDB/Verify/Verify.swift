@@ -172,7 +172,10 @@ struct StoreVerifier {
         case .labelRow(let set, let sample, let version, let hard, let soft):
             let top1 = top1(set: set, sample: sample, version: version, hard: hard, soft: soft, table: .labels)
             labelRows[set, default: [:]][sample, default: []].append((version, top1))
-        case .labelBlock(let set, let version, let seed, let rows):
+        case .labelBlock(let set, let version, let seed, let rows, let rowsChecksumMatches):
+            if !rowsChecksumMatches, let first = rows.first {
+                problem(.labelBlocks, "set \(set) v\(version) block \(first.slot / LabelBlock.slots)", "the rows checksum does not match the rows")
+            }
             noteBlockRows(set: set, version: version, seed: seed, rows: rows)
         case .indexEntry(let key, let until): indexEntries[key] = until
         case .postings(let set, let classIndex, let version, let slots):
