@@ -122,6 +122,8 @@ private func fitProjector(
     guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
     var fit = ProjectorFitOptions(rank: try o.integer("rank") ?? 16)
     if let epochs = try o.integer("epochs") { fit.epochs = epochs }
+    if let steps = try o.integer("max_steps") { fit.maxSteps = steps }
+    if let patience = try o.integer("patience") { fit.patience = patience }
     if let holdout = try o.number("holdout") { fit.holdout = holdout }
     if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
     if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }

@@ -9,7 +9,7 @@ struct ProjectorBenchmark {
     var count = 100_000
     var directory = "/tmp/labeldb-projector-bench"
     var ranks = [8, 16, 32, 64, 128]
-    var epochs = 4
+    var epochs: Int? = 4
     var maxKL = 0.05
     /// The codec the teacher label set is stored in (the fit reads it decoded).
     var teacherCodec = "dense:f16"
@@ -105,7 +105,7 @@ struct ProjectorBenchmark {
         for _ in 0..<3 { oursTimes.append(ours()); bareTimes.append(bare()); noTopK.append(softmaxOnly()) }
         let labels = Double(batches * batch)
         emit([
-            "n": count.json, "classes": c.json, "dim": d.json, "max_kl": maxKL.json, "epochs": epochs.json,
+            "n": count.json, "classes": c.json, "dim": d.json, "max_kl": maxKL.json, "epochs": (epochs ?? 0).json,
             "teacher_codec": .string(teacherCodec), "peak_rss_mb": peakRSSMegabytes().json,
             "ranks": .array(rows),
             "regen_labels_s": (labels / median(oursTimes)).json, "sgemm_labels_s": (labels / median(bareTimes)).json,

@@ -10,6 +10,7 @@
 //   .build/release/labeldb-bench regeneration [--rows N]
 //   .build/release/labeldb-bench flow [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
+//   .build/release/labeldb-bench convergence [--counts 1000,10000] [--epochs 1000]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
 import Foundation
@@ -81,6 +82,11 @@ do {
         var bench = FilterBenchmark()
         if let n = options["count"].flatMap(Int.init) { bench.count = n }
         if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
+    case "convergence":
+        var bench = ConvergenceBenchmark()
+        if let counts = options["counts"] { bench.counts = counts.split(separator: ",").compactMap { Int($0) } }
+        if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
         try bench.run()
     case "peers":
         var bench = PeersBenchmark()

@@ -124,7 +124,8 @@ int ldb_info(ldb_store *store, char **json);
 int ldb_verify(ldb_store *store, const char *clearance, char **json);
 
 /** Fits projector `name` (a new version) from the options JSON: {"from": "SET[@V]", "rank": r,
- *  "head": name, "max_kl": x, "top1": bool, "epochs": n, "holdout": f, "seed": s,
+ *  "head": name, "max_kl": x, "top1": bool, "epochs": n (fixed passes, no early stopping),
+ *  "max_steps": n, "patience": n (the default step budget), "holdout": f, "seed": s,
  *  "agent": text, "clearance": text}; the version's JSON (as `projectors show`) in *json.
  *  Runs its own transactions: no transaction of this thread may be open for writing. */
 int ldb_fit_projector(ldb_store *store, const char *name, const char *options_json, char **json);

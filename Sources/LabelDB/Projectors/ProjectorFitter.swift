@@ -61,8 +61,15 @@ public struct ProjectorFitOptions: Sendable, Equatable, Codable {
     public var seed: UInt64 = 0
     /// Ridge strength, relative to the mean eigenvalue of XᵀX.
     public var ridge: Double = 1e-3
-    /// Passes of gradient refinement after the closed form (0 keeps the closed form).
-    public var epochs: Int = 8
+    /// Fixed passes of gradient refinement after the closed form (0 keeps the closed form), with
+    /// no early stopping; nil (the default) budgets the refinement by ``maxSteps`` instead.
+    public var epochs: Int? = nil
+    /// The most gradient steps of the refinement when ``epochs`` is nil. It stops earlier when the
+    /// validation split (a seeded 5% of the fitted rows, at most 10,000, kept out of the steps)
+    /// has not improved for ``patience`` checks; the model kept is the best one it saw.
+    public var maxSteps: Int = 4_000
+    /// Validation checks without improvement before the refinement stops early.
+    public var patience: Int = 8
     /// Rows per gradient step.
     public var batchSize: Int = 2048
     /// Adam's step size.
@@ -75,8 +82,8 @@ public struct ProjectorFitOptions: Sendable, Equatable, Codable {
     public init(rank: Int) { self.rank = rank }
 
     enum CodingKeys: String, CodingKey {
-        case rank, holdout, seed, ridge, epochs
-        case batchSize = "batch_size", learningRate = "learning_rate", fitTemperature = "fit_temperature"
+        case rank, holdout, seed, ridge, epochs, patience
+        case batchSize = "batch_size", learningRate = "learning_rate", fitTemperature = "fit_temperature", maxSteps = "max_steps"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -85,10 +92,13 @@ public struct ProjectorFitOptions: Sendable, Equatable, Codable {
         holdout = try c.decode(Double.self, forKey: .holdout)
         seed = try c.decode(UInt64.self, forKey: .seed)
         ridge = try c.decode(Double.self, forKey: .ridge)
-        epochs = try c.decode(Int.self, forKey: .epochs)
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs)
         batchSize = try c.decode(Int.self, forKey: .batchSize)
         learningRate = try c.decode(Double.self, forKey: .learningRate)
         fitTemperature = try c.decodeIfPresent(Bool.self, forKey: .fitTemperature) ?? false
+        // Fits recorded before step budgets ran a fixed number of epochs and stored it.
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? 0
+        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 0
     }
 }
 
@@ -114,12 +124,18 @@ public struct ProjectorFitReport: Sendable, Equatable, Codable {
     public var closedFormMeanKL: Double
     /// Wall-clock seconds of the fit.
     public var seconds: Double
+    /// Gradient steps the refinement took (nil in reports recorded before step budgets).
+    public var steps: Int? = nil
+    /// Why the refinement stopped: `epochs` (the fixed passes ran), `max_steps` (the budget ran
+    /// out), `patience` (the validation split stopped improving), `no_refinement` (0 epochs or
+    /// steps, or no gradient step improved on the closed form); nil in older reports.
+    public var stopReason: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case trainRows = "train_rows", holdoutRows = "holdout_rows"
         case trainMeanKL = "train_mean_kl", trainMaxKL = "train_max_kl", trainTop1 = "train_top1"
         case holdoutMeanKL = "holdout_mean_kl", holdoutMaxKL = "holdout_max_kl", holdoutTop1 = "holdout_top1"
-        case closedFormMeanKL = "closed_form_mean_kl", seconds
+        case closedFormMeanKL = "closed_form_mean_kl", seconds, steps, stopReason = "stop_reason"
     }
 }
 
@@ -142,7 +158,9 @@ public enum ProjectorFitter {
         let limit = min(d, c) - 1
         guard options.rank >= 1, options.rank <= limit else { throw ProjectorError.invalidRank(rank: options.rank, limit: limit) }
         guard options.holdout >= 0, options.holdout < 1 else { throw ProjectorError.invalidOption("the holdout fraction must be in [0, 1)") }
-        guard options.epochs >= 0, options.batchSize >= 1, options.learningRate > 0 else { throw ProjectorError.invalidOption("epochs, batch size and learning rate must be positive") }
+        guard options.epochs ?? 0 >= 0, options.maxSteps >= 0, options.patience >= 1, options.batchSize >= 1, options.learningRate > 0 else {
+            throw ProjectorError.invalidOption("epochs and max steps must be ≥ 0; patience, batch size and learning rate positive")
+        }
         guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
         if let head, head.count != d * c { throw ProjectorError.headShape(name: "head", rows: head.count / max(c, 1), columns: c, dimension: d, classes: c) }
 
@@ -163,12 +181,14 @@ public enum ProjectorFitter {
         let closed = evaluate(model, x: x, p: p, rows: trainRows, head: head)
         guard closed.meanKL.isFinite else { throw ProjectorError.nonFinite(step: "closed form") }
 
-        if options.epochs > 0 {
+        var steps = 0, stopReason = "no_refinement"
+        if options.epochs ?? options.maxSteps > 0 {
             let refined = try refine(model, x: x, p: p, rows: trainRows, head: head, options: options, rng: &rng, progress: progress)
-            let after = evaluate(refined, x: x, p: p, rows: trainRows, head: head)
+            let after = evaluate(refined.model, x: x, p: p, rows: trainRows, head: head)
             // Keep whichever fits the teacher better on the fitted rows (refinement minimises
             // cross-entropy, which equals KL plus a constant, so this is the same objective).
-            if after.meanKL <= closed.meanKL { model = refined }
+            steps = refined.steps
+            if after.meanKL <= closed.meanKL { model = refined.model; stopReason = refined.stopReason }
         }
         if options.fitTemperature {
             progress?("temperature", 0.99)
@@ -187,7 +207,7 @@ public enum ProjectorFitter {
             trainRows: nt, holdoutRows: holdoutRows.count,
             trainMeanKL: train.meanKL, trainMaxKL: train.maxKL, trainTop1: train.top1,
             holdoutMeanKL: held.meanKL, holdoutMaxKL: held.maxKL, holdoutTop1: held.top1,
-            closedFormMeanKL: closed.meanKL, seconds: Date().timeIntervalSince(started))
+            closedFormMeanKL: closed.meanKL, seconds: Date().timeIntervalSince(started), steps: steps, stopReason: stopReason)
         return (model, report, trainRows)
     }
 
@@ -356,12 +376,31 @@ public enum ProjectorFitter {
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
     }
 
-    /// Minibatch Adam on the cross-entropy between the teacher and the projector.
+    /// Minibatch Adam on the cross-entropy between the teacher and the projector: a fixed number
+    /// of epochs, or (the default) up to `maxSteps` steps with early stopping on a validation
+    /// split of `rows`, returning the best model it checked.
     static func refine(
-        _ start: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?, options: ProjectorFitOptions,
+        _ start: ProjectorModel, x: [Float], p: [Float], rows allRows: [Int], head: [Float]?, options: ProjectorFitOptions,
         rng: inout SplitMix64, progress: ((String, Double) -> Void)?
-    ) throws -> ProjectorModel {
+    ) throws -> (model: ProjectorModel, steps: Int, stopReason: String) {
+        // The validation split: a seeded 5% (at most 10,000 rows) of the fitted rows, kept out
+        // of the steps; none for fixed epochs or fewer than 20 rows.
+        var rows = allRows, validation: [Int] = []
+        if options.epochs == nil, allRows.count >= 20 {
+            var shuffled = allRows
+            shuffled.shuffle(using: &rng)
+            let count = min(max(allRows.count / 20, 1), 10_000)
+            validation = Array(shuffled.prefix(count)).sorted()
+            rows = Array(shuffled.dropFirst(count)).sorted()
+        }
         let n = rows.count
+        let stepsPerEpoch = (n + min(options.batchSize, n) - 1) / min(options.batchSize, n)
+        let budget = options.epochs.map { $0 * stepsPerEpoch } ?? options.maxSteps
+        // Checks once per epoch, but not more often than every 25 steps (a small corpus takes one
+        // step per epoch, and Adam's loss is noisy step to step) nor less often than every 250.
+        let interval = min(max(stepsPerEpoch, 25), 250)
+        var best = (model: start, kl: validation.isEmpty ? Double.infinity : evaluate(start, x: x, p: p, rows: validation, head: head).meanKL)
+        var sinceBest = 0
         var model = start
         let d = model.dimension, c = model.classes, r = model.rank
         let batch = min(options.batchSize, n)
@@ -386,11 +425,12 @@ public enum ProjectorFitter {
             }
         }
 
-        for epoch in 0..<options.epochs {
+        var epoch = 0
+        while step < budget {
             var order = rows
             order.shuffle(using: &rng)
             var start = 0
-            while start < n {
+            while start < n, step < budget {
                 let count = min(batch, n - start)
                 let slice = order[start..<(start + count)]
                 x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
@@ -433,9 +473,17 @@ public enum ProjectorFitter {
                     model.scale = sv[0]; ms = msv[0]; vs = vsv[0]
                 }
                 start += count
+                // Early stopping: keep the best model the validation split has seen.
+                if !validation.isEmpty, step % interval == 0 || step == budget {
+                    let kl = evaluate(model, x: x, p: p, rows: validation, head: head).meanKL
+                    if kl < best.kl * (1 - 1e-4) { best = (model, kl); sinceBest = 0 } else { sinceBest += 1 }
+                    if sinceBest >= options.patience { return (best.model, step, "patience") }
+                }
             }
-            progress?("refinement epoch \(epoch + 1)/\(options.epochs)", Double(epoch + 1) / Double(options.epochs))
+            epoch += 1
+            progress?("refinement step \(step)/\(budget)", Double(step) / Double(max(budget, 1)))
         }
-        return model
+        if validation.isEmpty { return (model, step, options.epochs == nil ? "max_steps" : "epochs") }
+        return (best.model, step, "max_steps")
     }
 }

@@ -433,7 +433,7 @@ extension Store {
                 activity: "projector fit", agent: agent,
                 used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
                 generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
-                parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": "\(options.epochs)",
+                parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": options.epochs.map(String.init) ?? "none", "max_steps": "\(options.maxSteps)", "patience": "\(options.patience)",
                              "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)"]))
             try tx.put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
             record.latest = newVersion

@@ -53,7 +53,8 @@ public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: 
     return [
         "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
         "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
-        "seed": .uint(v.options.seed), "epochs": .int(Int64(v.options.epochs)), "fit_temperature": .bool(v.options.fitTemperature), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
+        "seed": .uint(v.options.seed), "epochs": v.options.epochs.map { .int(Int64($0)) } ?? .null, "max_steps": .int(Int64(v.options.maxSteps)), "patience": .int(Int64(v.options.patience)),
+        "steps": r.steps.map { .int(Int64($0)) } ?? .null, "stop_reason": r.stopReason.map { .string($0) } ?? .null, "fit_temperature": .bool(v.options.fitTemperature), "agent": .string(v.agent), "time_ms": .int(v.timeMilliseconds),
         "samples": .int(Int64(v.samples)), "train_rows": .int(Int64(r.trainRows)), "holdout_rows": .int(Int64(r.holdoutRows)),
         "train_mean_kl": .double(r.trainMeanKL), "train_max_kl": .double(r.trainMaxKL), "train_top1": .double(r.trainTop1),
         "holdout_mean_kl": .double(r.holdoutMeanKL), "holdout_max_kl": .double(r.holdoutMaxKL), "holdout_top1": .double(r.holdoutTop1),

@@ -73,7 +73,9 @@ struct ProjectorFitCommand: ParsableCommand {
     @Option(help: "A base head W0 (see `labeldb heads`).") var head: String?
     @Option(help: "Fraction of rows held out to measure generalisation.") var holdout: Double = 0
     @Option(help: "Seed of the split and of the minibatch order.") var seed: UInt64 = 0
-    @Option(help: "Refinement epochs after the closed form.") var epochs: Int = 8
+    @Option(help: "Refinement: exactly this many epochs, no early stopping (default: a step budget).") var epochs: Int?
+    @Option(help: "Refinement: at most this many gradient steps, stopping early when a 5% validation split stops improving.") var maxSteps: Int = 4_000
+    @Option(help: "Refinement: validation checks without improvement before stopping.") var patience: Int = 8
     @Flag(help: "Also fit the softmax temperature T.") var fitTemperature = false
     @Option(help: "Error bound: max KL(teacher ‖ read label) in nats for every fitted sample.") var maxKl: Double?
     @Flag(help: "The bound also requires the teacher's top-1 class.") var top1 = false
@@ -88,6 +90,8 @@ struct ProjectorFitCommand: ParsableCommand {
         options.holdout = holdout
         options.seed = seed
         options.epochs = epochs
+        options.maxSteps = maxSteps
+        options.patience = patience
         options.fitTemperature = fitTemperature
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
@@ -156,6 +160,9 @@ func projectorText(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, cla
     let r = v.report
     var lines = ["projector \(name)@\(v.version): rank \(v.options.rank)\(v.head.map { ", head \($0)" } ?? ""), fitted on \(v.sourceSet)@\(v.sourceVersion) (\(r.trainRows) rows, \(r.holdoutRows) held out) in \(String(format: "%.1f", r.seconds)) s"]
     lines.append(String(format: "  train: mean KL %.4g, max KL %.4g, top-1 agreement %.2f%%", r.trainMeanKL, r.trainMaxKL, r.trainTop1 * 100))
+    if let steps = r.steps, let reason = r.stopReason {
+        lines.append("  refinement: \(steps) steps, stopped by \(reason.replacingOccurrences(of: "_", with: " "))" + String(format: "; closed form alone: mean KL %.4g", r.closedFormMeanKL))
+    }
     if r.holdoutRows > 0 {
         lines.append(String(format: "  held out: mean KL %.4g, max KL %.4g, top-1 agreement %.2f%%", r.holdoutMeanKL, r.holdoutMaxKL, r.holdoutTop1 * 100))
     }
