@@ -8,7 +8,7 @@ struct CLITests {
     /// A store at `dir/store` (8-d, classes a/b/c) holding 20 samples with ids 100…119.
     func prepared() throws -> (TemporaryDirectory, String, [Sample]) {
         let dir = TemporaryDirectory("cli")
-        try "a\nb\nc\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try "a\nb\nc\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         let store = dir.file("store")
         #expect(try runCLI(["init", store, "--dim", "8", "--classes", dir.file("classes.txt")]).status == 0)
         let samples = randomSamples(count: 20, dimension: 8, seed: 11, ids: Array(100..<120))
@@ -61,7 +61,7 @@ struct CLITests {
     func payloadKinds() throws {
         let (dir, store, _) = try prepared()
         try Data([1, 2, 3, 250]).write(to: URL(fileURLWithPath: dir.file("blob.bin")))
-        try "{\"text\":\"héllo\"}\n{\"base64\":\"AAEC\"}\n{\"path\":\"blob.bin\"}\n".write(toFile: dir.file("p.jsonl"), atomically: true, encoding: .utf8)
+        try "{\"text\":\"héllo\"}\n{\"base64\":\"AAEC\"}\n{\"path\":\"blob.bin\"}\n".write(toFile: dir.file("p.jsonl"), atomically: false, encoding: .utf8)
         try NumPyArray.write([Float](repeating: 1, count: 24), shape: [3, 8], to: dir.file("three.npy"))
         try NumPyArray.write([UInt64]([1, 2, 3]), to: dir.file("three-ids.npy"))
         #expect(try runCLI(["import", store, "--embeddings", dir.file("three.npy"), "--ids", dir.file("three-ids.npy"), "--payloads", dir.file("p.jsonl")]).status == 0)
@@ -97,11 +97,11 @@ struct CLITests {
         try NumPyArray.write([UInt64]([7, 8, 7]), to: dir.file("dupids.npy"))
         try NumPyArray.write([UInt64]([1, 2, 105]), to: dir.file("existing.npy"))
         try NumPyArray.write([UInt64]([1, 2, 3]), to: dir.file("ids3.npy"))
-        try "{\"a\":1}\n{\"a\":2}\n".write(toFile: dir.file("meta2.jsonl"), atomically: true, encoding: .utf8)
-        try "{\"a\":1}\n{\"a\": oops}\n{\"a\":3}\n".write(toFile: dir.file("badjson.jsonl"), atomically: true, encoding: .utf8)
-        try "{\"a\":1}\n[1,2]\n{\"a\":3}\n".write(toFile: dir.file("notobject.jsonl"), atomically: true, encoding: .utf8)
-        try "{\"text\":\"x\"}\n{\"base64\":\"***\"}\n{\"text\":\"z\"}\n".write(toFile: dir.file("badpayload.jsonl"), atomically: true, encoding: .utf8)
-        try "{\"text\":\"x\"}\n{\"path\":\"missing.bin\"}\n{\"text\":\"z\"}\n".write(toFile: dir.file("missingpath.jsonl"), atomically: true, encoding: .utf8)
+        try "{\"a\":1}\n{\"a\":2}\n".write(toFile: dir.file("meta2.jsonl"), atomically: false, encoding: .utf8)
+        try "{\"a\":1}\n{\"a\": oops}\n{\"a\":3}\n".write(toFile: dir.file("badjson.jsonl"), atomically: false, encoding: .utf8)
+        try "{\"a\":1}\n[1,2]\n{\"a\":3}\n".write(toFile: dir.file("notobject.jsonl"), atomically: false, encoding: .utf8)
+        try "{\"text\":\"x\"}\n{\"base64\":\"***\"}\n{\"text\":\"z\"}\n".write(toFile: dir.file("badpayload.jsonl"), atomically: false, encoding: .utf8)
+        try "{\"text\":\"x\"}\n{\"path\":\"missing.bin\"}\n{\"text\":\"z\"}\n".write(toFile: dir.file("missingpath.jsonl"), atomically: false, encoding: .utf8)
 
         let cases: [(args: [String], status: Int32, fragment: String)] = [
             (["--embeddings", dir.file("dim9.npy")], 2, "dimension is 8"),

@@ -25,7 +25,7 @@ import Testing
     @Test("the CLI imports compact rows exactly; reads equal a dense import of the same distributions")
     func cliExact() throws {
         let dir = TemporaryDirectory()
-        try (0..<10).map { "c\($0)" }.joined(separator: "\n").write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try (0..<10).map { "c\($0)" }.joined(separator: "\n").write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         let store = dir.file("store")
         #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
         try NumPyArray.write([Float](repeating: 0.5, count: 20 * 4), shape: [20, 4], to: dir.file("emb.npy"))

@@ -17,7 +17,7 @@ struct DurabilityTests {
         // The same files serve every import; only the ids change.
         try NumPyArray.write((0..<rowsPerImport * 32).map { Float($0 % 97) / 97 }, shape: [rowsPerImport, 32], to: dir.file("emb.npy"))
         try String(repeating: "{\"text\":\"payload bytes for the crash test, long enough to matter............\"}\n", count: rowsPerImport)
-            .write(toFile: dir.file("p.jsonl"), atomically: true, encoding: .utf8)
+            .write(toFile: dir.file("p.jsonl"), atomically: false, encoding: .utf8)
         var nextBase: UInt64 = 1
         for _ in 0..<12 {
             let deadline = Date().addingTimeInterval(Double.random(in: 0.02...0.6, using: &rng))

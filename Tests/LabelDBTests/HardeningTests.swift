@@ -307,7 +307,7 @@ struct HardeningInputTests {
         try NumPyArray.write([UInt64(7)], to: dir.file("ids.npy"))
         #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--secrecy", "pii"]).status == 0)
         try FileManager.default.createDirectory(atPath: dir.file("adir"), withIntermediateDirectories: true)
-        try #"{"base64":"QUJD="}"#.write(toFile: dir.file("pad.jsonl"), atomically: true, encoding: .utf8)
+        try #"{"base64":"QUJD="}"#.write(toFile: dir.file("pad.jsonl"), atomically: false, encoding: .utf8)
         try NumPyArray.write([UInt64(8)], to: dir.file("ids8.npy"))
         try NumPyArray.write([100, 1, 1] as [Float], shape: [1, 3], to: dir.file("z.npy"))
         let before = fileBytes(store + "/data.mdb")

@@ -9,7 +9,7 @@ struct LabelCLITests {
     /// A store with 40 samples (ids 10…49) and 20 classes, and a teacher's probabilities.
     func prepared() throws -> (TemporaryDirectory, String, [Float]) {
         let dir = TemporaryDirectory("labels-cli")
-        try ((0..<20).map { "class\($0)" }.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try ((0..<20).map { "class\($0)" }.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         let store = dir.file("store")
         #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
         try writeImportFiles(dir, samples: randomSamples(count: 40, dimension: 4, seed: 3, ids: Array(10..<50)), dimension: 4)
@@ -78,7 +78,7 @@ struct LabelCLITests {
         try NumPyArray.write(Array(p[0..<(40 * 19)]), shape: [40, 19], to: dir.file("classes19.npy"))
         try NumPyArray.write([Int32](repeating: 20, count: 40), shape: [40], to: dir.file("hard-range.npy"))
         try NumPyArray.write(Array(10..<50).map { $0 == 30 ? UInt64(999) : UInt64($0) }, to: dir.file("unknown-ids.npy"))
-        try "[\"class1\"]\n[\"nope\"]\n".write(toFile: dir.file("multi.jsonl"), atomically: true, encoding: .utf8)
+        try "[\"class1\"]\n[\"nope\"]\n".write(toFile: dir.file("multi.jsonl"), atomically: false, encoding: .utf8)
         let cases: [([String], String)] = [
             (["--soft", dir.file("negative.npy")], "row 2: probability of class 5 is -0.2"),
             (["--soft", dir.file("nan.npy")], "row 5: probability of class 0 is NaN"),

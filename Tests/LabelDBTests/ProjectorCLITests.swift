@@ -9,7 +9,7 @@ struct ProjectorCLITests {
     func fitShowRegenerate() throws {
         let dir = TemporaryDirectory("projector-cli")
         let problem = ProjectorProblem(n: 400, rank: 3, headScale: 1, seed: 21)
-        try ((0..<problem.c).map { "k\($0)" }.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try ((0..<problem.c).map { "k\($0)" }.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         let store = dir.file("store")
         #expect(try runCLI(["init", store, "--dim", "\(problem.d)", "--classes", dir.file("classes.txt")]).status == 0)
         try NumPyArray.write(problem.x, shape: [problem.n, problem.d], to: dir.file("x.npy"))

@@ -147,10 +147,12 @@ struct ProjectorRefinementBudgetTests {
 
     @Test("the step budget and the patience stop the refinement; fixed epochs run them all")
     func budgetsStop() throws {
-        let capped = try fit { $0.maxSteps = 30; $0.patience = 1_000 }
-        #expect(capped.steps == 30 && capped.stopReason == "max_steps")
+        let capped = try fit { $0.maxSteps = 300; $0.patience = 1_000 }
+        #expect(capped.steps == 300 && capped.stopReason == "max_steps")
+        // Patience 1 stops at the first check that does not improve ("no_refinement" when none
+        // ever beat the closed form).
         let impatient = try fit { $0.maxSteps = 100_000; $0.patience = 1 }
-        #expect(impatient.stopReason == "patience" && (impatient.steps ?? .max) < 100_000)
+        #expect(["patience", "no_refinement"].contains(impatient.stopReason ?? "") && (impatient.steps ?? .max) < 100_000)
         let none = try fit { $0.maxSteps = 0 }
         #expect(none.steps == 0 && none.stopReason == "no_refinement")
         #expect(throws: ProjectorError.self) { _ = try fit { $0.patience = 0 } }

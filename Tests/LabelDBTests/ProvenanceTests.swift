@@ -8,7 +8,7 @@ struct ProvenanceTests {
     func prepared() throws -> (TemporaryDirectory, Store) {
         let dir = TemporaryDirectory()
         let store = try makeStore(dir)
-        try "embeddings".write(toFile: dir.file("x.bin"), atomically: true, encoding: .utf8)
+        try "embeddings".write(toFile: dir.file("x.bin"), atomically: false, encoding: .utf8)
         try store.write(clearance: .all) { tx in
             try tx.put(SampleBatch(randomSamples(count: 10, dimension: 8, seed: 1, ids: Array(1...10))))
             tx.describe(ProvenanceRecord(activity: "import", agent: "alice", used: [try .file(dir.file("x.bin"), rows: 10)]))
@@ -90,7 +90,7 @@ struct ProvenanceTests {
     @Test("audit explains a sample's labels back to the input files; PROV-JSON export has the PROV structure")
     func auditAndExport() throws {
         let dir = TemporaryDirectory("audit")
-        try "a\nb\nc\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try "a\nb\nc\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         let store = dir.file("store")
         #expect(try runCLI(["init", store, "--dim", "8", "--classes", dir.file("classes.txt")]).status == 0)
         let samples = randomSamples(count: 6, dimension: 8, seed: 4, ids: Array(1...6))

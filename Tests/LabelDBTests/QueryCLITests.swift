@@ -10,7 +10,7 @@ struct QueryCLITests {
     func knnAndQuery() throws {
         let dir = TemporaryDirectory("query-cli")
         let store = dir.file("store")
-        try "cat\ndog\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try "cat\ndog\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         #expect(try runCLI(["init", store, "--dim", "2", "--classes", dir.file("classes.txt")]).status == 0)
         // Public and licensed samples side by side near (1, 0), all labelled cat; dogs near (0, 1).
         let rows: [(UInt64, [Float], String?, [Float])] = [
@@ -20,7 +20,7 @@ struct QueryCLITests {
         try NumPyArray.write(rows.flatMap(\.1), shape: [rows.count, 2], to: dir.file("x.npy"))
         try NumPyArray.write(rows.map(\.0), to: dir.file("ids.npy"))
         try rows.map { $0.2.map { #"{"taint": {"secrecy": ["\#($0)"]}}"# } ?? "{}" }.joined(separator: "\n")
-            .write(toFile: dir.file("meta.jsonl"), atomically: true, encoding: .utf8)
+            .write(toFile: dir.file("meta.jsonl"), atomically: false, encoding: .utf8)
         try NumPyArray.write(rows.flatMap(\.3), shape: [rows.count, 2], to: dir.file("p.npy"))
         #expect(try runCLI(["import", store, "--embeddings", dir.file("x.npy"), "--ids", dir.file("ids.npy"), "--meta", dir.file("meta.jsonl")]).status == 0)
         #expect(try runCLI(["labels", "import", store, "teacher", "--soft", dir.file("p.npy"), "--ids", dir.file("ids.npy"), "--clearance", "all", "--codec", "dense:f32"]).status == 0)

@@ -10,7 +10,7 @@ struct TaintCLITests {
     func doneWhen() throws {
         let dir = TemporaryDirectory("taint-cli")
         let store = dir.file("store")
-        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
         #expect(try runCLI(["init", store, "--dim", "4", "--classes", dir.file("classes.txt")]).status == 0)
         var rng = SeededGenerator(seed: 5)
         for (name, first, count) in [("pub", 0, 6), ("lic", 100, 4), ("web", 200, 4)] as [(String, UInt64, Int)] {
@@ -19,7 +19,7 @@ struct TaintCLITests {
         }
         // Web rows: the first carries a per-row pii tag, which is consumed (not kept as metadata).
         try (0..<4).map { i in i == 0 ? #"{"url": "u0", "taint": {"secrecy": ["pii"]}}"# : #"{"url": "u\#(i)"}"# }.joined(separator: "\n")
-            .write(toFile: dir.file("web.jsonl"), atomically: true, encoding: .utf8)
+            .write(toFile: dir.file("web.jsonl"), atomically: false, encoding: .utf8)
         #expect(try runCLI(["import", store, "--embeddings", dir.file("pub.npy"), "--ids", dir.file("pub-ids.npy"), "--integrity", "human-reviewed", "--privilege", "human-reviewed"]).status == 0)
         #expect(try runCLI(["import", store, "--embeddings", dir.file("lic.npy"), "--ids", dir.file("lic-ids.npy"), "--secrecy", "licensed:getty"]).status == 0)
         #expect(try runCLI(["import", store, "--embeddings", dir.file("web.npy"), "--ids", dir.file("web-ids.npy"), "--meta", dir.file("web.jsonl")]).status == 0)

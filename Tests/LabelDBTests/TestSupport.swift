@@ -88,9 +88,9 @@ func writeImportFiles(_ dir: TemporaryDirectory, prefix: String = "", samples: [
     try NumPyArray.write(samples.flatMap(\.embedding), shape: [samples.count, dimension], to: dir.file(prefix + "emb.npy"))
     try NumPyArray.write(samples.map(\.id), to: dir.file(prefix + "ids.npy"))
     try samples.map { JSONValue.object($0.metadata).serialized() + "\n" }.joined()
-        .write(toFile: dir.file(prefix + "meta.jsonl"), atomically: true, encoding: .utf8)
+        .write(toFile: dir.file(prefix + "meta.jsonl"), atomically: false, encoding: .utf8)
     try samples.map { JSONValue.object(["base64": .string(Data($0.payload).base64EncodedString())]).serialized() + "\n" }.joined()
-        .write(toFile: dir.file(prefix + "payloads.jsonl"), atomically: true, encoding: .utf8)
+        .write(toFile: dir.file(prefix + "payloads.jsonl"), atomically: false, encoding: .utf8)
 }
 
 /// Fit options for tests that need a projector, not a good one: rank 1, the closed form only.
@@ -104,7 +104,7 @@ let quickFitOptions: ProjectorFitOptions = {
 /// and returns its path.
 @discardableResult
 func initCLIStore(_ dir: TemporaryDirectory, dimension: Int) throws -> String {
-    try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: true, encoding: .utf8)
+    try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
     let result = try runCLI(["init", dir.file("store"), "--dim", "\(dimension)", "--classes", dir.file("classes.txt")])
     guard result.status == 0 else { throw CheckFailure(result.stderr) }
     return dir.file("store")

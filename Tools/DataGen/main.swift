@@ -43,7 +43,7 @@ try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories
 var rng = SplitMix64(seed: seed)
 
 let classNames = (0..<classCount).map { "class_\($0)" }
-try (classNames.joined(separator: "\n") + "\n").write(toFile: out + "/classes.txt", atomically: true, encoding: .utf8)
+try (classNames.joined(separator: "\n") + "\n").write(toFile: out + "/classes.txt", atomically: false, encoding: .utf8)
 
 let centres = (0..<classCount * dim).map { _ in gaussian(&rng) }
 var embeddings = [Float](repeating: 0, count: count * dim)
@@ -109,6 +109,6 @@ for row in 0..<count {
     let bytes = (0..<Int.random(in: minPayload...maxPayload, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     payloads += JSONValue.object(["base64": .string(Data(bytes).base64EncodedString())]).serialized() + "\n"
 }
-try meta.write(toFile: out + "/meta.jsonl", atomically: true, encoding: .utf8)
-try payloads.write(toFile: out + "/payloads.jsonl", atomically: true, encoding: .utf8)
+try meta.write(toFile: out + "/meta.jsonl", atomically: false, encoding: .utf8)
+try payloads.write(toFile: out + "/payloads.jsonl", atomically: false, encoding: .utf8)
 print("wrote \(count) samples (\(dim)-d, \(classCount) classes) to \(out)")

@@ -1068,12 +1068,14 @@ def _nulls(value, path="") -> set[str]:
     return out
 
 
-C8_NULLABLE = {"codec", "fidelity", "head", "max_kl", "ratio_to_stored", "provenance", "first_bad", "taint"}
+C8_NULLABLE = {"codec", "fidelity", "head", "max_kl", "ratio_to_stored", "provenance", "first_bad", "taint",
+               "epochs", "steps", "stop_reason"}
 
 
 def test_C8_null_versus_omitted_keys(tmp_path):
     """cli.md C-8: a key described as "or null" (`codec`, `fidelity`, `head`, `max_kl`,
-    `ratio_to_stored`, `provenance` of `get`, `first_bad`, `taint` of `projector list`) is always
+    `ratio_to_stored`, `provenance` of `get`, `first_bad`, `taint` of `projector list`, `epochs`,
+    `steps`, `stop_reason` of a projector version) is always
     printed, as null when it has no value; a key described as "if any", "only with …" or marked `?`
     is omitted when it has no value; no other key is ever null."""
     s = new_store(tmp_path, n=8, d=4, c=3)

@@ -147,6 +147,8 @@ extension Transaction {
             guard key.prefix(4).elementsEqual(prefix) else { return false }
             guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
             let number = BigEndianKey.u64(key, at: 4), rowVersion = Int(BigEndianKey.u32(key, at: 12))
+            // Keys carry no checksum: a block number beyond any slot is damage, not a trap.
+            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
             try checkRowVersion(rowVersion, set: set, sample: number * LabelBlock.slots)
             if number != block, !views.isEmpty {
                 guard try flush() else { stopped = true; return false }

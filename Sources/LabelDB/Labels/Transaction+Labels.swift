@@ -515,7 +515,12 @@ extension WriteTransaction {
                 let found = try rowsToPurge(of: id, slot: slot, set: set)
                 for (version, top1) in found {
                     rows[BlockVersion(block: slot / LabelBlock.slots, version: version), default: []].insert(Int(slot % LabelBlock.slots))
-                    if let top1 { postings[ChunkVersion(classIndex: UInt32(top1), version: UInt32(version)), default: []].insert(slot) }
+                    switch top1 {
+                    case .known(let c): postings[ChunkVersion(classIndex: UInt32(c), version: UInt32(version)), default: []].insert(slot)
+                    case .none: break
+                    case .unknown:
+                        for c in 0..<UInt32(store.schema.classes.count) { postings[ChunkVersion(classIndex: c, version: UInt32(version)), default: []].insert(slot) }
+                    }
                 }
                 if let first = found.first { firstVersions[set.id, default: []].append(first.version) }
             }
@@ -529,10 +534,10 @@ extension WriteTransaction {
 
     /// The versions of `set` with a row for sample `id` (in `slot`), oldest first, each with the
     /// row's top-1 class; a damaged row is purged all the same, without a posting to remove.
-    private func rowsToPurge(of id: UInt64, slot: UInt64, set: LabelSet) throws -> [(version: Int, top1: Int?)] {
+    private func rowsToPurge(of id: UInt64, slot: UInt64, set: LabelSet) throws -> [(version: Int, top1: PurgedTop1)] {
         let offset = Int(slot % LabelBlock.slots)
         let prefix = Array(LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 0).prefix(12))
-        var found: [(version: Int, top1: Int?)] = []
+        var found: [(version: Int, top1: PurgedTop1)] = []
         try walk(.labelBlocks, from: prefix) { key, value in
             guard key.prefix(12).elementsEqual(prefix) else { return false }
             guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
@@ -542,12 +547,25 @@ extension WriteTransaction {
                 throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) slot \(slot)")
             }
             guard let rank = view.rank(of: offset) else { return true }
-            let row = try? view.row(rank: rank, sample: id)
-            found.append((version, row.flatMap { try? decodeLabel($0, version: version, sample: id, set: set) }?.top1?.classIndex))
+            // A damaged row is purged all the same; its posting, whose class is unknown, is
+            // looked for in every class of its version.
+            if let label = (try? view.row(rank: rank, sample: id)).flatMap({ try? decodeLabel($0, version: version, sample: id, set: set) }) {
+                found.append((version, label.top1.map { .known($0.classIndex) } ?? .none))
+            } else {
+                found.append((version, .unknown))
+            }
             return true
         }
         return found
     }
+}
+
+/// What a purge knows of a row's top-1 class: the class, that the row has none (multi-only), or
+/// nothing (the row is damaged).
+private enum PurgedTop1 {
+    case known(Int)
+    case none
+    case unknown
 }
 
 /// A label block of one version, as purges group their work.

@@ -188,7 +188,7 @@ public enum ProjectorFitter {
             // Keep whichever fits the teacher better on the fitted rows (refinement minimises
             // cross-entropy, which equals KL plus a constant, so this is the same objective).
             steps = refined.steps
-            if after.meanKL <= closed.meanKL { model = refined.model; stopReason = refined.stopReason }
+            if after.meanKL < closed.meanKL { model = refined.model; stopReason = refined.stopReason }
         }
         if options.fitTemperature {
             progress?("temperature", 0.99)

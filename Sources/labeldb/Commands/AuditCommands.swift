@@ -99,7 +99,9 @@ struct ProvenanceExportCommand: ParsableCommand {
         defer { store.close() }
         let records = try store.read(clearance: clearance) { try $0.provenanceRecords() }
         let document = provJSON(records)
-        do { try document.serialized().write(toFile: out, atomically: true, encoding: .utf8) } catch {
+        // Not `atomically`: Foundation on Linux leaves an empty `TemporaryDirectory.*` behind in
+        // /tmp for every atomic write. A failed run removes the output instead (main.swift).
+        do { try document.serialized().write(toFile: out, atomically: false, encoding: .utf8) } catch {
             throw InputError(file: out, reason: "cannot write: \(error.localizedDescription)")
         }
         print("exported \(records.count) provenance records to \(out)")
