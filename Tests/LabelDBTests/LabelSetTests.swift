@@ -199,6 +199,38 @@ struct LabelSetTests {
         }
     }
 
+    @Test("damage found by review: a block number beyond any slot in a key throws; deleting a sample whose row is damaged leaves no posting")
+    func reviewRegressions() throws {
+        let (dir, store) = try prepared(20)
+        _ = dir
+        defer { store.close() }
+        let ids = (1...20).map { UInt64($0) }
+        try store.write(clearance: .all) { tx in try tx.importLabels(.hard(ids.map { Int($0 % 10) }), ids: ids, into: "h", agent: "a") }
+        let set = try #require(try store.read(clearance: .all) { try $0.labelSet(named: "h") })
+        // Damage sample 7's row, then delete the sample: its posting (class 7) must go too.
+        try store.write(clearance: .all) { tx in
+            let slot = try #require(try tx.storedSlot(of: 7))
+            let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 1)
+            var value = try #require(try tx.withValue(.labelBlocks, key: key) { $0.map(Array.init) })
+            let rank = try value.withUnsafeBytes { try #require(try LabelBlockView(key: key.withUnsafeBytes { $0 }, bytes: $0).rank(of: Int(slot % LabelBlock.slots))) }
+            value[LabelBlock.prefixSize + rank * 9 + 1] ^= 0x01
+            try tx.put(.labelBlocks, key: key, bytes: value)
+            _ = try tx.delete([7])
+        }
+        #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) } == [17])
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        // A key whose block number would overflow a slot number.
+        try store.write(clearance: .all) { tx in
+            let key = LabelBlock.key(set: set.id, block: UInt64.max, version: 1)
+            try tx.put(.labelBlocks, key: key, bytes: [UInt8](repeating: 0, count: LabelBlock.prefixSize + 9))
+            tx.changeSummary = [:]
+        }
+        #expect(throws: StoreError.self) {
+            try store.read(clearance: .all) { tx in try tx.forEachLabelInStorageOrder(in: LabelSetReference(name: "h")) { _, _ in true } }
+        }
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean == false)
+    }
+
     @Test("version N+1 does not change what SET@N returns; unlabelled samples keep older labels")
     func versionsAreImmutable() throws {
         let (dir, store) = try prepared()
