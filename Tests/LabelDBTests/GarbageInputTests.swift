@@ -93,3 +93,23 @@ struct GarbageInputTests {
         }
     }
 }
+
+extension LabelRecord {
+    /// A label row in the one-entry-per-row layout of formats 2–5 (storage.md R-52), which the
+    /// library only reads now: seeds for its decoder.
+    static func encodeRow(key: [UInt8], hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?) -> [UInt8] {
+        var body: [UInt8] = [version]
+        var flags: UInt8 = 0
+        if hard != nil { flags |= hasHard }
+        if multi != nil { flags |= hasMulti }
+        if soft != nil { flags |= hasSoft }
+        body.append(flags)
+        body.append(contentsOf: [0, 0])
+        appendLE(hard ?? 0, to: &body)
+        appendLE(UInt32(multi?.count ?? 0), to: &body)
+        appendLE(UInt32(soft?.count ?? 0), to: &body)
+        for c in multi ?? [] { appendLE(c, to: &body) }
+        body.append(contentsOf: soft ?? [])
+        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
+    }
+}

@@ -129,7 +129,7 @@ struct LabelSetTests {
         let ids = (1...UInt64(n)).map { $0 }
         try store.write(clearance: .all) { tx in try tx.importLabels(.hard(Array(repeating: 7, count: ids.count)), ids: ids, into: "h", agent: "a") }
         #expect(try store.read(clearance: .all) { try $0.entries(.labelPostings) } == 2)
-        let secondChunk = try store.read(clearance: .all) { tx in try ids.filter { try tx.visibleSlot(of: $0)! >= 65_536 } }
+        let secondChunk = try store.read(clearance: .all) { tx in try ids.filter { try tx.visibleSample($0)!.slot >= 65_536 } }
         #expect(secondChunk.count == n - 65_536)
         try store.write(clearance: .all) { tx in _ = try tx.delete([1, 2_000, secondChunk[0]]) }
         let hits = try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) }
@@ -168,6 +168,19 @@ struct LabelSetTests {
         }
     }
 
+    /// Flips a bit of the class in sample `id`'s version-1 row of hard-label set `set` (fixed
+    /// layout: flags, u32 class, checksum — 9 bytes a row), in place, as a bad sector would.
+    func damageHardRow(of id: UInt64, set: LabelSet, in tx: WriteTransaction) throws {
+        let slot = try #require(try tx.storedSlot(of: id))
+        let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 1)
+        var value = try #require(try tx.withValue(.labelBlocks, key: key) { $0.map(Array.init) })
+        let rank = try key.withUnsafeBytes { k in
+            try value.withUnsafeBytes { try #require(try LabelBlockView(key: k, bytes: $0).rank(of: Int(slot % LabelBlock.slots))) }
+        }
+        value[LabelBlock.prefixSize + rank * 9 + 1] ^= 0x01
+        try tx.put(.labelBlocks, key: key, bytes: value)
+    }
+
     @Test("R-16: a damaged row fails its block's rows checksum, and the scan, the point read and verify all name its sample")
     func damagedBlockRowIsNamed() throws {
         let (dir, store) = try prepared(20)
@@ -175,15 +188,8 @@ struct LabelSetTests {
         defer { store.close() }
         let ids = (1...20).map { UInt64($0) }
         try store.write(clearance: .all) { tx in try tx.importLabels(.hard(ids.map { Int($0 % 10) }), ids: ids, into: "h", agent: "a") }
-        // Flip the class of sample 7's row (flags byte, then the u32 class) in place.
         try store.write(clearance: .all) { tx in
-            let set = try #require(try tx.labelSet(named: "h"))
-            let slot = try #require(try tx.storedSlot(of: 7))
-            let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 1)
-            var value = try #require(try tx.withValue(.labelBlocks, key: key) { $0.map(Array.init) })
-            let rank = try value.withUnsafeBytes { try #require(try LabelBlockView(key: key.withUnsafeBytes { $0 }, bytes: $0).rank(of: Int(slot % LabelBlock.slots))) }
-            value[LabelBlock.prefixSize + rank * 9 + 1] ^= 0x01
-            try tx.put(.labelBlocks, key: key, bytes: value)
+            try damageHardRow(of: 7, set: try #require(try tx.labelSet(named: "h")), in: tx)
             tx.changeSummary = [:]
         }
         func namesSeven(_ error: any Error) -> Bool {
@@ -209,12 +215,7 @@ struct LabelSetTests {
         let set = try #require(try store.read(clearance: .all) { try $0.labelSet(named: "h") })
         // Damage sample 7's row, then delete the sample: its posting (class 7) must go too.
         try store.write(clearance: .all) { tx in
-            let slot = try #require(try tx.storedSlot(of: 7))
-            let key = LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: 1)
-            var value = try #require(try tx.withValue(.labelBlocks, key: key) { $0.map(Array.init) })
-            let rank = try value.withUnsafeBytes { try #require(try LabelBlockView(key: key.withUnsafeBytes { $0 }, bytes: $0).rank(of: Int(slot % LabelBlock.slots))) }
-            value[LabelBlock.prefixSize + rank * 9 + 1] ^= 0x01
-            try tx.put(.labelBlocks, key: key, bytes: value)
+            try damageHardRow(of: 7, set: set, in: tx)
             _ = try tx.delete([7])
         }
         #expect(try store.read(clearance: .all) { try $0.samples(withTop1: 7, in: LabelSetReference(name: "h")) } == [17])

@@ -185,36 +185,15 @@ enum LabelRecord {
 
     static let openEnded = UInt32.max
 
-    /// An index value: checksum (xxh3-64 of bytes 8…11, seed = xxh3-64 of the key) and the
-    /// until-version (exclusive; `openEnded` while current).
-    static func indexValue(key: [UInt8], until: UInt32) -> [UInt8] {
-        var body: [UInt8] = []
-        appendLE(until, to: &body)
-        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
-    }
-
+    /// An index value (formats 2–5, read only): checksum (xxh3-64 of bytes 8…11, seed = xxh3-64
+    /// of the key) and the until-version (exclusive; `openEnded` while current).
     static func decodeIndexValue(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> UInt32 {
         guard bytes.count == 12 else { throw RecordDecodingError(detail: "index entry of \(bytes.count) bytes, expected 12") }
         let body = try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key))
         return UInt32(littleEndian: body.loadUnaligned(as: UInt32.self))
     }
 
-    static func encodeRow(key: [UInt8], hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?) -> [UInt8] {
-        var body: [UInt8] = [version]
-        var flags: UInt8 = 0
-        if hard != nil { flags |= hasHard }
-        if multi != nil { flags |= hasMulti }
-        if soft != nil { flags |= hasSoft }
-        body.append(flags)
-        body.append(contentsOf: [0, 0])
-        appendLE(hard ?? 0, to: &body)
-        appendLE(UInt32(multi?.count ?? 0), to: &body)
-        appendLE(UInt32(soft?.count ?? 0), to: &body)
-        for c in multi ?? [] { appendLE(c, to: &body) }
-        body.append(contentsOf: soft ?? [])
-        return SealedRecord.seal(body, seed: SealedRecord.seed(key: key))
-    }
-
+    /// A row of the one-entry-per-row layout of formats 2–5, read from older stores.
     static func decodeRow(key: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer) throws -> Row {
         var reader = ByteReader(try SealedRecord.open(bytes, seed: SealedRecord.seed(key: key)))
         let recordVersion = try reader.u8("record version")

@@ -392,7 +392,7 @@ extension WriteTransaction {
         var slots: [UInt64] = []
         slots.reserveCapacity(ids.count)
         for id in ids {
-            guard let slot = try visibleSlot(of: id) else { throw LabelError.unknownSample(id) }
+            guard let slot = try visibleSample(id)?.slot else { throw LabelError.unknownSample(id) }
             slots.append(slot)
         }
 
@@ -422,10 +422,12 @@ extension WriteTransaction {
                 throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
             }
         }
-        // The versions so far: reading the earlier rows checks their versions against them.
-        let set = LabelSet(name: name, id: record.id, codec: codec, versions: try labelSet(named: name)?.versions ?? [])
+        // The versions so far (unredacted: `labelled` counts hidden rows too); reading the earlier
+        // rows checks their versions against them.
+        let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
+        let set = LabelSet(name: name, id: record.id, codec: codec, versions: versions)
         let version = UInt32(record.latest + 1)
-        var labelled = record.latest > 0 ? try labelSetVersion(set: record.id, version: UInt32(record.latest), name: name).labelled : 0
+        var labelled = versions.last?.labelled ?? 0
 
         var sourceFlows: [Int: Bool] = [:]
         func carriesForward(from previousVersion: Int) throws -> Bool {

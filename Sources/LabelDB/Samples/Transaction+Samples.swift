@@ -14,16 +14,7 @@ extension Transaction {
 
     /// True when a sample with `id` is stored and visible under the transaction's clearance.
     public func contains(_ id: UInt64) throws -> Bool {
-        try visibleSlot(of: id) != nil
-    }
-
-    /// The embedding slot of sample `id`, or nil when it is absent or invisible under the clearance.
-    func visibleSlot(of id: UInt64) throws -> UInt64? {
-        try withValue(.samples, key: id) { bytes in
-            guard let bytes else { return nil }
-            let record = try decodeSampleRecord(id: id, bytes)
-            return try admits(labelID: record.taintLabel) ? record.slot : nil
-        }
+        try visibleSample(id) != nil
     }
 
     /// The sample `id`, copied out of the store, or nil when there is none.
