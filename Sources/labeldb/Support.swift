@@ -31,6 +31,13 @@ enum ExitStatus {
         }
     }
 
+    /// The message for `error`. A sample that is absent and one the clearance hides read the same,
+    /// on purpose; the message names the clearance, so a user can tell that a wider one might see it.
+    static func message(for error: any Error, clearance: String?) -> String {
+        if case StoreError.sampleNotFound(let id) = error, let clearance { return "sample \(id) not found under clearance \(clearance)" }
+        return "\(error)"
+    }
+
     /// The exit code an error maps to (the library's ``ErrorClass``, plus this tool's own errors).
     static func code(for error: any Error) -> Int32 {
         switch error {
@@ -85,6 +92,11 @@ struct StoreArgument: ParsableArguments {
             throw error
         }
     }
+}
+
+/// The `--clearance` text of a command that opens a store, or nil for one that opens none.
+func clearanceInUse(_ command: ParsableCommand) -> String? {
+    Mirror(reflecting: command).children.lazy.compactMap { ($0.value as? OptionGroup<StoreArgument>)?.wrappedValue.clearance }.first
 }
 
 /// The taint label a write gives what it writes, and the privileges it holds: `--secrecy`,

@@ -47,7 +47,7 @@ do {
     exit(exitCode.rawValue)
 } catch let error where ExitStatus.isOurs(error) {
     removeOutputs()
-    printError("labeldb: \(error)" + (ExitStatus.flagHint(for: error).map { " (\($0))" } ?? ""))
+    printError("labeldb: \(ExitStatus.message(for: error, clearance: clearanceInUse(command)))" + (ExitStatus.flagHint(for: error).map { " (\($0))" } ?? ""))
     exit(ExitStatus.code(for: error))
 } catch {
     // ArgumentParser's own outcomes: help for a command group run without a subcommand (or

@@ -37,6 +37,8 @@ public struct KNNLabelResult: Sendable, Equatable {
 extension Transaction {
     /// Generates a soft label for each query from its `k` nearest visible entries that have a
     /// label in `reference`, and gives it a flow label (format-spec/cli.md, `knn --labels`).
+    /// `reference` names a label set version, or else a projector, which labels every visible
+    /// sample (its labels regenerated on read, carrying the sample's label ⊔ the projector's).
     ///
     /// Weights: cosine similarity clipped at 0 for `.cosine`; 1 / (1 + distance) for `.l2`. The
     /// output is the weighted average of the neighbours' distributions, renormalised (uniform when
@@ -69,7 +71,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version, entries) = try knnSetup(reference)
+        let (source, entries) = try knnSetup(reference)
         // Groups: one per distinct label in the permissive mode; a single one for the conservative.
         let groups = mode == .permissive ? max(entries.labels.count, 1) : 1
         // Extra candidates per list absorb GEMM rounding before the exact re-ranking below.
@@ -81,7 +83,7 @@ extension Transaction {
                 return mode == .permissive ? g : 0
             }
             : Array(repeating: [], count: count * groups)
-        var generator = KNNLabelGenerator(tx: self, set: set, version: version, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, source: source, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
         var results: [KNNLabelResult] = []
         results.reserveCapacity(count)
         for i in 0..<count {
@@ -103,7 +105,7 @@ extension Transaction {
     ) throws -> [KNNLabelResult] {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
-        let (set, version, entries) = try knnSetup(reference)
+        let (source, entries) = try knnSetup(reference)
         let admitted = entries.labels.map { $0.flows(to: bound) }
         let lists = k > 0 && count > 0
             ? try scanNearest(queries, count: count, keep: k + KNNLabelGenerator.slack, metric: metric, groups: 1) { id in
@@ -112,7 +114,7 @@ extension Transaction {
                 return 0
             }
             : Array(repeating: [], count: count)
-        var generator = KNNLabelGenerator(tx: self, set: set, version: version, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, source: source, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
         return try (0..<count).map { i in
             let query = Array(queries[(i * d)..<((i + 1) * d)])
             generator.exact = [:]
@@ -123,12 +125,16 @@ extension Transaction {
         }
     }
 
-    /// The label set and version `reference` names, and its visible labelled entries. (No version's
-    /// source is joined in as such: each entry's label already carries the source of the import
-    /// that wrote its row, which is the only source its output can depend on.)
-    private func knnSetup(_ reference: LabelSetReference) throws -> (LabelSet, Int, (group: [UInt64: Int], labels: [TaintLabel])) {
-        let (set, version) = try resolve(reference)
-        return (set, version, try labelledEntries(set: set, version: version))
+    /// The label source `reference` names (a label set version, else a projector regenerating on
+    /// read) and its visible labelled entries. (No version's source is joined in as such: each
+    /// entry's label already carries the source of the import that wrote its row, which is the
+    /// only source its output can depend on.)
+    private func knnSetup(_ reference: LabelSetReference) throws -> (QueryLabelSource, (group: [UInt64: Int], labels: [TaintLabel])) {
+        let source = try labelSource(reference)
+        switch source {
+        case .stored(let set, let version): return (source, try labelledEntries(set: set, version: version))
+        case .projector(let loaded): return (source, try regeneratedEntries(loaded))
+        }
     }
 
     /// The visible entries with a label in `set@version`, each with the index of its label
@@ -147,6 +153,29 @@ extension Transaction {
         }
         return (group, labels)
     }
+
+    /// The visible samples, each an entry of a projector (it labels every sample), with the
+    /// index of its label (sample ⊔ projector, what ``regenerate(_:with:)`` gives) among the
+    /// distinct labels found.
+    func regeneratedEntries(_ loaded: LoadedProjector) throws -> (group: [UInt64: Int], labels: [TaintLabel]) {
+        var group: [UInt64: Int] = [:]
+        var labels: [TaintLabel] = []
+        var index: [UInt32: Int] = [:]
+        try forEach(.samples) { id, bytes in
+            let record = try decodeSampleRecord(id: id, bytes)
+            guard try admits(labelID: record.taintLabel) else { return true }
+            if let known = index[record.taintLabel] {
+                group[id] = known
+            } else {
+                let g = labels.count
+                labels.append(loaded.taint.join(try taintLabel(id: record.taintLabel, sample: id)))
+                index[record.taintLabel] = g
+                group[id] = g
+            }
+            return true
+        }
+        return (group, labels)
+    }
 }
 
 /// The per-query work of ``Transaction/knnLabels(of:queries:k:from:metric:mode:lambda:include:)``:
@@ -156,8 +185,7 @@ struct KNNLabelGenerator {
     /// Candidates kept per list beyond k, so GEMM rounding cannot push one of the exact k nearest out.
     static let slack = 8
     let tx: Transaction
-    let set: LabelSet
-    let version: Int
+    let source: QueryLabelSource
     let k: Int
     let metric: NeighborMetric
     let lambda: Float
@@ -165,10 +193,9 @@ struct KNNLabelGenerator {
     var labels: [UInt64: (distribution: [Float], taint: TaintLabel)] = [:]
     var embeddings: [UInt64: [Float]] = [:]
 
-    init(tx: Transaction, set: LabelSet, version: Int, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
+    init(tx: Transaction, source: QueryLabelSource, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
         self.tx = tx
-        self.set = set
-        self.version = version
+        self.source = source
         self.k = k
         self.metric = metric
         self.lambda = lambda
@@ -330,8 +357,15 @@ struct KNNLabelGenerator {
 
     mutating func labelOf(_ id: UInt64) throws -> (distribution: [Float], taint: TaintLabel) {
         if let known = labels[id] { return known }
-        guard let label = try tx.label(of: id, set: set, version: version) else { throw StoreError.sampleNotFound(id) }
-        let entry = (label.distribution(classCount: classes), label.taint)
+        let entry: (distribution: [Float], taint: TaintLabel)
+        switch source {
+        case .stored(let set, let version):
+            guard let label = try tx.label(of: id, set: set, version: version) else { throw StoreError.sampleNotFound(id) }
+            entry = (label.distribution(classCount: classes), label.taint)
+        case .projector(let loaded):
+            guard let regenerated = try tx.regenerate([id], with: loaded).first else { throw StoreError.sampleNotFound(id) }
+            entry = (regenerated.probabilities, regenerated.taint)
+        }
         labels[id] = entry
         return entry
     }

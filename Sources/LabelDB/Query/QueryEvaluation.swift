@@ -175,11 +175,23 @@ extension Transaction {
     }
 }
 
-/// Where a query's `label(NAME)` comes from: a stored label set, or a projector regenerating
-/// labels from embeddings on read.
+/// Where a query's `label(NAME)` (or a kNN label's neighbours' labels) comes from: a stored
+/// label set, or a projector regenerating labels from embeddings on read.
 enum QueryLabelSource {
     case stored(LabelSet, Int)
     case projector(LoadedProjector)
+}
+
+extension Transaction {
+    /// A label set of that name, else a projector of that name; else the label set is unknown.
+    func labelSource(_ reference: LabelSetReference) throws -> QueryLabelSource {
+        if try labelSet(named: reference.name) != nil {
+            let (set, version) = try resolve(reference)
+            return .stored(set, version)
+        }
+        if try projector(named: reference.name) != nil { return .projector(try load(reference)) }
+        throw LabelError.unknownLabelSet(reference.name)
+    }
 }
 
 /// A filter bound to one transaction: label sources resolved, class names turned into indices.
@@ -239,18 +251,10 @@ struct QueryContext {
         }
     }
 
-    /// A label set of that name, else a projector of that name; else the label set is unknown.
+    /// The source `reference` names, resolved once per context.
     private mutating func resolveSource(_ reference: LabelSetReference) throws -> QueryLabelSource {
         if let known = sources[reference.description] { return known }
-        let source: QueryLabelSource
-        if try tx.labelSet(named: reference.name) != nil {
-            let (set, version) = try tx.resolve(reference)
-            source = .stored(set, version)
-        } else if try tx.projector(named: reference.name) != nil {
-            source = .projector(try tx.load(reference))
-        } else {
-            throw LabelError.unknownLabelSet(reference.name)
-        }
+        let source = try tx.labelSource(reference)
         sources[reference.description] = source
         return source
     }

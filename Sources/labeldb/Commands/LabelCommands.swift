@@ -112,7 +112,9 @@ struct LabelsImportCommand: ParsableCommand {
         let info = try store.write(clearance: clearance) { tx -> LabelSetVersion in
             let rowIDs = try idList ?? tx.ids()
             guard rowIDs.count == rows else {
-                throw InputError(file: source, reason: "\(rows) label rows for the store's \(rowIDs.count) samples (pass --ids)")
+                // Rows go to the visible samples, so a hidden sample (indistinguishable from an absent
+                // one) is why counts differ as often as a wrong file: the message names the clearance.
+                throw InputError(file: source, reason: "\(rows) label rows, but \(rowIDs.count) samples are visible under clearance \(target.clearance); without --ids, row i labels the i-th visible sample in ascending id order")
             }
             let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, privileges: privileges, normalize: normalize)
             tx.describe(ProvenanceRecord(

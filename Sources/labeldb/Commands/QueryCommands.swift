@@ -22,7 +22,7 @@ struct KNNCommand: ParsableCommand {
     @Option(help: "Neighbours per query.") var k: Int = 10
     @Option(help: "cosine or l2 (similarity is the negative distance).") var metric: String = "cosine"
     @Option(help: "Only samples matching this filter (the `labeldb query` grammar) are candidates.") var `where`: String?
-    @Option(help: "Generate a soft label per query from the neighbours' labels in this label set (SET or SET@VERSION).") var labels: String?
+    @Option(help: "Generate a soft label per query from the neighbours' labels in this label set (SET or SET@VERSION), or from a projector's labels, regenerated on read.") var labels: String?
     @Option(help: "λ: the largest total-variation distance at which a context's output counts as the same answer.") var lambda: Float = 0.1
     @Option(help: "permissive (default) or conservative: how the generated label's flow label is computed.") var flow: String = "permissive"
     @Option(help: "Output format: text or json (one object per query, in query order).") var format: OutputFormat = .text

@@ -25,7 +25,7 @@ struct DeleteCommand: ParsableCommand {
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let deleted = try store.write(clearance: clearance) { tx -> Int in
-            if !missingOk { try requireVisible(list, in: tx, or: "nothing deleted") }
+            if !missingOk { try requireVisible(list, in: tx, clearance: target.clearance, or: "nothing deleted") }
             let deleted = try tx.delete(list)
             tx.describe(ProvenanceRecord(activity: "delete", agent: defaultAgent(), used: [try .file(ids, rows: list.count)],
                                          parameters: ["deleted": "\(deleted)"]))
@@ -89,7 +89,7 @@ struct RelabelCommand: ParsableCommand {
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let changed = try store.write(clearance: clearance) { tx -> Int in
-            try requireVisible(list, in: tx, or: "nothing relabelled")
+            try requireVisible(list, in: tx, clearance: target.clearance, or: "nothing relabelled")
             let changed = try tx.relabel(list, change, privileges: privileges, agent: agent ?? defaultAgent())
             tx.describe(ProvenanceRecord(activity: change.activity, agent: agent ?? defaultAgent(), used: [try .file(ids, rows: list.count)]))
             return changed
@@ -99,11 +99,12 @@ struct RelabelCommand: ParsableCommand {
 }
 
 /// Throws ``CheckFailed`` (exit 1) naming up to ten of `ids` that are not stored or not visible
-/// under the transaction's clearance (the two are indistinguishable on purpose).
-func requireVisible(_ ids: [UInt64], in tx: LabelDB.Transaction, or consequence: String) throws {
+/// under the transaction's clearance (the two are indistinguishable on purpose; the message names
+/// the clearance, `clearance` as the user gave it).
+func requireVisible(_ ids: [UInt64], in tx: LabelDB.Transaction, clearance: String, or consequence: String) throws {
     let missing = try ids.filter { try !tx.contains($0) }
     guard missing.isEmpty else {
         let shown = missing.prefix(10).map(String.init).joined(separator: ", ")
-        throw CheckFailed(description: "\(missing.count) ids not found (\(shown)\(missing.count > 10 ? ", …" : "")); \(consequence)")
+        throw CheckFailed(description: "\(missing.count) ids not found under clearance \(clearance) (\(shown)\(missing.count > 10 ? ", …" : "")); \(consequence)")
     }
 }

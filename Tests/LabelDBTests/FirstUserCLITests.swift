@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+@testable import LabelDB
+
+/// What a first-time user tripped over (issue 17), each kept as a CLI test: a small corpus built
+/// the way the README says — embeddings, metadata with a license field, a teacher given as
+/// logits, a partial human label set — and the everyday tasks run against it.
+@Suite("First-time user CLI")
+struct FirstUserCLITests {
+    /// The corpus: `count` samples with ids 0…count−1, metadata `{"license", "split"}` (every third
+    /// row `getty`), a teacher's logits for every row and a human's hard labels for every fourth.
+    struct Corpus {
+        let dir = TemporaryDirectory("first-user")
+        let count: Int
+        let dimension = 8
+        let classes = ["cat", "dog", "bird", "fish"]
+        var store: String { dir.file("store") }
+
+        init(count: Int = 120) throws {
+            self.count = count
+            try (classes.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
+            var rng = SeededGenerator(seed: 17)
+            let embeddings = (0..<(count * dimension)).map { _ in Float.random(in: -1...1, using: &rng) }
+            try NumPyArray.write(embeddings, shape: [count, dimension], to: dir.file("emb.npy"))
+            try (0..<count).map { i in
+                JSONValue.object(["license": .string(Corpus.license(i)), "split": .string(i % 10 == 0 ? "val" : "train")]).serialized() + "\n"
+            }.joined().write(toFile: dir.file("meta.jsonl"), atomically: false, encoding: .utf8)
+            let logits = (0..<(count * classes.count)).map { _ in Float.random(in: -3...3, using: &rng) }
+            try NumPyArray.write(logits, shape: [count, classes.count], to: dir.file("logits.npy"))
+            let humanIDs = (0..<UInt64(count)).filter { $0 % 4 == 0 }
+            try NumPyArray.write(humanIDs, to: dir.file("human-ids.npy"))
+            try NumPyArray.write(humanIDs.map { Int32($0 % 3) }, shape: [humanIDs.count], to: dir.file("human.npy"))
+            try run(["init", store, "--dim", "\(dimension)", "--classes", dir.file("classes.txt")])
+            try run(["import", store, "--embeddings", dir.file("emb.npy"), "--meta", dir.file("meta.jsonl"), "--quiet"])
+            try run(["labels", "import", store, "teacher", "--logits", dir.file("logits.npy"), "--temperature", "2"])
+            try run(["labels", "import", store, "human", "--hard", dir.file("human.npy"), "--ids", dir.file("human-ids.npy")])
+        }
+
+        static func license(_ i: Int) -> String { i % 3 == 0 ? "getty" : "cc-by" }
+
+        /// Runs `labeldb`, throwing with its standard error when it fails.
+        @discardableResult
+        func run(_ arguments: [String]) throws -> CLIResult {
+            let result = try runCLI(arguments)
+            guard result.status == 0 else { throw CheckFailure("labeldb \(arguments.joined(separator: " ")): \(result.stderr)") }
+            return result
+        }
+
+        /// `ids` written as a .npy in the corpus folder; returns its path.
+        func idsFile(_ name: String, _ ids: [UInt64]) throws -> String {
+            try NumPyArray.write(ids, to: dir.file(name))
+            return dir.file(name)
+        }
+    }
+
+    @Test("wrong: label counts are true after a delete (per version: rows written; labelled now)")
+    func countsAfterDelete() throws {
+        let corpus = try Corpus()
+        try corpus.run(["delete", corpus.store, "--ids", try corpus.idsFile("del.npy", Array(1...11))])
+        let list = try corpus.run(["labels", "list", corpus.store, "--clearance", "all", "--format", "json"]).stdout
+        let sets = try list.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        let teacher = try #require(sets.first { $0["name"] == .string("teacher") })
+        #expect(teacher["labelled"] == .int(Int64(corpus.count - 11)), "\(list)")
+        let human = try #require(sets.first { $0["name"] == .string("human") })
+        // Ids 4 and 8 of the human set's every-fourth rows were deleted.
+        #expect(human["labelled"] == .int(Int64(corpus.count / 4 - 2)), "\(list)")
+        let show = try JSONValue.parse(try corpus.run(["labels", "show", corpus.store, "teacher", "--format", "json"]).stdout)
+        let version = try #require(show["versions"]?.arrayValue?.first)
+        #expect(version["rows"] == .int(Int64(corpus.count)) && version["labelled"] == .int(Int64(corpus.count - 11)))
+        try corpus.run(["labels", "export", corpus.store, "teacher", "--out", corpus.dir.file("t.npy")])
+        #expect(try NumPyArray.read(corpus.dir.file("t.npy")).shape == [corpus.count - 11, corpus.classes.count])
+    }
+
+    @Test("wrong: knn --labels accepts a projector, whose labels are regenerated on read")
+    func knnFromProjector() throws {
+        let corpus = try Corpus()
+        try corpus.run(["projector", "fit", corpus.store, "proj", "--from", "teacher", "--rank", "2", "--epochs", "0"])
+        try NumPyArray.write(Array((try NumPyArray.read(corpus.dir.file("emb.npy")).floats())[(5 * 8)..<(6 * 8)]), shape: [8], to: corpus.dir.file("q.npy"))
+        let result = try corpus.run(["knn", corpus.store, "--query", corpus.dir.file("q.npy"), "--k", "3", "--labels", "proj", "--format", "json"])
+        let answer = try JSONValue.parse(result.stdout)
+        let neighbors = try #require(answer["neighbors"]?.arrayValue)
+        #expect(neighbors.count == 3 && neighbors.first?["id"] == .int(5))
+        // The label is the weighted mean of the neighbours' regenerated labels.
+        var expected = [Double](repeating: 0, count: corpus.classes.count)
+        var total = 0.0
+        for neighbor in neighbors {
+            let id = neighbor["id"]?.doubleValue ?? -1, weight = max(neighbor["similarity"]?.doubleValue ?? .nan, 0)
+            let get = try JSONValue.parse(try corpus.run(["get", corpus.store, "\(Int(id))", "--regen", "proj", "--format", "json"]).stdout)
+            let top = try #require(get["regenerated"]?["proj"]?["top"]?.arrayValue)
+            for entry in top {
+                let c = Int(entry["class"]?.doubleValue ?? -1), p = entry["p"]?.doubleValue ?? .nan
+                expected[c] += weight * p
+            }
+            total += weight
+        }
+        let probs = try #require(answer["probs"]?.arrayValue).map { $0.doubleValue ?? .nan }
+        for c in 0..<corpus.classes.count { #expect(abs(probs[c] - expected[c] / total) < 1e-3, "class \(c): \(probs) vs \(expected)") }
+        // A name that is neither a label set nor a projector is still an error.
+        let unknown = try runCLI(["knn", corpus.store, "--query", corpus.dir.file("q.npy"), "--labels", "nope"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("nope"))
+    }
+
+    @Test("friction 1: not-found messages name the clearance; the label-count message does not blame --ids")
+    func messagesNameTheClearance() throws {
+        let corpus = try Corpus()
+        // Hide the getty rows behind a secrecy tag, as a user with licensed data would.
+        let getty = (0..<UInt64(corpus.count)).filter { $0 % 3 == 0 }
+        try corpus.run(["relabel", corpus.store, "--ids", try corpus.idsFile("getty.npy", getty), "--add-secrecy", "licensed:getty"])
+        let get = try runCLI(["get", corpus.store, "6"])
+        #expect(get.status == 1 && get.stderr.contains("sample 6 not found under clearance public"), "\(get.stderr)")
+        let absent = try runCLI(["get", corpus.store, "100000", "--clearance", "all"])
+        #expect(absent.status == 1 && absent.stderr.contains("sample 100000 not found under clearance all"), "\(absent.stderr)")
+        let delete = try runCLI(["delete", corpus.store, "--ids", try corpus.idsFile("d.npy", [3, 6, 7])])
+        #expect(delete.status == 1 && delete.stderr.contains("2 ids not found under clearance public (3, 6)"), "\(delete.stderr)")
+        let labels = try runCLI(["labels", "import", corpus.store, "teacher", "--logits", corpus.dir.file("logits.npy")])
+        #expect(labels.status == 2)
+        #expect(labels.stderr.contains("\(corpus.count) label rows, but \(corpus.count - getty.count) samples are visible under clearance public"), "\(labels.stderr)")
+        #expect(!labels.stderr.contains("pass --ids"))
+        #expect(try corpus.run(["labels", "import", corpus.store, "teacher", "--logits", corpus.dir.file("logits.npy"), "--clearance", "all"]).status == 0)
+    }
+}
