@@ -11,13 +11,18 @@ struct FirstUserCLITests {
     /// row `getty`), a teacher's logits for every row and a human's hard labels for every fourth.
     struct Corpus {
         let dir = TemporaryDirectory("first-user")
+        /// Samples imported (0: the store is only created; the files still hold `rows` rows).
         let count: Int
+        /// Rows in the input files.
+        let rows: Int
         let dimension = 8
         let classes = ["cat", "dog", "bird", "fish"]
         var store: String { dir.file("store") }
 
-        init(count: Int = 120) throws {
+        init(count: Int = 120, rows: Int = 120) throws {
             self.count = count
+            self.rows = max(count, rows)
+            let count = self.rows
             try (classes.joined(separator: "\n") + "\n").write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
             var rng = SeededGenerator(seed: 17)
             let embeddings = (0..<(count * dimension)).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -31,6 +36,7 @@ struct FirstUserCLITests {
             try NumPyArray.write(humanIDs, to: dir.file("human-ids.npy"))
             try NumPyArray.write(humanIDs.map { Int32($0 % 3) }, shape: [humanIDs.count], to: dir.file("human.npy"))
             try run(["init", store, "--dim", "\(dimension)", "--classes", dir.file("classes.txt")])
+            guard self.count > 0 else { return }
             try run(["import", store, "--embeddings", dir.file("emb.npy"), "--meta", dir.file("meta.jsonl"), "--quiet"])
             try run(["labels", "import", store, "teacher", "--logits", dir.file("logits.npy"), "--temperature", "2"])
             try run(["labels", "import", store, "human", "--hard", dir.file("human.npy"), "--ids", dir.file("human-ids.npy")])
@@ -117,5 +123,40 @@ struct FirstUserCLITests {
         #expect(labels.stderr.contains("\(corpus.count) label rows, but \(corpus.count - getty.count) samples are visible under clearance public"), "\(labels.stderr)")
         #expect(!labels.stderr.contains("pass --ids"))
         #expect(try corpus.run(["labels", "import", corpus.store, "teacher", "--logits", corpus.dir.file("logits.npy"), "--clearance", "all"]).status == 0)
+    }
+
+    @Test("friction 2: import --secrecy-where / --integrity-where tag rows by their metadata in the import's own transaction")
+    func taintRulesAtImport() throws {
+        let corpus = try Corpus(count: 0)
+        let import_ = try runCLI(["import", corpus.store, "--embeddings", corpus.dir.file("emb.npy"), "--meta", corpus.dir.file("meta.jsonl"), "--quiet",
+                                  "--secrecy-where", "meta.license = 'getty'", "licensed:getty",
+                                  "--integrity-where", "id < 10 and not tagged('licensed:getty')", "human-reviewed", "--privilege", "human-reviewed",
+                                  "--format", "json"])
+        #expect(import_.status == 0, "\(import_.stderr)")
+        let summary = try JSONValue.parse(import_.stdout)
+        let rules = try #require(summary["rules"]?.arrayValue)
+        let getty = (0..<corpus.rows).filter { Corpus.license($0) == "getty" }.count
+        #expect(rules.count == 2 && rules[0]["matched"] == .int(Int64(getty)) && rules[0]["secrecy"] == .array([.string("licensed:getty")]))
+        // Rules see the row's label before any rule: `not tagged(...)` is true for every row, so all of ids 0…9 match.
+        #expect(rules[1]["matched"] == .int(10))
+        for id in 0..<corpus.rows {
+            let get = try JSONValue.parse(try corpus.run(["get", corpus.store, "\(id)", "--clearance", "all", "--format", "json"]).stdout)
+            let secrecy = get["taint"]?["secrecy"], integrity = get["taint"]?["integrity"]
+            #expect(secrecy == .array(Corpus.license(id) == "getty" ? [.string("licensed:getty")] : []), "id \(id)")
+            #expect(integrity == .array(id < 10 ? [.string("human-reviewed")] : []), "id \(id)")
+        }
+        // Public never saw a getty row: the count under public excludes them.
+        let info = try JSONValue.parse(try corpus.run(["info", corpus.store, "--format", "json"]).stdout)
+        #expect(info["count"] == .int(Int64(corpus.rows - getty)))
+        try corpus.run(["provenance", "export", corpus.store, "--out", corpus.dir.file("prov.json")])
+        #expect(try String(contentsOfFile: corpus.dir.file("prov.json"), encoding: .utf8).contains("meta.license = 'getty' => licensed:getty"))
+
+        // Refusals write nothing: an integrity rule without its privilege, a label form, a missing tag list.
+        let before = fileBytes(corpus.store + "/data.mdb")
+        for bad in [["--integrity-where", "id < 5", "human-reviewed"], ["--secrecy-where", "label(teacher).top1 = 'cat'", "x"], ["--secrecy-where", "id < 5"]] {
+            let result = try runCLI(["import", corpus.store, "--embeddings", corpus.dir.file("emb.npy"), "--quiet", "--replace", "--ids", try corpus.idsFile("all.npy", (0..<UInt64(corpus.rows)).map { $0 })] + bad)
+            #expect(result.status == 2, "\(bad): \(result.stderr)")
+        }
+        #expect(fileBytes(corpus.store + "/data.mdb") == before)
     }
 }

@@ -336,20 +336,7 @@ struct QueryContext {
                     return compare(id, op, v)
                 case .meta(let field):
                     if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
-                    guard let stored = metadata?[field] else { return false }
-                    switch (stored, value) {
-                    case (.string(let a), .string(let b)): return compare(a, op, b)
-                    case (_, .string): return false
-                    default:
-                        guard let a = stored.doubleValue else { return false }
-                        let b: Double
-                        switch value {
-                        case .integer(let i): b = Double(i)
-                        case .number(let d): b = d
-                        case .string: return false
-                        }
-                        return compare(a, op, b)
-                    }
+                    return op.holds(metadata?[field], value)
                 case .top1(let reference):
                     guard let l = try label(reference), let top = l.hard ?? l.top1?.classIndex else { return false }
                     return compare(top, op, try classIndex(value))
@@ -368,14 +355,32 @@ struct QueryContext {
         return try evaluate(filter)
     }
 
-    func compare<T: Comparable>(_ a: T, _ op: QueryComparison, _ b: T) -> Bool {
-        switch op {
+    func compare<T: Comparable>(_ a: T, _ op: QueryComparison, _ b: T) -> Bool { op.holds(a, b) }
+}
+
+extension QueryComparison {
+    /// Whether `a OP b` holds.
+    func holds<T: Comparable>(_ a: T, _ b: T) -> Bool {
+        switch self {
         case .equal: a == b
         case .notEqual: a != b
         case .less: a < b
         case .lessOrEqual: a <= b
         case .greater: a > b
         case .greaterOrEqual: a >= b
+        }
+    }
+
+    /// Whether `meta.FIELD OP value` holds for a field's stored value: strings compare with
+    /// strings, numbers with numbers; a missing field or a mix of kinds never matches.
+    func holds(_ stored: JSONValue?, _ value: QueryValue) -> Bool {
+        guard let stored else { return false }
+        switch (stored, value) {
+        case (.string(let a), .string(let b)): return holds(a, b)
+        case (_, .string): return false
+        default:
+            guard let a = stored.doubleValue, let b = value.number else { return false }
+            return holds(a, b)
         }
     }
 }

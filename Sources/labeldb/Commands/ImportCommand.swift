@@ -13,7 +13,12 @@ struct ImportCommand: ParsableCommand {
             --replace is given. Payload lines are {"base64": …}, {"text": …} or {"path": …} \
             (relative to the JSONL file's folder). Taint labels: --secrecy and --integrity tag \
             every row; a metadata line's "taint" member ({"secrecy": [...], "integrity": [...]}) \
-            adds tags to its row and is not kept in the metadata.
+            adds tags to its row and is not kept in the metadata. --secrecy-where EXPR TAGS \
+            (and --integrity-where EXPR TAGS, with --privilege) adds TAGS to the rows that match \
+            EXPR — the `labeldb query` grammar over id, meta.FIELD, tagged('T') and flows_to('…'), \
+            the last two against the row's label before any rule — in the same transaction, so no \
+            such row is ever stored without them. E.g. \
+            --secrecy-where "meta.license = 'getty'" licensed:getty.
             """)
 
     @OptionGroup var target: StoreArgument
@@ -36,6 +41,16 @@ struct ImportCommand: ParsableCommand {
     /// The taint label of every row, and the privileges the import holds.
     @OptionGroup var taint: TaintOptions
 
+    @Option(name: .customLong("secrecy-where"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Two values: a filter (the query grammar) and secrecy tags (comma-separated) added to the rows it matches; repeatable.",
+        valueName: "expr tags"))
+    var secrecyWhere: [String] = []
+
+    @Option(name: .customLong("integrity-where"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Two values: a filter and integrity tags added to the rows it matches (each needs --privilege); repeatable.",
+        valueName: "expr tags"))
+    var integrityWhere: [String] = []
+
     @Flag(help: "Overwrite samples whose id is already stored.")
     var replace = false
 
@@ -49,6 +64,7 @@ struct ImportCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
+        let rules = try taintRules()
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let input = try ImportInput.load(
@@ -58,17 +74,25 @@ struct ImportCommand: ParsableCommand {
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
         // Inputs with their content hashes, for the provenance record.
         let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
-        let summary = try store.write(clearance: clearance) { tx in
+        var ruleParameters: [String: String] = [:]
+        for kind in [TaintRule.Kind.secrecy, .integrity] {
+            let described = rules.filter { $0.kind == kind }.map { "\($0.filter) => \($0.tags.sorted().joined(separator: ","))" }
+            if !described.isEmpty { ruleParameters["\(kind.rawValue)_where"] = described.joined(separator: "; ") }
+        }
+        let (summary, matched) = try store.write(clearance: clearance) { tx in
             var batch = input.batch
             if batch.ids.isEmpty && input.rows > 0 {
                 batch.ids = try ImportInput.nextIDs(after: tx.largestIDInUse(), count: input.rows)
             }
+            // The rules run inside the write, after ids are known: the rows are written once, tagged.
+            let matched = try batch.apply(rules)
             let summary = try tx.put(batch, mode: replace ? .replace : .insert, privileges: privileges, progress: progress.update)
             tx.describe(ProvenanceRecord(
                 activity: "import", agent: agent ?? defaultAgent(), used: used,
                 generated: [ProvenanceEntity(kind: "samples", name: "samples", rows: input.rows, firstID: batch.ids.min(), lastID: batch.ids.max())],
-                parameters: parameters.merging(["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? ""]) { $1 }))
-            return summary
+                parameters: parameters.merging(["inserted": "\(summary.inserted)", "replaced": "\(summary.replaced)", "source": source ?? ""]) { $1 }
+                    .merging(ruleParameters) { $1 }))
+            return (summary, matched)
         }
         progress.finish()
         switch format {
@@ -76,10 +100,36 @@ struct ImportCommand: ParsableCommand {
             // `replaced` only with --replace (format-spec/cli.md, C-8: a key without a value is omitted).
             var object: [String: JSONValue] = ["imported": .int(Int64(input.rows)), "inserted": .int(Int64(summary.inserted))]
             if replace { object["replaced"] = .int(Int64(summary.replaced)) }
+            if !rules.isEmpty {
+                object["rules"] = .array(zip(rules, matched).map { rule, count in
+                    ["where": .string(rule.filter.description), rule.kind.rawValue: .array(rule.tags.sorted().map(JSONValue.string)), "matched": .int(Int64(count))]
+                })
+            }
             printJSON(.object(object))
         case .text:
             print("imported \(input.rows) samples into \(target.store) (\(summary.inserted) new, \(summary.replaced) replaced)")
+            for (rule, count) in zip(rules, matched) { print("  \(rule.kind.rawValue) \(rule.tags.sorted().joined(separator: ",")): \(count) rows where \(rule.filter)") }
         }
+    }
+
+    /// The --secrecy-where and --integrity-where pairs, parsed before the store is opened.
+    func taintRules() throws -> [TaintRule] {
+        var rules: [TaintRule] = []
+        for (flag, values, kind) in [("--secrecy-where", secrecyWhere, TaintRule.Kind.secrecy), ("--integrity-where", integrityWhere, .integrity)] {
+            guard values.count % 2 == 0 else {
+                throw UsageError(description: "\(flag) takes two values, a filter and tags: \(flag) \"meta.license = 'getty'\" licensed:getty")
+            }
+            for pair in stride(from: 0, to: values.count, by: 2) {
+                let filter: QueryExpression
+                do { filter = try QueryExpression(parsing: values[pair]) } catch let error as QueryParseError {
+                    throw UsageError(description: "\(flag) \(error)\n  \(values[pair])\n  \(String(repeating: " ", count: max(error.column - 1, 0)))^")
+                }
+                do { rules.append(try TaintRule(filter: filter, kind: kind, tags: values[pair + 1])) } catch {
+                    throw UsageError(description: "\(flag) \(values[pair]): \(error)")
+                }
+            }
+        }
+        return rules
     }
 }
 
