@@ -159,4 +159,34 @@ struct FirstUserCLITests {
         }
         #expect(fileBytes(corpus.store + "/data.mdb") == before)
     }
+
+    @Test("friction 5: export --where with several --labels-out; hard labels as int32 class indices, -1 where absent")
+    func filteredExportWithLabels() throws {
+        let corpus = try Corpus()
+        try corpus.run(["projector", "fit", corpus.store, "proj", "--from", "teacher", "--rank", "2", "--epochs", "0"])
+        let f = corpus.dir.file
+        let result = try corpus.run(["export", corpus.store, "--where", "meta.license = 'getty' and id < 60", "--ids-out", f("ids.npy"),
+                                     "--labels-out", "human=\(f("human.npy")),teacher=\(f("teacher.npy"))", "--labels-out", "proj=\(f("proj.npy"))"])
+        let expectedIDs = (0..<UInt64(60)).filter { Corpus.license(Int($0)) == "getty" }
+        #expect(result.stdout.contains("exported \(expectedIDs.count) samples"))
+        #expect(try NumPyArray.read(f("ids.npy")).ids() == expectedIDs)
+        let human = try NumPyArray.read(f("human.npy"))
+        #expect(human.dtype == .int32 && human.shape == [expectedIDs.count])
+        let hard = try human.integers()
+        for (row, id) in expectedIDs.enumerated() { #expect(hard[row] == (id % 4 == 0 ? Int64(id % 3) : -1), "id \(id)") }
+        // Soft labels and a projector's: the rows `labels export` and `get --regen` give for the same ids.
+        try corpus.run(["labels", "export", corpus.store, "teacher", "--out", f("all-teacher.npy"), "--ids-out", f("all-ids.npy")])
+        let allTeacher = try NumPyArray.read(f("all-teacher.npy")).floats(), teacher = try NumPyArray.read(f("teacher.npy"))
+        #expect(teacher.shape == [expectedIDs.count, corpus.classes.count])
+        let c = corpus.classes.count
+        for (row, id) in expectedIDs.enumerated() {
+            #expect(Array(try teacher.floats()[(row * c)..<((row + 1) * c)]) == Array(allTeacher[(Int(id) * c)..<((Int(id) + 1) * c)]))
+        }
+        #expect(try NumPyArray.read(f("proj.npy")).shape == [expectedIDs.count, c])
+        // Bad requests write nothing.
+        #expect(try runCLI(["export", corpus.store, "--labels-out", "teacher"]).status == 2)
+        #expect(try runCLI(["export", corpus.store]).status == 2)
+        #expect(try runCLI(["export", corpus.store, "--ids-out", f("x.npy"), "--where", "meta.license ="]).status == 2)
+        #expect(!FileManager.default.fileExists(atPath: f("x.npy")))
+    }
 }

@@ -292,6 +292,7 @@ public final class NumPyWriter {
     private let expectedBytes: Int?
     private var writtenBytes = 0
     private var buffer: [UInt8] = []
+    private var finished = false
 
     /// Creates (or truncates) `path` and writes the header.
     public init(path: String, dtype: NumPyArray.DType, shape: [Int]) throws {
@@ -353,8 +354,10 @@ public final class NumPyWriter {
     }
 
     /// Flushes and closes the file; throws if the data does not match the shape (or, for a file of
-    /// rows, is not a whole number of rows).
+    /// rows, is not a whole number of rows). A second call does nothing.
     public func finish() throws {
+        guard !finished else { return }
+        finished = true
         try flush()
         defer { try? handle.close() }
         if let rowShape {

@@ -183,74 +183,6 @@ struct VerifyCommand: ParsableCommand {
     }
 }
 
-/// `labeldb export STORE --embeddings-out X.npy --ids-out IDS.npy [--meta-out M.jsonl] [--payloads-out P.jsonl]`
-struct ExportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write every sample out, in ascending id order, streaming.")
-
-    @OptionGroup var target: StoreArgument
-
-    @Option(help: "Embeddings output: a float32 .npy, rows × dim.")
-    var embeddingsOut: String
-
-    @Option(help: "Ids output: a uint64 .npy.")
-    var idsOut: String
-
-    @Option(help: "Metadata output: JSONL, one object per row.")
-    var metaOut: String?
-
-    @Option(help: "Payloads output: JSONL, one {\"base64\": …} per row.")
-    var payloadsOut: String?
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
-
-    func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let dimension = store.schema.dimension
-        let rows = try store.read(clearance: clearance) { tx -> Int in
-            let count = try tx.count()
-            let embeddings = try NumPyWriter(path: embeddingsOut, dtype: .float32, shape: [count, dimension])
-            let ids = try NumPyWriter(path: idsOut, dtype: .uint64, shape: [count])
-            let meta = try metaOut.map(LineWriter.init(path:))
-            let payloads = try payloadsOut.map(LineWriter.init(path:))
-            let progress = ProgressBar(total: count, label: "exporting", quiet: quiet)
-            var done = 0
-            var row = [Float](repeating: 0, count: dimension)
-            try tx.forEachSample { view in
-                row = view.embedding()
-                try embeddings.append(row)
-                var id = view.id.littleEndian
-                try withUnsafeBytes(of: &id) { try ids.append($0) }
-                if let meta {
-                    // A tainted row's label rides along as the "taint" member `import` consumes,
-                    // so export → import keeps it.
-                    var members = try view.metadata()
-                    if view.taint != .public { members["taint"] = view.taint.json }
-                    try meta.write(.object(members))
-                }
-                if let payloads { try payloads.write(["base64": .string(Data(view.payload).base64EncodedString())]) }
-                done += 1
-                if done % 4096 == 0 { progress.update(done) }
-                return true
-            }
-            progress.update(done)
-            progress.finish()
-            // The walk must deliver what LMDB's own count says: fewer means damaged pages hid rows.
-            guard done == count else {
-                throw StoreError.corruptRecord(store: target.store, table: "samples", key: "*", detail: "\(done) samples read, \(count) counted; run verify")
-            }
-            try embeddings.finish()
-            try ids.finish()
-            try meta?.close()
-            try payloads?.close()
-            return done
-        }
-        print("exported \(rows) samples")
-    }
-}
-
 /// `labeldb scan STORE [--from ID] [--limit N] [--format json]`
 struct ScanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -287,6 +219,3 @@ struct ScanCommand: ParsableCommand {
     }
 }
 
-extension ExportCommand: WritesOutputFiles {
-    var outputPaths: [String] { [embeddingsOut, idsOut, metaOut, payloadsOut].compactMap { $0 } }
-}
