@@ -129,7 +129,9 @@ public func ldbQuery(
         switch try o.text("order") ?? "id" {
         case "id": order = .id
         case let spec where spec.hasPrefix("confidence:"): order = .confidence(try LabelSetReference(parsing: String(spec.dropFirst("confidence:".count))))
-        case let spec: throw APIError.badInput("ldb_query: order must be 'id' or 'confidence:SET', not '\(spec)'")
+        case let spec where spec.hasPrefix("margin:"): order = .margin(try LabelSetReference(parsing: String(spec.dropFirst("margin:".count))))
+        case let spec where spec.hasPrefix("entropy:"): order = .entropy(try LabelSetReference(parsing: String(spec.dropFirst("entropy:".count))))
+        case let spec: throw APIError.badInput("ldb_query: order must be 'id', 'confidence:SET', 'margin:SET' or 'entropy:SET', not '\(spec)'")
         }
         let limit = try o.integer("limit") ?? Int.max, offset = try o.integer("offset") ?? 0
         guard limit >= 0, offset >= 0 else { throw APIError.badInput("ldb_query: limit and offset must be ≥ 0") }

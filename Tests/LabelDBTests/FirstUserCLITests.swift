@@ -189,4 +189,55 @@ struct FirstUserCLITests {
         #expect(try runCLI(["export", corpus.store, "--ids-out", f("x.npy"), "--where", "meta.license ="]).status == 2)
         #expect(!FileManager.default.fileExists(atPath: f("x.npy")))
     }
+
+    @Test("friction 9: query --order-by margin | entropy | confidence, unlabelled samples last")
+    func orderByLabelScores() throws {
+        let corpus = try Corpus()
+        let f = corpus.dir.file
+        try corpus.run(["labels", "export", corpus.store, "teacher", "--out", f("t.npy")])
+        let p = try NumPyArray.read(f("t.npy")).floats(), c = corpus.classes.count
+        func row(_ id: Int) -> [Float] { Array(p[(id * c)..<((id + 1) * c)]) }
+        func margin(_ id: Int) -> Float { let s = row(id).sorted(by: >); return s[0] - s[1] }
+        func entropy(_ id: Int) -> Float { -row(id).reduce(0) { $0 + ($1 > 0 ? $1 * log($1) : 0) } }
+        func ordered(_ args: [String]) throws -> [Int] {
+            try corpus.run(["query", corpus.store, "id >= 0"] + args).stdout.split(separator: "\n").map { Int($0)! }
+        }
+        let byMargin = try ordered(["--labels", "teacher", "--order-by", "margin", "--limit", "10"])
+        let expected = (0..<corpus.count).sorted { (margin($0), $0) < (margin($1), $1) }
+        #expect(byMargin == Array(expected.prefix(10)), "\(byMargin.map(margin))")
+        let byEntropy = try ordered(["--labels", "teacher", "--order-by", "entropy", "--desc"])
+        #expect(byEntropy.count == corpus.count)
+        for (a, b) in zip(byEntropy, byEntropy.dropFirst()) { #expect(entropy(a) >= entropy(b) - 1e-6) }
+        // The human set labels every fourth sample: the others come after them, in either direction.
+        for direction in [[], ["--desc"]] {
+            let byConfidence = try ordered(["--labels", "human", "--order-by", "confidence"] + direction)
+            #expect(byConfidence.prefix(corpus.count / 4).allSatisfy { $0 % 4 == 0 } && byConfidence.suffix(corpus.count - corpus.count / 4).allSatisfy { $0 % 4 != 0 })
+        }
+        #expect(try runCLI(["query", corpus.store, "id >= 0", "--order-by", "margin"]).status == 2)
+        #expect(try runCLI(["query", corpus.store, "id >= 0", "--labels", "teacher", "--order-by", "surprise"]).status == 2)
+    }
+
+    @Test("friction 10: help texts have no runs of spaces in sentences; labels diff compares two sets and writes --ids-out")
+    func helpAndDiff() throws {
+        let commands = [["init"], ["import"], ["labels", "import"], ["labels", "list"], ["labels", "show"], ["labels", "export"], ["labels", "diff"],
+                        ["heads", "import"], ["projector", "fit"], ["projector", "list"], ["projector", "show"], ["get"], ["info"], ["verify"],
+                        ["scan"], ["export"], ["delete"], ["relabel"], ["backup"], ["audit"], ["provenance", "export"], ["knn"], ["query"]]
+        for command in commands {
+            let help = try runCLI(["help"] + command)
+            #expect(help.status == 0, "\(command)")
+            // The prose before USAGE; grammar tables (lines with :=) align columns on purpose.
+            let prose = help.stdout.components(separatedBy: "USAGE:")[0].split(separator: "\n").filter { !$0.contains(":=") }
+            for line in prose {
+                #expect(line.trimmingCharacters(in: .whitespaces).range(of: "\\S {2,}\\S", options: .regularExpression) == nil, "\(command): \(line)")
+            }
+        }
+        let corpus = try Corpus()
+        let f = corpus.dir.file
+        let diff = try JSONValue.parse(try corpus.run(["labels", "diff", corpus.store, "teacher", "human@1", "--ids-out", f("changed.npy"), "--format", "json"]).stdout)
+        let changed = try #require(diff["changed"]?.arrayValue).map { UInt64($0["id"]?.doubleValue ?? -1) }
+        #expect(try NumPyArray.read(f("changed.npy")).ids() == changed)
+        #expect(diff["counts"]?["only_in_first"] == .int(Int64(corpus.count - corpus.count / 4)))
+        #expect(diff["counts"]?["changed"].flatMap { $0.doubleValue }.map(Int.init) == changed.count)
+        #expect(!changed.isEmpty && changed.allSatisfy { $0 % 4 == 0 })
+    }
 }

@@ -402,7 +402,9 @@ class Transaction:
 
     def query(self, where: str | None = None, labels=None, regen=None, order: str = "id", descending: bool = False,
               limit: int | None = None, offset: int = 0) -> "QueryResult":
-        """Runs a filter (the CLI's `--where` language); the result reads its rows lazily."""
+        """Runs a filter (the CLI's `--where` language); the result reads its rows lazily.
+        `order`: "id", or "confidence:SET", "margin:SET", "entropy:SET" (a label score;
+        unlabelled samples last)."""
         ids = self._take_ids(lib.ldb_query, _c(where or "", "the filter"),
                              _options(order=order, descending=descending, limit=limit, offset=offset))
         return QueryResult(self, ids, labels, regen)

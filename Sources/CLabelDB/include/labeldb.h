@@ -210,7 +210,7 @@ typedef struct ldb_batch {
 int ldb_get_many(ldb_txn *txn, const uint64_t *ids, size_t count, ldb_batch *batch);
 
 /** Runs a filter (the `labeldb query --where` language; NULL or "" for every sample) with
- *  options JSON {"order": "id"|"confidence:SET", "descending": bool, "limit": n, "offset": n}:
+ *  options JSON {"order": "id"|"confidence:SET"|"margin:SET"|"entropy:SET", "descending": bool, "limit": n, "offset": n}:
  *  the matching ids in *ids (free with ldb_free), *count of them. */
 int ldb_query(ldb_txn *txn, const char *filter, const char *options_json, uint64_t **ids, size_t *count);
 

@@ -6,6 +6,40 @@ public enum QueryOrder: Equatable, Sendable {
     case id
     /// By the top-1 confidence in a label set; samples without a label there come last.
     case confidence(LabelSetReference)
+    /// By the margin in a label set: top-1 minus top-2 probability (1 for a hard label), the
+    /// usual measure of how close a label is to flipping; samples without a label come last.
+    case margin(LabelSetReference)
+    /// By the entropy of a label set's distribution, in nats (0 for a hard label); samples
+    /// without a label come last.
+    case entropy(LabelSetReference)
+
+    /// Top-1 minus top-2 of a distribution.
+    static func margin(_ p: [Float]) -> Float {
+        var first: Float = 0, second: Float = 0
+        for v in p {
+            if v > first { (first, second) = (v, first) } else if v > second { second = v }
+        }
+        return first - second
+    }
+
+    /// The label source a score order reads, or nil for id order.
+    var scoredSource: LabelSetReference? {
+        switch self {
+        case .id: nil
+        case .confidence(let r), .margin(let r), .entropy(let r): r
+        }
+    }
+
+    /// The score a label gets under this order.
+    func score(_ label: Label, classCount: Int) -> Float {
+        switch self {
+        case .id: 0
+        case .confidence: label.hard != nil ? 1 : label.top1?.confidence ?? 0
+        case .margin: label.hard != nil ? 1 : Self.margin(label.distribution(classCount: classCount))
+        case .entropy:
+            label.hard != nil ? 0 : -label.distribution(classCount: classCount).reduce(Float(0)) { $0 + ($1 > 0 ? $1 * log($1) : 0) }
+        }
+    }
 }
 
 /// How a query was (or will be) answered: from the class index, or by a scan.
@@ -143,15 +177,15 @@ extension Transaction {
                 plan.matched += 1
                 return try deliver(id)
             }
-        case .confidence(let reference):
-            var rows: [(id: UInt64, confidence: Float)] = []
+        case .confidence(let reference), .margin(let reference), .entropy(let reference):
+            var rows: [(id: UInt64, score: Float?)] = []
             let keep = limit == .max ? Int.max : offset + limit
+            let classCount = store.schema.classes.count
             try stream { id in
                 plan.examined += 1
                 guard try context.matches(id) else { return true }
                 plan.matched += 1
-                let confidence = try context.label(of: id, reference)?.top1?.confidence ?? -.infinity
-                rows.append((id, confidence))
+                rows.append((id, try context.label(of: id, reference).map { order.score($0, classCount: classCount) }))
                 // A bounded heap, kept simple: trim when twice the bound.
                 if keep < Int.max / 2 && rows.count >= 2 * keep {
                     rows.sort { QueryContext.before($0, $1, descending: descending) }
@@ -215,7 +249,7 @@ struct QueryContext {
         self.filter = filter
         self.classes = tx.store.schema.classes
         if let filter { try collect(filter) }
-        if case .confidence(let reference) = order { _ = try resolveSource(reference) }
+        if let reference = order.scoredSource { _ = try resolveSource(reference) }
         for reference in labels { _ = try resolveSource(reference) }
         // Only a conjunct at the top level may narrow the candidates.
         func conjuncts(_ e: QueryExpression) -> [QueryExpression] {
@@ -299,9 +333,14 @@ struct QueryContext {
         }
     }
 
-    static func before(_ a: (id: UInt64, confidence: Float), _ b: (id: UInt64, confidence: Float), descending: Bool) -> Bool {
-        if a.confidence != b.confidence { return descending ? a.confidence > b.confidence : a.confidence < b.confidence }
-        return a.id < b.id
+    /// Score order (samples without a score last, in either direction), ties by ascending id.
+    static func before(_ a: (id: UInt64, score: Float?), _ b: (id: UInt64, score: Float?), descending: Bool) -> Bool {
+        switch (a.score, b.score) {
+        case (let x?, let y?) where x != y: return descending ? x > y : x < y
+        case (.some, nil): return true
+        case (nil, .some): return false
+        default: return a.id < b.id
+        }
     }
 
     func matches(_ id: UInt64) throws -> Bool {

@@ -198,7 +198,12 @@ struct LabelsExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export decoded (or regenerated) labels, ascending id.",
         discussion: """
-            With SET: one row per sample labelled in that version; --out writes N × classes float32             (hard labels one-hot), --hard-out int32 top-1 classes (-1 for an empty multi-label).             With --regen: one row per stored sample, computed by the projector; fitted samples meet             its bound, samples imported after the fit or with replaced embeddings are counted apart.
+            With SET: one row per sample labelled in that version; --out writes N × classes float32 \
+            (hard labels one-hot), --hard-out int32 top-1 classes (-1 for an empty multi-label). \
+            With --regen: one row per stored sample, computed by the projector; fitted samples meet \
+            its bound, samples imported after the fit or with replaced embeddings are counted apart. \
+            To export several label sets, a filtered selection, or everything in one .npz, see \
+            `labeldb export` (--labels-out, --where, --npz).
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "SET or SET@VERSION.") var set: String?
@@ -267,12 +272,20 @@ struct LabelsExportCommand: ParsableCommand {
     }
 }
 
-/// `labeldb labels diff STORE SET@A SET@B`
+/// `labeldb labels diff STORE A[@V] B[@V] [--ids-out IDS.npy] [--format json]`
 struct LabelsDiffCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "diff", abstract: "Samples whose top-1 class differs between two label-set versions.")
+    static let configuration = CommandConfiguration(
+        commandName: "diff", abstract: "Samples whose top-1 class differs between two label sets, or two versions of one.",
+        discussion: """
+            A and B are any two label sets or versions (SET or SET@VERSION each: teacher@1 \
+            teacher@2, or teacher human). Compared over the samples both label, visible under \
+            --clearance, by top-1 class (a hard label's class, a soft label's most probable one). \
+            --ids-out writes the changed samples' ids (ascending) as a uint64 .npy.
+            """)
     @OptionGroup var target: StoreArgument
-    @Argument(help: "The first SET@VERSION.") var first: String
-    @Argument(help: "The second SET@VERSION.") var second: String
+    @Argument(help: "The first label set, SET or SET@VERSION.") var first: String
+    @Argument(help: "The second label set, SET or SET@VERSION.") var second: String
+    @Option(help: "Also write the ids whose top-1 class differs as a uint64 .npy.") var idsOut: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
@@ -295,6 +308,7 @@ struct LabelsDiffCommand: ParsableCommand {
                 return true
             }
         }
+        if let idsOut { try NumPyArray.write(changed.map(\.id), to: idsOut) }
         let name = { (c: Int) -> String in c >= 0 && c < classes.count ? classes[c] : "-" }
         switch format {
         case .json:
@@ -353,4 +367,8 @@ func topClassesText(_ top: JSONValue) -> String {
 
 extension LabelsExportCommand: WritesOutputFiles {
     var outputPaths: [String] { [out, hardOut, idsOut].compactMap { $0 } }
+}
+
+extension LabelsDiffCommand: WritesOutputFiles {
+    var outputPaths: [String] { [idsOut].compactMap { $0 } }
 }

@@ -79,7 +79,7 @@ struct KNNCommand: ParsableCommand {
     }
 }
 
-/// `labeldb query STORE EXPR [--labels SET] [--order-by id|confidence] [--desc] [--limit N] [--offset N] [--explain] [--format json]`
+/// `labeldb query STORE EXPR [--labels SET] [--order-by id|confidence|margin|entropy] [--desc] [--limit N] [--offset N] [--explain] [--format json]`
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
@@ -101,14 +101,17 @@ struct QueryCommand: ParsableCommand {
             admit are not examined, returned or counted, and every JSON row carries its "taint". A \
             top-level label(SET).top1 = C is answered from the class index, a top-level tagged('T') \
             from the taint partitions; otherwise every sample is scanned. --explain says which. \
-            Default order: ascending id. In id order rows stream in constant memory; ordered by \
-            confidence, memory grows with --offset + --limit. Labels from projectors are regenerated \
+            Default order: ascending id. --order-by confidence, margin or entropy sorts by that \
+            score of the first --labels source (ties by id; samples it does not label come last, \
+            either direction): e.g. --order-by margin lists the labels closest to flipping first. In \
+            id order rows stream in constant memory; ordered by a score, memory grows with \
+            --offset + --limit. Labels from projectors are regenerated \
             in batches of 256.
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "The filter (use `id >= 0` for everything).") var expression: String
     @Option(help: "Include these label sets' (or projectors') top-1 class and confidence in each row; repeatable.") var labels: [String] = []
-    @Option(help: "id or confidence (of the first --labels set).") var orderBy: String = "id"
+    @Option(help: "id, or a score of the first --labels source: confidence (top-1 probability), margin (top-1 minus top-2) or entropy (nats). Unlabelled samples come last.") var orderBy: String = "id"
     @Flag(help: "Descending order.") var desc = false
     @Option(help: "At most this many rows.") var limit: Int = .max
     @Option(help: "Skip this many rows first.") var offset: Int = 0
@@ -128,10 +131,10 @@ struct QueryCommand: ParsableCommand {
         let order: QueryOrder
         switch orderBy {
         case "id": order = .id
-        case "confidence":
-            guard let first = references.first else { throw UsageError(description: "--order-by confidence needs --labels SET") }
-            order = .confidence(first)
-        default: throw UsageError(description: "--order-by must be id or confidence")
+        case "confidence", "margin", "entropy":
+            guard let first = references.first else { throw UsageError(description: "--order-by \(orderBy) needs --labels SET") }
+            order = orderBy == "confidence" ? .confidence(first) : orderBy == "margin" ? .margin(first) : .entropy(first)
+        default: throw UsageError(description: "--order-by must be id, confidence, margin or entropy")
         }
         guard limit >= 0, offset >= 0 else { throw UsageError(description: "--limit and --offset must not be negative") }
         let known: Set<String> = ["id", "taint", "labels", "metadata", "embedding", "payload_bytes"]
