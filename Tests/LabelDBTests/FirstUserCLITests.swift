@@ -240,4 +240,67 @@ struct FirstUserCLITests {
         #expect(diff["counts"]?["changed"].flatMap { $0.doubleValue }.map(Int.init) == changed.count)
         #expect(!changed.isEmpty && changed.allSatisfy { $0 % 4 == 0 })
     }
+
+    @Test("friction 8: projector check recomputes the bound over every fitted sample, and fails when a correction is gone")
+    func projectorCheck() throws {
+        let corpus = try Corpus()
+        try corpus.run(["projector", "fit", corpus.store, "bounded", "--from", "teacher", "--rank", "2", "--epochs", "0", "--max-kl", "0.02", "--top1"])
+        let check = try JSONValue.parse(try corpus.run(["projector", "check", corpus.store, "bounded", "--format", "json"]).stdout)
+        #expect(check["checked"] == .int(Int64(corpus.count)) && check["bound_holds"] == .bool(true) && check["violations"] == .array([]))
+        #expect((check["max_kl"]?.doubleValue ?? 1) <= 0.02 && check["top1_misses"] == .int(0))
+        let corrected = try #require(check["corrected"]?.doubleValue)
+        #expect(corrected > 0, "the test needs a sample the bound corrects")
+
+        // Remove one stored correction behind the store's back: the check must name that sample.
+        let store = try Store(opening: corpus.store)
+        let victim = try store.write(clearance: .all) { tx -> UInt64 in
+            let loaded = try tx.load(LabelSetReference(name: "bounded"))
+            let id = try (0..<UInt64(corpus.count)).first { try tx.correction(for: $0, loaded: loaded) != nil }!
+            #expect(try tx.delete(.projectorCorrections, key: ProjectorCodec.correctionKey(id: loaded.projector.id, version: 1, sample: id)))
+            return id
+        }
+        store.close()
+        let broken = try runCLI(["projector", "check", corpus.store, "bounded", "--format", "json"])
+        #expect(broken.status == 1, "\(broken.stderr)")
+        let report = try JSONValue.parse(broken.stdout)
+        #expect(report["bound_holds"] == .bool(false) && report["violations"]?.arrayValue?.compactMap(\.doubleValue) == [Double(victim)], "\(broken.stdout)")
+
+        // Without a bound, the figures are reported and nothing fails.
+        try corpus.run(["projector", "fit", corpus.store, "free", "--from", "teacher", "--rank", "1", "--epochs", "0"])
+        let free = try JSONValue.parse(try corpus.run(["projector", "check", corpus.store, "free", "--format", "json"]).stdout)
+        #expect(free["bound_holds"] == .null && free["checked"] == .int(Int64(corpus.count)))
+        #expect(try runCLI(["projector", "check", corpus.store, "nope"]).status == 1)
+    }
+
+    @Test("friction 8: audit --verify-log --expect-head fails when the head differs, and tells growth from truncation")
+    func expectHead() throws {
+        let corpus = try Corpus()
+        func verify(_ head: String) throws -> (status: Int32, report: JSONValue) {
+            let result = try runCLI(["audit", corpus.store, "--verify-log", "--expect-head", head, "--format", "json"])
+            return (result.status, try JSONValue.parse(result.stdout))
+        }
+        let kept = try #require(try JSONValue.parse(try corpus.run(["audit", corpus.store, "--verify-log", "--format", "json"]).stdout)["head"]?.stringValue)
+        #expect(try verify(kept).status == 0)
+        #expect(try verify(kept.uppercased()).status == 0)
+        // The log grows: the kept head is an earlier record's.
+        try corpus.run(["delete", corpus.store, "--ids", try corpus.idsFile("d.npy", [1])])
+        let grown = try verify(kept)
+        #expect(grown.status == 1 && grown.report["ok"] == .bool(true) && grown.report["expected_head_record"]?.doubleValue == 3, "\(grown.report)")
+        let newHead = try #require(grown.report["head"]?.stringValue)
+        // The last record removed behind the store's back: the chain still verifies, the kept head catches it.
+        let store = try Store(opening: corpus.store)
+        try store.write(clearance: .all) { tx in
+            var key: [UInt8] = []
+            BigEndianKey.append(UInt64(4), to: &key)
+            let removed = try tx.delete(.provenance, key: key)
+            #expect(removed)
+        }
+        store.close()
+        let truncated = try verify(newHead)
+        #expect(truncated.status == 1 && truncated.report["ok"] == .bool(true) && truncated.report["expected_head_record"] == .null, "\(truncated.report)")
+        let text = try runCLI(["audit", corpus.store, "--verify-log", "--expect-head", newHead])
+        #expect(text.stdout.contains("truncated or rewritten"))
+        #expect(try runCLI(["audit", corpus.store, "--verify-log", "--expect-head", "xyz"]).status == 2)
+        #expect(try runCLI(["audit", corpus.store, "1", "--expect-head", kept]).status == 2)
+    }
 }

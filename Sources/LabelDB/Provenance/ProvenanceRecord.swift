@@ -81,9 +81,21 @@ public struct ProvenanceLogReport: Sendable, Equatable {
     /// The hash of the last record (32 hex digits): keep it elsewhere to detect a rewritten or
     /// truncated log later.
     public var head: String
+    /// With ``Transaction/verifyProvenanceLog(expecting:)``: the record whose hash is the expected
+    /// head (0 for the empty log's 32 zeros), nil when no intact record has it. A kept head that
+    /// is no longer in the chain means the log was truncated or rewritten; one found before the
+    /// last record means the log has grown since.
+    public var expectedHeadRecord: UInt64?
+
+    public init(records: Int, firstBad: (id: UInt64, reason: String)?, head: String) {
+        self.records = records
+        self.firstBad = firstBad
+        self.head = head
+    }
 
     public static func == (lhs: ProvenanceLogReport, rhs: ProvenanceLogReport) -> Bool {
         lhs.records == rhs.records && lhs.head == rhs.head && lhs.firstBad?.id == rhs.firstBad?.id && lhs.firstBad?.reason == rhs.firstBad?.reason
+            && lhs.expectedHeadRecord == rhs.expectedHeadRecord
     }
 }
 

@@ -24,8 +24,11 @@ extension Transaction {
     /// Checks the hash chain end to end: record numbers without gaps from 1, every record's own
     /// hash, and every record naming its predecessor's hash. Names the first bad record; damage,
     /// a malformed key included, is reported, never thrown.
-    public func verifyProvenanceLog() throws -> ProvenanceLogReport {
+    public func verifyProvenanceLog(expecting expectedHead: String? = nil) throws -> ProvenanceLogReport {
         var previous = [UInt8](repeating: 0, count: 16)
+        let expectedBytes = expectedHead.flatMap(Checksum.bytes(hex:))
+        // Record 0 stands for the empty log, whose head is 32 zeros.
+        var expectedAt: UInt64? = expectedBytes == previous ? 0 : nil
         var expected: UInt64 = 1
         var count = 0
         var firstBad: (UInt64, String)? = nil
@@ -47,6 +50,7 @@ extension Transaction {
                     return false
                 }
                 previous = own
+                if own == expectedBytes { expectedAt = id }
             } catch {
                 firstBad = (id, (error as? RecordDecodingError)?.detail ?? "\(error)")
                 return false
@@ -54,7 +58,9 @@ extension Transaction {
             expected += 1
             return true
         }
-        return ProvenanceLogReport(records: count, firstBad: firstBad, head: Checksum.hex(previous))
+        var report = ProvenanceLogReport(records: count, firstBad: firstBad, head: Checksum.hex(previous))
+        report.expectedHeadRecord = expectedAt
+        return report
     }
 }
 

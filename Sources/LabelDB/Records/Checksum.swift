@@ -39,6 +39,19 @@ enum Checksum {
         bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }
 
+    /// The bytes of an even-length hex string (either case), or nil when it is not one.
+    static func bytes(hex text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+            out.append(byte)
+        }
+        return out
+    }
+
     /// Formats a checksum the way error messages show it.
     static func hex(_ value: UInt64) -> String {
         "0x" + String(value, radix: 16, uppercase: false).leftPadded(to: 16)

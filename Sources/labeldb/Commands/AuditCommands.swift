@@ -11,29 +11,53 @@ struct AuditCommand: ParsableCommand {
             With ID: for each label the sample has (stored or regenerated), its value, version and \
             agent, and the chain of activities back to the input files. With --verify-log: checks \
             the hash chain end to end, names the first bad record, and prints the head hash (keep \
-            it elsewhere to detect a rewritten or truncated log). Exit 1 when the log is damaged.
+            it elsewhere to detect a rewritten or truncated log). Exit 1 when the log is damaged. \
+            --expect-head HASH (a head printed before) also exits 1 when the head differs, saying \
+            whether HASH is still a record of the chain (the log has grown since) or not (the log \
+            was truncated or rewritten: what the hash chain alone cannot show).
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "The sample id.") var id: UInt64?
     @Flag(help: "Verify the provenance log instead.") var verifyLog = false
+    @Option(help: "With --verify-log: the head hash kept from before (32 hex digits); exit 1 when the head differs.") var expectHead: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
+        if let expectHead {
+            guard verifyLog else { throw UsageError(description: "--expect-head goes with --verify-log") }
+            guard expectHead.utf8.count == 32, expectHead.allSatisfy(\.isHexDigit) else {
+                throw UsageError(description: "--expect-head must be 32 hex digits (the head `audit --verify-log` printed), not '\(expectHead)'")
+            }
+        }
         if verifyLog {
-            let report = try store.read(clearance: clearance) { try $0.verifyProvenanceLog() }
+            let report = try store.read(clearance: clearance) { try $0.verifyProvenanceLog(expecting: expectHead) }
+            let headDiffers = expectHead.map { $0.lowercased() != report.head } ?? false
             switch format {
             case .json:
-                printJSON(provenanceLogJSON(report))
+                var object = provenanceLogJSON(report)
+                if let expectHead, case .object(var members) = object {
+                    members["expected_head"] = .string(expectHead.lowercased())
+                    members["expected_head_record"] = report.expectedHeadRecord.map(JSONValue.uint) ?? .null
+                    object = .object(members)
+                }
+                printJSON(object)
             case .text:
                 if let bad = report.firstBad {
                     print("provenance record \(bad.id): \(bad.reason)")
                 } else {
                     print("ok: \(report.records) records, head \(report.head)")
                 }
+                if headDiffers {
+                    if let record = report.expectedHeadRecord {
+                        print("head differs from the expected one, which is record \(record)'s hash: the log has grown by \(report.records - Int(record)) records since")
+                    } else {
+                        print("head differs from the expected one, which no record of the chain has: the log was truncated or rewritten")
+                    }
+                }
             }
-            if report.firstBad != nil { throw ExitCode(ExitStatus.checkFailed) }
+            if report.firstBad != nil || headDiffers { throw ExitCode(ExitStatus.checkFailed) }
             return
         }
         guard let id else { throw UsageError(description: "give a sample id or --verify-log") }

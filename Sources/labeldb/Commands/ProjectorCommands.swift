@@ -53,7 +53,7 @@ struct ProjectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "projector",
         abstract: "Label projectors: fit low-rank heads from a soft label set and regenerate labels on read.",
-        subcommands: [ProjectorFitCommand.self, ProjectorListCommand.self, ProjectorShowCommand.self])
+        subcommands: [ProjectorFitCommand.self, ProjectorListCommand.self, ProjectorShowCommand.self, ProjectorCheckCommand.self])
 }
 
 /// `labeldb projector fit STORE NAME --from SET[@VERSION] --rank R …`
@@ -151,6 +151,53 @@ struct ProjectorShowCommand: ParsableCommand {
         switch format {
         case .json: printJSON(.object(projectorVersionJSON(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count)))
         case .text: print(projectorText(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count))
+        }
+    }
+}
+
+/// `labeldb projector check STORE NAME[@VERSION] [--format json]`
+struct ProjectorCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Recompute a projector's labels for every fitted sample and check its bound.",
+        discussion: """
+            Regenerates the label of every sample the version was fitted on (the source label \
+            set version's soft labels visible under --clearance) and compares it with the stored \
+            one: mean and max KL, top-1 misses, and the samples that break the claimed bound \
+            (max KL, and the teacher's top-1 with --top1). Samples whose embedding changed after \
+            the fit are counted as stale, not checked. Exit 1 when the bound is broken.
+            """)
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "NAME or NAME@VERSION.") var projector: String
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        let reference = try ProjectorReference(parsing: projector)
+        let (store, clearance) = try target.openCleared(readOnly: true)
+        defer { store.close() }
+        let check = try store.read(clearance: clearance) { try $0.checkProjector(reference) }
+        switch format {
+        case .json:
+            printJSON([
+                "checked": .int(Int64(check.checked)), "corrected": .int(Int64(check.corrected)), "stale": .int(Int64(check.stale)),
+                "unfitted": .int(Int64(check.unfitted)), "mean_kl": .double(check.meanKL), "max_kl": .double(check.maxKL),
+                "max_kl_id": check.maxKLSample.map(JSONValue.uint) ?? .null, "top1_misses": .int(Int64(check.top1Misses)),
+                "bound_max_kl": check.boundMaxKL.map(JSONValue.double) ?? .null, "bound_top1": .bool(check.requireTop1),
+                "violations": .array(check.violations.map(JSONValue.uint)), "bound_holds": check.boundMaxKL == nil ? .null : .bool(check.boundHolds),
+            ])
+        case .text:
+            print(String(format: "%@: %d fitted samples checked (%d corrected), %d stale, %d unfitted; mean KL %.4g, max KL %.4g%@; %d top-1 misses",
+                         projector, check.checked, check.corrected, check.stale, check.unfitted, check.meanKL, check.maxKL,
+                         check.maxKLSample.map { " (sample \($0))" } ?? "", check.top1Misses))
+            if let bound = check.boundMaxKL {
+                let claim = "KL ≤ \(bound)\(check.requireTop1 ? " and the teacher's top-1" : "")"
+                print(check.boundHolds ? "bound holds: \(claim) for every checked sample"
+                      : "bound broken: \(check.violations.count) samples exceed \(claim) (first: \(check.violations.prefix(10).map(String.init).joined(separator: ", ")))")
+            } else {
+                print("no bound claimed (fitted without --max-kl)")
+            }
+        }
+        if check.boundMaxKL != nil && !check.boundHolds {
+            throw CheckFailed(description: "projector \(projector) breaks its bound on \(check.violations.count) of \(check.checked) fitted samples")
         }
     }
 }

@@ -1,0 +1,84 @@
+import Foundation
+
+/// What ``Transaction/checkProjector(_:)`` found: the projector's labels recomputed for every
+/// fitted sample and compared with the teacher's stored soft labels.
+public struct ProjectorCheck: Sendable, Equatable {
+    /// Fitted samples checked: the source version's soft labels the clearance sees whose
+    /// regenerated label the bound covers (status `regenerated` or `corrected`).
+    public var checked = 0
+    /// Of those, the ones read through a stored correction.
+    public var corrected = 0
+    /// Source rows whose embedding changed after the fit (or whose base head changed): no bound
+    /// is claimed for them, so they are counted, not checked.
+    public var stale = 0
+    /// Source rows the fit could not have used (their label does not flow to the projector's).
+    public var unfitted = 0
+    /// Mean KL(teacher ‖ regenerated) over the checked samples, in nats.
+    public var meanKL = 0.0
+    /// The largest KL, and the sample it was found on (nil when nothing was checked).
+    public var maxKL = 0.0
+    public var maxKLSample: UInt64?
+    /// Checked samples whose regenerated top-1 class differs from the teacher's.
+    public var top1Misses = 0
+    /// The bound the version claims: KL ≤ `boundMaxKL` (nil: no bound) and, with
+    /// `requireTop1`, the teacher's top-1 class.
+    public var boundMaxKL: Double?
+    public var requireTop1 = false
+    /// Checked samples that break the claimed bound, ascending (empty when it holds or none is claimed).
+    public var violations: [UInt64] = []
+
+    /// Slack on the KL bound, in nats: regenerating in batches of another size may round the
+    /// matrix product differently from the fit, by far less than this.
+    public static let tolerance = 1e-6
+
+    /// True when a bound is claimed and every checked sample meets it.
+    public var boundHolds: Bool { boundMaxKL != nil && violations.isEmpty }
+}
+
+extension Transaction {
+    /// Recomputes a projector version's labels for every fitted sample the clearance sees and
+    /// compares them with the teacher's stored soft labels, as the fit's bound promises: KL(p ‖ q)
+    /// ≤ the version's max KL (plus ``ProjectorCheck/tolerance``), and the same top-1 class when
+    /// it was fitted with `requireTop1`.
+    /// Samples are regenerated in batches (one matrix product each), in ascending id order.
+    ///
+    /// - Throws: ``ProjectorError``, ``LabelError`` when the projector or its source label set is unknown.
+    public func checkProjector(_ reference: ProjectorReference) throws -> ProjectorCheck {
+        let loaded = try load(reference)
+        let c = loaded.model.classes
+        var check = ProjectorCheck(boundMaxKL: loaded.version.maxKL, requireTop1: loaded.version.requireTop1)
+        var batch: [(id: UInt64, teacher: [Float])] = []
+        var klSum = 0.0
+        func flush() throws {
+            let regenerated = try regenerate(batch.map(\.id), with: loaded)
+            for (row, label) in zip(batch, regenerated) {
+                switch label.status {
+                case .stale: check.stale += 1; continue
+                case .unfitted: check.unfitted += 1; continue
+                case .corrected: check.corrected += 1
+                case .regenerated: break
+                }
+                check.checked += 1
+                let (kl, sameTop) = row.teacher.withUnsafeBufferPointer { p in
+                    label.probabilities.withUnsafeBufferPointer { q in (klDivergence(p, q), argmax(p) == argmax(q)) }
+                }
+                klSum += kl
+                if check.maxKLSample == nil || kl > check.maxKL { (check.maxKL, check.maxKLSample) = (kl, row.id) }
+                if !sameTop { check.top1Misses += 1 }
+                if let bound = check.boundMaxKL, kl > bound + ProjectorCheck.tolerance || (check.requireTop1 && !sameTop) {
+                    check.violations.append(row.id)
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+        try forEachLabel(set: loaded.sourceSet, version: loaded.version.sourceVersion) { id, label in
+            guard let soft = label.soft, soft.count == c else { return true }
+            batch.append((id, soft))
+            if batch.count == 1024 { try flush() }
+            return true
+        }
+        try flush()
+        check.meanKL = check.checked > 0 ? klSum / Double(check.checked) : 0
+        return check
+    }
+}
