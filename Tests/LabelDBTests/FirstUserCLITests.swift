@@ -303,4 +303,31 @@ struct FirstUserCLITests {
         #expect(try runCLI(["audit", corpus.store, "--verify-log", "--expect-head", "xyz"]).status == 2)
         #expect(try runCLI(["audit", corpus.store, "1", "--expect-head", kept]).status == 2)
     }
+
+    @Test("friction 7: label(SET).agent and label(SET).source_tagged('T') find labels by their source, whose integrity the row's join loses")
+    func queryBySource() throws {
+        let corpus = try Corpus()
+        let f = corpus.dir.file
+        // A second human version from a reviewed team, over ids 0…9.
+        try NumPyArray.write((0..<UInt64(10)).map { $0 }, to: f("r-ids.npy"))
+        try NumPyArray.write((0..<10).map { Int32($0 % 2) }, shape: [10], to: f("r.npy"))
+        try corpus.run(["labels", "import", corpus.store, "human", "--hard", f("r.npy"), "--ids", f("r-ids.npy"), "--agent", "annotators:reviewed",
+                        "--integrity", "human-reviewed", "--privilege", "human-reviewed"])
+        func ids(_ filter: String) throws -> [Int] {
+            try corpus.run(["query", corpus.store, filter]).stdout.split(separator: "\n").map { Int($0)! }
+        }
+        // The samples carry no integrity tag, so every row's joined label has none.
+        #expect(try ids("tagged('human-reviewed')").isEmpty)
+        #expect(try ids("label(human).source_tagged('human-reviewed')") == Array(0..<10))
+        #expect(try ids("label(human).agent = 'annotators:reviewed'") == Array(0..<10))
+        // Rows the first version wrote and the second did not touch keep their own agent.
+        let older = try ids("label(human).agent != 'annotators:reviewed'")
+        #expect(older == (0..<corpus.count).filter { $0 % 4 == 0 && $0 >= 10 })
+        // A pinned version sees only the first import's rows and agent.
+        #expect(try ids("label(human@1).source_tagged('human-reviewed')").isEmpty)
+        // A projector's source is its own label: fitted on public labels, it carries no tag.
+        try corpus.run(["projector", "fit", corpus.store, "proj", "--from", "teacher", "--rank", "1", "--epochs", "0", "--agent", "fitter"])
+        #expect(try ids("label(proj).agent = 'fitter' and id < 3") == [0, 1, 2])
+        #expect(try runCLI(["query", corpus.store, "label(human).source_tagged(human-reviewed)"]).status == 2)
+    }
 }

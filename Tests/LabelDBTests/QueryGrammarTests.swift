@@ -42,9 +42,9 @@ struct QueryGrammarTests {
             case 3: return Bool.random(using: &rng)
                 ? .tagged(["pii", "licensed:getty"].randomElement(using: &rng)!)
                 : .flowsTo(["secrecy=pii;integrity=human-reviewed", "secrecy=", "integrity=ok"].randomElement(using: &rng)!)
-            case 4: return .has(set(), classValue())
+            case 4: return Bool.random(using: &rng) ? .has(set(), classValue()) : .sourceTagged(set(), ["human-reviewed", "it's"].randomElement(using: &rng)!)
             default:
-                let operand: QueryOperand = [.id, .meta("split"), .top1(set()), .confidence(set()), .probability(set(), classValue()), .labelVersion(set())].randomElement(using: &rng)!
+                let operand: QueryOperand = [.id, .meta("split"), .top1(set()), .confidence(set()), .probability(set(), classValue()), .labelVersion(set()), .agent(set())].randomElement(using: &rng)!
                 // An id compares with whole numbers only.
                 let compared: QueryValue = operand == .id ? .integer(UInt64.random(in: 0...UInt64.max, using: &rng)) : value()
                 return .comparison(operand, QueryComparison.allCases.randomElement(using: &rng)!, compared)

@@ -276,9 +276,10 @@ struct QueryContext {
             let bound = try Clearance(parsing: text)
             do { try tx.validate(bound) } catch TaintError.unknownTag(let tag) { throw QueryError.unknownTag(tag) }
         case .has(let reference, let value): _ = try resolveSource(reference); _ = try classIndex(value)
+        case .sourceTagged(let reference, _): _ = try resolveSource(reference)
         case .comparison(let operand, _, _):
             switch operand {
-            case .top1(let r), .confidence(let r), .labelVersion(let r): _ = try resolveSource(r)
+            case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r): _ = try resolveSource(r)
             case .probability(let r, let c): _ = try resolveSource(r); _ = try classIndex(c)
             case .id, .meta: break
             }
@@ -318,6 +319,19 @@ struct QueryContext {
             guard try tx.contains(id) else { return nil }
             let regenerated = try tx.regenerate([id], with: loaded)[0]
             return Label(version: loaded.version.version, soft: regenerated.probabilities, taint: regenerated.taint)
+        }
+    }
+
+    /// Who wrote a label and the label of that source: the import of the row's version, or the
+    /// projector version's fit.
+    func writer(of label: Label, _ reference: LabelSetReference) -> (agent: String, source: TaintLabel) {
+        switch sources[reference.description]! {
+        case .stored(let set, _):
+            // Row versions were checked against the set's versions when the row was decoded.
+            let version = set.versions[label.version - 1]
+            return (version.agent, version.sourceLabel)
+        case .projector(let loaded):
+            return (loaded.version.agent, loaded.taint)
         }
     }
 
@@ -368,6 +382,9 @@ struct QueryContext {
                 guard let l = try label(reference) else { return false }
                 let c = try classIndex(value)
                 return l.hard == c || (l.multi?.contains(c) ?? false)
+            case .sourceTagged(let reference, let tag):
+                guard let l = try label(reference) else { return false }
+                return writer(of: l, reference).source.namedTags.contains(tag)
             case .comparison(let operand, let op, let value):
                 switch operand {
                 case .id:
@@ -388,6 +405,9 @@ struct QueryContext {
                 case .labelVersion(let reference):
                     guard let l = try label(reference), case .integer(let v) = value else { return false }
                     return compare(UInt64(l.version), op, v)
+                case .agent(let reference):
+                    guard let l = try label(reference), case .string(let name) = value else { return false }
+                    return compare(writer(of: l, reference).agent, op, name)
                 }
             }
         }

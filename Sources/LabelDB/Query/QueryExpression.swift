@@ -35,6 +35,11 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
     case flowsTo(String)
     /// The multi-label (or hard label) in the set includes the class.
     case has(LabelSetReference, QueryValue)
+    /// `label(SET).source_tagged('T')`: the source of the import that wrote the sample's row (a
+    /// projector: the projector version's own label) names tag T. Unlike `tagged`, which reads
+    /// the row's label (sample ⊔ source, where integrity is lost unless the sample has it too),
+    /// this asks what vouches for the labeller itself.
+    case sourceTagged(LabelSetReference, String)
 
     /// The deepest nesting of parentheses and `not`s a filter may have.
     public static let maximumDepth = 200
@@ -59,6 +64,7 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
         case .tagged(let tag): "tagged(\(QueryValue.string(tag)))"
         case .flowsTo(let label): "flows_to(\(QueryValue.string(label)))"
         case .has(let set, let c): "label(\(set)).has(\(c))"
+        case .sourceTagged(let set, let tag): "label(\(set)).source_tagged(\(QueryValue.string(tag)))"
         }
     }
 }
@@ -77,6 +83,9 @@ public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
     case probability(LabelSetReference, QueryValue)
     /// The label-set version that wrote the sample's label.
     case labelVersion(LabelSetReference)
+    /// `label(SET).agent`: who produced the sample's row (the agent of the import that wrote it;
+    /// a projector's: the agent of its fit), compared as a string.
+    case agent(LabelSetReference)
 
     public var description: String {
         switch self {
@@ -86,6 +95,7 @@ public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
         case .confidence(let set): "label(\(set)).confidence"
         case .probability(let set, let c): "label(\(set)).prob(\(c))"
         case .labelVersion(let set): "label(\(set)).version"
+        case .agent(let set): "label(\(set)).agent"
         }
     }
 }
@@ -280,7 +290,7 @@ private struct QueryParser {
             let set = try labelReference()
             try expectSymbol(".")
             let column = tokenColumn
-            guard case .word(let property) = token else { throw error("expected top1, confidence, version, prob(…) or has(…)") }
+            guard case .word(let property) = token else { throw error("expected top1, confidence, version, agent, prob(…), has(…) or source_tagged(…)") }
             try advance()
             switch property {
             case "top1": return try comparison(.top1(set))
@@ -288,7 +298,14 @@ private struct QueryParser {
             case "version": return try comparison(.labelVersion(set))
             case "prob": return try comparison(.probability(set, try classArgument()))
             case "has": return .has(set, try classArgument())
-            default: throw error("unknown label property '\(property)' (expected top1, confidence, version, prob or has)", at: column)
+            case "agent": return try comparison(.agent(set))
+            case "source_tagged":
+                try expectSymbol("(")
+                guard case .string(let tag) = token else { throw error("expected a quoted tag") }
+                try advance()
+                try expectSymbol(")")
+                return .sourceTagged(set, tag)
+            default: throw error("unknown label property '\(property)' (expected top1, confidence, version, agent, prob, has or source_tagged)", at: column)
             }
         case .end:
             throw error("unexpected end of the expression")

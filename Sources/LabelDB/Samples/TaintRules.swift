@@ -75,11 +75,11 @@ extension QueryExpression {
         case .and(let parts), .or(let parts): parts.flatMap(\.labelReferences)
         case .not(let a): a.labelReferences
         case .tagged, .flowsTo: []
-        case .has(let reference, _): [reference]
+        case .has(let reference, _), .sourceTagged(let reference, _): [reference]
         case .comparison(let operand, _, _):
             switch operand {
             case .id, .meta: []
-            case .top1(let r), .confidence(let r), .probability(let r, _), .labelVersion(let r): [r]
+            case .top1(let r), .confidence(let r), .probability(let r, _), .labelVersion(let r), .agent(let r): [r]
             }
         }
     }
@@ -95,7 +95,7 @@ extension QueryExpression {
         case .comparison(.id, let op, .integer(let v)): return op.holds(id, v)
         case .comparison(.id, _, _): return false
         case .comparison(.meta(let field), let op, let value): return op.holds(metadata[field], value)
-        case .has, .comparison: throw QueryError.unsupported("\(self) reads labels")
+        case .has, .sourceTagged, .comparison: throw QueryError.unsupported("\(self) reads labels")
         }
     }
 }
