@@ -330,4 +330,52 @@ struct FirstUserCLITests {
         #expect(try ids("label(proj).agent = 'fitter' and id < 3") == [0, 1, 2])
         #expect(try runCLI(["query", corpus.store, "label(human).source_tagged(human-reviewed)"]).status == 2)
     }
+
+    @Test("friction 6: audit lists every step that changed a sample's taint, each step's parameters, and the delete that removed an id")
+    func auditCompleteness() throws {
+        let corpus = try Corpus()
+        try corpus.run(["relabel", corpus.store, "--ids", try corpus.idsFile("g.npy", [6, 7]), "--add-secrecy", "licensed:getty"])
+        try corpus.run(["relabel", corpus.store, "--ids", try corpus.idsFile("h.npy", [7, 8]), "--add-integrity", "checked", "--privilege", "checked", "--clearance", "all"])
+        try corpus.run(["delete", corpus.store, "--ids", try corpus.idsFile("d.npy", [9, 11]), "--clearance", "all"])
+        func audit(_ id: Int) throws -> JSONValue {
+            try JSONValue.parse(try corpus.run(["audit", corpus.store, "\(id)", "--clearance", "all", "--format", "json"]).stdout)
+        }
+        let steps = try #require(try audit(7)["sample_lineage"]?.arrayValue)
+        #expect(steps.map { $0["activity"]?.stringValue ?? "?" } == ["import", "relabel", "endorse"])
+        #expect(steps[1]["parameters"]?["add_secrecy"] == .string("licensed:getty"))
+        #expect(steps[2]["parameters"]?["add_integrity"] == .string("checked"))
+        // Sample 6 was in the first relabel only; sample 5 in none.
+        #expect(try audit(6)["sample_lineage"]?.arrayValue?.map { $0["activity"]?.stringValue ?? "?" } == ["import", "relabel"])
+        #expect(try audit(5)["sample_lineage"]?.arrayValue?.count == 1)
+        // The teacher's label lineage shows the temperature the logits were softened with.
+        let teacher = try #require(try audit(5)["labels"]?["teacher"]?["lineage"]?.arrayValue?.first)
+        #expect(teacher["parameters"]?["temperature"] == .string("2.0"), "\(teacher)")
+        // A deleted id names its delete; an id never stored is still not found.
+        let deleted = try audit(11)
+        #expect(deleted["deleted_by"]?["activity"] == .string("delete") && deleted["deleted_by"]?["record"] == .int(6), "\(deleted)")
+        let text = try corpus.run(["audit", corpus.store, "9"]).stdout
+        #expect(text.contains("deleted by record 6"))
+        #expect(try runCLI(["audit", corpus.store, "10"]).status == 0)
+        #expect(try runCLI(["audit", corpus.store, "1000"]).status == 1)
+    }
+
+    @Test("friction 6: long id lists are kept as a digest, and audit says a step may include the sample")
+    func recordedIDDigest() throws {
+        let ids = (0..<UInt64(5000)).map { $0 * 2 }   // 5,000 runs: past the list limit
+        let recorded = RecordedIDs.parameters(kind: "deleted", ids: ids.reversed())
+        #expect(recorded["deleted_ids"] == nil && recorded["deleted_ids_count"] == "5000" && recorded["deleted_ids_range"] == "0-9998")
+        #expect(RecordedIDs.membership(of: 7, kind: "deleted", in: recorded) == .possibly(count: 5000))
+        #expect(RecordedIDs.membership(of: 10_000, kind: "deleted", in: recorded) == .absent)
+        let short = RecordedIDs.parameters(kind: "deleted", ids: [5, 3, 4, 9, 3, UInt64.max])
+        #expect(short == ["deleted_ids": "3-5,9,18446744073709551615"])
+        for (id, expected) in [(4, true), (6, false), (9, true), (2, false)] {
+            #expect((RecordedIDs.membership(of: UInt64(id), kind: "deleted", in: short) == .listed) == expected)
+        }
+        #expect(RecordedIDs.membership(of: .max, kind: "deleted", in: short) == .listed)
+        // Untrusted text from the log reads as absent, never traps.
+        for garbage in ["-", "5-3", "x,1-", "99999999999999999999", ",,,", "1-2-3"] {
+            _ = RecordedIDs.membership(of: 4, kind: "deleted", in: ["deleted_ids": garbage])
+        }
+        #expect(RecordedIDs.membership(of: 4, kind: "deleted", in: ["deleted_ids": "5-3"]) == .absent)
+    }
 }

@@ -96,6 +96,12 @@ extension WriteTransaction {
         return id
     }
 
+    /// Notes ids this transaction deleted or relabelled (`kind` "deleted" or "relabelled"): its
+    /// record lists them, so `audit` can find the step.
+    func noteIDs(_ kind: String, _ ids: some Sequence<UInt64>) {
+        touchedIDs[kind, default: []].append(contentsOf: ids)
+    }
+
     /// Notes a change for the record written when the caller described nothing.
     func noteChange(_ what: String, _ count: Int = 1) {
         changeSummary[what, default: 0] += count
@@ -105,9 +111,12 @@ extension WriteTransaction {
     /// what changed). Called by ``Store/write(_:)`` just before commit.
     func appendProvenance() throws {
         guard describedProvenance != nil || !changeSummary.isEmpty else { return }
-        let record = describedProvenance ?? ProvenanceRecord(
+        var record = describedProvenance ?? ProvenanceRecord(
             activity: "write", agent: "library",
             parameters: Dictionary(uniqueKeysWithValues: changeSummary.map { ($0.key, String($0.value)) }))
+        for (kind, ids) in touchedIDs {
+            record.parameters.merge(RecordedIDs.parameters(kind: kind, ids: ids)) { _, recorded in recorded }
+        }
         let id = try provenanceID()
         let previous: [UInt8] = id == 1 ? [UInt8](repeating: 0, count: 16) : try withValue(.provenance, key: id - 1) { bytes in
             guard let bytes, bytes.count >= 16 else {

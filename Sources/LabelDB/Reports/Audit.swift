@@ -8,10 +8,19 @@ extension Transaction {
     /// use): its value, version and agent, why it carries its taint label (the labels joined into
     /// it), and the chain of activities back to the input files.
     ///
-    /// - Throws: ``StoreError/sampleNotFound(_:)`` when the clearance does not see the sample.
+    /// The sample's own lineage lists the write that stored it and every relabel, declassify or
+    /// endorse that changed its taint label since, oldest first, each with its parameters. For an
+    /// id the clearance does not see, the delete that removed it, when the log records one:
+    /// `{"id", "deleted_by": step}` (the provenance log is readable by every clearance, §13.1).
+    ///
+    /// - Throws: ``StoreError/sampleNotFound(_:)`` when the clearance does not see the sample and
+    ///   no delete in the log names it.
     public func auditJSON(_ id: UInt64) throws -> JSONValue {
         let classes = store.schema.classes
-        guard let (provenanceID, sampleTaint) = try withSample(id, { ($0.provenance, $0.taint) }) else { throw StoreError.sampleNotFound(id) }
+        guard let (provenanceID, sampleTaint) = try withSample(id, { ($0.provenance, $0.taint) }) else {
+            guard let deletion = try deletionStep(id) else { throw StoreError.sampleNotFound(id) }
+            return ["id": .uint(id), "deleted_by": deletion]
+        }
         // Why a derived value carries its taint label: the labels that were joined into it.
         func because(_ parts: [(String, TaintLabel)]) -> JSONValue {
             .array(parts.map { ["from": .string($0.0), "taint": $0.1.json] })
@@ -44,17 +53,37 @@ extension Transaction {
                 "lineage": try lineage(loaded.version.provenance),
             ]
         }
-        return ["id": .uint(id), "taint": sampleTaint.json, "sample_lineage": try lineage(provenanceID), "labels": .object(labels), "regenerated": .object(regenerated)]
+        return ["id": .uint(id), "taint": sampleTaint.json, "sample_lineage": try sampleLineage(id, stored: provenanceID),
+                "labels": .object(labels), "regenerated": .object(regenerated)]
+    }
+
+    /// The write that stored sample `id` and every later step that changed its taint label, by record number.
+    func sampleLineage(_ id: UInt64, stored: UInt64?) throws -> JSONValue {
+        guard case .array(var steps) = try lineage(stored) else { return .array([]) }
+        let listed = Set(steps.compactMap { $0["record"]?.doubleValue.map { UInt64($0) } })
+        for (number, record) in try provenanceRecords() where !listed.contains(number) {
+            let membership = RecordedIDs.membership(of: id, kind: "relabelled", in: record.parameters)
+            guard membership != .absent else { continue }
+            steps.append(stepJSON(number, record, membership: membership))
+        }
+        steps.sort { ($0["record"]?.doubleValue ?? 0) < ($1["record"]?.doubleValue ?? 0) }
+        return .array(steps)
+    }
+
+    /// The newest delete whose record names `id`, as a lineage step, or nil.
+    func deletionStep(_ id: UInt64) throws -> JSONValue? {
+        for (number, record) in try provenanceRecords().reversed() {
+            let membership = RecordedIDs.membership(of: id, kind: "deleted", in: record.parameters)
+            if membership != .absent { return stepJSON(number, record, membership: membership) }
+        }
+        return nil
     }
 
     /// The record `id` and, through the label sets and projectors it used, the records behind
     /// those, back to input files.
     func lineage(_ id: UInt64?, depth: Int = 0) throws -> JSONValue {
         guard let id, id > 0, depth < 16, let record = try provenanceRecord(id) else { return .array([]) }
-        var steps: [JSONValue] = [[
-            "record": .uint(id), "activity": .string(record.activity), "agent": .string(record.agent), "time_ms": .int(record.timeMilliseconds),
-            "used": .array(record.used.map { entityJSON($0) }), "generated": .array(record.generated.map { entityJSON($0) }),
-        ]]
+        var steps: [JSONValue] = [stepJSON(id, record)]
         for used in record.used {
             var next: UInt64? = nil
             if used.kind == "label_set", let v = used.version, let set = try labelSet(named: used.name), v <= set.latest {
@@ -66,6 +95,19 @@ extension Transaction {
         }
         return .array(steps)
     }
+}
+
+/// One lineage step: the record's number, activity, agent, time, inputs, outputs and parameters
+/// (without the id lists ``RecordedIDs`` keeps). A step found through a digest of its ids, not a
+/// list, says so: `"ids": "digest"` (it may not have touched the sample).
+func stepJSON(_ number: UInt64, _ record: ProvenanceRecord, membership: RecordedIDs.Membership = .listed) -> JSONValue {
+    var step: [String: JSONValue] = [
+        "record": .uint(number), "activity": .string(record.activity), "agent": .string(record.agent), "time_ms": .int(record.timeMilliseconds),
+        "used": .array(record.used.map { entityJSON($0) }), "generated": .array(record.generated.map { entityJSON($0) }),
+        "parameters": .object(record.parameters.filter { !RecordedIDs.isRecordedIDs($0.key) }.mapValues(JSONValue.string)),
+    ]
+    if case .possibly = membership { step["ids"] = .string("digest") }
+    return .object(step)
 }
 
 /// A provenance entity (an input file, a label set version, a projector version) as JSON.

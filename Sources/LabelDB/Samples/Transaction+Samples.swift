@@ -385,6 +385,7 @@ extension WriteTransaction {
         try applySlotChanges(&changes)
         try lowerLabelledCounts(try purgeLabels(of: doomed, sets: sets))
         if !changes.isEmpty { noteChange("samples_deleted", changes.count) }
+        noteIDs("deleted", doomed.lazy.map(\.id))
         return changes.count
     }
 

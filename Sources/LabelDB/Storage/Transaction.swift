@@ -319,6 +319,8 @@ public final class WriteTransaction: Transaction {
     var reservedProvenanceID: UInt64?
     /// What this transaction changed, for the record written when the caller described nothing.
     var changeSummary: [String: Int] = [:]
+    /// The ids this transaction deleted or relabelled, by kind, for its record (``RecordedIDs``).
+    var touchedIDs: [String: [UInt64]] = [:]
     /// Entries this transaction added to (positive) or removed from `taint_members`.
     var partitionDelta = 0
 

@@ -96,6 +96,7 @@ extension WriteTransaction {
         // A lowered label would make rows a fit could not use look fitted: the samples
         // read `stale` for projectors fitted before, as if their embedding had changed.
         let sequence = change.lowers ? try writeSequence() : nil
+        var changed: [UInt64] = []
         for id in unique {
             let old: (bytes: [UInt8], taint: UInt32)? = try withValue(.samples, key: id) { bytes in
                 guard let bytes else { return nil }
@@ -106,6 +107,7 @@ extension WriteTransaction {
             let newID: UInt32
             if let known = newIDs[label] { newID = known } else { newID = try intern(label); newIDs[label] = newID }
             guard newID != old.taint else { continue }
+            changed.append(id)
             try put(.samples, key: BigEndianKey.u64(id), bytes: SampleRecord.relabelled(old.bytes, id: id, taintLabel: newID, sequence: sequence))
             try movePartition(sample: id, from: old.taint, to: newID)
         }
@@ -121,6 +123,8 @@ extension WriteTransaction {
             generated: [ProvenanceEntity(kind: "samples", name: "relabelled", rows: unique.count, firstID: unique.first, lastID: unique.last)],
             parameters: parameters))
         noteChange("samples_relabelled", unique.count)
+        // The samples whose label changed: the steps `audit` lists in their lineage.
+        noteIDs("relabelled", changed)
         return unique.count
     }
 
