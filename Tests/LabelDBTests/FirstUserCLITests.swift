@@ -378,4 +378,48 @@ struct FirstUserCLITests {
         }
         #expect(RecordedIDs.membership(of: 4, kind: "deleted", in: ["deleted_ids": "5-3"]) == .absent)
     }
+
+    @Test("friction 3: labels import --dry-run measures every codec and writes nothing; --codec auto:MAXKL picks the smallest that meets it; a dominated codec warns")
+    func choosingACodec() throws {
+        let corpus = try Corpus()
+        let f = corpus.dir.file
+        let before = fileBytes(corpus.store + "/data.mdb")
+        let dry = try corpus.run(["labels", "import", corpus.store, "t2", "--logits", f("logits.npy"), "--dry-run", "--format", "json"])
+        #expect(fileBytes(corpus.store + "/data.mdb") == before)
+        #expect(try runCLI(["labels", "show", corpus.store, "t2"]).status == 1)
+        let trials = try dry.stdout.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        let codecs = trials.compactMap { $0["codec"]?.stringValue }
+        #expect(Set(codecs) == Set(["dense:f32", "dense:f16", "topk:1:f16", "topk:1:u8", "topk:2:f16", "topk:2:u8", "topk:3:f16", "topk:3:u8",
+                                    "adaptive:0.01", "adaptive:0.001", "adaptive:0.0001"]), "\(codecs)")
+        let dense32 = try #require(trials.first { $0["codec"] == .string("dense:f32") })
+        #expect(dense32["max_kl"]?.doubleValue == 0 && dense32["bytes_per_label"]?.doubleValue == 16)
+        let sizes = trials.compactMap { $0["bytes_per_label"]?.doubleValue }
+        #expect(sizes == sizes.sorted(), "smallest first")
+        // The figures are the ones a real import of that codec reports.
+        let real = try JSONValue.parse(try corpus.run(["labels", "import", corpus.store, "t3", "--logits", f("logits.npy"), "--codec", "topk:2:f16", "--format", "json"]).stdout)
+        let trial = try #require(trials.first { $0["codec"] == .string("topk:2:f16") })
+        #expect(abs((real["fidelity"]?["max_kl"]?.doubleValue ?? -1) - (trial["max_kl"]?.doubleValue ?? -2)) < 1e-9)
+
+        // auto: the smallest codec whose max KL meets the bound, on every row.
+        let bound = 0.05
+        let passing = trials.filter { ($0["max_kl"]?.doubleValue ?? .infinity) <= bound }
+        let smallest = try #require(passing.min { ($0["bytes_per_label"]?.doubleValue ?? 0, $0["mean_kl"]?.doubleValue ?? 0) < ($1["bytes_per_label"]?.doubleValue ?? 0, $1["mean_kl"]?.doubleValue ?? 0) })
+        let auto = try JSONValue.parse(try corpus.run(["labels", "import", corpus.store, "t4", "--logits", f("logits.npy"), "--codec", "auto:\(bound)", "--format", "json"]).stdout)
+        #expect(auto["auto_chose"] == smallest["codec"] || (auto["auto_chose"]?.stringValue == "adaptive:\(bound)" && (auto["fidelity"]?["bytes_per_label"]?.doubleValue ?? .infinity) <= (smallest["bytes_per_label"]?.doubleValue ?? 0)),
+                "\(auto) vs \(smallest)")
+        #expect((auto["fidelity"]?["max_kl"]?.doubleValue ?? 1) <= bound)
+        // A set keeps its codec: auto on it uses that codec when it meets the bound, else refuses.
+        #expect(try JSONValue.parse(try corpus.run(["labels", "import", corpus.store, "t3", "--logits", f("logits.npy"), "--codec", "auto:10", "--format", "json"]).stdout)["auto_chose"] == .string("topk:2:f16"))
+        #expect(try runCLI(["labels", "import", corpus.store, "t3", "--logits", f("logits.npy"), "--codec", "auto:0.000001"]).status == 2)
+        #expect(try runCLI(["labels", "import", corpus.store, "t5", "--hard", f("human.npy"), "--ids", f("human-ids.npy"), "--dry-run"]).status == 2)
+        #expect(try runCLI(["labels", "import", corpus.store, "t5", "--logits", f("logits.npy"), "--codec", "auto:x"]).status == 2)
+
+        // A dominated codec warns, once, at the set's first soft import.
+        let dominated = try #require(trials.first { $0["dominated_by"] != .null && $0["dominated_by"] != nil }, "the test needs a dominated codec")
+        let name = try #require(dominated["codec"]?.stringValue)
+        let warned = try corpus.run(["labels", "import", corpus.store, "t6", "--logits", f("logits.npy"), "--codec", name])
+        #expect(warned.stderr.contains("warning: \(name) is dominated"), "\(warned.stderr)")
+        let quiet = try corpus.run(["labels", "import", corpus.store, "t7", "--logits", f("logits.npy"), "--codec", "dense:f32"])
+        #expect(!quiet.stderr.contains("warning"), "\(quiet.stderr)")
+    }
 }

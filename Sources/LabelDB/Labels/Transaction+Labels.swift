@@ -12,7 +12,8 @@ public enum LabelValues: Sendable {
     /// probabilities, and the leftover mass (the rest of the classes, spread evenly on decode).
     case topK(TopKRows)
 
-    var kind: LabelKind {
+    /// The kind of label the values are.
+    public var kind: LabelKind {
         switch self {
         case .soft, .topK: .soft
         case .hard: .hard

@@ -19,7 +19,12 @@ struct LabelsImportCommand: ParsableCommand {
             Rows align with --ids, or with the store's ids in ascending order. Soft rows must be \
             probabilities that sum to 1 (within 1e-3; --normalize rescales). Codecs: dense:f32, \
             dense:f16, topk:K:f16, topk:K:u8, adaptive:EPS; a label set keeps the codec of its first \
-            soft import. --multi lines are JSON arrays of class names or indices.
+            soft import. --codec auto:MAXKL picks the smallest codec whose max KL on these labels is \
+            at most MAXKL nats, and says which. --dry-run measures every codec on the labels \
+            (bytes per label, mean and max KL, top-1 agreement; at most 20,000 rows, a seeded \
+            sample beyond) and writes nothing. A first soft import warns when its codec is \
+            dominated: another is no larger and no less exact on a sample of the rows. --multi \
+            lines are JSON arrays of class names or indices.
             """)
 
     @OptionGroup var target: StoreArgument
@@ -33,7 +38,8 @@ struct LabelsImportCommand: ParsableCommand {
     @Option(help: "Compact soft labels: N × K probabilities (.npy, <f2/<f4), aligned with --topk-classes.") var topkProbs: String?
     @Option(help: "Compact soft labels: the N leftover masses (.npy, <f2/<f4); 1 − Σ probabilities when absent.") var leftover: String?
     @Option(help: "Ids the rows belong to (.npy, <u8 or <i8).") var ids: String?
-    @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16).") var codec: String?
+    @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16), or auto:MAXKL.") var codec: String?
+    @Flag(help: "Measure every codec on these soft labels and print the table; write nothing.") var dryRun = false
     @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
     @Flag(help: "Rescale soft rows that do not sum to 1 instead of rejecting them.") var normalize = false
     /// The label source's taint label (e.g. a teacher trained on licensed data), and the privileges held.
@@ -48,8 +54,9 @@ struct LabelsImportCommand: ParsableCommand {
         guard sources.count == 1 else { throw UsageError(description: "give exactly one of --soft, --logits, --hard, --multi, --topk-classes") }
         guard (topkClasses == nil) == (topkProbs == nil) else { throw UsageError(description: "--topk-classes and --topk-probs go together") }
         guard leftover == nil || topkClasses != nil else { throw UsageError(description: "--leftover goes with --topk-classes and --topk-probs") }
-        let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
-        let (store, clearance) = try target.openCleared(readOnly: false)
+        let autoBound = try parseAutoBound()
+        var codecValue = autoBound == nil ? try codec.map { try SoftLabelCodec(parsing: $0) } : nil
+        let (store, clearance) = try target.openCleared(readOnly: dryRun)
         defer { store.close() }
         let classCount = store.schema.classes.count
         let values: LabelValues
@@ -106,36 +113,138 @@ struct LabelsImportCommand: ParsableCommand {
         if let idList, idList.count != rows {
             throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
         }
+        if dryRun || autoBound != nil {
+            guard values.kind == .soft else { throw UsageError(description: "--dry-run and --codec auto apply to soft labels (--soft, --logits, --topk-classes)") }
+        }
+        let existingCodec = try store.read(clearance: clearance) { tx in
+            _ = try rowIDs(idList, rows: rows, in: tx)   // before measuring codecs, which takes a while
+            return try tx.labelSet(named: set)?.codec
+        }
+        if dryRun { return try printTrials(values, rows: rows, store: store, existing: existingCodec) }
+        var autoTrial: CodecTrial? = nil
+        if let autoBound {
+            autoTrial = try chooseCodec(values, rows: rows, classCount: classCount, maxKL: autoBound, existing: existingCodec)
+            codecValue = autoTrial?.codec
+        }
         let name = agent ?? defaultAgent()
         let source = sources[0]
         let used = try [source, topkProbs, leftover, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
         let info = try store.write(clearance: clearance) { tx -> LabelSetVersion in
-            let rowIDs = try idList ?? tx.ids()
-            guard rowIDs.count == rows else {
-                // Rows go to the visible samples, so a hidden sample (indistinguishable from an absent
-                // one) is why counts differ as often as a wrong file: the message names the clearance.
-                throw InputError(file: source, reason: "\(rows) label rows, but \(rowIDs.count) samples are visible under clearance \(target.clearance); without --ids, row i labels the i-th visible sample in ascending id order")
-            }
+            let rowIDs = try rowIDs(idList, rows: rows, in: tx)
             let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, privileges: privileges, normalize: normalize)
             tx.describe(ProvenanceRecord(
                 activity: "label import", agent: name, used: used,
                 generated: [ProvenanceEntity(kind: "label_set", name: set, version: info.version, rows: info.rows)],
-                parameters: taintParameters.merging(["kind": info.kind.rawValue, "codec": codec ?? "", "temperature": logits != nil ? "\(temperature)" : ""]) { $1 }))
+                parameters: taintParameters.merging(["kind": info.kind.rawValue, "codec": codecValue?.description ?? codec ?? "", "codec_requested": autoBound != nil ? codec! : "",
+                                                     "temperature": logits != nil ? "\(temperature)" : ""]) { $1 }))
             return info
         }
         let labelSet = try store.read(clearance: clearance) { try $0.labelSet(named: set) }!
+        let dominated = existingCodec == nil && values.kind == .soft ? try dominance(values, rows: rows, classCount: classCount, chosen: labelSet.codec) : nil
         switch format {
         case .json:
             var object = versionJSON(info)
             object["name"] = .string(set)
             object["codec"] = labelSet.codec.map { .string($0.description) } ?? .null
+            if let autoTrial { object["auto_chose"] = .string(autoTrial.codec.description) }
+            if let dominated { object["dominated_by"] = .object(trialJSON(dominated)) }
             printJSON(.object(object))
         case .text:
+            if let autoTrial, let autoBound { print("codec auto:\(autoBound) chose \(autoTrial.codec): the smallest with max KL ≤ \(autoBound) on these labels") }
             let labelled = info.statisticsRedacted ? "labelled count hidden under this clearance" : "\(info.labelled) samples labelled"
             print("label set \(set) version \(info.version): \(info.rows) \(info.kind.rawValue) labels from \(info.agent); \(labelled)")
             if let f = info.fidelity, let codec = labelSet.codec { print(fidelityText(f, codec: codec)) }
         }
+        if let dominated, let codec = labelSet.codec {
+            printError("warning: \(codec) is dominated on these labels by \(dominated.codec) (\(fidelityText(dominated.fidelity, codec: dominated.codec))); the set keeps \(codec) (see --dry-run)")
+        }
     }
+}
+
+extension LabelsImportCommand {
+    /// Rows measured by --dry-run (a seeded sample beyond), and by the dominance warning.
+    static let dryRunRows = 20_000, dominanceRows = 2_000
+
+    /// The ids the rows label: --ids, or the visible samples in ascending id order, one per row.
+    func rowIDs(_ given: [UInt64]?, rows: Int, in tx: LabelDB.Transaction) throws -> [UInt64] {
+        let ids = try given ?? tx.ids()
+        guard ids.count == rows else {
+            // Rows go to the visible samples, so a hidden sample (indistinguishable from an absent
+            // one) is why counts differ as often as a wrong file: the message names the clearance.
+            throw InputError(file: [soft, logits, hard, multi, topkClasses].compactMap { $0 }[0],
+                             reason: "\(rows) label rows, but \(ids.count) samples are visible under clearance \(target.clearance); without --ids, row i labels the i-th visible sample in ascending id order")
+        }
+        return ids
+    }
+
+    /// `--codec auto:MAXKL`'s bound, or nil for any other codec.
+    func parseAutoBound() throws -> Double? {
+        guard let codec, codec.hasPrefix("auto:") else { return nil }
+        guard let bound = Double(codec.dropFirst(5)), bound.isFinite, bound >= 1e-6 else {
+            throw UsageError(description: "--codec auto:MAXKL needs a number of nats ≥ 1e-6, not '\(codec)'")
+        }
+        return bound
+    }
+
+    /// --dry-run: every candidate codec measured on the labels, one line (or JSON object) each, smallest first.
+    func printTrials(_ values: LabelValues, rows: Int, store: Store, existing: SoftLabelCodec?) throws {
+        let c = store.schema.classes.count
+        let sample = try CodecTrials.rows(values, rows: rows, classCount: c, normalize: normalize, sample: Self.dryRunRows)
+        let candidates = CodecTrials.candidates(classCount: c, extra: [existing, try codec.flatMap { $0.hasPrefix("auto:") ? nil : try SoftLabelCodec(parsing: $0) }].compactMap { $0 })
+        let trials = try CodecTrials.measure(candidates, rows: sample.rows, count: sample.count, classCount: c)
+            .sorted { ($0.fidelity.bytesPerLabel, $0.fidelity.meanKL) < ($1.fidelity.bytesPerLabel, $1.fidelity.meanKL) }
+        let measured = sample.count < rows ? "a seeded sample of \(sample.count) of \(rows) rows" : "all \(rows) rows"
+        if format == .text { print("codecs measured on \(measured); nothing written" + (existing.map { "; label set \(set) keeps \($0)" } ?? "")) }
+        for trial in trials {
+            let dominated = CodecTrials.dominating(trial.codec, in: trials)
+            switch format {
+            case .json:
+                var object = trialJSON(trial)
+                object["rows_measured"] = .int(Int64(sample.count))
+                object["dominated_by"] = dominated.map { .string($0.codec.description) } ?? .null
+                object["set_codec"] = .bool(trial.codec == existing)
+                printJSON(.object(object))
+            case .text:
+                print("  " + fidelityText(trial.fidelity, codec: trial.codec) + (dominated.map { " — dominated by \($0.codec)" } ?? "") + (trial.codec == existing ? " (this set's codec)" : ""))
+            }
+        }
+    }
+
+    /// --codec auto:MAXKL: the set's own codec when it meets the bound (else an error: a set keeps
+    /// its codec), or the smallest candidate that does, measured on every row.
+    func chooseCodec(_ values: LabelValues, rows: Int, classCount c: Int, maxKL: Double, existing: SoftLabelCodec?) throws -> CodecTrial {
+        let all = try CodecTrials.rows(values, rows: rows, classCount: c, normalize: normalize)
+        if let existing {
+            let trial = try CodecTrials.measure([existing], rows: all.rows, count: all.count, classCount: c)[0]
+            guard trial.fidelity.maxKL <= maxKL else {
+                throw UsageError(description: "--codec auto:\(maxKL): label set \(set) keeps its codec \(existing), whose max KL on these labels is \(trial.fidelity.maxKL); import into a new label set to choose another")
+            }
+            return trial
+        }
+        // adaptive:MAXKL meets the bound by construction; a fixed codec is tried (smallest first,
+        // abandoned at its first row over the bound) only while it would be smaller.
+        let adaptive = try CodecTrials.measure([.adaptive(maxKL)], rows: all.rows, count: all.count, classCount: c)[0]
+        let fixed = CodecTrials.candidates(classCount: c).compactMap { codec in codec.fixedSize(classCount: c).map { (codec, $0) } }.sorted { $0.1 < $1.1 }
+        for (codec, size) in fixed where Double(size) < adaptive.fidelity.bytesPerLabel {
+            let trial = try CodecTrials.measure([codec], rows: all.rows, count: all.count, classCount: c, stopAboveMaxKL: maxKL)[0]
+            if trial.fidelity.maxKL <= maxKL { return trial }
+        }
+        return adaptive
+    }
+
+    /// The smallest codec dominating `chosen` on a sample of the rows, or nil.
+    func dominance(_ values: LabelValues, rows: Int, classCount c: Int, chosen: SoftLabelCodec?) throws -> CodecTrial? {
+        guard let chosen else { return nil }
+        let sample = try CodecTrials.rows(values, rows: rows, classCount: c, normalize: normalize, sample: Self.dominanceRows)
+        let trials = try CodecTrials.measure(CodecTrials.candidates(classCount: c, extra: [chosen]), rows: sample.rows, count: sample.count, classCount: c)
+        return CodecTrials.dominating(chosen, in: trials)
+    }
+}
+
+/// One codec's measured figures (cli.md, `labels import --dry-run`).
+func trialJSON(_ trial: CodecTrial) -> [String: JSONValue] {
+    ["codec": .string(trial.codec.description), "bytes_per_label": .double(trial.fidelity.bytesPerLabel), "mean_kl": .double(trial.fidelity.meanKL),
+     "max_kl": .double(trial.fidelity.maxKL), "top1_agreement": .double(trial.fidelity.top1Agreement)]
 }
 
 /// `labeldb labels list STORE`
