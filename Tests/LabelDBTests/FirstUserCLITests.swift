@@ -422,4 +422,45 @@ struct FirstUserCLITests {
         let quiet = try corpus.run(["labels", "import", corpus.store, "t7", "--logits", f("logits.npy"), "--codec", "dense:f32"])
         #expect(!quiet.stderr.contains("warning"), "\(quiet.stderr)")
     }
+
+    @Test("friction 4: labels drop removes a label set (logged), refuses hidden rows and, without --force, dependent projectors")
+    func droppingLabels() throws {
+        let corpus = try Corpus()
+        let f = corpus.dir.file
+        try corpus.run(["projector", "fit", corpus.store, "proj", "--from", "teacher", "--rank", "1", "--epochs", "0", "--max-kl", "0.05"])
+        try corpus.run(["relabel", corpus.store, "--ids", try corpus.idsFile("s.npy", [8]), "--add-secrecy", "pii"])
+        // A clearance that misses a row (sample 8 is labelled by both sets) may not drop.
+        let narrow = try runCLI(["labels", "drop", corpus.store, "human"])
+        #expect(narrow.status == 2 && narrow.stderr.contains("sees every row"), "\(narrow.stderr)")
+        let dropped = try JSONValue.parse(try corpus.run(["labels", "drop", corpus.store, "human", "--clearance", "all", "--format", "json"]).stdout)
+        #expect(dropped["rows"] == .int(Int64(corpus.count / 4)) && dropped["versions"] == .int(1))
+        #expect(try runCLI(["labels", "show", corpus.store, "human", "--clearance", "all"]).status == 1)
+        #expect(try runCLI(["query", corpus.store, "label(human).top1 = 'cat'"]).status == 1)
+        #expect(try corpus.run(["verify", corpus.store, "--clearance", "all"]).status == 0)
+        // The dropped name is free again, and the new set starts from version 1.
+        try corpus.run(["labels", "import", corpus.store, "human", "--hard", f("human.npy"), "--ids", f("human-ids.npy"), "--clearance", "all"])
+        #expect(try JSONValue.parse(try corpus.run(["labels", "show", corpus.store, "human", "--format", "json", "--clearance", "all"]).stdout)["latest"] == .int(1))
+
+        // The teacher has a dependent projector: refused without --force, named.
+        let refused = try runCLI(["labels", "drop", corpus.store, "teacher", "--clearance", "all"])
+        #expect(refused.status == 2 && refused.stderr.contains("proj"), "\(refused.stderr)")
+        let forced = try corpus.run(["labels", "drop", corpus.store, "teacher", "--clearance", "all", "--force"])
+        #expect(forced.stdout.contains("labeldb backup") && forced.stdout.contains("proj"))
+        // The projector still regenerates, with no bound claimed; a new set of the name is not its source.
+        // (over ids 0…59 only, so a relabel of sample 100 below cannot reach the projector through it)
+        try NumPyArray.write(Array(try NumPyArray.read(f("logits.npy")).floats().prefix(60 * corpus.classes.count)), shape: [60, corpus.classes.count], to: f("l60.npy"))
+        try corpus.run(["labels", "import", corpus.store, "teacher", "--logits", f("l60.npy"), "--ids", try corpus.idsFile("i60.npy", (0..<60).map { $0 }), "--clearance", "all"])
+        let get = try JSONValue.parse(try corpus.run(["get", corpus.store, "5", "--regen", "proj", "--format", "json", "--clearance", "all"]).stdout)
+        #expect(get["regenerated"]?["proj"]?["status"] == .string("unfitted"))
+        #expect(try runCLI(["projector", "check", corpus.store, "proj", "--clearance", "all"]).status == 1)
+        // A relabel still restricts the projector, which may have been fitted on any sample.
+        try corpus.run(["relabel", corpus.store, "--ids", try corpus.idsFile("r.npy", [100]), "--add-secrecy", "team:a"])
+        let show = try JSONValue.parse(try corpus.run(["projector", "show", corpus.store, "proj", "--clearance", "all", "--format", "json"]).stdout)
+        #expect(show["taint"]?["secrecy"]?.arrayValue?.contains(.string("team:a")) == true, "\(show)")
+        let log = try JSONValue.parse(try corpus.run(["audit", corpus.store, "--verify-log", "--format", "json"]).stdout)
+        #expect(log["ok"] == .bool(true))
+        try corpus.run(["provenance", "export", corpus.store, "--out", f("prov.json")])
+        #expect(try String(contentsOfFile: f("prov.json"), encoding: .utf8).contains("label drop"))
+        #expect(try runCLI(["labels", "drop", corpus.store, "teacher@1", "--clearance", "all"]).status == 2)
+    }
 }

@@ -42,7 +42,8 @@ extension Transaction {
     /// it was fitted with `requireTop1`.
     /// Samples are regenerated in batches (one matrix product each), in ascending id order.
     ///
-    /// - Throws: ``ProjectorError``, ``LabelError`` when the projector or its source label set is unknown.
+    /// - Throws: ``ProjectorError``, ``LabelError`` when the projector or its source label set is
+    ///   unknown (a dropped source leaves nothing to check against).
     public func checkProjector(_ reference: ProjectorReference) throws -> ProjectorCheck {
         let loaded = try load(reference)
         let c = loaded.model.classes
@@ -71,7 +72,8 @@ extension Transaction {
             }
             batch.removeAll(keepingCapacity: true)
         }
-        try forEachLabel(set: loaded.sourceSet, version: loaded.version.sourceVersion) { id, label in
+        guard let source = loaded.sourceSet else { throw LabelError.unknownLabelSet(loaded.version.sourceSet) }
+        try forEachLabel(set: source, version: loaded.version.sourceVersion) { id, label in
             guard let soft = label.soft, soft.count == c else { return true }
             batch.append((id, soft))
             if batch.count == 1024 { try flush() }

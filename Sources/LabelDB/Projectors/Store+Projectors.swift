@@ -39,7 +39,9 @@ public struct LoadedProjector: Sendable {
     /// The parameters.
     public let model: ProjectorModel
     let weights: [Float]?
-    let sourceSet: LabelSet
+    /// The label set version the projector was fitted on, or nil when it was dropped (or a
+    /// later set took its name): no sample can then be told fitted, so none reads as such.
+    let sourceSet: LabelSet?
     /// The taint label regenerated labels carry before their sample's is joined in: the
     /// version's, joined with the base head's as it is now (the output depends on it).
     let taint: TaintLabel
@@ -173,8 +175,17 @@ extension Transaction {
             // Versions fitted before format 5 recorded no hash: their head cannot be checked.
             headChanged = info.headHash.map { $0 != head.contentHashHex } ?? false
         }
-        guard let source = try labelSet(named: info.sourceSet) else { throw LabelError.unknownLabelSet(info.sourceSet) }
+        let source = try fittedSource(of: info)
         return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source, taint: taint, headChanged: headChanged)
+    }
+
+    /// The label set a projector version was fitted on, or nil when it was dropped. The set of
+    /// that name is the one only if the version fitted on is older than the fit: a set dropped
+    /// and created again under the name is another set.
+    func fittedSource(of version: ProjectorVersion) throws -> LabelSet? {
+        try labelSet(named: version.sourceSet).flatMap { set in
+            version.sourceVersion <= set.latest && set.versions[version.sourceVersion - 1].timeMilliseconds <= version.timeMilliseconds ? set : nil
+        }
     }
 
     /// Regenerates the labels of `ids` (in the order given) in one batch of matrix products,
@@ -212,7 +223,7 @@ extension Transaction {
             // sees, and one whose label flows to the projector's (the join of everything the fit
             // used). A row hidden from the reader, or one the fit's clearance did not admit, was
             // not fitted, so no bound is claimed for it.
-            if let softTaint = try visibleSoftLabelTaint(id, set: loaded.sourceSet, version: loaded.version.sourceVersion),
+            if let source = loaded.sourceSet, let softTaint = try visibleSoftLabelTaint(id, set: source, version: loaded.version.sourceVersion),
                softTaint.flows(to: loaded.version.taintLabel) {
                 if sequences[i] > loaded.version.sequence || loaded.headChanged {
                     status = .stale

@@ -137,8 +137,11 @@ extension WriteTransaction {
             guard let record = try projectorRecord(key: key) else { continue }
             let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
             for var version in versions {
-                guard let set = try labelSet(named: version.sourceSet) else { continue }
-                guard try ids.contains(where: { try hasAnySoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
+                // With its source dropped, no one can tell which samples a version was fitted on:
+                // it is restricted as if it used them all.
+                if let set = try fittedSource(of: version) {
+                    guard try ids.contains(where: { try hasAnySoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
+                }
                 let restricted = change.applied(to: version.taintLabel).join(version.taintLabel)
                 guard restricted != version.taintLabel else { continue }
                 version.taint = restricted

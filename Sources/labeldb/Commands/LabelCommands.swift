@@ -7,7 +7,7 @@ struct LabelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labels",
         abstract: "Label sets: import, list, show, export and diff versioned hard, multi and soft labels.",
-        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self])
+        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self, LabelsDropCommand.self])
 }
 
 /// `labeldb labels import STORE SET (--soft P.npy | --logits Z.npy [--temperature T] | --hard Y.npy | --multi Y.jsonl) …`
@@ -245,6 +245,58 @@ extension LabelsImportCommand {
 func trialJSON(_ trial: CodecTrial) -> [String: JSONValue] {
     ["codec": .string(trial.codec.description), "bytes_per_label": .double(trial.fidelity.bytesPerLabel), "mean_kl": .double(trial.fidelity.meanKL),
      "max_kl": .double(trial.fidelity.maxKL), "top1_agreement": .double(trial.fidelity.top1Agreement)]
+}
+
+/// `labeldb labels drop STORE SET [--force]`
+struct LabelsDropCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drop", abstract: "Drop a label set: every version's rows, postings and records.",
+        discussion: """
+            Needs a clearance that sees every row of the set. Logged in the provenance log as \
+            `label drop`. Projectors fitted on the set keep regenerating labels (their parameters \
+            and corrections are their own) but can no longer tell which samples they were fitted \
+            on, so their labels read unfitted and no bound is claimed: the command names them \
+            and refuses unless --force. The bytes leave the file only when LMDB reuses the free \
+            pages, or in a compacted copy (`labeldb backup`).
+            """)
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "The label set name.") var set: String
+    @Flag(help: "Drop even when projectors were fitted on the set (they lose their bound).") var force = false
+    @Option(help: "Who drops, for the provenance log (default: user:$USER).") var agent: String?
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func run() throws {
+        guard !set.contains("@") else {
+            throw UsageError(description: "labels drop takes a label set name; dropping one version (SET@V) is not supported")
+        }
+        let (store, clearance) = try target.openCleared(readOnly: false)
+        defer { store.close() }
+        let dropped = try store.write(clearance: clearance) { tx -> LabelSetDrop in
+            let dependents = try tx.projectors(fittedOn: set)
+            let exists = try tx.labelSet(named: set) != nil
+            guard dependents.isEmpty || force || !exists else {
+                throw UsageError(description: "projectors fitted on label set \(set) would lose their bound (their labels would read unfitted): \(dependents.joined(separator: ", ")); pass --force to drop it anyway")
+            }
+            let dropped = try tx.dropLabelSet(set)
+            tx.describe(ProvenanceRecord(
+                activity: "label drop", agent: agent ?? defaultAgent(), used: [ProvenanceEntity(kind: "label_set", name: set, version: dropped.versions)],
+                parameters: ["rows": "\(dropped.rows)", "versions": "\(dropped.versions)", "force": "\(force)",
+                             "dependent_projectors": dropped.dependentProjectors.joined(separator: ",")]))
+            return dropped
+        }
+        switch format {
+        case .json:
+            printJSON(["name": .string(set), "versions": .int(Int64(dropped.versions)), "rows": .int(Int64(dropped.rows)),
+                       "blocks": .int(Int64(dropped.blocks)), "posting_chunks": .int(Int64(dropped.postingChunks)),
+                       "dependent_projectors": .array(dropped.dependentProjectors.map(JSONValue.string))])
+        case .text:
+            print("dropped label set \(set): \(dropped.versions) versions, \(dropped.rows) label rows (\(dropped.blocks) blocks, \(dropped.postingChunks) posting chunks)")
+            if !dropped.dependentProjectors.isEmpty {
+                print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) still regenerate labels, now all unfitted (no bound)")
+            }
+            print("the bytes stay in the store's free pages until reused; `labeldb backup` writes a compacted copy without them")
+        }
+    }
 }
 
 /// `labeldb labels list STORE`
