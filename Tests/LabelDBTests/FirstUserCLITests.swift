@@ -461,6 +461,19 @@ struct FirstUserCLITests {
         #expect(log["ok"] == .bool(true))
         try corpus.run(["provenance", "export", corpus.store, "--out", f("prov.json")])
         #expect(try String(contentsOfFile: f("prov.json"), encoding: .utf8).contains("label drop"))
-        #expect(try runCLI(["labels", "drop", corpus.store, "teacher@1", "--clearance", "all"]).status == 2)
+        // One old version: the latest is refused; an older one reads as dropped, later ones as before.
+        #expect(try runCLI(["labels", "drop", corpus.store, "human@1", "--clearance", "all"]).status == 2)
+        try NumPyArray.write([UInt64(0), 4], to: f("h2-ids.npy"))
+        try NumPyArray.write([Int32(2), 2], shape: [2], to: f("h2.npy"))
+        try corpus.run(["labels", "import", corpus.store, "human", "--hard", f("h2.npy"), "--ids", f("h2-ids.npy"), "--clearance", "all"])
+        let before = try corpus.run(["query", corpus.store, "label(human).top1 = 'bird'", "--clearance", "all"]).stdout
+        let version = try JSONValue.parse(try corpus.run(["labels", "drop", corpus.store, "human@1", "--clearance", "all", "--format", "json"]).stdout)
+        #expect(version["rows"] == .int(2))   // ids 0 and 4: version 2 relabelled them
+        #expect(try corpus.run(["query", corpus.store, "label(human).top1 = 'bird'", "--clearance", "all"]).stdout == before)
+        let gone = try runCLI(["query", corpus.store, "label(human@1).top1 = 'bird'", "--clearance", "all"])
+        #expect(gone.status == 1 && gone.stderr.contains("was dropped"), "\(gone.stderr)")
+        let shown = try JSONValue.parse(try corpus.run(["labels", "show", corpus.store, "human@1", "--clearance", "all", "--format", "json"]).stdout)
+        #expect(shown["versions"]?.arrayValue?.first?["dropped"] == .bool(true))
+        #expect(try corpus.run(["verify", corpus.store, "--clearance", "all"]).status == 0)
     }
 }

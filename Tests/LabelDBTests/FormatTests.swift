@@ -65,7 +65,7 @@ struct FormatTests {
         let store = try makeStore(dir)
         try store.write(clearance: .all) { tx in
             try tx.put(Sample(id: 1, embedding: Array(repeating: 0.5, count: 8)))
-            let record = SchemaRecord(writeVersion: 7, readVersion: 1, schema: store.schema)
+            let record = SchemaRecord(writeVersion: UInt16(Store.currentFormatVersion + 1), readVersion: 1, schema: store.schema)
             try tx.put(.meta, name: MetaKey.schema, bytes: record.encoded())
         }
         store.close()
@@ -151,7 +151,7 @@ struct FormatTests {
         readOnly.close()
 
         let migrated = try Store(opening: path)
-        #expect(migrated.formatVersion == 6)
+        #expect(migrated.formatVersion == Store.currentFormatVersion)
         let (built, index, postings) = try migrated.read(clearance: .all) { tx in
             (try tx.packedLabels, try tx.entries(.labelIndex) + tx.entries(.labels), try tx.entries(.labelPostings))
         }
@@ -171,5 +171,42 @@ struct FormatTests {
         defer { reopened.close() }
         #expect(reopened.formatVersion == Store.currentFormatVersion)
         #expect(try top1(reopened, "human", 0) == [3, 4])
+    }
+
+    @Test("R-54: a format-6 store reads read-only, migrates to 7 unchanged, and then drops a version as R-54 says")
+    func formatSixMigrates() throws {
+        let (dir, path) = try fixture("format-v6")
+        _ = dir
+        func top1(_ store: Store, _ set: String, _ c: Int, _ clearance: Clearance = .all) throws -> [UInt64] {
+            try store.read(clearance: clearance) { try $0.samples(withTop1: c, in: LabelSetReference(parsing: set)) }
+        }
+        // The answers Fixtures/README.md records, from the format-6 binary.
+        func check(_ store: Store) throws {
+            #expect(try top1(store, "human", 2) == [4, 65, 92])
+            #expect(try top1(store, "human@1", 2) == [4, 65])
+            #expect(try top1(store, "teacher", 2) == [1, 3])
+            #expect(try top1(store, "teacher", 2, .public).isEmpty)
+            #expect(try top1(store, "compact", 1) == [3])
+            #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+        }
+        let readOnly = try Store(opening: path, options: .init(readOnly: true))
+        #expect(readOnly.formatVersion == 6)
+        try check(readOnly)
+        readOnly.close()
+        let before = fileBytes(path + "/data.mdb")
+
+        let migrated = try Store(opening: path)
+        defer { migrated.close() }
+        #expect(migrated.formatVersion == 7)
+        try check(migrated)
+        // The migration rewrote the schema record.
+        #expect(fileBytes(path + "/data.mdb") != before)
+        // Dropping human@1: ids 4 and 92 were relabelled at 2 (their v1 rows go); the other four stay, read by human@2.
+        let dropped = try migrated.write(clearance: .all) { try $0.dropLabelVersion("human", version: 1) }
+        #expect(dropped.rows == 2)   // ids 4 and 92, which human@2 relabelled
+        #expect(try top1(migrated, "human", 2) == [4, 65, 92])
+        #expect(try top1(migrated, "human", 0) == [3])
+        #expect(throws: LabelError.droppedVersion(set: "human", version: 1)) { try top1(migrated, "human@1", 2) }
+        #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)
     }
 }

@@ -64,8 +64,108 @@ extension WriteTransaction {
                             dependentProjectors: try projectors(fittedOn: name))
     }
 
-    /// The keys of `set`'s label blocks and the rows they hold, each row checked to be visible.
-    private func blocksOfDrop(_ set: LabelSet, prefix: [UInt8]) throws -> (keys: [[UInt8]], rows: Int) {
+    /// Drops version `version` of label set `name` (format 7, R-54): the version reads as gone
+    /// from now on, and every row of it — or of an earlier dropped version — that no remaining
+    /// version reads is removed with its class posting. A row stays while some version after it
+    /// that is not dropped still reads it: one with no newer row in between that every clearance
+    /// admitting this row also admits. Counts of the remaining versions do not change. The
+    /// clearance must see every row of the version; the latest version cannot be dropped (it is
+    /// the set's current state: drop the set, or import a new version first).
+    ///
+    /// - Returns: the rows removed, and the projectors fitted on that version (now unfitted).
+    /// - Throws: ``LabelError``, ``TaintError/clearanceTooNarrow(_:)``.
+    @discardableResult
+    public func dropLabelVersion(_ name: String, version: Int) throws -> LabelSetDrop {
+        let (set, _) = try resolve(LabelSetReference(name: name, version: version))
+        guard version < set.latest else {
+            throw LabelError.latestVersionKept(set: name, version: version)
+        }
+        var prefix: [UInt8] = []
+        BigEndianKey.append(set.id, to: &prefix)
+        _ = try blocksOfDrop(set, prefix: prefix, version: version)   // the clearance check
+        var record = try labelSetVersion(set: set.id, version: UInt32(version), name: name)
+        record.dropped = true
+        let key = LabelRecord.versionKey(set: set.id, version: UInt32(version))
+        try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
+        var versions = set.versions
+        versions[version - 1].dropped = true
+        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions), prefix: prefix)
+        noteChange("label_versions_dropped")
+        let dependents = try projectors(fittedOn: name).filter { projector in
+            try self.projector(named: projector)?.versions.contains { $0.sourceSet == name && $0.sourceVersion == version } ?? false
+        }
+        return LabelSetDrop(name: name, versions: 1, rows: removed.rows, blocks: removed.blocks, postingChunks: removed.chunks, dependentProjectors: dependents)
+    }
+
+    /// Removes the rows of dropped versions that no remaining version reads (see
+    /// ``dropLabelVersion(_:version:)``), and their postings.
+    private func removeUnreadRows(of set: LabelSet, prefix: [UInt8]) throws -> (rows: Int, blocks: Int, chunks: Int) {
+        let dropped = set.versions.map(\.isDropped)
+        // droppedBefore[v] = dropped versions among 1…v, to ask "is every version in (y, w) dropped?".
+        var droppedBefore = [0]
+        for d in dropped { droppedBefore.append(droppedBefore.last! + (d ? 1 : 0)) }
+        func allDropped(after y: Int, before w: Int) -> Bool { droppedBefore[w - 1] - droppedBefore[y] == w - 1 - y }
+        var removals: [(block: UInt64, version: Int, offsets: Set<Int>)] = []
+        var postings: [UInt64: (classIndex: UInt32?, version: UInt32, slots: Set<UInt64>)] = [:]
+        var rows = 0
+        var owners = SlotOwners()
+        try forEachBlockGroup(of: set, prefix: prefix) { number, views in
+            var byVersion: [Int: Set<Int>] = [:]
+            for offset in 0..<Int(LabelBlock.slots) {
+                let present = views.filter { $0.view.rank(of: offset) != nil }
+                for (i, row) in present.enumerated() where dropped[row.version - 1] {
+                    let source = set.versions[row.version - 1].sourceLabel
+                    // The first newer row every reader of this one also sees, with only dropped versions between.
+                    guard let newer = present[(i + 1)...].first(where: { set.versions[$0.version - 1].sourceLabel.flows(to: source) }),
+                          allDropped(after: row.version, before: newer.version) else { continue }
+                    byVersion[row.version, default: []].insert(offset)
+                    let slot = number * LabelBlock.slots + UInt64(offset)
+                    // A row that does not decode has an unknown class (nil): its posting is looked for in
+                    // every class; a row without a top-1 class (multi only) has none.
+                    let id = try owners.sample(at: slot, in: self, naming: .labelBlocks, set: set)
+                    let label = try? decodeLabel(try row.view.row(rank: row.view.rank(of: offset)!, sample: id), version: row.version, sample: id, set: set)
+                    if label == nil || label?.top1 != nil {
+                        let classIndex = label?.top1.map { UInt32($0.classIndex) }
+                        postings[UInt64(row.version) << 32 | UInt64(classIndex ?? UInt32.max), default: (classIndex, UInt32(row.version), [])].slots.insert(slot)
+                    }
+                    rows += 1
+                }
+            }
+            for (version, offsets) in byVersion { removals.append((number, version, offsets)) }
+        }
+        for removal in removals { try deleteRows(set: set, version: removal.version, block: removal.block, offsets: removal.offsets) }
+        for (_, entry) in postings {
+            // A row that does not decode has an unknown class: its posting is looked for in every class.
+            let classes = entry.classIndex.map { [$0] } ?? Array(0..<UInt32(store.schema.classes.count))
+            for c in classes { try removePostings(set: set.id, classIndex: c, version: entry.version, slots: entry.slots) }
+        }
+        return (rows, removals.count, postings.count)
+    }
+
+    /// Passes each block number of `set` with its versions' views, oldest first. The views
+    /// borrow the map: `body` must not write (callers collect, then write after the walk).
+    private func forEachBlockGroup(of set: LabelSet, prefix: [UInt8], _ body: (UInt64, [(version: Int, view: LabelBlockView)]) throws -> Void) throws {
+        var current: UInt64? = nil
+        var views: [(version: Int, view: LabelBlockView)] = []
+        try walk(.labelBlocks, from: prefix) { key, value in
+            guard key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            let number = BigEndianKey.u64(key, at: 4), version = Int(BigEndianKey.u32(key, at: 12))
+            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            try checkRowVersion(version, set: set, sample: number * LabelBlock.slots)
+            if let current, current != number { try body(current, views); views = [] }
+            current = number
+            do { views.append((version, try LabelBlockView(key: key, bytes: value))) } catch {
+                throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) block \(number)")
+            }
+            return true
+        }
+        if let current { try body(current, views) }
+    }
+
+    /// The keys of `set`'s label blocks (of `version` only, when given) and the rows they hold,
+    /// each row checked to be visible.
+    private func blocksOfDrop(_ set: LabelSet, prefix: [UInt8], version only: Int? = nil) throws -> (keys: [[UInt8]], rows: Int) {
         let tainted = try taintedSamples()
         var owners = SlotOwners()
         var keys: [[UInt8]] = [], rows = 0, hidden = false
@@ -75,6 +175,7 @@ extension WriteTransaction {
             let number = BigEndianKey.u64(key, at: 4), version = Int(BigEndianKey.u32(key, at: 12))
             guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
             try checkRowVersion(version, set: set, sample: number * LabelBlock.slots)
+            if let only, version != only { return true }
             let view: LabelBlockView
             do { view = try LabelBlockView(key: key, bytes: value) } catch {
                 throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(version) block \(number)")

@@ -8,6 +8,10 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownLabelSet(String)
     /// The label set has no such version.
     case unknownVersion(set: String, version: Int, latest: Int)
+    /// The version was dropped (`labels drop SET@V`).
+    case droppedVersion(set: String, version: Int)
+    /// The latest version of a set cannot be dropped: it is the set's current state.
+    case latestVersionKept(set: String, version: Int)
     /// A `SET@VERSION` reference that does not parse.
     case invalidReference(String)
     /// A label row that is wrong: which row (0-based) and why.
@@ -23,6 +27,9 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .codecMismatch(let set, let existing, let requested):
             "label set `\(set)` uses codec \(existing); an import with codec \(requested) is not allowed"
         case .unknownLabelSet(let name): "no label set named `\(name)`"
+        case .droppedVersion(let set, let version): "version \(version) of label set `\(set)` was dropped"
+        case .latestVersionKept(let set, let version):
+            "\(set)@\(version) is the latest version, the set's current state: drop the whole set, or import a new version first"
         case .unknownVersion(let set, let version, let latest):
             "label set `\(set)` has no version \(version) (versions 1…\(latest))"
         case .invalidReference(let text): "'\(text)' is not a label set reference (NAME or NAME@VERSION)"

@@ -64,8 +64,15 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
     /// The source label, ``TaintLabel/public`` when none was given.
     public var sourceLabel: TaintLabel { source ?? .public }
 
+    /// True once `labels drop SET@V` dropped the version (format 7): it reads as gone, and its
+    /// rows remain only where later versions still read them.
+    public var dropped: Bool? = nil
+
+    /// True when the version was dropped.
+    public var isDropped: Bool { dropped == true }
+
     enum CodingKeys: String, CodingKey {
-        case version, agent, kind, rows, labelled, fidelity, provenance, source
+        case version, agent, kind, rows, labelled, fidelity, provenance, source, dropped
         case timeMilliseconds = "time_ms", softBytes = "soft_bytes"
     }
 

@@ -199,6 +199,9 @@ extension Transaction {
         guard version >= 1, version <= set.latest else {
             throw LabelError.unknownVersion(set: set.name, version: version, latest: set.latest)
         }
+        guard !set.versions[version - 1].isDropped else {
+            throw LabelError.droppedVersion(set: set.name, version: version)
+        }
         return (set, version)
     }
 

@@ -184,7 +184,8 @@ extension Transaction {
     /// and created again under the name is another set.
     func fittedSource(of version: ProjectorVersion) throws -> LabelSet? {
         try labelSet(named: version.sourceSet).flatMap { set in
-            version.sourceVersion <= set.latest && set.versions[version.sourceVersion - 1].timeMilliseconds <= version.timeMilliseconds ? set : nil
+            version.sourceVersion <= set.latest && set.versions[version.sourceVersion - 1].timeMilliseconds <= version.timeMilliseconds
+                && !set.versions[version.sourceVersion - 1].isDropped ? set : nil
         }
     }
 

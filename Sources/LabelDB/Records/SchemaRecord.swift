@@ -21,11 +21,11 @@ struct SchemaRecord: Equatable {
     /// labels (the tag registry, interned labels, taint partitions); version 5 the partition count
     /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them;
     /// version 6 the class postings (`label_postings`), which retire the class index.
-    static let currentWriteVersion: UInt16 = 6
+    static let currentWriteVersion: UInt16 = 7
     /// The read version this code records: a format-5 reader would answer top-1 filters from
     /// the class index, which a format-6 store lacks or holds empty, so a store written by this
     /// code needs a format-6 reader.
-    static let currentReadVersion: UInt16 = 6
+    static let currentReadVersion: UInt16 = 7
 
     var writeVersion: UInt16
     var readVersion: UInt16

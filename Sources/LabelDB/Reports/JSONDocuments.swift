@@ -11,6 +11,7 @@ public func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
         "soft_bytes": .int(Int64(v.softBytes)), "source": v.sourceLabel.json,
         "statistics_redacted": .bool(v.statisticsRedacted),
     ]
+    if v.isDropped { object["dropped"] = .bool(true) }
     if let f = v.fidelity {
         var fidelity: [String: JSONValue] = [
             "mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),

@@ -21,7 +21,7 @@ public enum ErrorClass: Int32, Sendable {
             }
         case let error as LabelError:
             switch error {
-            case .unknownLabelSet, .unknownVersion: self = .notFound
+            case .unknownLabelSet, .unknownVersion, .droppedVersion: self = .notFound
             default: self = .badInput
             }
         case let error as ProjectorError:

@@ -134,7 +134,8 @@ extension StoreVerifier {
             }
             let labelled = LabelledCounts.counts(firstVersions: samplesOfSet.values.compactMap { $0.first.map { Int($0.version) } }, latest: set.record.latest)
             for (version, count) in labelled.enumerated() where countsExact {
-                if let recorded = labelVersions[Self.pair(setID, UInt32(version + 1))]?.labelled, recorded != count {
+                // A dropped version's count is history: its superseded rows are gone.
+                if let record = labelVersions[Self.pair(setID, UInt32(version + 1))], !record.dropped, case let recorded = record.labelled, recorded != count {
                     problem(.labelVersions, "\(set.name)@\(version + 1)", "records \(recorded) labelled samples; the rows label \(count)")
                 }
             }

@@ -12,7 +12,7 @@ enum RecordChecks {
         case block(UInt64)
         case freeSlot(UInt64)
         case labelSet(name: String, record: LabelSetRecord)
-        case labelVersion(set: UInt32, version: UInt32, rows: Int, labelled: Int)
+        case labelVersion(set: UInt32, version: UInt32, rows: Int, labelled: Int, dropped: Bool)
         /// A label row; `soft` is a copy of its encoded soft label.
         case labelRow(set: UInt32, sample: UInt64, version: UInt32, hard: Int?, soft: [UInt8]?)
         case indexEntry(key: [UInt8], until: UInt32)
@@ -57,7 +57,7 @@ enum RecordChecks {
         case .labelVersions:
             try keySize(key, 8)
             let record = try LabelRecord.decodeJSON(LabelSetVersion.self, key: key, value)
-            return .labelVersion(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), rows: record.rows, labelled: record.labelled)
+            return .labelVersion(set: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), rows: record.rows, labelled: record.labelled, dropped: record.isDropped)
         case .labels:
             // Retired by format 6: packing the rows into blocks empties it.
             guard formatVersion < 6 else { throw RecordDecodingError(detail: "a label row in the one-entry-per-row table, which format 6 retired") }

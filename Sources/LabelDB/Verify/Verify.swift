@@ -82,7 +82,7 @@ struct StoreVerifier {
     var damagedSamples: Set<UInt64> = []
     var freeSlots: [UInt64] = []
     var labelSets: [UInt32: (name: String, record: LabelSetRecord)] = [:]
-    var labelVersions: [UInt64: (rows: Int, labelled: Int)] = [:]
+    var labelVersions: [UInt64: (rows: Int, labelled: Int, dropped: Bool)] = [:]
     var labelRows: [UInt32: [UInt64: [(version: UInt32, top1: (Int, Float)?)]]] = [:]
     var indexEntries: [[UInt8]: UInt32] = [:]
     /// Slot → the sample holding it, from the sample records (built when the first label block is read).
@@ -168,7 +168,7 @@ struct StoreVerifier {
             samples[id] = (slot, taint)
         case .freeSlot(let slot): freeSlots.append(slot)
         case .labelSet(let name, let record): labelSets[record.id] = (name, record)
-        case .labelVersion(let set, let version, let rows, let labelled): labelVersions[Self.pair(set, version)] = (rows, labelled)
+        case .labelVersion(let set, let version, let rows, let labelled, let dropped): labelVersions[Self.pair(set, version)] = (rows, labelled, dropped)
         case .labelRow(let set, let sample, let version, let hard, let soft):
             let top1 = top1(set: set, sample: sample, version: version, hard: hard, soft: soft, table: .labels)
             labelRows[set, default: [:]][sample, default: []].append((version, top1))

@@ -247,39 +247,42 @@ func trialJSON(_ trial: CodecTrial) -> [String: JSONValue] {
      "max_kl": .double(trial.fidelity.maxKL), "top1_agreement": .double(trial.fidelity.top1Agreement)]
 }
 
-/// `labeldb labels drop STORE SET [--force]`
+/// `labeldb labels drop STORE SET[@VERSION] [--force]`
 struct LabelsDropCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drop", abstract: "Drop a label set: every version's rows, postings and records.",
+        commandName: "drop", abstract: "Drop a label set (every version's rows, postings and records), or one old version of it.",
         discussion: """
             Needs a clearance that sees every row of the set. Logged in the provenance log as \
             `label drop`. Projectors fitted on the set keep regenerating labels (their parameters \
             and corrections are their own) but can no longer tell which samples they were fitted \
             on, so their labels read unfitted and no bound is claimed: the command names them \
             and refuses unless --force. The bytes leave the file only when LMDB reuses the free \
-            pages, or in a compacted copy (`labeldb backup`).
+            pages, or in a compacted copy (`labeldb backup`). SET@V drops one version that is not \
+            the latest: it then reads as gone (labels show marks it dropped), and of its rows only \
+            those later versions still read stay; later versions read exactly as before.
             """)
     @OptionGroup var target: StoreArgument
-    @Argument(help: "The label set name.") var set: String
-    @Flag(help: "Drop even when projectors were fitted on the set (they lose their bound).") var force = false
+    @Argument(help: "SET, or SET@VERSION for one version.") var set: String
+    @Flag(help: "Drop even when projectors were fitted on it (they lose their bound).") var force = false
     @Option(help: "Who drops, for the provenance log (default: user:$USER).") var agent: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
-        guard !set.contains("@") else {
-            throw UsageError(description: "labels drop takes a label set name; dropping one version (SET@V) is not supported")
-        }
+        let reference = try LabelSetReference(parsing: set)
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let dropped = try store.write(clearance: clearance) { tx -> LabelSetDrop in
-            let dependents = try tx.projectors(fittedOn: set)
-            let exists = try tx.labelSet(named: set) != nil
-            guard dependents.isEmpty || force || !exists else {
-                throw UsageError(description: "projectors fitted on label set \(set) would lose their bound (their labels would read unfitted): \(dependents.joined(separator: ", ")); pass --force to drop it anyway")
+            let dependents = try tx.projectors(fittedOn: reference.name).filter { name in
+                try reference.version.map { v in try tx.projector(named: name)?.versions.contains { $0.sourceSet == reference.name && $0.sourceVersion == v } ?? false } ?? true
             }
-            let dropped = try tx.dropLabelSet(set)
+            let exists = try tx.labelSet(named: reference.name) != nil
+            guard dependents.isEmpty || force || !exists else {
+                throw UsageError(description: "projectors fitted on \(set) would lose their bound (their labels would read unfitted): \(dependents.joined(separator: ", ")); pass --force to drop it anyway")
+            }
+            let dropped = try reference.version.map { try tx.dropLabelVersion(reference.name, version: $0) } ?? tx.dropLabelSet(reference.name)
             tx.describe(ProvenanceRecord(
-                activity: "label drop", agent: agent ?? defaultAgent(), used: [ProvenanceEntity(kind: "label_set", name: set, version: dropped.versions)],
+                activity: "label drop", agent: agent ?? defaultAgent(),
+                used: [ProvenanceEntity(kind: "label_set", name: reference.name, version: reference.version ?? dropped.versions)],
                 parameters: ["rows": "\(dropped.rows)", "versions": "\(dropped.versions)", "force": "\(force)",
                              "dependent_projectors": dropped.dependentProjectors.joined(separator: ",")]))
             return dropped
@@ -290,7 +293,9 @@ struct LabelsDropCommand: ParsableCommand {
                        "blocks": .int(Int64(dropped.blocks)), "posting_chunks": .int(Int64(dropped.postingChunks)),
                        "dependent_projectors": .array(dropped.dependentProjectors.map(JSONValue.string))])
         case .text:
-            print("dropped label set \(set): \(dropped.versions) versions, \(dropped.rows) label rows (\(dropped.blocks) blocks, \(dropped.postingChunks) posting chunks)")
+            print(reference.version == nil
+                  ? "dropped label set \(set): \(dropped.versions) versions, \(dropped.rows) label rows (\(dropped.blocks) blocks, \(dropped.postingChunks) posting chunks)"
+                  : "dropped \(set): \(dropped.rows) label rows no remaining version reads were removed; later versions read as before")
             if !dropped.dependentProjectors.isEmpty {
                 print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) still regenerate labels, now all unfitted (no bound)")
             }
@@ -332,7 +337,11 @@ struct LabelsShowCommand: ParsableCommand {
         let reference = try LabelSetReference(parsing: set)
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
-        let (labelSet, version) = try store.read(clearance: clearance) { try $0.resolve(reference) }
+        let (labelSet, version) = try store.read(clearance: clearance) { tx in
+            // A dropped version is shown (as dropped), not refused: show is how one finds out.
+            guard let set = try tx.labelSet(named: reference.name), let v = reference.version, v >= 1, v <= set.latest else { return try tx.resolve(reference) }
+            return (set, v)
+        }
         let shown = labelSet.versions.prefix(version)
         switch format {
         case .json:
@@ -346,7 +355,7 @@ struct LabelsShowCommand: ParsableCommand {
                 let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(v.timeMilliseconds) / 1000))
                 let counts = v.statisticsRedacted ? "counts hidden under this clearance" : "\(v.rows) rows, \(v.labelled) labelled"
                 let source = v.sourceLabel == .public ? "" : ", source \(v.sourceLabel)"
-                print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(counts)\(source)")
+                print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(counts)\(source)\(v.isDropped ? " (dropped)" : "")")
                 if let f = v.fidelity, let codec = labelSet.codec { print("      " + fidelityText(f, codec: codec)) }
             }
         }
