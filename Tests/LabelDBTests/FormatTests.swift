@@ -173,7 +173,7 @@ struct FormatTests {
         #expect(try top1(reopened, "human", 0) == [3, 4])
     }
 
-    @Test("R-54: a format-6 store reads read-only, migrates to 7 unchanged, and then drops a version as R-54 says")
+    @Test("R-54: a format-6 store reads read-only, migrates to 7 recording fitted samples, and then drops as R-54 says")
     func formatSixMigrates() throws {
         let (dir, path) = try fixture("format-v6")
         _ = dir
@@ -189,9 +189,19 @@ struct FormatTests {
             #expect(try top1(store, "compact", 1) == [3])
             #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
         }
+        // Projector p's statuses and labels, for every sample, under two clearances.
+        func regenerated(_ store: Store) throws -> [String] {
+            try [Clearance.all, try Clearance(parsing: "secrecy=pii,licensed:getty;integrity=")].flatMap { clearance in
+                try store.read(clearance: clearance) { tx in
+                    try tx.regenerate(try tx.ids(), with: try tx.load(ProjectorReference(name: "p"))).map { "\($0.id) \($0.status) \($0.probabilities)" }
+                }
+            }
+        }
         let readOnly = try Store(opening: path, options: .init(readOnly: true))
         #expect(readOnly.formatVersion == 6)
         try check(readOnly)
+        let statuses = try regenerated(readOnly)
+        #expect(statuses.contains { $0.contains("regenerated") || $0.contains("corrected") })
         readOnly.close()
         let before = fileBytes(path + "/data.mdb")
 
@@ -199,6 +209,10 @@ struct FormatTests {
         defer { migrated.close() }
         #expect(migrated.formatVersion == 7)
         try check(migrated)
+        // The migration recorded p's fitted samples: reads give what format 6 gave, and keep
+        // giving it once the source set is gone.
+        #expect(try migrated.read(clearance: .all) { try $0.entries(.projectorFitted) } > 0)
+        #expect(try regenerated(migrated) == statuses)
         // The migration rewrote the schema record.
         #expect(fileBytes(path + "/data.mdb") != before)
         // Dropping human@1: ids 4 and 92 were relabelled at 2 (their v1 rows go); the other four stay, read by human@2.
@@ -207,6 +221,8 @@ struct FormatTests {
         #expect(try top1(migrated, "human", 2) == [4, 65, 92])
         #expect(try top1(migrated, "human", 0) == [3])
         #expect(throws: LabelError.droppedVersion(set: "human", version: 1)) { try top1(migrated, "human@1", 2) }
+        try migrated.write(clearance: .all) { _ = try $0.dropLabelSet("teacher") }
+        #expect(try regenerated(migrated) == statuses)
         #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)
     }
 }

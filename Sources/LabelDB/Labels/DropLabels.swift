@@ -11,9 +11,9 @@ public struct LabelSetDrop: Sendable, Equatable {
     /// Label blocks and class-posting chunks removed.
     public var blocks: Int
     public var postingChunks: Int
-    /// Projectors with a version fitted on the set: they still regenerate labels (their
-    /// parameters and corrections are their own), but without the set they cannot tell which
-    /// samples they were fitted on, so every label reads `unfitted` and no bound is claimed.
+    /// Projectors with a version fitted on what was dropped. They keep working, bound included:
+    /// their parameters, corrections and fitted samples are their own (format 7); only
+    /// ``Transaction/checkProjector(_:)``, which compares with the stored labels, needs the set.
     public var dependentProjectors: [String]
 }
 
@@ -35,8 +35,7 @@ extension WriteTransaction {
     /// Drops label set `name`: every version's rows and class postings, its version records and
     /// the set itself; the name becomes free. The transaction's clearance must see every row
     /// (each row's label, sample ⊔ source, must flow to it): a drop must not remove what the
-    /// caller cannot see. Dependent projectors are not changed (see ``LabelSetDrop``); callers
-    /// decide whether to go ahead when there are any. The bytes stay in LMDB's free pages until
+    /// caller cannot see. Dependent projectors are not changed (see ``LabelSetDrop``). The bytes stay in LMDB's free pages until
     /// reused; a backup (compacting copy) leaves them out.
     ///
     /// - Throws: ``LabelError/unknownLabelSet(_:)``, ``TaintError/clearanceTooNarrow(_:)``.
@@ -72,7 +71,7 @@ extension WriteTransaction {
     /// clearance must see every row of the version; the latest version cannot be dropped (it is
     /// the set's current state: drop the set, or import a new version first).
     ///
-    /// - Returns: the rows removed, and the projectors fitted on that version (now unfitted).
+    /// - Returns: the rows removed, and the projectors fitted on that version.
     /// - Throws: ``LabelError``, ``TaintError/clearanceTooNarrow(_:)``.
     @discardableResult
     public func dropLabelVersion(_ name: String, version: Int) throws -> LabelSetDrop {

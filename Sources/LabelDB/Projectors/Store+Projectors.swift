@@ -48,6 +48,9 @@ public struct LoadedProjector: Sendable {
     /// True when the base head's content differs from the one the version was fitted with: no
     /// row then meets the bound, so fitted rows read `stale`.
     public let headChanged: Bool
+    /// True when the store records the samples the version was fitted on (format 7): fitted
+    /// status is read from those records, not from the source label set.
+    let fittedRecorded: Bool
 }
 
 /// A base head W0 as stored: its values, its taint label, and the hash of its content.
@@ -176,7 +179,8 @@ extension Transaction {
             headChanged = info.headHash.map { $0 != head.contentHashHex } ?? false
         }
         let source = try fittedSource(of: info)
-        return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source, taint: taint, headChanged: headChanged)
+        return LoadedProjector(projector: projector, version: info, model: model, weights: weights, sourceSet: source, taint: taint, headChanged: headChanged,
+                               fittedRecorded: try recordsFittedSamples)
     }
 
     /// The label set a projector version was fitted on, or nil when it was dropped. The set of
@@ -197,15 +201,17 @@ extension Transaction {
         let d = loaded.model.dimension, c = loaded.model.classes
         var x = [Float](repeating: 0, count: ids.count * d)
         var sequences = [UInt64](repeating: 0, count: ids.count)
+        var slots = [UInt64](repeating: 0, count: ids.count)
         var taints: [TaintLabel] = []
         taints.reserveCapacity(ids.count)
         try x.withUnsafeMutableBufferPointer { out in
             for (i, id) in ids.enumerated() {
-                guard let (sequence, taint) = try withSample(id, { view -> (UInt64, TaintLabel) in
+                guard let (sequence, slot, taint) = try withSample(id, { view -> (UInt64, UInt64, TaintLabel) in
                     ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
-                    return (view.embeddingSequence, view.taint)
+                    return (view.embeddingSequence, view.slot, view.taint)
                 }) else { throw StoreError.sampleNotFound(id) }
                 sequences[i] = sequence
+                slots[i] = slot
                 taints.append(taint)
             }
         }
@@ -217,6 +223,7 @@ extension Transaction {
         }
         var results: [RegeneratedLabel] = []
         results.reserveCapacity(ids.count)
+        var fittedCache: [UInt64: [UInt8]] = [:]
         for (i, id) in ids.enumerated() {
             var row = Array(probabilities[(i * c)..<((i + 1) * c)])
             let status: RegenerationStatus
@@ -224,8 +231,7 @@ extension Transaction {
             // sees, and one whose label flows to the projector's (the join of everything the fit
             // used). A row hidden from the reader, or one the fit's clearance did not admit, was
             // not fitted, so no bound is claimed for it.
-            if let source = loaded.sourceSet, let softTaint = try visibleSoftLabelTaint(id, set: source, version: loaded.version.sourceVersion),
-               softTaint.flows(to: loaded.version.taintLabel) {
+            if try isFitted(id, slot: slots[i], loaded: loaded, cache: &fittedCache) {
                 if sequences[i] > loaded.version.sequence || loaded.headChanged {
                     status = .stale
                 } else if let corrected = try correction(for: id, loaded: loaded) {
@@ -240,6 +246,16 @@ extension Transaction {
             results.append(RegeneratedLabel(id: id, probabilities: row, status: status, taint: loaded.taint.join(taints[i])))
         }
         return results
+    }
+
+    /// Whether the version was fitted on sample `id` (in `slot`): from its fitted-sample records
+    /// (format 7), else from the source set as the clearance sees it.
+    private func isFitted(_ id: UInt64, slot: UInt64, loaded: LoadedProjector, cache: inout [UInt64: [UInt8]]) throws -> Bool {
+        if loaded.fittedRecorded {
+            return try wasFitted(projector: loaded.projector.id, version: loaded.version.version, slot: slot, cache: &cache)
+        }
+        guard let source = loaded.sourceSet, let softTaint = try visibleSoftLabelTaint(id, set: source, version: loaded.version.sourceVersion) else { return false }
+        return softTaint.flows(to: loaded.version.taintLabel)
     }
 
     func correction(for id: UInt64, loaded: LoadedProjector) throws -> [Float]? {
@@ -350,7 +366,7 @@ extension Store {
         let d = schema.dimension, c = schema.classes.count
         // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
         // Only labels the clearance admits are read; the projector's taint is the join of theirs.
-        let (set, version, ids, teacher, x, head, sequence, fittedTaint) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], BaseHead?, UInt64, TaintLabel) in
+        let (set, version, ids, teacher, x, head, sequence, fittedTaint, slots) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], BaseHead?, UInt64, TaintLabel, [UInt64]) in
             let (set, version) = try tx.resolve(reference)
             guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
             var ids: [UInt64] = [], teacher: [Float] = [], x: [Float] = []
@@ -365,11 +381,14 @@ extension Store {
             guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
             // Embeddings only: no Sample (and no metadata parsing) per row.
             x = [Float](repeating: 0, count: ids.count * d)
+            var slots = [UInt64](repeating: 0, count: ids.count)
             try x.withUnsafeMutableBufferPointer { out in
                 for (i, id) in ids.enumerated() {
-                    guard try tx.withSample(id, { view in
+                    guard let slot = try tx.withSample(id, { view -> UInt64 in
                         ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
-                    }) != nil else { throw StoreError.sampleNotFound(id) }
+                        return view.slot
+                    }) else { throw StoreError.sampleNotFound(id) }
+                    slots[i] = slot
                 }
             }
             let head = try headName.map { name -> BaseHead in
@@ -380,7 +399,7 @@ extension Store {
                 return head
             }
             let sequence = try tx.storedSequence()
-            return (set, version, ids, teacher, x, head, sequence, fittedTaint)
+            return (set, version, ids, teacher, x, head, sequence, fittedTaint, slots)
         }
         // 2. Fit.
         let (model, report, _) = try ProjectorFitter.fit(
@@ -423,6 +442,8 @@ extension Store {
                 record = ProjectorRecord(id: try tx.nextRecordID(in: .projectors, as: ProjectorRecord.self), latest: 0)
             }
             let newVersion = record.latest + 1
+            // The samples fitted on, so reads know them whatever becomes of the label set.
+            try tx.putFitted(projector: record.id, version: newVersion, slots: slots)
             var correctionBytes = 0
             for correction in corrections {
                 let ckey = ProjectorCodec.correctionKey(id: record.id, version: newVersion, sample: correction.id)

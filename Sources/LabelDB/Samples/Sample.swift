@@ -101,6 +101,8 @@ public struct SampleView {
     public let provenance: UInt64
     /// The sample's taint label.
     public let taint: TaintLabel
+    /// The embedding slot the sample occupies (what label blocks and fitted-sample records are keyed by).
+    let slot: UInt64
 
     /// The number of embedding elements.
     public var dimension: Int { embeddingBytes.count / elementType.byteWidth }

@@ -127,7 +127,7 @@ extension Transaction {
             try body(SampleView(
                 id: id, embeddingBytes: row, elementType: store.schema.elementType,
                 metadataJSON: record.metadata, payload: record.payload, embeddingSequence: record.embeddingSequence,
-                provenance: record.provenance, taint: taint))
+                provenance: record.provenance, taint: taint, slot: record.slot))
         }
     }
 

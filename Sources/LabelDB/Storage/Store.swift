@@ -242,6 +242,9 @@ public final class Store: @unchecked Sendable {
             if record.writeVersion < 6 {
                 try Store.rawPut(txn, meta, key: Array(MetaKey.packLabels.utf8), value: CounterRecord.encoded(1))
             }
+            if record.writeVersion < 7 {
+                try Store.rawPut(txn, meta, key: Array(MetaKey.recordFitted.utf8), value: CounterRecord.encoded(1))
+            }
             try Store.rawPut(txn, meta, key: Array(MetaKey.schema.utf8), value: upgraded.encoded())
         }
     }
@@ -256,6 +259,7 @@ public final class Store: @unchecked Sendable {
         let steps: [(marker: String, name: String, run: (WriteTransaction) throws -> Void)] = [
             (MetaKey.recountLabelled, "recount labelled", { try $0.recountLabelled() }),
             (MetaKey.packLabels, "pack label rows", { try $0.packLabelRows() }),
+            (MetaKey.recordFitted, "record fitted samples", { try $0.recordFittedSamples() }),
         ]
         for step in steps where try read(clearance: .all, { tx in try tx.withValue(.meta, name: step.marker) { $0 != nil } }) {
             try write(clearance: .all) { tx in
@@ -487,4 +491,7 @@ enum MetaKey {
     /// Present while a store migrated to format 6 has not packed its label rows (and built its
     /// class postings) yet.
     static let packLabels = "pack_labels"
+    /// Present while a migration to format 7 has not yet recorded the samples each projector
+    /// version was fitted on.
+    static let recordFitted = "record_fitted"
 }

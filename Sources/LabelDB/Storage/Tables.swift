@@ -52,6 +52,10 @@ enum Table: String, CaseIterable, Sendable {
     /// Label rows packed by slot: the rows one version wrote for 4,096 consecutive slots. Key: set
     /// id u32 BE + block (slot ÷ 4,096) u64 BE + version u32 BE. (Format 6.)
     case labelBlocks = "label_blocks"
+    /// The samples each projector version was fitted on, by slot. Key: projector id u32 BE +
+    /// version u32 BE + block (slot ÷ 4,096) u64 BE. Value: checksum and a 512-byte bitmap.
+    /// (Format 7.)
+    case projectorFitted = "projector_fitted"
 
     /// The position in `allCases`, used to index the environment's handle array.
     var index: Int {
@@ -76,6 +80,7 @@ enum Table: String, CaseIterable, Sendable {
         case .taintLabelIndex: 17
         case .labelPostings: 18
         case .labelBlocks: 19
+        case .projectorFitted: 20
         }
     }
 
@@ -87,6 +92,7 @@ enum Table: String, CaseIterable, Sendable {
         case .heads, .projectors, .projectorVersions, .projectorParameters, .projectorCorrections, .provenance: 3
         case .taintTags, .taintLabels, .taintMembers, .taintLabelIndex: 4
         case .labelPostings, .labelBlocks: 6
+        case .projectorFitted: 7
         }
     }
 

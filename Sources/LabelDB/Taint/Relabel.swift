@@ -132,14 +132,20 @@ extension WriteTransaction {
     func restrictProjectors(fittedOn ids: [UInt64], _ change: TaintChange) throws {
         // Projectors are read under the full clearance: a projector the caller cannot see must
         // still become more restrictive.
+        let recorded = try recordsFittedSamples
+        // The slots of the samples, for the fitted-sample records (format 7).
+        let slots = recorded ? try ids.compactMap { try storedSlot(of: $0) } : []
         for name in try names(in: .projectors) {
             let key = Array(name.utf8)
             guard let record = try projectorRecord(key: key) else { continue }
             let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
             for var version in versions {
-                // With its source dropped, no one can tell which samples a version was fitted on:
-                // it is restricted as if it used them all.
-                if let set = try fittedSource(of: version) {
+                if recorded {
+                    var cache: [UInt64: [UInt8]] = [:]
+                    guard try slots.contains(where: { try wasFitted(projector: record.id, version: version.version, slot: $0, cache: &cache) }) else { continue }
+                } else if let set = try fittedSource(of: version) {
+                    // (Before format 7, with its source dropped, no one can tell which samples a
+                    // version was fitted on: it is restricted as if it used them all.)
                     guard try ids.contains(where: { try hasAnySoftLabel($0, set: set, version: version.sourceVersion) }) else { continue }
                 }
                 let restricted = change.applied(to: version.taintLabel).join(version.taintLabel)

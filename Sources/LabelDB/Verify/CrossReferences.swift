@@ -224,6 +224,9 @@ extension StoreVerifier {
         for correction in corrections where !known.contains(Self.pair(correction.id, correction.version)) {
             problem(.projectorCorrections, "projector \(correction.id) v\(correction.version) sample \(correction.sample)", "a correction of no projector version")
         }
+        for key in fitted where !known.contains(key) {
+            problem(.projectorFitted, "projector \(key >> 32) v\(key & 0xFFFF_FFFF)", "fitted samples of no projector version")
+        }
     }
 
     /// LMDB's two meta pages (read from the file: LMDB shows only the one it chose).

@@ -26,6 +26,8 @@ enum RecordChecks {
         case projectorVersion(id: UInt32, version: UInt32, record: ProjectorVersion)
         case parameters(id: UInt32, version: UInt32)
         case correction(id: UInt32, version: UInt32, sample: UInt64)
+        /// A block of a projector version's fitted samples.
+        case fitted(id: UInt32, version: UInt32)
         case tagName(name: String, id: UInt32)
         case tagID(id: UInt32, name: String)
         case taintLabel(id: UInt32, secrecy: [UInt32], integrity: [UInt32])
@@ -108,6 +110,9 @@ enum RecordChecks {
             // The EPS of an adaptive correction does not change its layout: any valid one decodes.
             try out.withUnsafeMutableBufferPointer { try CorrectionCodec.codec(codec, maxKL: 1).decode(encoded, into: $0) }
             return .correction(id: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), sample: BigEndianKey.u64(key, at: 8))
+        case .projectorFitted:
+            _ = try FittedBlock.decode(key: key, value)
+            return .fitted(id: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4))
         case .provenance:
             _ = try u64Key(key)
             _ = try ProvenanceCodec.decode(value)

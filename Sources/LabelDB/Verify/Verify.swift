@@ -100,6 +100,8 @@ struct StoreVerifier {
     var projectorVersions: [UInt64: ProjectorVersion] = [:]
     var parameters: Set<UInt64> = []
     var corrections: [(id: UInt32, version: UInt32, sample: UInt64)] = []
+    /// Projector versions with fitted-sample records.
+    var fitted: Set<UInt64> = []
     var tagNames: [String: UInt32] = [:]
     var tagIDs: [UInt32: String] = [:]
     var taintLabels: [UInt32: (secrecy: [UInt32], integrity: [UInt32])] = [:]
@@ -185,6 +187,7 @@ struct StoreVerifier {
         case .projectorVersion(let id, let version, let record): projectorVersions[Self.pair(id, version)] = record
         case .parameters(let id, let version): parameters.insert(Self.pair(id, version))
         case .correction(let id, let version, let sample): corrections.append((id, version, sample))
+        case .fitted(let id, let version): fitted.insert(Self.pair(id, version))
         case .tagName(let name, let id): tagNames[name] = id
         case .tagID(let id, let name): tagIDs[id] = name
         case .taintLabel(let id, let secrecy, let integrity): taintLabels[id] = (secrecy, integrity)

@@ -247,23 +247,22 @@ func trialJSON(_ trial: CodecTrial) -> [String: JSONValue] {
      "max_kl": .double(trial.fidelity.maxKL), "top1_agreement": .double(trial.fidelity.top1Agreement)]
 }
 
-/// `labeldb labels drop STORE SET[@VERSION] [--force]`
+/// `labeldb labels drop STORE SET[@VERSION]`
 struct LabelsDropCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drop", abstract: "Drop a label set (every version's rows, postings and records), or one old version of it.",
         discussion: """
             Needs a clearance that sees every row of the set. Logged in the provenance log as \
-            `label drop`. Projectors fitted on the set keep regenerating labels (their parameters \
-            and corrections are their own) but can no longer tell which samples they were fitted \
-            on, so their labels read unfitted and no bound is claimed: the command names them \
-            and refuses unless --force. The bytes leave the file only when LMDB reuses the free \
+            `label drop`. Projectors fitted on the set keep working with their bound: their \
+            parameters, corrections and the list of samples they were fitted on are their own \
+            (only `projector check`, which compares with the stored labels, needs the set); the \
+            command names them. The bytes leave the file only when LMDB reuses the free \
             pages, or in a compacted copy (`labeldb backup`). SET@V drops one version that is not \
             the latest: it then reads as gone (labels show marks it dropped), and of its rows only \
             those later versions still read stay; later versions read exactly as before.
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "SET, or SET@VERSION for one version.") var set: String
-    @Flag(help: "Drop even when projectors were fitted on it (they lose their bound).") var force = false
     @Option(help: "Who drops, for the provenance log (default: user:$USER).") var agent: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
@@ -272,19 +271,11 @@ struct LabelsDropCommand: ParsableCommand {
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let dropped = try store.write(clearance: clearance) { tx -> LabelSetDrop in
-            let dependents = try tx.projectors(fittedOn: reference.name).filter { name in
-                try reference.version.map { v in try tx.projector(named: name)?.versions.contains { $0.sourceSet == reference.name && $0.sourceVersion == v } ?? false } ?? true
-            }
-            let exists = try tx.labelSet(named: reference.name) != nil
-            guard dependents.isEmpty || force || !exists else {
-                throw UsageError(description: "projectors fitted on \(set) would lose their bound (their labels would read unfitted): \(dependents.joined(separator: ", ")); pass --force to drop it anyway")
-            }
             let dropped = try reference.version.map { try tx.dropLabelVersion(reference.name, version: $0) } ?? tx.dropLabelSet(reference.name)
             tx.describe(ProvenanceRecord(
                 activity: "label drop", agent: agent ?? defaultAgent(),
                 used: [ProvenanceEntity(kind: "label_set", name: reference.name, version: reference.version ?? dropped.versions)],
-                parameters: ["rows": "\(dropped.rows)", "versions": "\(dropped.versions)", "force": "\(force)",
-                             "dependent_projectors": dropped.dependentProjectors.joined(separator: ",")]))
+                parameters: ["rows": "\(dropped.rows)", "versions": "\(dropped.versions)", "dependent_projectors": dropped.dependentProjectors.joined(separator: ",")]))
             return dropped
         }
         switch format {
@@ -297,7 +288,7 @@ struct LabelsDropCommand: ParsableCommand {
                   ? "dropped label set \(set): \(dropped.versions) versions, \(dropped.rows) label rows (\(dropped.blocks) blocks, \(dropped.postingChunks) posting chunks)"
                   : "dropped \(set): \(dropped.rows) label rows no remaining version reads were removed; later versions read as before")
             if !dropped.dependentProjectors.isEmpty {
-                print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) still regenerate labels, now all unfitted (no bound)")
+                print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) keep their fitted samples, corrections and bound; `projector check` needs the dropped labels and no longer runs for them")
             }
             print("the bytes stay in the store's free pages until reused; `labeldb backup` writes a compacted copy without them")
         }

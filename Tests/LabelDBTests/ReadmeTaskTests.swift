@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+@testable import LabelDB
+
+/// README's "Common tasks" block, run as written (issue 17): every command line of the block, in
+/// order, on a corpus with the files it names, each expected to succeed.
+@Suite("README common tasks")
+struct ReadmeTaskTests {
+    /// The command lines of the shell block under "### Common tasks".
+    static func commands() throws -> [String] {
+        let readme = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path, encoding: .utf8)
+        let section = try #require(readme.components(separatedBy: "### Common tasks").dropFirst().first)
+        let block = try #require(section.components(separatedBy: "```sh\n").dropFirst().first?.components(separatedBy: "```").first)
+        return block.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+    }
+
+    /// Splits a command line as a POSIX shell would for these lines: words, '…' and "…" quoting,
+    /// and `$(cat FILE)` inside double quotes read from `directory`.
+    static func words(_ line: String, directory: String) throws -> [String] {
+        var words: [String] = [], current = "", inWord = false
+        var chars = Array(line)[...]
+        while let c = chars.popFirst() {
+            switch c {
+            case " " where true:
+                if inWord { words.append(current); current = ""; inWord = false }
+            case "'":
+                inWord = true
+                while let q = chars.popFirst(), q != "'" { current.append(q) }
+            case "\"":
+                inWord = true
+                var quoted = ""
+                while let q = chars.popFirst(), q != "\"" { quoted.append(q) }
+                if quoted.hasPrefix("$(cat "), quoted.hasSuffix(")") {
+                    let file = String(quoted.dropFirst(6).dropLast())
+                    quoted = try String(contentsOfFile: directory + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                current += quoted
+            default:
+                inWord = true
+                current.append(c)
+            }
+        }
+        if inWord { words.append(current) }
+        return words
+    }
+
+    @Test("every command of README's Common tasks runs and succeeds, in order")
+    func commonTasks() throws {
+        let dir = TemporaryDirectory("readme-tasks")
+        let f = dir.file
+        let n = 200, d = 8, c = 10
+        try ((0..<c).map { "class\($0)" }.joined(separator: "\n") + "\n").write(toFile: f("classes.txt"), atomically: false, encoding: .utf8)
+        var rng = SeededGenerator(seed: 8)
+        try NumPyArray.write((0..<(n * d)).map { _ in Float.random(in: -1...1, using: &rng) }, shape: [n, d], to: f("emb.npy"))
+        try (0..<n).map { i in
+            JSONValue.object(["license": .string(i % 5 == 0 ? "getty" : "cc-by"), "split": .string(i % 10 == 1 ? "val" : "train")]).serialized() + "\n"
+        }.joined().write(toFile: f("meta.jsonl"), atomically: false, encoding: .utf8)
+        try NumPyArray.write((0..<(n * c)).map { _ in Float.random(in: -3...3, using: &rng) }, shape: [n, c], to: f("logits.npy"))
+        let human = (0..<UInt64(n)).filter { $0 % 3 == 0 }
+        try NumPyArray.write(human, to: f("human-ids.npy"))
+        try NumPyArray.write(human.map { Int32($0 % UInt64(c)) }, shape: [human.count], to: f("human.npy"))
+        try NumPyArray.write([UInt64(3)], to: f("withdrawn.npy"))
+        let commands = try Self.commands()
+        #expect(commands.count >= 12, "\(commands)")
+        for line in commands {
+            if line.contains("--expect-head") {
+                // What the README says head.txt holds: a head an earlier --verify-log printed.
+                let head = try run(["audit", "corpus", "--verify-log", "--format", "json"], in: dir.path)
+                try (try JSONValue.parse(head.stdout)["head"]?.stringValue ?? "").write(toFile: f("head.txt"), atomically: false, encoding: .utf8)
+            }
+            let words = try Self.words(line, directory: dir.path)
+            #expect(words.first == "labeldb", "\(line)")
+            let result = try run(Array(words.dropFirst()), in: dir.path)
+            #expect(result.status == 0, "\(line)\n\(result.stderr)")
+        }
+        // What the tasks promise: secret getty rows, the drop, the deletion on record, the archive.
+        let audit = try JSONValue.parse(try run(["audit", "corpus", "3", "--clearance", "all", "--format", "json"], in: dir.path).stdout)
+        #expect(audit["deleted_by"]?["activity"] == .string("delete"))
+        #expect(try run(["labels", "show", "corpus", "teacher", "--clearance", "all"], in: dir.path).status == 1)
+        #expect(FileManager.default.fileExists(atPath: f("train.npz")) && FileManager.default.fileExists(atPath: f("disagree.npy")))
+        let info = try JSONValue.parse(try run(["info", "corpus", "--format", "json"], in: dir.path).stdout)
+        #expect(info["count"] == .int(Int64(n - n / 5 - 1)))   // getty rows hidden; sample 3 deleted
+    }
+
+    /// Runs `labeldb` in `directory`.
+    func run(_ arguments: [String], in directory: String) throws -> CLIResult {
+        let out = TemporaryDirectory("readme-out")
+        let stdout = out.file("stdout"), stderr = out.file("stderr")
+        _ = FileManager.default.createFile(atPath: stdout, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: labeldbBinary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardOutput = FileHandle(forWritingAtPath: stdout)
+        process.standardError = FileHandle(forWritingAtPath: stderr)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return CLIResult(status: process.terminationStatus, stdout: (try? String(contentsOfFile: stdout, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? "")
+    }
+}
