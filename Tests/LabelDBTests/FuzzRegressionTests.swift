@@ -29,6 +29,7 @@ struct FuzzRegressionTests {
             "clearance": Array("secrecy=a,b;integrity=c".utf8),
             "records": [6, 16, 0] + [UInt8](repeating: 0, count: 16) + [1, 5, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             "codecs": [2 | 8, 2, 0, 0, 1, 0, 0, 60, 2, 0, 0, 56],
+            "recorded_ids": Array("3,7-11,20,18446744073709551615".utf8),
         ]
         let seed = seeds[target] ?? []
         for round in 0..<300 {

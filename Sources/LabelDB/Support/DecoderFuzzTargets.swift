@@ -9,7 +9,7 @@ import Foundation
 /// trap, an out-of-bounds access or a hang is a bug.
 enum DecoderFuzzTargets {
     /// The target names, one fuzz binary each.
-    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs"]
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids"]
 
     /// The schema records are decoded against: the one the tests' small stores have, so records
     /// dumped from them (`Tools/Fuzz/seeds`) decode.
@@ -25,6 +25,7 @@ enum DecoderFuzzTargets {
         case "clearance": clearance(bytes)
         case "records": records(bytes)
         case "codecs": codecs(bytes)
+        case "recorded_ids": recordedIDs(bytes)
         default: preconditionFailure("unknown fuzz target \(name)")
         }
     }
@@ -59,6 +60,14 @@ enum DecoderFuzzTargets {
     /// A record of any table: byte 0 picks the table, bytes 1…2 the key length, then the key and
     /// the value. Records sealed with a checksum are sealed here with the right seed, so the
     /// fuzzer reaches the parsing behind the checksum instead of stopping at it.
+    /// The id lists of provenance records (`deleted_ids`, R-53): text from the log, untrusted.
+    static func recordedIDs(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        for parameters in [["deleted_ids": text], ["deleted_ids_range": text, "deleted_ids_count": text]] {
+            for id: UInt64 in [0, 1, 7, .max - 1, .max] { _ = RecordedIDs.membership(of: id, kind: "deleted", in: parameters) }
+        }
+    }
+
     static func records(_ bytes: [UInt8]) {
         guard bytes.count >= 3 else { return }
         let table = Table.allCases[Int(bytes[0]) % Table.allCases.count]
@@ -80,7 +89,7 @@ enum DecoderFuzzTargets {
         case .meta: value = SealedRecord.seal(value, seed: 0)
         default: value = SealedRecord.seal(value, seed: SealedRecord.seed(key: key))
         }
-        for formatVersion in [4, 5, 6] {
+        for formatVersion in [4, 5, 6, 7] {
             key.withUnsafeBytes { k in
                 value.withUnsafeBytes { v in
                     _ = try? RecordChecks.check(table, key: k, value: v, schema: schema, formatVersion: formatVersion)
