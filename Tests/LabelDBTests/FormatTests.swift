@@ -126,24 +126,29 @@ struct FormatTests {
         #expect(try reopened.read(clearance: .all) { try $0.verify() }.isClean)
     }
 
+    /// The samples whose top-1 class in `set` (SET or SET@V) is `c`, ascending.
+    static func top1(_ store: Store, _ set: String, _ c: Int, _ clearance: Clearance = .all) throws -> [UInt64] {
+        try store.read(clearance: clearance) { try $0.samples(withTop1: c, in: LabelSetReference(parsing: set)) }
+    }
+
+    /// The answers Fixtures/README.md records for the format-5 and format-6 golden stores (the same
+    /// content), from the binaries that wrote them.
+    static func checkGoldenAnswers(_ store: Store) throws {
+        #expect(try top1(store, "human", 2) == [4, 65, 92])
+        #expect(try top1(store, "human@1", 2) == [4, 65])
+        #expect(try top1(store, "human@1", 0) == [3])
+        #expect(try top1(store, "teacher", 2) == [1, 3])
+        #expect(try top1(store, "teacher", 2, .public).isEmpty)
+        #expect(try top1(store, "teacher", 0, .public) == [3, 4])
+        #expect(try top1(store, "compact", 1) == [3])
+        #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
+    }
+
     @Test("R-7: a format-5 store answers top-1 filters read-only by scanning, and migrating builds the class postings")
     func formatFiveMigrates() throws {
         let (dir, path) = try fixture("format-v5")
         _ = dir
-        func top1(_ store: Store, _ set: String, _ c: Int, _ clearance: Clearance = .all) throws -> [UInt64] {
-            try store.read(clearance: clearance) { try $0.samples(withTop1: c, in: LabelSetReference(parsing: set)) }
-        }
-        // The answers Fixtures/README.md records, from the format-5 binary.
-        func check(_ store: Store) throws {
-            #expect(try top1(store, "human", 2) == [4, 65, 92])
-            #expect(try top1(store, "human@1", 2) == [4, 65])
-            #expect(try top1(store, "human@1", 0) == [3])
-            #expect(try top1(store, "teacher", 2) == [1, 3])
-            #expect(try top1(store, "teacher", 2, .public).isEmpty)
-            #expect(try top1(store, "teacher", 0, .public) == [3, 4])
-            #expect(try top1(store, "compact", 1) == [3])
-            #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
-        }
+        let check = Self.checkGoldenAnswers
         let readOnly = try Store(opening: path, options: .init(readOnly: true))
         #expect(readOnly.formatVersion == 5)
         #expect(try readOnly.read(clearance: .all) { try $0.packedLabels } == false)
@@ -162,33 +167,22 @@ struct FormatTests {
             _ = try tx.delete([92])
             try tx.importLabels(.hard([0]), ids: [4], into: "human", agent: "t")
         }
-        #expect(try top1(migrated, "human", 2) == [65])
-        #expect(try top1(migrated, "human@2", 2) == [4, 65])
-        #expect(try top1(migrated, "human", 0) == [3, 4])
+        #expect(try Self.top1(migrated, "human", 2) == [65])
+        #expect(try Self.top1(migrated, "human@2", 2) == [4, 65])
+        #expect(try Self.top1(migrated, "human", 0) == [3, 4])
         #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)
         migrated.close()
         let reopened = try Store(opening: path)
         defer { reopened.close() }
         #expect(reopened.formatVersion == Store.currentFormatVersion)
-        #expect(try top1(reopened, "human", 0) == [3, 4])
+        #expect(try Self.top1(reopened, "human", 0) == [3, 4])
     }
 
     @Test("R-54: a format-6 store reads read-only, migrates to 7 recording fitted samples, and then drops as R-54 says")
     func formatSixMigrates() throws {
         let (dir, path) = try fixture("format-v6")
         _ = dir
-        func top1(_ store: Store, _ set: String, _ c: Int, _ clearance: Clearance = .all) throws -> [UInt64] {
-            try store.read(clearance: clearance) { try $0.samples(withTop1: c, in: LabelSetReference(parsing: set)) }
-        }
-        // The answers Fixtures/README.md records, from the format-6 binary.
-        func check(_ store: Store) throws {
-            #expect(try top1(store, "human", 2) == [4, 65, 92])
-            #expect(try top1(store, "human@1", 2) == [4, 65])
-            #expect(try top1(store, "teacher", 2) == [1, 3])
-            #expect(try top1(store, "teacher", 2, .public).isEmpty)
-            #expect(try top1(store, "compact", 1) == [3])
-            #expect(try store.read(clearance: .all) { try $0.verify() }.isClean)
-        }
+        let check = Self.checkGoldenAnswers
         // Projector p's statuses and labels, for every sample, under two clearances.
         func regenerated(_ store: Store) throws -> [String] {
             try [Clearance.all, try Clearance(parsing: "secrecy=pii,licensed:getty;integrity=")].flatMap { clearance in
@@ -218,9 +212,9 @@ struct FormatTests {
         // Dropping human@1: ids 4 and 92 were relabelled at 2 (their v1 rows go); the other four stay, read by human@2.
         let dropped = try migrated.write(clearance: .all) { try $0.dropLabelVersion("human", version: 1) }
         #expect(dropped.rows == 2)   // ids 4 and 92, which human@2 relabelled
-        #expect(try top1(migrated, "human", 2) == [4, 65, 92])
-        #expect(try top1(migrated, "human", 0) == [3])
-        #expect(throws: LabelError.droppedVersion(set: "human", version: 1)) { try top1(migrated, "human@1", 2) }
+        #expect(try Self.top1(migrated, "human", 2) == [4, 65, 92])
+        #expect(try Self.top1(migrated, "human", 0) == [3])
+        #expect(throws: LabelError.droppedVersion(set: "human", version: 1)) { try Self.top1(migrated, "human@1", 2) }
         try migrated.write(clearance: .all) { _ = try $0.dropLabelSet("teacher") }
         #expect(try regenerated(migrated) == statuses)
         #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)

@@ -83,22 +83,5 @@ struct ReadmeTaskTests {
         #expect(info["count"] == .int(Int64(n - n / 5 - 1)))   // getty rows hidden; sample 3 deleted
     }
 
-    /// Runs `labeldb` in `directory`.
-    func run(_ arguments: [String], in directory: String) throws -> CLIResult {
-        let out = TemporaryDirectory("readme-out")
-        let stdout = out.file("stdout"), stderr = out.file("stderr")
-        _ = FileManager.default.createFile(atPath: stdout, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderr, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: labeldbBinary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardOutput = FileHandle(forWritingAtPath: stdout)
-        process.standardError = FileHandle(forWritingAtPath: stderr)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return CLIResult(status: process.terminationStatus, stdout: (try? String(contentsOfFile: stdout, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? "")
-    }
+    func run(_ arguments: [String], in directory: String) throws -> CLIResult { try runCLI(arguments, in: directory) }
 }

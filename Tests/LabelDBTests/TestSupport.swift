@@ -56,10 +56,10 @@ let labeldbBinary: String = {
     return "labeldb"
 }()
 
-/// Runs `labeldb` with `arguments` and waits for it; output goes through files, so a chatty
-/// child cannot block on a full pipe.
+/// Runs `labeldb` with `arguments` (in `directory`, when given) and waits for it; output goes
+/// through files, so a chatty child cannot block on a full pipe.
 @discardableResult
-func runCLI(_ arguments: [String]) throws -> CLIResult {
+func runCLI(_ arguments: [String], in directory: String? = nil) throws -> CLIResult {
     let dir = TemporaryDirectory("cli-out")
     let out = dir.file("stdout"), err = dir.file("stderr")
     _ = FileManager.default.createFile(atPath: out, contents: nil)
@@ -67,6 +67,7 @@ func runCLI(_ arguments: [String]) throws -> CLIResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: labeldbBinary)
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     process.standardOutput = FileHandle(forWritingAtPath: out)
     process.standardError = FileHandle(forWritingAtPath: err)
     process.standardInput = FileHandle.nullDevice

@@ -45,7 +45,7 @@ extension WriteTransaction {
         guard try packedLabels else { throw StoreError.readOnly(path: store.path) }
         var prefix: [UInt8] = []
         BigEndianKey.append(set.id, to: &prefix)
-        let (blockKeys, rows) = try blocksOfDrop(set, prefix: prefix)
+        let (blockKeys, rows) = try blocksOfDrop(set)
         var chunkKeys: [[UInt8]] = []
         try walk(.labelPostings, from: prefix) { key, _ in
             guard key.prefix(4).elementsEqual(prefix) else { return false }
@@ -79,16 +79,14 @@ extension WriteTransaction {
         guard version < set.latest else {
             throw LabelError.latestVersionKept(set: name, version: version)
         }
-        var prefix: [UInt8] = []
-        BigEndianKey.append(set.id, to: &prefix)
-        _ = try blocksOfDrop(set, prefix: prefix, version: version)   // the clearance check
+        _ = try blocksOfDrop(set, version: version)   // the clearance check
         var record = try labelSetVersion(set: set.id, version: UInt32(version), name: name)
         record.dropped = true
         let key = LabelRecord.versionKey(set: set.id, version: UInt32(version))
         try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
         var versions = set.versions
         versions[version - 1].dropped = true
-        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions), prefix: prefix)
+        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions))
         noteChange("label_versions_dropped")
         let dependents = try projectors(fittedOn: name).filter { projector in
             try self.projector(named: projector)?.versions.contains { $0.sourceSet == name && $0.sourceVersion == version } ?? false
@@ -98,7 +96,7 @@ extension WriteTransaction {
 
     /// Removes the rows of dropped versions that no remaining version reads (see
     /// ``dropLabelVersion(_:version:)``), and their postings.
-    private func removeUnreadRows(of set: LabelSet, prefix: [UInt8]) throws -> (rows: Int, blocks: Int, chunks: Int) {
+    private func removeUnreadRows(of set: LabelSet) throws -> (rows: Int, blocks: Int, chunks: Int) {
         let dropped = set.versions.map(\.isDropped)
         // droppedBefore[v] = dropped versions among 1…v, to ask "is every version in (y, w) dropped?".
         var droppedBefore = [0]
@@ -108,7 +106,7 @@ extension WriteTransaction {
         var postings: [UInt64: (classIndex: UInt32?, version: UInt32, slots: Set<UInt64>)] = [:]
         var rows = 0
         var owners = SlotOwners()
-        try forEachBlockGroup(of: set, prefix: prefix) { number, views in
+        try forEachBlockGroup(of: set) { number, views in
             var byVersion: [Int: Set<Int>] = [:]
             for offset in 0..<Int(LabelBlock.slots) {
                 let present = views.filter { $0.view.rank(of: offset) != nil }
@@ -143,15 +141,10 @@ extension WriteTransaction {
 
     /// Passes each block number of `set` with its versions' views, oldest first. The views
     /// borrow the map: `body` must not write (callers collect, then write after the walk).
-    private func forEachBlockGroup(of set: LabelSet, prefix: [UInt8], _ body: (UInt64, [(version: Int, view: LabelBlockView)]) throws -> Void) throws {
+    private func forEachBlockGroup(of set: LabelSet, _ body: (UInt64, [(version: Int, view: LabelBlockView)]) throws -> Void) throws {
         var current: UInt64? = nil
         var views: [(version: Int, view: LabelBlockView)] = []
-        try walk(.labelBlocks, from: prefix) { key, value in
-            guard key.prefix(4).elementsEqual(prefix) else { return false }
-            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            let number = BigEndianKey.u64(key, at: 4), version = Int(BigEndianKey.u32(key, at: 12))
-            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            try checkRowVersion(version, set: set, sample: number * LabelBlock.slots)
+        try walkLabelBlocks(of: set) { number, version, key, value in
             if let current, current != number { try body(current, views); views = [] }
             current = number
             do { views.append((version, try LabelBlockView(key: key, bytes: value))) } catch {
@@ -164,16 +157,11 @@ extension WriteTransaction {
 
     /// The keys of `set`'s label blocks (of `version` only, when given) and the rows they hold,
     /// each row checked to be visible.
-    private func blocksOfDrop(_ set: LabelSet, prefix: [UInt8], version only: Int? = nil) throws -> (keys: [[UInt8]], rows: Int) {
+    private func blocksOfDrop(_ set: LabelSet, version only: Int? = nil) throws -> (keys: [[UInt8]], rows: Int) {
         let tainted = try taintedSamples()
         var owners = SlotOwners()
         var keys: [[UInt8]] = [], rows = 0, hidden = false
-        try walk(.labelBlocks, from: prefix) { key, value in
-            guard key.prefix(4).elementsEqual(prefix) else { return false }
-            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            let number = BigEndianKey.u64(key, at: 4), version = Int(BigEndianKey.u32(key, at: 12))
-            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            try checkRowVersion(version, set: set, sample: number * LabelBlock.slots)
+        try walkLabelBlocks(of: set) { number, version, key, value in
             if let only, version != only { return true }
             let view: LabelBlockView
             do { view = try LabelBlockView(key: key, bytes: value) } catch {

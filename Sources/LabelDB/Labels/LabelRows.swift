@@ -118,8 +118,6 @@ extension Transaction {
         let tainted = try taintedSamples()
         var owners = SlotOwners()
         var walked = 0, stopped = false
-        var prefix: [UInt8] = []
-        BigEndianKey.append(set.id, to: &prefix)
         // The versions ≤ `version` of the block being read (adjacent keys, oldest first).
         var block: UInt64 = 0
         var views: [(version: Int, view: LabelBlockView, ranks: [Int32], checked: Bool)] = []
@@ -143,13 +141,7 @@ extension Transaction {
             }
             return true
         }
-        try walk(.labelBlocks, from: prefix) { key, value in
-            guard key.prefix(4).elementsEqual(prefix) else { return false }
-            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            let number = BigEndianKey.u64(key, at: 4), rowVersion = Int(BigEndianKey.u32(key, at: 12))
-            // Keys carry no checksum: a block number beyond any slot is damage, not a trap.
-            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            try checkRowVersion(rowVersion, set: set, sample: number * LabelBlock.slots)
+        try walkLabelBlocks(of: set) { number, rowVersion, key, value in
             if number != block, !views.isEmpty {
                 guard try flush() else { stopped = true; return false }
             }
@@ -166,6 +158,23 @@ extension Transaction {
         }
         if !stopped, !views.isEmpty, try !flush() { stopped = true }
         if !stopped { try checkLabelledCount(walked, set: set, version: version) }
+    }
+
+    /// Walks the label blocks of `set` in key order (block number, then version), passing each
+    /// block's number, version, key and value (borrowed) to `body` until it returns false. Keys
+    /// carry no checksum: a malformed one, a block number beyond any slot or a version the set
+    /// does not have is damage, thrown, not a trap.
+    func walkLabelBlocks(of set: LabelSet, _ body: (_ block: UInt64, _ version: Int, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        var prefix: [UInt8] = []
+        BigEndianKey.append(set.id, to: &prefix)
+        try walk(.labelBlocks, from: prefix) { key, value in
+            guard key.prefix(4).elementsEqual(prefix) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            let number = BigEndianKey.u64(key, at: 4), version = Int(BigEndianKey.u32(key, at: 12))
+            guard number <= UInt64.max / LabelBlock.slots else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            try checkRowVersion(version, set: set, sample: number * LabelBlock.slots)
+            return try body(number, version, key, value)
+        }
     }
 
     /// The slot of stored sample `id` whatever the clearance, or nil when it is not stored.
