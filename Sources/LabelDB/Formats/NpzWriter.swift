@@ -32,8 +32,9 @@ public final class NpzWriter {
     deinit { try? FileManager.default.removeItem(atPath: parts) }
 
     /// A new member `name` (read back as `np.load(path)[name]`) of rows of `rowShape`.
+    /// - Throws: ``InputError`` when the archive already has a member of that name.
     public func member(_ name: String, dtype: NumPyArray.DType, rowShape: [Int]) throws -> NumPyWriter {
-        precondition(!members.contains { $0.name == name }, "member names are unique")
+        guard !members.contains(where: { $0.name == name }) else { throw InputError(file: path, reason: "two members named \(name)") }
         let file = parts + "/\(members.count).npy"
         let writer = try NumPyWriter(path: file, dtype: dtype, rowShape: rowShape)
         members.append((name, file, writer))

@@ -86,7 +86,7 @@ extension WriteTransaction {
         try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
         var versions = set.versions
         versions[version - 1].dropped = true
-        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions))
+        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions), counting: version)
         noteChange("label_versions_dropped")
         let dependents = try projectors(fittedOn: name).filter { projector in
             try self.projector(named: projector)?.versions.contains { $0.sourceSet == name && $0.sourceVersion == version } ?? false
@@ -95,8 +95,10 @@ extension WriteTransaction {
     }
 
     /// Removes the rows of dropped versions that no remaining version reads (see
-    /// ``dropLabelVersion(_:version:)``), and their postings.
-    private func removeUnreadRows(of set: LabelSet) throws -> (rows: Int, blocks: Int, chunks: Int) {
+    /// ``dropLabelVersion(_:version:)``), and their postings. Returns what it removed of version
+    /// `counted` only: rows of earlier dropped versions it removes may be hidden from the caller,
+    /// whose clearance was checked against this version's rows alone.
+    private func removeUnreadRows(of set: LabelSet, counting counted: Int) throws -> (rows: Int, blocks: Int, chunks: Int) {
         let dropped = set.versions.map(\.isDropped)
         // droppedBefore[v] = dropped versions among 1…v, to ask "is every version in (y, w) dropped?".
         var droppedBefore = [0]
@@ -106,26 +108,33 @@ extension WriteTransaction {
         var postings: [UInt64: (classIndex: UInt32?, version: UInt32, slots: Set<UInt64>)] = [:]
         var rows = 0
         var owners = SlotOwners()
+        let tainted = try taintedSamples()
         try forEachBlockGroup(of: set) { number, views in
             var byVersion: [Int: Set<Int>] = [:]
             for offset in 0..<Int(LabelBlock.slots) {
                 let present = views.filter { $0.view.rank(of: offset) != nil }
+                guard present.contains(where: { dropped[$0.version - 1] }) else { continue }
+                let slot = number * LabelBlock.slots + UInt64(offset)
+                let id = try owners.sample(at: slot, in: self, naming: .labelBlocks, set: set)
+                // A row's label is its sample's joined with its source's: a clearance reads
+                // row w instead of row y exactly when it admits w, and every clearance admitting y
+                // admits w exactly when w's label flows to y's.
+                let sampleTaint = try taintLabel(id: tainted[id] ?? 0, sample: id)
+                func rowLabel(_ version: Int) -> TaintLabel { sampleTaint.join(set.versions[version - 1].sourceLabel) }
                 for (i, row) in present.enumerated() where dropped[row.version - 1] {
-                    let source = set.versions[row.version - 1].sourceLabel
                     // The first newer row every reader of this one also sees, with only dropped versions between.
-                    guard let newer = present[(i + 1)...].first(where: { set.versions[$0.version - 1].sourceLabel.flows(to: source) }),
+                    let readers = rowLabel(row.version)
+                    guard let newer = present[(i + 1)...].first(where: { rowLabel($0.version).flows(to: readers) }),
                           allDropped(after: row.version, before: newer.version) else { continue }
                     byVersion[row.version, default: []].insert(offset)
-                    let slot = number * LabelBlock.slots + UInt64(offset)
+                    if row.version == counted { rows += 1 }
                     // A row that does not decode has an unknown class (nil): its posting is looked for in
                     // every class; a row without a top-1 class (multi only) has none.
-                    let id = try owners.sample(at: slot, in: self, naming: .labelBlocks, set: set)
                     let label = try? decodeLabel(try row.view.row(rank: row.view.rank(of: offset)!, sample: id), version: row.version, sample: id, set: set)
                     if label == nil || label?.top1 != nil {
                         let classIndex = label?.top1.map { UInt32($0.classIndex) }
                         postings[UInt64(row.version) << 32 | UInt64(classIndex ?? UInt32.max), default: (classIndex, UInt32(row.version), [])].slots.insert(slot)
                     }
-                    rows += 1
                 }
             }
             for (version, offsets) in byVersion { removals.append((number, version, offsets)) }
@@ -136,7 +145,7 @@ extension WriteTransaction {
             let classes = entry.classIndex.map { [$0] } ?? Array(0..<UInt32(store.schema.classes.count))
             for c in classes { try removePostings(set: set.id, classIndex: c, version: entry.version, slots: entry.slots) }
         }
-        return (rows, removals.count, postings.count)
+        return (rows, removals.filter { $0.version == counted }.count, postings.values.filter { $0.version == UInt32(counted) }.count)
     }
 
     /// Passes each block number of `set` with its versions' views, oldest first. The views

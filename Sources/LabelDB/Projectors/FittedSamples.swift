@@ -69,16 +69,47 @@ extension WriteTransaction {
         }
     }
 
+    /// Clears the bits of freed slots (deleted samples) in every projector version's fitted
+    /// samples, so a sample that later takes a slot is not taken for one a fit used: it reads
+    /// `unfitted`, and relabelling it restricts no projector.
+    func clearFitted(slots: [UInt64]) throws {
+        guard !slots.isEmpty, try recordsFittedSamples else { return }
+        let byBlock = Dictionary(grouping: slots, by: { $0 / FittedBlock.slots })
+        for name in try names(in: .projectors) {
+            guard let record = try projectorRecord(key: Array(name.utf8)), record.latest >= 1 else { continue }
+            for version in 1...record.latest {
+                for (block, freed) in byBlock {
+                    let key = FittedBlock.key(projector: record.id, version: version, block: block)
+                    guard var bitmap = try withValue(.projectorFitted, key: key, { bytes in
+                        try bytes.map { bytes in
+                            do { return try key.withUnsafeBytes { try FittedBlock.decode(key: $0, bytes) } } catch {
+                                throw contextualize(error, table: .projectorFitted, key: "\(name)@\(version) block \(block)")
+                            }
+                        }
+                    }) else { continue }
+                    for slot in freed { let o = Int(slot % FittedBlock.slots); bitmap[o / 8] &= ~(1 << (o % 8)) }
+                    if bitmap.allSatisfy({ $0 == 0 }) {
+                        try delete(.projectorFitted, key: key)
+                    } else {
+                        try put(.projectorFitted, key: key, bytes: FittedBlock.encode(key: key, bitmap: bitmap))
+                    }
+                }
+            }
+        }
+    }
+
     /// Records, for every projector version, the samples its fit used (migrating to format 7):
-    /// those with a soft label at or before the source version whose label (sample ⊔ source)
-    /// flows to the version's label, as format 6 decided on every read.
+    /// those whose newest row at or before the source version with a label (sample ⊔ source)
+    /// that flows to the version's label — the row the fit's clearance read — holds a soft label.
+    /// A format-6 store cannot have dropped a set, so the source is found by name (clocks that
+    /// went backwards must not leave a version without records, which relabels would then miss).
     func recordFittedSamples() throws {
         try clear(.projectorFitted)
         for name in try names(in: .projectors) {
             guard let record = try projectorRecord(key: Array(name.utf8)) else { continue }
             let versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
             for version in versions {
-                guard let source = try fittedSource(of: version) else { continue }
+                guard let source = try fittedSource(of: version, checkingRecreated: false) else { continue }
                 var slots: [UInt64] = []
                 try walk(.samples, from: nil) { key, value in
                     guard key.count == 8 else { throw damagedKey(key.count, expected: 8, in: .samples) }
@@ -86,9 +117,9 @@ extension WriteTransaction {
                     let sample = try decodeSampleRecord(id: id, value)
                     let sampleTaint = try taintLabel(id: sample.taintLabel, sample: id)
                     try forEachRow(of: id, slot: sample.slot, set: source, atOrBefore: version.sourceVersion) { rowVersion, row in
-                        guard row.soft != nil else { return true }
-                        if sampleTaint.join(source.versions[rowVersion - 1].sourceLabel).flows(to: version.taintLabel) { slots.append(sample.slot); return false }
-                        return true
+                        guard sampleTaint.join(source.versions[rowVersion - 1].sourceLabel).flows(to: version.taintLabel) else { return true }
+                        if row.soft != nil { slots.append(sample.slot) }
+                        return false
                     }
                     return true
                 }

@@ -37,7 +37,8 @@ public struct ProjectorCheck: Sendable, Equatable {
 
 extension Transaction {
     /// Recomputes a projector version's labels for every fitted sample the clearance sees and
-    /// compares them with the teacher's stored soft labels, as the fit's bound promises: KL(p ‖ q)
+    /// compares them with the teacher's stored soft labels (per sample, the row the fit read),
+    /// as the fit's bound promises: KL(p ‖ q)
     /// ≤ the version's max KL (plus ``ProjectorCheck/tolerance``), and the same top-1 class when
     /// it was fitted with `requireTop1`.
     /// Samples are regenerated in batches (one matrix product each), in ascending id order.
@@ -73,9 +74,21 @@ extension Transaction {
             batch.removeAll(keepingCapacity: true)
         }
         guard let source = loaded.sourceSet else { throw LabelError.unknownLabelSet(loaded.version.sourceSet) }
-        try forEachLabel(set: source, version: loaded.version.sourceVersion) { id, label in
-            guard let soft = label.soft, soft.count == c else { return true }
-            batch.append((id, soft))
+        // Each sample's teacher label is the row the fit read — the newest at or before the
+        // source version whose label flows to the projector's — not the newest this clearance
+        // admits, which may be a row the fit's clearance did not see.
+        try forEach(.samples) { id, bytes in
+            let record = try decodeSampleRecord(id: id, bytes)
+            guard try admits(labelID: record.taintLabel) else { return true }
+            let sampleTaint = try taintLabel(id: record.taintLabel, sample: id)
+            var teacher: [Float]? = nil
+            try forEachRow(of: id, slot: record.slot, set: source, atOrBefore: loaded.version.sourceVersion) { rowVersion, row in
+                guard sampleTaint.join(source.versions[rowVersion - 1].sourceLabel).flows(to: loaded.version.taintLabel) else { return true }
+                if row.soft != nil { teacher = try decodeLabel(row, version: rowVersion, sample: id, set: source).soft }
+                return false
+            }
+            guard let teacher, teacher.count == c else { return true }
+            batch.append((id, teacher))
             if batch.count == 1024 { try flush() }
             return true
         }

@@ -184,12 +184,15 @@ extension Transaction {
     }
 
     /// The label set a projector version was fitted on, or nil when it was dropped. The set of
-    /// that name is the one only if the version fitted on is older than the fit: a set dropped
-    /// and created again under the name is another set.
-    func fittedSource(of version: ProjectorVersion) throws -> LabelSet? {
+    /// that name is the one only if the version fitted on exists, is not dropped and — when
+    /// `recreated` is checked: a set can be dropped and created again under its name from format
+    /// 7 on — is older than the fit.
+    func fittedSource(of version: ProjectorVersion, checkingRecreated recreated: Bool = true) throws -> LabelSet? {
         try labelSet(named: version.sourceSet).flatMap { set in
-            version.sourceVersion <= set.latest && set.versions[version.sourceVersion - 1].timeMilliseconds <= version.timeMilliseconds
-                && !set.versions[version.sourceVersion - 1].isDropped ? set : nil
+            // The version number comes from disk: out of range is no source, not a trap.
+            guard version.sourceVersion >= 1, version.sourceVersion <= set.latest else { return nil }
+            let fitted = set.versions[version.sourceVersion - 1]
+            return !fitted.isDropped && (!recreated || fitted.timeMilliseconds <= version.timeMilliseconds) ? set : nil
         }
     }
 

@@ -42,9 +42,11 @@ enum RecordedIDs {
     static func membership(of id: UInt64, kind: String, in parameters: [String: String]) -> Membership {
         if let list = parameters["\(kind)_ids"] {
             for run in list.split(separator: ",") {
-                let ends = run.split(separator: "-", maxSplits: 1).compactMap { UInt64($0) }
-                guard let lo = ends.first else { continue }
-                if (lo...(ends.count == 2 ? max(lo, ends[1]) : lo)).contains(id) { return .listed }
+                let parts = run.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+                let ends = parts.compactMap { UInt64($0) }
+                // A run is one id or lo-hi with lo ≤ hi; anything else is not a run.
+                guard ends.count == parts.count, let lo = ends.first, let hi = ends.last, lo <= hi else { continue }
+                if lo <= id && id <= hi { return .listed }
             }
             return .absent
         }

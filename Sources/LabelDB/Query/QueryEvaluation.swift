@@ -394,7 +394,10 @@ struct QueryContext {
                     if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
                     return op.holds(metadata?[field], value)
                 case .top1(let reference):
-                    guard let l = try label(reference), let top = l.hard ?? l.top1?.classIndex else { return false }
+                    // The row's top-1 class as the class postings define it (storage.md §10.5: the
+                    // soft label's argmax, else the hard label), so a scan and the index agree on a
+                    // row that carries both kinds.
+                    guard let l = try label(reference), let top = l.top1?.classIndex else { return false }
                     return compare(top, op, try classIndex(value))
                 case .confidence(let reference):
                     guard let l = try label(reference), let top = l.top1, let b = value.number else { return false }

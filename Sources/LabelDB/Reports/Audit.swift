@@ -61,7 +61,9 @@ extension Transaction {
     func sampleLineage(_ id: UInt64, stored: UInt64?) throws -> JSONValue {
         guard case .array(var steps) = try lineage(stored) else { return .array([]) }
         let listed = Set(steps.compactMap { $0["record"]?.doubleValue.map { UInt64($0) } })
-        for (number, record) in try provenanceRecords() where !listed.contains(number) {
+        // Only steps after the write that stored this sample: an earlier sample of the id (deleted,
+        // then the id imported again) is another sample.
+        for (number, record) in try provenanceRecords() where !listed.contains(number) && number > (stored ?? 0) {
             let membership = RecordedIDs.membership(of: id, kind: "relabelled", in: record.parameters)
             guard membership != .absent else { continue }
             steps.append(stepJSON(number, record, membership: membership))
@@ -70,8 +72,11 @@ extension Transaction {
         return .array(steps)
     }
 
-    /// The newest delete whose record names `id`, as a lineage step, or nil.
+    /// The newest delete whose record names `id`, as a lineage step, or nil — nil too when the
+    /// id is stored again, hidden from this clearance ("not stored" would be false; that a hidden
+    /// sample holds an id is a channel §13.1 accepts, as an insert of it fails).
     func deletionStep(_ id: UInt64) throws -> JSONValue? {
+        guard try storedSlot(of: id) == nil else { return nil }
         for (number, record) in try provenanceRecords().reversed() {
             let membership = RecordedIDs.membership(of: id, kind: "deleted", in: record.parameters)
             if membership != .absent { return stepJSON(number, record, membership: membership) }

@@ -48,8 +48,14 @@ extension SampleBatch {
     /// Adds each rule's tags to the taint label of every row it matches (ids must be assigned).
     /// Every rule sees the rows' labels as they were before any rule ran.
     /// - Returns: per rule, the number of rows it matched.
+    /// - Throws: ``StoreError/invalidSample(id:reason:)`` when the ids are not assigned (fewer than the rows).
     public mutating func apply(_ rules: [TaintRule]) throws -> [Int] {
         guard !rules.isEmpty else { return [] }
+        for (what, rows) in [("metadata objects", metadata?.count), ("taint labels", taints?.count)] {
+            if let rows, rows != ids.count {
+                throw StoreError.invalidSample(id: nil, reason: "taint rules need one id per row: \(ids.count) ids for \(rows) \(what)")
+            }
+        }
         let before = taints ?? Array(repeating: .public, count: count)
         var after = before
         var matched = [Int](repeating: 0, count: rules.count)

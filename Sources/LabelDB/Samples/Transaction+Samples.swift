@@ -384,6 +384,7 @@ extension WriteTransaction {
         }
         try applySlotChanges(&changes)
         try lowerLabelledCounts(try purgeLabels(of: doomed, sets: sets))
+        try clearFitted(slots: doomed.map(\.slot))
         if !changes.isEmpty { noteChange("samples_deleted", changes.count) }
         noteIDs("deleted", doomed.lazy.map(\.id))
         return changes.count

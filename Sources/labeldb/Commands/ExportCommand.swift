@@ -47,7 +47,12 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let labelFiles = try parseLabelsOut()
-        let npzLabels = try labels.flatMap { $0.split(separator: ",") }.map { try LabelSetReference(parsing: String($0)) }
+        var npzLabels: [LabelSetReference] = []
+        for text in labels.flatMap({ $0.split(separator: ",") }) {
+            let reference = try LabelSetReference(parsing: String(text))
+            guard !npzLabels.contains(reference) else { throw UsageError(description: "--labels names \(reference) twice") }
+            npzLabels.append(reference)
+        }
         guard npz != nil || npzLabels.isEmpty else { throw UsageError(description: "--labels names what --npz includes: give --npz too") }
         guard [embeddingsOut, idsOut, metaOut, payloadsOut, npz].contains(where: { $0 != nil }) || !labelFiles.isEmpty else {
             throw UsageError(description: "give at least one output: --ids-out, --embeddings-out, --meta-out, --payloads-out, --labels-out or --npz")

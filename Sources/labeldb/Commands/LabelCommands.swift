@@ -117,7 +117,8 @@ struct LabelsImportCommand: ParsableCommand {
             guard values.kind == .soft else { throw UsageError(description: "--dry-run and --codec auto apply to soft labels (--soft, --logits, --topk-classes)") }
         }
         let existingCodec = try store.read(clearance: clearance) { tx in
-            _ = try rowIDs(idList, rows: rows, in: tx)   // before measuring codecs, which takes a while
+            let ids = try rowIDs(idList, rows: rows, in: tx)   // before measuring codecs, which takes a while
+            if dryRun { try checkIDs(ids, in: tx) }
             return try tx.labelSet(named: set)?.codec
         }
         if dryRun { return try printTrials(values, rows: rows, store: store, existing: existingCodec) }
@@ -175,6 +176,15 @@ extension LabelsImportCommand {
                              reason: "\(rows) label rows, but \(ids.count) samples are visible under clearance \(target.clearance); without --ids, row i labels the i-th visible sample in ascending id order")
         }
         return ids
+    }
+
+    /// What an import would refuse about its ids, checked by --dry-run: each once, each visible.
+    func checkIDs(_ ids: [UInt64], in tx: LabelDB.Transaction) throws {
+        var seen = Set<UInt64>()
+        for (row, id) in ids.enumerated() {
+            guard seen.insert(id).inserted else { throw LabelError.invalidLabel(row: row, reason: "id \(id) appears more than once") }
+        }
+        try requireVisible(ids, in: tx, clearance: target.clearance, or: "nothing would be imported")
     }
 
     /// `--codec auto:MAXKL`'s bound, or nil for any other codec.
