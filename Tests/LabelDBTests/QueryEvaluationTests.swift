@@ -76,4 +76,40 @@ struct QueryEvaluationTests {
         #expect(throws: QueryError.unknownTag("pii")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "tagged('pii')")) { _ in } } }
         #expect(throws: LabelError.unknownLabelSet("nope")) { try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: "label(nope).confidence > 0")) { _ in } } }
     }
+
+    @Test("filters that compare two label sets select what a direct evaluation selects; a missing label matches nothing, != included")
+    func comparingLabelSets() throws {
+        let (dir, store, soft, _) = try prepared()
+        _ = dir
+        defer { store.close() }
+        // A hard set over every third sample: class id % 10.
+        let hardIDs = (1...UInt64(200)).filter { $0 % 3 == 0 }
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.hard(hardIDs.map { Int($0 % 10) }), ids: hardIDs, into: "g", agent: "z")
+        }
+        func top(_ p: [Float]) -> Int { p.indices.max { p[$0] < p[$1] || (p[$0] == p[$1] && $0 > $1) }! }
+        func g(_ id: UInt64) -> Int? { id % 3 == 0 ? Int(id % 10) : nil }
+        let multi: (UInt64) -> Set<Int> = { [Int($0 % 10), Int($0 % 3)] }
+        let cases: [(String, (UInt64) -> Bool)] = [
+            ("label(t).top1 = label(g).top1", { id in g(id).map { top(soft[id]!) == $0 } ?? false }),
+            ("label(t).top1 != label(g).top1", { id in g(id).map { top(soft[id]!) != $0 } ?? false }),
+            ("agree(t, g)", { id in g(id).map { top(soft[id]!) == $0 } ?? false }),
+            ("not agree(t, g)", { id in !(g(id).map { top(soft[id]!) == $0 } ?? false) }),
+            ("label(t).prob(label(g).top1) < 0.1", { id in g(id).map { soft[id]![$0] < 0.1 } ?? false }),
+            ("label(h).has(label(t).top1)", { multi($0).contains(top(soft[$0]!)) }),
+            ("label(g).top1 = label(g@1).top1 and id < 50", { g($0) != nil && $0 < 50 }),
+        ]
+        for (text, expected) in cases {
+            let filter = try QueryExpression(parsing: text)
+            #expect(try QueryExpression(parsing: filter.description) == filter, "\(text)")
+            var found: [UInt64] = []
+            try store.read(clearance: .all) { tx in try tx.query(filter) { found.append($0) } }
+            #expect(found == (1...UInt64(200)).filter(expected), "\(text)")
+        }
+        for bad in ["label(t).top1 = label(g).confidence", "agree(t)", "label(t).confidence < label(g).top1", "agree(t, nope)"] {
+            #expect(throws: (any Error).self, "\(bad)") {
+                try store.read(clearance: .all) { tx in try tx.query(try QueryExpression(parsing: bad)) { _ in } }
+            }
+        }
+    }
 }

@@ -33,7 +33,13 @@ struct QueryGrammarTests {
             }
         }
         func set() -> LabelSetReference { LabelSetReference(name: ["teacher", "topk:5:f16", "h_1"].randomElement(using: &rng)!, version: Bool.random(using: &rng) ? Int.random(in: 1...9, using: &rng) : nil) }
-        func classValue() -> QueryValue { Bool.random(using: &rng) ? .string("dog") : .integer(UInt64.random(in: 0...999, using: &rng)) }
+        func classValue() -> QueryValue {
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0: .string("dog")
+            case 1: .integer(UInt64.random(in: 0...999, using: &rng))
+            default: .labelTop1(set())
+            }
+        }
         func expression(_ depth: Int) -> QueryExpression {
             switch depth > 3 ? Int.random(in: 3..<6, using: &rng) : Int.random(in: 0..<6, using: &rng) {
             case 0: return .and((0..<Int.random(in: 2...4, using: &rng)).map { _ in expression(depth + 1) })
@@ -46,7 +52,8 @@ struct QueryGrammarTests {
             default:
                 let operand: QueryOperand = [.id, .meta("split"), .top1(set()), .confidence(set()), .probability(set(), classValue()), .labelVersion(set()), .agent(set())].randomElement(using: &rng)!
                 // An id compares with whole numbers only.
-                let compared: QueryValue = operand == .id ? .integer(UInt64.random(in: 0...UInt64.max, using: &rng)) : value()
+                var compared: QueryValue = operand == .id ? .integer(UInt64.random(in: 0...UInt64.max, using: &rng)) : value()
+                if case .top1 = operand, Bool.random(using: &rng) { compared = .labelTop1(set()) }
                 return .comparison(operand, QueryComparison.allCases.randomElement(using: &rng)!, compared)
             }
         }

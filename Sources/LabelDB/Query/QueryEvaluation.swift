@@ -257,7 +257,7 @@ struct QueryContext {
             return [e]
         }
         for part in filter.map(conjuncts) ?? [] {
-            if case .comparison(.top1(let reference), .equal, let value) = part, pinnedTop1 == nil,
+            if case .comparison(.top1(let reference), .equal, let value) = part, pinnedTop1 == nil, !value.isLabelTop1,
                case .stored(let set, let version) = try resolveSource(reference) {
                 pinnedTop1 = (set, version, try classIndex(value))
             }
@@ -275,15 +275,21 @@ struct QueryContext {
         case .flowsTo(let text):
             let bound = try Clearance(parsing: text)
             do { try tx.validate(bound) } catch TaintError.unknownTag(let tag) { throw QueryError.unknownTag(tag) }
-        case .has(let reference, let value): _ = try resolveSource(reference); _ = try classIndex(value)
+        case .has(let reference, let value): _ = try resolveSource(reference); try checkClass(value)
         case .sourceTagged(let reference, _): _ = try resolveSource(reference)
-        case .comparison(let operand, _, _):
+        case .comparison(let operand, _, let value):
             switch operand {
-            case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r): _ = try resolveSource(r)
-            case .probability(let r, let c): _ = try resolveSource(r); _ = try classIndex(c)
+            case .top1(let r): _ = try resolveSource(r); if case .labelTop1(let b) = value { _ = try resolveSource(b) }
+            case .confidence(let r), .labelVersion(let r), .agent(let r): _ = try resolveSource(r)
+            case .probability(let r, let c): _ = try resolveSource(r); try checkClass(c)
             case .id, .meta: break
             }
         }
+    }
+
+    /// Resolves a class argument: a name or index of the schema, or another label set's top-1.
+    private mutating func checkClass(_ value: QueryValue) throws {
+        if case .labelTop1(let reference) = value { _ = try resolveSource(reference) } else { _ = try classIndex(value) }
     }
 
     /// The source `reference` names, resolved once per context.
@@ -344,6 +350,7 @@ struct QueryContext {
             guard i < UInt64(classes.count) else { throw QueryError.unknownClass("\(i)") }
             return Int(i)
         case .number(let d): throw QueryError.unknownClass("\(d)")
+        case .labelTop1(let reference): throw QueryError.unsupported("label(\(reference)).top1 is a class only within a sample's evaluation")
         }
     }
 
@@ -367,6 +374,12 @@ struct QueryContext {
             labels[reference.description] = value
             return value
         }
+        // A class argument for this sample: a literal class, or another label set's top-1 (nil
+        // when that set does not label the sample: the comparison is then false).
+        func sampleClass(_ value: QueryValue) throws -> Int? {
+            if case .labelTop1(let reference) = value { return try label(reference)?.top1?.classIndex }
+            return try classIndex(value)
+        }
         func evaluate(_ e: QueryExpression) throws -> Bool {
             switch e {
             case .and(let parts): return try parts.allSatisfy(evaluate)
@@ -379,8 +392,7 @@ struct QueryContext {
                 guard let taint = try tx.taintLabel(of: id) else { return false }
                 return try Clearance(parsing: text).admits(taint)
             case .has(let reference, let value):
-                guard let l = try label(reference) else { return false }
-                let c = try classIndex(value)
+                guard let l = try label(reference), let c = try sampleClass(value) else { return false }
                 return l.hard == c || (l.multi?.contains(c) ?? false)
             case .sourceTagged(let reference, let tag):
                 guard let l = try label(reference) else { return false }
@@ -397,14 +409,14 @@ struct QueryContext {
                     // The row's top-1 class as the class postings define it (storage.md §10.5: the
                     // soft label's argmax, else the hard label), so a scan and the index agree on a
                     // row that carries both kinds.
-                    guard let l = try label(reference), let top = l.top1?.classIndex else { return false }
-                    return compare(top, op, try classIndex(value))
+                    guard let l = try label(reference), let top = l.top1?.classIndex, let other = try sampleClass(value) else { return false }
+                    return compare(top, op, other)
                 case .confidence(let reference):
                     guard let l = try label(reference), let top = l.top1, let b = value.number else { return false }
                     return compare(Double(top.confidence), op, b)
                 case .probability(let reference, let c):
-                    guard let l = try label(reference), let b = value.number else { return false }
-                    return compare(Double(l.distribution(classCount: classes.count)[try classIndex(c)]), op, b)
+                    guard let l = try label(reference), let b = value.number, let c = try sampleClass(c) else { return false }
+                    return compare(Double(l.distribution(classCount: classes.count)[c]), op, b)
                 case .labelVersion(let reference):
                     guard let l = try label(reference), case .integer(let v) = value else { return false }
                     return compare(UInt64(l.version), op, v)
@@ -448,12 +460,15 @@ extension QueryComparison {
 }
 
 extension QueryValue {
+    /// True for `label(B).top1`.
+    var isLabelTop1: Bool { if case .labelTop1 = self { true } else { false } }
+
     /// The value as a number, when it is one.
     var number: Double? {
         switch self {
         case .integer(let i): Double(i)
         case .number(let d): d
-        case .string: nil
+        case .string, .labelTop1: nil
         }
     }
 }

@@ -8,12 +8,13 @@
 /// or         := and ('or' and)*
 /// and        := not ('and' not)*
 /// not        := 'not' not | primary
-/// primary    := '(' expr ')' | 'tagged' '(' STRING ')' | 'flows_to' '(' STRING ')' | label '.' 'has' '(' class ')' | operand OP value
-/// operand    := 'id' | 'meta' '.' NAME | label '.' ('top1' | 'confidence' | 'version' | 'prob' '(' class ')')
-/// label      := 'label' '(' NAME ('@' INTEGER)? ')'
-/// class      := STRING | INTEGER
+/// primary    := '(' expr ')' | 'tagged' '(' STRING ')' | 'flows_to' '(' STRING ')' | label '.' 'has' '(' class ')'
+///             | label '.' 'source_tagged' '(' STRING ')' | 'agree' '(' ref ',' ref ')' | operand OP value
+/// operand    := 'id' | 'meta' '.' NAME | label '.' ('top1' | 'confidence' | 'version' | 'agent' | 'prob' '(' class ')')
+/// label      := 'label' '(' ref ')'          ref := NAME ('@' INTEGER)?
+/// class      := STRING | INTEGER | label '.' 'top1'
 /// OP         := '=' | '!=' | '<' | '<=' | '>' | '>='
-/// value      := STRING | NUMBER
+/// value      := STRING | NUMBER | label '.' 'top1'   (the last only after label(…).top1)
 /// ```
 ///
 /// A chain of `and`s (or of `or`s) is one node with a list of operands, so thousands of terms
@@ -113,12 +114,16 @@ public enum QueryValue: Equatable, Sendable, CustomStringConvertible {
     case integer(UInt64)
     /// Any other number.
     case number(Double)
+    /// `label(B).top1` where a class goes: the sample's top-1 class in B, so filters can compare
+    /// two label sets (a sample B does not label matches no such comparison, `!=` included).
+    case labelTop1(LabelSetReference)
 
     public var description: String {
         switch self {
         case .string(let s): "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
         case .integer(let i): "\(i)"
         case .number(let d): "\(d)"
+        case .labelTop1(let set): "label(\(set)).top1"
         }
     }
 }
@@ -190,7 +195,7 @@ private struct QueryParser {
             if position < scalars.count, scalars[position] == "=" { op.append("="); position += 1 }
             guard QueryComparison(rawValue: op) != nil else { throw error("unknown operator '\(op)'") }
             token = .symbol(op)
-        } else if "().@".contains(c) {
+        } else if "().@,".contains(c) {
             token = .symbol(String(c))
             position += 1
         } else {
@@ -276,6 +281,15 @@ private struct QueryParser {
             try advance()
             try expectSymbol(")")
             return .flowsTo(label)
+        case .word("agree"):
+            // agree(A, B): the two top-1 classes are equal.
+            try advance()
+            try expectSymbol("(")
+            let a = try bareReference()
+            try expectSymbol(",")
+            let b = try bareReference()
+            try expectSymbol(")")
+            return .comparison(.top1(a), .equal, .labelTop1(b))
         case .word("id"):
             try advance()
             return try comparison(.id)
@@ -316,6 +330,23 @@ private struct QueryParser {
 
     mutating func labelReference() throws -> LabelSetReference {
         try expectSymbol("(")
+        let reference = try bareReference()
+        try expectSymbol(")")
+        return reference
+    }
+
+    /// `label(B).top1` as a value, the `label` keyword being the current token.
+    mutating func labelTop1Value() throws -> QueryValue {
+        try advance()
+        let reference = try labelReference()
+        try expectSymbol(".")
+        guard token == .word("top1") else { throw error("expected top1: a class can come from label(…).top1") }
+        try advance()
+        return .labelTop1(reference)
+    }
+
+    /// NAME or NAME@VERSION.
+    mutating func bareReference() throws -> LabelSetReference {
         guard case .word(let name) = token else { throw error("expected a label set name") }
         try advance()
         var version: Int? = nil
@@ -325,12 +356,16 @@ private struct QueryParser {
             version = v
             try advance()
         }
-        try expectSymbol(")")
         return LabelSetReference(name: name, version: version)
     }
 
     mutating func classArgument() throws -> QueryValue {
         try expectSymbol("(")
+        if token == .word("label") {
+            let value = try labelTop1Value()
+            try expectSymbol(")")
+            return value
+        }
         let column = tokenColumn
         let value = try literal()
         if case .number = value { throw error("a class is a quoted name or a whole number", at: column) }
@@ -343,6 +378,7 @@ private struct QueryParser {
             throw error("expected a comparison (=, !=, <, <=, >, >=)")
         }
         try advance()
+        if case .top1 = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
         let column = tokenColumn
         let value = try literal()
         if operand == .id {

@@ -74,6 +74,11 @@ extension SampleBatch {
     }
 }
 
+extension QueryValue {
+    /// The label set a `label(B).top1` value reads.
+    var labelReferences: [LabelSetReference] { if case .labelTop1(let r) = self { [r] } else { [] } }
+}
+
 extension QueryExpression {
     /// The label sets and projectors the expression reads.
     var labelReferences: [LabelSetReference] {
@@ -81,16 +86,19 @@ extension QueryExpression {
         case .and(let parts), .or(let parts): parts.flatMap(\.labelReferences)
         case .not(let a): a.labelReferences
         case .tagged, .flowsTo: []
-        case .has(let reference, _), .sourceTagged(let reference, _): [reference]
-        case .comparison(let operand, _, _):
+        case .has(let reference, let value): [reference] + value.labelReferences
+        case .sourceTagged(let reference, _): [reference]
+        case .comparison(let operand, _, let value):
             switch operand {
-            case .id, .meta: []
-            case .top1(let r), .confidence(let r), .probability(let r, _), .labelVersion(let r), .agent(let r): [r]
+            case .id, .meta: value.labelReferences
+            case .probability(let r, let c): [r] + c.labelReferences + value.labelReferences
+            case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r): [r] + value.labelReferences
             }
         }
     }
 
-    /// Evaluates a filter without label forms over a row that is not stored yet.
+    /// Evaluates a filter without label forms over a row that is not stored yet (callers check
+    /// ``labelReferences`` is empty first).
     func matchesNewRow(id: UInt64, metadata: [String: JSONValue], taint: TaintLabel) throws -> Bool {
         switch self {
         case .and(let parts): return try parts.allSatisfy { try $0.matchesNewRow(id: id, metadata: metadata, taint: taint) }

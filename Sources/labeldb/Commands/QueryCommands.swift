@@ -91,19 +91,21 @@ struct QueryCommand: ParsableCommand {
               and        := not ('and' not)*
               not        := 'not' not | primary
               primary    := '(' expr ')' | 'tagged(' STRING ')' | 'flows_to(' STRING ')' | label '.has(' class ')'
-                          | label '.source_tagged(' STRING ')' | operand OP value
+                          | label '.source_tagged(' STRING ')' | 'agree(' REF ',' REF ')' | operand OP value
               operand    := 'id' | 'meta.' FIELD | label '.top1' | label '.confidence' | label '.prob(' class ')'
                           | label '.version' | label '.agent'
-              label      := 'label(' NAME ['@' VERSION] ')'      NAME: a label set, or a projector (regenerated on read)
+              label      := 'label(' REF ')'     REF := NAME ['@' VERSION]; a label set, or a projector (regenerated on read)
               OP         := = | != | < | <= | > | >=
-              value      := 'STRING' | NUMBER                    class: 'NAME' or an index
+              value      := 'STRING' | NUMBER | label '.top1'    class: 'NAME', an index, or label '.top1'
             Strings use single quotes ('' for a quote); keywords are lower case. tagged('T') matches \
             samples whose taint label names T; flows_to('secrecy=a,b;integrity=c') those whose taint \
             label flows to that one. label(SET).agent is who produced the sample's row (the agent of \
             the import that wrote it); label(SET).source_tagged('T') matches rows whose source (the \
             import's --secrecy/--integrity, or a projector's own label) names T, which finds e.g. \
             labels a human-reviewed source produced although the row's joined label lost that \
-            integrity tag. Every query runs under --clearance: rows it does not \
+            integrity tag. label(A).top1 = label(B).top1 (or agree(A, B), or !=) compares two label \
+            sets' top-1 classes, and label(A).prob(label(B).top1) reads A's probability of B's class; \
+            a sample one of them does not label matches neither = nor !=. Every query runs under --clearance: rows it does not \
             admit are not examined, returned or counted, and every JSON row carries its "taint". A \
             top-level label(SET).top1 = C is answered from the class index, a top-level tagged('T') \
             from the taint partitions; otherwise every sample is scanned. --explain says which. \
