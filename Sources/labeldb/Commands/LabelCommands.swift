@@ -7,7 +7,7 @@ struct LabelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labels",
         abstract: "Label sets: import, list, show, export and diff versioned hard, multi and soft labels.",
-        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self, LabelsDropCommand.self])
+        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self, LabelsDropCommand.self, LabelsAgreeCommand.self])
 }
 
 /// `labeldb labels import STORE SET (--soft P.npy | --logits Z.npy [--temperature T] | --hard Y.npy | --multi Y.jsonl) …`
@@ -301,6 +301,55 @@ struct LabelsDropCommand: ParsableCommand {
                 print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) keep their fitted samples, corrections and bound; `projector check` needs the dropped labels and no longer runs for them")
             }
             print("the bytes stay in the store's free pages until reused; `labeldb backup` writes a compacted copy without them")
+        }
+    }
+}
+
+/// `labeldb labels agree STORE A[@V] B[@V] [C …] [--where EXPR] [--format json]`
+struct LabelsAgreeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agree", abstract: "How far label sets agree: top-1 agreement, Cohen's κ, JS divergence, confusion; Fleiss' κ for three or more.",
+        discussion: """
+            Each pair is compared over the samples both label (with a top-1 class) that --clearance \
+            sees and --where selects: top-1 agreement, Cohen's κ, the mean Jensen–Shannon \
+            divergence in nats (hard labels one-hot, multi-labels uniform), and the confusion of \
+            top-1 classes (rows: the first set). With three or more sets, Fleiss' κ over the \
+            samples all label. A projector may stand in for a set (labels regenerated on read).
+            """)
+    @OptionGroup var target: StoreArgument
+    @Argument(help: "Two or more label sets (SET or SET@VERSION) or projectors.") var sets: [String]
+    @Option(help: "Only samples matching this filter (the `labeldb query` grammar).") var `where`: String?
+    @Option(help: "Output format: text or json (one line per pair, then one for Fleiss' κ).") var format: OutputFormat = .text
+
+    func run() throws {
+        let references = try sets.map { try LabelSetReference(parsing: $0) }
+        let filter: QueryExpression?
+        do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
+            throw UsageError(description: "--where \(error)")
+        }
+        let (store, clearance) = try target.openCleared(readOnly: true)
+        defer { store.close() }
+        let result = try store.read(clearance: clearance) { try $0.agreement(of: references, where: filter) }
+        let classes = store.schema.classes
+        for pair in result.pairs {
+            switch format {
+            case .json:
+                printJSON(["a": .string(pair.a), "b": .string(pair.b), "count": .int(Int64(pair.count)), "agreement": .double(pair.agreement),
+                           "kappa": pair.kappa.map(JSONValue.double) ?? .null, "js_divergence": .double(pair.jsDivergence),
+                           "confusion": .array(pair.confusion.map { .array($0.map { .int(Int64($0)) }) })])
+            case .text:
+                print("\(pair.a) vs \(pair.b): \(pair.count) samples, top-1 agreement \(String(format: "%.2f%%", pair.agreement * 100)), κ \(pair.kappa.map { String(format: "%.3f", $0) } ?? "undefined"), JS divergence \(String(format: "%.4g", pair.jsDivergence)) nats")
+                let confused = pair.confusion.enumerated().flatMap { i, row in row.enumerated().filter { $0.offset != i && $0.element > 0 }.map { (i, $0.offset, $0.element) } }
+                    .sorted { $0.2 > $1.2 }.prefix(5)
+                if !confused.isEmpty { print("  most confused: " + confused.map { "\(classes[$0.0]) → \(classes[$0.1]) \($0.2)" }.joined(separator: ", ")) }
+            }
+        }
+        guard result.sets.count >= 3 else { return }
+        switch format {
+        case .json:
+            printJSON(["sets": .array(result.sets.map(JSONValue.string)), "count": .int(Int64(result.fleissCount)), "fleiss_kappa": result.fleissKappa.map(JSONValue.double) ?? .null])
+        case .text:
+            print("all \(result.sets.count) sets: \(result.fleissCount) samples, Fleiss' κ \(result.fleissKappa.map { String(format: "%.3f", $0) } ?? "undefined")")
         }
     }
 }
