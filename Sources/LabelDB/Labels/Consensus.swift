@@ -1,0 +1,207 @@
+import Foundation
+
+/// How `labels consensus` combines several label sets into one soft label per sample (issue 13).
+public enum ConsensusMethod: String, Sendable, CaseIterable {
+    /// The weighted mean of the sources' distributions (hard labels one-hot, multi uniform),
+    /// over the sources that label the sample.
+    case mean
+    /// The weighted fractions of the sources' top-1 votes; a tie goes to the class whose voters'
+    /// mean confidence is highest (then the smaller class).
+    case vote
+    /// Dawid–Skene: EM over a confusion matrix per source, from the top-1 votes; the posterior
+    /// class distribution is the label.
+    case dawidSkene = "dawid-skene"
+}
+
+/// What a consensus import did.
+public struct ConsensusReport: Sendable {
+    /// The version written.
+    public var version: LabelSetVersion
+    /// The sources as `NAME@VERSION`.
+    public var sources: [String]
+    /// Dawid–Skene only: EM iterations run, and each source's estimated accuracy
+    /// (Σ_c prior(c) · P(votes c | true c)).
+    public var iterations: Int?
+    public var sourceAccuracy: [Double]?
+}
+
+/// Errors of a consensus.
+public enum ConsensusError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A weight that is not a finite number ≥ 0, or weights for names not among the sources.
+    case weights(String)
+    /// Dawid–Skene stopped at its iteration cap before the posteriors settled; nothing written.
+    case notConverged(iterations: Int, change: Double)
+    /// No visible sample is labelled by any source.
+    case nothingToLabel
+
+    public var description: String {
+        switch self {
+        case .weights(let why): why
+        case .notConverged(let n, let change):
+            "Dawid–Skene did not converge in \(n) iterations (the largest posterior change was \(change)); nothing written"
+        case .nothingToLabel: "no sample the clearance sees is labelled by any source"
+        }
+    }
+}
+
+extension WriteTransaction {
+    /// Writes a new version of label set `name`: for every sample the clearance sees that at
+    /// least one source labels, the consensus of the sources' labels (see ``ConsensusMethod``).
+    /// `weights` (one per source, default 1) scale each source in `mean` and `vote`; Dawid–Skene
+    /// stops when no posterior moves by more than `tolerance` in an iteration, and fails after
+    /// `maxIterations`.
+    ///
+    /// The version's source label is the secrecy of every source row used (each row's source,
+    /// joined), with no integrity tag: a consensus is vouched for by no one, so rows that used a
+    /// licensed teacher's label are licensed too (conservatively, all rows of the version).
+    ///
+    /// - Throws: ``ConsensusError``, ``AgreementError`` (fewer than two sources, one twice),
+    ///   ``LabelError``; nothing is written.
+    public func consensus(
+        into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
+        codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-4, maxIterations: Int = 500
+    ) throws -> ConsensusReport {
+        guard references.count >= 2 else { throw AgreementError.sources("a consensus needs at least two sources") }
+        let names = try references.map { try sourceName($0) }
+        if let twice = names.enumerated().first(where: { names[..<$0.offset].contains($0.element) }) { throw AgreementError.sources("\(twice.element) is named twice") }
+        let w = weights ?? Array(repeating: 1, count: references.count)
+        guard w.count == references.count, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
+            throw ConsensusError.weights("weights must be numbers ≥ 0, one per source, not all 0")
+        }
+        let c = store.schema.classes.count
+        var ids: [UInt64] = [], labels: [[Label?]] = []
+        var secrecy = TagSet.tags([])
+        let sources = try references.map { try labelSource($0) }
+        try query(nil, labels: references) { id, row in
+            guard row.contains(where: { $0?.top1 != nil }) else { return }
+            ids.append(id)
+            labels.append(row)
+            for (source, label) in zip(sources, row) where label != nil {
+                secrecy = secrecy.union(Self.rowSource(source, label!).secrecy)
+            }
+        }
+        guard !ids.isEmpty else { throw ConsensusError.nothingToLabel }
+        var iterations: Int? = nil, accuracy: [Double]? = nil
+        let soft: [Float]
+        switch method {
+        case .mean: soft = labels.flatMap { Self.mean($0, weights: w, classes: c) }
+        case .vote: soft = labels.flatMap { Self.vote($0, weights: w, classes: c) }
+        case .dawidSkene:
+            let fit = try DawidSkene.fit(votes: labels.map { $0.map { $0?.top1?.classIndex } }, classes: c, tolerance: tolerance, maxIterations: maxIterations)
+            soft = fit.posteriors
+            (iterations, accuracy) = (fit.iterations, fit.accuracy)
+        }
+        let info = try importLabels(.soft(soft), ids: ids, into: name, codec: codec, agent: agent,
+                                    source: TaintLabel(secrecy: secrecy, integrity: .tags([])), normalize: true)
+        return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy)
+    }
+
+    /// The label a source row carries besides its sample's: its version's source, or a projector's.
+    static func rowSource(_ source: QueryLabelSource, _ label: Label) -> TaintLabel {
+        switch source {
+        case .stored(let set, _): set.versions[label.version - 1].sourceLabel
+        case .projector(let loaded): loaded.taint
+        }
+    }
+
+    static func mean(_ row: [Label?], weights: [Double], classes c: Int) -> [Float] {
+        var sum = [Double](repeating: 0, count: c), total = 0.0
+        for (label, w) in zip(row, weights) where label?.top1 != nil && w > 0 {
+            for (k, p) in label!.distribution(classCount: c).enumerated() { sum[k] += w * Double(p) }
+            total += w
+        }
+        return total > 0 ? sum.map { Float($0 / total) } : [Float](repeating: 1 / Float(c), count: c)
+    }
+
+    static func vote(_ row: [Label?], weights: [Double], classes c: Int) -> [Float] {
+        var votes = [Double](repeating: 0, count: c), confidence = [Double](repeating: 0, count: c), voters = [Int](repeating: 0, count: c)
+        var total = 0.0
+        for (label, w) in zip(row, weights) where w > 0 {
+            guard let top = label?.top1 else { continue }
+            votes[top.classIndex] += w
+            confidence[top.classIndex] += Double(top.confidence)
+            voters[top.classIndex] += 1
+            total += w
+        }
+        guard total > 0 else { return [Float](repeating: 1 / Float(c), count: c) }
+        var fractions = votes.map { $0 / total }
+        // A tie: the class whose voters were surest wins, by a margin far below any codec's
+        // resolution of a real difference but enough to make it the argmax.
+        let best = votes.max()!
+        let tied = (0..<c).filter { votes[$0] == best }
+        if tied.count > 1, let winner = tied.max(by: { confidence[$0] / Double(voters[$0]) < confidence[$1] / Double(voters[$1]) || (confidence[$0] / Double(voters[$0]) == confidence[$1] / Double(voters[$1]) && $0 > $1) }) {
+            fractions[winner] += 1e-3
+            let sum = fractions.reduce(0, +)
+            fractions = fractions.map { $0 / sum }
+        }
+        return fractions.map(Float.init)
+    }
+}
+
+/// Dawid & Skene (1979): each source s has a confusion matrix θₛ[true][given]; EM alternates the
+/// posterior of each sample's true class given its votes and the maximum-likelihood priors and
+/// confusions given those posteriors. Deterministic: it starts from the vote fractions.
+enum DawidSkene {
+    struct Fit {
+        var posteriors: [Float]
+        var iterations: Int
+        var accuracy: [Double]
+    }
+
+    /// `votes[i][s]`: source s's class for sample i, or nil.
+    static func fit(votes: [[Int?]], classes c: Int, tolerance: Double, maxIterations: Int) throws -> Fit {
+        let n = votes.count, sources = votes.first?.count ?? 0
+        // Start: each sample's vote fractions.
+        var t = [Double](repeating: 0, count: n * c)
+        for (i, row) in votes.enumerated() {
+            let cast = row.compactMap { $0 }
+            for k in cast { t[i * c + k] += 1 / Double(cast.count) }
+        }
+        var prior = [Double](repeating: 1 / Double(c), count: c)
+        var theta = [Double](repeating: 0, count: sources * c * c)
+        let smoothing = 1e-6
+        for iteration in 1...max(maxIterations, 1) {
+            // M-step.
+            prior = (0..<c).map { k in (0..<n).reduce(smoothing) { $0 + t[$1 * c + k] } }
+            let priorSum = prior.reduce(0, +)
+            prior = prior.map { $0 / priorSum }
+            theta = [Double](repeating: smoothing, count: sources * c * c)
+            for (i, row) in votes.enumerated() {
+                for (s, vote) in row.enumerated() {
+                    guard let k = vote else { continue }
+                    for j in 0..<c { theta[(s * c + j) * c + k] += t[i * c + j] }
+                }
+            }
+            for s in 0..<sources {
+                for j in 0..<c {
+                    let base = (s * c + j) * c
+                    let sum = theta[base..<(base + c)].reduce(0, +)
+                    for k in 0..<c { theta[base + k] /= sum }
+                }
+            }
+            // E-step, in logs.
+            var change = 0.0
+            for (i, row) in votes.enumerated() {
+                var logp = prior.map { log($0) }
+                for (s, vote) in row.enumerated() {
+                    guard let k = vote else { continue }
+                    for j in 0..<c { logp[j] += log(theta[(s * c + j) * c + k]) }
+                }
+                let top = logp.max()!
+                let e = logp.map { exp($0 - top) }
+                let sum = e.reduce(0, +)
+                for j in 0..<c {
+                    let value = e[j] / sum
+                    change = max(change, abs(value - t[i * c + j]))
+                    t[i * c + j] = value
+                }
+            }
+            if change < tolerance {
+                let accuracy = (0..<sources).map { s in (0..<c).reduce(0.0) { $0 + prior[$1] * theta[(s * c + $1) * c + $1] } }
+                return Fit(posteriors: t.map(Float.init), iterations: iteration, accuracy: accuracy)
+            }
+            if iteration == maxIterations { throw ConsensusError.notConverged(iterations: iteration, change: change) }
+        }
+        throw ConsensusError.notConverged(iterations: maxIterations, change: .infinity)
+    }
+}
