@@ -53,11 +53,7 @@ extension Transaction {
     ///
     /// - Throws: ``AgreementError``, ``LabelError``, ``QueryError``.
     public func agreement(of references: [LabelSetReference], where filter: QueryExpression? = nil) throws -> Agreement {
-        guard references.count >= 2 else { throw AgreementError.sources("compare at least two label sets") }
-        let names = try references.map { try sourceName($0) }
-        if let twice = names.enumerated().first(where: { names[..<$0.offset].contains($0.element) }) {
-            throw AgreementError.sources("\(twice.element) is named twice")
-        }
+        let names = try distinctSources(references, needing: "compare at least two label sets")
         let c = store.schema.classes.count
         let k = references.count
         var pairs = [(count: Int, js: Double, confusion: [Int])](repeating: (0, 0, [Int](repeating: 0, count: c * c)), count: k * (k - 1) / 2)
@@ -95,6 +91,16 @@ extension Transaction {
         }
         return Agreement(pairs: result, sets: names, fleissCount: fleissCount,
                          fleissKappa: k >= 3 ? Self.fleissKappa(subjects: fleissCount, raters: k, perClass: fleissCounts, squares: fleissSquares) : nil)
+    }
+
+    /// The `NAME@VERSION`s of two or more sources, none twice (`needing` says why two).
+    func distinctSources(_ references: [LabelSetReference], needing: String) throws -> [String] {
+        guard references.count >= 2 else { throw AgreementError.sources(needing) }
+        let names = try references.map { try sourceName($0) }
+        if let twice = names.enumerated().first(where: { names[..<$0.offset].contains($0.element) }) {
+            throw AgreementError.sources("\(twice.element) is named twice")
+        }
+        return names
     }
 
     /// `NAME@VERSION` of a source: the label set version, or the projector version, it resolves to.

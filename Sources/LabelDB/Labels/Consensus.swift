@@ -61,9 +61,7 @@ extension WriteTransaction {
         into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
         codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-4, maxIterations: Int = 500
     ) throws -> ConsensusReport {
-        guard references.count >= 2 else { throw AgreementError.sources("a consensus needs at least two sources") }
-        let names = try references.map { try sourceName($0) }
-        if let twice = names.enumerated().first(where: { names[..<$0.offset].contains($0.element) }) { throw AgreementError.sources("\(twice.element) is named twice") }
+        let names = try distinctSources(references, needing: "a consensus needs at least two sources")
         let w = weights ?? Array(repeating: 1, count: references.count)
         guard w.count == references.count, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
             throw ConsensusError.weights("weights must be numbers ≥ 0, one per source, not all 0")
