@@ -226,3 +226,15 @@ public func ldbProvenance(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointe
 public func ldbAudit(_ pointer: OpaquePointer?, _ id: UInt64, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded { give(try transactionHandle(pointer).run { try $0.auditJSON(id) }, json) }
 }
+
+@_cdecl("ldb_agreement")
+public func ldbAgreement(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let o = try options(optionsJSON)
+        try o.only(["sets", "where"], call: "ldb_agreement")
+        let references = try o.strings("sets").map { try LabelSetReference(parsing: $0) }
+        let filter = try o.text("where").flatMap { $0.isEmpty ? nil : try QueryExpression(parsing: $0) }
+        let result = try transactionHandle(pointer).run { try $0.agreement(of: references, where: filter) }
+        give(["pairs": .array(result.pairs.map(agreementPairJSON)), "fleiss": agreementFleissJSON(result) ?? .null], json)
+    }
+}

@@ -198,3 +198,39 @@ public func ldbImportTopKLabels(
         }
     }
 }
+
+@_cdecl("ldb_consensus")
+public func ldbConsensus(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        guard let nameText else { throw APIError.badInput("ldb_consensus: the label set name is NULL") }
+        let name = String(cString: nameText)
+        let handle = try transactionHandle(pointer)
+        try handle.writing { session in
+            let o = try options(optionsJSON)
+            try o.only(["sources", "method", "weights", "codec", "agent", "tolerance", "max_iterations"], call: "ldb_consensus")
+            let names = try o.strings("sources")
+            let references = try names.map { try LabelSetReference(parsing: $0) }
+            guard let method = ConsensusMethod(rawValue: try o.text("method") ?? "mean") else {
+                throw APIError.badInput("ldb_consensus: method must be mean, vote or dawid-skene")
+            }
+            var weights = [Double](repeating: 1, count: names.count)
+            if let given = o["weights"], given != .null {
+                guard let object = given.objectValue else { throw APIError.badInput("option 'weights' must be an object: source → number") }
+                for (key, value) in object {
+                    guard let index = names.firstIndex(of: key), let w = value.doubleValue else {
+                        throw APIError.badInput("ldb_consensus: weights name \(key), which is not a source, or is not a number")
+                    }
+                    weights[index] = w
+                }
+            }
+            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+            let report = try session.run { tx in
+                try tx.consensus(into: name, from: references, method: method, weights: weights, codec: codec, agent: try o.text("agent") ?? "python",
+                                 tolerance: try o.number("tolerance") ?? 1e-4, maxIterations: try o.integer("max_iterations") ?? 500)
+            }
+            give(consensusJSON(report, name: name, method: method), json)
+        }
+    }
+}

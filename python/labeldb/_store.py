@@ -455,6 +455,12 @@ class Transaction:
         """A sample's labels, why they carry their taint labels, and their lineage (as `labeldb audit`)."""
         return self._json(lib.ldb_audit, c_uint64(_id(id)))
 
+    def agreement(self, sets, where: str | None = None) -> dict:
+        """How far label sets (or projectors) agree, as `labeldb labels agree`: {"pairs": [{"a", "b",
+        "count", "agreement", "kappa", "js_divergence", "confusion"}], "fleiss": {"sets", "count",
+        "fleiss_kappa"} or None}."""
+        return self._json(lib.ldb_agreement, _options(sets=list(sets), where=where))
+
 
 def _fails_transaction(method):
     """A write method whose failure — in the engine or in this package's own checks — fails the
@@ -520,6 +526,16 @@ class WriteTransaction(Transaction):
         return _arrow.put_arrow(self, data, **options)
 
     @_fails_transaction
+    @_fails_transaction
+    def consensus(self, name: str, sources, method: str = "mean", weights: dict | None = None, codec: str | None = None,
+                  agent: str = "python", tolerance: float = 1e-4, max_iterations: int = 500) -> dict:
+        """Writes a new version of label set `name`: the consensus of `sources` (mean, vote or
+        dawid-skene), as `labeldb labels consensus`. Returns the CLI's JSON (version, sources, and
+        for Dawid–Skene iterations and source_accuracy)."""
+        return self._json(lib.ldb_consensus, _c(name, "the label set name"),
+                          _options(sources=list(sources), method=method, weights=weights, codec=codec, agent=agent,
+                                   tolerance=tolerance, max_iterations=max_iterations))
+
     def relabel(self, ids, add_secrecy=None, remove_secrecy=None, add_integrity=None, remove_integrity=None,
                 privilege=None, agent: str = "python") -> int:
         """Changes samples' taint labels (as `labeldb taint`); declassifying and endorsing need the

@@ -236,6 +236,12 @@ int ldb_provenance(ldb_txn *txn, char **json);
  *  LDB_NOT_FOUND when the clearance does not see the sample. */
 int ldb_audit(ldb_txn *txn, uint64_t id, char **json);
 
+/** How far label sets agree (as `labeldb labels agree`): options {"sets": [SET[@V], ..] (two or
+ *  more; projectors may stand in), "where": filter}. JSON {"pairs": [one object per pair, as the
+ *  CLI's lines], "fleiss": the Fleiss line, or null for two sets}. LDB_BAD_INPUT for fewer than
+ *  two sets, one named twice, or a pair with no common sample. */
+int ldb_agreement(ldb_txn *txn, const char *options_json, char **json);
+
 /* ---- Writing (write transactions only) --------------------------------------------------- */
 
 /** Stores `count` samples: ids, embeddings (count*d floats), and optionally metadata (JSON
@@ -274,6 +280,13 @@ int ldb_import_topk_labels(ldb_txn *txn, const char *name, const uint64_t *ids, 
  *  adding integrity (endorse) need the privilege for each tag (else LDB_BAD_INPUT, refused).
  *  *changed (may be NULL): how many labels changed. */
 int ldb_relabel(ldb_txn *txn, const uint64_t *ids, size_t count, const char *options_json, uint64_t *changed);
+
+/** Writes a new version of label set `name`, the consensus of several (as `labeldb labels
+ *  consensus`): options {"sources": [SET[@V], ..], "method": "mean"|"vote"|"dawid-skene",
+ *  "weights": {source: number}, "codec": text, "agent": text, "tolerance": number,
+ *  "max_iterations": n}. *json: the CLI's JSON. LDB_BAD_INPUT when Dawid–Skene does not converge
+ *  (nothing written). */
+int ldb_consensus(ldb_txn *txn, const char *name, const char *options_json, char **json);
 
 /** Stores base head `name` (rows = d, columns = C floats, row-major), as `labeldb heads import`:
  *  options {"replace": bool, "secrecy": [..], "integrity": [..], "privilege": [..]}. */

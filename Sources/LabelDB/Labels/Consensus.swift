@@ -51,6 +51,7 @@ extension WriteTransaction {
     /// stops when no posterior moves by more than `tolerance` in an iteration, and fails after
     /// `maxIterations`.
     ///
+    /// Described in the provenance log as `label consensus` (sources, method, weights).
     /// The version's source label is the secrecy of every source row used (each row's source,
     /// joined), with no integrity tag: a consensus is vouched for by no one, so rows that used a
     /// licensed teacher's label are licensed too (conservatively, all rows of the version).
@@ -91,6 +92,19 @@ extension WriteTransaction {
         }
         let info = try importLabels(.soft(soft), ids: ids, into: name, codec: codec, agent: agent,
                                     source: TaintLabel(secrecy: secrecy, integrity: .tags([])), normalize: true)
+        var parameters = ["method": method.rawValue, "weights": zip(names, w).map { "\($0)=\($1)" }.joined(separator: ",")]
+        if let iterations { parameters["iterations"] = "\(iterations)" }
+        if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
+        describe(ProvenanceRecord(
+            activity: "label consensus", agent: agent,
+            used: zip(references, sources).map { reference, source in
+                switch source {
+                case .stored(let set, let version): ProvenanceEntity(kind: "label_set", name: set.name, version: version)
+                case .projector(let loaded): ProvenanceEntity(kind: "projector", name: loaded.projector.name, version: loaded.version.version)
+                }
+            },
+            generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
+            parameters: parameters))
         return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy)
     }
 

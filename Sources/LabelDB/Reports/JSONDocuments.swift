@@ -131,3 +131,28 @@ public func verificationJSON(_ report: VerificationReport) -> JSONValue {
         "problems": .array(report.problems.map { ["table": .string($0.table), "key": .string($0.key), "detail": .string($0.detail)] }),
     ]
 }
+
+/// The JSON form of one pair of `labels agree` (format-spec/cli.md).
+public func agreementPairJSON(_ pair: PairAgreement) -> JSONValue {
+    ["a": .string(pair.a), "b": .string(pair.b), "count": .int(Int64(pair.count)), "agreement": .double(pair.agreement),
+     "kappa": pair.kappa.map(JSONValue.double) ?? .null, "js_divergence": .double(pair.jsDivergence),
+     "confusion": .array(pair.confusion.map { .array($0.map { .int(Int64($0)) }) })]
+}
+
+/// The Fleiss line of `labels agree` (three or more sources), or nil.
+public func agreementFleissJSON(_ result: Agreement) -> JSONValue? {
+    guard result.sets.count >= 3 else { return nil }
+    return ["sets": .array(result.sets.map(JSONValue.string)), "count": .int(Int64(result.fleissCount)),
+            "fleiss_kappa": result.fleissKappa.map(JSONValue.double) ?? .null]
+}
+
+/// The JSON form of a consensus import (format-spec/cli.md, `labels consensus`).
+public func consensusJSON(_ report: ConsensusReport, name: String, method: ConsensusMethod) -> JSONValue {
+    var object = versionJSON(report.version)
+    object["name"] = .string(name)
+    object["sources"] = .array(report.sources.map(JSONValue.string))
+    object["method"] = .string(method.rawValue)
+    if let iterations = report.iterations { object["iterations"] = .int(Int64(iterations)) }
+    if let accuracy = report.sourceAccuracy { object["source_accuracy"] = .object(Dictionary(uniqueKeysWithValues: zip(report.sources, accuracy.map(JSONValue.double)))) }
+    return .object(object)
+}

@@ -334,9 +334,7 @@ struct LabelsAgreeCommand: ParsableCommand {
         for pair in result.pairs {
             switch format {
             case .json:
-                printJSON(["a": .string(pair.a), "b": .string(pair.b), "count": .int(Int64(pair.count)), "agreement": .double(pair.agreement),
-                           "kappa": pair.kappa.map(JSONValue.double) ?? .null, "js_divergence": .double(pair.jsDivergence),
-                           "confusion": .array(pair.confusion.map { .array($0.map { .int(Int64($0)) }) })])
+                printJSON(agreementPairJSON(pair))
             case .text:
                 print("\(pair.a) vs \(pair.b): \(pair.count) samples, top-1 agreement \(String(format: "%.2f%%", pair.agreement * 100)), κ \(pair.kappa.map { String(format: "%.3f", $0) } ?? "undefined"), JS divergence \(String(format: "%.4g", pair.jsDivergence)) nats")
                 let confused = pair.confusion.enumerated().flatMap { i, row in row.enumerated().filter { $0.offset != i && $0.element > 0 }.map { (i, $0.offset, $0.element) } }
@@ -347,7 +345,7 @@ struct LabelsAgreeCommand: ParsableCommand {
         guard result.sets.count >= 3 else { return }
         switch format {
         case .json:
-            printJSON(["sets": .array(result.sets.map(JSONValue.string)), "count": .int(Int64(result.fleissCount)), "fleiss_kappa": result.fleissKappa.map(JSONValue.double) ?? .null])
+            printJSON(agreementFleissJSON(result)!)
         case .text:
             print("all \(result.sets.count) sets: \(result.fleissCount) samples, Fleiss' κ \(result.fleissKappa.map { String(format: "%.3f", $0) } ?? "undefined")")
         }
@@ -397,30 +395,12 @@ struct LabelsConsensusCommand: ParsableCommand {
         defer { store.close() }
         let name = agent ?? "consensus:\(method)"
         let report = try store.write(clearance: clearance) { tx -> ConsensusReport in
-            let report = try tx.consensus(into: out, from: references, method: methodValue, weights: weightValues, codec: codecValue, agent: name,
-                                          tolerance: tolerance, maxIterations: maxIterations)
-            var parameters = ["method": method, "weights": zip(report.sources, weightValues).map { "\($0)=\($1)" }.joined(separator: ",")]
-            if let iterations = report.iterations { parameters["iterations"] = "\(iterations)" }
-            if let accuracy = report.sourceAccuracy { parameters["source_accuracy"] = zip(report.sources, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
-            tx.describe(ProvenanceRecord(
-                activity: "label consensus", agent: name,
-                used: report.sources.map { source in
-                    let parts = source.split(separator: "@")
-                    return ProvenanceEntity(kind: "label_set", name: String(parts[0]), version: Int(parts[1]))
-                },
-                generated: [ProvenanceEntity(kind: "label_set", name: out, version: report.version.version, rows: report.version.rows)],
-                parameters: parameters))
-            return report
+            try tx.consensus(into: out, from: references, method: methodValue, weights: weightValues, codec: codecValue, agent: name,
+                             tolerance: tolerance, maxIterations: maxIterations)
         }
         switch format {
         case .json:
-            var object = versionJSON(report.version)
-            object["name"] = .string(out)
-            object["sources"] = .array(report.sources.map(JSONValue.string))
-            object["method"] = .string(method)
-            if let iterations = report.iterations { object["iterations"] = .int(Int64(iterations)) }
-            if let accuracy = report.sourceAccuracy { object["source_accuracy"] = .object(Dictionary(uniqueKeysWithValues: zip(report.sources, accuracy.map(JSONValue.double)))) }
-            printJSON(.object(object))
+            printJSON(consensusJSON(report, name: out, method: methodValue))
         case .text:
             print("label set \(out) version \(report.version.version): \(report.version.rows) consensus labels (\(method)) of \(report.sources.joined(separator: ", "))")
             if let iterations = report.iterations, let accuracy = report.sourceAccuracy {

@@ -1,0 +1,46 @@
+"""Several teachers through the Python package (issue 13): agreement equals `labeldb labels agree`,
+and a consensus written through the C API reads back like one written by the CLI."""
+from __future__ import annotations
+
+import json
+
+import labeldb
+import pytest
+
+from conftest import cli, cli_json_lines
+
+
+def test_agreement_equals_the_cli(corpus):
+    with labeldb.open(corpus["store"]) as db, db.read(clearance="all") as tx:
+        got = tx.agreement(["teacher", "gold"])
+    lines = cli_json_lines("labels", "agree", corpus["store"], "teacher", "gold", "--clearance", "all")
+    assert got["pairs"] == lines and got["fleiss"] is None
+    assert got["pairs"][0]["count"] == len(corpus["ids"])
+    with labeldb.open(corpus["store"]) as db, db.read() as tx:
+        public = tx.agreement(["teacher", "gold"], where="meta.split = 'train'")
+    assert public["pairs"][0]["count"] < len(corpus["ids"])       # the secret sample and the val split are left out
+    with labeldb.open(corpus["store"]) as db, db.read(clearance="all") as tx:
+        with pytest.raises(labeldb.BadInput):
+            tx.agreement(["teacher"])
+
+
+def test_consensus_writes_a_label_set_with_its_provenance(copy):
+    with labeldb.open(copy, write=True) as db:
+        with db.write(clearance="all") as tx:
+            report = tx.consensus("both", ["teacher", "gold"], method="vote", weights={"gold": 2})
+        assert report["sources"] == ["teacher@1", "gold@1"] and report["method"] == "vote" and report["version"] == 1
+        with db.write(clearance="all") as tx:
+            ds = tx.consensus("ds", ["teacher", "gold"], method="dawid-skene")
+        assert ds["iterations"] >= 1 and set(ds["source_accuracy"]) == {"teacher@1", "gold@1"}
+        with pytest.raises(labeldb.BadInput, match="did not converge"):
+            with db.write(clearance="all") as tx:
+                tx.consensus("x", ["teacher", "gold"], method="dawid-skene", tolerance=1e-12, max_iterations=1)
+    names = [s["name"] for s in cli_json_lines("labels", "list", copy, "--clearance", "all")]
+    assert "both" in names and "ds" in names and "x" not in names
+    # With gold weighted twice, every vote follows gold.
+    agree = cli_json_lines("labels", "agree", copy, "both", "gold", "--clearance", "all")[0]
+    assert agree["agreement"] == 1.0
+    out = copy + "-prov.json"
+    cli("provenance", "export", copy, "--out", out)
+    prov = json.loads(open(out).read())
+    assert any(a.get("prov:type") == "label consensus" for a in prov["activity"].values())
