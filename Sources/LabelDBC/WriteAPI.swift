@@ -215,14 +215,15 @@ public func ldbConsensus(
             guard let method = ConsensusMethod(rawValue: try o.text("method") ?? "mean") else {
                 throw APIError.badInput("ldb_consensus: method must be mean, vote or dawid-skene")
             }
-            var weights = [Double](repeating: 1, count: names.count)
+            var weights: [Double]? = nil
             if let given = o["weights"], given != .null {
+                weights = [Double](repeating: 1, count: names.count)
                 guard let object = given.objectValue else { throw APIError.badInput("option 'weights' must be an object: source → number") }
                 for (key, value) in object {
                     guard let index = names.firstIndex(of: key), let w = value.doubleValue else {
                         throw APIError.badInput("ldb_consensus: weights name \(key), which is not a source, or is not a number")
                     }
-                    weights[index] = w
+                    weights![index] = w
                 }
             }
             let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }

@@ -109,4 +109,32 @@ struct ConsensusTests {
         let prov = try String(contentsOfFile: dir.file("prov.json"), encoding: .utf8)
         #expect(prov.contains("label consensus") && prov.contains("H@1=1.0,T@1=2.0"))
     }
+
+    @Test("Dawid–Skene output depends on every sample: its version carries the secrecy of every row used, samples included; zero weights label nothing")
+    func dawidSkeneTaint() throws {
+        let dir = TemporaryDirectory("consensus")
+        let store = try store(dir, n: 6)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.hard([0, 1, 2, 0, 1, 2]), ids: Array(1...6), into: "A", agent: "a")
+            try tx.importLabels(.hard([0, 1, 2, 0, 2, 2]), ids: Array(1...6), into: "B", agent: "b")
+            try tx.importLabels(.hard([1]), ids: [1], into: "Z", agent: "z")
+            _ = try tx.relabel([6], TaintChange(addSecrecy: ["pii"]), agent: "x")
+        }
+        let ds = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "D", from: [LabelSetReference(name: "A"), LabelSetReference(name: "B")], method: .dawidSkene, agent: "x")
+        }
+        #expect(ds.version.sourceLabel.secrecy == .tags(["pii"]))
+        // A public reader sees none of it: sample 2's posterior depends on sample 6's votes.
+        #expect(try store.read(clearance: .public) { try $0.label(of: 2, in: LabelSetReference(name: "D")) } == nil)
+        let mean = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "M", from: [LabelSetReference(name: "A"), LabelSetReference(name: "Z")], method: .mean, weights: [0, 1], agent: "x")
+        }
+        #expect(mean.version.rows == 1 && mean.version.sourceLabel == .public)
+        #expect(throws: ConsensusError.self) {
+            try store.write(clearance: .all) { tx in
+                _ = try tx.consensus(into: "X", from: [LabelSetReference(name: "A"), LabelSetReference(name: "B")], method: .dawidSkene, weights: [1, 1], agent: "x")
+            }
+        }
+    }
 }

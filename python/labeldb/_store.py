@@ -526,7 +526,6 @@ class WriteTransaction(Transaction):
         return _arrow.put_arrow(self, data, **options)
 
     @_fails_transaction
-    @_fails_transaction
     def consensus(self, name: str, sources, method: str = "mean", weights: dict | None = None, codec: str | None = None,
                   agent: str = "python", tolerance: float = 1e-4, max_iterations: int = 500) -> dict:
         """Writes a new version of label set `name`: the consensus of `sources` (mean, vote or
@@ -536,6 +535,7 @@ class WriteTransaction(Transaction):
                           _options(sources=list(sources), method=method, weights=weights, codec=codec, agent=agent,
                                    tolerance=tolerance, max_iterations=max_iterations))
 
+    @_fails_transaction
     def relabel(self, ids, add_secrecy=None, remove_secrecy=None, add_integrity=None, remove_integrity=None,
                 privilege=None, agent: str = "python") -> int:
         """Changes samples' taint labels (as `labeldb taint`); declassifying and endorsing need the

@@ -55,6 +55,9 @@ extension Transaction {
     public func agreement(of references: [LabelSetReference], where filter: QueryExpression? = nil) throws -> Agreement {
         let names = try distinctSources(references, needing: "compare at least two label sets")
         let c = store.schema.classes.count
+        guard c <= Self.maximumConfusionClasses else {
+            throw AgreementError.sources("agreement reports a \(c) × \(c) confusion per pair; at most \(Self.maximumConfusionClasses) classes are supported")
+        }
         let k = references.count
         var pairs = [(count: Int, js: Double, confusion: [Int])](repeating: (0, 0, [Int](repeating: 0, count: c * c)), count: k * (k - 1) / 2)
         var fleissCounts = [Int](repeating: 0, count: c)   // Σ over samples of n_j, and Σ n_ij²
@@ -92,6 +95,9 @@ extension Transaction {
         return Agreement(pairs: result, sets: names, fleissCount: fleissCount,
                          fleissKappa: k >= 3 ? Self.fleissKappa(subjects: fleissCount, raters: k, perClass: fleissCounts, squares: fleissSquares) : nil)
     }
+
+    /// The most classes `agreement` accepts: each pair keeps a C × C confusion.
+    static let maximumConfusionClasses = 4096
 
     /// The `NAME@VERSION`s of two or more sources, none twice (`needing` says why two).
     func distinctSources(_ references: [LabelSetReference], needing: String) throws -> [String] {

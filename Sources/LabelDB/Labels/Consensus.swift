@@ -33,6 +33,8 @@ public enum ConsensusError: Error, Equatable, Sendable, CustomStringConvertible 
     case notConverged(iterations: Int, change: Double)
     /// No visible sample is labelled by any source.
     case nothingToLabel
+    /// An option out of range, or one the method does not use.
+    case options(String)
 
     public var description: String {
         switch self {
@@ -40,6 +42,7 @@ public enum ConsensusError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notConverged(let n, let change):
             "Dawid–Skene did not converge in \(n) iterations (the largest posterior change was \(change)); nothing written"
         case .nothingToLabel: "no sample the clearance sees is labelled by any source"
+        case .options(let why): why
         }
     }
 }
@@ -68,15 +71,29 @@ extension WriteTransaction {
             throw ConsensusError.weights("weights must be numbers ≥ 0, one per source, not all 0")
         }
         let c = store.schema.classes.count
+        if method == .dawidSkene {
+            guard weights == nil else { throw ConsensusError.options("weights are not used by dawid-skene (it estimates each source's reliability)") }
+            guard tolerance > 0, tolerance.isFinite, (1...100_000).contains(maxIterations) else {
+                throw ConsensusError.options("dawid-skene needs a tolerance > 0 and 1 to 100,000 iterations")
+            }
+            // A confusion matrix per source: C² numbers each.
+            guard c <= DawidSkene.maximumClasses else {
+                throw ConsensusError.options("dawid-skene keeps a \(c) × \(c) confusion matrix per source; at most \(DawidSkene.maximumClasses) classes are supported")
+            }
+        }
         var ids: [UInt64] = [], labels: [[Label?]] = []
+        // The secrecy the rows carry: per sample (mean, vote), each row's source suffices, the
+        // sample's own being joined when the row is written; Dawid–Skene's output for one sample
+        // depends on every sample's votes, so it takes every row's whole label.
         var secrecy = TagSet.tags([])
         let sources = try references.map { try labelSource($0) }
         try query(nil, labels: references) { id, row in
-            guard row.contains(where: { $0?.top1 != nil }) else { return }
+            // A sample only zero-weighted sources label gets no label (Σw·P / Σw is 0/0).
+            guard row.indices.contains(where: { row[$0]?.top1 != nil && (method == .dawidSkene || w[$0] > 0) }) else { return }
             ids.append(id)
             labels.append(row)
             for (source, label) in zip(sources, row) where label != nil {
-                secrecy = secrecy.union(Self.rowSource(source, label!).secrecy)
+                secrecy = secrecy.union(method == .dawidSkene ? label!.taint.secrecy : Self.rowSource(source, label!).secrecy)
             }
         }
         guard !ids.isEmpty else { throw ConsensusError.nothingToLabel }
@@ -140,7 +157,8 @@ extension WriteTransaction {
         // A tie: the class whose voters were surest wins, by a margin far below any codec's
         // resolution of a real difference but enough to make it the argmax.
         let best = votes.max()!
-        let tied = (0..<c).filter { votes[$0] == best }
+        // Weighted sums that differ by rounding only are a tie too.
+        let tied = (0..<c).filter { best - votes[$0] <= 1e-9 * total }
         if tied.count > 1, let winner = tied.max(by: { confidence[$0] / Double(voters[$0]) < confidence[$1] / Double(voters[$1]) || (confidence[$0] / Double(voters[$0]) == confidence[$1] / Double(voters[$1]) && $0 > $1) }) {
             fractions[winner] += 1e-3
             let sum = fractions.reduce(0, +)
@@ -154,6 +172,9 @@ extension WriteTransaction {
 /// posterior of each sample's true class given its votes and the maximum-likelihood priors and
 /// confusions given those posteriors. Deterministic: it starts from the vote fractions.
 enum DawidSkene {
+    /// The most classes a fit accepts: it keeps sources × C² confusion entries.
+    static let maximumClasses = 1024
+
     struct Fit {
         var posteriors: [Float]
         var iterations: Int

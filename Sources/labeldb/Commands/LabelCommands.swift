@@ -395,7 +395,7 @@ struct LabelsConsensusCommand: ParsableCommand {
         defer { store.close() }
         let name = agent ?? "consensus:\(method)"
         let report = try store.write(clearance: clearance) { tx -> ConsensusReport in
-            try tx.consensus(into: out, from: references, method: methodValue, weights: weightValues, codec: codecValue, agent: name,
+            try tx.consensus(into: out, from: references, method: methodValue, weights: weights.isEmpty ? nil : weightValues, codec: codecValue, agent: name,
                              tolerance: tolerance, maxIterations: maxIterations)
         }
         switch format {
