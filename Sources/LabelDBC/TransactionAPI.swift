@@ -238,3 +238,12 @@ public func ldbAgreement(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePointer
         give(["pairs": .array(result.pairs.map(agreementPairJSON)), "fleiss": agreementFleissJSON(result) ?? .null], json)
     }
 }
+
+@_cdecl("ldb_check_projector")
+public func ldbCheckProjector(_ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        guard let nameText else { throw APIError.badInput("ldb_check_projector: the projector name is NULL") }
+        let reference = try ProjectorReference(parsing: String(cString: nameText))
+        give(projectorCheckJSON(try transactionHandle(pointer).run { try $0.checkProjector(reference) }), json)
+    }
+}

@@ -235,3 +235,21 @@ public func ldbConsensus(
         }
     }
 }
+
+@_cdecl("ldb_drop_labels")
+public func ldbDropLabels(_ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        guard let nameText else { throw APIError.badInput("ldb_drop_labels: the label set name is NULL") }
+        let reference = try LabelSetReference(parsing: String(cString: nameText))
+        try transactionHandle(pointer).writing { session in
+            let dropped = try session.run { tx in
+                let dropped = try reference.version.map { try tx.dropLabelVersion(reference.name, version: $0) } ?? tx.dropLabelSet(reference.name)
+                tx.describe(ProvenanceRecord(
+                    activity: "label drop", agent: "python", used: [ProvenanceEntity(kind: "label_set", name: reference.name, version: reference.version ?? dropped.versions)],
+                    parameters: ["rows": "\(dropped.rows)", "versions": "\(dropped.versions)", "dependent_projectors": dropped.dependentProjectors.joined(separator: ",")]))
+                return dropped
+            }
+            give(labelDropJSON(dropped), json)
+        }
+    }
+}

@@ -79,6 +79,8 @@ _SIGNATURES = {
     "ldb_audit": ([_P, c_uint64, POINTER(c_void_p)], c_int),
     "ldb_agreement": ([_P, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_consensus": ([_P, c_char_p, c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_check_projector": ([_P, c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_drop_labels": ([_P, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_put": ([_P, POINTER(c_uint64), c_size_t, POINTER(c_float), POINTER(c_uint64), POINTER(c_uint8),
                  POINTER(c_uint64), POINTER(c_uint8), c_char_p, POINTER(c_void_p)], c_int),
     "ldb_delete": ([_P, POINTER(c_uint64), c_size_t, POINTER(c_uint64)], c_int),

@@ -461,6 +461,11 @@ class Transaction:
         "fleiss_kappa"} or None}."""
         return self._json(lib.ldb_agreement, _options(sets=list(sets), where=where))
 
+    def check_projector(self, name: str) -> dict:
+        """Recomputes a projector's labels for every fitted sample and checks its bound, as
+        `labeldb projector check`: {"checked", "max_kl", "top1_misses", "violations", "bound_holds", …}."""
+        return self._json(lib.ldb_check_projector, _c(name, "the projector name"))
+
 
 def _fails_transaction(method):
     """A write method whose failure — in the engine or in this package's own checks — fails the
@@ -534,6 +539,12 @@ class WriteTransaction(Transaction):
         return self._json(lib.ldb_consensus, _c(name, "the label set name"),
                           _options(sources=list(sources), method=method, weights=weights, codec=codec, agent=agent,
                                    tolerance=tolerance, max_iterations=max_iterations))
+
+    @_fails_transaction
+    def drop_labels(self, name: str) -> dict:
+        """Drops label set "SET", or one old version "SET@V", as `labeldb labels drop`; projectors
+        fitted on it keep their bound."""
+        return self._json(lib.ldb_drop_labels, _c(name, "the label set name"))
 
     @_fails_transaction
     def relabel(self, ids, add_secrecy=None, remove_secrecy=None, add_integrity=None, remove_integrity=None,

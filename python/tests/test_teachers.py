@@ -44,3 +44,19 @@ def test_consensus_writes_a_label_set_with_its_provenance(copy):
     cli("provenance", "export", copy, "--out", out)
     prov = json.loads(open(out).read())
     assert any(a.get("prov:type") == "label consensus" for a in prov["activity"].values())
+
+
+def test_drop_and_projector_check(copy):
+    with labeldb.open(copy, write=True) as db:
+        db.fit_projector("p", "teacher", rank=2, max_kl=0.05, clearance="all")
+        with db.read(clearance="all") as tx:
+            check = tx.check_projector("p")
+        assert check["bound_holds"] is True and check["checked"] > 0
+        with db.write(clearance="all") as tx:
+            dropped = tx.drop_labels("teacher")
+        assert dropped["name"] == "teacher" and dropped["dependent_projectors"] == ["p"] and dropped["rows"] > 0
+        with db.read(clearance="all") as tx, pytest.raises(labeldb.NotFound):
+            tx.check_projector("p")                      # nothing left to compare with
+        with pytest.raises(labeldb.BadInput):
+            with db.write(clearance="all") as tx:
+                tx.drop_labels("gold@1")                 # the latest version stays

@@ -242,6 +242,10 @@ int ldb_audit(ldb_txn *txn, uint64_t id, char **json);
  *  two sets, one named twice, or a pair with no common sample. */
 int ldb_agreement(ldb_txn *txn, const char *options_json, char **json);
 
+/** Recomputes projector `name` ("NAME" or "NAME@V")'s labels for every fitted sample and checks
+ *  its bound (as `labeldb projector check --format json`). */
+int ldb_check_projector(ldb_txn *txn, const char *name, char **json);
+
 /* ---- Writing (write transactions only) --------------------------------------------------- */
 
 /** Stores `count` samples: ids, embeddings (count*d floats), and optionally metadata (JSON
@@ -287,6 +291,10 @@ int ldb_relabel(ldb_txn *txn, const uint64_t *ids, size_t count, const char *opt
  *  "max_iterations": n}. *json: the CLI's JSON. LDB_BAD_INPUT when Dawid–Skene does not converge
  *  (nothing written). */
 int ldb_consensus(ldb_txn *txn, const char *name, const char *options_json, char **json);
+
+/** Drops label set "SET", or one old version "SET@V" (as `labeldb labels drop --format json`);
+ *  the transaction's clearance must see every row dropped. */
+int ldb_drop_labels(ldb_txn *txn, const char *name, char **json);
 
 /** Stores base head `name` (rows = d, columns = C floats, row-major), as `labeldb heads import`:
  *  options {"replace": bool, "secrecy": [..], "integrity": [..], "privilege": [..]}. */

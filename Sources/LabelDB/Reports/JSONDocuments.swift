@@ -156,3 +156,19 @@ public func consensusJSON(_ report: ConsensusReport, name: String, method: Conse
     if let accuracy = report.sourceAccuracy { object["source_accuracy"] = .object(Dictionary(uniqueKeysWithValues: zip(report.sources, accuracy.map(JSONValue.double)))) }
     return .object(object)
 }
+
+/// The JSON form of `projector check` (format-spec/cli.md).
+public func projectorCheckJSON(_ check: ProjectorCheck) -> JSONValue {
+    ["checked": .int(Int64(check.checked)), "corrected": .int(Int64(check.corrected)), "stale": .int(Int64(check.stale)),
+     "unfitted": .int(Int64(check.unfitted)), "mean_kl": .double(check.meanKL), "max_kl": .double(check.maxKL),
+     "max_kl_id": check.maxKLSample.map(JSONValue.uint) ?? .null, "top1_misses": .int(Int64(check.top1Misses)),
+     "bound_max_kl": check.boundMaxKL.map(JSONValue.double) ?? .null, "bound_top1": .bool(check.requireTop1),
+     "violations": .array(check.violations.map(JSONValue.uint)), "bound_holds": check.boundMaxKL == nil ? .null : .bool(check.boundHolds)]
+}
+
+/// The JSON form of `labels drop` (format-spec/cli.md).
+public func labelDropJSON(_ dropped: LabelSetDrop) -> JSONValue {
+    ["name": .string(dropped.name), "versions": .int(Int64(dropped.versions)), "rows": .int(Int64(dropped.rows)),
+     "blocks": .int(Int64(dropped.blocks)), "posting_chunks": .int(Int64(dropped.postingChunks)),
+     "dependent_projectors": .array(dropped.dependentProjectors.map(JSONValue.string))]
+}

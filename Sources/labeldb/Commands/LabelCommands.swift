@@ -290,9 +290,7 @@ struct LabelsDropCommand: ParsableCommand {
         }
         switch format {
         case .json:
-            printJSON(["name": .string(set), "versions": .int(Int64(dropped.versions)), "rows": .int(Int64(dropped.rows)),
-                       "blocks": .int(Int64(dropped.blocks)), "posting_chunks": .int(Int64(dropped.postingChunks)),
-                       "dependent_projectors": .array(dropped.dependentProjectors.map(JSONValue.string))])
+            printJSON(labelDropJSON(dropped))
         case .text:
             print(reference.version == nil
                   ? "dropped label set \(set): \(dropped.versions) versions, \(dropped.rows) label rows (\(dropped.blocks) blocks, \(dropped.postingChunks) posting chunks)"

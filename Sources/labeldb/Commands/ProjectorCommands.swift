@@ -177,13 +177,7 @@ struct ProjectorCheckCommand: ParsableCommand {
         let check = try store.read(clearance: clearance) { try $0.checkProjector(reference) }
         switch format {
         case .json:
-            printJSON([
-                "checked": .int(Int64(check.checked)), "corrected": .int(Int64(check.corrected)), "stale": .int(Int64(check.stale)),
-                "unfitted": .int(Int64(check.unfitted)), "mean_kl": .double(check.meanKL), "max_kl": .double(check.maxKL),
-                "max_kl_id": check.maxKLSample.map(JSONValue.uint) ?? .null, "top1_misses": .int(Int64(check.top1Misses)),
-                "bound_max_kl": check.boundMaxKL.map(JSONValue.double) ?? .null, "bound_top1": .bool(check.requireTop1),
-                "violations": .array(check.violations.map(JSONValue.uint)), "bound_holds": check.boundMaxKL == nil ? .null : .bool(check.boundHolds),
-            ])
+            printJSON(projectorCheckJSON(check))
         case .text:
             print(String(format: "%@: %d fitted samples checked (%d corrected), %d stale, %d unfitted; mean KL %.4g, max KL %.4g%@; %d top-1 misses",
                          projector, check.checked, check.corrected, check.stale, check.unfitted, check.meanKL, check.maxKL,
