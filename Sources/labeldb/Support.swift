@@ -94,6 +94,14 @@ struct StoreArgument: ParsableArguments {
     }
 }
 
+/// A `--where` filter (the `labeldb query` grammar), nil when none is given; a parse error is a
+/// usage error naming the option.
+func parseWhere(_ text: String?) throws -> QueryExpression? {
+    do { return try text.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
+        throw UsageError(description: "--where \(error)")
+    }
+}
+
 /// The `--clearance` text of a command that opens a store, or nil for one that opens none.
 func clearanceInUse(_ command: ParsableCommand) -> String? {
     Mirror(reflecting: command).children.lazy.compactMap { ($0.value as? OptionGroup<StoreArgument>)?.wrappedValue.clearance }.first

@@ -37,18 +37,22 @@ extension Transaction {
     /// in `slot`; `cache` keeps the bitmaps read, by block.
     func wasFitted(projector: UInt32, version: Int, slot: UInt64, cache: inout [UInt64: [UInt8]]) throws -> Bool {
         let block = slot / FittedBlock.slots
-        if cache[block] == nil {
-            let key = FittedBlock.key(projector: projector, version: version, block: block)
-            cache[block] = try withValue(.projectorFitted, key: key) { bytes in
-                guard let bytes else { return [] }
+        if cache[block] == nil { cache[block] = try fittedBitmap(projector: projector, version: version, block: block) ?? [] }
+        let bitmap = cache[block]!
+        let offset = Int(slot % FittedBlock.slots)
+        return !bitmap.isEmpty && bitmap[offset / 8] & (1 << (offset % 8)) != 0
+    }
+
+    /// The stored bitmap of one block of a version's fitted samples, checked, or nil.
+    func fittedBitmap(projector: UInt32, version: Int, block: UInt64) throws -> [UInt8]? {
+        let key = FittedBlock.key(projector: projector, version: version, block: block)
+        return try withValue(.projectorFitted, key: key) { bytes in
+            try bytes.map { bytes in
                 do { return try key.withUnsafeBytes { try FittedBlock.decode(key: $0, bytes) } } catch {
                     throw contextualize(error, table: .projectorFitted, key: "projector \(projector)@\(version) block \(block)")
                 }
             }
         }
-        let bitmap = cache[block]!
-        let offset = Int(slot % FittedBlock.slots)
-        return !bitmap.isEmpty && bitmap[offset / 8] & (1 << (offset % 8)) != 0
     }
 
     /// True when the store records fitted samples (format 7, once migrated); older stores read
@@ -79,14 +83,8 @@ extension WriteTransaction {
             guard let record = try projectorRecord(key: Array(name.utf8)), record.latest >= 1 else { continue }
             for version in 1...record.latest {
                 for (block, freed) in byBlock {
+                    guard var bitmap = try fittedBitmap(projector: record.id, version: version, block: block) else { continue }
                     let key = FittedBlock.key(projector: record.id, version: version, block: block)
-                    guard var bitmap = try withValue(.projectorFitted, key: key, { bytes in
-                        try bytes.map { bytes in
-                            do { return try key.withUnsafeBytes { try FittedBlock.decode(key: $0, bytes) } } catch {
-                                throw contextualize(error, table: .projectorFitted, key: "\(name)@\(version) block \(block)")
-                            }
-                        }
-                    }) else { continue }
                     for slot in freed { let o = Int(slot % FittedBlock.slots); bitmap[o / 8] &= ~(1 << (o % 8)) }
                     if bitmap.allSatisfy({ $0 == 0 }) {
                         try delete(.projectorFitted, key: key)

@@ -401,7 +401,7 @@ struct QueryContext {
                 switch operand {
                 case .id:
                     guard case .integer(let v) = value else { return false }
-                    return compare(id, op, v)
+                    return op.holds(id, v)
                 case .meta(let field):
                     if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
                     return op.holds(metadata?[field], value)
@@ -410,26 +410,25 @@ struct QueryContext {
                     // soft label's argmax, else the hard label), so a scan and the index agree on a
                     // row that carries both kinds.
                     guard let l = try label(reference), let top = l.top1?.classIndex, let other = try sampleClass(value) else { return false }
-                    return compare(top, op, other)
+                    return op.holds(top, other)
                 case .confidence(let reference):
                     guard let l = try label(reference), let top = l.top1, let b = value.number else { return false }
-                    return compare(Double(top.confidence), op, b)
+                    return op.holds(Double(top.confidence), b)
                 case .probability(let reference, let c):
                     guard let l = try label(reference), let b = value.number, let c = try sampleClass(c) else { return false }
-                    return compare(Double(l.distribution(classCount: classes.count)[c]), op, b)
+                    return op.holds(Double(l.distribution(classCount: classes.count)[c]), b)
                 case .labelVersion(let reference):
                     guard let l = try label(reference), case .integer(let v) = value else { return false }
-                    return compare(UInt64(l.version), op, v)
+                    return op.holds(UInt64(l.version), v)
                 case .agent(let reference):
                     guard let l = try label(reference), case .string(let name) = value else { return false }
-                    return compare(writer(of: l, reference).agent, op, name)
+                    return op.holds(writer(of: l, reference).agent, name)
                 }
             }
         }
         return try evaluate(filter)
     }
 
-    func compare<T: Comparable>(_ a: T, _ op: QueryComparison, _ b: T) -> Bool { op.holds(a, b) }
 }
 
 extension QueryComparison {

@@ -57,10 +57,7 @@ struct ExportCommand: ParsableCommand {
         guard [embeddingsOut, idsOut, metaOut, payloadsOut, npz].contains(where: { $0 != nil }) || !labelFiles.isEmpty else {
             throw UsageError(description: "give at least one output: --ids-out, --embeddings-out, --meta-out, --payloads-out, --labels-out or --npz")
         }
-        let filter: QueryExpression?
-        do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
-            throw UsageError(description: "--where \(error)")
-        }
+        let filter = try parseWhere(`where`)
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let rows = try store.read(clearance: clearance) { tx -> Int in

@@ -321,10 +321,7 @@ struct LabelsAgreeCommand: ParsableCommand {
 
     func run() throws {
         let references = try sets.map { try LabelSetReference(parsing: $0) }
-        let filter: QueryExpression?
-        do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
-            throw UsageError(description: "--where \(error)")
-        }
+        let filter = try parseWhere(`where`)
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let result = try store.read(clearance: clearance) { try $0.agreement(of: references, where: filter) }

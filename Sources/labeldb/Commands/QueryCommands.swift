@@ -45,10 +45,7 @@ struct KNNCommand: ParsableCommand {
             throw InputError(file: query, location: "row \(i / d), column \(i % d)", reason: "\(v) (queries must be finite)")
         }
         let count = values.count / d
-        let filter: QueryExpression?
-        do { filter = try `where`.map { try QueryExpression(parsing: $0) } } catch let error as QueryParseError {
-            throw UsageError(description: "--where \(error)")
-        }
+        let filter = try parseWhere(`where`)
         if let reference {
             let classes = store.schema.classes
             let results = try store.read(clearance: clearance) { tx in
