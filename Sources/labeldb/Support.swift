@@ -16,7 +16,7 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError || error is AgreementError || error is ConsensusError
+            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError || error is AgreementError || error is ConsensusError || error is LabelIssuesError
     }
 
     /// The command-line flag that answers a library error, named here since the library's

@@ -114,12 +114,7 @@ extension WriteTransaction {
         if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
         describe(ProvenanceRecord(
             activity: "label consensus", agent: agent,
-            used: zip(references, sources).map { reference, source in
-                switch source {
-                case .stored(let set, let version): ProvenanceEntity(kind: "label_set", name: set.name, version: version)
-                case .projector(let loaded): ProvenanceEntity(kind: "projector", name: loaded.projector.name, version: loaded.version.version)
-                }
-            },
+            used: sources.map(\.entity),
             generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
             parameters: parameters))
         return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy)

@@ -178,23 +178,18 @@ extension Transaction {
                 return try deliver(id)
             }
         case .confidence(let reference), .margin(let reference), .entropy(let reference):
-            var rows: [(id: UInt64, score: Float?)] = []
-            let keep = limit == .max ? Int.max : offset + limit
+            var rows = BoundedSelection<(id: UInt64, score: Float?)>(capacity: limit == .max ? Int.max : offset + limit) {
+                QueryContext.before($0, $1, descending: descending)
+            }
             let classCount = store.schema.classes.count
             try stream { id in
                 plan.examined += 1
                 guard try context.matches(id) else { return true }
                 plan.matched += 1
-                rows.append((id, try context.label(of: id, reference).map { order.score($0, classCount: classCount) }))
-                // A bounded heap, kept simple: trim when twice the bound.
-                if keep < Int.max / 2 && rows.count >= 2 * keep {
-                    rows.sort { QueryContext.before($0, $1, descending: descending) }
-                    rows.removeLast(rows.count - keep)
-                }
+                rows.insert((id, try context.label(of: id, reference).map { order.score($0, classCount: classCount) }))
                 return true
             }
-            rows.sort { QueryContext.before($0, $1, descending: descending) }
-            for row in rows where try !deliver(row.id) { break }
+            for row in rows.sorted() where try !deliver(row.id) { break }
         }
         return plan
     }
@@ -214,6 +209,14 @@ extension Transaction {
 enum QueryLabelSource {
     case stored(LabelSet, Int)
     case projector(LoadedProjector)
+
+    /// The source as the provenance log names what an activity used.
+    var entity: ProvenanceEntity {
+        switch self {
+        case .stored(let set, let version): ProvenanceEntity(kind: "label_set", name: set.name, version: version)
+        case .projector(let loaded): ProvenanceEntity(kind: "projector", name: loaded.projector.name, version: loaded.version.version)
+        }
+    }
 }
 
 extension Transaction {

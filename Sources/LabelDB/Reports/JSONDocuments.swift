@@ -172,3 +172,9 @@ public func labelDropJSON(_ dropped: LabelSetDrop) -> JSONValue {
      "blocks": .int(Int64(dropped.blocks)), "posting_chunks": .int(Int64(dropped.postingChunks)),
      "dependent_projectors": .array(dropped.dependentProjectors.map(JSONValue.string))]
 }
+
+/// One line of `labels issues` (format-spec/cli.md): classes as indices.
+public func labelIssueJSON(_ issue: LabelIssue) -> JSONValue {
+    ["rank": .int(Int64(issue.rank)), "id": .uint(issue.id), "given": .int(Int64(issue.given)), "suggested": .int(Int64(issue.suggested)),
+     "self_confidence": .double(issue.selfConfidence), "margin": .double(issue.margin)]
+}

@@ -29,7 +29,7 @@ public enum ErrorClass: Int32, Sendable {
             case .unknownProjector, .unknownVersion, .unknownHead, .notCleared, .notClearedHead: self = .notFound
             default: self = .badInput
             }
-        case is InputError, is JSONParseError, is QueryError, is QueryParseError, is TaintError, is SessionError, is AgreementError, is ConsensusError: self = .badInput
+        case is InputError, is JSONParseError, is QueryError, is QueryParseError, is TaintError, is SessionError, is AgreementError, is ConsensusError, is LabelIssuesError: self = .badInput
         default: self = .storeError
         }
     }

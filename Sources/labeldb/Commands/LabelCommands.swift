@@ -7,7 +7,7 @@ struct LabelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labels",
         abstract: "Label sets: import, list, show, export and diff versioned hard, multi and soft labels.",
-        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self, LabelsDropCommand.self, LabelsAgreeCommand.self, LabelsConsensusCommand.self])
+        subcommands: [LabelsImportCommand.self, LabelsListCommand.self, LabelsShowCommand.self, LabelsExportCommand.self, LabelsDiffCommand.self, LabelsDropCommand.self, LabelsAgreeCommand.self, LabelsConsensusCommand.self, LabelsIssuesCommand.self])
 }
 
 /// `labeldb labels import STORE SET (--soft P.npy | --logits Z.npy [--temperature T] | --hard Y.npy | --multi Y.jsonl) …`
@@ -299,108 +299,6 @@ struct LabelsDropCommand: ParsableCommand {
                 print("projectors \(dropped.dependentProjectors.joined(separator: ", ")) keep their fitted samples, corrections and bound; `projector check` needs the dropped labels and no longer runs for them")
             }
             print("the bytes stay in the store's free pages until reused; `labeldb backup` writes a compacted copy without them")
-        }
-    }
-}
-
-/// `labeldb labels agree STORE A[@V] B[@V] [C …] [--where EXPR] [--format json]`
-struct LabelsAgreeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "agree", abstract: "How far label sets agree: top-1 agreement, Cohen's κ, JS divergence, confusion; Fleiss' κ for three or more.",
-        discussion: """
-            Each pair is compared over the samples both label (with a top-1 class) that --clearance \
-            sees and --where selects: top-1 agreement, Cohen's κ, the mean Jensen–Shannon \
-            divergence in nats (hard labels one-hot, multi-labels uniform), and the confusion of \
-            top-1 classes (rows: the first set). With three or more sets, Fleiss' κ over the \
-            samples all label. A projector may stand in for a set (labels regenerated on read).
-            """)
-    @OptionGroup var target: StoreArgument
-    @Argument(help: "Two or more label sets (SET or SET@VERSION) or projectors.") var sets: [String]
-    @Option(help: "Only samples matching this filter (the `labeldb query` grammar).") var `where`: String?
-    @Option(help: "Output format: text or json (one line per pair, then one for Fleiss' κ).") var format: OutputFormat = .text
-
-    func run() throws {
-        let references = try sets.map { try LabelSetReference(parsing: $0) }
-        let filter = try parseWhere(`where`)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let result = try store.read(clearance: clearance) { try $0.agreement(of: references, where: filter) }
-        let classes = store.schema.classes
-        for pair in result.pairs {
-            switch format {
-            case .json:
-                printJSON(agreementPairJSON(pair))
-            case .text:
-                print("\(pair.a) vs \(pair.b): \(pair.count) samples, top-1 agreement \(String(format: "%.2f%%", pair.agreement * 100)), κ \(pair.kappa.map { String(format: "%.3f", $0) } ?? "undefined"), JS divergence \(String(format: "%.4g", pair.jsDivergence)) nats")
-                let confused = pair.confusion.enumerated().flatMap { i, row in row.enumerated().filter { $0.offset != i && $0.element > 0 }.map { (i, $0.offset, $0.element) } }
-                    .sorted { $0.2 > $1.2 }.prefix(5)
-                if !confused.isEmpty { print("  most confused: " + confused.map { "\(classes[$0.0]) → \(classes[$0.1]) \($0.2)" }.joined(separator: ", ")) }
-            }
-        }
-        guard result.sets.count >= 3 else { return }
-        switch format {
-        case .json:
-            printJSON(agreementFleissJSON(result)!)
-        case .text:
-            print("all \(result.sets.count) sets: \(result.fleissCount) samples, Fleiss' κ \(result.fleissKappa.map { String(format: "%.3f", $0) } ?? "undefined")")
-        }
-    }
-}
-
-/// `labeldb labels consensus STORE OUT --from A,B[,C…] [--method mean|vote|dawid-skene] [--weights A=W,…] [--codec C] [--agent NAME] [--format json]`
-struct LabelsConsensusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "consensus", abstract: "Write a new version of a label set: the consensus of several label sets, one soft label per sample.",
-        discussion: """
-            Every sample --clearance sees that at least one source labels gets a soft label: \
-            mean (the default) averages the sources' distributions (hard labels one-hot) weighted \
-            by --weights; vote takes the weighted fractions of their top-1 votes (a tie goes to the \
-            class whose voters were surest); dawid-skene fits each source's confusion matrix by EM \
-            from the top-1 votes and writes the posterior (it reports the iterations and each \
-            source's estimated accuracy, and writes nothing when it does not converge). The \
-            version's source label carries the secrecy of every source row used; its provenance \
-            names every source version, the method and the weights.
-            """)
-    @OptionGroup var target: StoreArgument
-    @Argument(help: "The label set to write (a new version of it).") var out: String
-    @Option(help: "The sources: label sets (SET or SET@VERSION) or projectors; comma-separated, repeatable.") var from: [String]
-    @Option(help: "mean, vote or dawid-skene.") var method: String = "mean"
-    @Option(help: "NAME=WEIGHT per source, as named in --from (default 1); comma-separated, repeatable. Not used by dawid-skene.") var weights: [String] = []
-    @Option(help: "dawid-skene: stop when no posterior probability moves by more than this in an iteration.") var tolerance: Double = 1e-4
-    @Option(help: "dawid-skene: give up (and write nothing) after this many iterations.") var maxIterations: Int = 500
-    @Option(help: "The codec, for a new label set (default dense:f16).") var codec: String?
-    @Option(help: "Who produced the labels (default consensus:METHOD).") var agent: String?
-    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
-
-    func run() throws {
-        guard let methodValue = ConsensusMethod(rawValue: method) else { throw UsageError(description: "--method must be mean, vote or dawid-skene") }
-        let names = from.flatMap { $0.split(separator: ",").map(String.init) }
-        let references = try names.map { try LabelSetReference(parsing: $0) }
-        var weightValues = [Double](repeating: 1, count: names.count)
-        for item in weights.flatMap({ $0.split(separator: ",") }) {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let w = Double(parts[1]), w.isFinite, w >= 0 else { throw UsageError(description: "--weights takes NAME=WEIGHT (a number ≥ 0), not '\(item)'") }
-            guard let index = names.firstIndex(of: parts[0]) else { throw UsageError(description: "--weights names \(parts[0]), which is not among --from") }
-            weightValues[index] = w
-        }
-        if methodValue == .dawidSkene && !weights.isEmpty { throw UsageError(description: "--weights is not used by dawid-skene (it estimates each source's reliability)") }
-        guard tolerance > 0, tolerance.isFinite, maxIterations >= 1 else { throw UsageError(description: "--tolerance must be > 0 and --max-iterations ≥ 1") }
-        let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
-        let (store, clearance) = try target.openCleared(readOnly: false)
-        defer { store.close() }
-        let name = agent ?? "consensus:\(method)"
-        let report = try store.write(clearance: clearance) { tx -> ConsensusReport in
-            try tx.consensus(into: out, from: references, method: methodValue, weights: weights.isEmpty ? nil : weightValues, codec: codecValue, agent: name,
-                             tolerance: tolerance, maxIterations: maxIterations)
-        }
-        switch format {
-        case .json:
-            printJSON(consensusJSON(report, name: out, method: methodValue))
-        case .text:
-            print("label set \(out) version \(report.version.version): \(report.version.rows) consensus labels (\(method)) of \(report.sources.joined(separator: ", "))")
-            if let iterations = report.iterations, let accuracy = report.sourceAccuracy {
-                print("  dawid-skene: \(iterations) iterations; estimated accuracy " + zip(report.sources, accuracy).map { String(format: "%@ %.3f", $0, $1) }.joined(separator: ", "))
-            }
         }
     }
 }
