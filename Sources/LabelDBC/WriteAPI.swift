@@ -209,7 +209,7 @@ public func ldbConsensus(
         let handle = try transactionHandle(pointer)
         try handle.writing { session in
             let o = try options(optionsJSON)
-            try o.only(["sources", "method", "weights", "codec", "agent", "tolerance", "max_iterations"], call: "ldb_consensus")
+            try o.only(["sources", "method", "weights", "reference", "reference_tag", "reference_set", "codec", "agent", "tolerance", "max_iterations"], call: "ldb_consensus")
             let names = try o.strings("sources")
             let references = try names.map { try LabelSetReference(parsing: $0) }
             guard let method = ConsensusMethod(rawValue: try o.text("method") ?? "mean") else {
@@ -227,12 +227,49 @@ public func ldbConsensus(
                 }
             }
             let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+            let reference = try ConsensusReference(set: try o.text("reference"), tag: try o.text("reference_tag"), tagSet: try o.text("reference_set"))
             let report = try session.run { tx in
-                try tx.consensus(into: name, from: references, method: method, weights: weights, codec: codec, agent: try o.text("agent") ?? "python",
+                try tx.consensus(into: name, from: references, method: method, weights: weights, reference: reference, codec: codec, agent: try o.text("agent") ?? "python",
                                  tolerance: try o.number("tolerance") ?? 1e-4, maxIterations: try o.integer("max_iterations") ?? 500)
             }
             give(consensusJSON(report, name: name, method: method), json)
         }
+    }
+}
+
+@_cdecl("ldb_label_issues")
+public func ldbLabelIssues(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let o = try options(optionsJSON)
+        try o.only(["given", "probs", "filter", "where", "write_set", "agent"], call: "ldb_label_issues")
+        guard let givenText = try o.text("given"), let probsText = try o.text("probs") else {
+            throw APIError.badInput("ldb_label_issues: options 'given' and 'probs' are required")
+        }
+        let given = try LabelSetReference(parsing: givenText), probs = try LabelSetReference(parsing: probsText)
+        guard let filter = LabelIssueFilter(rawValue: try o.text("filter") ?? LabelIssueFilter.pruneByNoiseRate.rawValue) else {
+            throw APIError.badInput("ldb_label_issues: filter must be prune-by-noise-rate, prune-by-class or both")
+        }
+        let expression = try o.text("where").flatMap { $0.isEmpty ? nil : try QueryExpression(parsing: $0) }
+        let handle = try transactionHandle(pointer)
+        var document: JSONValue = [:]
+        func report(_ result: LabelIssues, _ written: LabelSetVersion?) -> JSONValue {
+            let estimated = result.confidentJoint.enumerated().reduce(0) { sum, row in sum + row.element.reduce(0, +) - row.element[row.offset] }
+            return ["given": .string(result.given), "probs": .string(result.probs), "examined": .int(Int64(result.examined)),
+                    "estimated_errors": .int(Int64(estimated)), "issues": .array(result.issues.map(labelIssueJSON)),
+                    "written": written.map(versionJSON).map(JSONValue.object) ?? .null]
+        }
+        if let writeSet = try o.text("write_set") {
+            let agent = try o.text("agent") ?? "python"
+            try handle.writing { session in
+                document = try session.run { tx in
+                    let result = try tx.labelIssues(given: given, probs: probs, filter: filter, where: expression)
+                    return report(result, try tx.writeSuggestions(of: result, given: given, probs: probs, into: writeSet, agent: agent))
+                }
+            }
+        } else {
+            document = report(try handle.run { try $0.labelIssues(given: given, probs: probs, filter: filter, where: expression) }, nil)
+        }
+        give(document, json)
     }
 }
 

@@ -137,4 +137,91 @@ struct ConsensusTests {
             }
         }
     }
+
+    /// Two soft teachers over 4 classes: A is right 80% of the time everywhere, with confidence
+    /// 0.6; B is right on classes 0–2, but calls every class-3 sample class 2, with confidence
+    /// `bConfidence`. Truth is known for the first 20% (the reference, as set "gold").
+    func badOnOneClass(_ dir: TemporaryDirectory, n: Int = 1000, bConfidence: Float = 0.9) throws -> (Store, truth: [Int]) {
+        var rng = SeededGenerator(seed: 11)
+        let c = 4
+        let truth = (0..<n).map { _ in Int.random(in: 0..<c, using: &rng) }
+        func soft(_ k: Int, _ p: Float) -> [Float] { (0..<c).map { $0 == k ? p : (1 - p) / Float(c - 1) } }
+        let a = truth.flatMap { t in soft(Double.random(in: 0..<1, using: &rng) < 0.8 ? t : (t + 1) % c, 0.6) }
+        let b = truth.flatMap { t in soft(t == 3 ? 2 : t, bConfidence) }
+        let store = try store(dir, n: n, classes: c)
+        let ids = (1...UInt64(n)).map { $0 }
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.soft(a), ids: ids, into: "A", codec: .denseF32, agent: "a")
+            try tx.importLabels(.soft(b), ids: ids, into: "B", codec: .denseF32, agent: "b")
+            try tx.importLabels(.hard(Array(truth.prefix(n / 5))), ids: Array(ids.prefix(n / 5)), into: "gold", agent: "reviewers")
+        }
+        return (store, truth)
+    }
+
+    @Test("--reference: weighting each source per class by its accuracy on the reference beats the plain mean when a teacher is bad on one class",
+          arguments: [(Float(0.9), ConsensusMethod.vote), (Float(0.6), ConsensusMethod.mean)])
+    func referenceWeighting(bConfidence: Float, method: ConsensusMethod) throws {
+        let dir = TemporaryDirectory("consensus")
+        let (store, truth) = try badOnOneClass(dir, bConfidence: bConfidence)
+        defer { store.close() }
+        let sources = [LabelSetReference(name: "A"), LabelSetReference(name: "B")]
+        try store.write(clearance: .all) { tx in _ = try tx.consensus(into: "M", from: sources, method: .mean, codec: .denseF32, agent: "t") }
+        let report = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "R", from: sources, method: method, reference: .set(LabelSetReference(name: "gold")), codec: .denseF32, agent: "t")
+        }
+        let learned = try #require(report.referenceAccuracy)
+        #expect(learned.reference == "gold@1" && learned.samples == truth.count / 5)
+        // B says class 2 for true 2s and 3s alike: about half right; always right on 0 and 1.
+        #expect(abs(learned.accuracy(source: 1, classIndex: 2)! - 0.5) < 0.1 && learned.accuracy(source: 1, classIndex: 0) == 1)
+        #expect(learned.accuracy(source: 1, classIndex: 3) == nil)
+        // Outside the reference, count the samples each consensus gets right. (With B surer
+        // than A, a weighted mean still follows B's confident "2": the weighted vote is the
+        // Label Critic's pick.)
+        func correct(_ name: String) throws -> Int {
+            let rows = try consensusRows(store, name)
+            return (truth.count / 5..<truth.count).filter { argmax(rows[UInt64($0 + 1)]!) == truth[$0] }.count
+        }
+        let (mean, weighted) = (try correct("M"), try correct("R"))
+        #expect(weighted > mean + 50, "reference-weighted \(method) \(weighted) vs mean \(mean) of \(truth.count * 4 / 5)")
+        // The provenance names the reference set as used, and the reference.
+        let record = try store.read(clearance: .all) { try $0.provenanceRecords().last!.record }
+        #expect(record.used.map(\.name) == ["A", "B", "gold"] && record.parameters["reference"] == "gold@1", "\(record)")
+    }
+
+    @Test("--reference-tag: the reference samples are those vouched for by the tag; bad references write nothing")
+    func referenceTag() throws {
+        let dir = TemporaryDirectory("consensus")
+        let (store, truth) = try badOnOneClass(dir, n: 400)
+        defer { store.close() }
+        let sources = [LabelSetReference(name: "A"), LabelSetReference(name: "B")]
+        // "truth" labels every sample; only the ones tagged reviewed (ids 1…40) are the reference.
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.hard(truth), ids: (1...UInt64(truth.count)).map { $0 }, into: "truth", agent: "oracle")
+            _ = try tx.relabel(Array(1...40), TaintChange(addIntegrity: ["reviewed"]), privileges: ["reviewed"], agent: "lead")
+        }
+        let report = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "R", from: sources, method: .vote, reference: .tagged("reviewed", set: LabelSetReference(name: "truth")), agent: "t")
+        }
+        #expect(report.referenceAccuracy?.samples == 40 && report.referenceAccuracy?.reference == "truth@1 tagged reviewed")
+        #expect(report.referenceAccuracy!.counts.map { $0.reduce(0, +) } == [40, 40])
+        // An unknown tag, a reference that labels no sample a source labels, dawid-skene with a
+        // reference, and half-given options: errors, nothing written.
+        for (reference, method) in [(ConsensusReference.tagged("nosuchtag", set: LabelSetReference(name: "truth")), ConsensusMethod.mean),
+                                    (.set(LabelSetReference(name: "A")), .dawidSkene)] {
+            #expect(throws: ConsensusError.self) { try store.write(clearance: .all) { tx in _ = try tx.consensus(into: "X", from: sources, method: method, reference: reference, agent: "t") } }
+        }
+        try store.write(clearance: .all) { tx in _ = try tx.relabel(Array(1...40), TaintChange(removeIntegrity: ["reviewed"]), privileges: ["reviewed"], agent: "lead") }
+        #expect(throws: ConsensusError.options("the reference truth@1 tagged reviewed labels no sample a source labels under this clearance")) {
+            try store.write(clearance: .all) { tx in _ = try tx.consensus(into: "X", from: sources, method: .mean, reference: .tagged("reviewed", set: LabelSetReference(name: "truth")), agent: "t") }
+        }
+        #expect(try store.read(clearance: .all) { try $0.labelSet(named: "X") } == nil)
+        #expect(throws: ConsensusError.self) { _ = try ConsensusReference(set: "gold", tag: "reviewed", tagSet: "truth") }
+        #expect(throws: ConsensusError.self) { _ = try ConsensusReference(set: nil, tag: "reviewed", tagSet: nil) }
+        // The CLI prints the accuracy table.
+        let cli = try runCLI(["labels", "consensus", dir.file("store"), "C", "--from", "A,B", "--reference", "gold", "--clearance", "all"])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        #expect(cli.stdout.contains("reference gold@1: 80 samples; each source's accuracy when it says a class"))
+        let json = try runCLI(["labels", "consensus", dir.file("store"), "C", "--from", "A,B", "--reference", "gold", "--clearance", "all", "--format", "json"])
+        #expect(json.stdout.contains("\"reference_samples\":80") && json.stdout.contains("\"reference_accuracy\""))
+    }
 }

@@ -461,6 +461,13 @@ class Transaction:
         "fleiss_kappa"} or None}."""
         return self._json(lib.ldb_agreement, _options(sets=list(sets), where=where))
 
+    def label_issues(self, given: str, probs: str, filter: str = "prune-by-noise-rate", where: str | None = None) -> dict:
+        """Likely label errors by confident learning, as `labeldb labels issues` (cleanlab 2.9's
+        find_label_issues): {"given", "probs", "examined", "estimated_errors", "issues": [{"rank",
+        "id", "given", "suggested", "self_confidence", "margin"}, least self-confident first],
+        "written": None}. `given` is a hard label set, `probs` a soft set or a projector."""
+        return self._json(lib.ldb_label_issues, _options(given=given, probs=probs, filter=filter, where=where))
+
     def check_projector(self, name: str) -> dict:
         """Recomputes a projector's labels for every fitted sample and checks its bound, as
         `labeldb projector check`: {"checked", "max_kl", "top1_misses", "violations", "bound_holds", …}."""
@@ -532,13 +539,26 @@ class WriteTransaction(Transaction):
 
     @_fails_transaction
     def consensus(self, name: str, sources, method: str = "mean", weights: dict | None = None, codec: str | None = None,
-                  agent: str = "python", tolerance: float = 1e-4, max_iterations: int = 500) -> dict:
+                  agent: str = "python", tolerance: float = 1e-4, max_iterations: int = 500,
+                  reference: str | None = None, reference_tag: str | None = None, reference_set: str | None = None) -> dict:
         """Writes a new version of label set `name`: the consensus of `sources` (mean, vote or
-        dawid-skene), as `labeldb labels consensus`. Returns the CLI's JSON (version, sources, and
-        for Dawid–Skene iterations and source_accuracy)."""
+        dawid-skene), as `labeldb labels consensus`; `reference` (a trusted set) or `reference_tag`
+        with `reference_set` weight each source per class by its accuracy there. Returns the CLI's
+        JSON (version, sources; for Dawid–Skene iterations and source_accuracy; with a reference
+        reference_accuracy and reference_counts)."""
         return self._json(lib.ldb_consensus, _c(name, "the label set name"),
                           _options(sources=list(sources), method=method, weights=weights, codec=codec, agent=agent,
-                                   tolerance=tolerance, max_iterations=max_iterations))
+                                   tolerance=tolerance, max_iterations=max_iterations, reference=reference,
+                                   reference_tag=reference_tag, reference_set=reference_set))
+
+    @_fails_transaction
+    def write_label_issues(self, name: str, given: str, probs: str, filter: str = "prune-by-noise-rate",
+                           where: str | None = None, agent: str = "python") -> dict:
+        """`label_issues`, and the suggested classes of the flagged samples written as a new
+        version of hard label set `name`, for review (`labels issues --write-set`); "written"
+        holds the version."""
+        return self._json(lib.ldb_label_issues, _options(given=given, probs=probs, filter=filter, where=where,
+                                                          write_set=name, agent=agent))
 
     @_fails_transaction
     def drop_labels(self, name: str) -> dict:

@@ -60,3 +60,32 @@ def test_drop_and_projector_check(copy):
         with pytest.raises(labeldb.BadInput):
             with db.write(clearance="all") as tx:
                 tx.drop_labels("gold@1")                 # the latest version stays
+
+
+def test_label_issues_equal_the_cli_and_write_a_review_set(copy):
+    args = ("labels", "issues", copy, "--given", "gold", "--probs", "teacher", "--filter", "both", "--clearance", "all")
+    lines = cli_json_lines(*args, "--format", "json")
+    with labeldb.open(copy) as db, db.read(clearance="all") as tx:
+        got = tx.label_issues("gold", "teacher", filter="both")
+    assert got["issues"] == lines and got["given"] == "gold@1" and got["probs"] == "teacher@1" and got["written"] is None
+    assert got["examined"] > 0 and all(i["suggested"] != i["given"] for i in got["issues"])
+    with labeldb.open(copy) as db, db.read(clearance="all") as tx, pytest.raises(labeldb.BadInput, match="not a hard label set"):
+        tx.label_issues("teacher", "gold")
+    assert lines  # the fixture's teacher disagrees with gold on some samples
+    with labeldb.open(copy, write=True) as db:
+        with db.write(clearance="all") as tx:
+            written = tx.write_label_issues("review", "gold", "teacher", filter="both")
+        assert written["written"]["version"] == 1 and written["written"]["rows"] == len(lines)
+
+
+def test_consensus_with_a_reference(copy):
+    with labeldb.open(copy, write=True) as db:
+        with db.write(clearance="all") as tx:
+            report = tx.consensus("c", ["teacher", "gold"], method="vote", reference="gold")
+        assert report["reference"] == "gold@1" and report["reference_samples"] > 0
+        assert set(report["reference_accuracy"]) == {"teacher@1", "gold@1"}
+        # gold judged against itself is always right where it speaks.
+        assert all(a in (None, 1.0) for a in report["reference_accuracy"]["gold@1"])
+        with pytest.raises(labeldb.BadInput, match="not both"):
+            with db.write(clearance="all") as tx:
+                tx.consensus("x", ["teacher", "gold"], reference="gold", reference_tag="t", reference_set="gold")

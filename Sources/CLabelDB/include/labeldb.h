@@ -287,10 +287,21 @@ int ldb_relabel(ldb_txn *txn, const uint64_t *ids, size_t count, const char *opt
 
 /** Writes a new version of label set `name`, the consensus of several (as `labeldb labels
  *  consensus`): options {"sources": [SET[@V], ..], "method": "mean"|"vote"|"dawid-skene",
- *  "weights": {source: number}, "codec": text, "agent": text, "tolerance": number,
- *  "max_iterations": n}. *json: the CLI's JSON. LDB_BAD_INPUT when Dawid–Skene does not converge
- *  (nothing written). */
+ *  "weights": {source: number}, "reference": SET[@V] | "reference_tag": TAG with
+ *  "reference_set": SET[@V] (mean and vote: per-class weights from the sources' accuracy on the
+ *  reference), "codec": text, "agent": text, "tolerance": number, "max_iterations": n}. *json:
+ *  the CLI's JSON. LDB_BAD_INPUT when Dawid–Skene does not converge, or the reference labels no
+ *  sample a source labels (nothing written). */
 int ldb_consensus(ldb_txn *txn, const char *name, const char *options_json, char **json);
+
+/** Likely label errors by confident learning (as `labeldb labels issues`): options {"given":
+ *  hard SET[@V], "probs": soft SET[@V] or projector, "filter": "prune-by-noise-rate"|
+ *  "prune-by-class"|"both", "where": filter, "write_set": NAME (a write transaction: the
+ *  suggested classes are written as a new version of that hard label set), "agent": text}. JSON
+ *  {"given", "probs", "examined", "estimated_errors", "issues": [the CLI's lines, ranked],
+ *  "written": the version written, or null}. LDB_BAD_INPUT for a soft given set, hard
+ *  probabilities, no common sample, or nothing flagged with write_set (nothing written). */
+int ldb_label_issues(ldb_txn *txn, const char *options_json, char **json);
 
 /** Drops label set "SET", or one old version "SET@V" (as `labeldb labels drop --format json`);
  *  the transaction's clearance must see every row dropped. */

@@ -23,6 +23,8 @@ public struct ConsensusReport: Sendable {
     /// (Σ_c prior(c) · P(votes c | true c)).
     public var iterations: Int?
     public var sourceAccuracy: [Double]?
+    /// With a reference: each source's per-class accuracy on it, which weighed its labels.
+    public var referenceAccuracy: ReferenceAccuracy?
 }
 
 /// Errors of a consensus.
@@ -52,9 +54,14 @@ extension WriteTransaction {
     /// least one source labels, the consensus of the sources' labels (see ``ConsensusMethod``).
     /// `weights` (one per source, default 1) scale each source in `mean` and `vote`; Dawid–Skene
     /// stops when no posterior moves by more than `tolerance` in an iteration, and fails after
-    /// `maxIterations`.
+    /// `maxIterations`. With a `reference` (mean and vote), each source's label of class c is
+    /// further weighted by the source's accuracy on the reference samples it gave class c
+    /// (``ReferenceAccuracy``), so a teacher that is often wrong when it says "dog" counts
+    /// less when it says "dog", and as much as before elsewhere. Reference samples are labelled
+    /// like every other sample.
     ///
-    /// Described in the provenance log as `label consensus` (sources, method, weights).
+    /// Described in the provenance log as `label consensus` (sources, the reference set, method,
+    /// weights, reference).
     /// The version's source label is the secrecy of every source row used (each row's source,
     /// joined), with no integrity tag: a consensus is vouched for by no one, so rows that used a
     /// licensed teacher's label are licensed too (conservatively, all rows of the version).
@@ -63,31 +70,79 @@ extension WriteTransaction {
     ///   ``LabelError``; nothing is written.
     public func consensus(
         into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
-        codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-4, maxIterations: Int = 500
+        reference: ConsensusReference? = nil, codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-4, maxIterations: Int = 500
     ) throws -> ConsensusReport {
         let names = try distinctSources(references, needing: "a consensus needs at least two sources")
-        let w = weights ?? Array(repeating: 1, count: references.count)
-        guard w.count == references.count, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
+        let c = store.schema.classes.count
+        let w = try Self.checkConsensusOptions(method, weights: weights, sources: references.count, reference: reference,
+                                               tolerance: tolerance, maxIterations: maxIterations, classes: c)
+        let sources = try references.map { try labelSource($0) }
+        let rows = try consensusRows(references, sources: sources, method: method, weights: w, reference: reference)
+        var iterations: Int? = nil, accuracy: [Double]? = nil
+        // Per sample, each source's weight: the caller's, times its reference accuracy.
+        let rowWeights = { (row: [Label?]) in rows.reference.map { zip(w, $0.weights(of: row)).map(*) } ?? w }
+        let soft: [Float]
+        switch method {
+        case .mean: soft = rows.labels.flatMap { Self.mean($0, weights: rowWeights($0), classes: c) }
+        case .vote: soft = rows.labels.flatMap { Self.vote($0, weights: rowWeights($0), classes: c) }
+        case .dawidSkene:
+            let fit = try DawidSkene.fit(votes: rows.labels.map { $0.map { $0?.top1?.classIndex } }, classes: c, tolerance: tolerance, maxIterations: maxIterations)
+            soft = fit.posteriors
+            (iterations, accuracy) = (fit.iterations, fit.accuracy)
+        }
+        let info = try importLabels(.soft(soft), ids: rows.ids, into: name, codec: codec, agent: agent,
+                                    source: TaintLabel(secrecy: rows.secrecy, integrity: .tags([])), normalize: true)
+        var parameters = ["method": method.rawValue, "weights": zip(names, w).map { "\($0)=\($1)" }.joined(separator: ",")]
+        if let iterations { parameters["iterations"] = "\(iterations)" }
+        if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
+        if let learned = rows.reference { parameters["reference"] = learned.reference }
+        describe(ProvenanceRecord(
+            activity: "label consensus", agent: agent,
+            used: sources.map(\.entity) + (try reference.map { [try labelSource($0.labels).entity] } ?? []),
+            generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
+            parameters: parameters))
+        return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy, referenceAccuracy: rows.reference)
+    }
+
+    /// The weights (default 1 each), once the options are known to fit the method.
+    static func checkConsensusOptions(
+        _ method: ConsensusMethod, weights: [Double]?, sources: Int, reference: ConsensusReference?, tolerance: Double, maxIterations: Int, classes c: Int
+    ) throws -> [Double] {
+        let w = weights ?? Array(repeating: 1, count: sources)
+        guard w.count == sources, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
             throw ConsensusError.weights("weights must be numbers ≥ 0, one per source, not all 0")
         }
-        let c = store.schema.classes.count
-        if method == .dawidSkene {
-            guard weights == nil else { throw ConsensusError.options("weights are not used by dawid-skene (it estimates each source's reliability)") }
-            guard tolerance > 0, tolerance.isFinite, (1...100_000).contains(maxIterations) else {
-                throw ConsensusError.options("dawid-skene needs a tolerance > 0 and 1 to 100,000 iterations")
-            }
-            // A confusion matrix per source: C² numbers each.
-            guard c <= DawidSkene.maximumClasses else {
-                throw ConsensusError.options("dawid-skene keeps a \(c) × \(c) confusion matrix per source; at most \(DawidSkene.maximumClasses) classes are supported")
-            }
+        guard method == .dawidSkene else { return w }
+        guard weights == nil else { throw ConsensusError.options("weights are not used by dawid-skene (it estimates each source's reliability)") }
+        guard reference == nil else { throw ConsensusError.options("a reference is not used by dawid-skene (it estimates each source's reliability without one); use mean or vote") }
+        guard tolerance > 0, tolerance.isFinite, (1...100_000).contains(maxIterations) else {
+            throw ConsensusError.options("dawid-skene needs a tolerance > 0 and 1 to 100,000 iterations")
         }
+        // A confusion matrix per source: C² numbers each.
+        guard c <= DawidSkene.maximumClasses else {
+            throw ConsensusError.options("dawid-skene keeps a \(c) × \(c) confusion matrix per source; at most \(DawidSkene.maximumClasses) classes are supported")
+        }
+        return w
+    }
+
+    /// The samples a consensus labels with the sources' labels, the secrecy they carry, and
+    /// what the reference (when given) says of each source.
+    private func consensusRows(
+        _ references: [LabelSetReference], sources: [QueryLabelSource], method: ConsensusMethod, weights w: [Double], reference: ConsensusReference?
+    ) throws -> (ids: [UInt64], labels: [[Label?]], secrecy: TagSet, reference: ReferenceAccuracy?) {
         var ids: [UInt64] = [], labels: [[Label?]] = []
         // The secrecy the rows carry: per sample (mean, vote), each row's source suffices, the
         // sample's own being joined when the row is written; Dawid–Skene's output for one sample
-        // depends on every sample's votes, so it takes every row's whole label.
+        // depends on every sample's votes, so it takes every row's whole label, and so do the
+        // reference rows and the source rows on reference samples, which weigh every sample.
         var secrecy = TagSet.tags([])
-        let sources = try references.map { try labelSource($0) }
-        try query(nil, labels: references) { id, row in
+        var learned = try reference.map { ReferenceAccuracy(reference: try referenceName($0), sources: sources.count, classes: store.schema.classes.count) }
+        try query(nil, labels: references + (reference.map { [$0.labels] } ?? [])) { id, all in
+            let row = Array(all.prefix(sources.count))
+            if let reference, try isReferenceSample(id, all.last!, reference), row.contains(where: { $0?.top1 != nil }) {
+                learned!.count(row, truth: all.last!!.top1!.classIndex)
+                secrecy = row.compactMap { $0?.taint.secrecy }.reduce(secrecy.union(all.last!!.taint.secrecy)) { $0.union($1) }
+            }
             // A sample only zero-weighted sources label gets no label (Σw·P / Σw is 0/0).
             guard row.indices.contains(where: { row[$0]?.top1 != nil && (method == .dawidSkene || w[$0] > 0) }) else { return }
             ids.append(id)
@@ -97,27 +152,10 @@ extension WriteTransaction {
             }
         }
         guard !ids.isEmpty else { throw ConsensusError.nothingToLabel }
-        var iterations: Int? = nil, accuracy: [Double]? = nil
-        let soft: [Float]
-        switch method {
-        case .mean: soft = labels.flatMap { Self.mean($0, weights: w, classes: c) }
-        case .vote: soft = labels.flatMap { Self.vote($0, weights: w, classes: c) }
-        case .dawidSkene:
-            let fit = try DawidSkene.fit(votes: labels.map { $0.map { $0?.top1?.classIndex } }, classes: c, tolerance: tolerance, maxIterations: maxIterations)
-            soft = fit.posteriors
-            (iterations, accuracy) = (fit.iterations, fit.accuracy)
+        if let learned, learned.samples == 0 {
+            throw ConsensusError.options("the reference \(learned.reference) labels no sample a source labels under this clearance")
         }
-        let info = try importLabels(.soft(soft), ids: ids, into: name, codec: codec, agent: agent,
-                                    source: TaintLabel(secrecy: secrecy, integrity: .tags([])), normalize: true)
-        var parameters = ["method": method.rawValue, "weights": zip(names, w).map { "\($0)=\($1)" }.joined(separator: ",")]
-        if let iterations { parameters["iterations"] = "\(iterations)" }
-        if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
-        describe(ProvenanceRecord(
-            activity: "label consensus", agent: agent,
-            used: sources.map(\.entity),
-            generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
-            parameters: parameters))
-        return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy)
+        return (ids, labels, secrecy, learned)
     }
 
     /// The label a source row carries besides its sample's: its version's source, or a projector's.

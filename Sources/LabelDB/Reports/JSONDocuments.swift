@@ -154,6 +154,14 @@ public func consensusJSON(_ report: ConsensusReport, name: String, method: Conse
     object["method"] = .string(method.rawValue)
     if let iterations = report.iterations { object["iterations"] = .int(Int64(iterations)) }
     if let accuracy = report.sourceAccuracy { object["source_accuracy"] = .object(Dictionary(uniqueKeysWithValues: zip(report.sources, accuracy.map(JSONValue.double)))) }
+    if let learned = report.referenceAccuracy {
+        object["reference"] = .string(learned.reference)
+        object["reference_samples"] = .int(Int64(learned.samples))
+        object["reference_accuracy"] = .object(Dictionary(uniqueKeysWithValues: report.sources.enumerated().map { s, name in
+            (name, JSONValue.array(learned.counts[s].indices.map { c in learned.accuracy(source: s, classIndex: c).map(JSONValue.double) ?? .null }))
+        }))
+        object["reference_counts"] = .object(Dictionary(uniqueKeysWithValues: zip(report.sources, learned.counts.map { JSONValue.array($0.map { .int(Int64($0)) }) })))
+    }
     return .object(object)
 }
 

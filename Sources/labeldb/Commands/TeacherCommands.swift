@@ -48,7 +48,7 @@ struct LabelsAgreeCommand: ParsableCommand {
     }
 }
 
-/// `labeldb labels consensus STORE OUT --from A,B[,C…] [--method mean|vote|dawid-skene] [--weights A=W,…] [--codec C] [--agent NAME] [--format json]`
+/// `labeldb labels consensus STORE OUT --from A,B[,C…] [--method mean|vote|dawid-skene] [--weights A=W,…] [--reference SET | --reference-tag TAG --reference-set SET] [--codec C] [--agent NAME] [--format json]`
 struct LabelsConsensusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consensus", abstract: "Write a new version of a label set: the consensus of several label sets, one soft label per sample.",
@@ -58,9 +58,13 @@ struct LabelsConsensusCommand: ParsableCommand {
             by --weights; vote takes the weighted fractions of their top-1 votes (a tie goes to the \
             class whose voters were surest); dawid-skene fits each source's confusion matrix by EM \
             from the top-1 votes and writes the posterior (it reports the iterations and each \
-            source's estimated accuracy, and writes nothing when it does not converge). The \
-            version's source label carries the secrecy of every source row used; its provenance \
-            names every source version, the method and the weights.
+            source's estimated accuracy, and writes nothing when it does not converge). With \
+            --reference SET (or --reference-tag TAG --reference-set SET: the samples whose taint \
+            label carries integrity tag TAG), mean and vote also weight each source's label of a \
+            class by the source's accuracy on the reference samples it gave that class (smoothed: \
+            (hits + 1) / (count + 2)), and print that table. The version's source label carries \
+            the secrecy of every source row used (and of every reference row); its provenance \
+            names every source version, the reference, the method and the weights.
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "The label set to write (a new version of it).") var out: String
@@ -69,6 +73,9 @@ struct LabelsConsensusCommand: ParsableCommand {
     @Option(help: "NAME=WEIGHT per source, as named in --from (default 1); comma-separated, repeatable. Not used by dawid-skene.") var weights: [String] = []
     @Option(help: "dawid-skene: stop when no posterior probability moves by more than this in an iteration.") var tolerance: Double = 1e-4
     @Option(help: "dawid-skene: give up (and write nothing) after this many iterations.") var maxIterations: Int = 500
+    @Option(help: "mean, vote: a trusted label set; each source's labels of a class are weighted by its accuracy on the samples this set labels.") var reference: String?
+    @Option(help: "mean, vote: the reference samples are those whose taint label carries this integrity tag, with labels from --reference-set.") var referenceTag: String?
+    @Option(help: "The label set --reference-tag's samples take their reference labels from.") var referenceSet: String?
     @Option(help: "The codec, for a new label set (default dense:f16).") var codec: String?
     @Option(help: "Who produced the labels (default consensus:METHOD).") var agent: String?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -87,11 +94,12 @@ struct LabelsConsensusCommand: ParsableCommand {
         if methodValue == .dawidSkene && !weights.isEmpty { throw UsageError(description: "--weights is not used by dawid-skene (it estimates each source's reliability)") }
         guard tolerance > 0, tolerance.isFinite, maxIterations >= 1 else { throw UsageError(description: "--tolerance must be > 0 and --max-iterations ≥ 1") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
+        let referenceValue = try ConsensusReference(set: reference, tag: referenceTag, tagSet: referenceSet)
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let name = agent ?? "consensus:\(method)"
         let report = try store.write(clearance: clearance) { tx -> ConsensusReport in
-            try tx.consensus(into: out, from: references, method: methodValue, weights: weights.isEmpty ? nil : weightValues, codec: codecValue, agent: name,
+            try tx.consensus(into: out, from: references, method: methodValue, weights: weights.isEmpty ? nil : weightValues, reference: referenceValue, codec: codecValue, agent: name,
                              tolerance: tolerance, maxIterations: maxIterations)
         }
         switch format {
@@ -102,7 +110,20 @@ struct LabelsConsensusCommand: ParsableCommand {
             if let iterations = report.iterations, let accuracy = report.sourceAccuracy {
                 print("  dawid-skene: \(iterations) iterations; estimated accuracy " + zip(report.sources, accuracy).map { String(format: "%@ %.3f", $0, $1) }.joined(separator: ", "))
             }
+            if let learned = report.referenceAccuracy { printReferenceAccuracy(learned, sources: report.sources, classes: store.schema.classes) }
         }
+    }
+}
+
+/// The per-class accuracy table of a reference-weighted consensus: per source, the classes it
+/// gave reference samples (at most 12 shown, the least accurate first).
+private func printReferenceAccuracy(_ learned: ReferenceAccuracy, sources: [String], classes: [String]) {
+    print("  reference \(learned.reference): \(learned.samples) samples; each source's accuracy when it says a class (hits/count):")
+    for (s, source) in sources.enumerated() {
+        let seen = classes.indices.filter { learned.counts[s][$0] > 0 }
+            .sorted { (learned.accuracy(source: s, classIndex: $0)!, $0) < (learned.accuracy(source: s, classIndex: $1)!, $1) }
+        let shown = seen.prefix(12).map { "\(classes[$0]) \(String(format: "%.2f", learned.accuracy(source: s, classIndex: $0)!)) (\(learned.hits[s][$0])/\(learned.counts[s][$0]))" }
+        print("    \(source): " + (shown.isEmpty ? "no reference sample" : shown.joined(separator: ", ")) + (seen.count > 12 ? ", … \(seen.count - 12) more classes" : ""))
     }
 }
 
