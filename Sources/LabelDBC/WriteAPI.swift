@@ -230,7 +230,7 @@ public func ldbConsensus(
             let reference = try ConsensusReference(set: try o.text("reference"), tag: try o.text("reference_tag"), tagSet: try o.text("reference_set"))
             let report = try session.run { tx in
                 try tx.consensus(into: name, from: references, method: method, weights: weights, reference: reference, codec: codec, agent: try o.text("agent") ?? "python",
-                                 tolerance: try o.number("tolerance") ?? 1e-4, maxIterations: try o.integer("max_iterations") ?? 500)
+                                 tolerance: try o.number("tolerance") ?? 1e-6, maxIterations: try o.integer("max_iterations") ?? 500)
             }
             give(consensusJSON(report, name: name, method: method), json)
         }

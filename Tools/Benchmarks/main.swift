@@ -11,6 +11,7 @@
 //   .build/release/labeldb-bench flow [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //   .build/release/labeldb-bench convergence [--counts 1000,10000] [--epochs 1000]
+//   .build/release/labeldb-bench teachers [--count N] [--dir DIR]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
 import Foundation
@@ -88,13 +89,18 @@ do {
         if let counts = options["counts"] { bench.counts = counts.split(separator: ",").compactMap { Int($0) } }
         if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
         try bench.run()
+    case "teachers":
+        var bench = TeacherBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let dir = options["dir"] { bench.directory = dir }
+        try bench.run()
     case "peers":
         var bench = PeersBenchmark()
         if let data = options["data"] { bench.data = data }
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|flow|filter|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|flow|filter|teachers|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

@@ -6,8 +6,9 @@
 // N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
 // cluster as "cluster", a source and a split; payloads are random bytes, base64 in JSONL.
 // teacher.npy holds a teacher's soft labels (N × C): softmax(8 · cosine(x, centre_c)), and
-// clusters.npy the cluster of each row (a noisy "human" hard label set), head.npy a zero-shot
-// base head (dim × C, the normalised centres). With `--taint yes`, metadata lines carry per-row
+// clusters.npy the cluster of each row (a noisy "human" hard label set), annotators.npy the
+// clusters with 6% of labels flipped (label errors to find), head.npy a zero-shot base head
+// (dim × C, the normalised centres). With `--taint yes`, metadata lines carry per-row
 // taint labels: "books" rows the secrecy tag licensed:books, a tenth of "forums" rows pii, and a
 // third of all rows the integrity tag human-reviewed.
 import Foundation
@@ -81,6 +82,15 @@ for row in 0..<count {
     for c in 0..<classCount { teacher[row * classCount + c] = logits[c] / sum }
 }
 try NumPyArray.write(teacher, shape: [count, classCount], to: out + "/teacher.npy")
+
+// Annotators: the clusters with 6% of labels flipped to another class, the label errors
+// `labels issues` should find (its own generator, so the files above do not change).
+var annotatorRNG = SplitMix64(seed: seed ^ 0xA770_7A70)
+let annotators = clusters.map { c -> Int32 in
+    guard classCount > 1, Int.random(in: 0..<100, using: &annotatorRNG) < 6 else { return Int32(c) }
+    return Int32((c + Int.random(in: 1..<classCount, using: &annotatorRNG)) % classCount)
+}
+try NumPyArray.write(annotators, shape: [count], to: out + "/annotators.npy")
 
 // A zero-shot base head W0 (dim × classes): the normalised class centres, standing in for text
 // embeddings of the class names from the same encoder.

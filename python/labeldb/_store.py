@@ -539,7 +539,7 @@ class WriteTransaction(Transaction):
 
     @_fails_transaction
     def consensus(self, name: str, sources, method: str = "mean", weights: dict | None = None, codec: str | None = None,
-                  agent: str = "python", tolerance: float = 1e-4, max_iterations: int = 500,
+                  agent: str = "python", tolerance: float = 1e-6, max_iterations: int = 500,
                   reference: str | None = None, reference_tag: str | None = None, reference_set: str | None = None) -> dict:
         """Writes a new version of label set `name`: the consensus of `sources` (mean, vote or
         dawid-skene), as `labeldb labels consensus`; `reference` (a trusted set) or `reference_tag`

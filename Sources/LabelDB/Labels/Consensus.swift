@@ -42,7 +42,7 @@ public enum ConsensusError: Error, Equatable, Sendable, CustomStringConvertible 
         switch self {
         case .weights(let why): why
         case .notConverged(let n, let change):
-            "Dawid–Skene did not converge in \(n) iterations (the largest posterior change was \(change)); nothing written"
+            "Dawid–Skene did not converge in \(n) iterations (its log-likelihood per sample still moved by \(change) nats in the last); nothing written"
         case .nothingToLabel: "no sample the clearance sees is labelled by any source"
         case .options(let why): why
         }
@@ -53,7 +53,8 @@ extension WriteTransaction {
     /// Writes a new version of label set `name`: for every sample the clearance sees that at
     /// least one source labels, the consensus of the sources' labels (see ``ConsensusMethod``).
     /// `weights` (one per source, default 1) scale each source in `mean` and `vote`; Dawid–Skene
-    /// stops when no posterior moves by more than `tolerance` in an iteration, and fails after
+    /// stops when its log-likelihood per sample moves by less than `tolerance` (nats) in an
+    /// iteration, and fails after
     /// `maxIterations`. With a `reference` (mean and vote), each source's label of class c is
     /// further weighted by the source's accuracy on the reference samples it gave class c
     /// (``ReferenceAccuracy``), so a teacher that is often wrong when it says "dog" counts
@@ -70,7 +71,7 @@ extension WriteTransaction {
     ///   ``LabelError``; nothing is written.
     public func consensus(
         into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
-        reference: ConsensusReference? = nil, codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-4, maxIterations: Int = 500
+        reference: ConsensusReference? = nil, codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-6, maxIterations: Int = 500
     ) throws -> ConsensusReport {
         let names = try distinctSources(references, needing: "a consensus needs at least two sources")
         let c = store.schema.classes.count
@@ -226,9 +227,11 @@ enum DawidSkene {
         var prior = [Double](repeating: 1 / Double(c), count: c)
         var theta = [Double](repeating: 0, count: sources * c * c)
         let smoothing = 1e-6
+        var previous = -Double.infinity
         for iteration in 1...max(maxIterations, 1) {
             // M-step.
-            prior = (0..<c).map { k in (0..<n).reduce(smoothing) { $0 + t[$1 * c + k] } }
+            prior = [Double](repeating: smoothing, count: c)
+            for i in 0..<n { for k in 0..<c { prior[k] += t[i * c + k] } }
             let priorSum = prior.reduce(0, +)
             prior = prior.map { $0 / priorSum }
             theta = [Double](repeating: smoothing, count: sources * c * c)
@@ -245,23 +248,25 @@ enum DawidSkene {
                     for k in 0..<c { theta[base + k] /= sum }
                 }
             }
-            // E-step, in logs.
-            var change = 0.0
+            // E-step, in logs (taken once per iteration, not per sample), and the log-likelihood
+            // of the votes under this iteration's parameters.
+            let logPrior = prior.map { log($0) }, logTheta = theta.map { log($0) }
+            var likelihood = 0.0
             for (i, row) in votes.enumerated() {
-                var logp = prior.map { log($0) }
+                var logp = logPrior
                 for (s, vote) in row.enumerated() {
                     guard let k = vote else { continue }
-                    for j in 0..<c { logp[j] += log(theta[(s * c + j) * c + k]) }
+                    for j in 0..<c { logp[j] += logTheta[(s * c + j) * c + k] }
                 }
                 let top = logp.max()!
                 let e = logp.map { exp($0 - top) }
                 let sum = e.reduce(0, +)
-                for j in 0..<c {
-                    let value = e[j] / sum
-                    change = max(change, abs(value - t[i * c + j]))
-                    t[i * c + j] = value
-                }
+                likelihood += top + log(sum)
+                for j in 0..<c { t[i * c + j] = e[j] / sum }
             }
+            // EM raises the likelihood every iteration; stop once it has flattened out.
+            let change = abs(likelihood - previous) / Double(max(n, 1))
+            previous = likelihood
             if change < tolerance {
                 let accuracy = (0..<sources).map { s in (0..<c).reduce(0.0) { $0 + prior[$1] * theta[(s * c + $1) * c + $1] } }
                 return Fit(posteriors: t.map(Float.init), iterations: iteration, accuracy: accuracy)

@@ -71,7 +71,7 @@ struct LabelsConsensusCommand: ParsableCommand {
     @Option(help: "The sources: label sets (SET or SET@VERSION) or projectors; comma-separated, repeatable.") var from: [String]
     @Option(help: "mean, vote or dawid-skene.") var method: String = "mean"
     @Option(help: "NAME=WEIGHT per source, as named in --from (default 1); comma-separated, repeatable. Not used by dawid-skene.") var weights: [String] = []
-    @Option(help: "dawid-skene: stop when no posterior probability moves by more than this in an iteration.") var tolerance: Double = 1e-4
+    @Option(help: "dawid-skene: stop when the log-likelihood per sample moves by less than this (nats) in an iteration.") var tolerance: Double = 1e-6
     @Option(help: "dawid-skene: give up (and write nothing) after this many iterations.") var maxIterations: Int = 500
     @Option(help: "mean, vote: a trusted label set; each source's labels of a class are weighted by its accuracy on the samples this set labels.") var reference: String?
     @Option(help: "mean, vote: the reference samples are those whose taint label carries this integrity tag, with labels from --reference-set.") var referenceTag: String?
