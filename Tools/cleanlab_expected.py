@@ -42,8 +42,10 @@ def corpus(n, classes, flip, strength, seed, coarse=False):
     prior /= prior.sum()
     truth = rng.choice(classes, size=n, p=prior)
     flipped = rng.random(n) < flip
-    # Asymmetric noise: a flip goes to one of the next two classes.
+    # Asymmetric noise: a flip goes to one of the next two classes, never the last (which so no
+    # sample is given: its threshold is cleanlab's 2).
     given = np.where(flipped, (truth + 1 + rng.integers(0, 2, n)) % classes, truth).astype(np.int32)
+    given[given == classes - 1] = 0
     flipped &= given != truth
     logits = rng.normal(0, 1, (n, classes))
     logits[np.arange(n), truth] += strength
@@ -53,6 +55,14 @@ def corpus(n, classes, flip, strength, seed, coarse=False):
         given, probs, keep = coarsen(given, probs)
         flipped = flipped[keep]
     return given, probs, flipped
+
+
+def counts(given, probs):
+    """cleanlab's thresholds and calibrated confident joint (as LabelDB reports them)."""
+    from cleanlab.count import compute_confident_joint, get_confident_thresholds
+
+    p = probs.astype(np.float64)
+    return get_confident_thresholds(given, p).tolist(), compute_confident_joint(given, p).tolist()
 
 
 def expected(given, probs, stable=False):
@@ -94,7 +104,9 @@ def main(out):
         for f, ids in flagged.items():
             hit = len(planted & set(ids))
             quality[f] = {"flagged": len(ids), "precision": hit / max(len(ids), 1), "recall": hit / max(len(planted), 1)}
+        thresholds, joint = counts(given, probs)
         summary["cases"][name] = {"samples": len(given), "classes": case[1], "planted": len(planted), "expected": flagged,
+                                  "thresholds": thresholds, "confident_joint": joint,
                                   "default_argsort_agrees": {f: default[f] == flagged[f] for f in FILTERS}, "quality": quality}
         print(name, {f: q for f, q in quality.items()})
     (out / "expected.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -253,9 +253,8 @@ public func ldbLabelIssues(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePoint
         let handle = try transactionHandle(pointer)
         var document: JSONValue = [:]
         func report(_ result: LabelIssues, _ written: LabelSetVersion?) -> JSONValue {
-            let estimated = result.confidentJoint.enumerated().reduce(0) { sum, row in sum + row.element.reduce(0, +) - row.element[row.offset] }
             return ["given": .string(result.given), "probs": .string(result.probs), "examined": .int(Int64(result.examined)),
-                    "estimated_errors": .int(Int64(estimated)), "issues": .array(result.issues.map(labelIssueJSON)),
+                    "estimated_errors": .int(Int64(result.estimatedErrors)), "issues": .array(result.issues.map(labelIssueJSON)),
                     "written": written.map(versionJSON).map(JSONValue.object) ?? .null]
         }
         if let writeSet = try o.text("write_set") {
@@ -263,7 +262,7 @@ public func ldbLabelIssues(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePoint
             try handle.writing { session in
                 document = try session.run { tx in
                     let result = try tx.labelIssues(given: given, probs: probs, filter: filter, where: expression)
-                    return report(result, try tx.writeSuggestions(of: result, given: given, probs: probs, into: writeSet, agent: agent))
+                    return report(result, try tx.writeSuggestions(of: result, into: writeSet, agent: agent))
                 }
             }
         } else {

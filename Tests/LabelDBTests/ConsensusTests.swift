@@ -70,6 +70,18 @@ struct ConsensusTests {
         let (ds, vote) = (try correct("DS"), try correct("V"))
         #expect(ds > vote, "Dawid–Skene \(ds) vs vote \(vote) of \(n)")
         #expect(report.iterations! >= 2)
+        // The tolerance decides when it stops: a loose one earlier, and a tight one with too few
+        // iterations not at all.
+        let loose = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "DL", from: (0..<3).map { LabelSetReference(name: "L\($0)") }, method: .dawidSkene, agent: "t", tolerance: 0.05)
+        }
+        #expect(loose.iterations! < report.iterations!, "\(loose.iterations!) vs \(report.iterations!)")
+        #expect(throws: ConsensusError.self) {
+            try store.write(clearance: .all) { tx in
+                _ = try tx.consensus(into: "DT", from: (0..<3).map { LabelSetReference(name: "L\($0)") }, method: .dawidSkene, agent: "t",
+                                     tolerance: 1e-12, maxIterations: report.iterations!)
+            }
+        }
     }
 
     @Test("the written version carries the secrecy of the sources used, no integrity, and names them in its provenance")
@@ -98,7 +110,7 @@ struct ConsensusTests {
         }
         #expect(throws: ConsensusError.self) {
             try store.write(clearance: .all) { tx in
-                _ = try tx.consensus(into: "X", from: [LabelSetReference(name: "H"), LabelSetReference(name: "T")], method: .dawidSkene, agent: "x", tolerance: 1e-12, maxIterations: 1)
+                _ = try tx.consensus(into: "X", from: [LabelSetReference(name: "H"), LabelSetReference(name: "T")], method: .dawidSkene, agent: "x", tolerance: 1e-12, maxIterations: 2)
             }
         }
         #expect(try store.read(clearance: .all) { try $0.labelSet(named: "X") } == nil)
@@ -223,5 +235,31 @@ struct ConsensusTests {
         #expect(cli.stdout.contains("reference gold@1: 80 samples; each source's accuracy when it says a class"))
         let json = try runCLI(["labels", "consensus", dir.file("store"), "C", "--from", "A,B", "--reference", "gold", "--clearance", "all", "--format", "json"])
         #expect(json.stdout.contains("\"reference_samples\":80") && json.stdout.contains("\"reference_accuracy\""))
+    }
+
+    @Test("a reference-weighted version carries the secrecy of the reference rows and of every source row on a reference sample")
+    func referenceSecrecy() throws {
+        let dir = TemporaryDirectory("consensus")
+        let store = try store(dir, n: 6)
+        defer { store.close() }
+        let sources = [LabelSetReference(name: "A"), LabelSetReference(name: "B")]
+        try store.write(clearance: .all) { tx in
+            try tx.importLabels(.hard([0, 1, 2, 0, 1, 2]), ids: Array(1...6), into: "A", agent: "a")
+            try tx.importLabels(.hard([0, 1, 2, 0, 2, 2]), ids: Array(1...6), into: "B", agent: "b")
+            try tx.importLabels(.hard([0, 1]), ids: [1, 2], into: "gold", agent: "g", source: TaintLabel(secrecy: ["audit"], integrity: []))
+            _ = try tx.relabel([2], TaintChange(addSecrecy: ["pii"]), agent: "x")
+        }
+        // Without a reference, mean takes each row's source only (the sample's own secrecy stays
+        // on that sample's row): nothing secret.
+        let plain = try store.write(clearance: .all) { tx in try tx.consensus(into: "P", from: sources, method: .mean, agent: "x") }
+        #expect(plain.version.sourceLabel == .public)
+        // With gold as reference, every weight depends on gold's rows (audit) and on the sources'
+        // rows on samples 1 and 2 (sample 2 is pii): the whole version carries both.
+        let weighted = try store.write(clearance: .all) { tx in
+            try tx.consensus(into: "R", from: sources, method: .mean, reference: .set(LabelSetReference(name: "gold")), agent: "x")
+        }
+        #expect(weighted.version.sourceLabel == TaintLabel(secrecy: ["audit", "pii"], integrity: []))
+        #expect(try store.read(clearance: .public) { try $0.label(of: 4, in: LabelSetReference(name: "R")) } == nil)
+        #expect(try store.read(clearance: .public) { try $0.label(of: 4, in: LabelSetReference(name: "P")) } != nil)
     }
 }

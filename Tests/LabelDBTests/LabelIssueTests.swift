@@ -15,6 +15,9 @@ struct LabelIssueTests {
         var classes: Int
         var flipped: [Bool]
         var expected: [String: [UInt64]]
+        /// cleanlab's thresholds and calibrated confident joint.
+        var thresholds: [Double] = []
+        var joint: [[Int]] = []
     }
 
     static func fixture(_ name: String) throws -> Case {
@@ -26,7 +29,11 @@ struct LabelIssueTests {
             probs: try NumPyArray.read(file("probs")).floats(),
             classes: entry["classes"] as! Int,
             flipped: try NumPyArray.read(file("flipped")).integers().map { $0 != 0 },
-            expected: (entry["expected"] as! [String: [Int]]).mapValues { $0.map(UInt64.init) })
+            expected: (entry["expected"] as! [String: [Int]]).mapValues { $0.map(UInt64.init) },
+            // (Foundation's JSON parser rounds some doubles; LabelDB's own reads them exactly.)
+            thresholds: try JSONValue.parse(String(contentsOf: fixtures.appendingPathComponent("expected.json"), encoding: .utf8))["cases"]![name]!["thresholds"]!
+                .arrayValue!.map { $0.doubleValue! },
+            joint: entry["confident_joint"] as! [[Int]])
     }
 
     /// A store with samples 0..<n, the given labels as `given` and the probabilities as `probs`
@@ -62,7 +69,9 @@ struct LabelIssueTests {
                 #expect(issue.margin == Double(row[issue.given]) - Double(row.enumerated().filter { $0.offset != issue.given }.map(\.element).max()!))
             }
             #expect(result.issues.map(\.rank) == Array(1...max(result.issues.count, 1)).prefix(result.issues.count).map { $0 })
-            #expect(result.confidentJoint.joined().reduce(0, +) == c.given.count)
+            // The counting half, number for number (a class no sample is given: cleanlab's 2).
+            #expect(result.thresholds.map { $0 ?? 2 } == c.thresholds && result.thresholds.last! == nil)
+            #expect(result.confidentJoint == c.joint && result.confidentJoint.joined().reduce(0, +) == c.given.count)
         }
     }
 
@@ -103,7 +112,7 @@ struct LabelIssueTests {
         defer { store.close() }
         let (result, version) = try store.write(clearance: .all) { tx in
             let result = try tx.labelIssues(given: Self.given, probs: Self.probs)
-            return (result, try tx.writeSuggestions(of: result, given: Self.given, probs: Self.probs, into: "review", agent: "me"))
+            return (result, try tx.writeSuggestions(of: result, into: "review", agent: "me"))
         }
         #expect(version.rows == result.issues.count && version.sourceLabel.secrecy == .tags(["pii"]))
         try store.read(clearance: .all) { tx in
@@ -142,7 +151,7 @@ struct LabelIssueTests {
         }
     }
 
-    @Test("refusals: a soft given set, hard probabilities, no common sample, the same set twice; nothing written")
+    @Test("refusals: a soft given set, hard probabilities, no common sample, one given class, the same set twice, a label filter for a written set; nothing written")
     func refusals() throws {
         let dir = TemporaryDirectory("issues")
         let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 2, classes: ["a", "b"]))
@@ -164,9 +173,17 @@ struct LabelIssueTests {
                 try tx.labelIssues(given: h, probs: LabelSetReference(name: "H2"))
             }
             #expect(throws: LabelIssuesError.noCommonSample("H@1", "N@1")) { try tx.labelIssues(given: h, probs: LabelSetReference(name: "N")) }
+            #expect(throws: LabelIssuesError.inputs("the given labels of H2@1 name one class only: confident learning needs at least two (cleanlab refuses one too)")) {
+                try tx.labelIssues(given: LabelSetReference(name: "H2"), probs: s)
+            }
         }
         let cli = try runCLI(["labels", "issues", dir.file("store"), "--given", "H", "--probs", "N", "--write-set", "review", "--clearance", "all"])
         #expect(cli.status == 2 && cli.stderr.contains("label no common sample"))
+        #expect(try store.read(clearance: .all) { try $0.labelSet(named: "review") } == nil)
+        // A filter that reads labels would shape the written set by rows whose taint it does not carry.
+        let shaped = try runCLI(["labels", "issues", dir.file("store"), "--given", "H", "--probs", "S", "--where", "label(H2).top1 = 'b'",
+                                 "--write-set", "review", "--clearance", "all"])
+        #expect(shaped.status == 2 && shaped.stderr.contains("cannot use a --where that reads labels (H2)"))
         #expect(try store.read(clearance: .all) { try $0.labelSet(named: "review") } == nil)
         let bad = try runCLI(["labels", "issues", dir.file("store"), "--given", "H", "--probs", "S", "--filter", "prune"])
         #expect(bad.status != 0 && bad.stderr.contains("--filter must be prune-by-noise-rate, prune-by-class or both"))

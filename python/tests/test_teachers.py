@@ -34,7 +34,7 @@ def test_consensus_writes_a_label_set_with_its_provenance(copy):
         assert ds["iterations"] >= 1 and set(ds["source_accuracy"]) == {"teacher@1", "gold@1"}
         with pytest.raises(labeldb.BadInput, match="did not converge"):
             with db.write(clearance="all") as tx:
-                tx.consensus("x", ["teacher", "gold"], method="dawid-skene", tolerance=1e-12, max_iterations=1)
+                tx.consensus("x", ["teacher", "gold"], method="dawid-skene", tolerance=1e-12, max_iterations=2)
     names = [s["name"] for s in cli_json_lines("labels", "list", copy, "--clearance", "all")]
     assert "both" in names and "ds" in names and "x" not in names
     # With gold weighted twice, every vote follows gold.

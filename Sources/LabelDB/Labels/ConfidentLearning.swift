@@ -112,8 +112,7 @@ struct ConfidentLearning {
 
     /// `_keep_at_least_n_per_class` with n = 1 and `frac_noise` = 1: a given class whose
     /// diagonal is 0 gets 1, taken evenly from its other non-zero entries; counts truncate.
-    static func keepAtLeastOne(_ calibrated: [Int]) -> [Int] {
-        let c = Int(Double(calibrated.count).squareRoot().rounded())
+    static func keepAtLeastOne(_ calibrated: [Int], classes c: Int) -> [Int] {
         var prune = calibrated
         for g in 0..<c {
             let row = calibrated[(g * c)..<(g * c + c)]

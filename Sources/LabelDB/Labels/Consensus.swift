@@ -96,10 +96,14 @@ extension WriteTransaction {
         var parameters = ["method": method.rawValue, "weights": zip(names, w).map { "\($0)=\($1)" }.joined(separator: ",")]
         if let iterations { parameters["iterations"] = "\(iterations)" }
         if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
-        if let learned = rows.reference { parameters["reference"] = learned.reference }
+        var used = sources.map(\.entity)
+        if let learned = rows.reference, let reference {
+            parameters["reference"] = learned.reference
+            let entity = try labelSource(reference.labels).entity
+            if !used.contains(entity) { used.append(entity) }
+        }
         describe(ProvenanceRecord(
-            activity: "label consensus", agent: agent,
-            used: sources.map(\.entity) + (try reference.map { [try labelSource($0.labels).entity] } ?? []),
+            activity: "label consensus", agent: agent, used: used,
             generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
             parameters: parameters))
         return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy, referenceAccuracy: rows.reference)
@@ -116,8 +120,8 @@ extension WriteTransaction {
         guard method == .dawidSkene else { return w }
         guard weights == nil else { throw ConsensusError.options("weights are not used by dawid-skene (it estimates each source's reliability)") }
         guard reference == nil else { throw ConsensusError.options("a reference is not used by dawid-skene (it estimates each source's reliability without one); use mean or vote") }
-        guard tolerance > 0, tolerance.isFinite, (1...100_000).contains(maxIterations) else {
-            throw ConsensusError.options("dawid-skene needs a tolerance > 0 and 1 to 100,000 iterations")
+        guard tolerance > 0, tolerance.isFinite, (2...100_000).contains(maxIterations) else {
+            throw ConsensusError.options("dawid-skene needs a tolerance > 0 and 2 to 100,000 iterations (convergence compares two)")
         }
         // A confusion matrix per source: C² numbers each.
         guard c <= DawidSkene.maximumClasses else {
@@ -204,10 +208,14 @@ extension WriteTransaction {
 
 /// Dawid & Skene (1979): each source s has a confusion matrix θₛ[true][given]; EM alternates the
 /// posterior of each sample's true class given its votes and the maximum-likelihood priors and
-/// confusions given those posteriors. Deterministic: it starts from the vote fractions.
+/// confusions given those posteriors. Deterministic: it starts from the vote fractions, and stops
+/// when the log-likelihood of the votes per sample moves by less than the tolerance (which takes
+/// two iterations at least: the first has nothing to compare with).
 enum DawidSkene {
     /// The most classes a fit accepts: it keeps sources × C² confusion entries.
     static let maximumClasses = 1024
+    /// Added to every count, so that no confusion entry is 0 and its log finite.
+    static let smoothing = 1e-6
 
     struct Fit {
         var posteriors: [Float]
@@ -215,64 +223,79 @@ enum DawidSkene {
         var accuracy: [Double]
     }
 
+    /// The parameters an M-step estimates.
+    struct Parameters {
+        var prior: [Double]
+        /// `[(s · C + true) · C + given]`.
+        var theta: [Double]
+    }
+
     /// `votes[i][s]`: source s's class for sample i, or nil.
     static func fit(votes: [[Int?]], classes c: Int, tolerance: Double, maxIterations: Int) throws -> Fit {
-        let n = votes.count, sources = votes.first?.count ?? 0
+        let n = votes.count
         // Start: each sample's vote fractions.
         var t = [Double](repeating: 0, count: n * c)
         for (i, row) in votes.enumerated() {
             let cast = row.compactMap { $0 }
             for k in cast { t[i * c + k] += 1 / Double(cast.count) }
         }
-        var prior = [Double](repeating: 1 / Double(c), count: c)
-        var theta = [Double](repeating: 0, count: sources * c * c)
-        let smoothing = 1e-6
-        var previous = -Double.infinity
+        var previous = -Double.infinity, change = Double.infinity
         for iteration in 1...max(maxIterations, 1) {
-            // M-step.
-            prior = [Double](repeating: smoothing, count: c)
-            for i in 0..<n { for k in 0..<c { prior[k] += t[i * c + k] } }
-            let priorSum = prior.reduce(0, +)
-            prior = prior.map { $0 / priorSum }
-            theta = [Double](repeating: smoothing, count: sources * c * c)
-            for (i, row) in votes.enumerated() {
-                for (s, vote) in row.enumerated() {
-                    guard let k = vote else { continue }
-                    for j in 0..<c { theta[(s * c + j) * c + k] += t[i * c + j] }
-                }
-            }
-            for s in 0..<sources {
-                for j in 0..<c {
-                    let base = (s * c + j) * c
-                    let sum = theta[base..<(base + c)].reduce(0, +)
-                    for k in 0..<c { theta[base + k] /= sum }
-                }
-            }
-            // E-step, in logs (taken once per iteration, not per sample), and the log-likelihood
-            // of the votes under this iteration's parameters.
-            let logPrior = prior.map { log($0) }, logTheta = theta.map { log($0) }
-            var likelihood = 0.0
-            for (i, row) in votes.enumerated() {
-                var logp = logPrior
-                for (s, vote) in row.enumerated() {
-                    guard let k = vote else { continue }
-                    for j in 0..<c { logp[j] += logTheta[(s * c + j) * c + k] }
-                }
-                let top = logp.max()!
-                let e = logp.map { exp($0 - top) }
-                let sum = e.reduce(0, +)
-                likelihood += top + log(sum)
-                for j in 0..<c { t[i * c + j] = e[j] / sum }
-            }
+            let parameters = mStep(votes: votes, posteriors: t, classes: c)
+            let likelihood = eStep(votes: votes, parameters: parameters, classes: c, posteriors: &t)
             // EM raises the likelihood every iteration; stop once it has flattened out.
-            let change = abs(likelihood - previous) / Double(max(n, 1))
+            change = abs(likelihood - previous) / Double(max(n, 1))
             previous = likelihood
             if change < tolerance {
-                let accuracy = (0..<sources).map { s in (0..<c).reduce(0.0) { $0 + prior[$1] * theta[(s * c + $1) * c + $1] } }
+                let sources = votes.first?.count ?? 0
+                let accuracy = (0..<sources).map { s in (0..<c).reduce(0.0) { $0 + parameters.prior[$1] * parameters.theta[(s * c + $1) * c + $1] } }
                 return Fit(posteriors: t.map(Float.init), iterations: iteration, accuracy: accuracy)
             }
-            if iteration == maxIterations { throw ConsensusError.notConverged(iterations: iteration, change: change) }
         }
-        throw ConsensusError.notConverged(iterations: maxIterations, change: .infinity)
+        throw ConsensusError.notConverged(iterations: maxIterations, change: change)
+    }
+
+    /// The class priors and each source's confusion, from the posteriors.
+    static func mStep(votes: [[Int?]], posteriors t: [Double], classes c: Int) -> Parameters {
+        let n = votes.count, sources = votes.first?.count ?? 0
+        var prior = [Double](repeating: smoothing, count: c)
+        for i in 0..<n { for k in 0..<c { prior[k] += t[i * c + k] } }
+        let priorSum = prior.reduce(0, +)
+        prior = prior.map { $0 / priorSum }
+        var theta = [Double](repeating: smoothing, count: sources * c * c)
+        for (i, row) in votes.enumerated() {
+            for (s, vote) in row.enumerated() {
+                guard let k = vote else { continue }
+                for j in 0..<c { theta[(s * c + j) * c + k] += t[i * c + j] }
+            }
+        }
+        for s in 0..<sources {
+            for j in 0..<c {
+                let base = (s * c + j) * c
+                let sum = theta[base..<(base + c)].reduce(0, +)
+                for k in 0..<c { theta[base + k] /= sum }
+            }
+        }
+        return Parameters(prior: prior, theta: theta)
+    }
+
+    /// The posteriors given the parameters (in logs, taken once per iteration, not per sample);
+    /// returns the log-likelihood of the votes.
+    static func eStep(votes: [[Int?]], parameters: Parameters, classes c: Int, posteriors t: inout [Double]) -> Double {
+        let logPrior = parameters.prior.map { log($0) }, logTheta = parameters.theta.map { log($0) }
+        var likelihood = 0.0
+        for (i, row) in votes.enumerated() {
+            var logp = logPrior
+            for (s, vote) in row.enumerated() {
+                guard let k = vote else { continue }
+                for j in 0..<c { logp[j] += logTheta[(s * c + j) * c + k] }
+            }
+            let top = logp.max()!
+            let e = logp.map { exp($0 - top) }
+            let sum = e.reduce(0, +)
+            likelihood += top + log(sum)
+            for j in 0..<c { t[i * c + j] = e[j] / sum }
+        }
+        return likelihood
     }
 }

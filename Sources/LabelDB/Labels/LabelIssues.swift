@@ -15,6 +15,7 @@ public enum LabelIssueFilter: String, Sendable, CaseIterable {
 public struct LabelIssue: Sendable, Equatable {
     /// 1 for the least self-confident.
     public var rank: Int
+    /// The sample.
     public var id: UInt64
     /// The given class (the hard label).
     public var given: Int
@@ -28,8 +29,10 @@ public struct LabelIssue: Sendable, Equatable {
 
 /// What `labels issues` found.
 public struct LabelIssues: Sendable {
-    /// The given labels and the probabilities, as `NAME@VERSION`.
-    public var given: String, probs: String
+    /// The given labels, as `NAME@VERSION`.
+    public var given: String
+    /// The probabilities (a soft label set or a projector), as `NAME@VERSION`.
+    public var probs: String
     /// Samples the clearance sees (and the filter selects) that both label.
     public var examined: Int
     /// Per class, the mean self-confidence of the samples given that class; nil for a class
@@ -40,11 +43,20 @@ public struct LabelIssues: Sendable {
     public var confidentJoint: [[Int]]
     /// The flagged samples, least self-confident first (ties by id).
     public var issues: [LabelIssue]
+
+    /// The joint's off-diagonal sum: how many given labels confident learning estimates wrong.
+    public var estimatedErrors: Int {
+        confidentJoint.enumerated().reduce(0) { sum, row in sum + row.element.reduce(0, +) - row.element[row.offset] }
+    }
+
     /// The secrecy of every row read: whether one sample is flagged depends on all of them
     /// (the thresholds and the joint), so a label written from the result carries it all.
     var secrecy = TagSet.tags([])
-    /// The filter used, for the provenance of a written set.
+    /// What a written set's provenance names: the two sources as resolved, the filter, and
+    /// the `--where` text.
+    var sources: [ProvenanceEntity] = []
     var filter: LabelIssueFilter = .pruneByNoiseRate
+    var expression: QueryExpression?
 }
 
 extension Transaction {
@@ -57,9 +69,12 @@ extension Transaction {
     /// matching `filter`, that both label take part. Where cleanlab's `argsort` would order equal
     /// scores arbitrarily, the smaller id comes first.
     ///
-    /// Three passes over the rows (thresholds, joint, selection) in memory of O(C² + flagged).
+    /// Three passes over the rows (thresholds, joint, selection), in memory of O(C²) for the
+    /// joint, 8 bytes a sample (the self-confidences, summed in numpy's order) and the flagged
+    /// samples. Given labels of fewer than two classes are refused, as cleanlab refuses them.
     ///
-    /// - Throws: ``LabelIssuesError``, ``LabelError``, ``QueryError``.
+    /// - Throws: ``LabelIssuesError``, ``AgreementError`` (a source named twice), ``LabelError``,
+    ///   ``QueryError``.
     public func labelIssues(
         given: LabelSetReference, probs: LabelSetReference, filter: LabelIssueFilter = .pruneByNoiseRate, where expression: QueryExpression? = nil
     ) throws -> LabelIssues {
@@ -75,15 +90,18 @@ extension Transaction {
             counter.countSelfConfidence(given: g.hard!, probs: p.soft!)
         }
         guard counter.examined > 0 else { throw LabelIssuesError.noCommonSample(names[0], names[1]) }
+        guard counter.labelCounts.filter({ $0 > 0 }).count >= 2 else {
+            throw LabelIssuesError.inputs("the given labels of \(names[0]) name one class only: confident learning needs at least two (cleanlab refuses one too)")
+        }
         let thresholds = counter.thresholds()
         try rows(given: given, probs: probs, names: names, where: expression) { _, g, p in counter.countJoint(given: g.hard!, probs: p.soft!, thresholds: thresholds) }
         let joint = counter.calibratedJoint()
-        var selector = IssueSelector(prune: ConfidentLearning.keepAtLeastOne(joint), counts: counter.labelCounts, filter: filter)
+        var selector = IssueSelector(prune: ConfidentLearning.keepAtLeastOne(joint, classes: c), counts: counter.labelCounts, filter: filter)
         try rows(given: given, probs: probs, names: names, where: expression) { id, g, p in selector.visit(id: id, given: g.hard!, probs: p.soft!) }
         return LabelIssues(given: names[0], probs: names[1], examined: counter.examined,
                            thresholds: thresholds.map { $0 == ConfidentLearning.unreachable ? nil : $0 },
                            confidentJoint: (0..<c).map { Array(joint[($0 * c)..<($0 * c + c)]) }, issues: selector.ranked(),
-                           secrecy: secrecy, filter: filter)
+                           secrecy: secrecy, sources: try [given, probs].map { try labelSource($0).entity }, filter: filter, expression: expression)
     }
 
     /// Streams the two labels of the samples both sources label, checked to be a hard label
@@ -104,20 +122,25 @@ extension Transaction {
 extension WriteTransaction {
     /// Writes the suggested class of every flagged sample as a new version of hard label set
     /// `name`, for review. Its source label carries the secrecy of every row the search read;
-    /// its provenance (`label issues`) names both sources and the filter.
+    /// its provenance (`label issues`) names both sources, the filter and the `where` filter.
     ///
-    /// - Throws: ``LabelIssuesError`` when nothing was flagged; ``LabelError``.
-    public func writeSuggestions(
-        of result: LabelIssues, given: LabelSetReference, probs: LabelSetReference, into name: String, agent: String
-    ) throws -> LabelSetVersion {
+    /// A `where` filter that reads labels is refused: which samples it keeps depends on those
+    /// labels, for samples it drops too, so no row's secrecy could stand for it.
+    ///
+    /// - Throws: ``LabelIssuesError`` when nothing was flagged or the filter reads labels;
+    ///   ``LabelError``.
+    public func writeSuggestions(of result: LabelIssues, into name: String, agent: String) throws -> LabelSetVersion {
+        if let read = result.expression?.labelReferences.first {
+            throw LabelIssuesError.inputs("a set written from label issues cannot use a --where that reads labels (\(read.name)): the written labels would depend on rows whose taint they do not carry; filter on id, meta, tagged or flows_to")
+        }
         guard !result.issues.isEmpty else { throw LabelIssuesError.inputs("no sample was flagged: label set \(name) not written") }
         let ordered = result.issues.sorted { $0.id < $1.id }
         let info = try importLabels(.hard(ordered.map(\.suggested)), ids: ordered.map(\.id), into: name, agent: agent,
                                     source: TaintLabel(secrecy: result.secrecy, integrity: .tags([])))
         describe(ProvenanceRecord(
-            activity: "label issues", agent: agent, used: try [given, probs].map { try labelSource($0).entity },
+            activity: "label issues", agent: agent, used: result.sources,
             generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
-            parameters: ["filter": result.filter.rawValue]))
+            parameters: ["filter": result.filter.rawValue].merging(result.expression.map { ["where": $0.description] } ?? [:]) { a, _ in a }))
         return info
     }
 }

@@ -92,7 +92,7 @@ struct LabelsConsensusCommand: ParsableCommand {
             weightValues[index] = w
         }
         if methodValue == .dawidSkene && !weights.isEmpty { throw UsageError(description: "--weights is not used by dawid-skene (it estimates each source's reliability)") }
-        guard tolerance > 0, tolerance.isFinite, maxIterations >= 1 else { throw UsageError(description: "--tolerance must be > 0 and --max-iterations ≥ 1") }
+        guard tolerance > 0, tolerance.isFinite, maxIterations >= 2 else { throw UsageError(description: "--tolerance must be > 0 and --max-iterations ≥ 2 (convergence compares two iterations)") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
         let referenceValue = try ConsensusReference(set: reference, tag: referenceTag, tagSet: referenceSet)
         let (store, clearance) = try target.openCleared(readOnly: false)
@@ -168,7 +168,7 @@ struct LabelsIssuesCommand: ParsableCommand {
         if let writeSet {
             result = try store.write(clearance: clearance) { tx in
                 let result = try tx.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression)
-                written = try tx.writeSuggestions(of: result, given: givenReference, probs: probsReference, into: writeSet, agent: agent)
+                written = try tx.writeSuggestions(of: result, into: writeSet, agent: agent)
                 return result
             }
         } else {
@@ -186,8 +186,7 @@ struct LabelsIssuesCommand: ParsableCommand {
     }
 
     private func printIssues(_ result: LabelIssues, shown: ArraySlice<LabelIssue>, classes: [String], filter: LabelIssueFilter) {
-        let estimated = result.confidentJoint.enumerated().reduce(0) { sum, row in sum + row.element.enumerated().filter { $0.offset != row.offset }.reduce(0) { $0 + $1.element } }
-        print("\(result.issues.count) of \(result.examined) samples flagged (\(filter.rawValue)) in \(result.given) against \(result.probs); the confident joint estimates \(estimated) label errors")
+        print("\(result.issues.count) of \(result.examined) samples flagged (\(filter.rawValue)) in \(result.given) against \(result.probs); the confident joint estimates \(result.estimatedErrors) label errors")
         guard !shown.isEmpty else { return }
         print("rank\tid\tgiven → suggested\tself-confidence\tmargin")
         for issue in shown {
