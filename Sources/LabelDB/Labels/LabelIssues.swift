@@ -71,7 +71,8 @@ extension Transaction {
     ///
     /// Three passes over the rows (thresholds, joint, selection), in memory of O(C²) for the
     /// joint, 8 bytes a sample (the self-confidences, summed in numpy's order) and the flagged
-    /// samples. Given labels of fewer than two classes are refused, as cleanlab refuses them.
+    /// samples. Given labels of fewer than two classes are refused, as cleanlab refuses them
+    /// (except all-0 labels, which it lets through for its multi-label code).
     ///
     /// - Throws: ``LabelIssuesError``, ``AgreementError`` (a source named twice), ``LabelError``,
     ///   ``QueryError``.
