@@ -1,0 +1,174 @@
+import Foundation
+
+extension Transaction {
+    /// The corpus card of what this transaction's clearance sees (see ``CorpusCard``): one pass
+    /// over the samples, one over the label sources (all visible label sets and projectors, or
+    /// `labels`), one for their agreement, a kNN scan for near duplicates, and the provenance
+    /// log. Memory: 12 bytes a sample (embedding norms and hashes) plus fixed-size sketches.
+    ///
+    /// - Parameter progress: called with each step's name as it starts.
+    /// - Throws: ``LabelError``, ``StoreError``.
+    public func corpusCard(labels: [LabelSetReference]? = nil, progress: ((String) -> Void)? = nil) throws -> CorpusCard {
+        let schema = store.schema
+        progress?("samples")
+        var samples = SampleTally(dimension: schema.dimension)
+        try forEachSample { samples.add($0); return true }
+        progress?("labels")
+        let references = try labels ?? visibleLabelSources()
+        var tallies = try references.map { try LabelSourceTally(source: labelSource($0), classes: schema.classes.count) }
+        var unlabelled = 0
+        try query(nil, labels: references) { _, row in
+            if row.allSatisfy({ $0?.top1 == nil }) { unlabelled += 1 }
+            for (i, label) in row.enumerated() { if let label { tallies[i].add(label) } }
+        }
+        progress?("agreement")
+        let (pairs, confusions, note) = try cardAgreement(references)
+        progress?("near duplicates")
+        let near = try nearDuplicates(samples.queries)
+        progress?("provenance")
+        let log = try verifyProvenanceLog()
+        let records = try provenanceRecords()
+        return CorpusCard(
+            clearance: clearance == .all ? "all" : clearance == .public ? "public" : clearance.description,
+            composition: CorpusCard.Composition(
+                samples: samples.count, dimension: schema.dimension, elementType: schema.elementType.rawValue, classes: schema.classes,
+                bytesOnDisk: try seesEverything ? store.bytesOnDisk : nil, fields: samples.fieldSummaries(), payloadSizes: samples.payloadSizes),
+            labelSources: tallies.map { $0.summary(classes: schema.classes.count) },
+            pairs: pairs, confusions: confusions, agreementNote: note,
+            taintLabels: samples.taintCounts(), clearanceViews: samples.clearanceViews(),
+            activities: records.suffix(1000).map { CorpusCard.Activity($0.id, $0.record) },
+            provenanceRecords: records.count, provenanceHead: log.head, provenanceVerifies: log.firstBad == nil,
+            norms: samples.normHistogram(), exactDuplicates: samples.duplicates,
+            nearDuplicateQueries: near.queries, nearDuplicates: near.found, unlabelled: unlabelled)
+    }
+
+    /// Label sets whose latest version this clearance may read, then projectors it may use.
+    func visibleLabelSources() throws -> [LabelSetReference] {
+        let sets = try labelSets().filter { set in
+            guard let latest = set.versions.last(where: { !$0.isDropped }) else { return false }
+            return clearance.admits(latest.sourceLabel)
+        }
+        let projectors = try projectors().filter { $0.versions.last.map { !$0.statisticsRedacted } ?? false }
+        return sets.map { LabelSetReference(name: $0.name) } + projectors.map { LabelSetReference(name: $0.name) }
+    }
+
+    /// Pairwise agreement and the most confused class pairs, or why they are missing.
+    func cardAgreement(_ references: [LabelSetReference]) throws -> ([CorpusCard.Pair], [CorpusCard.Confusion], String?) {
+        guard references.count >= 2 else { return ([], [], "fewer than two label sources") }
+        guard store.schema.classes.count <= Self.maximumConfusionClasses else {
+            return ([], [], "more than \(Self.maximumConfusionClasses) classes: agreement is not computed")
+        }
+        var pairs: [CorpusCard.Pair] = [], confusions: [CorpusCard.Confusion] = []
+        func add(_ pair: PairAgreement) {
+            pairs.append(CorpusCard.Pair(a: pair.a, b: pair.b, count: pair.count, agreement: pair.agreement, kappa: pair.kappa))
+            for (x, row) in pair.confusion.enumerated() {
+                for (y, n) in row.enumerated() where x != y && n > 0 {
+                    confusions.append(CorpusCard.Confusion(a: pair.a, b: pair.b, classA: x, classB: y, count: n))
+                }
+            }
+        }
+        do {
+            // One pass for every pair; when some pair labels no common sample, pair by pair,
+            // showing that pair as such rather than failing.
+            for pair in try agreement(of: references).pairs { add(pair) }
+        } catch AgreementError.noCommonSample {
+            for i in references.indices {
+                for j in references.indices where j > i {
+                    do { add(try agreement(of: [references[i], references[j]]).pairs[0]) } catch AgreementError.noCommonSample(let a, let b) {
+                        pairs.append(CorpusCard.Pair(a: a, b: b, count: 0, agreement: 0, kappa: nil))
+                    }
+                }
+            }
+        }
+        confusions.sort { ($0.count, $1.a, $1.b, $1.classA, $1.classB) > ($1.count, $0.a, $0.b, $0.classA, $0.classB) }
+        return (pairs, Array(confusions.prefix(20)), nil)
+    }
+
+    /// Of the sampled queries, how many have another visible sample at cosine ≥ 0.99.
+    func nearDuplicates(_ queries: [(id: UInt64, embedding: [Float])]) throws -> (queries: Int, found: Int) {
+        guard !queries.isEmpty else { return (0, 0) }
+        let hits = try nearestNeighbors(of: queries.flatMap(\.embedding), queries: queries.count, k: 2, metric: .cosine)
+        let found = zip(queries, hits).filter { query, neighbours in neighbours.contains { $0.id != query.id && $0.similarity >= 0.99 } }.count
+        return (queries.count, found)
+    }
+}
+
+extension CorpusCard.Activity {
+    init(_ id: UInt64, _ record: ProvenanceRecord) {
+        let name = { (e: ProvenanceEntity) in e.version.map { "\(e.name)@\($0)" } ?? e.name }
+        self.init(id: id, activity: record.activity, agent: record.agent, timeMilliseconds: record.timeMilliseconds,
+                  used: record.used.map(name), generated: record.generated.map(name))
+    }
+}
+
+/// Equal-width bins over [lower, upper].
+struct HistogramTally {
+    let lower: Double, upper: Double
+    var counts: [Int]
+
+    init(lower: Double, upper: Double, bins: Int = 20) {
+        self.lower = lower
+        self.upper = max(upper, lower)
+        counts = [Int](repeating: 0, count: bins)
+    }
+
+    mutating func add(_ value: Double) {
+        guard value.isFinite else { return }
+        let width = (upper - lower) / Double(counts.count)
+        let bin = width > 0 ? Int((value - lower) / width) : 0
+        counts[min(max(bin, 0), counts.count - 1)] += 1
+    }
+
+    func histogram(sampled: Int? = nil) -> CorpusCard.Histogram {
+        CorpusCard.Histogram(lower: lower, upper: upper, counts: counts, sampled: sampled)
+    }
+}
+
+/// One label source's class balance, confidence and entropy.
+struct LabelSourceTally {
+    let source: QueryLabelSource
+    var labelled = 0
+    var classCounts: [Int]
+    var confidence = HistogramTally(lower: 0, upper: 1)
+    var entropy: HistogramTally
+
+    init(source: QueryLabelSource, classes: Int) {
+        self.source = source
+        classCounts = [Int](repeating: 0, count: classes)
+        entropy = HistogramTally(lower: 0, upper: log(Double(max(classes, 2))))
+    }
+
+    mutating func add(_ label: Label) {
+        guard let top = label.top1 else { return }
+        labelled += 1
+        classCounts[top.classIndex] += 1
+        confidence.add(label.hard != nil ? 1 : Double(top.confidence))
+        entropy.add(Self.entropy(label.distribution(classCount: classCounts.count)))
+    }
+
+    /// −Σ p ln p in nats; runs of equal probabilities (a compact label's even leftover) share
+    /// one logarithm.
+    static func entropy(_ p: [Float]) -> Double {
+        var sum = 0.0, last: (p: Float, term: Double) = (-1, 0)
+        for x in p where x > 0 {
+            if x != last.p { last = (x, Double(x) * log(Double(x))) }
+            sum -= last.term
+        }
+        return max(sum, 0)
+    }
+
+    func summary(classes: Int) -> CorpusCard.LabelSource {
+        switch source {
+        case .stored(let set, let version):
+            return CorpusCard.LabelSource(
+                name: "\(set.name)@\(version)", kind: "label_set", labelled: labelled, classCounts: classCounts,
+                confidence: confidence.histogram(), entropy: entropy.histogram(), codec: set.codec?.description,
+                versions: set.versions, projector: nil, taint: set.versions[version - 1].sourceLabel)
+        case .projector(let loaded):
+            return CorpusCard.LabelSource(
+                name: "\(loaded.projector.name)@\(loaded.version.version)", kind: "projector", labelled: labelled, classCounts: classCounts,
+                confidence: confidence.histogram(), entropy: entropy.histogram(), codec: nil, versions: [],
+                projector: loaded.version, taint: loaded.taint)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+
+/// The corpus card's pass over the samples: metadata fields, payload sizes, taint labels,
+/// embedding norms, exact duplicates, and a seeded sample of queries for near duplicates.
+struct SampleTally {
+    static let sketchCapacity = 1000
+    static let reservoirSize = 10_000
+    static let nearDuplicateQueries = 256
+
+    let dimension: Int
+    var count = 0
+    var payloadSizes = [Int](repeating: 0, count: 1)
+    var fields: [String: FieldTally] = [:]
+    var taints: [TaintLabel: Int] = [:]
+    var norms: [Float] = []
+    var hashes = Set<UInt64>()
+    var duplicates = 0
+    var queries: [(id: UInt64, embedding: [Float])] = []
+    var rng = SplitMix64(seed: 0x0CA2D)
+
+    init(dimension: Int) { self.dimension = dimension }
+
+    mutating func add(_ view: SampleView) {
+        count += 1
+        let bin = view.payload.isEmpty ? 0 : Int.bitWidth - view.payload.count.leadingZeroBitCount
+        if payloadSizes.count <= bin { payloadSizes += [Int](repeating: 0, count: bin + 1 - payloadSizes.count) }
+        payloadSizes[bin] += 1
+        taints[view.taint, default: 0] += 1
+        let embedding = view.embedding()
+        norms.append(embedding.reduce(0) { $0 + $1 * $1 }.squareRoot())
+        if !hashes.insert(Checksum.xxh3(view.embeddingBytes)).inserted { duplicates += 1 }
+        // Reservoir sampling: every sample equally likely to be a query.
+        if queries.count < Self.nearDuplicateQueries {
+            queries.append((view.id, embedding))
+        } else {
+            let slot = Int(rng.next() % UInt64(count))
+            if slot < Self.nearDuplicateQueries { queries[slot] = (view.id, embedding) }
+        }
+        if !view.metadataJSON.isEmpty, case .object(let object)? = try? JSONValue.parse(view.metadataJSON) {
+            for (name, value) in object { fields[name, default: FieldTally()].add(value, rng: &rng) }
+        }
+    }
+
+    func fieldSummaries() -> [CorpusCard.Field] {
+        fields.keys.sorted().map { fields[$0]!.summary(name: $0) }
+    }
+
+    func normHistogram() -> CorpusCard.Histogram {
+        var tally = HistogramTally(lower: Double(norms.min() ?? 0), upper: Double(norms.max() ?? 0))
+        for n in norms { tally.add(Double(n)) }
+        return tally.histogram()
+    }
+
+    /// Samples per taint label, most first (ties by label).
+    func taintCounts() -> [CorpusCard.TaintCount] {
+        taints.map { CorpusCard.TaintCount(secrecy: $0.key.secrecy.sorted, integrity: $0.key.integrity.sorted, samples: $0.value) }
+            .sorted { ($0.samples, $1.secrecy.joined(separator: ","), $1.integrity.joined(separator: ",")) > ($1.samples, $0.secrecy.joined(separator: ","), $0.integrity.joined(separator: ",")) }
+    }
+
+    /// For public and every secrecy set seen: the samples a clearance of exactly those tags
+    /// (no integrity required) sees, among the samples this card sees.
+    func clearanceViews() -> [CorpusCard.TaintCount] {
+        var sets = Set(taints.keys.map(\.secrecy))
+        sets.insert(.tags([]))
+        return sets.sorted { ($0.sorted.count, $0.description) < ($1.sorted.count, $1.description) }.map { secrecy in
+            let seen = taints.filter { $0.key.secrecy.isSubset(of: secrecy) }.reduce(0) { $0 + $1.value }
+            return CorpusCard.TaintCount(secrecy: secrecy.sorted, integrity: [], samples: seen)
+        }
+    }
+}
+
+/// One metadata field: presence, a Misra–Gries sketch of its values, and for numbers a
+/// reservoir for the histogram.
+struct FieldTally {
+    var present = 0
+    var sketch: [String: Int] = [:]
+    var approximate = false
+    var numeric = true
+    var reservoir: [Double] = []
+
+    mutating func add(_ value: JSONValue, rng: inout SplitMix64) {
+        present += 1
+        let text: String
+        switch value {
+        case .string(let s): text = s; numeric = false
+        case .int(let i): text = "\(i)"; keep(Double(i), rng: &rng)
+        case .double(let d): text = value.serialized(); keep(d, rng: &rng)
+        default: text = value.serialized(); numeric = false
+        }
+        if let n = sketch[text] {
+            sketch[text] = n + 1
+        } else if sketch.count < SampleTally.sketchCapacity {
+            sketch[text] = 1
+        } else {
+            // Misra–Gries: no room, so every count (and this value's 1) drops by one.
+            approximate = true
+            sketch = sketch.compactMapValues { $0 > 1 ? $0 - 1 : nil }
+        }
+    }
+
+    mutating func keep(_ x: Double, rng: inout SplitMix64) {
+        if reservoir.count < SampleTally.reservoirSize {
+            reservoir.append(x)
+        } else {
+            let slot = Int(rng.next() % UInt64(present))
+            if slot < SampleTally.reservoirSize { reservoir[slot] = x }
+        }
+    }
+
+    func summary(name: String) -> CorpusCard.Field {
+        let top = sketch.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(10).map { CorpusCard.ValueCount(value: $0.key, count: $0.value) }
+        var histogram: CorpusCard.Histogram?
+        if numeric, !reservoir.isEmpty {
+            var tally = HistogramTally(lower: reservoir.min()!, upper: reservoir.max()!)
+            for x in reservoir { tally.add(x) }
+            histogram = tally.histogram(sampled: present > reservoir.count ? reservoir.count : nil)
+        }
+        return CorpusCard.Field(name: name, present: present, topValues: Array(top), approximate: approximate, numeric: histogram)
+    }
+}

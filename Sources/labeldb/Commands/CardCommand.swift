@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb card STORE [--out card.html] [--labels SET,…] [--format json]`
+struct CardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "card", abstract: "The corpus card: composition, labels, agreement, flow labels, provenance and embedding health.",
+        discussion: """
+            Writes one self-contained HTML page to --out (inline SVG charts, no script, font or \
+            address outside the file) and, with --format json, prints the same figures as one \
+            JSON object (format-spec/cli.md). Everything counts only what --clearance sees; \
+            statistics the store keeps over all rows are shown only to a clearance that sees \
+            them all. --labels names the label sets and projectors to describe (default: every \
+            one the clearance may read). Steps are reported on standard error when it is a terminal.
+            """)
+    @OptionGroup var target: StoreArgument
+    @Option(help: "The HTML file to write.") var out: String?
+    @Option(help: "Label sets or projectors to describe (SET or SET@VERSION); comma-separated, repeatable.") var labels: [String] = []
+    @Option(help: "Output format: text (a summary) or json (every figure).") var format: OutputFormat = .text
+
+    func run() throws {
+        guard out != nil || format == .json else { throw UsageError(description: "give --out card.html, --format json, or both") }
+        let references = try labels.flatMap { $0.split(separator: ",").map(String.init) }.map { try LabelSetReference(parsing: $0) }
+        let (store, clearance) = try target.openCleared(readOnly: true)
+        defer { store.close() }
+        let interactive = isatty(2) != 0
+        let card = try store.read(clearance: clearance) { tx in
+            try tx.corpusCard(labels: references.isEmpty ? nil : references, progress: interactive ? { printError("card: \($0)…") } : nil)
+        }
+        if let out {
+            do { try corpusCardHTML(card, title: store.path).write(toFile: out, atomically: false, encoding: .utf8) } catch {
+                throw InputError(file: out, reason: "cannot write: \(error.localizedDescription)")
+            }
+        }
+        switch format {
+        case .json: printJSON(corpusCardJSON(card))
+        case .text:
+            print("corpus card of \(card.composition.samples) samples, \(card.labelSources.count) label sources, \(card.provenanceRecords) provenance records, under clearance \(card.clearance)")
+            if let out { print("wrote \(out)") }
+        }
+    }
+}
+
+extension CardCommand: WritesOutputFiles {
+    var outputPaths: [String] { out.map { [$0] } ?? [] }
+}
