@@ -59,12 +59,16 @@ struct CardPage {
     mutating func text(_ s: String) { html += Self.escape(s) }
     mutating func element(_ tag: String, _ content: String) { raw("<\(tag)>"); text(content); raw("</\(tag)>") }
 
-    /// A table: a header row and rows of cells (numbers right-aligned), scrollable when long.
-    mutating func table(_ header: [String], _ rows: [[String]], scroll: Bool = false) {
+    /// A table: a header row (none when nil) and rows of cells (numbers right-aligned),
+    /// scrollable when long.
+    mutating func table(_ header: [String]?, _ rows: [[String]], scroll: Bool = false) {
         if scroll { raw("<div class=\"scroll\">") }
-        raw("<table><tr>")
-        for h in header { element("th", h) }
-        raw("</tr>")
+        raw("<table>")
+        if let header {
+            raw("<tr>")
+            for h in header { element("th", h) }
+            raw("</tr>")
+        }
         for row in rows {
             raw("<tr>")
             for cell in row { raw(Double(cell.replacingOccurrences(of: ",", with: "")) != nil ? "<td class=\"n\">" : "<td>"); text(cell); raw("</td>") }
@@ -118,6 +122,9 @@ struct CardPage {
     }
 
     static func format(_ x: Double) -> String { String(format: "%.4g", x) }
+    static func taint(_ t: TaintLabel) -> String {
+        t == .public ? "public" : "secrecy \(t.secrecy.sorted.joined(separator: ",")); integrity \(t.integrity.sorted.joined(separator: ","))"
+    }
     static func percent(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
     static func date(_ ms: Int64) -> String {
         let formatter = ISO8601DateFormatter()

@@ -5,7 +5,7 @@ extension CardPage {
     mutating func composition(_ card: CorpusCard) {
         let c = card.composition
         element("h2", "Composition")
-        table(["", ""], [
+        table(nil, [
             ["samples", "\(c.samples)"], ["embeddings", "\(c.dimension)-d \(c.elementType)"], ["classes", "\(c.classes.count)"],
             ["bytes on disk", c.bytesOnDisk.map { "\($0)" } ?? "not shown: the file also holds rows this clearance does not see"],
             ["samples without any label", "\(card.unlabelled)"],
@@ -25,9 +25,9 @@ extension CardPage {
 
     mutating func labelSource(_ s: CorpusCard.LabelSource, classes: [String]) {
         element("h2", "\(s.kind == "projector" ? "Projector" : "Label set") \(s.name)")
-        table(["", ""], [
+        table(nil, [
             ["labelled samples", "\(s.labelled)"], ["codec", s.codec ?? (s.kind == "projector" ? "regenerated on read" : "none (hard or multi labels)")],
-            ["taint label", "secrecy \(s.taint.secrecy.sorted.joined(separator: ",")); integrity \(s.taint.integrity.sorted.joined(separator: ","))"],
+            ["taint label", Self.taint(s.taint)],
         ])
         if !s.versions.isEmpty {
             table(["version", "agent", "time", "kind", "rows", "mean KL", "top-1 agreement", "bytes/label"], s.versions.map { v in
@@ -143,7 +143,7 @@ extension CardPage {
     mutating func embeddings(_ card: CorpusCard) {
         element("h2", "Embedding health")
         histogram("Embedding norms", card.norms)
-        table(["", ""], [
+        table(nil, [
             ["exact duplicates (samples whose embedding equals an earlier one)", "\(card.exactDuplicates)"],
             ["near duplicates (estimate)", card.nearDuplicateQueries == 0 ? "–" : "\(card.nearDuplicates) of \(card.nearDuplicateQueries) sampled samples have another at cosine ≥ 0.99"],
         ])
