@@ -7,8 +7,11 @@ import Foundation
 public struct CorpusCard: Sendable {
     /// Counts in equal-width bins over [lower, upper] (the last bin includes upper).
     public struct Histogram: Sendable, Equatable {
+        /// The left edge of the first bin.
         public var lower: Double
+        /// The right edge of the last bin.
         public var upper: Double
+        /// Values per bin.
         public var counts: [Int]
         /// When the counts come from a seeded sample of the values: its size.
         public var sampled: Int?
@@ -16,12 +19,15 @@ public struct CorpusCard: Sendable {
 
     /// A value and how often it occurs.
     public struct ValueCount: Sendable, Equatable {
+        /// The value: a string as is, anything else as JSON text.
         public var value: String
+        /// Samples with it (an estimate when the field is approximate).
         public var count: Int
     }
 
     /// One metadata field over the visible samples.
     public struct Field: Sendable, Equatable {
+        /// The metadata member's name.
         public var name: String
         /// Samples whose metadata has the field.
         public var present: Int
@@ -37,12 +43,17 @@ public struct CorpusCard: Sendable {
 
     /// What is in the store.
     public struct Composition: Sendable {
+        /// Samples the clearance sees.
         public var samples: Int
+        /// The embedding dimension.
         public var dimension: Int
+        /// The embedding element type (`f32`, `f16`).
         public var elementType: String
+        /// The class names, in index order.
         public var classes: [String]
         /// The file's size; nil when the clearance does not see every row (the size counts them).
         public var bytesOnDisk: Int?
+        /// Every metadata field seen, by name.
         public var fields: [Field]
         /// Payload sizes: bin i counts payloads of [2^(i−1), 2^i) bytes, bin 0 empty payloads.
         public var payloadSizes: [Int]
@@ -74,42 +85,68 @@ public struct CorpusCard: Sendable {
 
     /// Two sources compared.
     public struct Pair: Sendable, Equatable {
-        public var a: String, b: String
+        /// The first source, `NAME@VERSION`.
+        public var a: String
+        /// The second source, `NAME@VERSION`.
+        public var b: String
+        /// Visible samples both label (0: none in common).
         public var count: Int
+        /// The share of them with equal top-1 classes.
         public var agreement: Double
+        /// Cohen's κ, nil when undefined.
         public var kappa: Double?
     }
 
     /// A pair of classes two sources confuse.
     public struct Confusion: Sendable, Equatable {
-        public var a: String, b: String
-        public var classA: Int, classB: Int
+        /// The first source, `NAME@VERSION`.
+        public var a: String
+        /// The second source, `NAME@VERSION`.
+        public var b: String
+        /// The class the first source gives.
+        public var classA: Int
+        /// The class the second source gives instead.
+        public var classB: Int
+        /// Samples labelled so.
         public var count: Int
     }
 
     /// Samples under one taint label, or one clearance's view.
     public struct TaintCount: Sendable, Equatable {
+        /// Secrecy tags, sorted.
         public var secrecy: [String]
+        /// Integrity tags, sorted.
         public var integrity: [String]
+        /// Samples.
         public var samples: Int
     }
 
     /// One provenance record, for the timeline.
     public struct Activity: Sendable, Equatable {
+        /// The record's number in the log.
         public var id: UInt64
+        /// What happened (`import`, `label import`, `projector fit`, …).
         public var activity: String
+        /// Who did it.
         public var agent: String
+        /// When, in milliseconds since 1970 (UTC).
         public var timeMilliseconds: Int64
+        /// What it used and generated, as `NAME@V` (or names and files).
         public var used: [String]
         public var generated: [String]
     }
 
+    /// The clearance the card was made under (`all`, `public`, or its text).
     public var clearance: String
+    /// What is in the store.
     public var composition: Composition
+    /// Every label source described.
     public var labelSources: [LabelSource]
     /// Pairwise agreement of the sources (empty for fewer than two), and why it is missing.
     public var pairs: [Pair]
+    /// The most frequent disagreements over all pairs (at most 20).
     public var confusions: [Confusion]
+    /// Why agreement is not shown, when it is not.
     public var agreementNote: String?
     /// Samples per taint label, most first.
     public var taintLabels: [TaintCount]
@@ -117,13 +154,20 @@ public struct CorpusCard: Sendable {
     public var clearanceViews: [TaintCount]
     /// The provenance timeline, oldest first (at most the last 1,000 records), and the log.
     public var activities: [Activity]
+    /// Records in the log.
     public var provenanceRecords: Int
+    /// The log's head hash.
     public var provenanceHead: String
+    /// True when the hash chain verifies end to end.
     public var provenanceVerifies: Bool
-    /// Embedding health.
+    /// The embeddings' Euclidean norms.
     public var norms: Histogram
+    /// Samples whose embedding bytes equal an earlier sample's.
     public var exactDuplicates: Int
+    /// Near duplicates, estimated: of `nearDuplicateQueries` seeded sampled samples, how many
+    /// have another visible sample at cosine ≥ 0.99.
     public var nearDuplicateQueries: Int
     public var nearDuplicates: Int
+    /// Visible samples no described source labels.
     public var unlabelled: Int
 }

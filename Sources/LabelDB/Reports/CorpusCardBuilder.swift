@@ -4,7 +4,9 @@ extension Transaction {
     /// The corpus card of what this transaction's clearance sees (see ``CorpusCard``): one pass
     /// over the samples, one over the label sources (all visible label sets and projectors, or
     /// `labels`), one for their agreement, a kNN scan for near duplicates, and the provenance
-    /// log. Memory: 12 bytes a sample (embedding norms and hashes) plus fixed-size sketches.
+    /// log. Memory: about 25 bytes a visible sample (embedding norms, and a set of embedding
+    /// hashes), fixed-size sketches, and while agreement runs a C × C confusion per pair of
+    /// sources.
     ///
     /// - Parameter progress: called with each step's name as it starts.
     /// - Throws: ``LabelError``, ``StoreError``.
