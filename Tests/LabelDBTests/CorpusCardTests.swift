@@ -155,4 +155,43 @@ struct CorpusCardTests {
         let usage = try runCLI(["card", dir.file("wide")])
         #expect(usage.status == 2 && usage.stderr.contains("give --out card.html, --format json, or both"))
     }
+
+    @Test("the KL histogram is recorded at import (exact compact rows below 1e-6) and shown on the card")
+    func klHistogram() throws {
+        let dir = TemporaryDirectory("card")
+        let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 2, classes: ["a", "b", "c"]))
+        defer { store.close() }
+        let (lossy, exact) = try store.write(clearance: .all) { tx in
+            for id in UInt64(1)...4 { try tx.put(Sample(id: id, embedding: [Float(id), 1])) }
+            let lossy = try tx.importLabels(.soft([0.5, 0.3, 0.2, 0.6, 0.3, 0.1, 0.7, 0.2, 0.1, 0.4, 0.5, 0.1]), ids: [1, 2, 3, 4], into: "t",
+                                            codec: .topKF16(1), agent: "x")
+            let exact = try tx.importLabels(.topK(TopKRows(k: 1, classes: [0, 1, 2, 0], probabilities: [0.5, 0.5, 0.5, 0.5])), ids: [1, 2, 3, 4],
+                                            into: "c", codec: .topKF16(1), agent: "x")
+            return (lossy, exact)
+        }
+        // Every lossy row lands in the bin of its KL (all well above 1e-6 here).
+        let bins = try #require(lossy.fidelity?.klHistogram)
+        #expect(bins.count == 9 && bins.reduce(0, +) == 4 && bins[0] == 0)
+        #expect(Fidelity.klBin(0) == 0 && Fidelity.klBin(5e-7) == 0 && Fidelity.klBin(1e-6) == 1 && Fidelity.klBin(0.05) == 5 && Fidelity.klBin(50) == 8)
+        #expect(exact.fidelity?.klHistogram == [4, 0, 0, 0, 0, 0, 0, 0, 0])
+        let html = corpusCardHTML(try store.read(clearance: .all) { try $0.corpusCard() }, title: "t")
+        #expect(html.contains("Codec fidelity of version 1"))
+    }
+
+    @Test("a projector whose base head gained secrecy after the fit is left off the public card, not an error")
+    func secretHead() throws {
+        let dir = TemporaryDirectory("card")
+        let store = try Self.makeStore(dir, secret: false)
+        defer { store.close() }
+        let head = [Float](repeating: 0.1, count: 4 * 3)
+        try store.write(clearance: .all) { tx in try tx.importHead("w0", values: head, rows: 4, columns: 3) }
+        try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: quickFitOptions, head: "w0", clearance: .public)
+        #expect(try store.read(clearance: .public) { try $0.corpusCard() }.labelSources.map(\.name).contains("p@1"))
+        try store.write(clearance: .public) { tx in
+            try tx.importHead("w0", values: head, rows: 4, columns: 3, replace: true, taint: TaintLabel(secrecy: ["pii"], integrity: []))
+        }
+        let card = try store.read(clearance: .public) { try $0.corpusCard() }
+        #expect(card.labelSources.map(\.name) == ["human@1", "teacher@1"])
+        #expect(try store.read(clearance: .all) { try $0.corpusCard() }.labelSources.map(\.name) == ["human@1", "teacher@1", "p@1"])
+    }
 }

@@ -25,10 +25,23 @@ public struct Fidelity: Equatable, Sendable, Codable {
     /// True when compact top-K input was stored as given, every value exactly representable in
     /// the codec (no round trip, KL 0); nil for dense input.
     public var exact: Bool? = nil
+    /// Rows per KL(original ‖ decoded) range, by decade (``klHistogramEdges``): bin 0 below
+    /// 1e-6 (exact rows included), bin i in [10^(i−7), 10^(i−6)), the last 10 nats and above.
+    /// Recorded at import because the original distributions are gone afterwards; nil for
+    /// imports before it was recorded (an optional member of the version record, which older
+    /// readers skip).
+    public var klHistogram: [Int]? = nil
+
+    /// The lower edges of the KL histogram's bins after the first: 1e-6, 1e-5, …, 10 nats.
+    public static let klHistogramEdges: [Double] = (-6...1).map { pow(10, Double($0)) }
+
+    /// The histogram bin of a KL value.
+    static func klBin(_ kl: Double) -> Int { klHistogramEdges.lastIndex { kl >= $0 }.map { $0 + 1 } ?? 0 }
 
     enum CodingKeys: String, CodingKey {
         case meanKL = "mean_kl", maxKL = "max_kl", top1Agreement = "top1_agreement"
         case bytesPerLabel = "bytes_per_label", ratioToDenseF32 = "ratio_to_dense_f32", exact
+        case klHistogram = "kl_histogram"
     }
 }
 

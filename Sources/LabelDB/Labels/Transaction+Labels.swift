@@ -646,6 +646,7 @@ struct FidelityAccumulator {
     var klMax: Double = 0
     var agree = 0
     var bytes = 0
+    var klBins = [Int](repeating: 0, count: Fidelity.klHistogramEdges.count + 1)
 
     init(classCount: Int) { self.classCount = classCount }
 
@@ -654,6 +655,7 @@ struct FidelityAccumulator {
         rows += 1
         klSum += kl
         klMax = max(klMax, kl)
+        klBins[Fidelity.klBin(kl)] += 1
         bytes += count
         if argmax(p) == argmax(q) { agree += 1 }
     }
@@ -663,7 +665,7 @@ struct FidelityAccumulator {
         let perLabel = Double(bytes) / n
         return Fidelity(meanKL: klSum / n, maxKL: klMax, top1Agreement: Double(agree) / n,
                         bytesPerLabel: perLabel, ratioToDenseF32: perLabel / Double(4 * classCount),
-                        exact: compactRows == rows && rows > 0 ? exactRows == rows : nil)
+                        exact: compactRows == rows && rows > 0 ? exactRows == rows : nil, klHistogram: klBins)
     }
 }
 
@@ -704,6 +706,7 @@ enum SoftEncoding {
         if exact {
             // Nothing was rounded: the stored row is the input row (KL 0, same top-1).
             fidelity.exactRows += 1
+            fidelity.klBins[0] += 1
             fidelity.rows += 1
             fidelity.bytes += bytes.count
             fidelity.agree += 1

@@ -78,10 +78,10 @@ struct CardPage {
         if scroll { raw("</div>") }
     }
 
-    /// Horizontal bars, largest first: at most `shown` bars, the rest summed as "other"; the
-    /// table below lists every value.
-    mutating func bars(_ caption: String, _ items: [(String, Int)], shown: Int = 30) {
-        var sorted = items.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
+    /// Horizontal bars, largest first (or in the given order, for ranges): at most `shown`
+    /// bars, the rest summed as "other"; the table below lists every value.
+    mutating func bars(_ caption: String, _ items: [(String, Int)], shown: Int = 30, inOrder: Bool = false) {
+        var sorted = inOrder ? items : items.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
         if sorted.count > shown {
             let rest = sorted[(shown - 1)...].reduce(0) { $0 + $1.1 }
             sorted = Array(sorted.prefix(shown - 1)) + [("other (\(sorted.count - shown + 1))", rest)]
@@ -98,7 +98,7 @@ struct CardPage {
         }
         raw("</svg>")
         raw("<details><summary>values</summary>")
-        table(["", "count"], items.sorted { ($0.1, $1.0) > ($1.1, $0.0) }.map { [$0.0, "\($0.1)"] }, scroll: items.count > 30)
+        table(["", "count"], (inOrder ? items : items.sorted { ($0.1, $1.0) > ($1.1, $0.0) }).map { [$0.0, "\($0.1)"] }, scroll: items.count > 30)
         raw("</details></figure>")
     }
 

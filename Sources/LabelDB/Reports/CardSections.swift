@@ -20,7 +20,7 @@ extension CardPage {
             for f in c.fields { if let h = f.numeric { histogram("Values of \(f.name)", h) } }
         }
         let names = c.payloadSizes.indices.map { $0 == 0 ? "empty" : $0 == 1 ? "1 B" : "\(1 << ($0 - 1))–\((1 << $0) - 1) B" }
-        bars("Payload sizes (samples per size range)", Array(zip(names, c.payloadSizes)).filter { $0.1 > 0 })
+        bars("Payload sizes (samples per size range)", Array(zip(names, c.payloadSizes)).filter { $0.1 > 0 }, inOrder: true)
     }
 
     mutating func labelSource(_ s: CorpusCard.LabelSource, classes: [String]) {
@@ -36,6 +36,13 @@ extension CardPage {
                         v.statisticsRedacted ? "redacted" : "\(v.rows)", f.map { Self.format($0.meanKL) } ?? "–",
                         f.map { Self.percent($0.top1Agreement) } ?? "–", f.map { Self.format($0.bytesPerLabel) } ?? "–"]
             })
+            for v in s.versions where !v.isDropped {
+                guard let bins = v.fidelity?.klHistogram else { continue }
+                let names = ["< 1e-6"] + Fidelity.klHistogramEdges.enumerated().map { i, edge in
+                    i + 1 < Fidelity.klHistogramEdges.count ? "\(Self.format(edge))–\(Self.format(Fidelity.klHistogramEdges[i + 1]))" : "≥ \(Self.format(edge))"
+                }
+                bars("Codec fidelity of version \(v.version): rows per KL(original ‖ stored) in nats, recorded at import", Array(zip(names, bins)), inOrder: true)
+            }
             if s.versions.contains(where: \.statisticsRedacted) {
                 element("p", "Import statistics count every row the import wrote; this clearance does not see them all, so they are redacted.")
             }

@@ -50,7 +50,11 @@ extension Transaction {
             guard let latest = set.versions.last(where: { !$0.isDropped }) else { return false }
             return clearance.admits(latest.sourceLabel)
         }
-        let projectors = try projectors().filter { $0.versions.last.map { !$0.statisticsRedacted } ?? false }
+        // A projector whose version or base head (which may have gained secrecy since the fit)
+        // the clearance does not admit cannot regenerate: it is left out, not an error.
+        let projectors = try projectors().filter { projector in
+            do { _ = try load(LabelSetReference(name: projector.name)); return true } catch ProjectorError.notCleared { return false }
+        }
         return sets.map { LabelSetReference(name: $0.name) } + projectors.map { LabelSetReference(name: $0.name) }
     }
 

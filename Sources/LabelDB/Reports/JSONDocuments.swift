@@ -18,6 +18,7 @@ public func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
             "bytes_per_label": .double(f.bytesPerLabel), "ratio_to_dense_f32": .double(f.ratioToDenseF32)]
         // Only compact input is stored "as given" or not; dense input has no such key.
         if let exact = f.exact { fidelity["exact"] = .bool(exact) }
+        if let bins = f.klHistogram { fidelity["kl_histogram"] = .array(bins.map { .int(Int64($0)) }) }
         object["fidelity"] = .object(fidelity)
     } else {
         object["fidelity"] = .null
