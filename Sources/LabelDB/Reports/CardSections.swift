@@ -52,12 +52,20 @@ extension CardPage {
                 "\(p.options.rank)", p.head ?? "none", "\(p.sourceSet)@\(p.sourceVersion)",
                 p.statisticsRedacted ? "redacted" : Self.format(p.report.holdoutMeanKL), p.statisticsRedacted ? "redacted" : Self.percent(p.report.holdoutTop1),
                 p.maxKL.map { "KL ≤ \(Self.format($0))" + (p.requireTop1 ? " + top-1" : "") } ?? "none",
-                p.statisticsRedacted || p.samples == 0 ? "–" : Self.percent(Double(p.corrections) / Double(p.samples)), "\(p.parameterBytes + p.correctionBytes)",
+                p.statisticsRedacted || p.samples == 0 ? "–" : Self.percent(Double(p.corrections) / Double(p.samples)), bytesAgainstStored(p, s.fittedOn),
             ]])
         }
         bars("Class balance of \(s.name) (top-1 class, samples)", zip(classes, s.classCounts).map { ($0, $1) }.filter { $0.1 > 0 })
         histogram("Top-1 confidence of \(s.name)", s.confidence)
         histogram("Entropy of \(s.name) (nats)", s.entropy)
+    }
+
+    /// A projector's bytes, and their share of the soft labels stored for the versions it was
+    /// fitted on (when those statistics are visible).
+    func bytesAgainstStored(_ p: ProjectorVersion, _ set: LabelSet?) -> String {
+        let total = p.parameterBytes + p.correctionBytes
+        let stored = set?.versions.prefix(p.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0
+        return stored > 0 ? "\(total) (\(Self.percent(Double(total) / Double(stored))) of the stored labels)" : "\(total)"
     }
 
     mutating func agreement(_ card: CorpusCard) {
@@ -103,15 +111,23 @@ extension CardPage {
         })
         element("p", "What a clearance of exactly these secrecy tags sees, among the samples this card covers (never more than this clearance):")
         table(["clearance (secrecy tags)", "samples"], card.clearanceViews.map { [$0.secrecy.isEmpty ? "public" : $0.secrecy.joined(separator: ","), "\($0.samples)"] })
-        table(["label source", "secrecy", "integrity"], card.labelSources.map { [$0.name, $0.taint.secrecy.sorted.joined(separator: ","), $0.taint.integrity.sorted.joined(separator: ",")] })
+        table(["label source", "taint label"], card.labelSources.map { [$0.name, Self.taint($0.taint)] })
+        if !card.sourceTags.isEmpty {
+            element("p", "Tags on derived labels and projectors: the share of the label sources above whose taint label carries each.")
+            table(["tag", "kind", "sources", "share"], card.sourceTags.map {
+                [$0.tag, $0.kind, $0.sources.joined(separator: ", "), Self.percent(Double($0.sources.count) / Double(max(card.labelSources.count, 1)))]
+            })
+        }
     }
 
     mutating func provenance(_ card: CorpusCard) {
         element("h2", "Provenance")
         element("p", "\(card.provenanceRecords) records; head \(card.provenanceHead); the hash chain \(card.provenanceVerifies ? "verifies" : "does NOT verify"). (The log is readable at every clearance.)")
         lineage(card.activities)
-        table(["#", "time", "activity", "agent", "used", "generated"], card.activities.map {
-            ["\($0.id)", Self.date($0.timeMilliseconds), $0.activity, $0.agent, $0.used.joined(separator: ", "), $0.generated.joined(separator: ", ")]
+        table(["#", "time", "activity", "agent", "used", "generated", "parameters"], card.activities.map {
+            let parameters = $0.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+            return ["\($0.id)", Self.date($0.timeMilliseconds), $0.activity, $0.agent, $0.used.joined(separator: ", "), $0.generated.joined(separator: ", "),
+                    parameters.count > 160 ? String(parameters.prefix(159)) + "…" : parameters]
         }, scroll: card.activities.count > 20)
     }
 

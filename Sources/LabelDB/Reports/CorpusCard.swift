@@ -81,6 +81,9 @@ public struct CorpusCard: Sendable {
         public var projector: ProjectorVersion?
         /// Its taint label: the source label of the set's latest version, or the projector's.
         public var taint: TaintLabel
+        /// A projector's source label set (for its bytes against the stored labels), when it
+        /// still exists.
+        public var fittedOn: LabelSet? = nil
     }
 
     /// Two sources compared.
@@ -134,6 +137,32 @@ public struct CorpusCard: Sendable {
         /// What it used and generated, as `NAME@V` (or names and files).
         public var used: [String]
         public var generated: [String]
+        /// Its parameters (filters, privileges used, codecs, …).
+        public var parameters: [String: String]
+    }
+
+    /// A tag some label source's taint label carries, and which sources carry it.
+    public struct SourceTag: Sendable, Equatable {
+        /// The tag.
+        public var tag: String
+        /// `secrecy` or `integrity`.
+        public var kind: String
+        /// The sources (`NAME@VERSION`) whose taint label carries it.
+        public var sources: [String]
+    }
+
+    /// Every tag the label sources' taint labels carry (secrecy tags first, then integrity; by
+    /// tag), with the sources carrying it: how much of what was derived is licensed, personal,
+    /// or vouched for.
+    public var sourceTags: [SourceTag] {
+        var out: [SourceTag] = []
+        for kind in ["secrecy", "integrity"] {
+            let tagged = labelSources.map { ($0.name, kind == "secrecy" ? $0.taint.secrecy.sorted : $0.taint.integrity.sorted) }
+            for tag in Set(tagged.flatMap(\.1)).sorted() {
+                out.append(SourceTag(tag: tag, kind: kind, sources: tagged.filter { $0.1.contains(tag) }.map(\.0)))
+            }
+        }
+        return out
     }
 
     /// The clearance the card was made under (`all`, `public`, or its text).

@@ -8,26 +8,34 @@ extension Transaction {
     /// hashes), fixed-size sketches, and while agreement runs a C × C confusion per pair of
     /// sources.
     ///
-    /// - Parameter progress: called with each step's name as it starts.
+    /// - Parameter progress: called as each step starts (done 0) and every 4,096 samples of the
+    ///   two passes, with the step's name, the samples done and the step's total (0 when the
+    ///   step is not counted in samples).
     /// - Throws: ``LabelError``, ``StoreError``.
-    public func corpusCard(labels: [LabelSetReference]? = nil, progress: ((String) -> Void)? = nil) throws -> CorpusCard {
+    public func corpusCard(labels: [LabelSetReference]? = nil, progress: ((String, Int, Int) -> Void)? = nil) throws -> CorpusCard {
         let schema = store.schema
-        progress?("samples")
+        let total = progress == nil ? 0 : try count()
+        func report(_ step: String, _ done: Int, every: Int = 4096) { if done % every == 0 { progress?(step, done, total) } }
+        report("samples", 0)
         var samples = SampleTally(dimension: schema.dimension)
-        try forEachSample { samples.add($0); return true }
-        progress?("labels")
+        try forEachSample { samples.add($0); report("samples", samples.count); return true }
+        progress?("samples", samples.count, total)
+        report("labels", 0)
         let references = try labels ?? visibleLabelSources()
         var tallies = try references.map { try LabelSourceTally(source: labelSource($0), classes: schema.classes.count) }
-        var unlabelled = 0
+        var unlabelled = 0, seen = 0
         try query(nil, labels: references) { _, row in
             if row.allSatisfy({ $0?.top1 == nil }) { unlabelled += 1 }
             for (i, label) in row.enumerated() { if let label { tallies[i].add(label) } }
+            seen += 1
+            report("labels", seen)
         }
-        progress?("agreement")
+        progress?("labels", seen, total)
+        progress?("agreement", 0, 0)
         let (pairs, confusions, note) = try cardAgreement(references)
-        progress?("near duplicates")
+        progress?("near duplicates", 0, 0)
         let near = try nearDuplicates(samples.queries)
-        progress?("provenance")
+        progress?("provenance", 0, 0)
         let log = try verifyProvenanceLog()
         let records = try provenanceRecords()
         return CorpusCard(
@@ -35,7 +43,7 @@ extension Transaction {
             composition: CorpusCard.Composition(
                 samples: samples.count, dimension: schema.dimension, elementType: schema.elementType.rawValue, classes: schema.classes,
                 bytesOnDisk: try seesEverything ? store.bytesOnDisk : nil, fields: samples.fieldSummaries(), payloadSizes: samples.payloadSizes),
-            labelSources: tallies.map { $0.summary(classes: schema.classes.count) },
+            labelSources: try tallies.map { try $0.summary(classes: schema.classes.count, in: self) },
             pairs: pairs, confusions: confusions, agreementNote: note,
             taintLabels: samples.taintCounts(), clearanceViews: samples.clearanceViews(),
             activities: records.suffix(1000).map { CorpusCard.Activity($0.id, $0.record) },
@@ -103,7 +111,7 @@ extension CorpusCard.Activity {
     init(_ id: UInt64, _ record: ProvenanceRecord) {
         let name = { (e: ProvenanceEntity) in e.version.map { "\(e.name)@\($0)" } ?? e.name }
         self.init(id: id, activity: record.activity, agent: record.agent, timeMilliseconds: record.timeMilliseconds,
-                  used: record.used.map(name), generated: record.generated.map(name))
+                  used: record.used.map(name), generated: record.generated.map(name), parameters: record.parameters)
     }
 }
 
@@ -163,7 +171,7 @@ struct LabelSourceTally {
         return max(sum, 0)
     }
 
-    func summary(classes: Int) -> CorpusCard.LabelSource {
+    func summary(classes: Int, in tx: Transaction) throws -> CorpusCard.LabelSource {
         switch source {
         case .stored(let set, let version):
             return CorpusCard.LabelSource(
@@ -174,7 +182,8 @@ struct LabelSourceTally {
             return CorpusCard.LabelSource(
                 name: "\(loaded.projector.name)@\(loaded.version.version)", kind: "projector", labelled: labelled, classCounts: classCounts,
                 confidence: confidence.histogram(), entropy: entropy.histogram(), codec: nil, versions: [],
-                projector: loaded.version, taint: loaded.taint)
+                projector: loaded.version, taint: loaded.taint,
+                fittedOn: try tx.labelSet(named: loaded.version.sourceSet))
         }
     }
 }

@@ -21,12 +21,14 @@ public func corpusCardJSON(_ card: CorpusCard) -> JSONValue {
         "flow": [
             "taint_labels": .array(card.taintLabels.map(taintCountJSON)),
             "clearances": .array(card.clearanceViews.map(taintCountJSON)),
+            "source_tags": .array(card.sourceTags.map { ["tag": .string($0.tag), "kind": .string($0.kind), "sources": .array($0.sources.map(JSONValue.string))] }),
         ],
         "provenance": [
             "records": card.provenanceRecords.json, "head": .string(card.provenanceHead), "verifies": .bool(card.provenanceVerifies),
             "activities": .array(card.activities.map {
                 ["id": .uint($0.id), "activity": .string($0.activity), "agent": .string($0.agent), "time_ms": .int($0.timeMilliseconds),
-                 "used": .array($0.used.map(JSONValue.string)), "generated": .array($0.generated.map(JSONValue.string))]
+                 "used": .array($0.used.map(JSONValue.string)), "generated": .array($0.generated.map(JSONValue.string)),
+                 "parameters": .object($0.parameters.mapValues(JSONValue.string))]
             }),
         ],
         "embeddings": [
@@ -55,7 +57,7 @@ func labelSourceJSON(_ s: CorpusCard.LabelSource, classes: Int) -> JSONValue {
     ["name": .string(s.name), "kind": .string(s.kind), "labelled": s.labelled.json, "class_counts": .array(s.classCounts.map(\.json)),
      "confidence": histogramJSON(s.confidence), "entropy": histogramJSON(s.entropy), "codec": s.codec.map(JSONValue.string) ?? .null,
      "taint": s.taint.json, "versions": .array(s.versions.map { .object(versionJSON($0)) }),
-     "projector": s.projector.map { .object(projectorVersionJSON($0, name: String(s.name.split(separator: "@")[0]), labelSet: nil, classes: classes)) } ?? .null]
+     "projector": s.projector.map { .object(projectorVersionJSON($0, name: String(s.name.split(separator: "@")[0]), labelSet: s.fittedOn, classes: classes)) } ?? .null]
 }
 
 extension Int {

@@ -12,22 +12,30 @@ struct CardCommand: ParsableCommand {
             JSON object (format-spec/cli.md). Everything counts only what --clearance sees; \
             statistics the store keeps over all rows are shown only to a clearance that sees \
             them all. --labels names the label sets and projectors to describe (default: every \
-            one the clearance may read). Steps are reported on standard error when it is a terminal.
+            one the clearance may read). Progress goes to standard error when it is a terminal.
             """)
     @OptionGroup var target: StoreArgument
     @Option(help: "The HTML file to write.") var out: String?
     @Option(help: "Label sets or projectors to describe (SET or SET@VERSION); comma-separated, repeatable.") var labels: [String] = []
     @Option(help: "Output format: text (a summary) or json (every figure).") var format: OutputFormat = .text
+    @Flag(help: "No progress on stderr.") var quiet = false
 
     func run() throws {
         guard out != nil || format == .json else { throw UsageError(description: "give --out card.html, --format json, or both") }
         let references = try labels.flatMap { $0.split(separator: ",").map(String.init) }.map { try LabelSetReference(parsing: $0) }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
-        let interactive = isatty(2) != 0
+        var bar: (step: String, progress: ProgressBar)?
         let card = try store.read(clearance: clearance) { tx in
-            try tx.corpusCard(labels: references.isEmpty ? nil : references, progress: interactive ? { printError("card: \($0)…") } : nil)
+            try tx.corpusCard(labels: references.isEmpty ? nil : references, progress: quiet || isatty(STDERR_FILENO) == 0 ? nil : { step, done, total in
+                if bar?.step != step {
+                    bar?.progress.finish()
+                    bar = (step, ProgressBar(total: max(total, 1), label: "card: \(step)", quiet: false))
+                }
+                bar?.progress.update(total == 0 ? 1 : done)
+            })
         }
+        bar?.progress.finish()
         if let out {
             do { try corpusCardHTML(card, title: store.path).write(toFile: out, atomically: false, encoding: .utf8) } catch {
                 throw InputError(file: out, reason: "cannot write: \(error.localizedDescription)")
