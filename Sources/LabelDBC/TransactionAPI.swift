@@ -239,6 +239,23 @@ public func ldbAgreement(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePointer
     }
 }
 
+@_cdecl("ldb_corpus_card")
+public func ldbCorpusCard(_ pointer: OpaquePointer?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let o = try options(optionsJSON)
+        try o.only(["labels", "html", "title"], call: "ldb_corpus_card")
+        let references = try (o["labels"] == nil || o["labels"] == .null ? [] : try o.strings("labels")).map { try LabelSetReference(parsing: $0) }
+        let handle = try transactionHandle(pointer)
+        let card = try handle.run { try $0.corpusCard(labels: references.isEmpty ? nil : references) }
+        if let path = try o.text("html") {
+            do { try corpusCardHTML(card, title: try o.text("title") ?? "corpus").write(toFile: path, atomically: false, encoding: .utf8) } catch {
+                throw APIError.badInput("ldb_corpus_card: cannot write \(path): \(error.localizedDescription)")
+            }
+        }
+        give(corpusCardJSON(card), json)
+    }
+}
+
 @_cdecl("ldb_check_projector")
 public func ldbCheckProjector(_ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guarded {

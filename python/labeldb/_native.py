@@ -79,6 +79,7 @@ _SIGNATURES = {
     "ldb_audit": ([_P, c_uint64, POINTER(c_void_p)], c_int),
     "ldb_agreement": ([_P, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_label_issues": ([_P, c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_corpus_card": ([_P, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_consensus": ([_P, c_char_p, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_check_projector": ([_P, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_drop_labels": ([_P, c_char_p, POINTER(c_void_p)], c_int),

@@ -468,6 +468,12 @@ class Transaction:
         "written": None}. `given` is a hard label set, `probs` a soft set or a projector."""
         return self._json(lib.ldb_label_issues, _options(given=given, probs=probs, filter=filter, where=where))
 
+    def corpus_card(self, labels=None, html: str | None = None, title: str | None = None) -> dict:
+        """The corpus card of what this transaction's clearance sees, as `labeldb card --format
+        json` (composition, label sources, agreement, flow, provenance, embeddings); with `html`,
+        the self-contained page is also written to that path."""
+        return self._json(lib.ldb_corpus_card, _options(labels=None if labels is None else list(labels), html=html, title=title))
+
     def check_projector(self, name: str) -> dict:
         """Recomputes a projector's labels for every fitted sample and checks its bound, as
         `labeldb projector check`: {"checked", "max_kl", "top1_misses", "violations", "bound_holds", …}."""

@@ -89,3 +89,18 @@ def test_consensus_with_a_reference(copy):
         with pytest.raises(labeldb.BadInput, match="not both"):
             with db.write(clearance="all") as tx:
                 tx.consensus("x", ["teacher", "gold"], reference="gold", reference_tag="t", reference_set="gold")
+
+
+def test_corpus_card_equals_the_cli(corpus, tmp_path):
+    html = str(tmp_path / "card.html")
+    with labeldb.open(corpus["store"]) as db, db.read(clearance="all") as tx:
+        card = tx.corpus_card(html=html, title="corpus")
+    printed = json.loads(cli("card", corpus["store"], "--format", "json", "--clearance", "all").stdout)
+    assert card == printed       # one engine: the C API and the CLI compute the same card
+    assert card["composition"]["samples"] == len(corpus["ids"])
+    page = open(html, encoding="utf-8").read()
+    assert page.startswith("<!DOCTYPE html>") and 'id="card-data"' in page
+    with labeldb.open(corpus["store"]) as db, db.read() as tx:
+        public = tx.corpus_card(labels=["gold"])
+    assert [s["name"] for s in public["label_sources"]] == ["gold@1"] and public["clearance"] == "public"
+    assert public["composition"]["samples"] < card["composition"]["samples"]

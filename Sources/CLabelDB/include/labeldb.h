@@ -242,6 +242,12 @@ int ldb_audit(ldb_txn *txn, uint64_t id, char **json);
  *  two sets, one named twice, or a pair with no common sample. */
 int ldb_agreement(ldb_txn *txn, const char *options_json, char **json);
 
+/** The corpus card of what the transaction's clearance sees (as `labeldb card --format json`):
+ *  options {"labels": [SET[@V], ..] (default every readable label set and projector), "html":
+ *  path (also write the HTML page there), "title": text (the page's title)}. *json: the card's
+ *  JSON. LDB_BAD_INPUT when the HTML cannot be written. */
+int ldb_corpus_card(ldb_txn *txn, const char *options_json, char **json);
+
 /** Recomputes projector `name` ("NAME" or "NAME@V")'s labels for every fitted sample and checks
  *  its bound (as `labeldb projector check --format json`). */
 int ldb_check_projector(ldb_txn *txn, const char *name, char **json);
