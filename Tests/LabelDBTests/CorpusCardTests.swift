@@ -194,4 +194,34 @@ struct CorpusCardTests {
         #expect(card.labelSources.map(\.name) == ["human@1", "teacher@1"])
         #expect(try store.read(clearance: .all) { try $0.corpusCard() }.labelSources.map(\.name) == ["human@1", "teacher@1", "p@1"])
     }
+
+    @Test("hostile names and values keep the page well-formed; multi-labels count; ±1e308 metadata bins; a projector named like a set")
+    func hostile() throws {
+        let dir = TemporaryDirectory("card")
+        let classes = ["<b>&amp;", "\"q'", "]]>", "ctl\u{1}\u{FFFF}"]
+        let store = try Store.create(at: dir.file("store"), schema: Schema(dimension: 2, classes: classes))
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.put(SampleBatch((1...6).map { i in
+                Sample(id: UInt64(i), embedding: [Float(i), 1e20],
+                       metadata: ["x": .double(i % 2 == 0 ? 1e308 : -1e308), "<k>": .string("v&\u{FFFE}</script>")])
+            }))
+            try tx.importLabels(.multi([[0, 1], [2], [0, 1, 3], [], [1], [3]]), ids: Array(1...6), into: "m", agent: "a<&>\u{FFFF}")
+            try tx.importLabels(.hard([0, 1, 2, 3, 0, 1]), ids: Array(1...6), into: "h", agent: "x")
+            try tx.importLabels(.soft((0..<6).flatMap { i in (0..<4).map { $0 == i % 4 ? Float(0.7) : 0.1 } }), ids: Array(1...6), into: "s", agent: "x")
+        }
+        _ = try store.fitProjector("h", from: LabelSetReference(name: "s"), options: quickFitOptions, clearance: .all)
+        let card = try store.read(clearance: .all) { try $0.corpusCard() }
+        let multi = try #require(card.labelSources.first { $0.name == "m@1" })
+        #expect(multi.labelled == 5 && multi.classCounts == [2, 3, 1, 2])
+        #expect(card.labelSources.map(\.name) == ["h@1", "m@1", "s@1"])   // the projector "h" is shadowed by the set
+        #expect(card.composition.fields.first { $0.name == "x" }?.numeric?.counts.reduce(0, +) == 6)
+        #expect(card.norms.counts.reduce(0, +) == 6 && card.norms.upper > 1e20)
+        let html = corpusCardHTML(card, title: "<store & \u{FFFF}>")
+        let parser = XMLParser(data: Data(html.utf8))
+        #expect(parser.parse(), "\(String(describing: parser.parserError))")
+        let embedded = try #require(html.components(separatedBy: "id=\"card-data\">").last?.components(separatedBy: "</script>").first)
+        // (Parsed both ways: JSON text does not tell 1.0 from 1.)
+        #expect(try JSONValue.parse(embedded) == JSONValue.parse(corpusCardJSON(card).serialized()))
+    }
 }

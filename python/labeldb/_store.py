@@ -472,6 +472,8 @@ class Transaction:
         """The corpus card of what this transaction's clearance sees, as `labeldb card --format
         json` (composition, label sources, agreement, flow, provenance, embeddings); with `html`,
         the self-contained page is also written to that path."""
+        if isinstance(labels, str):
+            labels = [labels]
         return self._json(lib.ldb_corpus_card, _options(labels=None if labels is None else list(labels), html=html, title=title))
 
     def check_projector(self, name: str) -> dict:

@@ -20,6 +20,7 @@ public func corpusCardHTML(_ card: CorpusCard, title: String) -> String {
     page.embeddings(card)
     let json = corpusCardJSON(card).serialized()
         .replacingOccurrences(of: "&", with: "\\u0026").replacingOccurrences(of: "<", with: "\\u003c").replacingOccurrences(of: ">", with: "\\u003e")
+        .replacingOccurrences(of: "\u{FFFE}", with: "\\ufffe").replacingOccurrences(of: "\u{FFFF}", with: "\\uffff")
     page.raw("<script type=\"application/json\" id=\"card-data\">\(json)</script></body></html>\n")
     return page.html
 }
@@ -47,8 +48,8 @@ struct CardPage {
             case ">": out += "&gt;"
             case "\"": out += "&quot;"
             case "'": out += "&#39;"
-            // XML forbids most control characters, even escaped: show them as U+FFFD.
-            case _ where c.value < 0x20 && c != "\n" && c != "\t": out += "\u{FFFD}"
+            // XML forbids most control characters and U+FFFE/U+FFFF, even escaped: show them as U+FFFD.
+            case _ where (c.value < 0x20 && c != "\n" && c != "\t") || c.value == 0xFFFE || c.value == 0xFFFF: out += "\u{FFFD}"
             default: out.unicodeScalars.append(c)
             }
         }
@@ -127,7 +128,6 @@ struct CardPage {
     }
     static func percent(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
     static func date(_ ms: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
     }
 }

@@ -17,7 +17,8 @@ extension CardPage {
                 [f.name, "\(f.present)", f.topValues.map { "\($0.value) (\($0.count))" }.joined(separator: ", ")
                     + (f.approximate ? " — approximate: more distinct values than the sketch keeps" : "")]
             })
-            for f in c.fields { if let h = f.numeric { histogram("Values of \(f.name)", h) } }
+            if c.fieldsNotShown > 0 { element("p", "\(c.fieldsNotShown) more field names are not described (the card describes the first 200).") }
+            for f in c.fields.prefix(30) { if let h = f.numeric { histogram("Values of \(f.name)", h) } }
         }
         let names = c.payloadSizes.indices.map { $0 == 0 ? "empty" : $0 == 1 ? "1 B" : "\(1 << ($0 - 1))–\((1 << $0) - 1) B" }
         bars("Payload sizes (samples per size range)", Array(zip(names, c.payloadSizes)).filter { $0.1 > 0 }, inOrder: true)
@@ -84,11 +85,11 @@ extension CardPage {
         }
     }
 
-    /// The top-1 agreement of every pair as a matrix of shaded cells.
+    /// The top-1 agreement (shade and figure) and κ of every pair as a matrix of cells.
     mutating func heatMap(_ names: [String], _ pairs: [CorpusCard.Pair]) {
         let cell = 56, label = 150, n = names.count
-        raw("<figure><figcaption>Top-1 agreement between label sources</figcaption>")
-        raw("<svg role=\"img\" width=\"\(label + cell * n)\" height=\"\(label + cell * n)\"><title>Top-1 agreement between label sources</title>")
+        raw("<figure><figcaption>Top-1 agreement and Cohen's κ between label sources</figcaption>")
+        raw("<svg role=\"img\" width=\"\(label + cell * n)\" height=\"\(label + cell * n)\"><title>Top-1 agreement and Cohen's κ between label sources</title>")
         for (i, name) in names.enumerated() {
             raw("<text x=\"0\" y=\"\(label + i * cell + cell / 2)\">"); text(String(name.prefix(22))); raw("</text>")
             raw("<text transform=\"translate(\(label + i * cell + cell / 2),\(label - 4)) rotate(-60)\">"); text(String(name.prefix(22))); raw("</text>")
@@ -98,7 +99,8 @@ extension CardPage {
             for (x, y) in [(i, j), (j, i)] {
                 let shade = Int(255 - 170 * pair.agreement)
                 raw("<rect x=\"\(label + x * cell)\" y=\"\(label + y * cell)\" width=\"\(cell - 2)\" height=\"\(cell - 2)\" fill=\"rgb(\(shade),\(shade),255)\"/>")
-                raw("<text x=\"\(label + x * cell + 6)\" y=\"\(label + y * cell + cell / 2)\">\(Self.percent(pair.agreement))</text>")
+                raw("<text x=\"\(label + x * cell + 4)\" y=\"\(label + y * cell + cell / 2 - 2)\">\(Self.percent(pair.agreement))</text>")
+                raw("<text x=\"\(label + x * cell + 4)\" y=\"\(label + y * cell + cell / 2 + 11)\">κ \(pair.kappa.map { String(format: "%.2f", $0) } ?? "–")</text>")
             }
         }
         raw("</svg></figure>")

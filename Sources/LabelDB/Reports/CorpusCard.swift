@@ -53,8 +53,10 @@ public struct CorpusCard: Sendable {
         public var classes: [String]
         /// The file's size; nil when the clearance does not see every row (the size counts them).
         public var bytesOnDisk: Int?
-        /// Every metadata field seen, by name.
+        /// Every metadata field seen, by name (the first 200 names met).
         public var fields: [Field]
+        /// Further field names, not described (counted up to 10,000).
+        public var fieldsNotShown: Int
         /// Payload sizes: bin i counts payloads of [2^(i−1), 2^i) bytes, bin 0 empty payloads.
         public var payloadSizes: [Int]
     }
@@ -136,6 +138,7 @@ public struct CorpusCard: Sendable {
         public var timeMilliseconds: Int64
         /// What it used and generated, as `NAME@V` (or names and files).
         public var used: [String]
+        /// What it generated, likewise.
         public var generated: [String]
         /// Its parameters (filters, privileges used, codecs, …).
         public var parameters: [String: String]
@@ -171,7 +174,7 @@ public struct CorpusCard: Sendable {
     public var composition: Composition
     /// Every label source described.
     public var labelSources: [LabelSource]
-    /// Pairwise agreement of the sources (empty for fewer than two), and why it is missing.
+    /// Pairwise agreement of the sources (empty when not computed: see ``agreementNote``).
     public var pairs: [Pair]
     /// The most frequent disagreements over all pairs (at most 20).
     public var confusions: [Confusion]
@@ -196,6 +199,7 @@ public struct CorpusCard: Sendable {
     /// Near duplicates, estimated: of `nearDuplicateQueries` seeded sampled samples, how many
     /// have another visible sample at cosine ≥ 0.99.
     public var nearDuplicateQueries: Int
+    /// How many of those queries found one.
     public var nearDuplicates: Int
     /// Visible samples no described source labels.
     public var unlabelled: Int

@@ -25,7 +25,7 @@ extension Transaction {
         var tallies = try references.map { try LabelSourceTally(source: labelSource($0), classes: schema.classes.count) }
         var unlabelled = 0, seen = 0
         try query(nil, labels: references) { _, row in
-            if row.allSatisfy({ $0?.top1 == nil }) { unlabelled += 1 }
+            if row.allSatisfy({ $0 == nil || ($0!.top1 == nil && ($0!.multi ?? []).isEmpty) }) { unlabelled += 1 }
             for (i, label) in row.enumerated() { if let label { tallies[i].add(label) } }
             seen += 1
             report("labels", seen)
@@ -42,8 +42,9 @@ extension Transaction {
             clearance: clearance == .all ? "all" : clearance == .public ? "public" : clearance.description,
             composition: CorpusCard.Composition(
                 samples: samples.count, dimension: schema.dimension, elementType: schema.elementType.rawValue, classes: schema.classes,
-                bytesOnDisk: try seesEverything ? store.bytesOnDisk : nil, fields: samples.fieldSummaries(), payloadSizes: samples.payloadSizes),
-            labelSources: try tallies.map { try $0.summary(classes: schema.classes.count, in: self) },
+                bytesOnDisk: try seesEverything ? store.bytesOnDisk : nil, fields: samples.fieldSummaries(), fieldsNotShown: samples.fieldsNotShown.count,
+                payloadSizes: samples.payloadSizes),
+            labelSources: tallies.map { $0.summary(classes: schema.classes.count) },
             pairs: pairs, confusions: confusions, agreementNote: note,
             taintLabels: samples.taintCounts(), clearanceViews: samples.clearanceViews(),
             activities: records.suffix(1000).map { CorpusCard.Activity($0.id, $0.record) },
@@ -60,24 +61,39 @@ extension Transaction {
         }
         // A projector whose version or base head (which may have gained secrecy since the fit)
         // the clearance does not admit cannot regenerate: it is left out, not an error.
+        // A projector named like a label set cannot be named apart from it (`label(NAME)`
+        // means the set): only the set is described.
+        let setNames = Set(try labelSets().map(\.name))
         let projectors = try projectors().filter { projector in
+            guard !setNames.contains(projector.name) else { return false }
             do { _ = try load(LabelSetReference(name: projector.name)); return true } catch ProjectorError.notCleared { return false }
         }
         return sets.map { LabelSetReference(name: $0.name) } + projectors.map { LabelSetReference(name: $0.name) }
     }
 
+    /// The most confusion cells (pairs × C²) the card's agreement pass holds: 32M, 256 MB.
+    static let maximumCardConfusionCells = 32 << 20
+
     /// Pairwise agreement and the most confused class pairs, or why they are missing.
     func cardAgreement(_ references: [LabelSetReference]) throws -> ([CorpusCard.Pair], [CorpusCard.Confusion], String?) {
         guard references.count >= 2 else { return ([], [], "fewer than two label sources") }
-        guard store.schema.classes.count <= Self.maximumConfusionClasses else {
+        let c = store.schema.classes.count, pairCount = references.count * (references.count - 1) / 2
+        guard c <= Self.maximumConfusionClasses else {
             return ([], [], "more than \(Self.maximumConfusionClasses) classes: agreement is not computed")
         }
-        var pairs: [CorpusCard.Pair] = [], confusions: [CorpusCard.Confusion] = []
+        // Every pair keeps a C × C confusion while the pass runs.
+        guard pairCount * c * c <= Self.maximumCardConfusionCells else {
+            return ([], [], "\(pairCount) pairs of sources × \(c)² classes exceed the card's \(Self.maximumCardConfusionCells) confusion cells: name fewer sources with --labels")
+        }
+        var pairs: [CorpusCard.Pair] = []
+        var confusions = BoundedSelection<CorpusCard.Confusion>(capacity: 20) {
+            ($0.count, $1.a, $1.b, $1.classA, $1.classB) > ($1.count, $0.a, $0.b, $0.classA, $0.classB)
+        }
         func add(_ pair: PairAgreement) {
             pairs.append(CorpusCard.Pair(a: pair.a, b: pair.b, count: pair.count, agreement: pair.agreement, kappa: pair.kappa))
             for (x, row) in pair.confusion.enumerated() {
                 for (y, n) in row.enumerated() where x != y && n > 0 {
-                    confusions.append(CorpusCard.Confusion(a: pair.a, b: pair.b, classA: x, classB: y, count: n))
+                    confusions.insert(CorpusCard.Confusion(a: pair.a, b: pair.b, classA: x, classB: y, count: n))
                 }
             }
         }
@@ -94,8 +110,7 @@ extension Transaction {
                 }
             }
         }
-        confusions.sort { ($0.count, $1.a, $1.b, $1.classA, $1.classB) > ($1.count, $0.a, $0.b, $0.classA, $0.classB) }
-        return (pairs, Array(confusions.prefix(20)), nil)
+        return (pairs, confusions.sorted(), nil)
     }
 
     /// Of the sampled queries, how many have another visible sample at cosine ≥ 0.99.
@@ -128,9 +143,10 @@ struct HistogramTally {
 
     mutating func add(_ value: Double) {
         guard value.isFinite else { return }
-        let width = (upper - lower) / Double(counts.count)
-        let bin = width > 0 ? Int((value - lower) / width) : 0
-        counts[min(max(bin, 0), counts.count - 1)] += 1
+        // Halved, so that a span of ±1e308 does not overflow to infinity.
+        let position = (value / 2 - lower / 2) / (upper / 2 - lower / 2) * Double(counts.count)
+        let bin = position.isFinite ? Int(min(max(position, 0), Double(counts.count - 1))) : 0
+        counts[bin] += 1
     }
 
     func histogram(sampled: Int? = nil) -> CorpusCard.Histogram {
@@ -153,11 +169,19 @@ struct LabelSourceTally {
     }
 
     mutating func add(_ label: Label) {
+        if let multi = label.multi {
+            // A multi-label: each of its classes counts; its distribution is uniform over them.
+            guard !multi.isEmpty else { return }
+            labelled += 1
+            for c in multi { classCounts[c] += 1 }
+            entropy.add(log(Double(multi.count)))
+            return
+        }
         guard let top = label.top1 else { return }
         labelled += 1
         classCounts[top.classIndex] += 1
         confidence.add(label.hard != nil ? 1 : Double(top.confidence))
-        entropy.add(Self.entropy(label.distribution(classCount: classCounts.count)))
+        entropy.add(label.hard != nil ? 0 : Self.entropy(label.distribution(classCount: classCounts.count)))
     }
 
     /// −Σ p ln p in nats; runs of equal probabilities (a compact label's even leftover) share
@@ -171,7 +195,7 @@ struct LabelSourceTally {
         return max(sum, 0)
     }
 
-    func summary(classes: Int, in tx: Transaction) throws -> CorpusCard.LabelSource {
+    func summary(classes: Int) -> CorpusCard.LabelSource {
         switch source {
         case .stored(let set, let version):
             return CorpusCard.LabelSource(
@@ -183,7 +207,7 @@ struct LabelSourceTally {
                 name: "\(loaded.projector.name)@\(loaded.version.version)", kind: "projector", labelled: labelled, classCounts: classCounts,
                 confidence: confidence.histogram(), entropy: entropy.histogram(), codec: nil, versions: [],
                 projector: loaded.version, taint: loaded.taint,
-                fittedOn: try tx.labelSet(named: loaded.version.sourceSet))
+                fittedOn: loaded.sourceSet)
         }
     }
 }

@@ -9,7 +9,7 @@ public func corpusCardJSON(_ card: CorpusCard) -> JSONValue {
         "composition": [
             "samples": c.samples.json, "dimension": c.dimension.json, "dtype": .string(c.elementType),
             "classes": .array(c.classes.map(JSONValue.string)), "bytes_on_disk": c.bytesOnDisk.map { $0.json } ?? .null,
-            "fields": .array(c.fields.map(fieldJSON)), "payload_sizes": .array(c.payloadSizes.map(\.json)),
+            "fields": .array(c.fields.map(fieldJSON)), "fields_not_shown": c.fieldsNotShown.json, "payload_sizes": .array(c.payloadSizes.map(\.json)),
         ],
         "label_sources": .array(card.labelSources.map { labelSourceJSON($0, classes: c.classes.count) }),
         "agreement": [

@@ -6,11 +6,14 @@ struct SampleTally {
     static let sketchCapacity = 1000
     static let reservoirSize = 10_000
     static let nearDuplicateQueries = 256
+    static let maximumFields = 200
 
     let dimension: Int
     var count = 0
     var payloadSizes = [Int](repeating: 0, count: 1)
     var fields: [String: FieldTally] = [:]
+    /// Field names past ``maximumFields`` (at most 10,000 are remembered).
+    var fieldsNotShown = Set<String>()
     var taints: [TaintLabel: Int] = [:]
     var norms: [Float] = []
     var hashes = Set<UInt64>()
@@ -27,7 +30,8 @@ struct SampleTally {
         payloadSizes[bin] += 1
         taints[view.taint, default: 0] += 1
         let embedding = view.embedding()
-        norms.append(embedding.reduce(0) { $0 + $1 * $1 }.squareRoot())
+        // In double: components near 1e20 square past Float's range.
+        norms.append(Float(embedding.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()))
         if !hashes.insert(Checksum.xxh3(view.embeddingBytes)).inserted { duplicates += 1 }
         // Reservoir sampling: every sample equally likely to be a query.
         if queries.count < Self.nearDuplicateQueries {
@@ -37,7 +41,15 @@ struct SampleTally {
             if slot < Self.nearDuplicateQueries { queries[slot] = (view.id, embedding) }
         }
         if !view.metadataJSON.isEmpty, case .object(let object)? = try? JSONValue.parse(view.metadataJSON) {
-            for (name, value) in object { fields[name, default: FieldTally()].add(value, rng: &rng) }
+            for (name, value) in object {
+                // Metadata with ever new member names would grow without bound: past the cap,
+                // new names are only counted.
+                guard fields[name] != nil || fields.count < Self.maximumFields else {
+                    if fieldsNotShown.count < 10_000 { fieldsNotShown.insert(name) }
+                    continue
+                }
+                fields[name, default: FieldTally()].add(value, rng: &rng)
+            }
         }
     }
 

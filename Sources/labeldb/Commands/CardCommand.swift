@@ -23,6 +23,10 @@ struct CardCommand: ParsableCommand {
     func run() throws {
         guard out != nil || format == .json else { throw UsageError(description: "give --out card.html, --format json, or both") }
         let references = try labels.flatMap { $0.split(separator: ",").map(String.init) }.map { try LabelSetReference(parsing: $0) }
+        // Fail before a long computation, not after: an output that cannot be created.
+        if let out, !FileManager.default.createFile(atPath: out, contents: nil) {
+            throw InputError(file: out, reason: "cannot write: the file cannot be created")
+        }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         var bar: (step: String, progress: ProgressBar)?
