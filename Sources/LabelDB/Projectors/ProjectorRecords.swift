@@ -70,6 +70,12 @@ public struct ProjectorVersion: Equatable, Sendable, Codable {
 }
 
 extension ProjectorVersion {
+    /// The soft-label bytes stored for the versions of `set` this version was fitted on (0 when
+    /// the set is gone or its statistics are redacted): what the projector stands in for.
+    func storedLabelBytes(in set: LabelSet?) -> Int {
+        set?.versions.prefix(sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0
+    }
+
     /// Zeroes every figure computed from the fitted data (see ``statisticsRedacted``).
     mutating func redactStatistics() {
         samples = 0

@@ -210,6 +210,14 @@ enum QueryLabelSource {
     case stored(LabelSet, Int)
     case projector(LoadedProjector)
 
+    /// `NAME@VERSION`: the label set version, or the projector version, it resolves to.
+    var name: String {
+        switch self {
+        case .stored(let set, let version): "\(set.name)@\(version)"
+        case .projector(let loaded): "\(loaded.projector.name)@\(loaded.version.version)"
+        }
+    }
+
     /// The source as the provenance log names what an activity used.
     var entity: ProvenanceEntity {
         switch self {

@@ -65,7 +65,7 @@ extension CardPage {
     /// fitted on (when those statistics are visible).
     func bytesAgainstStored(_ p: ProjectorVersion, _ set: LabelSet?) -> String {
         let total = p.parameterBytes + p.correctionBytes
-        let stored = set?.versions.prefix(p.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0
+        let stored = p.storedLabelBytes(in: set)
         return stored > 0 ? "\(total) (\(Self.percent(Double(total) / Double(stored))) of the stored labels)" : "\(total)"
     }
 

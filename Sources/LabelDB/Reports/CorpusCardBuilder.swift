@@ -55,7 +55,8 @@ extension Transaction {
 
     /// Label sets whose latest version this clearance may read, then projectors it may use.
     func visibleLabelSources() throws -> [LabelSetReference] {
-        let sets = try labelSets().filter { set in
+        let allSets = try labelSets()
+        let sets = allSets.filter { set in
             guard let latest = set.versions.last(where: { !$0.isDropped }) else { return false }
             return clearance.admits(latest.sourceLabel)
         }
@@ -63,7 +64,7 @@ extension Transaction {
         // the clearance does not admit cannot regenerate: it is left out, not an error.
         // A projector named like a label set cannot be named apart from it (`label(NAME)`
         // means the set): only the set is described.
-        let setNames = Set(try labelSets().map(\.name))
+        let setNames = Set(allSets.map(\.name))
         let projectors = try projectors().filter { projector in
             guard !setNames.contains(projector.name) else { return false }
             do { _ = try load(LabelSetReference(name: projector.name)); return true } catch ProjectorError.notCleared { return false }
@@ -199,12 +200,12 @@ struct LabelSourceTally {
         switch source {
         case .stored(let set, let version):
             return CorpusCard.LabelSource(
-                name: "\(set.name)@\(version)", kind: "label_set", labelled: labelled, classCounts: classCounts,
+                name: source.name, kind: "label_set", labelled: labelled, classCounts: classCounts,
                 confidence: confidence.histogram(), entropy: entropy.histogram(), codec: set.codec?.description,
                 versions: set.versions, projector: nil, taint: set.versions[version - 1].sourceLabel)
         case .projector(let loaded):
             return CorpusCard.LabelSource(
-                name: "\(loaded.projector.name)@\(loaded.version.version)", kind: "projector", labelled: labelled, classCounts: classCounts,
+                name: source.name, kind: "projector", labelled: labelled, classCounts: classCounts,
                 confidence: confidence.histogram(), entropy: entropy.histogram(), codec: nil, versions: [],
                 projector: loaded.version, taint: loaded.taint,
                 fittedOn: loaded.sourceSet)

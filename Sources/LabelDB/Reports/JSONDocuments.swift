@@ -50,7 +50,7 @@ public func topClassesJSON(_ p: [Float], classes: [String], count: Int = 5) -> J
 public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, classes: Int) -> [String: JSONValue] {
     let r = v.report
     let denseF16 = 2.0 * Double(classes) * Double(v.samples)
-    let stored = Double(labelSet?.versions.prefix(v.sourceVersion).reduce(0) { $0 + $1.softBytes } ?? 0)
+    let stored = Double(v.storedLabelBytes(in: labelSet))
     let total = Double(v.parameterBytes + v.correctionBytes)
     return [
         "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
