@@ -116,7 +116,7 @@ struct ProjectorTemperatureTests {
                                    bias: Array(repeating: 0, count: c), temperature: 2.5)
         let teacher = truth.regenerate(x, rows: n, head: nil)
         truth.temperature = 1
-        let found = ProjectorFitter.fitTemperature(truth, x: x, p: teacher, rows: Array(0..<n), head: nil)
+        let found = try ProjectorFitter.fitTemperature(truth, MatrixFitRows(x: x, p: teacher, count: n, dimension: d, classes: c), rows: Array(0..<n), head: nil)
         #expect(abs(found - 2.5) < 0.05, "found T = \(found)")
     }
 }

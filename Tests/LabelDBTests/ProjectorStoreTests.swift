@@ -44,6 +44,45 @@ struct ProjectorStoreTests {
         #expect(after.map(\.status) == [.unfitted, .stale, .regenerated])
     }
 
+    @Test("a fit that reads its rows from the store on demand equals the fit of the same rows in memory, bit for bit")
+    func streamedFitEqualsInMemory() throws {
+        // topk codec: the rows the store hands the fit are decoded labels, not the teacher as given.
+        let problem = ProjectorProblem(n: 700, headScale: 0.8)
+        let (dir, store) = try prepared(problem, codec: .topKF16(4))
+        _ = dir
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            try tx.importHead("text", values: problem.head, rows: problem.d, columns: problem.c)
+            // A sample without a soft label is not fitted on.
+            try tx.put(Sample(id: 9_999, embedding: Array(problem.x[0..<problem.d])))
+        }
+        var options = ProjectorFitOptions(rank: 3)
+        options.holdout = 0.1
+        options.seed = 7
+        options.maxSteps = 60
+        options.batchSize = 64
+        options.fitTemperature = true
+        let info = try store.fitProjector("p", from: LabelSetReference(name: "teacher"), options: options, head: "text", maxKL: 0.01, clearance: .all)
+        let (stored, x, p) = try store.read(clearance: .all) { tx -> (ProjectorModel, [Float], [Float]) in
+            var x: [Float] = [], p: [Float] = []
+            try tx.forEachLabel(in: LabelSetReference(name: "teacher")) { id, label in
+                x += try tx.sample(id)!.embedding
+                p += label.soft!
+                return true
+            }
+            return (try tx.load(ProjectorReference(name: "p")).model, x, p)
+        }
+        let inMemory = try ProjectorFitter.fit(embeddings: x, teacher: p, rows: problem.n, dimension: problem.d, classes: problem.c, head: problem.head, options: options)
+        #expect(stored == inMemory.model)
+        var report = info.report
+        report.seconds = inMemory.report.seconds
+        #expect(report == inMemory.report)
+        #expect(info.samples == problem.n && info.corrections > 0)
+        let expected = try ProjectorFitter.corrections(inMemory.model, MatrixFitRows(x: x, p: p, count: problem.n, dimension: problem.d, classes: problem.c),
+                                                       head: problem.head, maxKL: 0.01, requireTop1: false)
+        #expect(info.corrections == expected.count)
+    }
+
     @Test("with a bound, every fitted sample reads within it (corrections where needed)")
     func boundHoldsEverywhere() throws {
         // A teacher of rank 4 fitted at rank 1: many samples break a tight bound.

@@ -154,6 +154,15 @@ public enum ProjectorFitter {
         embeddings x: [Float], teacher p: [Float], rows n: Int, dimension d: Int, classes c: Int,
         head: [Float]?, options: ProjectorFitOptions, progress: ((String, Double) -> Void)? = nil
     ) throws -> (model: ProjectorModel, report: ProjectorFitReport, trainRows: [Int]) {
+        guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
+        return try fit(MatrixFitRows(x: x, p: p, count: n, dimension: d, classes: c), head: head, options: options, progress: progress)
+    }
+
+    /// Fits a projector to `data`, reading it in chunks and minibatches only (see ``FitRows``).
+    static func fit(
+        _ data: some FitRows, head: [Float]?, options: ProjectorFitOptions, progress: ((String, Double) -> Void)? = nil
+    ) throws -> (model: ProjectorModel, report: ProjectorFitReport, trainRows: [Int]) {
+        let n = data.count, d = data.dimension, c = data.classes
         let started = Date()
         let limit = min(d, c) - 1
         guard options.rank >= 1, options.rank <= limit else { throw ProjectorError.invalidRank(rank: options.rank, limit: limit) }
@@ -161,7 +170,6 @@ public enum ProjectorFitter {
         guard options.epochs ?? 0 >= 0, options.maxSteps >= 0, options.patience >= 1, options.batchSize >= 1, options.learningRate > 0 else {
             throw ProjectorError.invalidOption("epochs and max steps must be ≥ 0; patience, batch size and learning rate positive")
         }
-        guard x.count == n * d, p.count == n * c else { throw ProjectorError.invalidOption("shapes do not match") }
         if let head, head.count != d * c { throw ProjectorError.headShape(name: "head", rows: head.count / max(c, 1), columns: c, dimension: d, classes: c) }
 
         // Seeded split. Rows are used through index lists, in chunks: the fitter never copies the
@@ -177,30 +185,32 @@ public enum ProjectorFitter {
         let nt = trainRows.count
 
         progress?("closed form", 0)
-        var model = try closedForm(x: x, p: p, rows: trainRows, d: d, c: c, head: head, rank: options.rank, ridge: options.ridge)
-        let closed = evaluate(model, x: x, p: p, rows: trainRows, head: head)
+        var model = try closedForm(data, rows: trainRows, head: head, rank: options.rank, ridge: options.ridge)
+        let closed = try evaluate(model, data, rows: trainRows, head: head)
+        // The fitted rows' figures for the model kept: each pass over them reads every row.
+        var train = closed
         guard closed.meanKL.isFinite else { throw ProjectorError.nonFinite(step: "closed form") }
 
         var steps = 0, stopReason = "no_refinement"
         if options.epochs ?? options.maxSteps > 0 {
-            let refined = try refine(model, x: x, p: p, rows: trainRows, head: head, options: options, rng: &rng, progress: progress)
-            let after = evaluate(refined.model, x: x, p: p, rows: trainRows, head: head)
+            let refined = try refine(model, data, rows: trainRows, head: head, options: options, rng: &rng, progress: progress)
+            let after = try evaluate(refined.model, data, rows: trainRows, head: head)
             // Keep whichever fits the teacher better on the fitted rows (refinement minimises
             // cross-entropy, which equals KL plus a constant, so this is the same objective).
             steps = refined.steps
-            if after.meanKL < closed.meanKL { model = refined.model; stopReason = refined.stopReason }
+            if after.meanKL < closed.meanKL { model = refined.model; stopReason = refined.stopReason; train = after }
         }
         if options.fitTemperature {
             progress?("temperature", 0.99)
             // A seeded sample of at most 50,000 fitted rows is plenty for one parameter.
             var sample = trainRows
             if sample.count > 50_000 { sample.shuffle(using: &rng); sample = Array(sample.prefix(50_000)).sorted() }
-            model.temperature = fitTemperature(model, x: x, p: p, rows: sample, head: head)
+            model.temperature = try fitTemperature(model, data, rows: sample, head: head)
+            train = try evaluate(model, data, rows: trainRows, head: head)
         }
-        let train = evaluate(model, x: x, p: p, rows: trainRows, head: head)
         var held = (meanKL: 0.0, maxKL: 0.0, top1: 0.0)
         if !holdoutRows.isEmpty {
-            held = evaluate(model, x: x, p: p, rows: holdoutRows, head: head)
+            held = try evaluate(model, data, rows: holdoutRows, head: head)
         }
         progress?("done", 1)
         let report = ProjectorFitReport(
@@ -209,13 +219,6 @@ public enum ProjectorFitter {
             holdoutMeanKL: held.meanKL, holdoutMaxKL: held.maxKL, holdoutTop1: held.top1,
             closedFormMeanKL: closed.meanKL, seconds: Date().timeIntervalSince(started), steps: steps, stopReason: stopReason)
         return (model, report, trainRows)
-    }
-
-    /// Copies the listed rows (each `width` floats) of a row-major matrix into `out`.
-    static func gather(_ m: UnsafeBufferPointer<Float>, rows: ArraySlice<Int>, width: Int, into out: UnsafeMutablePointer<Float>) {
-        for (i, r) in rows.enumerated() {
-            (out + i * width).update(from: m.baseAddress! + r * width, count: width)
-        }
     }
 
     static let chunkRows = 4096
@@ -227,14 +230,13 @@ public enum ProjectorFitter {
     /// Everything it needs is in XᵀX (d × d) and XᵀY (d × C) of the centred data, so the rows are
     /// streamed in chunks (two passes: means, then the centred products); with a head,
     /// ⟨XW0, Y⟩ = ⟨W0, XᵀY⟩ and ‖XW0‖² = ⟨W0, XᵀX·W0⟩ come from the same two matrices.
-    static func closedForm(x: [Float], p: [Float], rows: [Int], d: Int, c: Int, head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
-        let n = rows.count
+    static func closedForm(_ data: some FitRows, rows: [Int], head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
+        let n = rows.count, d = data.dimension, c = data.classes
         let chunk = min(chunkRows, n)
         var xb = [Float](repeating: 0, count: chunk * d), yb = [Float](repeating: 0, count: chunk * c)
         // Log-probabilities of a chunk, centred per row (softmax ignores a per-row constant).
-        func loadChunk(_ slice: ArraySlice<Int>) {
-            x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
-            p.withUnsafeBufferPointer { pv in yb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
+        func loadChunk(_ slice: ArraySlice<Int>) throws {
+            try xb.withUnsafeMutableBufferPointer { xv in try yb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
             for i in 0..<slice.count {
                 var mean: Float = 0
                 for j in 0..<c { let v = log(max(yb[i * c + j], 1e-7)); yb[i * c + j] = v; mean += v }
@@ -246,7 +248,7 @@ public enum ProjectorFitter {
         var sumX = [Double](repeating: 0, count: d), sumY = [Double](repeating: 0, count: c)
         for start in stride(from: 0, to: n, by: chunk) {
             let slice = rows[start..<min(start + chunk, n)]
-            loadChunk(slice)
+            try loadChunk(slice)
             for i in 0..<slice.count {
                 for j in 0..<d { sumX[j] += Double(xb[i * d + j]) }
                 for j in 0..<c { sumY[j] += Double(yb[i * c + j]) }
@@ -258,7 +260,7 @@ public enum ProjectorFitter {
         var xy = [Float](repeating: 0, count: d * c)
         for start in stride(from: 0, to: n, by: chunk) {
             let slice = rows[start..<min(start + chunk, n)]
-            loadChunk(slice)
+            try loadChunk(slice)
             let m = slice.count
             for i in 0..<m {
                 for j in 0..<d { xb[i * d + j] -= meanX[j] }
@@ -328,27 +330,27 @@ public enum ProjectorFitter {
 
     /// The temperature minimising the mean KL on `rows`: golden-section search on log T in
     /// [log 0.1, log 10] (KL in T is unimodal for a fixed set of logits).
-    static func fitTemperature(_ model: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?) -> Float {
+    static func fitTemperature(_ model: ProjectorModel, _ data: some FitRows, rows: [Int], head: [Float]?) throws -> Float {
         var candidate = model
-        func loss(_ logT: Double) -> Double {
+        func loss(_ logT: Double) throws -> Double {
             candidate.temperature = Float(exp(logT))
-            return evaluate(candidate, x: x, p: p, rows: rows, head: head).meanKL
+            return try evaluate(candidate, data, rows: rows, head: head).meanKL
         }
         var lo = log(0.1), hi = log(10.0)
         let ratio = (sqrt(5.0) - 1) / 2
         var a = hi - ratio * (hi - lo), b = lo + ratio * (hi - lo)
-        var fa = loss(a), fb = loss(b)
+        var fa = try loss(a), fb = try loss(b)
         for _ in 0..<24 {
-            if fa < fb { hi = b; b = a; fb = fa; a = hi - ratio * (hi - lo); fa = loss(a) }
-            else { lo = a; a = b; fa = fb; b = lo + ratio * (hi - lo); fb = loss(b) }
+            if fa < fb { hi = b; b = a; fb = fa; a = hi - ratio * (hi - lo); fa = try loss(a) }
+            else { lo = a; a = b; fa = fb; b = lo + ratio * (hi - lo); fb = try loss(b) }
         }
         let best = Float(exp((lo + hi) / 2))
         // Keep T = 1 unless the search found something better.
-        return loss(log(Double(best))) < loss(0) ? best : 1
+        return try loss(log(Double(best))) < loss(0) ? best : 1
     }
 
     /// Mean and max KL(p ‖ regenerated) and top-1 agreement over `rows`, regenerated in chunks.
-    static func evaluate(_ model: ProjectorModel, x: [Float], p: [Float], rows: [Int], head: [Float]?) -> (meanKL: Double, maxKL: Double, top1: Double) {
+    static func evaluate(_ model: ProjectorModel, _ data: some FitRows, rows: [Int], head: [Float]?) throws -> (meanKL: Double, maxKL: Double, top1: Double) {
         let c = model.classes, d = model.dimension
         let n = rows.count
         let chunk = min(chunkRows, max(n, 1))
@@ -357,8 +359,7 @@ public enum ProjectorFitter {
         var sum = 0.0, worst = 0.0, agree = 0
         for start in stride(from: 0, to: n, by: chunk) {
             let slice = rows[start..<min(start + chunk, n)]
-            x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
-            p.withUnsafeBufferPointer { pv in pb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
+            try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
             xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
             pb.withUnsafeBufferPointer { pv in
                 q.withUnsafeBufferPointer { qv in
@@ -376,11 +377,42 @@ public enum ProjectorFitter {
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
     }
 
+    /// The rows of `data` whose regenerated label breaks the bound (KL above `maxKL`, or — with
+    /// `requireTop1` — another top-1 class), each with its teacher label encoded in the cheapest
+    /// correction codec that restores the bound; regenerated chunk by chunk.
+    static func corrections(
+        _ model: ProjectorModel, _ data: some FitRows, head: [Float]?, maxKL: Double, requireTop1: Bool
+    ) throws -> [(row: Int, codec: UInt8, bytes: [UInt8])] {
+        let c = model.classes, d = model.dimension
+        let weights = head.map { model.combinedWeights(head: $0) }
+        let chunk = min(chunkRows, max(data.count, 1))
+        var xb = [Float](repeating: 0, count: chunk * d), pb = [Float](repeating: 0, count: chunk * c), q = [Float](repeating: 0, count: chunk * c)
+        var found: [(row: Int, codec: UInt8, bytes: [UInt8])] = []
+        for start in stride(from: 0, to: data.count, by: chunk) {
+            let slice = Array(start..<min(start + chunk, data.count))[...]
+            try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
+            xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
+            pb.withUnsafeBufferPointer { pv in
+                q.withUnsafeBufferPointer { qv in
+                    for i in 0..<slice.count {
+                        let p = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
+                        let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
+                        if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
+                            let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                            found.append((start + i, codec, bytes))
+                        }
+                    }
+                }
+            }
+        }
+        return found
+    }
+
     /// Minibatch Adam on the cross-entropy between the teacher and the projector: a fixed number
     /// of epochs, or (the default) up to `maxSteps` steps with early stopping on a validation
     /// split of `rows`, returning the best model it checked.
     static func refine(
-        _ start: ProjectorModel, x: [Float], p: [Float], rows allRows: [Int], head: [Float]?, options: ProjectorFitOptions,
+        _ start: ProjectorModel, _ data: some FitRows, rows allRows: [Int], head: [Float]?, options: ProjectorFitOptions,
         rng: inout SplitMix64, progress: ((String, Double) -> Void)?
     ) throws -> (model: ProjectorModel, steps: Int, stopReason: String) {
         // The validation split: a seeded 5% (at most 10,000 rows) of the fitted rows, kept out
@@ -399,7 +431,7 @@ public enum ProjectorFitter {
         // Checks once per epoch, but not more often than every 25 steps (a small corpus takes one
         // step per epoch, and Adam's loss is noisy step to step) nor less often than every 250.
         let interval = min(max(stepsPerEpoch, 25), 250)
-        var best = (model: start, kl: validation.isEmpty ? Double.infinity : evaluate(start, x: x, p: p, rows: validation, head: head).meanKL)
+        var best = (model: start, kl: validation.isEmpty ? Double.infinity : try evaluate(start, data, rows: validation, head: head).meanKL)
         var sinceBest = 0
         var model = start
         let d = model.dimension, c = model.classes, r = model.rank
@@ -433,8 +465,7 @@ public enum ProjectorFitter {
             while start < n, step < budget {
                 let count = min(batch, n - start)
                 let slice = order[start..<(start + count)]
-                x.withUnsafeBufferPointer { xv in xb.withUnsafeMutableBufferPointer { gather(xv, rows: slice, width: d, into: $0.baseAddress!) } }
-                p.withUnsafeBufferPointer { pv in pb.withUnsafeMutableBufferPointer { gather(pv, rows: slice, width: c, into: $0.baseAddress!) } }
+                try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
                 // Forward: z = s·x·W0 + (x·A)·B + b.
                 LinearAlgebra.gemm(xb, model.a, &hidden, m: count, n: r, k: d)
                 LinearAlgebra.gemm(hidden, model.b, &z, m: count, n: c, k: r)
@@ -475,7 +506,7 @@ public enum ProjectorFitter {
                 start += count
                 // Early stopping: keep the best model the validation split has seen.
                 if !validation.isEmpty, step % interval == 0 || step == budget {
-                    let kl = evaluate(model, x: x, p: p, rows: validation, head: head).meanKL
+                    let kl = try evaluate(model, data, rows: validation, head: head).meanKL
                     if kl < best.kl * (1 - 1e-4) { best = (model, kl); sinceBest = 0 } else { sinceBest += 1 }
                     if sinceBest >= options.patience { return (best.model, step, "patience") }
                 }

@@ -351,9 +351,9 @@ enum ProjectorNames {
 extension Store {
     /// Fits a new version of projector `name` from a soft label set, and stores it.
     ///
-    /// The data is read in one read transaction, the fit runs outside any transaction (it can take
-    /// minutes and must not hold the write lock), and the result is written in one short write
-    /// transaction. With `maxKL`, every sample of the label set whose regenerated label would
+    /// The fit reads its rows from one read transaction as it needs them (it can take minutes; a
+    /// reader holds no lock, and memory does not grow with the label set), and the result is
+    /// written in one short write transaction. With `maxKL`, every sample of the label set whose regenerated label would
     /// break the bound (KL above it, or — with `requireTop1` — another top-1 class) gets a stored
     /// correction, so reads through the projector meet the bound for every fitted sample.
     ///
@@ -366,76 +366,14 @@ extension Store {
     ) throws -> ProjectorVersion {
         try ProjectorNames.check(name)
         if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("the KL bound (max KL) must be a positive number") } }
+        // Read, fit and find corrections in one read transaction: the rows are read from it as
+        // the fit needs them, so it sees one snapshot and holds nothing that grows with the row
+        // count (a long-lived reader holds no lock; LMDB only keeps the pages it sees).
+        let fitted = try read(clearance: clearance) { tx in
+            try tx.fitProjector(from: reference, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+        }
+        let (set, version, model, corrections) = (fitted.set, fitted.version, fitted.model, fitted.corrections)
         let d = schema.dimension, c = schema.classes.count
-        // 1. Read: the label set's soft labels, their embeddings, the head, the write sequence.
-        // Only labels the clearance admits are read; the projector's taint is the join of theirs.
-        let (set, version, ids, teacher, x, head, sequence, fittedTaint, slots) = try read(clearance: clearance) { tx -> (LabelSet, Int, [UInt64], [Float], [Float], BaseHead?, UInt64, TaintLabel, [UInt64]) in
-            let (set, version) = try tx.resolve(reference)
-            guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
-            var ids: [UInt64] = [], teacher: [Float] = [], x: [Float] = []
-            var fittedTaint = TaintLabel.bottom
-            try tx.forEachLabel(set: set, version: version) { id, label in
-                guard let soft = label.soft else { return true }
-                ids.append(id)
-                teacher.append(contentsOf: soft)
-                fittedTaint = fittedTaint.join(label.taint)
-                return true
-            }
-            guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
-            // Embeddings only: no Sample (and no metadata parsing) per row.
-            x = [Float](repeating: 0, count: ids.count * d)
-            var slots = [UInt64](repeating: 0, count: ids.count)
-            try x.withUnsafeMutableBufferPointer { out in
-                for (i, id) in ids.enumerated() {
-                    guard let slot = try tx.withSample(id, { view -> UInt64 in
-                        ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: out.baseAddress! + i * d)
-                        return view.slot
-                    }) else { throw StoreError.sampleNotFound(id) }
-                    slots[i] = slot
-                }
-            }
-            let head = try headName.map { name -> BaseHead in
-                guard let head = try tx.baseHead(named: name) else { throw ProjectorError.unknownHead(name) }
-                guard tx.clearance.admits(head.taint) else { throw ProjectorError.notClearedHead(name) }
-                // The projector depends on the head: it carries the head's label too.
-                fittedTaint = fittedTaint.join(head.taint)
-                return head
-            }
-            let sequence = try tx.storedSequence()
-            return (set, version, ids, teacher, x, head, sequence, fittedTaint, slots)
-        }
-        // 2. Fit.
-        let (model, report, _) = try ProjectorFitter.fit(
-            embeddings: x, teacher: teacher, rows: ids.count, dimension: d, classes: c, head: head?.values, options: options, progress: progress)
-        // 3. Corrections where the regenerated label breaks the bound.
-        var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
-        if let maxKL {
-            progress?("corrections", 0)
-            // Regenerated in chunks, so no second n × C matrix is held.
-            let weights = head.map { model.combinedWeights(head: $0.values) }
-            let chunk = 4096
-            var q = [Float](repeating: 0, count: chunk * c)
-            for start in stride(from: 0, to: ids.count, by: chunk) {
-                let count = min(chunk, ids.count - start)
-                x.withUnsafeBufferPointer { xv in
-                    q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress! + start * d, rows: count, weights: weights, into: $0.baseAddress!) }
-                }
-                teacher.withUnsafeBufferPointer { tv in
-                    q.withUnsafeBufferPointer { qv in
-                        for i in 0..<count {
-                            let row = start + i
-                            let p = UnsafeBufferPointer(rebasing: tv[(row * c)..<((row + 1) * c)])
-                            let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
-                            if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
-                                let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
-                                corrections.append((ids[row], codec, bytes))
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // 4. Write.
         return try write(clearance: clearance) { tx -> ProjectorVersion in
             let key = Array(name.utf8)
             var record: ProjectorRecord
@@ -446,7 +384,7 @@ extension Store {
             }
             let newVersion = record.latest + 1
             // The samples fitted on, so reads know them whatever becomes of the label set.
-            try tx.putFitted(projector: record.id, version: newVersion, slots: slots)
+            try tx.putFitted(projector: record.id, version: newVersion, slots: fitted.slots)
             var correctionBytes = 0
             for correction in corrections {
                 let ckey = ProjectorCodec.correctionKey(id: record.id, version: newVersion, sample: correction.id)
@@ -460,11 +398,11 @@ extension Store {
                 floats: [[model.scale, model.temperature], model.a, model.b, model.bias])
             try tx.put(.projectorParameters, key: vkey, bytes: params)
             let info = ProjectorVersion(
-                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, headHash: head?.contentHashHex, options: options, report: report,
-                samples: ids.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
-                correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: sequence,
+                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, headHash: fitted.head?.contentHashHex, options: options, report: fitted.report,
+                samples: fitted.slots.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
+                correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: fitted.sequence,
                 timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID(),
-                taint: fittedTaint)
+                taint: fitted.taint)
             tx.describe(ProvenanceRecord(
                 activity: "projector fit", agent: agent,
                 used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
@@ -476,5 +414,63 @@ extension Store {
             try tx.put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
             return info
         }
+    }
+}
+
+/// What a fit read and computed, ready to be written.
+struct FittedProjector {
+    var set: LabelSet
+    var version: Int
+    var model: ProjectorModel
+    var report: ProjectorFitReport
+    var head: BaseHead?
+    /// The store's write sequence when the fit read it.
+    var sequence: UInt64
+    /// The join of every row's taint label and the head's.
+    var taint: TaintLabel
+    /// The slots of the samples fitted on.
+    var slots: [UInt64]
+    var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])]
+}
+
+extension Transaction {
+    /// Fits a projector to the soft labels of `reference` this transaction's clearance sees, and
+    /// finds the corrections `maxKL` needs; reads rows on demand (``StoredFitRows``).
+    func fitProjector(
+        from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String?, maxKL: Double?, requireTop1: Bool,
+        progress: ((String, Double) -> Void)?
+    ) throws -> FittedProjector {
+        let (set, version) = try resolve(reference)
+        guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
+        // The samples with a soft label the clearance sees; the projector's taint is the join of theirs.
+        var ids: [UInt64] = [], slots: [UInt64] = []
+        var taint = TaintLabel.bottom
+        try forEachVisibleRow(set: set, version: version) { id, _, row, rowTaint in
+            guard row.soft != nil else { return true }
+            ids.append(id)
+            taint = taint.join(rowTaint)
+            return true
+        }
+        guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
+        for id in ids {
+            guard let sample = try visibleSample(id) else { throw StoreError.sampleNotFound(id) }
+            slots.append(sample.slot)
+        }
+        let head = try headName.map { name -> BaseHead in
+            guard let head = try baseHead(named: name) else { throw ProjectorError.unknownHead(name) }
+            guard clearance.admits(head.taint) else { throw ProjectorError.notClearedHead(name) }
+            // The projector depends on the head: it carries the head's label too.
+            taint = taint.join(head.taint)
+            return head
+        }
+        let rows = StoredFitRows(self, ids: ids, set: set, version: version)
+        let (model, report, _) = try ProjectorFitter.fit(rows, head: head?.values, options: options, progress: progress)
+        var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
+        if let maxKL {
+            progress?("corrections", 0)
+            corrections = try ProjectorFitter.corrections(model, rows, head: head?.values, maxKL: maxKL, requireTop1: requireTop1).map { (ids[$0.row], $0.codec, $0.bytes) }
+        }
+        return FittedProjector(set: set, version: version, model: model, report: report, head: head, sequence: try storedSequence(),
+                               taint: taint, slots: slots, corrections: corrections)
     }
 }

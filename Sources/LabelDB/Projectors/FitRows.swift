@@ -1,0 +1,80 @@
+import Foundation
+
+/// The rows a projector is fitted on: each row's embedding (d floats) and teacher distribution
+/// (C floats), read by row index into the fitter's buffers.
+///
+/// The fitter only ever asks for chunks and minibatches, so a source may read them from the
+/// store on demand: nothing that grows with the number of rows is copied into memory (at
+/// ImageNet scale the teacher alone is 5 GB as floats).
+protocol FitRows {
+    /// The number of rows; indices run over `0..<count`.
+    var count: Int { get }
+    /// The width of an embedding.
+    var dimension: Int { get }
+    /// The width of a teacher distribution.
+    var classes: Int { get }
+    /// Copies the embeddings and teacher distributions of `rows`, in that order, to `embeddings`
+    /// (`rows.count × dimension`) and `teacher` (`rows.count × classes`).
+    func load(_ rows: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws
+}
+
+/// Rows held in two row-major matrices (the public ``ProjectorFitter/fit(embeddings:teacher:rows:dimension:classes:head:options:progress:)``).
+struct MatrixFitRows: FitRows {
+    let x: [Float]
+    let p: [Float]
+    let count: Int
+    let dimension: Int
+    let classes: Int
+
+    func load(_ rows: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
+        x.withUnsafeBufferPointer { MatrixFitRows.gather($0, rows: rows, width: dimension, into: embeddings) }
+        p.withUnsafeBufferPointer { MatrixFitRows.gather($0, rows: rows, width: classes, into: teacher) }
+    }
+
+    /// Copies the listed rows (each `width` floats) of a row-major matrix into `out`.
+    static func gather(_ m: UnsafeBufferPointer<Float>, rows: ArraySlice<Int>, width: Int, into out: UnsafeMutablePointer<Float>) {
+        for (i, r) in rows.enumerated() {
+            (out + i * width).update(from: m.baseAddress! + r * width, count: width)
+        }
+    }
+}
+
+/// Rows read from a label set version and its samples' embeddings in one read transaction, by
+/// the batch read (so exactly the rows the transaction's clearance sees, decoded as any read
+/// decodes them). Row i is sample `ids[i]`.
+struct StoredFitRows: FitRows {
+    let transaction: Transaction
+    let ids: [UInt64]
+    let dimension: Int
+    let classes: Int
+    let request: BatchRequest
+    let arena = BatchArena()
+
+    init(_ transaction: Transaction, ids: [UInt64], set: LabelSet, version: Int) {
+        self.transaction = transaction
+        self.ids = ids
+        dimension = transaction.store.schema.dimension
+        classes = transaction.store.schema.classes.count
+        var request = BatchRequest()
+        request.labels = [LabelSetReference(name: set.name, version: version)]
+        request.soft = .dense
+        self.request = request
+    }
+
+    var count: Int { ids.count }
+
+    func load(_ rows: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
+        let wanted = rows.map { ids[$0] }
+        var buffers = BatchBuffers()
+        buffers.embeddings = embeddings
+        var label = LabelBuffers()
+        label.dense = teacher
+        buffers.labels = [label]
+        let found = try wanted.withUnsafeBufferPointer { try transaction.readBatch($0, request, into: buffers, arena: arena) }
+        // The ids were read in this transaction: every one is there.
+        guard found == wanted.count else {
+            throw StoreError.corruptRecord(store: transaction.store.path, table: Table.samples.rawValue, key: "*",
+                                           detail: "\(wanted.count - found) of the fitted samples vanished within one read transaction")
+        }
+    }
+}
