@@ -246,6 +246,18 @@ extension Dictionary where Key == String, Value == JSONValue {
         return Int(number)
     }
 
+    /// An option that is a whole number or a list of them when present.
+    func integers(_ key: String) throws -> [Int] {
+        guard let value = self[key], value != .null else { return [] }
+        guard let items = value.arrayValue else { return [try integer(key)!] }
+        return try items.map { item in
+            guard let number = item.doubleValue, number == number.rounded(), abs(number) < 9e15 else {
+                throw APIError.badInput("option '\(key)' must be a whole number or a list of them")
+            }
+            return Int(number)
+        }
+    }
+
     /// An option that must be true or false when present.
     func flag(_ key: String) throws -> Bool? {
         guard let value = self[key], value != .null else { return nil }

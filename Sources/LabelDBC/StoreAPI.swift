@@ -118,9 +118,18 @@ private func fitProjector(
     guard !store.isWritingOnThisThread else { throw SessionError.writeInProgress }
     let name = try string(nameText, "name")
     let o = try options(optionsJSON)
-    try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "holdout", "seed", "agent", "clearance", "fit_temperature"], call: "ldb_fit_projector")
+    try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "max_steps", "patience", "holdout", "seed", "agent", "clearance", "fit_temperature",
+                "budget", "search_rows"], call: "ldb_fit_projector")
     guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
-    var fit = ProjectorFitOptions(rank: try o.integer("rank") ?? 16)
+    // `rank`: one rank, or with `budget` the candidates (default: powers of two from 8).
+    let ranks = try o.integers("rank")
+    let budget = try o.integer("budget").map { bytes in
+        var budget = RankBudget(bytes: bytes, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: store.schema.dimension, classes: store.schema.classes.count) : ranks)
+        if let rows = try o.integer("search_rows") { budget.sampleRows = rows }
+        return budget
+    }
+    guard budget != nil || ranks.count <= 1 else { throw APIError.badInput("ldb_fit_projector: several ranks need a 'budget' to choose among them") }
+    var fit = ProjectorFitOptions(rank: ranks.first ?? 16)
     if let epochs = try o.integer("epochs") { fit.epochs = epochs }
     if let steps = try o.integer("max_steps") { fit.maxSteps = steps }
     if let patience = try o.integer("patience") { fit.patience = patience }
@@ -131,7 +140,7 @@ private func fitProjector(
     try store.read(clearance: clearance) { try $0.validate(clearance) }
     let version = try store.fitProjector(
         name, from: try LabelSetReference(parsing: from), options: fit, head: try o.text("head"),
-        maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, agent: try o.text("agent") ?? "python",
+        maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, budget: budget, agent: try o.text("agent") ?? "python",
         clearance: clearance)
     let set = try store.read(clearance: clearance) { try $0.labelSet(named: version.sourceSet) }
     give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)

@@ -136,7 +136,7 @@ public func ldbQuery(
         let limit = try o.integer("limit") ?? Int.max, offset = try o.integer("offset") ?? 0
         guard limit >= 0, offset >= 0 else { throw APIError.badInput("ldb_query: limit and offset must be ≥ 0") }
         var matches: [UInt64] = []
-        try handle.run { tx in
+        _ = try handle.run { tx in
             try tx.query(filter, order: order, descending: try o.flag("descending") ?? false, limit: limit, offset: offset) { matches.append($0) }
         }
         try give(matches, ids, count)

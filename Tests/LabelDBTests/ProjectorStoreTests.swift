@@ -105,6 +105,81 @@ struct ProjectorStoreTests {
         }
     }
 
+    @Test("a byte budget picks the rank whose parameters plus corrections are smallest, and refuses a budget nothing fits")
+    func budgetPicksTheSmallestTotal() throws {
+        // A rank-4 teacher: rank 1 needs corrections for most rows, rank 4 almost none, and
+        // rank 8's parameters cost more than rank 4's without saving corrections.
+        let problem = ProjectorProblem(n: 400, d: 16, c: 12, rank: 4, seed: 3)
+        let (dir, store) = try prepared(problem)
+        _ = dir
+        defer { store.close() }
+        var options = ProjectorFitOptions(rank: 99)
+        options.maxSteps = 40
+        let budget = RankBudget(bytes: 1_000_000, ranks: [1, 4, 8])
+        let info = try store.fitProjector("b", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: budget, clearance: .all)
+        let search = try #require(info.report.rankSearch)
+        #expect(search.sampleRows == problem.n && search.budgetBytes == 1_000_000)
+        #expect(search.candidates.map(\.rank) == [1, 4, 8])
+        let smallest = search.candidates.min { $0.totalBytes < $1.totalBytes }!
+        #expect(info.options.rank == smallest.rank && smallest.rank == 4)
+        // The sample is every row, so the search's figures are the version's own.
+        #expect(smallest.totalBytes == info.parameterBytes + info.correctionBytes && smallest.sampleCorrections == info.corrections)
+        #expect(search.candidates[0].sampleCorrections > info.corrections)
+        let json = projectorVersionJSON(info, name: "b", labelSet: nil, classes: problem.c)
+        #expect(json["rank_search"]?["candidates"]?.arrayValue?.count == 3 && json["rank"] == 4)
+        // Each candidate fitted alone equals the search's measurement of it.
+        options.rank = 1
+        let alone = try store.fitProjector("one", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, clearance: .all)
+        #expect(alone.parameterBytes + alone.correctionBytes == search.candidates[0].totalBytes)
+
+        // A sample smaller than the set: estimated, scaled to every row.
+        var sampled = budget
+        sampled.sampleRows = 200
+        let estimated = try store.fitProjector("s", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: sampled, clearance: .all)
+        #expect(estimated.report.rankSearch?.sampleRows == 200 && estimated.options.rank == 4)
+
+        // Refusals write nothing.
+        let before = fileBytes(dir.file("store") + "/data.mdb")
+        let tight = RankBudget(bytes: 100, ranks: [1, 4])
+        #expect(throws: ProjectorError.self) { try store.fitProjector("t", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, budget: tight, clearance: .all) }
+        do {
+            try store.fitProjector("t", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, budget: tight, clearance: .all)
+        } catch let error as ProjectorError {
+            guard case .overBudget(let rank, let bytes, 100, false) = error else { Issue.record("\(error)"); return }
+            #expect([1, 4].contains(rank) && bytes > 100 && error.description.contains("nothing was written"))
+        }
+        #expect(throws: ProjectorError.self) { try store.fitProjector("t", from: LabelSetReference(name: "teacher"), options: options, budget: budget, clearance: .all) }
+        #expect(throws: ProjectorError.invalidRank(rank: 12, limit: 11)) {
+            try store.fitProjector("t", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, budget: RankBudget(bytes: 10_000, ranks: [2, 12]), clearance: .all)
+        }
+        #expect(fileBytes(dir.file("store") + "/data.mdb") == before)
+        #expect(RankBudget.defaultRanks(dimension: 512, classes: 1000) == [8, 16, 32, 64, 128, 256])
+        #expect(RankBudget.defaultRanks(dimension: 16, classes: 12) == [8])
+    }
+
+    @Test("a correction is the fewest top classes that meet the bound itself, not half of it")
+    func correctionsUseTheWholeBound() throws {
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<50 {
+            // Peaked but with no probability f16 flushes to zero (dense f32 would be the only codec that meets a bound then).
+            var p = (0..<200).map { _ in exp(6 * Float.random(in: -1...1, using: &rng)) }
+            let sum = p.reduce(0, +)
+            p = p.map { $0 / sum }
+            for maxKL in [0.01, 0.05, 0.2] {
+                let (codec, bytes) = p.withUnsafeBufferPointer { CorrectionCodec.encode($0, maxKL: maxKL, requireTop1: true) }
+                #expect(codec == 1)
+                var decoded = [Float](repeating: 0, count: p.count)
+                try bytes.withUnsafeBytes { raw in try decoded.withUnsafeMutableBufferPointer { try CorrectionCodec.codec(codec).decode(raw, into: $0) } }
+                #expect(kl(p, decoded) <= maxKL)
+                #expect(p.indices.max { p[$0] < p[$1] } == decoded.indices.max { decoded[$0] < decoded[$1] })
+                // At half the bound the same row needs at least as many classes.
+                var half: [UInt8] = []
+                p.withUnsafeBufferPointer { SoftLabelCodec.adaptive(maxKL / 2).encode($0, into: &half) }
+                #expect(bytes.count <= half.count)
+            }
+        }
+    }
+
     @Test("versions stay loadable; bad input is refused and writes nothing")
     func versionsAndBadInput() throws {
         let problem = ProjectorProblem(n: 200)

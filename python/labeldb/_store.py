@@ -782,8 +782,12 @@ class Store:
         """The write transaction; one at a time per store across threads and processes."""
         return WriteTransaction(self, clearance, write=True)
 
-    def fit_projector(self, name: str, source: str, rank: int = 16, **options) -> dict:
-        """Fits a projector version from label set `source` (see `labeldb projectors fit`)."""
+    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = 16, **options) -> dict:
+        """Fits a projector version from label set `source` (see `labeldb projector fit`).
+
+        With `budget=BYTES` (and `max_kl`), `rank` may be a list of candidates (or None: powers
+        of two from 8); the one whose parameters plus corrections take the fewest bytes is
+        fitted, and the search is in the result's `rank_search`."""
         out = c_void_p()
         check(lib.ldb_fit_projector(self._live(), _c(name, "the projector name"), _options(**{"from": source, "rank": rank}, **options),
                                     ctypes.byref(out)))

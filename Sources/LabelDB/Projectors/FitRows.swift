@@ -78,3 +78,16 @@ struct StoredFitRows: FitRows {
         }
     }
 }
+
+/// A subset of another source's rows: row i is `base`'s row `rows[i]`.
+struct SampledFitRows<Base: FitRows>: FitRows {
+    let base: Base
+    let rows: [Int]
+    var count: Int { rows.count }
+    var dimension: Int { base.dimension }
+    var classes: Int { base.classes }
+
+    func load(_ wanted: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
+        try base.load(wanted.map { rows[$0] }[...], embeddings: embeddings, teacher: teacher)
+    }
+}

@@ -30,6 +30,8 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
     case invalidName(String)
     /// An option out of range.
     case invalidOption(String)
+    /// No candidate rank keeps parameters and corrections within the byte budget.
+    case overBudget(rank: Int, bytes: Int, budget: Int, estimated: Bool)
 
     public var description: String {
         switch self {
@@ -47,6 +49,8 @@ public enum ProjectorError: Error, Equatable, Sendable, CustomStringConvertible 
         case .unknownVersion(let name, let version, let latest): "projector `\(name)` has no version \(version) (versions 1…\(latest))"
         case .invalidName(let name): "'\(name)' is not a valid name (non-empty, no '@', no control characters)"
         case .invalidOption(let reason): reason
+        case .overBudget(let rank, let bytes, let budget, let estimated):
+            "the smallest projector found, rank \(rank), takes \(estimated ? "an estimated " : "")\(bytes) bytes with its corrections, over the budget of \(budget) bytes; nothing was written (raise the budget, loosen the bound or try other ranks)"
         }
     }
 }
@@ -130,12 +134,68 @@ public struct ProjectorFitReport: Sendable, Equatable, Codable {
     /// out), `patience` (the validation split stopped improving), `no_refinement` (0 epochs or
     /// steps, or no gradient step improved on the closed form); nil in older reports.
     public var stopReason: String? = nil
+    /// The rank search that chose the rank, when the fit was given a byte budget.
+    public var rankSearch: RankSearch? = nil
 
     enum CodingKeys: String, CodingKey {
+        case rankSearch = "rank_search"
         case trainRows = "train_rows", holdoutRows = "holdout_rows"
         case trainMeanKL = "train_mean_kl", trainMaxKL = "train_max_kl", trainTop1 = "train_top1"
         case holdoutMeanKL = "holdout_mean_kl", holdoutMaxKL = "holdout_max_kl", holdoutTop1 = "holdout_top1"
         case closedFormMeanKL = "closed_form_mean_kl", seconds, steps, stopReason = "stop_reason"
+    }
+}
+
+/// A byte budget for a projector and its corrections, and the ranks to try under it.
+public struct RankBudget: Sendable, Equatable {
+    /// The most bytes the parameters and the corrections may take together (a version's `total_bytes`).
+    public var bytes: Int
+    /// The candidate ranks.
+    public var ranks: [Int]
+    /// Each candidate is fitted on a seeded sample of at most this many of the label set's rows
+    /// (all of them when there are fewer, which makes the search exact), and its correction bytes
+    /// are scaled up from the sample's.
+    public var sampleRows: Int = 50_000
+
+    /// A budget with the given candidates.
+    public init(bytes: Int, ranks: [Int]) { self.bytes = bytes; self.ranks = ranks }
+
+    /// Powers of two from 8 up to the largest rank d and C allow: the ranks tried when none are given.
+    public static func defaultRanks(dimension: Int, classes: Int) -> [Int] {
+        let limit = min(dimension, classes) - 1
+        return Array(sequence(first: 8, next: { $0 * 2 }).prefix { $0 <= limit })
+    }
+}
+
+/// What a rank search measured: every candidate, and the rows it was measured on.
+public struct RankSearch: Sendable, Equatable, Codable {
+    /// The budget, in bytes.
+    public var budgetBytes: Int
+    /// The rows each candidate was fitted and measured on.
+    public var sampleRows: Int
+    /// The candidates, in the order tried.
+    public var candidates: [RankCandidate]
+
+    enum CodingKeys: String, CodingKey {
+        case budgetBytes = "budget_bytes", sampleRows = "sample_rows", candidates
+    }
+}
+
+/// One candidate rank of a rank search.
+public struct RankCandidate: Sendable, Equatable, Codable {
+    /// The rank.
+    public var rank: Int
+    /// Its parameters' bytes (as a version's `parameter_bytes`).
+    public var parameterBytes: Int
+    /// Corrections the bound took on the sample.
+    public var sampleCorrections: Int
+    /// Their bytes (keys and values) scaled from the sample to every row.
+    public var correctionBytes: Int
+    /// Parameters plus corrections.
+    public var totalBytes: Int { parameterBytes + correctionBytes }
+
+    enum CodingKeys: String, CodingKey {
+        case rank, parameterBytes = "parameter_bytes", sampleCorrections = "sample_corrections", correctionBytes = "correction_bytes"
     }
 }
 
@@ -375,6 +435,66 @@ public enum ProjectorFitter {
             }
         }
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
+    }
+
+    /// A fitted model, its report, and the corrections its bound took (rows of the data fitted).
+    struct Outcome {
+        var model: ProjectorModel
+        var report: ProjectorFitReport
+        var corrections: [(row: Int, codec: UInt8, bytes: [UInt8])]
+        /// Parameters plus corrections, as a version's `total_bytes` counts them.
+        var totalBytes: Int {
+            model.parameterBytes + corrections.reduce(0) { $0 + ProjectorCodec.correctionRecordBytes(encoded: $1.bytes.count) }
+        }
+    }
+
+    /// Fits `data`, then finds the corrections `maxKL` needs (none without a bound).
+    static func fitWithCorrections(
+        _ data: some FitRows, head: [Float]?, options: ProjectorFitOptions, maxKL: Double?, requireTop1: Bool, progress: ((String, Double) -> Void)?
+    ) throws -> Outcome {
+        let (model, report, _) = try fit(data, head: head, options: options, progress: progress)
+        guard let maxKL else { return Outcome(model: model, report: report, corrections: []) }
+        progress?("corrections", 0)
+        return Outcome(model: model, report: report, corrections: try corrections(model, data, head: head, maxKL: maxKL, requireTop1: requireTop1))
+    }
+
+    /// Fits each of the budget's ranks on a seeded sample of `data` and picks the one whose
+    /// parameters plus corrections (scaled from the sample to every row) take the fewest bytes.
+    /// When the sample is every row, the winner's fit is returned too (`exact`): it is the fit.
+    ///
+    /// - Throws: ``ProjectorError/overBudget(rank:bytes:budget:estimated:)`` when the smallest
+    ///   estimate exceeds the budget, before the full fit is spent on it.
+    static func searchRank(
+        _ data: some FitRows, budget: RankBudget, head: [Float]?, options: ProjectorFitOptions, maxKL: Double, requireTop1: Bool,
+        progress: ((String, Double) -> Void)?
+    ) throws -> (rank: Int, search: RankSearch, exact: Outcome?) {
+        guard !budget.ranks.isEmpty, budget.bytes > 0, budget.sampleRows >= 1 else {
+            throw ProjectorError.invalidOption("a rank search needs at least one rank, a positive budget and a positive sample size")
+        }
+        let limit = min(data.dimension, data.classes) - 1
+        if let bad = budget.ranks.first(where: { $0 < 1 || $0 > limit }) { throw ProjectorError.invalidRank(rank: bad, limit: limit) }
+        var rng = SplitMix64(seed: options.seed ^ 0x7261_6e6b)   // "rank": not the split's or the steps' stream
+        var chosen = Array(0..<data.count)
+        if chosen.count > budget.sampleRows { chosen.shuffle(using: &rng); chosen = Array(chosen.prefix(budget.sampleRows)).sorted() }
+        let sample = SampledFitRows(base: data, rows: chosen)
+        let scale = Double(data.count) / Double(sample.count)
+        var candidates: [RankCandidate] = [], best: (index: Int, outcome: Outcome)? = nil
+        for (i, rank) in budget.ranks.enumerated() {
+            var candidate = options
+            candidate.rank = rank
+            progress?("rank search: rank \(rank)", Double(i) / Double(budget.ranks.count))
+            let outcome = try fitWithCorrections(sample, head: head, options: candidate, maxKL: maxKL, requireTop1: requireTop1, progress: nil)
+            let sampleBytes = outcome.totalBytes - outcome.model.parameterBytes
+            candidates.append(RankCandidate(rank: rank, parameterBytes: outcome.model.parameterBytes, sampleCorrections: outcome.corrections.count,
+                                            correctionBytes: Int((Double(sampleBytes) * scale).rounded())))
+            if best == nil || candidates[i].totalBytes < candidates[best!.index].totalBytes { best = (i, outcome) }
+        }
+        let winner = candidates[best!.index]
+        let search = RankSearch(budgetBytes: budget.bytes, sampleRows: sample.count, candidates: candidates)
+        guard winner.totalBytes <= budget.bytes else {
+            throw ProjectorError.overBudget(rank: winner.rank, bytes: winner.totalBytes, budget: budget.bytes, estimated: sample.count < data.count)
+        }
+        return (winner.rank, search, sample.count == data.count ? best!.outcome : nil)
     }
 
     /// The rows of `data` whose regenerated label breaks the bound (KL above `maxKL`, or — with

@@ -90,6 +90,7 @@ extension ProjectorVersion {
         report.holdoutMaxKL = 0
         report.holdoutTop1 = 0
         report.closedFormMeanKL = 0
+        report.rankSearch = nil
         taint = nil
         statisticsRedacted = true
     }
@@ -156,6 +157,10 @@ enum ProjectorCodec {
     static func versionKey(id: UInt32, version: Int) -> [UInt8] {
         LabelRecord.versionKey(set: id, version: UInt32(version))
     }
+
+    /// What a correction of `encoded` label bytes counts in a version's `correction_bytes`: its
+    /// key (16 bytes) and its value (checksum, codec byte, label), as ``encodeCorrection(key:codec:bytes:)`` writes it.
+    static func correctionRecordBytes(encoded: Int) -> Int { 16 + 8 + 1 + encoded }
 
     static func correctionKey(id: UInt32, version: Int, sample: UInt64) -> [UInt8] {
         var key = versionKey(id: id, version: version)

@@ -268,7 +268,7 @@ extension Transaction {
             guard let bytes else { return nil }
             do {
                 let (codecByte, encoded) = try key.withUnsafeBytes { try ProjectorCodec.decodeCorrection(key: $0, bytes) }
-                let codec = try CorrectionCodec.codec(codecByte, maxKL: loaded.version.maxKL ?? 0)
+                let codec = try CorrectionCodec.codec(codecByte)
                 var out = [Float](repeating: 0, count: c)
                 try out.withUnsafeMutableBufferPointer { try codec.decode(encoded, into: $0) }
                 return out
@@ -277,34 +277,58 @@ extension Transaction {
     }
 }
 
-/// The codecs corrections are stored in.
+/// The codecs corrections are stored in (storage.md §11.5).
 enum CorrectionCodec {
-    static func codec(_ byte: UInt8, maxKL: Double) throws -> SoftLabelCodec {
+    /// The decoder of codec byte `byte`. An adaptive row records its own K, so the decoder needs
+    /// no parameter: the KL it was encoded for is the encoder's business.
+    static func codec(_ byte: UInt8) throws -> SoftLabelCodec {
         switch byte {
-        case 1: .adaptive(max(maxKL / 2, 1e-6))
+        case 1: .adaptive(1e-6)
         case 2: .denseF16
         case 3: .denseF32
         default: throw RecordDecodingError(detail: "unknown correction codec \(byte)")
         }
     }
 
-    /// Encodes the teacher label so that its decoded form meets the bound; the cheapest codec that does.
+    /// Encodes the teacher label so that its decoded form meets the bound; the cheapest codec that
+    /// does: adaptive top-K at the bound's own KL (the fewest classes that stay within it), then
+    /// dense f16, then dense f32.
     static func encode(_ p: UnsafeBufferPointer<Float>, maxKL: Double, requireTop1: Bool) -> (UInt8, [UInt8]) {
         let top = argmax(p)
         var decoded = [Float](repeating: 0, count: p.count)
-        for byte: UInt8 in [1, 2, 3] {
-            let codec = try! codec(byte, maxKL: maxKL)
-            var bytes: [UInt8] = []
-            codec.encode(p, into: &bytes)
-            let ok = bytes.withUnsafeBytes { raw in
+        let encoders: [(UInt8, SoftLabelCodec)] = [(1, .adaptive(max(maxKL, 1e-6))), (2, .denseF16), (3, .denseF32)]
+        func meetsBound(_ byte: UInt8, _ bytes: [UInt8]) -> Bool {
+            bytes.withUnsafeBytes { raw in
                 decoded.withUnsafeMutableBufferPointer { out -> Bool in
-                    guard (try? codec.decode(raw, into: out)) != nil else { return false }
+                    guard (try? codec(byte).decode(raw, into: out)) != nil else { return false }
                     return klDivergence(p, UnsafeBufferPointer(out)) <= maxKL && (!requireTop1 || argmax(UnsafeBufferPointer(out)) == top)
                 }
             }
-            if ok || byte == 3 { return (byte, bytes) }
+        }
+        for (byte, encoder) in encoders {
+            var bytes: [UInt8] = []
+            encoder.encode(p, into: &bytes)
+            if meetsBound(byte, bytes) || byte == 3 { return (byte, bytes) }
+            // Two near-equal top classes can round to one f16 and lose the top-1: raise the
+            // first entry (the teacher's top class) one f16 step above the rest, and try again.
+            if byte == 1, requireTop1, raiseFirstEntry(&bytes), meetsBound(byte, bytes) { return (byte, bytes) }
         }
         preconditionFailure("unreachable")
+    }
+
+    /// Sets an adaptive row's first (most probable) entry to the next f16 above every other
+    /// entry's; false when the row has a single entry or no room above.
+    private static func raiseFirstEntry(_ bytes: inout [UInt8]) -> Bool {
+        // Layout (storage.md §10.4): K u16, leftover f16, then K × (class u16, probability f16).
+        let k = Int(bytes[0]) | Int(bytes[1]) << 8
+        guard k >= 2, bytes.count == 4 + 4 * k else { return false }
+        func value(_ i: Int) -> Float16 { Float16(bitPattern: UInt16(bytes[4 + 4 * i + 2]) | UInt16(bytes[4 + 4 * i + 3]) << 8) }
+        let highest = (1..<k).map(value).max()!
+        let raised = highest.nextUp
+        guard raised.isFinite else { return false }
+        bytes[4 + 2] = UInt8(raised.bitPattern & 0xFF)
+        bytes[4 + 3] = UInt8(raised.bitPattern >> 8)
+        return true
     }
 }
 
@@ -357,11 +381,16 @@ extension Store {
     /// break the bound (KL above it, or — with `requireTop1` — another top-1 class) gets a stored
     /// correction, so reads through the projector meet the bound for every fitted sample.
     ///
-    /// - Throws: ``ProjectorError``, ``LabelError``; nothing is written on failure.
+    /// With `budget` (which needs `maxKL`), the rank is chosen: each of the budget's ranks is
+    /// fitted on a seeded sample, and the one whose parameters plus corrections take the fewest
+    /// bytes is fitted on every row (`options.rank` is ignored); the search is in the report.
+    ///
+    /// - Throws: ``ProjectorError``, ``LabelError``; ``ProjectorError/overBudget(rank:bytes:budget:estimated:)``
+    ///   when even the smallest total exceeds the budget. Nothing is written on failure.
     @discardableResult
     public func fitProjector(
         _ name: String, from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String? = nil,
-        maxKL: Double? = nil, requireTop1: Bool = false, agent: String = "labeldb", clearance: Clearance,
+        maxKL: Double? = nil, requireTop1: Bool = false, budget: RankBudget? = nil, agent: String = "labeldb", clearance: Clearance,
         progress: ((String, Double) -> Void)? = nil
     ) throws -> ProjectorVersion {
         try ProjectorNames.check(name)
@@ -370,9 +399,10 @@ extension Store {
         // the fit needs them, so it sees one snapshot and holds nothing that grows with the row
         // count (a long-lived reader holds no lock; LMDB only keeps the pages it sees).
         let fitted = try read(clearance: clearance) { tx in
-            try tx.fitProjector(from: reference, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+            try tx.fitProjector(from: reference, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress)
         }
         let (set, version, model, corrections) = (fitted.set, fitted.version, fitted.model, fitted.corrections)
+        let options = fitted.options
         let d = schema.dimension, c = schema.classes.count
         return try write(clearance: clearance) { tx -> ProjectorVersion in
             let key = Array(name.utf8)
@@ -408,7 +438,8 @@ extension Store {
                 used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
                 generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
                 parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": options.epochs.map(String.init) ?? "none", "max_steps": "\(options.maxSteps)", "patience": "\(options.patience)",
-                             "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)"]))
+                             "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)",
+                             "budget": budget.map { "\($0.bytes)" } ?? "none"]))
             try tx.put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
             record.latest = newVersion
             try tx.put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
@@ -419,6 +450,8 @@ extension Store {
 
 /// What a fit read and computed, ready to be written.
 struct FittedProjector {
+    /// The options the fit ran with (its rank chosen by a rank search, when there was one).
+    var options: ProjectorFitOptions
     var set: LabelSet
     var version: Int
     var model: ProjectorModel
@@ -435,10 +468,11 @@ struct FittedProjector {
 
 extension Transaction {
     /// Fits a projector to the soft labels of `reference` this transaction's clearance sees, and
-    /// finds the corrections `maxKL` needs; reads rows on demand (``StoredFitRows``).
+    /// finds the corrections `maxKL` needs; reads rows on demand (``StoredFitRows``). With a
+    /// budget, searches the rank first.
     func fitProjector(
         from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String?, maxKL: Double?, requireTop1: Bool,
-        progress: ((String, Double) -> Void)?
+        budget: RankBudget?, progress: ((String, Double) -> Void)?
     ) throws -> FittedProjector {
         let (set, version) = try resolve(reference)
         guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
@@ -464,13 +498,21 @@ extension Transaction {
             return head
         }
         let rows = StoredFitRows(self, ids: ids, set: set, version: version)
-        let (model, report, _) = try ProjectorFitter.fit(rows, head: head?.values, options: options, progress: progress)
-        var corrections: [(id: UInt64, codec: UInt8, bytes: [UInt8])] = []
-        if let maxKL {
-            progress?("corrections", 0)
-            corrections = try ProjectorFitter.corrections(model, rows, head: head?.values, maxKL: maxKL, requireTop1: requireTop1).map { (ids[$0.row], $0.codec, $0.bytes) }
+        var options = options
+        var search: RankSearch? = nil
+        var fit: ProjectorFitter.Outcome? = nil
+        if let budget {
+            guard let maxKL else { throw ProjectorError.invalidOption("a byte budget needs a bound (max KL): without one there are no corrections to trade against the rank") }
+            let found = try ProjectorFitter.searchRank(rows, budget: budget, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+            (options.rank, search, fit) = (found.rank, found.search, found.exact)
         }
-        return FittedProjector(set: set, version: version, model: model, report: report, head: head, sequence: try storedSequence(),
-                               taint: taint, slots: slots, corrections: corrections)
+        let outcome = try fit ?? ProjectorFitter.fitWithCorrections(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+        var report = outcome.report
+        report.rankSearch = search
+        if let budget, outcome.totalBytes > budget.bytes {
+            throw ProjectorError.overBudget(rank: options.rank, bytes: outcome.totalBytes, budget: budget.bytes, estimated: false)
+        }
+        return FittedProjector(options: options, set: set, version: version, model: outcome.model, report: report, head: head, sequence: try storedSequence(),
+                               taint: taint, slots: slots, corrections: outcome.corrections.map { (ids[$0.row], $0.codec, $0.bytes) })
     }
 }

@@ -52,7 +52,7 @@ public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: 
     let denseF16 = 2.0 * Double(classes) * Double(v.samples)
     let stored = Double(v.storedLabelBytes(in: labelSet))
     let total = Double(v.parameterBytes + v.correctionBytes)
-    return [
+    var json: [String: JSONValue] = [
         "name": .string(name), "version": .int(Int64(v.version)), "source": .string("\(v.sourceSet)@\(v.sourceVersion)"),
         "head": v.head.map { .string($0) } ?? .null, "rank": .int(Int64(v.options.rank)), "holdout": .double(v.options.holdout),
         "seed": .uint(v.options.seed), "epochs": v.options.epochs.map { .int(Int64($0)) } ?? .null, "max_steps": .int(Int64(v.options.maxSteps)), "patience": .int(Int64(v.options.patience)),
@@ -68,6 +68,17 @@ public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: 
         "ratio_to_stored": stored > 0 ? .double(total / stored) : .null,
         "taint": v.statisticsRedacted ? .null : v.taintLabel.json,
     ]
+    if let search = r.rankSearch { json["rank_search"] = rankSearchJSON(search) }
+    return json
+}
+
+/// The JSON form of a rank search: the budget, the sample, and each candidate's bytes.
+func rankSearchJSON(_ search: RankSearch) -> JSONValue {
+    ["budget_bytes": .int(Int64(search.budgetBytes)), "sample_rows": .int(Int64(search.sampleRows)),
+     "candidates": .array(search.candidates.map { c in
+         ["rank": .int(Int64(c.rank)), "parameter_bytes": .int(Int64(c.parameterBytes)), "sample_corrections": .int(Int64(c.sampleCorrections)),
+          "correction_bytes": .int(Int64(c.correctionBytes)), "total_bytes": .int(Int64(c.totalBytes))]
+     })]
 }
 
 /// A `Float` as a JSON number in its shortest decimal form (not widened to `Double` digits).

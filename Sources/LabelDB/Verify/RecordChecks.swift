@@ -108,7 +108,7 @@ enum RecordChecks {
             let (codec, encoded) = try ProjectorCodec.decodeCorrection(key: key, value)
             var out = [Float](repeating: 0, count: schema.classes.count)
             // The EPS of an adaptive correction does not change its layout: any valid one decodes.
-            try out.withUnsafeMutableBufferPointer { try CorrectionCodec.codec(codec, maxKL: 1).decode(encoded, into: $0) }
+            try out.withUnsafeMutableBufferPointer { try CorrectionCodec.codec(codec).decode(encoded, into: $0) }
             return .correction(id: BigEndianKey.u32(key, at: 0), version: BigEndianKey.u32(key, at: 4), sample: BigEndianKey.u64(key, at: 8))
         case .projectorFitted:
             _ = try FittedBlock.decode(key: key, value)

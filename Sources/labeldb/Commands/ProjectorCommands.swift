@@ -69,7 +69,7 @@ struct ProjectorFitCommand: ParsableCommand {
     @OptionGroup var target: StoreArgument
     @Argument(help: "The projector's name.") var name: String
     @Option(help: "The soft label set to fit: SET or SET@VERSION.") var from: String
-    @Option(help: "Rank r of the correction A·B.") var rank: Int
+    @Option(help: "Rank r of the correction A·B; with --budget, the ranks to try (comma list, may repeat).") var rank: [String] = []
     @Option(help: "A base head W0 (see `labeldb heads`).") var head: String?
     @Option(help: "Fraction of rows held out to measure generalisation.") var holdout: Double = 0
     @Option(help: "Seed of the split and of the minibatch order.") var seed: UInt64 = 0
@@ -79,6 +79,8 @@ struct ProjectorFitCommand: ParsableCommand {
     @Flag(help: "Also fit the softmax temperature T.") var fitTemperature = false
     @Option(help: "Error bound: max KL(teacher ‖ read label) in nats for every fitted sample.") var maxKl: Double?
     @Flag(help: "The bound also requires the teacher's top-1 class.") var top1 = false
+    @Option(help: "Choose the rank whose parameters plus corrections take the fewest bytes, at most BYTES (needs --max-kl; ranks from --rank, else powers of two from 8).") var budget: Int?
+    @Option(help: "With --budget: fit each candidate rank on a seeded sample of at most this many rows.") var searchRows: Int = 50_000
     @Option(help: "Who fits it.") var agent: String?
     @Flag(help: "No progress on stderr.") var quiet = false
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -86,7 +88,14 @@ struct ProjectorFitCommand: ParsableCommand {
     func run() throws {
         let reference = try LabelSetReference(parsing: from)
         if top1 && maxKl == nil { throw UsageError(description: "--top1 needs --max-kl") }
-        var options = ProjectorFitOptions(rank: rank)
+        if budget != nil && maxKl == nil { throw UsageError(description: "--budget needs --max-kl: without a bound there are no corrections to trade against the rank") }
+        let ranks = try rank.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map { text -> Int in
+            guard let value = Int(text) else { throw UsageError(description: "--rank: '\(text)' is not an integer") }
+            return value
+        }
+        if ranks.isEmpty && budget == nil { throw UsageError(description: "--rank is required (or --budget, to search ranks)") }
+        if ranks.count > 1 && budget == nil { throw UsageError(description: "several --rank values need --budget to choose among them") }
+        var options = ProjectorFitOptions(rank: ranks.first ?? 1)
         options.holdout = holdout
         options.seed = seed
         options.epochs = epochs
@@ -95,9 +104,11 @@ struct ProjectorFitCommand: ParsableCommand {
         options.fitTemperature = fitTemperature
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
+        var rankBudget = budget.map { RankBudget(bytes: $0, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: store.schema.dimension, classes: store.schema.classes.count) : ranks) }
+        rankBudget?.sampleRows = searchRows
         let showProgress = !quiet && isatty(STDERR_FILENO) != 0
         let info = try store.fitProjector(
-            name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
+            name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1, budget: rankBudget,
             agent: agent ?? defaultAgent(), clearance: clearance,
             progress: { step, fraction in
                 if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
@@ -209,6 +220,10 @@ func projectorText(_ v: ProjectorVersion, name: String, labelSet: LabelSet?, cla
     }
     if let maxKL = v.maxKL {
         lines.append("  bound: KL ≤ \(maxKL)\(v.requireTop1 ? " and the teacher's top-1" : ""): \(v.corrections) corrections, \(v.correctionBytes) bytes")
+    }
+    if let search = r.rankSearch {
+        let tried = search.candidates.map { "r\($0.rank) \($0.totalBytes)" }.joined(separator: ", ")
+        lines.append("  rank search (budget \(search.budgetBytes) bytes, \(search.sampleRows) rows each): \(tried)")
     }
     let f16 = json["ratio_to_dense_f16"]?.doubleValue ?? 0
     let stored = json["ratio_to_stored"]?.doubleValue

@@ -162,7 +162,7 @@ struct QueryCommand: ParsableCommand {
                 var row: [String: JSONValue] = ["id": .uint(id)]
                 if needsSample {
                     // The query found this id among the samples; a lookup that cannot is damage.
-                    let found = try tx.withSample(id) { view in
+                    let found: Void? = try tx.withSample(id) { view in
                         if wanted.contains("taint") { row["taint"] = view.taint.json }
                         if wanted.contains("metadata") { row["metadata"] = .object(try view.metadata()) }
                         if wanted.contains("payload_bytes") { row["payload_bytes"] = .int(Int64(view.payload.count)) }
