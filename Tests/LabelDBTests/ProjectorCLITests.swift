@@ -49,6 +49,22 @@ struct ProjectorCLITests {
 
         #expect(try runCLI(["projector", "show", store, "nope"]).status == 1)
         #expect(try runCLI(["projector", "fit", store, "x", "--from", "teacher", "--rank", "0"]).status == 2)
+
+        // --budget: the ranks as a comma list that may repeat; the search is in the JSON.
+        let searched = try runCLI(["projector", "fit", store, "small", "--from", "teacher", "--rank", "1,2", "--rank", "3", "--budget", "100000",
+                                   "--max-kl", "0.01", "--max-steps", "20", "--format", "json"])
+        #expect(searched.status == 0, "\(searched.stderr)")
+        let chosen = try JSONValue.parse(searched.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let candidates = try #require(chosen["rank_search"]?["candidates"]?.arrayValue)
+        #expect(candidates.compactMap { $0["rank"]?.doubleValue } == [1, 2, 3] && chosen["rank_search"]?["sample_rows"] == .int(Int64(problem.n)))
+        let best = candidates.min { $0["total_bytes"]!.doubleValue! < $1["total_bytes"]!.doubleValue! }!
+        #expect(chosen["rank"] == best["rank"] && chosen["total_bytes"]?.doubleValue == best["total_bytes"]?.doubleValue)
+        #expect(try runCLI(["projector", "fit", store, "x", "--from", "teacher", "--rank", "1,2"]).stderr.contains("need --budget"))
+        #expect(try runCLI(["projector", "fit", store, "x", "--from", "teacher", "--budget", "1000"]).status == 2)
+        #expect(try runCLI(["projector", "fit", store, "x", "--from", "teacher"]).stderr.contains("--rank is required"))
+        let over = try runCLI(["projector", "fit", store, "x", "--from", "teacher", "--rank", "1", "--budget", "10", "--max-kl", "0.01", "--max-steps", "5"])
+        #expect(over.status == 2 && over.stderr.contains("over the budget of 10 bytes"), "\(over.stderr)")
+        #expect(try runCLI(["projector", "list", store, "--format", "json"]).stdout.split(separator: "\n").count == 2)
         #expect(try runCLI(["labels", "export", store, "teacher", "--regen", "hello", "--out", dir.file("z.npy")]).status == 2)
     }
 }

@@ -104,3 +104,17 @@ def test_corpus_card_equals_the_cli(corpus, tmp_path):
         public = tx.corpus_card(labels=["gold"])
     assert [s["name"] for s in public["label_sources"]] == ["gold@1"] and public["clearance"] == "public"
     assert public["composition"]["samples"] < card["composition"]["samples"]
+
+
+def test_fit_projector_with_a_byte_budget_equals_the_cli(copy):
+    with labeldb.open(copy, write=True) as db:
+        got = db.fit_projector("b", "teacher", rank=[1, 2], budget=10_000_000, max_kl=0.05, max_steps=20, clearance="all")
+        search = got["rank_search"]
+        assert [c["rank"] for c in search["candidates"]] == [1, 2]
+        assert got["rank"] == min(search["candidates"], key=lambda c: c["total_bytes"])["rank"]
+        with pytest.raises(labeldb.BadInput, match="need a 'budget'"):
+            db.fit_projector("x", "teacher", rank=[1, 2], clearance="all")
+        with pytest.raises(labeldb.BadInput, match="over the budget"):
+            db.fit_projector("x", "teacher", rank=[1], budget=10, max_kl=0.05, max_steps=5, clearance="all")
+    shown = cli_json_lines("projector", "show", copy, "b", "--clearance", "all")[0]
+    assert shown["rank_search"] == search and shown["total_bytes"] == got["total_bytes"]
