@@ -13,21 +13,22 @@ struct ProjectorBenchmark {
     var maxKL = 0.05
     /// The codec the teacher label set is stored in (the fit reads it decoded).
     var teacherCodec = "dense:f16"
+    /// When set, each fit runs as `labeldb projector fit` in a child process (this `labeldb`),
+    /// which reports its peak anonymous memory beside its peak RSS; no regeneration timing.
+    var cli: String? = nil
+    /// With `cli`: one fit with `--budget BYTES` over the ranks, instead of one fit per rank.
+    var budget: Int? = nil
+    /// With `cli`: keep a store the last run left in `directory` (same count and codec).
+    var reuse = false
 
     func run() throws {
+        if let cli { return try runChildren(cli) }
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var corpus = ImageNetCorpus(count: count)
         let d = corpus.dimension, c = corpus.classes
-        let ids = (1...UInt64(count)).map { $0 }
-        let store = try Store.create(at: directory + "/store", schema: Schema(dimension: d, classes: (0..<c).map { "class_\($0)" }))
+        let store = try makeStore(&corpus)
         defer { store.close() }
-        try store.write(clearance: .all) { tx in
-            _ = try tx.put(SampleBatch(ids: ids, embeddings: corpus.embeddings), mode: .insert)
-            try tx.importLabels(.soft(corpus.teacher), ids: ids, into: "teacher", codec: try SoftLabelCodec(parsing: teacherCodec),
-                                agent: "bench-teacher", normalize: true)
-        }
-        corpus.teacher = []   // the store has it now; at ImageNet scale it is 5 GB
         let denseF16 = Double(2 * c * count)
         var rows: [JSONValue] = []
         for rank in ranks {
@@ -112,5 +113,56 @@ struct ProjectorBenchmark {
             "regen_without_topk_labels_s": (labels / median(noTopK)).json,
             "regen_ratio": (median(bareTimes) / median(oursTimes)).json, "regen_rank": regenRank.json, "sink": .int(Int64(sink & 0xFF)),
         ])
+    }
+}
+
+extension ProjectorBenchmark {
+    /// Creates the store of `corpus` in `directory`: its embeddings, and its teacher as label set
+    /// `teacher` (whose floats `corpus` then drops: at ImageNet scale they are 5 GB).
+    func makeStore(_ corpus: inout ImageNetCorpus) throws -> Store {
+        let ids = (1...UInt64(count)).map { $0 }
+        let store = try Store.create(at: directory + "/store", schema: Schema(dimension: corpus.dimension, classes: (0..<corpus.classes).map { "class_\($0)" }))
+        try store.write(clearance: .all) { tx in
+            _ = try tx.put(SampleBatch(ids: ids, embeddings: corpus.embeddings), mode: .insert)
+            try tx.importLabels(.soft(corpus.teacher), ids: ids, into: "teacher", codec: try SoftLabelCodec(parsing: teacherCodec),
+                                agent: "bench-teacher", normalize: true)
+        }
+        corpus.teacher = []
+        return store
+    }
+
+    /// The fits as `labeldb projector fit` children: what a user runs, measured from outside.
+    func runChildren(_ cli: String) throws {
+        let path = directory + "/store"
+        if !(reuse && FileManager.default.fileExists(atPath: path + "/data.mdb")) {
+            try? FileManager.default.removeItem(atPath: directory)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var corpus = ImageNetCorpus(count: count)
+            try makeStore(&corpus).close()
+        }
+        let dense = Double(2 * 1000 * count)
+        var common = ["--from", "teacher", "--holdout", "0.1", "--seed", "1", "--max-kl", "\(maxKL)", "--top1", "--clearance", "all", "--quiet", "--format", "json"]
+        if let epochs { common += ["--epochs", "\(epochs)"] }
+        let fits: [(name: String, arguments: [String])] = budget.map { bytes in
+            [("budget", ["--rank", ranks.map(String.init).joined(separator: ","), "--budget", "\(bytes)"])]
+        } ?? ranks.map { ("r\($0)", ["--rank", "\($0)"]) }
+        var rows: [JSONValue] = []
+        for fit in fits {
+            let run = try ChildRun.measure(cli, ["projector", "fit", path, fit.name] + fit.arguments + common)
+            guard run.status == 0, let json = try? JSONValue.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                FileHandle.standardError.write(Data("\(fit.name): exit \(run.status)\n".utf8))
+                continue
+            }
+            let total = json["total_bytes"]?.doubleValue ?? 0
+            var row: [String: JSONValue] = ["fit": .string(fit.name), "seconds": run.seconds.json, "peak_anon_mb": run.peakAnonMB.json,
+                                            "peak_rss_mb": run.peakRSSMB.json, "ratio_to_dense_f16": (total / dense).json]
+            for key in ["rank", "train_mean_kl", "holdout_mean_kl", "holdout_max_kl", "holdout_top1", "corrections", "parameter_bytes",
+                        "correction_bytes", "total_bytes", "steps", "stop_reason", "rank_search"] {
+                row[key] = json[key] ?? .null
+            }
+            rows.append(.object(row))
+            FileHandle.standardError.write(Data("\(fit.name): \(JSONValue.object(row).serialized())\n".utf8))
+        }
+        emit(["n": count.json, "teacher_codec": .string(teacherCodec), "max_kl": maxKL.json, "epochs": epochs.map { $0.json } ?? .null, "fits": .array(rows)])
     }
 }

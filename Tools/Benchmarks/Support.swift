@@ -31,6 +31,50 @@ func warm(_ directory: String) {
 }
 
 
+/// What a child process used: its standard output, exit status, wall time, and the peaks of its
+/// anonymous memory (RssAnon: the heap, what the program allocated) and of its whole resident set
+/// (VmRSS, which also counts the pages of files it maps, such as an LMDB store).
+struct ChildRun {
+    var status: Int32
+    var stdout: String
+    var seconds: Double
+    var peakAnonMB: Double
+    var peakRSSMB: Double
+
+    /// Runs `executable` with `arguments`, polling `/proc/PID/status` every 0.1 s.
+    static func measure(_ executable: String, _ arguments: [String]) throws -> ChildRun {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        // Standard output goes to a file: a pipe nobody drains while polling could fill and stall it.
+        let outputPath = NSTemporaryDirectory() + "labeldb-bench-child-\(getpid()).out"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        let start = now()
+        try process.run()
+        var anon = 0.0, rss = 0.0
+        while process.isRunning {
+            if let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) {
+                anon = max(anon, kilobytes("RssAnon:", in: text) / 1024)
+                rss = max(rss, kilobytes("VmRSS:", in: text) / 1024)
+            }
+            usleep(100_000)
+        }
+        process.waitUntilExit()
+        let seconds = now() - start
+        try output.close()
+        let stdout = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        return ChildRun(status: process.terminationStatus, stdout: stdout, seconds: seconds, peakAnonMB: anon, peakRSSMB: rss)
+    }
+
+    private static func kilobytes(_ field: String, in status: String) -> Double {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
+        return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+}
+
 /// Peak resident set size in MB (from /proc/self/status VmHWM).
 func peakRSSMegabytes() -> Double {
     guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),

@@ -3,7 +3,8 @@
 //   swift build -c release --product labeldb-bench
 //   .build/release/labeldb-bench store [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench labels [--count N] [--dir DIR]
-//   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E] [--teacher-codec C] [--dir DIR]
+//   .build/release/labeldb-bench projector [--count N] [--ranks 8,16,32,64,128] [--epochs E|default] [--teacher-codec C] [--dir DIR]
+//       [--cli .build/release/labeldb [--budget BYTES] [--reuse yes]]   (fits as child processes: peak RssAnon and RSS)
 //   .build/release/labeldb-bench knn [--count N] [--dim D] [--dir DIR]
 //   .build/release/labeldb-bench peers [--data /tmp/peers-data] [--dir DIR]
 //   .build/release/labeldb-bench batch-read [--data /tmp/peers-data] [--dir DIR]
@@ -66,6 +67,10 @@ do {
         if let ranks = options["ranks"] { bench.ranks = ranks.split(separator: ",").compactMap { Int($0) } }
         if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
         if let codec = options["teacher-codec"] { bench.teacherCodec = codec }
+        if options["epochs"] == "default" { bench.epochs = nil }
+        bench.cli = options["cli"]
+        bench.budget = options["budget"].flatMap(Int.init)
+        bench.reuse = options["reuse"] == "yes"
         try bench.run()
     case "knn":
         var bench = KNNBenchmark()
