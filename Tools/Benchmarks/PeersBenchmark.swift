@@ -160,6 +160,25 @@ struct PeersBenchmark {
                     } }
                 })
             }
+            // The columnar scan (issue 12 §2): classes a block at a time, ids only when asked.
+            func columnar(ids: Bool) throws {
+                counts = [Int](repeating: 0, count: classCount)
+                try tx.forEachHardLabelBlock(in: LabelSetReference(name: "hard"), ids: ids) { idColumn, classes in
+                    for c in classes { counts[Int(c)] += 1 }
+                    if let idColumn { sink &+= Int(truncatingIfNeeded: idColumn[0]) }
+                    return true
+                }
+            }
+            for ids in [false, true] {
+                try columnar(ids: ids)
+                precondition(counts == expected, "columnar scan")
+                var times: [Double] = []
+                for _ in 0..<max(reps, 5) { times.append(try time { try columnar(ids: ids) }) }
+                let name = ids ? "scan_columnar_ids" : "scan_columnar"
+                result[name + "_rows_s"] = (Double(n) / median(times)).json
+                result[name + "_ms"] = (median(times) * 1e3).json
+                result[name + "_speed_vs_memcpy_xxh3"] = (median(copies) / median(times)).json
+            }
             result["scan_packed_bytes"] = packedBytes.json
             result["scan_memcpy_xxh3_ms"] = (median(copies) * 1e3).json
             result["scan_speed_vs_memcpy_xxh3"] = (median(copies) / median(scans)).json
