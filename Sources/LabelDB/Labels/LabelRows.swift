@@ -29,6 +29,27 @@ extension Transaction {
     ) throws {
         guard version >= 1 else { return }
         let packed = try packedLabels
+        if packed, let cache = snapshotCache {
+            // A read transaction: the block's versions are found once, each header checked once,
+            // then rows are read from the cached bytes (batch reads visit many rows of few blocks).
+            let offset = Int(slot % LabelBlock.slots)
+            let cacheKey = LabelBlockCacheKey(set: set.id, block: slot / LabelBlock.slots, version: version)
+            var blocks = try cache.labelBlocks[cacheKey] ?? labelBlockVersions(set: set, block: cacheKey.block, atOrBefore: version, sample: id)
+            defer { cache.labelBlocks[cacheKey] = blocks }
+            for i in blocks.indices {
+                let rowVersion = blocks[i].version
+                let row: LabelRecord.Row
+                do {
+                    if blocks[i].view == nil { blocks[i].view = try blocks[i].key.withUnsafeBytes { try LabelBlockView(key: $0, bytes: blocks[i].bytes) } }
+                    guard let rank = blocks[i].view!.rank(of: offset) else { continue }
+                    row = try blocks[i].view!.row(rank: rank, sample: id)
+                } catch {
+                    throw contextualize(error, table: .labelBlocks, key: "\(set.name)@\(rowVersion) sample \(id)")
+                }
+                if try !body(rowVersion, row) { return }
+            }
+            return
+        }
         let table: Table = packed ? .labelBlocks : .labels
         let target = packed
             ? LabelBlock.key(set: set.id, block: slot / LabelBlock.slots, version: UInt32(version))
@@ -59,6 +80,29 @@ extension Transaction {
             }
             return try body(rowVersion, row)
         }
+    }
+
+    /// Every version of label block `block` of `set` at or before `version`, newest first,
+    /// borrowed (headers not yet checked), found with one backward walk. `sample` names the row
+    /// being read in errors.
+    func labelBlockVersions(set: LabelSet, block: UInt64, atOrBefore version: Int, sample id: UInt64) throws -> [CachedLabelBlock] {
+        let target = LabelBlock.key(set: set.id, block: block, version: UInt32(version))
+        // A later entry of the same block must be of a version the set has: a damaged version
+        // in a key would otherwise hide the block from this lookup, silently.
+        let later: (UnsafeRawBufferPointer?) throws -> Void = { next in
+            guard let next, next.count == 16, next.prefix(12).elementsEqual(target.prefix(12)) else { return }
+            try self.checkRowVersion(Int(BigEndianKey.u32(next, at: 12)), set: set, sample: id)
+        }
+        var found: [CachedLabelBlock] = []
+        try walkBackward(.labelBlocks, atOrBefore: target, after: later) { key, value in
+            guard key.prefix(12).elementsEqual(target.prefix(12)) else { return false }
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
+            let rowVersion = Int(BigEndianKey.u32(key, at: 12))
+            try checkRowVersion(rowVersion, set: set, sample: id)
+            found.append(CachedLabelBlock(version: rowVersion, key: Array(key), bytes: value, view: nil))
+            return true
+        }
+        return found
     }
 
     /// Passes the newest row of sample `id` (in `slot`) at or before `version` that the

@@ -5,6 +5,26 @@ import CLMDB
 final class SnapshotCache {
     var labelSets: [String: LabelSet?] = [:]
     var projectors: [ProjectorReference: LoadedProjector] = [:]
+    /// The label blocks of one (set, block number, version): every version of the block at or
+    /// before it, newest first. The bytes point into the map, which a read transaction never
+    /// changes; each block's header is checked when it is first read, and rows one by one.
+    var labelBlocks: [LabelBlockCacheKey: [CachedLabelBlock]] = [:]
+}
+
+/// One version of a label block in ``SnapshotCache/labelBlocks``: its key and bytes, and its
+/// view once its header was checked.
+struct CachedLabelBlock {
+    var version: Int
+    var key: [UInt8]
+    var bytes: UnsafeRawBufferPointer
+    var view: LabelBlockView?
+}
+
+/// The key of ``SnapshotCache/labelBlocks``.
+struct LabelBlockCacheKey: Hashable {
+    var set: UInt32
+    var block: UInt64
+    var version: Int
 }
 
 /// A read transaction: a consistent snapshot of the store.
