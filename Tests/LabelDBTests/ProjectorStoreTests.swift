@@ -118,13 +118,13 @@ struct ProjectorStoreTests {
         let budget = RankBudget(bytes: 1_000_000, ranks: [1, 4, 8])
         let info = try store.fitProjector("b", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: budget, clearance: .all)
         let search = try #require(info.report.rankSearch)
-        #expect(search.sampleRows == problem.n && search.budgetBytes == 1_000_000)
+        #expect(search.sampleRows == problem.n && search.probeRows == problem.n && search.budgetBytes == 1_000_000)
         #expect(search.candidates.map(\.rank) == [1, 4, 8])
         let smallest = search.candidates.min { $0.totalBytes < $1.totalBytes }!
         #expect(info.options.rank == smallest.rank && smallest.rank == 4)
         // The sample is every row, so the search's figures are the version's own.
-        #expect(smallest.totalBytes == info.parameterBytes + info.correctionBytes && smallest.sampleCorrections == info.corrections)
-        #expect(search.candidates[0].sampleCorrections > info.corrections)
+        #expect(smallest.totalBytes == info.parameterBytes + info.correctionBytes && smallest.probeCorrections == info.corrections)
+        #expect(search.candidates[0].probeCorrections > info.corrections)
         let json = projectorVersionJSON(info, name: "b", labelSet: nil, classes: problem.c)
         #expect(json["rank_search"]?["candidates"]?.arrayValue?.count == 3 && json["rank"] == 4)
         // Each candidate fitted alone equals the search's measurement of it.
@@ -136,7 +136,8 @@ struct ProjectorStoreTests {
         var sampled = budget
         sampled.sampleRows = 200
         let estimated = try store.fitProjector("s", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: sampled, clearance: .all)
-        #expect(estimated.report.rankSearch?.sampleRows == 200 && estimated.options.rank == 4)
+        // Fitted on 200 rows, corrections counted on the other 200.
+        #expect(estimated.report.rankSearch?.sampleRows == 200 && estimated.report.rankSearch?.probeRows == 200 && estimated.options.rank == 4)
 
         // Refusals write nothing.
         let before = fileBytes(dir.file("store") + "/data.mdb")

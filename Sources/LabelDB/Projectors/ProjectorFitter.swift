@@ -154,7 +154,7 @@ public struct RankBudget: Sendable, Equatable {
     public var ranks: [Int]
     /// Each candidate is fitted on a seeded sample of at most this many of the label set's rows
     /// (all of them when there are fewer, which makes the search exact), and its correction bytes
-    /// are scaled up from the sample's.
+    /// are counted on as many other rows and scaled up to every row.
     public var sampleRows: Int = 50_000
 
     /// A budget with the given candidates.
@@ -171,13 +171,16 @@ public struct RankBudget: Sendable, Equatable {
 public struct RankSearch: Sendable, Equatable, Codable {
     /// The budget, in bytes.
     public var budgetBytes: Int
-    /// The rows each candidate was fitted and measured on.
+    /// The rows each candidate was fitted on.
     public var sampleRows: Int
+    /// The rows its corrections were counted on: others than the sample's when there are enough
+    /// (at most as many), else the sample itself (every row: the search is then exact).
+    public var probeRows: Int
     /// The candidates, in the order tried.
     public var candidates: [RankCandidate]
 
     enum CodingKeys: String, CodingKey {
-        case budgetBytes = "budget_bytes", sampleRows = "sample_rows", candidates
+        case budgetBytes = "budget_bytes", sampleRows = "sample_rows", probeRows = "probe_rows", candidates
     }
 }
 
@@ -187,15 +190,15 @@ public struct RankCandidate: Sendable, Equatable, Codable {
     public var rank: Int
     /// Its parameters' bytes (as a version's `parameter_bytes`).
     public var parameterBytes: Int
-    /// Corrections the bound took on the sample.
-    public var sampleCorrections: Int
-    /// Their bytes (keys and values) scaled from the sample to every row.
+    /// Corrections the bound took on the probe rows.
+    public var probeCorrections: Int
+    /// Their bytes (keys and values) scaled from the probe rows to every row.
     public var correctionBytes: Int
     /// Parameters plus corrections.
     public var totalBytes: Int { parameterBytes + correctionBytes }
 
     enum CodingKeys: String, CodingKey {
-        case rank, parameterBytes = "parameter_bytes", sampleCorrections = "sample_corrections", correctionBytes = "correction_bytes"
+        case rank, parameterBytes = "parameter_bytes", probeCorrections = "probe_corrections", correctionBytes = "correction_bytes"
     }
 }
 
@@ -459,7 +462,7 @@ public enum ProjectorFitter {
     }
 
     /// Fits each of the budget's ranks on a seeded sample of `data` and picks the one whose
-    /// parameters plus corrections (scaled from the sample to every row) take the fewest bytes.
+    /// parameters plus corrections (counted on other rows, scaled to every row) take the fewest bytes.
     /// When the sample is every row, the winner's fit is returned too (`exact`): it is the fit.
     ///
     /// - Throws: ``ProjectorError/overBudget(rank:bytes:budget:estimated:)`` when the smallest
@@ -473,24 +476,33 @@ public enum ProjectorFitter {
         }
         let limit = min(data.dimension, data.classes) - 1
         if let bad = budget.ranks.first(where: { $0 < 1 || $0 > limit }) { throw ProjectorError.invalidRank(rank: bad, limit: limit) }
+        // The candidates are fitted on a seeded sample and their corrections counted on other
+        // rows (as many, when there are): on the rows it fitted, a small sample's fit looks
+        // better than the fit of every row will, and the more so the higher the rank.
         var rng = SplitMix64(seed: options.seed ^ 0x7261_6e6b)   // "rank": not the split's or the steps' stream
-        var chosen = Array(0..<data.count)
-        if chosen.count > budget.sampleRows { chosen.shuffle(using: &rng); chosen = Array(chosen.prefix(budget.sampleRows)).sorted() }
-        let sample = SampledFitRows(base: data, rows: chosen)
-        let scale = Double(data.count) / Double(sample.count)
+        var order = Array(0..<data.count)
+        var fitted = order, probed = order
+        if data.count > budget.sampleRows {
+            order.shuffle(using: &rng)
+            fitted = Array(order.prefix(budget.sampleRows)).sorted()
+            probed = Array(order.dropFirst(budget.sampleRows).prefix(budget.sampleRows)).sorted()
+        }
+        let sample = SampledFitRows(base: data, rows: fitted), probe = SampledFitRows(base: data, rows: probed)
+        let scale = Double(data.count) / Double(probe.count)
         var candidates: [RankCandidate] = [], best: (index: Int, outcome: Outcome)? = nil
         for (i, rank) in budget.ranks.enumerated() {
             var candidate = options
             candidate.rank = rank
             progress?("rank search: rank \(rank)", Double(i) / Double(budget.ranks.count))
-            let outcome = try fitWithCorrections(sample, head: head, options: candidate, maxKL: maxKL, requireTop1: requireTop1, progress: nil)
-            let sampleBytes = outcome.totalBytes - outcome.model.parameterBytes
-            candidates.append(RankCandidate(rank: rank, parameterBytes: outcome.model.parameterBytes, sampleCorrections: outcome.corrections.count,
-                                            correctionBytes: Int((Double(sampleBytes) * scale).rounded())))
+            var outcome = try fitWithCorrections(sample, head: head, options: candidate, maxKL: nil, requireTop1: requireTop1, progress: nil)
+            outcome.corrections = try corrections(outcome.model, probe, head: head, maxKL: maxKL, requireTop1: requireTop1)
+            let probeBytes = outcome.totalBytes - outcome.model.parameterBytes
+            candidates.append(RankCandidate(rank: rank, parameterBytes: outcome.model.parameterBytes, probeCorrections: outcome.corrections.count,
+                                            correctionBytes: Int((Double(probeBytes) * scale).rounded())))
             if best == nil || candidates[i].totalBytes < candidates[best!.index].totalBytes { best = (i, outcome) }
         }
         let winner = candidates[best!.index]
-        let search = RankSearch(budgetBytes: budget.bytes, sampleRows: sample.count, candidates: candidates)
+        let search = RankSearch(budgetBytes: budget.bytes, sampleRows: sample.count, probeRows: probe.count, candidates: candidates)
         guard winner.totalBytes <= budget.bytes else {
             throw ProjectorError.overBudget(rank: winner.rank, bytes: winner.totalBytes, budget: budget.bytes, estimated: sample.count < data.count)
         }

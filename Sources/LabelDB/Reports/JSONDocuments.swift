@@ -74,9 +74,9 @@ public func projectorVersionJSON(_ v: ProjectorVersion, name: String, labelSet: 
 
 /// The JSON form of a rank search: the budget, the sample, and each candidate's bytes.
 func rankSearchJSON(_ search: RankSearch) -> JSONValue {
-    ["budget_bytes": .int(Int64(search.budgetBytes)), "sample_rows": .int(Int64(search.sampleRows)),
+    ["budget_bytes": .int(Int64(search.budgetBytes)), "sample_rows": .int(Int64(search.sampleRows)), "probe_rows": .int(Int64(search.probeRows)),
      "candidates": .array(search.candidates.map { c in
-         ["rank": .int(Int64(c.rank)), "parameter_bytes": .int(Int64(c.parameterBytes)), "sample_corrections": .int(Int64(c.sampleCorrections)),
+         ["rank": .int(Int64(c.rank)), "parameter_bytes": .int(Int64(c.parameterBytes)), "probe_corrections": .int(Int64(c.probeCorrections)),
           "correction_bytes": .int(Int64(c.correctionBytes)), "total_bytes": .int(Int64(c.totalBytes))]
      })]
 }
