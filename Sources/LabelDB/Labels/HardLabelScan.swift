@@ -59,6 +59,11 @@ struct HardLabelColumns {
     var classes = [Int32](repeating: 0, count: Int(LabelBlock.slots))
     var count = 0
 
+    /// Makes room for `count` rows.
+    mutating func reserve(_ count: Int) {
+        if ids.count < count { ids += [UInt64](repeating: 0, count: count - ids.count); classes += [Int32](repeating: 0, count: count - classes.count) }
+    }
+
     /// Adds a row; a class beyond the schema's is damage, named by `naming`.
     mutating func append(id: UInt64, class hard: UInt32, classCount: Int, naming: @autoclosure () -> String) throws {
         guard Int(hard) < classCount else { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes (\(naming()))") }
@@ -111,15 +116,9 @@ struct HardLabelBlockScan {
            try tx.labelTaint(sampleTaint: 0, sample: 0, set: set, rowVersion: views[0].version) != nil {
             let (rowVersion, view, _) = views[0]
             walked += view.count
+            if try collectHardOnlyRows(view, block: block, in: tx, into: &columns) { return }
             try view.forEachSlot { offset, rank in
-                let bytes = view.rowBytes(rank: rank)
-                let hard: UInt32?
-                if bytes.count == 9, bytes[0] == LabelRecord.hasHard {
-                    hard = bytes.loadUnaligned(fromByteOffset: 1, as: UInt32.self).littleEndian
-                } else {
-                    hard = try LabelBlock.decodeRow(bytes, seed: nil).hard
-                }
-                guard let hard else { return }
+                guard let hard = try LabelBlock.decodeRow(view.rowBytes(rank: rank), seed: nil).hard else { return }
                 let slot = block * LabelBlock.slots + UInt64(offset)
                 let id = wantIDs || Int(hard) >= classCount ? try owners.sample(at: slot, in: tx, naming: .labelBlocks, set: set) : 0
                 try columns.append(id: id, class: hard, classCount: classCount, naming: "\(set.name)@\(rowVersion) sample \(id)")
@@ -127,6 +126,37 @@ struct HardLabelBlockScan {
             return
         }
         try collectRowByRow(block: block, in: tx, into: &columns)
+    }
+
+    /// The tightest case: every row of the block is 9 bytes of flags `hard`, class and checksum
+    /// (a hard label set): the classes are read in one pass, in rank order, which is slot order.
+    /// False (with nothing added) when a row is anything else or a class is out of range, for the
+    /// row-by-row reading to handle, and name.
+    private mutating func collectHardOnlyRows(_ view: LabelBlockView, block: UInt64, in tx: Transaction, into columns: inout HardLabelColumns) throws -> Bool {
+        guard let (start, width) = view.fixedRows, width == 9 else { return false }
+        let n = view.count, first = columns.count
+        columns.reserve(first + n)
+        var largest: UInt32 = 0, allHard = true
+        columns.classes.withUnsafeMutableBufferPointer { out in
+            let rows = view.bytes.baseAddress! + start
+            for rank in 0..<n {
+                let row = rows + rank * 9
+                allHard = allHard && row.load(as: UInt8.self) == LabelRecord.hasHard
+                let hard = UInt32(littleEndian: row.loadUnaligned(fromByteOffset: 1, as: UInt32.self))
+                largest = max(largest, hard)
+                out[first + rank] = Int32(truncatingIfNeeded: hard)
+            }
+        }
+        guard allHard, Int(largest) < tx.store.schema.classes.count else { return false }
+        if wantIDs {
+            var i = first
+            try view.forEachSlot { offset, _ in
+                columns.ids[i] = try owners.sample(at: block * LabelBlock.slots + UInt64(offset), in: tx, naming: .labelBlocks, set: set)
+                i += 1
+            }
+        }
+        columns.count = first + n
+        return true
     }
 
     /// Per slot, the newest row the clearance admits (a hidden newer one leaves it in place, R-36).

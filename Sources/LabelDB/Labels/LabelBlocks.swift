@@ -178,6 +178,9 @@ struct LabelBlockView {
         }
     }
 
+    /// Where the rows start and how long each is, when every row of the block has one length.
+    var fixedRows: (start: Int, width: Int)? { width > 0 ? (rowsStart, width) : nil }
+
     /// The raw bytes of the row of rank `rank`, checksum included.
     func rowBytes(rank: Int) -> UnsafeRawBufferPointer {
         let start = width > 0 ? rowsStart + rank * width : rowsStart + offset(rank)
