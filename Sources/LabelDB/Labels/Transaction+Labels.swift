@@ -299,6 +299,23 @@ extension Transaction {
         }
     }
 
+    /// The class a new row's posting files it under — its ``Label/top1`` as a reader decodes it
+    /// (the first most probable class of the decoded soft label, else the hard label) — decoded
+    /// into `scratch` (C floats) rather than a new array per row; nil for a multi-label row.
+    func top1(of row: WriteTransaction.NewRow, set: LabelSet, version: Int, scratch: inout [Float]) throws -> UInt32? {
+        do {
+            let classCount = store.schema.classes.count
+            if let hard = row.hard, Int(hard) >= classCount { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
+            if let multi = row.multi, multi.contains(where: { Int($0) >= classCount }) { throw RecordDecodingError(detail: "multi-label class out of range") }
+            guard let soft = row.soft else { return row.hard }
+            guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+            try soft.withUnsafeBytes { bytes in try scratch.withUnsafeMutableBufferPointer { try codec.decode(bytes, into: $0) } }
+            return UInt32(scratch.withUnsafeBufferPointer { argmax($0) })
+        } catch {
+            throw contextualize(error, table: try labelRowsTable, key: "\(set.name)@\(version) sample \(row.id)")
+        }
+    }
+
     /// The label a checked row holds, its classes checked against the schema and its soft label
     /// decoded; `version` and `sample` name it in errors.
     func decodeLabel(_ row: LabelRecord.Row, version: Int, sample: UInt64, set: LabelSet) throws -> Label {
@@ -474,10 +491,7 @@ extension WriteTransaction {
                 new.soft = try SoftEncoding.encode(topRows!, row: row, codec: codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
             }
             if !hadRow { labelled += 1 }
-            let label = try (new.soft ?? []).withUnsafeBytes { soft in
-                try decodeLabel(LabelRecord.Row(hard: new.hard, multi: new.multi, soft: new.soft == nil ? nil : soft), version: Int(version), sample: id, set: set)
-            }
-            if let top1 = label.top1 { postings.append((UInt32(top1.classIndex), new.slot)) }
+            if let top1 = try top1(of: new, set: set, version: Int(version), scratch: &decoded) { postings.append((top1, new.slot)) }
             newRows.append(new)
         }
         try putRows(newRows, set: set.id, version: version)
