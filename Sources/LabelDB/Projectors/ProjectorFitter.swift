@@ -414,28 +414,13 @@ public enum ProjectorFitter {
 
     /// Mean and max KL(p ‖ regenerated) and top-1 agreement over `rows`, regenerated in chunks.
     static func evaluate(_ model: ProjectorModel, _ data: some FitRows, rows: [Int], head: [Float]?) throws -> (meanKL: Double, maxKL: Double, top1: Double) {
-        let c = model.classes, d = model.dimension
         let n = rows.count
-        let chunk = min(chunkRows, max(n, 1))
-        let weights = head.map { model.combinedWeights(head: $0) }
-        var xb = [Float](repeating: 0, count: chunk * d), pb = [Float](repeating: 0, count: chunk * c), q = [Float](repeating: 0, count: chunk * c)
         var sum = 0.0, worst = 0.0, agree = 0
-        for start in stride(from: 0, to: n, by: chunk) {
-            let slice = rows[start..<min(start + chunk, n)]
-            try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
-            xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
-            pb.withUnsafeBufferPointer { pv in
-                q.withUnsafeBufferPointer { qv in
-                    for i in 0..<slice.count {
-                        let pr = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
-                        let qr = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
-                        let kl = klDivergence(pr, qr)
-                        sum += kl
-                        worst = max(worst, kl.isFinite ? kl : .infinity)
-                        if argmax(pr) == argmax(qr) { agree += 1 }
-                    }
-                }
-            }
+        try forEachRegenerated(model, data, rows: rows, head: head) { _, p, q in
+            let kl = klDivergence(p, q)
+            sum += kl
+            worst = max(worst, kl.isFinite ? kl : .infinity)
+            if argmax(p) == argmax(q) { agree += 1 }
         }
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
     }
@@ -509,32 +494,41 @@ public enum ProjectorFitter {
         return (winner.rank, search, sample.count == data.count ? best!.outcome : nil)
     }
 
+    /// Regenerates `rows` of `data` a chunk at a time and passes each row's position in `rows`,
+    /// its teacher distribution and its regenerated one (both borrowed) to `body`.
+    static func forEachRegenerated(
+        _ model: ProjectorModel, _ data: some FitRows, rows: [Int], head: [Float]?,
+        _ body: (Int, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void
+    ) throws {
+        let c = model.classes, d = model.dimension, n = rows.count
+        let chunk = min(chunkRows, max(n, 1))
+        let weights = head.map { model.combinedWeights(head: $0) }
+        var xb = [Float](repeating: 0, count: chunk * d), pb = [Float](repeating: 0, count: chunk * c), q = [Float](repeating: 0, count: chunk * c)
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
+            xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
+            pb.withUnsafeBufferPointer { pv in
+                q.withUnsafeBufferPointer { qv in
+                    for i in 0..<slice.count {
+                        body(start + i, UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)]), UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)]))
+                    }
+                }
+            }
+        }
+    }
+
     /// The rows of `data` whose regenerated label breaks the bound (KL above `maxKL`, or — with
     /// `requireTop1` — another top-1 class), each with its teacher label encoded in the cheapest
     /// correction codec that restores the bound; regenerated chunk by chunk.
     static func corrections(
         _ model: ProjectorModel, _ data: some FitRows, head: [Float]?, maxKL: Double, requireTop1: Bool
     ) throws -> [(row: Int, codec: UInt8, bytes: [UInt8])] {
-        let c = model.classes, d = model.dimension
-        let weights = head.map { model.combinedWeights(head: $0) }
-        let chunk = min(chunkRows, max(data.count, 1))
-        var xb = [Float](repeating: 0, count: chunk * d), pb = [Float](repeating: 0, count: chunk * c), q = [Float](repeating: 0, count: chunk * c)
         var found: [(row: Int, codec: UInt8, bytes: [UInt8])] = []
-        for start in stride(from: 0, to: data.count, by: chunk) {
-            let slice = Array(start..<min(start + chunk, data.count))[...]
-            try xb.withUnsafeMutableBufferPointer { xv in try pb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
-            xb.withUnsafeBufferPointer { xv in q.withUnsafeMutableBufferPointer { model.regenerate(xv.baseAddress!, rows: slice.count, weights: weights, into: $0.baseAddress!) } }
-            pb.withUnsafeBufferPointer { pv in
-                q.withUnsafeBufferPointer { qv in
-                    for i in 0..<slice.count {
-                        let p = UnsafeBufferPointer(rebasing: pv[(i * c)..<((i + 1) * c)])
-                        let r = UnsafeBufferPointer(rebasing: qv[(i * c)..<((i + 1) * c)])
-                        if klDivergence(p, r) > maxKL || (requireTop1 && argmax(p) != argmax(r)) {
-                            let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
-                            found.append((start + i, codec, bytes))
-                        }
-                    }
-                }
+        try forEachRegenerated(model, data, rows: Array(0..<data.count), head: head) { row, p, q in
+            if klDivergence(p, q) > maxKL || (requireTop1 && argmax(p) != argmax(q)) {
+                let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                found.append((row, codec, bytes))
             }
         }
         return found
