@@ -114,6 +114,31 @@ public func ldbGetMany(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UI
     }
 }
 
+@_cdecl("ldb_hard_labels")
+public func ldbHardLabels(
+    _ pointer: OpaquePointer?, _ setText: UnsafePointer<CChar>?, _ ids: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?,
+    _ classes: UnsafeMutablePointer<UnsafeMutablePointer<Int32>?>?, _ count: UnsafeMutablePointer<Int>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        guard let classes else { throw APIError.badInput("ldb_hard_labels: the classes output must not be NULL") }
+        let reference = try LabelSetReference(parsing: try string(setText, "set"))
+        var rows: [(id: UInt64, class: Int32)] = []
+        _ = try handle.run { tx in
+            try tx.forEachHardLabelBlock(in: reference, ids: true) { blockIDs, blockClasses in
+                for (id, c) in zip(blockIDs!, blockClasses) { rows.append((id, c)) }
+                return true
+            }
+        }
+        // Blocks come in storage (slot) order; callers get ids ascending, as everywhere else.
+        rows.sort { $0.id < $1.id }
+        try give(rows.map(\.id), ids, count)
+        let memory = malloc(max(rows.count, 1) * MemoryLayout<Int32>.stride)!.assumingMemoryBound(to: Int32.self)
+        for (i, row) in rows.enumerated() { memory[i] = row.class }
+        classes.pointee = memory
+    }
+}
+
 @_cdecl("ldb_query")
 public func ldbQuery(
     _ pointer: OpaquePointer?, _ filterText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,

@@ -69,6 +69,7 @@ _SIGNATURES = {
     "ldb_txn_abort": ([_P], None),
     "ldb_count": ([_P, POINTER(c_uint64)], c_int),
     "ldb_ids": ([_P, POINTER(POINTER(c_uint64)), POINTER(c_size_t)], c_int),
+    "ldb_hard_labels": ([_P, c_char_p, POINTER(POINTER(c_uint64)), POINTER(POINTER(c_int32)), POINTER(c_size_t)], c_int),
     "ldb_get_many": ([_P, POINTER(c_uint64), c_size_t, POINTER(BatchStruct)], c_int),
     "ldb_query": ([_P, c_char_p, c_char_p, POINTER(POINTER(c_uint64)), POINTER(c_size_t)], c_int),
     "ldb_knn": ([_P, POINTER(c_float), c_size_t, c_size_t, c_char_p, POINTER(c_uint64), POINTER(c_float),

@@ -118,3 +118,20 @@ def test_fit_projector_with_a_byte_budget_equals_the_cli(copy):
             db.fit_projector("x", "teacher", rank=[1], budget=10, max_kl=0.05, max_steps=5, clearance="all")
     shown = cli_json_lines("projector", "show", copy, "b", "--clearance", "all")[0]
     assert shown["rank_search"] == search and shown["total_bytes"] == got["total_bytes"]
+
+
+def test_hard_labels_equal_a_batch_read_of_the_same_set(corpus):
+    for clearance in ("all", "public"):
+        with labeldb.open(corpus["store"]) as db, db.read(clearance=clearance) as tx:
+            ids, classes = tx.hard_labels("gold")
+            batch = tx.get_many(tx.ids(), labels=["gold"], soft="none", embeddings=False, metadata=False, payloads=False, taints=False)
+            hard = batch.labels["gold"].hard
+            expected_ids = batch.ids[hard >= 0]
+            assert ids.dtype == "uint64" and classes.dtype == "int32"
+            assert list(ids) == list(expected_ids) and list(classes) == list(hard[hard >= 0])
+            assert len(ids) > 0 and list(ids) == sorted(ids)
+    with labeldb.open(corpus["store"]) as db, db.read(clearance="all") as tx:
+        with pytest.raises(labeldb.NotFound):
+            tx.hard_labels("nope")
+        ids, classes = tx.hard_labels("teacher")           # a soft set: no hard labels
+        assert len(ids) == 0 and len(classes) == 0

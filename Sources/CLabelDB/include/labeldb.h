@@ -156,6 +156,11 @@ int ldb_count(ldb_txn *txn, uint64_t *count);
 /** Every visible id in ascending order: *ids (free with ldb_free) and *count. */
 int ldb_ids(ldb_txn *txn, uint64_t **ids, size_t *count);
 
+/** Every hard label of label set `set` ("NAME" or "NAME@VERSION") the clearance sees, by
+ *  ascending sample id: *ids and *classes (free both with ldb_free), *count rows. Samples
+ *  without a hard label there are left out. */
+int ldb_hard_labels(ldb_txn *txn, const char *set, uint64_t **ids, int32_t **classes, size_t *count);
+
 /** Where one label set's columns go in ldb_get_many: each pointer may be NULL (not written),
  *  except the ones the soft form needs. n rows; k = compact_k as resolved. */
 typedef struct ldb_label_columns {
