@@ -136,8 +136,26 @@ struct ProjectorStoreTests {
         var sampled = budget
         sampled.sampleRows = 200
         let estimated = try store.fitProjector("s", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: sampled, clearance: .all)
-        // Fitted on 200 rows, corrections counted on the other 200.
-        #expect(estimated.report.rankSearch?.sampleRows == 200 && estimated.report.rankSearch?.probeRows == 200 && estimated.options.rank == 4)
+        // Fitted on 200 rows, corrections counted on the other 200; the chosen rank then fitted
+        // on every row, its measured bytes recorded beside the estimate.
+        let sampledSearch = try #require(estimated.report.rankSearch)
+        #expect(sampledSearch.sampleRows == 200 && sampledSearch.probeRows == 200 && estimated.options.rank == 4)
+        #expect(sampledSearch.candidates.first { $0.rank == 4 }?.measuredBytes == estimated.parameterBytes + estimated.correctionBytes)
+
+        // A sample can rank candidates wrongly: when the best-estimated one measures over the
+        // budget, the next is fitted on every row; one estimated beyond the slack is not tried.
+        let rows = MatrixFitRows(x: problem.x, p: problem.p, count: problem.n, dimension: problem.d, classes: problem.c)
+        let rank1 = alone.parameterBytes + alone.correctionBytes, rank4 = smallest.totalBytes
+        var misranked = RankSearch(budgetBytes: (rank1 + rank4) / 2, sampleRows: 0, probeRows: 0, candidates: [
+            RankCandidate(rank: 8, parameterBytes: 10 * rank1, probeCorrections: 0, correctionBytes: 0),
+            RankCandidate(rank: 4, parameterBytes: 2, probeCorrections: 0, correctionBytes: 0),
+            RankCandidate(rank: 1, parameterBytes: 1, probeCorrections: 0, correctionBytes: 0),
+        ])
+        let fallback = try ProjectorFitter.fitWithinBudget(rows, search: &misranked, head: nil, options: options, maxKL: 0.01, requireTop1: true, progress: nil)
+        #expect(fallback.rank == 4 && fallback.outcome.totalBytes == rank4)
+        #expect(misranked.candidates.map(\.measuredBytes) == [nil, rank4, rank1])
+        misranked.budgetBytes = 10
+        #expect(throws: ProjectorError.self) { _ = try ProjectorFitter.fitWithinBudget(rows, search: &misranked, head: nil, options: options, maxKL: 0.01, requireTop1: true, progress: nil) }
 
         // Refusals write nothing.
         let before = fileBytes(dir.file("store") + "/data.mdb")

@@ -156,6 +156,9 @@ public struct RankBudget: Sendable, Equatable {
     /// (all of them when there are fewer, which makes the search exact), and its correction bytes
     /// are counted on as many other rows and scaled up to every row.
     public var sampleRows: Int = 50_000
+    /// Candidates estimated at up to this many times the budget are still fitted on every row
+    /// when the better-ranked ones measure over it: a sample's estimates are rough at scale.
+    public static let estimateSlack = 1.5
 
     /// A budget with the given candidates.
     public init(bytes: Int, ranks: [Int]) { self.bytes = bytes; self.ranks = ranks }
@@ -194,11 +197,14 @@ public struct RankCandidate: Sendable, Equatable, Codable {
     public var probeCorrections: Int
     /// Their bytes (keys and values) scaled from the probe rows to every row.
     public var correctionBytes: Int
-    /// Parameters plus corrections.
+    /// Parameters plus corrections, as estimated.
     public var totalBytes: Int { parameterBytes + correctionBytes }
+    /// Parameters plus corrections as measured when this rank was fitted on every row (nil when it was not).
+    public var measuredBytes: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case rank, parameterBytes = "parameter_bytes", probeCorrections = "probe_corrections", correctionBytes = "correction_bytes"
+        case measuredBytes = "measured_bytes"
     }
 }
 
@@ -449,9 +455,6 @@ public enum ProjectorFitter {
     /// Fits each of the budget's ranks on a seeded sample of `data` and picks the one whose
     /// parameters plus corrections (counted on other rows, scaled to every row) take the fewest bytes.
     /// When the sample is every row, the winner's fit is returned too (`exact`): it is the fit.
-    ///
-    /// - Throws: ``ProjectorError/overBudget(rank:bytes:budget:estimated:)`` when the smallest
-    ///   estimate exceeds the budget, before the full fit is spent on it.
     static func searchRank(
         _ data: some FitRows, budget: RankBudget, head: [Float]?, options: ProjectorFitOptions, maxKL: Double, requireTop1: Bool,
         progress: ((String, Double) -> Void)?
@@ -486,12 +489,35 @@ public enum ProjectorFitter {
                                             correctionBytes: Int((Double(probeBytes) * scale).rounded())))
             if best == nil || candidates[i].totalBytes < candidates[best!.index].totalBytes { best = (i, outcome) }
         }
-        let winner = candidates[best!.index]
-        let search = RankSearch(budgetBytes: budget.bytes, sampleRows: sample.count, probeRows: probe.count, candidates: candidates)
-        guard winner.totalBytes <= budget.bytes else {
-            throw ProjectorError.overBudget(rank: winner.rank, bytes: winner.totalBytes, budget: budget.bytes, estimated: sample.count < data.count)
+        var search = RankSearch(budgetBytes: budget.bytes, sampleRows: sample.count, probeRows: probe.count, candidates: candidates)
+        if sample.count == data.count { search.candidates[best!.index].measuredBytes = best!.outcome.totalBytes }
+        return (search.candidates[best!.index].rank, search, sample.count == data.count ? best!.outcome : nil)
+    }
+
+    /// Fits every row at the ranks a sampled search ranked, smallest estimate first, until one
+    /// keeps within the budget: estimates from a sample can rank candidates wrongly at full
+    /// scale (measured at 1.28M rows: rank 128 estimated within 4 MB, measured 4.67 MB; rank 256
+    /// measured 3.90 MB). Only candidates estimated within ``RankBudget/estimateSlack`` × the
+    /// budget are tried; each fit's measured bytes go into `search`.
+    ///
+    /// - Throws: ``ProjectorError/overBudget(rank:bytes:budget:estimated:)`` when none keeps within it.
+    static func fitWithinBudget(
+        _ data: some FitRows, search: inout RankSearch, head: [Float]?, options: ProjectorFitOptions, maxKL: Double, requireTop1: Bool,
+        progress: ((String, Double) -> Void)?
+    ) throws -> (rank: Int, outcome: Outcome) {
+        let order = search.candidates.indices.sorted { search.candidates[$0].totalBytes < search.candidates[$1].totalBytes }
+        let tried = order.filter { Double(search.candidates[$0].totalBytes) <= RankBudget.estimateSlack * Double(search.budgetBytes) }
+        var smallest: (rank: Int, bytes: Int)? = nil
+        for index in tried {
+            var candidate = options
+            candidate.rank = search.candidates[index].rank
+            let outcome = try fitWithCorrections(data, head: head, options: candidate, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+            search.candidates[index].measuredBytes = outcome.totalBytes
+            if outcome.totalBytes <= search.budgetBytes { return (candidate.rank, outcome) }
+            if smallest == nil || outcome.totalBytes < smallest!.bytes { smallest = (candidate.rank, outcome.totalBytes) }
         }
-        return (winner.rank, search, sample.count == data.count ? best!.outcome : nil)
+        let best = smallest ?? order.first.map { (search.candidates[$0].rank, search.candidates[$0].totalBytes) }!
+        throw ProjectorError.overBudget(rank: best.rank, bytes: best.bytes, budget: search.budgetBytes, estimated: smallest == nil)
     }
 
     /// Regenerates `rows` of `data` a chunk at a time and passes each row's position in `rows`,

@@ -500,18 +500,25 @@ extension Transaction {
         let rows = StoredFitRows(self, ids: ids, set: set, version: version)
         var options = options
         var search: RankSearch? = nil
-        var fit: ProjectorFitter.Outcome? = nil
+        let outcome: ProjectorFitter.Outcome
         if let budget {
             guard let maxKL else { throw ProjectorError.invalidOption("a byte budget needs a bound (max KL): without one there are no corrections to trade against the rank") }
             let found = try ProjectorFitter.searchRank(rows, budget: budget, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
-            (options.rank, search, fit) = (found.rank, found.search, found.exact)
+            search = found.search
+            if let exact = found.exact {
+                guard exact.totalBytes <= budget.bytes else {
+                    throw ProjectorError.overBudget(rank: found.rank, bytes: exact.totalBytes, budget: budget.bytes, estimated: false)
+                }
+                (options.rank, outcome) = (found.rank, exact)
+            } else {
+                (options.rank, outcome) = try ProjectorFitter.fitWithinBudget(rows, search: &search!, head: head?.values, options: options, maxKL: maxKL,
+                                                                              requireTop1: requireTop1, progress: progress)
+            }
+        } else {
+            outcome = try ProjectorFitter.fitWithCorrections(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
         }
-        let outcome = try fit ?? ProjectorFitter.fitWithCorrections(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
         var report = outcome.report
         report.rankSearch = search
-        if let budget, outcome.totalBytes > budget.bytes {
-            throw ProjectorError.overBudget(rank: options.rank, bytes: outcome.totalBytes, budget: budget.bytes, estimated: false)
-        }
         return FittedProjector(options: options, set: set, version: version, model: outcome.model, report: report, head: head, sequence: try storedSequence(),
                                taint: taint, slots: slots, corrections: outcome.corrections.map { (ids[$0.row], $0.codec, $0.bytes) })
     }

@@ -77,7 +77,8 @@ func rankSearchJSON(_ search: RankSearch) -> JSONValue {
     ["budget_bytes": .int(Int64(search.budgetBytes)), "sample_rows": .int(Int64(search.sampleRows)), "probe_rows": .int(Int64(search.probeRows)),
      "candidates": .array(search.candidates.map { c in
          ["rank": .int(Int64(c.rank)), "parameter_bytes": .int(Int64(c.parameterBytes)), "probe_corrections": .int(Int64(c.probeCorrections)),
-          "correction_bytes": .int(Int64(c.correctionBytes)), "total_bytes": .int(Int64(c.totalBytes))]
+          "correction_bytes": .int(Int64(c.correctionBytes)), "total_bytes": .int(Int64(c.totalBytes)),
+          "measured_bytes": c.measuredBytes.map { .int(Int64($0)) } ?? .null]
      })]
 }
 
