@@ -117,20 +117,20 @@ struct ProjectorStoreTests {
         options.maxSteps = 40
         let budget = RankBudget(bytes: 1_000_000, ranks: [1, 4, 8])
         let info = try store.fitProjector("b", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, budget: budget, clearance: .all)
-        let search = try #require(info.report.rankSearch)
-        #expect(search.sampleRows == problem.n && search.probeRows == problem.n && search.budgetBytes == 1_000_000)
-        #expect(search.candidates.map(\.rank) == [1, 4, 8])
-        let smallest = search.candidates.min { $0.totalBytes < $1.totalBytes }!
+        let firstSearch = try #require(info.report.rankSearch)
+        #expect(firstSearch.sampleRows == problem.n && firstSearch.probeRows == problem.n && firstSearch.budgetBytes == 1_000_000)
+        #expect(firstSearch.candidates.map(\.rank) == [1, 4, 8])
+        let smallest = firstSearch.candidates.min { $0.totalBytes < $1.totalBytes }!
         #expect(info.options.rank == smallest.rank && smallest.rank == 4)
         // The sample is every row, so the search's figures are the version's own.
         #expect(smallest.totalBytes == info.parameterBytes + info.correctionBytes && smallest.probeCorrections == info.corrections)
-        #expect(search.candidates[0].probeCorrections > info.corrections)
+        #expect(firstSearch.candidates[0].probeCorrections > info.corrections)
         let json = projectorVersionJSON(info, name: "b", labelSet: nil, classes: problem.c)
         #expect(json["rank_search"]?["candidates"]?.arrayValue?.count == 3 && json["rank"] == 4)
         // Each candidate fitted alone equals the search's measurement of it.
         options.rank = 1
         let alone = try store.fitProjector("one", from: LabelSetReference(name: "teacher"), options: options, maxKL: 0.01, requireTop1: true, clearance: .all)
-        #expect(alone.parameterBytes + alone.correctionBytes == search.candidates[0].totalBytes)
+        #expect(alone.parameterBytes + alone.correctionBytes == firstSearch.candidates[0].totalBytes)
 
         // A sample smaller than the set: estimated, scaled to every row.
         var sampled = budget
@@ -174,6 +174,13 @@ struct ProjectorStoreTests {
         #expect(fileBytes(dir.file("store") + "/data.mdb") == before)
         #expect(RankBudget.defaultRanks(dimension: 512, classes: 1000) == [8, 16, 32, 64, 128, 256])
         #expect(RankBudget.defaultRanks(dimension: 16, classes: 12) == [8])
+        #expect(RankBudget.defaultRanks(dimension: 4, classes: 6) == [1, 2])
+        // Fewer than two samples' worth of rows: half to fit, half to probe (never a tiny probe).
+        var nearlyAll = budget
+        nearlyAll.sampleRows = 300
+        let search = try ProjectorFitter.searchRank(MatrixFitRows(x: problem.x, p: problem.p, count: problem.n, dimension: problem.d, classes: problem.c),
+                                                    budget: nearlyAll, head: nil, options: options, maxKL: 0.01, requireTop1: true, progress: nil).search
+        #expect(search.sampleRows == 200 && search.probeRows == 200)
     }
 
     @Test("a correction is the fewest top classes that meet the bound itself, not half of it")

@@ -797,8 +797,9 @@ class Store:
         """The write transaction; one at a time per store across threads and processes."""
         return WriteTransaction(self, clearance, write=True)
 
-    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = 16, **options) -> dict:
-        """Fits a projector version from label set `source` (see `labeldb projector fit`).
+    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = None, **options) -> dict:
+        """Fits a projector version from label set `source` (see `labeldb projector fit`); rank 16
+        unless given.
 
         With `budget=BYTES` (and `max_kl`), `rank` may be a list of candidates (or None: powers
         of two from 8); the one whose parameters plus corrections take the fewest bytes is

@@ -123,11 +123,14 @@ int ldb_info(ldb_store *store, char **json);
  *  error of this call: the report says what is wrong ("ok": false). */
 int ldb_verify(ldb_store *store, const char *clearance, char **json);
 
-/** Fits projector `name` (a new version) from the options JSON: {"from": "SET[@V]", "rank": r,
- *  "head": name, "max_kl": x, "top1": bool, "epochs": n (fixed passes, no early stopping),
- *  "max_steps": n, "patience": n (the default step budget), "holdout": f, "seed": s,
- *  "agent": text, "clearance": text}; the version's JSON (as `projectors show`) in *json.
- *  Runs its own transactions: no transaction of this thread may be open for writing. */
+/** Fits projector `name` (a new version) from the options JSON: {"from": "SET[@V]", "rank": r
+ *  (default 16), "head": name, "max_kl": x, "top1": bool, "epochs": n (fixed passes, no early
+ *  stopping), "max_steps": n, "patience": n (the default step budget), "holdout": f, "seed": s,
+ *  "fit_temperature": bool, "budget": bytes (needs max_kl: the rank whose parameters plus
+ *  corrections take the fewest bytes; "rank" may then be a list of candidates, default powers of
+ *  two from 8), "search_rows": n (rows each candidate is fitted on, default 50,000), "agent": text,
+ *  "clearance": text}; the version's JSON (as `projector show`) in *json. Runs its own
+ *  transactions: no transaction of this thread may be open for writing. */
 int ldb_fit_projector(ldb_store *store, const char *name, const char *options_json, char **json);
 
 /** Copies the store, compacted, into `destination` (missing or an empty directory), as

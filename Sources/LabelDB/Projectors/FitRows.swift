@@ -4,8 +4,8 @@ import Foundation
 /// (C floats), read by row index into the fitter's buffers.
 ///
 /// The fitter only ever asks for chunks and minibatches, so a source may read them from the
-/// store on demand: nothing that grows with the number of rows is copied into memory (at
-/// ImageNet scale the teacher alone is 5 GB as floats).
+/// store on demand: the rows × classes of the teacher are never copied into memory (at ImageNet
+/// scale that is 5 GB as floats); what stays is a few index arrays, about 40 bytes a row.
 protocol FitRows {
     /// The number of rows; indices run over `0..<count`.
     var count: Int { get }

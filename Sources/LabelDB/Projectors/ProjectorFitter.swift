@@ -163,10 +163,11 @@ public struct RankBudget: Sendable, Equatable {
     /// A budget with the given candidates.
     public init(bytes: Int, ranks: [Int]) { self.bytes = bytes; self.ranks = ranks }
 
-    /// Powers of two from 8 up to the largest rank d and C allow: the ranks tried when none are given.
+    /// Powers of two from 8 up to the largest rank d and C allow (from 1 when that is below 8):
+    /// the ranks tried when none are given.
     public static func defaultRanks(dimension: Int, classes: Int) -> [Int] {
         let limit = min(dimension, classes) - 1
-        return Array(sequence(first: 8, next: { $0 * 2 }).prefix { $0 <= limit })
+        return Array(sequence(first: limit >= 8 ? 8 : 1, next: { $0 * 2 }).prefix { $0 <= limit })
     }
 }
 
@@ -471,9 +472,11 @@ public enum ProjectorFitter {
         var order = Array(0..<data.count)
         var fitted = order, probed = order
         if data.count > budget.sampleRows {
+            // Fewer than two samples' worth of rows are split in half, so the probe is never a handful.
+            let fitCount = min(budget.sampleRows, data.count / 2)
             order.shuffle(using: &rng)
-            fitted = Array(order.prefix(budget.sampleRows)).sorted()
-            probed = Array(order.dropFirst(budget.sampleRows).prefix(budget.sampleRows)).sorted()
+            fitted = Array(order.prefix(fitCount)).sorted()
+            probed = Array(order.dropFirst(fitCount).prefix(fitCount)).sorted()
         }
         let sample = SampledFitRows(base: data, rows: fitted), probe = SampledFitRows(base: data, rows: probed)
         let scale = Double(data.count) / Double(probe.count)

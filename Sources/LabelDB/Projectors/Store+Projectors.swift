@@ -305,19 +305,27 @@ enum CorrectionCodec {
                 }
             }
         }
+        // The smallest encoding that meets the bound (a diffuse row can need more adaptive bytes
+        // than dense f16 takes); dense f32 always does.
+        var best: (UInt8, [UInt8])? = nil
         for (byte, encoder) in encoders {
             var bytes: [UInt8] = []
             encoder.encode(p, into: &bytes)
-            if meetsBound(byte, bytes) || byte == 3 { return (byte, bytes) }
-            // Two near-equal top classes can round to one f16 and lose the top-1: raise the
-            // first entry (the teacher's top class) one f16 step above the rest, and try again.
-            if byte == 1, requireTop1, raiseFirstEntry(&bytes), meetsBound(byte, bytes) { return (byte, bytes) }
+            if let best, best.1.count <= bytes.count { continue }
+            if meetsBound(byte, bytes) || byte == 3 {
+                best = (byte, bytes)
+            } else if byte == 1, requireTop1, raiseFirstEntry(&bytes), meetsBound(byte, bytes) {
+                // Two near-equal top classes rounded to one f16 lost the top-1: the first entry
+                // (the teacher's top class), raised one f16 step above the rest, restores it.
+                best = (byte, bytes)
+            }
         }
-        preconditionFailure("unreachable")
+        return best!
     }
 
     /// Sets an adaptive row's first (most probable) entry to the next f16 above every other
-    /// entry's; false when the row has a single entry or no room above.
+    /// entry's when it does not already lead; false when it leads, or the row has a single entry
+    /// or no room above.
     private static func raiseFirstEntry(_ bytes: inout [UInt8]) -> Bool {
         // Layout (storage.md §10.4): K u16, leftover f16, then K × (class u16, probability f16).
         let k = Int(bytes[0]) | Int(bytes[1]) << 8
@@ -325,7 +333,8 @@ enum CorrectionCodec {
         func value(_ i: Int) -> Float16 { Float16(bitPattern: UInt16(bytes[4 + 4 * i + 2]) | UInt16(bytes[4 + 4 * i + 3]) << 8) }
         let highest = (1..<k).map(value).max()!
         let raised = highest.nextUp
-        guard raised.isFinite else { return false }
+        // Only a tie (or a rounding that put another entry above) is repaired; never lowered.
+        guard value(0) <= highest, raised.isFinite else { return false }
         bytes[4 + 2] = UInt8(raised.bitPattern & 0xFF)
         bytes[4 + 3] = UInt8(raised.bitPattern >> 8)
         return true
@@ -375,9 +384,11 @@ enum ProjectorNames {
 extension Store {
     /// Fits a new version of projector `name` from a soft label set, and stores it.
     ///
-    /// The fit reads its rows from one read transaction as it needs them (it can take minutes; a
-    /// reader holds no lock, and memory does not grow with the label set), and the result is
-    /// written in one short write transaction. With `maxKL`, every sample of the label set whose regenerated label would
+    /// The fit reads its rows from one read transaction as it needs them (about 40 bytes a row
+    /// stay in memory, not the teacher's rows × classes), and the result is written in one short
+    /// write transaction. A fit can take minutes: writes go on meanwhile, but one that must grow
+    /// the map waits until the fit ends (give a store that grows during long fits a map size with
+    /// room). With `maxKL`, every sample of the label set whose regenerated label would
     /// break the bound (KL above it, or — with `requireTop1` — another top-1 class) gets a stored
     /// correction, so reads through the projector meet the bound for every fitted sample.
     ///
@@ -396,8 +407,10 @@ extension Store {
         try ProjectorNames.check(name)
         if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("the KL bound (max KL) must be a positive number") } }
         // Read, fit and find corrections in one read transaction: the rows are read from it as
-        // the fit needs them, so it sees one snapshot and holds nothing that grows with the row
-        // count (a long-lived reader holds no lock; LMDB only keeps the pages it sees).
+        // the fit needs them, so it sees one snapshot and holds about 40 bytes a row, not the
+        // rows × classes of the teacher. Writers go on meanwhile, but LMDB keeps the pages this
+        // snapshot sees, and a write that must grow the map waits for the fit to end (the map
+        // cannot be resized under an open transaction).
         let fitted = try read(clearance: clearance) { tx in
             try tx.fitProjector(from: reference, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress)
         }
