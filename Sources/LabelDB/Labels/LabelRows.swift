@@ -38,6 +38,9 @@ extension Transaction {
             defer { cache.labelBlocks[cacheKey] = blocks }
             for i in blocks.indices {
                 let rowVersion = blocks[i].version
+                // Checked as it is reached, as the uncached walk does: a damaged older key does
+                // not fail a read that the newer row answers.
+                try checkRowVersion(rowVersion, set: set, sample: id)
                 let row: LabelRecord.Row
                 do {
                     if blocks[i].view == nil { blocks[i].view = try blocks[i].key.withUnsafeBytes { try LabelBlockView(key: $0, bytes: blocks[i].bytes) } }
@@ -83,8 +86,8 @@ extension Transaction {
     }
 
     /// Every version of label block `block` of `set` at or before `version`, newest first,
-    /// borrowed (headers not yet checked), found with one backward walk. `sample` names the row
-    /// being read in errors.
+    /// borrowed (headers and key versions not yet checked), found with one backward walk.
+    /// `sample` names the row being read in errors.
     func labelBlockVersions(set: LabelSet, block: UInt64, atOrBefore version: Int, sample id: UInt64) throws -> [CachedLabelBlock] {
         let target = LabelBlock.key(set: set.id, block: block, version: UInt32(version))
         // A later entry of the same block must be of a version the set has: a damaged version
@@ -97,9 +100,7 @@ extension Transaction {
         try walkBackward(.labelBlocks, atOrBefore: target, after: later) { key, value in
             guard key.prefix(12).elementsEqual(target.prefix(12)) else { return false }
             guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .labelBlocks) }
-            let rowVersion = Int(BigEndianKey.u32(key, at: 12))
-            try checkRowVersion(rowVersion, set: set, sample: id)
-            found.append(CachedLabelBlock(version: rowVersion, key: Array(key), bytes: value, view: nil))
+            found.append(CachedLabelBlock(version: Int(BigEndianKey.u32(key, at: 12)), key: Array(key), bytes: value, view: nil))
             return true
         }
         return found
