@@ -299,16 +299,27 @@ extension Transaction {
         }
     }
 
+    /// Throws unless a row's hard label and multi-label classes are among the schema's.
+    private func checkClasses(hard: UInt32?, multi: [UInt32]?) throws {
+        let classCount = store.schema.classes.count
+        if let hard, Int(hard) >= classCount { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
+        if let multi, multi.contains(where: { Int($0) >= classCount }) { throw RecordDecodingError(detail: "multi-label class out of range") }
+    }
+
+    /// The codec of a set whose row holds a soft label: a set without one is damage.
+    private func softCodec(of set: LabelSet) throws -> SoftLabelCodec {
+        guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+        return codec
+    }
+
     /// The class a new row's posting files it under — its ``Label/top1`` as a reader decodes it
     /// (the first most probable class of the decoded soft label, else the hard label) — decoded
     /// into `scratch` (C floats) rather than a new array per row; nil for a multi-label row.
     func top1(of row: WriteTransaction.NewRow, set: LabelSet, version: Int, scratch: inout [Float]) throws -> UInt32? {
         do {
-            let classCount = store.schema.classes.count
-            if let hard = row.hard, Int(hard) >= classCount { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
-            if let multi = row.multi, multi.contains(where: { Int($0) >= classCount }) { throw RecordDecodingError(detail: "multi-label class out of range") }
+            try checkClasses(hard: row.hard, multi: row.multi)
             guard let soft = row.soft else { return row.hard }
-            guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+            let codec = try softCodec(of: set)
             try soft.withUnsafeBytes { bytes in try scratch.withUnsafeMutableBufferPointer { try codec.decode(bytes, into: $0) } }
             return UInt32(scratch.withUnsafeBufferPointer { argmax($0) })
         } catch {
@@ -321,17 +332,12 @@ extension Transaction {
     func decodeLabel(_ row: LabelRecord.Row, version: Int, sample: UInt64, set: LabelSet) throws -> Label {
         do {
             let classCount = store.schema.classes.count
+            try checkClasses(hard: row.hard, multi: row.multi)
             var label = Label(version: version)
-            if let hard = row.hard {
-                guard Int(hard) < classCount else { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
-                label.hard = Int(hard)
-            }
-            if let multi = row.multi {
-                guard multi.allSatisfy({ Int($0) < classCount }) else { throw RecordDecodingError(detail: "multi-label class out of range") }
-                label.multi = multi.map(Int.init)
-            }
+            label.hard = row.hard.map(Int.init)
+            label.multi = row.multi?.map(Int.init)
             if let soft = row.soft {
-                guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+                let codec = try softCodec(of: set)
                 var out = [Float](repeating: 0, count: classCount)
                 try out.withUnsafeMutableBufferPointer { try codec.decode(soft, into: $0) }
                 label.soft = out
