@@ -201,7 +201,7 @@ struct FormatTests {
 
         let migrated = try Store(opening: path)
         defer { migrated.close() }
-        #expect(migrated.formatVersion == 7)
+        #expect(migrated.formatVersion == Store.currentFormatVersion)
         try check(migrated)
         // The migration recorded p's fitted samples: reads give what format 6 gave, and keep
         // giving it once the source set is gone.
@@ -218,5 +218,47 @@ struct FormatTests {
         try migrated.write(clearance: .all) { _ = try $0.dropLabelSet("teacher") }
         #expect(try regenerated(migrated) == statuses)
         #expect(try migrated.read(clearance: .all) { try $0.verify() }.isClean)
+    }
+
+    @Test("§10.7: a format-7 store reads read-only, migrates to 8 untouched, and then takes per-view sets")
+    func formatSevenMigrates() throws {
+        let (dir, path) = try fixture("format-v7")
+        _ = dir
+        // Every label of every set, as text, under two clearances.
+        func everyLabel(_ store: Store) throws -> [String] {
+            try [Clearance.all, .public].flatMap { clearance in
+                try store.read(clearance: clearance) { tx in
+                    try tx.labelSets().flatMap { set in
+                        try (1...set.latest).flatMap { version in
+                            var out: [String] = []
+                            try tx.forEachLabel(in: LabelSetReference(name: set.name, version: version)) { id, label in
+                                out.append("\(set.name)@\(version) \(id) \(label)")
+                                return true
+                            }
+                            return out
+                        }
+                    }
+                }
+            }
+        }
+        let readOnly = try Store(opening: path, options: .init(readOnly: true))
+        #expect(readOnly.formatVersion == 7)
+        try Self.checkGoldenAnswers(readOnly)
+        let labels = try everyLabel(readOnly)
+        #expect(labels.count > 20)
+        readOnly.close()
+
+        let migrated = try Store(opening: path)
+        defer { migrated.close() }
+        #expect(migrated.formatVersion == 8)
+        try Self.checkGoldenAnswers(migrated)
+        #expect(try everyLabel(migrated) == labels)
+        #expect(try migrated.read(clearance: .all) { try $0.labelSets() }.allSatisfy { !$0.perView })
+        // A per-view set beside the migrated per-sample ones.
+        let view = AugmentedView(view: 0, crop: [0, 0, 1, 1])
+        try migrated.write(clearance: .all) { tx in _ = try tx.importLabels(.hard([2]), ids: [3], into: "views", views: [view], agent: "fkd") }
+        #expect(try migrated.read(clearance: .all) { try $0.label(of: 3, in: LabelSetReference(name: "views")) }?.views?.map(\.parameters) == [view])
+        #expect(try everyLabel(migrated).filter { !$0.hasPrefix("views@") } == labels)
+        try Self.checkGoldenAnswers(migrated)
     }
 }

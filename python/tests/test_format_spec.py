@@ -408,23 +408,23 @@ def soft_rows(rng, n: int, c: int) -> np.ndarray:
 # --- tests -----------------------------------------------------------------------------------------------
 
 
-def test_README_format_version_7_schema_record(tmp_path):
-    """format-spec/README.md: "Format version covered: 7 … (schema record write version 7, read
-    version 7; storage.md §5.1)". A fresh store's `schema` record (§5.1) says so in bytes 16…19,
+def test_README_format_version_8_schema_record(tmp_path):
+    """format-spec/README.md: "Format version covered: 8 … (schema record write version 8, read
+    version 8; storage.md §5.1)". A fresh store's `schema` record (§5.1) says so in bytes 16…19,
     and holds the four version-1 tables (R-3) and no `label_index` (§4: absent from format 6)."""
     classes = write_classes(tmp_path, 3)
     store = tmp_path / "store"
     printed = cli_json_lines("init", str(store), "--dim", "7", "--classes", str(classes), "--dtype", "f16")[0]
-    assert printed["format_version"] == 7
+    assert printed["format_version"] == 8
     assert set(VERSION_1_TABLES) <= set(table_names(store))
     assert "label_index" not in table_names(store) and "label_postings" in table_names(store)
     sch = schema(store)
-    assert (sch["write_version"], sch["read_version"]) == (7, 7)
+    assert (sch["write_version"], sch["read_version"]) == (8, 8)
     assert sch["dim"] == 7 and sch["element"] == 2 and sch["reserved"] == b"\0\0\0"
     assert sch["classes"] == ["class0", "class1", "class2"]
     # "the largest power of two in 16…4096 for which a full block holds at most 512 KiB of rows"
     assert sch["rows_per_block"] == 4096
-    assert cli_json_lines("info", str(store))[0]["format_version"] == 7
+    assert cli_json_lines("info", str(store))[0]["format_version"] == 8
 
 
 def test_R1_provenance_hashes_are_canonical_big_endian(tmp_path):

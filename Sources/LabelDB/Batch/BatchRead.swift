@@ -276,6 +276,7 @@ struct BatchPlan {
         var sets: [LabelSet] = [], versions: [Int] = [], widths: [Int?] = []
         for (reference, out) in zip(request.labels, buffers.labels) {
             let (set, version) = try tx.resolve(reference)
+            try tx.requirePerSample(set, for: "the batch read")
             sets.append(set)
             versions.append(version)
             // A set without soft labels (no codec) needs no soft buffers; it fills those it is given.

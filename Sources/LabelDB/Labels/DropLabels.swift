@@ -86,7 +86,7 @@ extension WriteTransaction {
         try put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
         var versions = set.versions
         versions[version - 1].dropped = true
-        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions), counting: version)
+        let removed = try removeUnreadRows(of: LabelSet(name: set.name, id: set.id, codec: set.codec, versions: versions, perView: set.perView), counting: version)
         noteChange("label_versions_dropped")
         let dependents = try projectors(fittedOn: name).filter { projector in
             try self.projector(named: projector)?.versions.contains { $0.sourceSet == name && $0.sourceVersion == version } ?? false

@@ -18,6 +18,7 @@ extension Transaction {
         _ body: (_ ids: UnsafeBufferPointer<UInt64>?, _ classes: UnsafeBufferPointer<Int32>) throws -> Bool
     ) throws {
         let (set, version) = try resolve(reference)
+        try requirePerSample(set, for: "the hard-label scan")
         var columns = HardLabelColumns()
         guard try packedLabels else {
             // Stores before format 6 keep a row per entry: collected into columns by id.

@@ -32,8 +32,15 @@ enum LabelBlock {
     /// One row's bytes: flags, the hard label, the multi-label, the soft label, then the checksum
     /// (the low 32 bits of xxh3-64 of the bytes before it, seeded with the block's seed XOR the
     /// sample id).
-    static func encodeRow(hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?, seed: UInt64) -> [UInt8] {
+    static func encodeRow(hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?, views: (flags: UInt8, bytes: [UInt8])? = nil, seed: UInt64) -> [UInt8] {
         var row: [UInt8] = [0]
+        if let views {
+            // A per-view row: its flags name the per-view columns, its section holds them.
+            row[0] = views.flags
+            row.append(contentsOf: views.bytes)
+            appendLE(UInt32(truncatingIfNeeded: Checksum.xxh3(row, seed: seed)), to: &row)
+            return row
+        }
         if let hard { row[0] |= LabelRecord.hasHard; appendLE(hard, to: &row) }
         if let multi {
             row[0] |= LabelRecord.hasMulti
@@ -57,10 +64,17 @@ enum LabelBlock {
         }
         var reader = ByteReader(body)
         let flags = try reader.u8("flags")
+        var row = LabelRecord.Row()
+        if flags & LabelRecord.hasViews != 0 {
+            guard flags & ~(LabelRecord.hasViews | LabelRecord.hasHard | LabelRecord.hasSoft | LabelRecord.hasExtras) == 0 else {
+                throw RecordDecodingError(detail: "unknown per-view label row flags \(flags)")
+            }
+            row.views = ViewSection(flags: flags, bytes: try reader.slice(reader.remaining, "views"))
+            return row
+        }
         guard flags & ~(LabelRecord.hasHard | LabelRecord.hasMulti | LabelRecord.hasSoft) == 0 else {
             throw RecordDecodingError(detail: "unknown label row flags \(flags)")
         }
-        var row = LabelRecord.Row()
         if flags & LabelRecord.hasHard != 0 { row.hard = try reader.u32("hard label") }
         if flags & LabelRecord.hasMulti != 0 {
             let count = Int(try reader.u32("multi count"))

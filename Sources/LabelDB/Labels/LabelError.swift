@@ -20,6 +20,11 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownSample(UInt64)
     /// The label set name is empty or contains '@' or a control character.
     case invalidName(String)
+    /// An import with views into a per-sample set (`perView` false), or without views into a
+    /// per-view set (`perView` true).
+    case viewLayout(set: String, perView: Bool)
+    /// An operation that reads one label per sample was given a per-view set.
+    case perViewSet(set: String, operation: String)
 
     public var description: String {
         switch self {
@@ -36,6 +41,12 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidLabel(let row, let reason): "row \(row): \(reason)"
         case .unknownSample(let id): "id \(id) is not a sample in the store"
         case .invalidName(let name): "'\(name)' is not a valid label set name (non-empty, no '@', no control characters)"
+        case .viewLayout(let set, true):
+            "label set `\(set)` holds labels per augmented view: every import into it needs views (--views), one row per view"
+        case .viewLayout(let set, false):
+            "label set `\(set)` holds one label per sample: views cannot be imported into it (import them into a new label set)"
+        case .perViewSet(let set, let operation):
+            "label set `\(set)` holds labels per augmented view; \(operation) reads one label per sample (read views with `get --labels`, `labels export --views-out` or the view read API)"
         }
     }
 }

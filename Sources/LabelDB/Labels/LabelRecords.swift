@@ -61,6 +61,8 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
     public var labelled: Int
     /// Bytes of soft-label encodings the import wrote.
     public var softBytes: Int
+    /// Views the import wrote, in a per-view set (nil for a per-sample one).
+    public var views: Int? = nil
     /// Codec fidelity of this import's soft labels (nil for hard and multi imports).
     public var fidelity: Fidelity?
     /// The provenance record of the import.
@@ -85,7 +87,7 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
     public var isDropped: Bool { dropped == true }
 
     enum CodingKeys: String, CodingKey {
-        case version, agent, kind, rows, labelled, fidelity, provenance, source, dropped
+        case version, agent, kind, rows, labelled, fidelity, provenance, source, dropped, views
         case timeMilliseconds = "time_ms", softBytes = "soft_bytes"
     }
 
@@ -94,6 +96,7 @@ public struct LabelSetVersion: Equatable, Sendable, Codable {
         rows = 0
         labelled = 0
         softBytes = 0
+        if views != nil { views = 0 }
         fidelity = nil
         statisticsRedacted = true
     }
@@ -109,6 +112,9 @@ public struct LabelSet: Equatable, Sendable {
     public var codec: SoftLabelCodec?
     /// Every version, oldest first; `versions[v - 1]` is version v.
     public var versions: [LabelSetVersion]
+    /// True for a per-view set (format 8): each row holds a sample's augmented views, each with
+    /// its own label. Fixed by the set's first import.
+    public var perView = false
 
     /// The latest version number (0 before the first import).
     public var latest: Int { versions.count }
@@ -126,6 +132,9 @@ public struct Label: Equatable, Sendable {
     public var soft: [Float]?
     /// Its taint label: the sample's label joined with the label source's (conservative propagation).
     public var taint: TaintLabel = .public
+    /// In a per-view set, every view of the sample in this row, in ascending view number (the
+    /// other label fields are then nil).
+    public var views: [ViewLabel]? = nil
 
     /// A label.
     public init(version: Int, hard: Int? = nil, multi: [Int]? = nil, soft: [Float]? = nil, taint: TaintLabel = .public) {
@@ -163,12 +172,18 @@ public struct Label: Equatable, Sendable {
 enum LabelRecord {
     static let version: UInt8 = 1
     static let hasHard: UInt8 = 1, hasMulti: UInt8 = 2, hasSoft: UInt8 = 4
+    /// A per-view row (format 8): bits 0 and 2 then say which per-view columns it holds.
+    static let hasViews: UInt8 = 8
+    /// A per-view row whose views carry extra parameters.
+    static let hasExtras: UInt8 = 16
 
-    /// The fields of a stored row; `soft` borrows the value.
+    /// The fields of a stored row; `soft` and `views` borrow the value. A per-view row has only
+    /// `views`.
     struct Row {
         var hard: UInt32?
         var multi: [UInt32]?
         var soft: UnsafeRawBufferPointer?
+        var views: ViewSection?
     }
 
     /// Key of a label row: set id u32 BE, sample id u64 BE, version u32 BE.
@@ -270,9 +285,11 @@ struct LabelSetRecord: Codable, IdentifiedRecord {
     var codec: String?
     var createdMilliseconds: Int64
     var latest: Int
+    /// True for a per-view set (format 8); omitted for a per-sample one.
+    var views: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
-        case id, codec, latest
+        case id, codec, latest, views
         case createdMilliseconds = "created_ms"
     }
 }

@@ -236,6 +236,8 @@ extension WriteTransaction {
         var hard: UInt32?
         var multi: [UInt32]?
         var soft: [UInt8]?
+        /// A per-view row's flags and view section (``ViewRowEncoding``); the other fields nil.
+        var views: (flags: UInt8, bytes: [UInt8])? = nil
     }
 
     /// Writes the rows of version `version` of `set` (a new version: every block is new), one
@@ -251,7 +253,7 @@ extension WriteTransaction {
             let key = LabelBlock.key(set: set, block: block, version: version)
             let seed = SealedRecord.seed(key: key)
             let encoded = sorted[start..<end].map { row in
-                (offset: Int(row.slot % LabelBlock.slots), bytes: LabelBlock.encodeRow(hard: row.hard, multi: row.multi, soft: row.soft, seed: seed ^ row.id))
+                (offset: Int(row.slot % LabelBlock.slots), bytes: LabelBlock.encodeRow(hard: row.hard, multi: row.multi, soft: row.soft, views: row.views, seed: seed ^ row.id))
             }
             try put(.labelBlocks, key: key, bytes: LabelBlock.encode(key: key, rows: encoded), append: lastKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
             start = end

@@ -164,7 +164,7 @@ extension Transaction {
         var versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
         if try !seesEverything { for v in versions.indices { versions[v].redactStatistics() } }
         let codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
-        return LabelSet(name: name, id: record.id, codec: codec, versions: versions)
+        return LabelSet(name: name, id: record.id, codec: codec, versions: versions, perView: record.views == true)
     }
 
     /// The stored record of `set@version`, unredacted whatever the clearance (callers decide what
@@ -300,14 +300,14 @@ extension Transaction {
     }
 
     /// Throws unless a row's hard label and multi-label classes are among the schema's.
-    private func checkClasses(hard: UInt32?, multi: [UInt32]?) throws {
+    func checkClasses(hard: UInt32?, multi: [UInt32]?) throws {
         let classCount = store.schema.classes.count
         if let hard, Int(hard) >= classCount { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classCount) classes") }
         if let multi, multi.contains(where: { Int($0) >= classCount }) { throw RecordDecodingError(detail: "multi-label class out of range") }
     }
 
     /// The codec of a set whose row holds a soft label: a set without one is damage.
-    private func softCodec(of set: LabelSet) throws -> SoftLabelCodec {
+    func softCodec(of set: LabelSet) throws -> SoftLabelCodec {
         guard let codec = set.codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
         return codec
     }
@@ -332,6 +332,14 @@ extension Transaction {
     func decodeLabel(_ row: LabelRecord.Row, version: Int, sample: UInt64, set: LabelSet) throws -> Label {
         do {
             let classCount = store.schema.classes.count
+            guard (row.views != nil) == set.perView else {
+                throw RecordDecodingError(detail: set.perView ? "a per-sample row in a per-view set" : "a per-view row in a per-sample set")
+            }
+            if let views = row.views {
+                var label = Label(version: version)
+                label.views = try decodeViews(views, set: set)
+                return label
+            }
             try checkClasses(hard: row.hard, multi: row.multi)
             var label = Label(version: version)
             label.hard = row.hard.map(Int.init)
@@ -400,7 +408,7 @@ extension WriteTransaction {
     ///   ``TaintError/missingPrivilege(tag:action:)``; nothing is written.
     @discardableResult
     public func importLabels(
-        _ values: LabelValues, ids: [UInt64], into name: String, codec requested: SoftLabelCodec? = nil,
+        _ values: LabelValues, ids: [UInt64], into name: String, codec requested: SoftLabelCodec? = nil, views: [AugmentedView]? = nil,
         agent: String, source: TaintLabel = .public, privileges: Set<String> = [], normalize: Bool = false, now: Date = Date()
     ) throws -> LabelSetVersion {
         guard !name.isEmpty, !name.contains("@"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
@@ -408,19 +416,24 @@ extension WriteTransaction {
         }
         try TaintChange.checkEndorsement([source], privileges: privileges)
         let classCount = store.schema.classes.count
-        var softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
-        var topRows: TopKRows? = nil
-        if case .topK(let given) = values { topRows = try given.validated(rows: ids.count, classCount: classCount, normalize: normalize) }
-        // Ids: unique, stored.
-        let order = SampleValidation.ascendingOrder(ids)
-        for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
-            throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
+        var input = ImportInput(values: values, ids: ids, source: source)
+        input.softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
+        if case .topK(let given) = values { input.topRows = try given.validated(rows: ids.count, classCount: classCount, normalize: normalize) }
+        if let views { try ViewImport.check(views, ids: ids, kind: values.kind) }
+        if views == nil {
+            // Ids: unique (a per-view import repeats an id once per view; checked above).
+            let order = SampleValidation.ascendingOrder(ids)
+            for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
+                throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
+            }
         }
-        var slots: [UInt64] = []
-        slots.reserveCapacity(ids.count)
+        input.slots.reserveCapacity(ids.count)
+        var slotOf: [UInt64: UInt64] = [:]
         for id in ids {
+            if let known = slotOf[id] { input.slots.append(known); continue }
             guard let slot = try visibleSample(id)?.slot else { throw LabelError.unknownSample(id) }
-            slots.append(slot)
+            slotOf[id] = slot
+            input.slots.append(slot)
         }
 
         let nameKey = Array(name.utf8)
@@ -428,9 +441,54 @@ extension WriteTransaction {
         var record: LabelSetRecord
         if let existing = try labelSetRecord(key: nameKey) {
             record = existing
+            guard (existing.views == true) == (views != nil) else { throw LabelError.viewLayout(set: name, perView: existing.views == true) }
         } else {
-            record = LabelSetRecord(id: try nextRecordID(in: .labelSets, as: LabelSetRecord.self), codec: nil, createdMilliseconds: nowMilliseconds, latest: 0)
+            record = LabelSetRecord(id: try nextRecordID(in: .labelSets, as: LabelSetRecord.self), codec: nil, createdMilliseconds: nowMilliseconds, latest: 0,
+                                    views: views != nil ? true : nil)
         }
+        let codec = try importCodec(&record, values: values, requested: requested, topRows: input.topRows, name: name)
+        // The versions so far (unredacted: `labelled` counts hidden rows too); reading the earlier
+        // rows checks their versions against them.
+        let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
+        let set = LabelSet(name: name, id: record.id, codec: codec, versions: versions, perView: record.views == true)
+        let version = UInt32(record.latest + 1)
+        let built = if let views {
+            try viewRows(input, views: views, set: set, version: version)
+        } else {
+            try sampleRows(input, set: set, version: version)
+        }
+        try putRows(built.rows, set: set.id, version: version)
+        // Older versions' postings stay: a reader of an older version still finds its rows.
+        try addPostings(built.postings, set: set.id, version: version)
+
+        let info = LabelSetVersion(
+            version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
+            rows: built.rows.count, labelled: (versions.last?.labelled ?? 0) + built.newlyLabelled, softBytes: built.fidelity.bytes,
+            views: views?.count, fidelity: values.kind == .soft ? built.fidelity.result() : nil, provenance: try provenanceID(),
+            source: source == .public ? nil : source)
+        // Registers the source's tags, so clearances may name them.
+        _ = try intern(source)
+        noteChange("label_rows_written", built.rows.count)
+        let versionKey = LabelRecord.versionKey(set: set.id, version: version)
+        try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
+        record.latest = Int(version)
+        try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
+        // `labelled` counts every row of the set, hidden ones too: a writer who cannot see them
+        // must not learn it (importing one label and watching the count would reveal whether a
+        // hidden row labels that id). The other figures describe this import's own rows, all
+        // of which the writer sees.
+        var returned = info
+        if try !seesEverything {
+            returned.labelled = 0
+            returned.statisticsRedacted = true
+        }
+        return returned
+    }
+
+    /// The codec an import encodes soft labels with: the set's own (a different request is a
+    /// mismatch), or, for a set's first soft import, the requested one, recorded in `record`.
+    private func importCodec(_ record: inout LabelSetRecord, values: LabelValues, requested: SoftLabelCodec?, topRows: TopKRows?, name: String) throws -> SoftLabelCodec? {
+        let classCount = store.schema.classes.count
         var codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
         if values.kind == .soft {
             if let codec, let requested, codec != requested {
@@ -449,28 +507,27 @@ extension WriteTransaction {
                 throw LabelError.codecMismatch(set: name, existing: codec.description, requested: requested.description)
             }
         }
-        // The versions so far (unredacted: `labelled` counts hidden rows too); reading the earlier
-        // rows checks their versions against them.
-        let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
-        let set = LabelSet(name: name, id: record.id, codec: codec, versions: versions)
-        let version = UInt32(record.latest + 1)
-        var labelled = versions.last?.labelled ?? 0
+        return codec
+    }
 
+    /// The rows of a per-sample import, one per id, with their postings: each row carries
+    /// forward the kinds the import does not bring from the sample's newest earlier row whose
+    /// source label flows to this import's (R-17).
+    private func sampleRows(_ input: ImportInput, set: LabelSet, version: UInt32) throws -> BuiltRows {
+        let classCount = store.schema.classes.count
+        var softRows = input.softRows
         var sourceFlows: [Int: Bool] = [:]
         func carriesForward(from previousVersion: Int) throws -> Bool {
             if let known = sourceFlows[previousVersion] { return known }
-            let flows = try labelSetVersion(set: record.id, version: UInt32(previousVersion), name: name).sourceLabel.flows(to: source)
+            let flows = try labelSetVersion(set: set.id, version: UInt32(previousVersion), name: set.name).sourceLabel.flows(to: input.source)
             sourceFlows[previousVersion] = flows
             return flows
         }
-
-        var fidelity = FidelityAccumulator(classCount: classCount)
+        var built = BuiltRows(fidelity: FidelityAccumulator(classCount: classCount))
         var decoded = [Float](repeating: 0, count: classCount)
-        var newRows: [NewRow] = []
-        newRows.reserveCapacity(ids.count)
-        var postings: [(classIndex: UInt32, slot: UInt64)] = []
-        for row in order {
-            let id = ids[row]
+        built.rows.reserveCapacity(input.ids.count)
+        for row in SampleValidation.ascendingOrder(input.ids) {
+            let id = input.ids[row]
             // Whether the sample had a row, and the newest earlier row whose source label flows
             // to this import's, whose other kinds carry forward: the new row reads under this
             // source's label, so carrying a licensed teacher's soft label into a public import
@@ -478,54 +535,35 @@ extension WriteTransaction {
             // ones behind them, keeps what a row carries independent of rows its readers cannot
             // see (R-31).
             var hadRow = false
-            var new = NewRow(id: id, slot: slots[row])
-            try forEachRow(of: id, slot: slots[row], set: set, atOrBefore: Int(version) - 1) { rowVersion, previous in
+            var new = NewRow(id: id, slot: input.slots[row])
+            try forEachRow(of: id, slot: input.slots[row], set: set, atOrBefore: Int(version) - 1) { rowVersion, previous in
                 hadRow = true
                 guard try carriesForward(from: rowVersion) else { return true }
                 (new.hard, new.multi, new.soft) = (previous.hard, previous.multi, previous.soft.map { Array($0) })
                 return false
             }
-            switch values {
+            switch input.values {
             case .hard(let classes): new.hard = UInt32(classes[row])
             case .multi(let sets): new.multi = Array(Set(sets[row])).sorted().map(UInt32.init)
-            case .soft:
-                new.soft = try softRows.withUnsafeMutableBufferPointer { all in
-                    try SoftEncoding.encode(UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)]),
-                                            codec: codec!, decoded: &decoded, fidelity: &fidelity)
-                }
-            case .topK:
-                new.soft = try SoftEncoding.encode(topRows!, row: row, codec: codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
+            case .soft, .topK: new.soft = try encodeSoft(input, row: row, set: set, softRows: &softRows, decoded: &decoded, fidelity: &built.fidelity)
             }
-            if !hadRow { labelled += 1 }
-            if let top1 = try top1(of: new, set: set, version: Int(version), scratch: &decoded) { postings.append((top1, new.slot)) }
-            newRows.append(new)
+            if !hadRow { built.newlyLabelled += 1 }
+            if let top1 = try top1(of: new, set: set, version: Int(version), scratch: &decoded) { built.postings.append((top1, new.slot)) }
+            built.rows.append(new)
         }
-        try putRows(newRows, set: set.id, version: version)
-        // Older versions' postings stay: a reader of an older version still finds its rows.
-        try addPostings(postings, set: set.id, version: version)
+        return built
+    }
 
-        let info = LabelSetVersion(
-            version: Int(version), agent: agent, timeMilliseconds: nowMilliseconds, kind: values.kind,
-            rows: ids.count, labelled: labelled, softBytes: fidelity.bytes,
-            fidelity: values.kind == .soft ? fidelity.result() : nil, provenance: try provenanceID(),
-            source: source == .public ? nil : source)
-        // Registers the source's tags, so clearances may name them.
-        _ = try intern(source)
-        noteChange("label_rows_written", ids.count)
-        let versionKey = LabelRecord.versionKey(set: set.id, version: version)
-        try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
-        record.latest = Int(version)
-        try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
-        // `labelled` counts every row of the set, hidden ones too: a writer who cannot see them
-        // must not learn it (importing one label and watching the count would reveal whether a
-        // hidden row labels that id). The other figures describe this import's own rows, all
-        // of which the writer sees.
-        var returned = info
-        if try !seesEverything {
-            returned.labelled = 0
-            returned.statisticsRedacted = true
+    /// Input row `row`'s soft label encoded with the set's codec, its fidelity counted.
+    func encodeSoft(_ input: ImportInput, row: Int, set: LabelSet, softRows: inout [Float], decoded: inout [Float], fidelity: inout FidelityAccumulator) throws -> [UInt8] {
+        let classCount = store.schema.classes.count
+        if let topRows = input.topRows {
+            return try SoftEncoding.encode(topRows, row: row, codec: set.codec!, classCount: classCount, decoded: &decoded, fidelity: &fidelity)
         }
-        return returned
+        return try softRows.withUnsafeMutableBufferPointer { all in
+            try SoftEncoding.encode(UnsafeBufferPointer(rebasing: all[(row * classCount)..<((row + 1) * classCount)]),
+                                    codec: set.codec!, decoded: &decoded, fidelity: &fidelity)
+        }
     }
 
     /// Removes every label row and class posting of the samples being deleted (each with its
@@ -584,6 +622,28 @@ extension WriteTransaction {
         }
         return found
     }
+}
+
+/// What an import brings, checked: the values, their ids, each id's slot, and the soft rows in
+/// the form they are encoded from.
+struct ImportInput {
+    var values: LabelValues
+    var ids: [UInt64]
+    var source: TaintLabel
+    var slots: [UInt64] = []
+    /// Dense input rows (`rows × C`), validated.
+    var softRows: [Float] = []
+    /// Compact input, validated, its leftover filled in.
+    var topRows: TopKRows? = nil
+}
+
+/// The rows an import writes, their class postings, how many samples they label for the
+/// first time, and the soft labels' fidelity.
+struct BuiltRows {
+    var rows: [WriteTransaction.NewRow] = []
+    var postings: [(classIndex: UInt32, slot: UInt64)] = []
+    var newlyLabelled = 0
+    var fidelity: FidelityAccumulator
 }
 
 /// What a purge knows of a row's top-1 class: the class, that the row has none (multi-only), or

@@ -488,6 +488,8 @@ extension Transaction {
         budget: RankBudget?, progress: ((String, Double) -> Void)?
     ) throws -> FittedProjector {
         let (set, version) = try resolve(reference)
+        // A view's label belongs to a crop whose embedding the store does not hold.
+        try requirePerSample(set, for: "a projector fit")
         guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
         // The samples with a soft label the clearance sees; the projector's taint is the join of theirs.
         var ids: [UInt64] = [], slots: [UInt64] = []

@@ -229,9 +229,12 @@ enum QueryLabelSource {
 
 extension Transaction {
     /// A label set of that name, else a projector of that name; else the label set is unknown.
-    func labelSource(_ reference: LabelSetReference) throws -> QueryLabelSource {
+    /// A per-view set is refused unless `perView` (the callers that read one label per sample —
+    /// agreement, consensus, label issues, kNN labels, per-sample query terms — cannot use it).
+    func labelSource(_ reference: LabelSetReference, perView: Bool = false) throws -> QueryLabelSource {
         if try labelSet(named: reference.name) != nil {
             let (set, version) = try resolve(reference)
+            if !perView { try requirePerSample(set, for: "this operation") }
             return .stored(set, version)
         }
         if try projector(named: reference.name) != nil { return .projector(try load(reference)) }

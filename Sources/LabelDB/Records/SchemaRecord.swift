@@ -20,12 +20,14 @@ struct SchemaRecord: Equatable {
     /// projectors and sample record version 2 (with the embedding sequence); version 4 taint
     /// labels (the tag registry, interned labels, taint partitions); version 5 the partition count
     /// (`meta` key `tainted`), so a missing partition entry hides rows instead of revealing them;
-    /// version 6 the class postings (`label_postings`), which retire the class index.
-    static let currentWriteVersion: UInt16 = 7
+    /// version 6 the class postings (`label_postings`), which retire the class index; version 7
+    /// dropped label-set versions and fitted samples; version 8 per-view label sets.
+    static let currentWriteVersion: UInt16 = 8
     /// The read version this code records: a format-5 reader would answer top-1 filters from
     /// the class index, which a format-6 store lacks or holds empty, so a store written by this
-    /// code needs a format-6 reader.
-    static let currentReadVersion: UInt16 = 7
+    /// code needs a format-6 reader. A format-7 reader would report a per-view set's rows (row
+    /// flag 8) as damage: format 8 needs a format-8 reader.
+    static let currentReadVersion: UInt16 = 8
 
     var writeVersion: UInt16
     var readVersion: UInt16

@@ -57,6 +57,8 @@ extension Transaction {
     func visibleLabelSources() throws -> [LabelSetReference] {
         let allSets = try labelSets()
         let sets = allSets.filter { set in
+            // Agreement and label statistics compare one label per sample: per-view sets are not sources.
+            guard !set.perView else { return false }
             guard let latest = set.versions.last(where: { !$0.isDropped }) else { return false }
             return clearance.admits(latest.sourceLabel)
         }

@@ -211,6 +211,18 @@ struct StoreVerifier {
             do {
                 let row = try bytes.withUnsafeBytes { try LabelBlock.decodeRow($0, seed: seed ^ sample) }
                 let classes = schema.classes.count
+                let perView = labelSets[set]?.record.views == true
+                guard (row.views != nil) == perView else {
+                    throw RecordDecodingError(detail: perView ? "a per-sample row in a per-view set" : "a per-view row in a per-sample set")
+                }
+                if row.views != nil {
+                    // Every view checked, the row's bytes borrowed only inside the closure;
+                    // per-view rows have no top-1 class, so no posting.
+                    let codec = try labelSets[set]?.record.codec.map { try SoftLabelCodec(parsing: $0) }
+                    _ = try bytes.withUnsafeBytes { try LabelBlock.decodeRow($0, seed: nil).views!.decode(codec: codec, classCount: classes) }
+                    labelRows[set, default: [:]][sample, default: []].append((version, nil))
+                    continue
+                }
                 if let hard = row.hard, Int(hard) >= classes { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classes) classes") }
                 if let multi = row.multi, multi.contains(where: { Int($0) >= classes }) { throw RecordDecodingError(detail: "multi-label class out of range") }
                 let top1 = top1(set: set, sample: sample, version: version, hard: row.hard.map(Int.init), soft: row.soft.map(Array.init), table: .labelBlocks)

@@ -1,0 +1,230 @@
+/// Labels per augmented view (format 8, `format-spec/storage.md` §10.7): a per-view label set
+/// holds, for each sample and version, the list of the views a teacher labelled — FKD's
+/// random-resized crop, flip and RNG seed per epoch — each with its own hard and/or soft label.
+/// The whole list is one label row of the sample, so versions, clearances, taint, deletion and
+/// the block layout apply to views exactly as to per-sample labels, and one read returns every
+/// view of a sample.
+
+/// The augmentation parameters of one view of a sample: what the training loop needs to apply
+/// the crop and flip the teacher saw.
+public struct AugmentedView: Equatable, Hashable, Sendable {
+    /// The view number, unique within a sample (0 … 2³² − 1); a sample's views are kept in
+    /// ascending view number.
+    public var view: Int
+    /// The crop box `[x0, y0, x1, y1]` in relative coordinates: 0 ≤ x0 < x1 ≤ 1, 0 ≤ y0 < y1 ≤ 1.
+    public var crop: [Float]
+    /// True when the crop is flipped horizontally.
+    public var flip: Bool
+    /// The training epoch the view was drawn for (0 … 65,535).
+    public var epoch: Int
+    /// The augmentation RNG seed (0 … 2³² − 1).
+    public var seed: Int
+    /// Any other parameters, as a JSON object's compact text (sorted keys), or nil.
+    public var extra: String?
+
+    /// A view's parameters; ``validate(row:)`` checks the ranges.
+    public init(view: Int, crop: [Float], flip: Bool = false, epoch: Int = 0, seed: Int = 0, extra: String? = nil) {
+        self.view = view
+        self.crop = crop
+        self.flip = flip
+        self.epoch = epoch
+        self.seed = seed
+        self.extra = extra
+    }
+
+    /// Bytes of the fixed record: crop 4 × f32, flip u8, epoch u16, seed u32, one reserved byte.
+    static let recordSize = 24
+
+    /// Why the parameters cannot be stored, or nil: the ranges above, and an extra that is a JSON object.
+    func problem() -> String? {
+        guard view >= 0, view <= Int(UInt32.max) else { return "view number \(view) is outside 0…\(UInt32.max)" }
+        guard crop.count == 4 else { return "crop has \(crop.count) numbers, expected [x0, y0, x1, y1]" }
+        guard crop.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else { return "crop \(crop) is outside [0, 1]" }
+        guard crop[0] < crop[2], crop[1] < crop[3] else { return "crop \(crop) has zero area (needs x0 < x1 and y0 < y1)" }
+        guard epoch >= 0, epoch <= Int(UInt16.max) else { return "epoch \(epoch) is outside 0…\(UInt16.max)" }
+        guard seed >= 0, seed <= Int(UInt32.max) else { return "seed \(seed) is outside 0…\(UInt32.max)" }
+        if let extra {
+            guard case .object? = try? JSONValue.parse(extra) else { return "extra parameters are not a JSON object" }
+        }
+        return nil
+    }
+
+    /// Appends the 24-byte record.
+    func appendRecord(to out: inout [UInt8]) {
+        for value in crop { withUnsafeBytes(of: value.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        out.append(flip ? 1 : 0)
+        withUnsafeBytes(of: UInt16(epoch).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(seed).littleEndian) { out.append(contentsOf: $0) }
+        out.append(0)
+    }
+
+    /// The view numbered `view` from its 24-byte record; damage when the record could not have
+    /// been written.
+    init(view: Int, record bytes: UnsafeRawBufferPointer) throws {
+        func f32(_ offset: Int) -> Float { Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
+        guard bytes[16] <= 1, bytes[23] == 0 else { throw RecordDecodingError(detail: "view \(view): flip byte \(bytes[16]), reserved byte \(bytes[23])") }
+        self.init(view: view, crop: (0..<4).map { f32(4 * $0) }, flip: bytes[16] == 1,
+                  epoch: Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 17, as: UInt16.self))),
+                  seed: Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 19, as: UInt32.self))))
+        if let problem = problem() { throw RecordDecodingError(detail: "view \(view): \(problem)") }
+    }
+}
+
+/// One view of a sample with its label.
+public struct ViewLabel: Equatable, Sendable {
+    /// The view's augmentation parameters.
+    public var parameters: AugmentedView
+    /// The view's hard label, if the set's rows carry one.
+    public var hard: Int?
+    /// The view's decoded soft label (C probabilities summing to 1), if the rows carry one.
+    public var soft: [Float]?
+
+    /// A view label.
+    public init(parameters: AugmentedView, hard: Int? = nil, soft: [Float]? = nil) {
+        self.parameters = parameters
+        self.hard = hard
+        self.soft = soft
+    }
+
+    /// The most probable class and its probability (ties: the smaller class), as ``Label/top1``.
+    public var top1: (classIndex: Int, confidence: Float)? {
+        Label(version: 0, hard: hard, soft: soft).top1
+    }
+}
+
+/// The view section of a per-view label row, borrowed from the block (format-spec §10.7): view
+/// count n, n view numbers (strictly ascending), n 24-byte view records, then n hard labels
+/// and/or n soft-label encodings, then, when any view has extra parameters, n lengths and the
+/// extras' bytes. ``parse(codec:)`` checks the structure; the views are decoded on demand.
+struct ViewSection {
+    /// The row's flags: which per-view columns are present.
+    let flags: UInt8
+    let bytes: UnsafeRawBufferPointer
+
+    /// Where each column starts, once parsed.
+    struct Layout {
+        var count: Int
+        var records: Int
+        var hard: Int?
+        /// Start offset of each view's soft encoding, and the end of the last (n + 1 values).
+        var soft: [Int]?
+        /// The extras' start offsets and the end of the last (n + 1 values).
+        var extras: [Int]?
+    }
+
+    /// The structure, checked: counts, ascending view numbers, and lengths that end exactly at
+    /// the row's checksum. Classes and codec values are checked when a view is decoded.
+    func parse(codec: SoftLabelCodec?, classCount: Int) throws -> Layout {
+        var reader = ByteReader(bytes)
+        let count = Int(try reader.u32("view count"))
+        let minimum = 4 + AugmentedView.recordSize
+        guard count >= 1, count <= reader.remaining / minimum else { throw RecordDecodingError(detail: "view count \(count) does not fit the row") }
+        var previous: UInt32? = nil
+        for _ in 0..<count {
+            let number = try reader.u32("view number")
+            if let previous, number <= previous { throw RecordDecodingError(detail: "view numbers not strictly ascending (\(number) after \(previous))") }
+            previous = number
+        }
+        var layout = Layout(count: count, records: reader.offset)
+        try reader.skip(count * AugmentedView.recordSize, "view records")
+        if flags & LabelRecord.hasHard != 0 {
+            layout.hard = reader.offset
+            try reader.skip(4 * count, "view hard labels")
+        }
+        if flags & LabelRecord.hasSoft != 0 {
+            guard let codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
+            var starts = [reader.offset]
+            for _ in 0..<count {
+                let size: Int
+                if let fixed = codec.fixedSize(classCount: classCount) { size = fixed } else {
+                    var peek = reader
+                    size = 4 + 4 * Int(try peek.u16("adaptive K"))
+                }
+                try reader.skip(size, "view soft label")
+                starts.append(reader.offset)
+            }
+            layout.soft = starts
+        }
+        if flags & LabelRecord.hasExtras != 0 {
+            var ends = [0]
+            for _ in 0..<count { ends.append(ends.last! + Int(try reader.u32("extra length"))) }
+            let base = reader.offset
+            try reader.skip(ends.last!, "view extras")
+            layout.extras = ends.map { base + $0 }
+        }
+        guard reader.remaining == 0 else { throw RecordDecodingError(detail: "\(reader.remaining) trailing bytes in a view row") }
+        return layout
+    }
+
+    /// The views, each with its label, every field checked and soft labels decoded;
+    /// `only`: just the view at that index (taken mod the view count).
+    func decode(codec: SoftLabelCodec?, classCount: Int, only index: Int? = nil) throws -> [ViewLabel] {
+        let layout = try parse(codec: codec, classCount: classCount)
+        let indices = index.map { [$0 % layout.count] } ?? Array(0..<layout.count)
+        return try indices.map { i in
+            var view = ViewLabel(parameters: try parameters(layout, i))
+            if let hard = hard(layout, i) {
+                guard Int(hard) < classCount else { throw RecordDecodingError(detail: "view \(view.parameters.view): hard label \(hard) ≥ \(classCount) classes") }
+                view.hard = Int(hard)
+            }
+            if let soft = soft(layout, i) {
+                var out = [Float](repeating: 0, count: classCount)
+                try out.withUnsafeMutableBufferPointer { try codec!.decode(soft, into: $0) }
+                view.soft = out
+            }
+            return view
+        }
+    }
+
+    /// The number of the view at `index`.
+    func viewNumber(_ layout: Layout, _ index: Int) -> Int {
+        Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 + 4 * index, as: UInt32.self)))
+    }
+
+    /// The parameters of the view at `index`, checked.
+    func parameters(_ layout: Layout, _ index: Int) throws -> AugmentedView {
+        let start = layout.records + index * AugmentedView.recordSize
+        var view = try AugmentedView(view: viewNumber(layout, index), record: UnsafeRawBufferPointer(rebasing: bytes[start..<(start + AugmentedView.recordSize)]))
+        if let extras = layout.extras, extras[index + 1] > extras[index] {
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[extras[index]..<extras[index + 1]])
+            guard case .object? = try? JSONValue.parse(raw), let text = String(validating: raw, as: UTF8.self) else {
+                throw RecordDecodingError(detail: "view \(view.view): extra parameters are not a JSON object")
+            }
+            view.extra = text
+        }
+        return view
+    }
+
+    /// The hard label of the view at `index`, if the row carries hard labels (unchecked).
+    func hard(_ layout: Layout, _ index: Int) -> UInt32? {
+        layout.hard.map { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 + 4 * index, as: UInt32.self)) }
+    }
+
+    /// The soft encoding of the view at `index`, if the row carries soft labels.
+    func soft(_ layout: Layout, _ index: Int) -> UnsafeRawBufferPointer? {
+        layout.soft.map { UnsafeRawBufferPointer(rebasing: bytes[$0[index]..<$0[index + 1]]) }
+    }
+}
+
+/// Building the view section of a new row.
+enum ViewRowEncoding {
+    /// The flags and bytes of a row holding `views` (ascending view numbers) with their hard
+    /// labels and/or soft encodings, aligned with them.
+    static func encode(views: [AugmentedView], hard: [UInt32]?, soft: [[UInt8]]?) -> (flags: UInt8, bytes: [UInt8]) {
+        var flags = LabelRecord.hasViews
+        var out: [UInt8] = []
+        func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) } }
+        u32(UInt32(views.count))
+        for view in views { u32(UInt32(view.view)) }
+        for view in views { view.appendRecord(to: &out) }
+        if let hard { flags |= LabelRecord.hasHard; hard.forEach(u32) }
+        if let soft { flags |= LabelRecord.hasSoft; soft.forEach { out.append(contentsOf: $0) } }
+        if views.contains(where: { $0.extra != nil }) {
+            flags |= LabelRecord.hasExtras
+            let extras = views.map { Array(($0.extra ?? "").utf8) }
+            for extra in extras { u32(UInt32(extra.count)) }
+            extras.forEach { out.append(contentsOf: $0) }
+        }
+        return (flags, out)
+    }
+}
