@@ -81,7 +81,7 @@ extension ViewBatch {
         for i in indices {
             let parameters = try section.parameters(layout, i)
             views.append(UInt32(parameters.view))
-            crops.append(contentsOf: parameters.crop)
+            for lane in 0..<4 { crops.append(parameters.crop[lane]) }
             flips.append(parameters.flip ? 1 : 0)
             epochs.append(UInt16(parameters.epoch))
             seeds.append(UInt32(parameters.seed))

@@ -7,8 +7,15 @@ public enum JSONLines {
     ///
     /// - Throws: ``InputError`` with the 1-based line number of the first bad line.
     public static func read(_ path: String) throws -> [JSONValue] {
-        let data = try InputFile.contents(path)
         var values: [JSONValue] = []
+        try forEach(path) { _, value in values.append(value) }
+        return values
+    }
+
+    /// Parses the lines of `path` one at a time, passing each line's number (from 1) and value
+    /// to `body` — for files too large to hold as values. Errors as ``read(_:)``.
+    public static func forEach(_ path: String, _ body: (_ line: Int, _ value: JSONValue) throws -> Void) throws {
+        let data = try InputFile.contents(path)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var start = 0
             var line = 1
@@ -21,16 +28,17 @@ public enum JSONLines {
                 if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
                     throw InputError(file: path, location: "line \(line)", reason: "empty line (every line must hold one JSON value)")
                 }
+                let value: JSONValue
                 do {
-                    values.append(try JSONValue.parse(slice))
+                    value = try JSONValue.parse(slice)
                 } catch let error as JSONParseError {
                     throw InputError(file: path, location: "line \(line)", reason: "invalid JSON: \(error.reason) at column \(error.offset + 1)")
                 }
+                try body(line, value)
                 start = end + 1
                 line += 1
             }
         }
-        return values
     }
 
     /// Reads `path` and checks that every line is a JSON object.

@@ -41,8 +41,8 @@ extension Transaction {
     }
 
     /// Throws ``LabelError/perViewSet(set:operation:)`` when `set` is per-view: for operations
-    /// that read one label per sample.
-    func requirePerSample(_ set: LabelSet, for operation: String) throws {
+    /// that read one label per sample (`operation` names them in the message).
+    public func requirePerSample(_ set: LabelSet, for operation: String) throws {
         if set.perView { throw LabelError.perViewSet(set: set.name, operation: operation) }
     }
 

@@ -12,7 +12,8 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     /// ascending view number.
     public var view: Int
     /// The crop box `[x0, y0, x1, y1]` in relative coordinates: 0 ≤ x0 < x1 ≤ 1, 0 ≤ y0 < y1 ≤ 1.
-    public var crop: [Float]
+    /// (Four lanes, not an array: a corpus has millions of views.)
+    public var crop: SIMD4<Float>
     /// True when the crop is flipped horizontally.
     public var flip: Bool
     /// The training epoch the view was drawn for (0 … 65,535).
@@ -23,7 +24,7 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     public var extra: String?
 
     /// A view's parameters; ``validate(row:)`` checks the ranges.
-    public init(view: Int, crop: [Float], flip: Bool = false, epoch: Int = 0, seed: Int = 0, extra: String? = nil) {
+    public init(view: Int, crop: SIMD4<Float>, flip: Bool = false, epoch: Int = 0, seed: Int = 0, extra: String? = nil) {
         self.view = view
         self.crop = crop
         self.flip = flip
@@ -38,9 +39,9 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     /// Why the parameters cannot be stored, or nil: the ranges above, and an extra that is a JSON object.
     func problem() -> String? {
         guard view >= 0, view <= Int(UInt32.max) else { return "view number \(view) is outside 0…\(UInt32.max)" }
-        guard crop.count == 4 else { return "crop has \(crop.count) numbers, expected [x0, y0, x1, y1]" }
-        guard crop.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else { return "crop \(crop) is outside [0, 1]" }
-        guard crop[0] < crop[2], crop[1] < crop[3] else { return "crop \(crop) has zero area (needs x0 < x1 and y0 < y1)" }
+        let box = (0..<4).map { crop[$0] }
+        guard box.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else { return "crop \(box) is outside [0, 1]" }
+        guard box[0] < box[2], box[1] < box[3] else { return "crop \(box) has zero area (needs x0 < x1 and y0 < y1)" }
         guard epoch >= 0, epoch <= Int(UInt16.max) else { return "epoch \(epoch) is outside 0…\(UInt16.max)" }
         guard seed >= 0, seed <= Int(UInt32.max) else { return "seed \(seed) is outside 0…\(UInt32.max)" }
         if let extra {
@@ -51,7 +52,7 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
 
     /// Appends the 24-byte record.
     func appendRecord(to out: inout [UInt8]) {
-        for value in crop { withUnsafeBytes(of: value.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        for i in 0..<4 { let value = crop[i]; withUnsafeBytes(of: value.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
         out.append(flip ? 1 : 0)
         withUnsafeBytes(of: UInt16(epoch).littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(seed).littleEndian) { out.append(contentsOf: $0) }
@@ -63,11 +64,65 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     init(view: Int, record bytes: UnsafeRawBufferPointer) throws {
         func f32(_ offset: Int) -> Float { Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
         guard bytes[16] <= 1, bytes[23] == 0 else { throw RecordDecodingError(detail: "view \(view): flip byte \(bytes[16]), reserved byte \(bytes[23])") }
-        self.init(view: view, crop: (0..<4).map { f32(4 * $0) }, flip: bytes[16] == 1,
+        self.init(view: view, crop: SIMD4(f32(0), f32(4), f32(8), f32(12)), flip: bytes[16] == 1,
                   epoch: Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 17, as: UInt16.self))),
                   seed: Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 19, as: UInt32.self))))
         if let problem = problem() { throw RecordDecodingError(detail: "view \(view): \(problem)") }
     }
+}
+
+extension AugmentedView {
+    /// The members a views line gives by name; any other member is kept as extra JSON.
+    static let namedMembers: Set<String> = ["view", "crop", "flip", "epoch", "seed"]
+
+    /// A view from one line of a views file: `{"view": 3, "crop": [x0, y0, x1, y1], "flip":
+    /// true, "epoch": 1, "seed": 42, …}` — `view` and `crop` required, `flip` (false), `epoch`
+    /// and `seed` (0) optional, any other member kept as the view's extra JSON (sorted keys).
+    /// Throws a reason (without the file and line, which the caller names).
+    public init(json value: JSONValue) throws {
+        guard let object = value.objectValue else { throw ViewInputError(reason: "not a JSON object") }
+        func integer(_ name: String, default fallback: Int?) throws -> Int {
+            guard let member = object[name] else {
+                guard let fallback else { throw ViewInputError(reason: "missing member '\(name)'") }
+                return fallback
+            }
+            guard case .int(let v) = member else { throw ViewInputError(reason: "'\(name)' must be an integer, not \(member.serialized())") }
+            return Int(v)
+        }
+        guard case .array(let box)? = object["crop"], box.count == 4, let numbers = Optional(box.compactMap(\.doubleValue)), numbers.count == 4 else {
+            throw ViewInputError(reason: object["crop"] == nil ? "missing member 'crop'" : "'crop' must be [x0, y0, x1, y1], four numbers")
+        }
+        var flip = false
+        if let member = object["flip"] {
+            guard case .bool(let b) = member else { throw ViewInputError(reason: "'flip' must be true or false, not \(member.serialized())") }
+            flip = b
+        }
+        let rest = object.filter { !Self.namedMembers.contains($0.key) }
+        self.init(view: try integer("view", default: nil), crop: SIMD4(numbers.map { Float($0) }),
+                  flip: flip, epoch: try integer("epoch", default: 0), seed: try integer("seed", default: 0),
+                  extra: rest.isEmpty ? nil : JSONValue.object(rest).serialized())
+        if let problem = problem() { throw ViewInputError(reason: problem) }
+    }
+
+    /// The view as a views-file line's object: the named members, then the extras.
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [:]
+        if let extra, case .object(let members)? = try? JSONValue.parse(extra) { object = members }
+        object["view"] = .int(Int64(view))
+        // Each coordinate in its shortest f32 form (0.1, not 0.10000000149011612).
+        object["crop"] = .array((0..<4).map { .double(Double("\(crop[$0])") ?? Double(crop[$0])) })
+        object["flip"] = .bool(flip)
+        object["epoch"] = .int(Int64(epoch))
+        object["seed"] = .int(Int64(seed))
+        return .object(object)
+    }
+}
+
+/// Why one views line is not a view (``AugmentedView/init(json:)``).
+public struct ViewInputError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// What is wrong with the line.
+    public let reason: String
+    public var description: String { reason }
 }
 
 /// One view of a sample with its label.

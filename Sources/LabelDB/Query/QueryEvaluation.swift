@@ -295,6 +295,11 @@ struct QueryContext {
             switch operand {
             case .top1(let r): _ = try resolveSource(r); if case .labelTop1(let b) = value { _ = try resolveSource(b) }
             case .confidence(let r), .labelVersion(let r), .agent(let r): _ = try resolveSource(r)
+            case .viewCount(let r): try resolveViewSource(r)
+            case .anyView(let inner):
+                try resolveViewSource(inner.labelReference!)
+                if case .probability(_, let c) = inner { try checkClass(c) }
+                if case .labelTop1(let b) = value { _ = try resolveSource(b) }
             case .probability(let r, let c): _ = try resolveSource(r); try checkClass(c)
             case .id, .meta: break
             }
@@ -309,9 +314,25 @@ struct QueryContext {
     /// The source `reference` names, resolved once per context.
     private mutating func resolveSource(_ reference: LabelSetReference) throws -> QueryLabelSource {
         if let known = sources[reference.description] { return known }
-        let source = try tx.labelSource(reference)
+        let source: QueryLabelSource
+        do { source = try tx.labelSource(reference) } catch LabelError.perViewSet {
+            throw QueryError.unsupported("label(\(reference)) holds labels per augmented view: filter it with label(\(reference)).views or label(\(reference)).any_view.top1, .any_view.confidence, .any_view.prob(C)")
+        }
         sources[reference.description] = source
         return source
+    }
+
+    /// The key a per-view set's source is kept under (apart from per-sample resolutions).
+    static func viewKey(_ reference: LabelSetReference) -> String { "views:" + reference.description }
+
+    /// Resolves a per-view set for `views` and `any_view` terms, once per context.
+    private mutating func resolveViewSource(_ reference: LabelSetReference) throws {
+        guard sources[Self.viewKey(reference)] == nil else { return }
+        let source = try tx.labelSource(reference, perView: true)
+        guard case .stored(let set, _) = source, set.perView else {
+            throw QueryError.unsupported("label(\(reference)).views and .any_view apply to per-view label sets; `\(reference.name)` holds one label per sample")
+        }
+        sources[Self.viewKey(reference)] = source
     }
 
     /// Regenerates, in one batch per projector, the labels of `ids` every projector source needs.
@@ -330,8 +351,8 @@ struct QueryContext {
     func dropPrefetched() { prefetched.labels.removeAll(keepingCapacity: true) }
 
     /// The label of sample `id` from the source `reference` names (resolved when the context was made).
-    func label(of id: UInt64, _ reference: LabelSetReference) throws -> Label? {
-        switch sources[reference.description]! {
+    func label(of id: UInt64, _ reference: LabelSetReference, key: String? = nil) throws -> Label? {
+        switch sources[key ?? reference.description]! {
         case .stored(let set, let version):
             return try tx.label(of: id, set: set, version: version)
         case .projector(let loaded):
@@ -388,11 +409,38 @@ struct QueryContext {
             labels[reference.description] = value
             return value
         }
+        func viewLabel(_ reference: LabelSetReference) throws -> Label? {
+            let key = Self.viewKey(reference)
+            if let cached = labels[key] { return cached }
+            let value = try self.label(of: id, reference, key: key)
+            labels[key] = value
+            return value
+        }
         // A class argument for this sample: a literal class, or another label set's top-1 (nil
         // when that set does not label the sample: the comparison is then false).
         func sampleClass(_ value: QueryValue) throws -> Int? {
             if case .labelTop1(let reference) = value { return try label(reference)?.top1?.classIndex }
             return try classIndex(value)
+        }
+        // A comparison of one label's top-1, confidence or class probability (a sample's label,
+        // or one view's).
+        func compare(_ operand: QueryOperand, _ l: Label?, _ op: QueryComparison, _ value: QueryValue) throws -> Bool {
+            guard let l else { return false }
+            switch operand {
+            case .top1:
+                // The row's top-1 class as the class postings define it (storage.md §10.5: the
+                // soft label's argmax, else the hard label), so a scan and the index agree on a
+                // row that carries both kinds.
+                guard let top = l.top1?.classIndex, let other = try sampleClass(value) else { return false }
+                return op.holds(top, other)
+            case .confidence:
+                guard let top = l.top1, let b = value.number else { return false }
+                return op.holds(Double(top.confidence), b)
+            case .probability(_, let c):
+                guard let b = value.number, let c = try sampleClass(c) else { return false }
+                return op.holds(Double(l.distribution(classCount: classes.count)[c]), b)
+            default: return false
+            }
         }
         func evaluate(_ e: QueryExpression) throws -> Bool {
             switch e {
@@ -419,18 +467,16 @@ struct QueryContext {
                 case .meta(let field):
                     if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
                     return op.holds(metadata?[field], value)
-                case .top1(let reference):
-                    // The row's top-1 class as the class postings define it (storage.md §10.5: the
-                    // soft label's argmax, else the hard label), so a scan and the index agree on a
-                    // row that carries both kinds.
-                    guard let l = try label(reference), let top = l.top1?.classIndex, let other = try sampleClass(value) else { return false }
-                    return op.holds(top, other)
-                case .confidence(let reference):
-                    guard let l = try label(reference), let top = l.top1, let b = value.number else { return false }
-                    return op.holds(Double(top.confidence), b)
-                case .probability(let reference, let c):
-                    guard let l = try label(reference), let b = value.number, let c = try sampleClass(c) else { return false }
-                    return op.holds(Double(l.distribution(classCount: classes.count)[c]), b)
+                case .top1(let reference), .confidence(let reference), .probability(let reference, _):
+                    return try compare(operand, try label(reference), op, value)
+                case .viewCount(let reference):
+                    guard let l = try viewLabel(reference), let b = value.number else { return false }
+                    return op.holds(Double(l.views?.count ?? 0), b)
+                case .anyView(let inner):
+                    guard let l = try viewLabel(inner.labelReference!) else { return false }
+                    return try (l.views ?? []).contains { view in
+                        try compare(inner, Label(version: l.version, hard: view.hard, soft: view.soft), op, value)
+                    }
                 case .labelVersion(let reference):
                     guard let l = try label(reference), case .integer(let v) = value else { return false }
                     return op.holds(UInt64(l.version), v)

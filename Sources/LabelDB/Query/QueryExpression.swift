@@ -71,7 +71,7 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
 }
 
 /// What a comparison looks at.
-public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
+public indirect enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
     /// The sample id.
     case id
     /// A top-level metadata field.
@@ -87,6 +87,20 @@ public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
     /// `label(SET).agent`: who produced the sample's row (the agent of the import that wrote it;
     /// a projector's: the agent of its fit), compared as a string.
     case agent(LabelSetReference)
+    /// `label(SET).views`: the number of views of the sample in a per-view set.
+    case viewCount(LabelSetReference)
+    /// `label(SET).any_view.top1`, `.confidence`, `.prob(C)`: true when any view of the sample in
+    /// a per-view set meets the comparison (the inner operand names the same set).
+    case anyView(QueryOperand)
+
+    /// The label set a label operand reads (nil for `id` and `meta`).
+    var labelReference: LabelSetReference? {
+        switch self {
+        case .id, .meta: nil
+        case .top1(let r), .confidence(let r), .probability(let r, _), .labelVersion(let r), .agent(let r), .viewCount(let r): r
+        case .anyView(let inner): inner.labelReference
+        }
+    }
 
     public var description: String {
         switch self {
@@ -97,6 +111,8 @@ public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
         case .probability(let set, let c): "label(\(set)).prob(\(c))"
         case .labelVersion(let set): "label(\(set)).version"
         case .agent(let set): "label(\(set)).agent"
+        case .viewCount(let set): "label(\(set)).views"
+        case .anyView(let inner): inner.description.replacingOccurrences(of: ").", with: ").any_view.", options: [], range: inner.description.range(of: ")."))
         }
     }
 }
@@ -304,7 +320,7 @@ private struct QueryParser {
             let set = try labelReference()
             try expectSymbol(".")
             let column = tokenColumn
-            guard case .word(let property) = token else { throw error("expected top1, confidence, version, agent, prob(…), has(…) or source_tagged(…)") }
+            guard case .word(let property) = token else { throw error("expected top1, confidence, version, agent, prob(…), has(…), source_tagged(…), views or any_view") }
             try advance()
             switch property {
             case "top1": return try comparison(.top1(set))
@@ -313,13 +329,26 @@ private struct QueryParser {
             case "prob": return try comparison(.probability(set, try classArgument()))
             case "has": return .has(set, try classArgument())
             case "agent": return try comparison(.agent(set))
+            case "views": return try comparison(.viewCount(set))
+            case "any_view":
+                // Any view of a per-view set: .top1, .confidence or .prob(C) of each view's label.
+                try expectSymbol(".")
+                let innerColumn = tokenColumn
+                guard case .word(let inner) = token else { throw error("expected top1, confidence or prob(…) after any_view.") }
+                try advance()
+                switch inner {
+                case "top1": return try comparison(.anyView(.top1(set)))
+                case "confidence": return try comparison(.anyView(.confidence(set)))
+                case "prob": return try comparison(.anyView(.probability(set, try classArgument())))
+                default: throw error("unknown view property '\(inner)' (expected top1, confidence or prob)", at: innerColumn)
+                }
             case "source_tagged":
                 try expectSymbol("(")
                 guard case .string(let tag) = token else { throw error("expected a quoted tag") }
                 try advance()
                 try expectSymbol(")")
                 return .sourceTagged(set, tag)
-            default: throw error("unknown label property '\(property)' (expected top1, confidence, version, agent, prob, has or source_tagged)", at: column)
+            default: throw error("unknown label property '\(property)' (expected top1, confidence, version, agent, prob, has, source_tagged, views or any_view)", at: column)
             }
         case .end:
             throw error("unexpected end of the expression")

@@ -12,6 +12,7 @@ public func versionJSON(_ v: LabelSetVersion) -> [String: JSONValue] {
         "statistics_redacted": .bool(v.statisticsRedacted),
     ]
     if v.isDropped { object["dropped"] = .bool(true) }
+    if let views = v.views { object["views"] = .int(Int64(views)) }
     if let f = v.fidelity {
         var fidelity: [String: JSONValue] = [
             "mean_kl": .double(f.meanKL), "max_kl": .double(f.maxKL), "top1_agreement": .double(f.top1Agreement),
@@ -34,7 +35,17 @@ public func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [Str
     ]
     if let hard = label.hard { object["hard"] = .int(Int64(hard)) }
     if let multi = label.multi { object["multi"] = .array(multi.map { .int(Int64($0)) }) }
-    object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
+    if let views = label.views {
+        // A per-view row: each view's parameters (as a views-file line) with its own label.
+        object["views"] = .array(views.map { view in
+            guard case .object(var members) = view.parameters.json else { return .null }
+            if let hard = view.hard { members["hard"] = .int(Int64(hard)) }
+            members["top"] = topClassesJSON(Label(version: 0, hard: view.hard, soft: view.soft).distribution(classCount: classes.count), classes: classes, count: top)
+            return .object(members)
+        })
+    } else {
+        object["top"] = topClassesJSON(label.distribution(classCount: classes.count), classes: classes, count: top)
+    }
     object["taint"] = label.taint.json
     return .object(object)
 }
@@ -94,7 +105,7 @@ public func labelSetSummaryJSON(_ set: LabelSet) -> JSONValue {
     let latest = set.versions.last
     return ["name": .string(set.name), "latest": .int(Int64(set.latest)), "codec": set.codec.map { .string($0.description) } ?? .null,
             "labelled": .int(Int64(latest?.labelled ?? 0)), "agent": .string(latest?.agent ?? ""),
-            "statistics_redacted": .bool(latest?.statisticsRedacted ?? false)]
+            "statistics_redacted": .bool(latest?.statisticsRedacted ?? false), "per_view": .bool(set.perView)]
 }
 
 /// The JSON summary of a projector's latest version, one line of `projectors list`.

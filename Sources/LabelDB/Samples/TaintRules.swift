@@ -92,7 +92,8 @@ extension QueryExpression {
             switch operand {
             case .id, .meta: value.labelReferences
             case .probability(let r, let c): [r] + c.labelReferences + value.labelReferences
-            case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r): [r] + value.labelReferences
+            case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r), .viewCount(let r): [r] + value.labelReferences
+            case .anyView(let inner): (inner.labelReference.map { [$0] } ?? []) + value.labelReferences
             }
         }
     }

@@ -212,6 +212,7 @@ struct LabelColumn {
             return .soft
         }
         let (set, version) = try tx.resolve(reference)
+        try tx.requirePerSample(set, for: "export --labels-out (use `labels export --views-out`)")
         switch set.versions[version - 1].kind {
         case .hard: return .hard
         case .multi: return .multi

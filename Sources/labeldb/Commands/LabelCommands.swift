@@ -38,6 +38,7 @@ struct LabelsImportCommand: ParsableCommand {
     @Option(help: "Compact soft labels: N × K probabilities (.npy, <f2/<f4), aligned with --topk-classes.") var topkProbs: String?
     @Option(help: "Compact soft labels: the N leftover masses (.npy, <f2/<f4); 1 − Σ probabilities when absent.") var leftover: String?
     @Option(help: "Ids the rows belong to (.npy, <u8 or <i8).") var ids: String?
+    @Option(help: "Views, for a per-view label set: JSONL, one line per label row: {\"view\": N, \"crop\": [x0, y0, x1, y1], \"flip\": B, \"epoch\": E, \"seed\": S, …}; ids repeat once per view.") var views: String?
     @Option(help: "Soft-label codec (fixed at the label set's first soft import; default dense:f16), or auto:MAXKL.") var codec: String?
     @Flag(help: "Measure every codec on these soft labels and print the table; write nothing.") var dryRun = false
     @Option(help: "Who produced the labels, e.g. resnet50@2024-03.") var agent: String?
@@ -113,6 +114,7 @@ struct LabelsImportCommand: ParsableCommand {
         if let idList, idList.count != rows {
             throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
         }
+        let viewList = try views.map { try readViews($0, rows: rows) }
         if dryRun || autoBound != nil {
             guard values.kind == .soft else { throw UsageError(description: "--dry-run and --codec auto apply to soft labels (--soft, --logits, --topk-classes)") }
         }
@@ -129,10 +131,10 @@ struct LabelsImportCommand: ParsableCommand {
         }
         let name = agent ?? defaultAgent()
         let source = sources[0]
-        let used = try [source, topkProbs, leftover, ids].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
+        let used = try [source, topkProbs, leftover, ids, views].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
         let info = try store.write(clearance: clearance) { tx -> LabelSetVersion in
             let rowIDs = try rowIDs(idList, rows: rows, in: tx)
-            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, agent: name, source: sourceTaint, privileges: privileges, normalize: normalize)
+            let info = try tx.importLabels(values, ids: rowIDs, into: set, codec: codecValue, views: viewList, agent: name, source: sourceTaint, privileges: privileges, normalize: normalize)
             tx.describe(ProvenanceRecord(
                 activity: "label import", agent: name, used: used,
                 generated: [ProvenanceEntity(kind: "label_set", name: set, version: info.version, rows: info.rows)],
@@ -153,7 +155,8 @@ struct LabelsImportCommand: ParsableCommand {
         case .text:
             if let autoTrial, let autoBound { print("codec auto:\(autoBound) chose \(autoTrial.codec): the smallest with max KL ≤ \(autoBound) on these labels") }
             let labelled = info.statisticsRedacted ? "labelled count hidden under this clearance" : "\(info.labelled) samples labelled"
-            print("label set \(set) version \(info.version): \(info.rows) \(info.kind.rawValue) labels from \(info.agent); \(labelled)")
+            let written = info.views.map { "\($0) \(info.kind.rawValue) view labels of \(info.rows) samples" } ?? "\(info.rows) \(info.kind.rawValue) labels"
+            print("label set \(set) version \(info.version): \(written) from \(info.agent); \(labelled)")
             if let f = info.fidelity, let codec = labelSet.codec { print(fidelityText(f, codec: codec)) }
         }
         if let dominated, let codec = labelSet.codec {
@@ -185,6 +188,19 @@ extension LabelsImportCommand {
             guard seen.insert(id).inserted else { throw LabelError.invalidLabel(row: row, reason: "id \(id) appears more than once") }
         }
         try requireVisible(ids, in: tx, clearance: target.clearance, or: "nothing would be imported")
+    }
+
+    /// The views file's views, one per label row (``AugmentedView/init(json:)``), read line by line.
+    func readViews(_ path: String, rows: Int) throws -> [AugmentedView] {
+        var views: [AugmentedView] = []
+        views.reserveCapacity(rows)
+        try JSONLines.forEach(path) { line, value in
+            do { views.append(try AugmentedView(json: value)) } catch let error as ViewInputError {
+                throw InputError(file: path, location: "line \(line)", reason: error.reason)
+            }
+        }
+        guard views.count == rows else { throw InputError(file: path, reason: "\(views.count) views for \(rows) label rows (one line per row)") }
+        return views
     }
 
     /// `--codec auto:MAXKL`'s bound, or nil for any other codec.
@@ -319,7 +335,7 @@ struct LabelsListCommand: ParsableCommand {
                 printJSON(labelSetSummaryJSON(set))
             case .text:
                 let labelled = latest?.statisticsRedacted == true ? "counts hidden under this clearance" : "\(latest?.labelled ?? 0) labelled"
-                print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(labelled)  (latest by \(latest?.agent ?? "-"))")
+                print("\(set.name)  v\(set.latest)  \(set.codec?.description ?? "-")  \(labelled)\(set.perView ? " (per view)" : "")  (latest by \(latest?.agent ?? "-"))")
             }
         }
     }
@@ -342,17 +358,30 @@ struct LabelsShowCommand: ParsableCommand {
             return (set, v)
         }
         let shown = labelSet.versions.prefix(version)
+        // Views per sample, counted from the rows the clearance sees (a dropped version has none to count).
+        let viewCounts = labelSet.perView && !labelSet.versions[version - 1].isDropped
+            ? try store.read(clearance: clearance) { try $0.viewCounts(in: LabelSetReference(name: labelSet.name, version: version)) } : nil
         switch format {
         case .json:
-            printJSON(["name": .string(labelSet.name), "version": .int(Int64(version)), "latest": .int(Int64(labelSet.latest)),
-                       "codec": labelSet.codec.map { .string($0.description) } ?? .null,
-                       "labelled": .int(Int64(shown.last?.labelled ?? 0)),
-                       "versions": .array(shown.map { .object(versionJSON($0)) })])
+            var object: [String: JSONValue] = [
+                "name": .string(labelSet.name), "version": .int(Int64(version)), "latest": .int(Int64(labelSet.latest)),
+                "codec": labelSet.codec.map { .string($0.description) } ?? .null,
+                "labelled": .int(Int64(shown.last?.labelled ?? 0)), "per_view": .bool(labelSet.perView),
+                "versions": .array(shown.map { .object(versionJSON($0)) })]
+            if let c = viewCounts {
+                object["views_per_sample"] = ["samples": .int(Int64(c.samples)), "min": .int(Int64(c.min)), "max": .int(Int64(c.max)),
+                                              "mean": .double(c.samples > 0 ? Double(c.total) / Double(c.samples) : 0), "views": .int(Int64(c.total))]
+            }
+            printJSON(.object(object))
         case .text:
-            print("label set \(labelSet.name): version \(version) of \(labelSet.latest), codec \(labelSet.codec?.description ?? "-")")
+            print("label set \(labelSet.name): version \(version) of \(labelSet.latest), codec \(labelSet.codec?.description ?? "-")\(labelSet.perView ? ", labels per view" : "")")
+            if let c = viewCounts {
+                let mean = c.samples > 0 ? String(format: "%.2f", Double(c.total) / Double(c.samples)) : "0"
+                print("  views per sample: min \(c.min), mean \(mean), max \(c.max) (\(c.total) views of \(c.samples) samples)")
+            }
             for v in shown {
                 let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(v.timeMilliseconds) / 1000))
-                let counts = v.statisticsRedacted ? "counts hidden under this clearance" : "\(v.rows) rows, \(v.labelled) labelled"
+                let counts = v.statisticsRedacted ? "counts hidden under this clearance" : "\(v.rows) rows\(v.views.map { " (\($0) views)" } ?? ""), \(v.labelled) labelled"
                 let source = v.sourceLabel == .public ? "" : ", source \(v.sourceLabel)"
                 print("  v\(v.version)  \(time)  \(v.agent)  \(v.kind.rawValue): \(counts)\(source)\(v.isDropped ? " (dropped)" : "")")
                 if let f = v.fidelity, let codec = labelSet.codec { print("      " + fidelityText(f, codec: codec)) }
@@ -372,7 +401,8 @@ struct LabelsExportCommand: ParsableCommand {
             With --regen: one row per stored sample, computed by the projector; fitted samples meet \
             its bound, samples imported after the fit or with replaced embeddings are counted apart. \
             To export several label sets, a filtered selection, or everything in one .npz, see \
-            `labeldb export` (--labels-out, --where, --npz).
+            `labeldb export` (--labels-out, --where, --npz). A per-view set exports one row per \
+            view, in (id, view) order; --views-out writes the views as the import's --views file.
             """)
     @OptionGroup var target: StoreArgument
     @Argument(help: "SET or SET@VERSION.") var set: String?
@@ -380,10 +410,12 @@ struct LabelsExportCommand: ParsableCommand {
     @Option(help: "Decoded distributions: N × classes float32 .npy.") var out: String?
     @Option(help: "Top-1 class indices: N int32 .npy.") var hardOut: String?
     @Option(help: "The ids of the rows: N uint64 .npy.") var idsOut: String?
+    @Option(help: "Per-view sets: the rows' views, JSONL in the format of `labels import --views`.") var viewsOut: String?
 
     func run() throws {
-        guard out != nil || hardOut != nil else { throw UsageError(description: "give --out or --hard-out") }
+        guard out != nil || hardOut != nil || viewsOut != nil else { throw UsageError(description: "give --out, --hard-out or --views-out") }
         guard (set == nil) != (regen == nil) else { throw UsageError(description: "give a label set or --regen PROJECTOR, not both") }
+        guard viewsOut == nil || regen == nil else { throw UsageError(description: "--views-out goes with a per-view label set, not --regen") }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         let classCount = store.schema.classes.count
@@ -400,8 +432,14 @@ struct LabelsExportCommand: ParsableCommand {
             } else {
                 labelReference = try LabelSetReference(parsing: set!)
                 ids = []
-                try tx.forEachLabelInStorageOrder(in: labelReference!) { _, _ in count += 1; return true }
+                if try tx.resolve(labelReference!).set.perView {
+                    count = try tx.viewCounts(in: labelReference!).total
+                } else {
+                    if viewsOut != nil { throw LabelError.viewLayout(set: labelReference!.name, perView: false) }
+                    try tx.forEachLabelInStorageOrder(in: labelReference!) { _, _ in count += 1; return true }
+                }
             }
+            let viewsWriter = try viewsOut.map(LineWriter.init(path:))
             let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
             let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
             let idsWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, shape: [count]) }
@@ -423,10 +461,20 @@ struct LabelsExportCommand: ParsableCommand {
                 }
             } else {
                 try tx.forEachLabel(in: labelReference!) { id, label in
-                    try emit(id, label.distribution(classCount: classCount), Int32(label.hard ?? label.top1?.classIndex ?? -1))
+                    guard let views = label.views else {
+                        try emit(id, label.distribution(classCount: classCount), Int32(label.hard ?? label.top1?.classIndex ?? -1))
+                        return true
+                    }
+                    // A per-view row: one output row per view, in view-number order.
+                    for view in views {
+                        let asLabel = Label(version: label.version, hard: view.hard, soft: view.soft)
+                        try emit(id, asLabel.distribution(classCount: classCount), Int32(view.hard ?? asLabel.top1?.classIndex ?? -1))
+                        try viewsWriter?.write(view.parameters.json)
+                    }
                     return true
                 }
             }
+            try viewsWriter?.close()
             try probs?.finish()
             try hard?.finish()
             try idsWriter?.finish()
@@ -435,7 +483,7 @@ struct LabelsExportCommand: ParsableCommand {
                 return "exported \(count) labels regenerated by \(regen!): " + parts.joined(separator: ", ")
                     + ((statuses[.unfitted] ?? 0) + (statuses[.stale] ?? 0) > 0 ? " (no bound is claimed for unfitted and stale samples)" : "")
             }
-            return "exported \(count) labels of \(set!)"
+            return "exported \(count) \(viewsWriter != nil || (try? tx.resolve(labelReference!).set.perView) == true ? "view labels" : "labels") of \(set!)"
         }
         print(summary)
     }
@@ -466,6 +514,7 @@ struct LabelsDiffCommand: ParsableCommand {
         var changed: [(id: UInt64, from: Int, to: Int)] = []
         var onlyB = 0, unchanged = 0
         try store.read(clearance: clearance) { tx in
+            for reference in [a, b] { try tx.requirePerSample(try tx.resolve(reference).set, for: "labels diff") }
             try tx.forEachLabel(in: a) { id, label in topA[id] = label.hard ?? label.top1?.classIndex ?? -1; return true }
             try tx.forEachLabel(in: b) { id, label in
                 let top = label.hard ?? label.top1?.classIndex ?? -1
@@ -535,7 +584,7 @@ func topClassesText(_ top: JSONValue) -> String {
 }
 
 extension LabelsExportCommand: WritesOutputFiles {
-    var outputPaths: [String] { [out, hardOut, idsOut].compactMap { $0 } }
+    var outputPaths: [String] { [out, hardOut, idsOut, viewsOut].compactMap { $0 } }
 }
 
 extension LabelsDiffCommand: WritesOutputFiles {

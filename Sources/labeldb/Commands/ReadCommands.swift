@@ -43,8 +43,18 @@ struct GetCommand: ParsableCommand {
                 let (set, version) = try tx.resolve(reference)
                 guard let label = try tx.label(of: id, in: reference) else { continue }
                 let json = labelJSON(label, set: set, version: version, classes: classes)
-                let top = topClassesText(json["top"] ?? .null)
-                labelled.append((set.name, json, "\(set.name)@\(version) (written in v\(label.version) by \(set.versions[label.version - 1].agent)): \(top)"))
+                let written = "\(set.name)@\(version) (written in v\(label.version) by \(set.versions[label.version - 1].agent))"
+                if let views = json["views"]?.arrayValue {
+                    // One line per view: its parameters, then its label's top classes.
+                    let lines = views.map { view in
+                        let crop = (view["crop"]?.arrayValue ?? []).map { $0.serialized() }.joined(separator: ", ")
+                        let flip = view["flip"] == .bool(true) ? " flipped" : ""
+                        return "\n  view \(view["view"]?.serialized() ?? "?") crop [\(crop)]\(flip) epoch \(view["epoch"]?.serialized() ?? "?") seed \(view["seed"]?.serialized() ?? "?"): \(topClassesText(view["top"] ?? .null))"
+                    }
+                    labelled.append((set.name, json, "\(written): \(views.count) views" + lines.joined()))
+                } else {
+                    labelled.append((set.name, json, "\(written): \(topClassesText(json["top"] ?? .null))"))
+                }
             }
             for reference in projectors {
                 let loaded = try tx.load(reference)
