@@ -64,7 +64,7 @@ struct ViewLabelTests {
             let all = try tx.readViews([10, 20, 30, 999], from: LabelSetReference(name: "fkd"))
             #expect(all.offsets == [0, 3, 3, 4, 4] && all.versions == [1, 0, 1, 0] && all.k == 2)
             #expect(all.views == [0, 1, 3, 7])
-            #expect(Array(all.crops[0..<4]) == Self.view(10, 0).crop && all.seeds == [10_000, 10_001, 10_003, 30_007])
+            #expect(SIMD4(all.crops[0..<4]) == Self.view(10, 0).crop && all.seeds == [10_000, 10_001, 10_003, 30_007])
             #expect(all.extras == [nil, nil, #"{"scale":[0.08,1],"tag":"x"}"#, nil])
             #expect(all.topClasses[0] == 0 && all.topClasses[1] == 1 && all.hard == [-1, -1, -1, -1])
             let dense = try tx.readViews([10], from: LabelSetReference(name: "fkd"), soft: .dense)
