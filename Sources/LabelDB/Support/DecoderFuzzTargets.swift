@@ -9,7 +9,7 @@ import Foundation
 /// trap, an out-of-bounds access or a hang is a bug.
 enum DecoderFuzzTargets {
     /// The target names, one fuzz binary each.
-    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids"]
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views"]
 
     /// The schema records are decoded against: the one the tests' small stores have, so records
     /// dumped from them (`Tools/Fuzz/seeds`) decode.
@@ -26,6 +26,7 @@ enum DecoderFuzzTargets {
         case "records": records(bytes)
         case "codecs": codecs(bytes)
         case "recorded_ids": recordedIDs(bytes)
+        case "views": views(bytes)
         default: preconditionFailure("unknown fuzz target \(name)")
         }
     }
@@ -126,6 +127,30 @@ enum DecoderFuzzTargets {
             // The compact form of batch reads: its own in-place path for top-K rows.
             var topClasses = [Int32](repeating: 0, count: k), topProbabilities = [Float](repeating: 0, count: k)
             _ = try? codec.decodeCompact(encoded, classCount: classes, k: min(k, classes), classes: &topClasses, probabilities: &topProbabilities)
+        }
+    }
+
+    /// A per-view row's view section (format-spec §10.7): byte 0 holds the row's column flags
+    /// (bits 0, 2, 4) and picks the codec (bits 5…7), byte 1 the class count, the rest is the
+    /// section, decoded in full, view by view for each replay epoch, and into both batch forms.
+    /// The same bytes as a views-file line, too.
+    static func views(_ bytes: [UInt8]) {
+        if let json = try? JSONValue.parse(bytes) { _ = try? AugmentedView(json: json) }
+        guard bytes.count >= 2 else { return }
+        let flags = LabelRecord.hasViews | (bytes[0] & (LabelRecord.hasHard | LabelRecord.hasSoft | LabelRecord.hasExtras))
+        let codecs: [SoftLabelCodec?] = [nil, .denseF32, .denseF16, .topKF16(2), .topKU8(3), .adaptive(0.01), .topKF16(1), .denseF16]
+        let codec = codecs[Int(bytes[0] >> 5)]
+        let classes = Int(bytes[1]) % 16 + 1
+        guard codec.map({ (try? $0.validate(classCount: classes)) != nil }) ?? true else { return }
+        Array(bytes[2...]).withUnsafeBytes { raw in
+            let section = ViewSection(flags: flags, bytes: raw)
+            _ = try? section.decode(codec: codec, classCount: classes)
+            for epoch in [0, 1, 7] { _ = try? section.decode(codec: codec, classCount: classes, only: epoch) }
+            for form in [SoftLabelForm.dense, .compact(k: nil), .none] {
+                var batch = ViewBatch(classCount: classes, k: codec == nil ? 0 : 1)
+                try? batch.append(section, codec: codec, form: form, epoch: nil)
+                try? batch.append(section, codec: codec, form: form, epoch: 3)
+            }
         }
     }
 
