@@ -289,3 +289,69 @@ public func ldbCheckProjector(_ pointer: OpaquePointer?, _ nameText: UnsafePoint
         give(projectorCheckJSON(try transactionHandle(pointer).run { try $0.checkProjector(reference) }), json)
     }
 }
+
+@_cdecl("ldb_read_views")
+public func ldbReadViews(
+    _ pointer: OpaquePointer?, _ setText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int,
+    _ optionsJSON: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<ldb_views>?>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        guard let out else { throw APIError.badInput("ldb_read_views: the output must not be NULL") }
+        let reference = try LabelSetReference(parsing: try string(setText, "set"))
+        let o = try options(optionsJSON)
+        try o.only(["epoch", "soft", "k"], call: "ldb_read_views")
+        let form: SoftLabelForm
+        switch try o.text("soft") ?? "compact" {
+        case "compact": form = .compact(k: try o.integer("k"))
+        case "dense": form = .dense
+        case "none": form = .none
+        case let other: throw APIError.badInput("ldb_read_views: soft must be 'compact', 'dense' or 'none', not '\(other)'")
+        }
+        let ids = Array(try buffer(idsPointer, max(count, 0), "ids"))
+        let epoch = try o.integer("epoch")
+        let batch = try handle.run { tx in try tx.readViews(ids, from: reference, epoch: epoch, soft: form) }
+        out.pointee = ViewColumns.allocate(batch)
+    }
+}
+
+@_cdecl("ldb_views_free")
+public func ldbViewsFree(_ views: UnsafeMutablePointer<ldb_views>?) {
+    guard let views else { return }
+    let v = views.pointee
+    for column in [UnsafeMutableRawPointer(v.offsets), UnsafeMutableRawPointer(v.versions), UnsafeMutableRawPointer(v.view),
+                   UnsafeMutableRawPointer(v.crop), UnsafeMutableRawPointer(v.flip), UnsafeMutableRawPointer(v.epoch),
+                   UnsafeMutableRawPointer(v.seed), UnsafeMutableRawPointer(v.hard), UnsafeMutableRawPointer(v.dense),
+                   UnsafeMutableRawPointer(v.top_classes), UnsafeMutableRawPointer(v.top_probabilities),
+                   UnsafeMutableRawPointer(v.leftover), UnsafeMutableRawPointer(v.extra_offsets), UnsafeMutableRawPointer(v.extra_bytes)] {
+        free(column)
+    }
+    free(views)
+}
+
+/// A ``ViewBatch`` copied into `malloc`ed C columns (ldb_views), which ldb_views_free releases.
+private enum ViewColumns {
+    static func allocate(_ batch: ViewBatch) -> UnsafeMutablePointer<ldb_views> {
+        let views = UnsafeMutablePointer<ldb_views>.allocate(capacity: 1)
+        var extraOffsets: [UInt64] = [0], extraBytes: [UInt8] = []
+        for extra in batch.extras {
+            extraBytes.append(contentsOf: (extra ?? "").utf8)
+            extraOffsets.append(UInt64(extraBytes.count))
+        }
+        views.pointee = ldb_views(
+            samples: batch.versions.count, views: batch.viewCount, classes: batch.classCount, k: batch.k,
+            offsets: copy(batch.offsets.map { UInt64($0) }), versions: copy(batch.versions), view: copy(batch.views),
+            crop: copy(batch.crops), flip: copy(batch.flips), epoch: copy(batch.epochs), seed: copy(batch.seeds),
+            hard: copy(batch.hard), dense: batch.dense.isEmpty ? nil : copy(batch.dense),
+            top_classes: batch.k > 0 ? copy(batch.topClasses) : nil, top_probabilities: batch.k > 0 ? copy(batch.topProbabilities) : nil,
+            leftover: batch.k > 0 ? copy(batch.leftover) : nil, extra_offsets: copy(extraOffsets), extra_bytes: copy(extraBytes))
+        return views
+    }
+
+    /// A `malloc`ed copy (at least one element, so an empty column is still a valid pointer).
+    static func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+        let memory = malloc(max(values.count, 1) * MemoryLayout<T>.stride)!.assumingMemoryBound(to: T.self)
+        values.withUnsafeBufferPointer { if let base = $0.baseAddress { memory.update(from: base, count: values.count) } }
+        return memory
+    }
+}

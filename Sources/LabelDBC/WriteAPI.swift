@@ -80,16 +80,74 @@ public func ldbDelete(_ pointer: OpaquePointer?, _ idsPointer: UnsafePointer<UIn
 /// The tail both label imports share: the options every import takes (codec, agent, taint,
 /// privileges, normalize), the import as a session step, and its version document.
 private func importLabels(
-    _ values: LabelValues, ids: [UInt64], into name: String, options o: [String: JSONValue], session: WriteSession,
+    _ values: LabelValues, ids: [UInt64], into name: String, views: [AugmentedView]? = nil, options o: [String: JSONValue], session: WriteSession,
     json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) throws {
     let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
     let source = try o.taint(), privileges = try o.privileges()
     let agent = try o.text("agent") ?? "python", normalize = try o.flag("normalize") ?? false
     let version = try session.run { tx in
-        try tx.importLabels(values, ids: ids, into: name, codec: codec, agent: agent, source: source, privileges: privileges, normalize: normalize)
+        try tx.importLabels(values, ids: ids, into: name, codec: codec, views: views, agent: agent, source: source, privileges: privileges, normalize: normalize)
     }
     give(.object(versionJSON(version)), json)
+}
+
+@_cdecl("ldb_import_view_labels")
+public func ldbImportViewLabels(
+    _ pointer: OpaquePointer?, _ nameText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int,
+    _ viewsPointer: UnsafePointer<ldb_view_params>?, _ softPointer: UnsafePointer<Float>?, _ hardPointer: UnsafePointer<Int64>?,
+    _ k: Int, _ classesPointer: UnsafePointer<Int32>?, _ probabilitiesPointer: UnsafePointer<Float>?, _ leftoverPointer: UnsafePointer<Float>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let handle = try transactionHandle(pointer)
+        try handle.writing { session in
+            let name = try string(nameText, "name")
+            let c = handle.schema.classes.count
+            guard count >= 0, k >= 0, k <= 65_536, count <= Int.max / max(c, k, 4) else { throw APIError.badInput("ldb_import_view_labels: \(count) rows is out of range") }
+            let o = try options(optionsJSON)
+            try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize"], call: "ldb_import_view_labels")
+            guard let params = viewsPointer?.pointee else { throw APIError.badInput("ldb_import_view_labels: views is NULL") }
+            let given = [softPointer != nil, hardPointer != nil, k > 0].filter { $0 }.count
+            guard given == 1 else { throw APIError.badInput("ldb_import_view_labels: give exactly one of soft, hard or compact (k > 0) labels (\(given) given)") }
+            let ids = Array(try buffer(idsPointer, count, "ids"))
+            let values: LabelValues
+            if softPointer != nil {
+                values = .soft(Array(try buffer(softPointer, count * c, "soft")))
+            } else if hardPointer != nil {
+                values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
+            } else {
+                values = .topK(TopKRows(k: k, classes: try buffer(classesPointer, count * k, "top_classes").map(Int.init),
+                                        probabilities: Array(try buffer(probabilitiesPointer, count * k, "top_probabilities")),
+                                        leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover"))))
+            }
+            try importLabels(values, ids: ids, into: name, views: try viewParameters(params, count: count), options: o, session: session, json: json)
+        }
+    }
+}
+
+/// The views of a per-view import from the caller's columns (checked by the import).
+private func viewParameters(_ p: ldb_view_params, count: Int) throws -> [AugmentedView] {
+    let numbers = try buffer(p.view, count, "views.view"), crops = try buffer(p.crop, count * 4, "views.crop")
+    guard count == 0 || (numbers.baseAddress != nil && crops.baseAddress != nil) else { throw APIError.badInput("views.view and views.crop are required") }
+    let flips = p.flip.map { UnsafeBufferPointer(start: $0, count: count) }
+    let epochs = p.epoch.map { UnsafeBufferPointer(start: $0, count: count) }
+    let seeds = p.seed.map { UnsafeBufferPointer(start: $0, count: count) }
+    var extras: [String?] = Array(repeating: nil, count: count)
+    if let offsets = p.extra_offsets {
+        let ends = UnsafeBufferPointer(start: offsets, count: count + 1)
+        let bytes = try buffer(p.extra_bytes, Int(ends[count]), "views.extra_bytes")
+        for i in 0..<count {
+            guard ends[i] <= ends[i + 1], ends[i + 1] <= ends[count] else { throw APIError.badInput("views.extra_offsets decrease at row \(i)") }
+            guard ends[i + 1] > ends[i] else { continue }
+            extras[i] = String(decoding: bytes[Int(ends[i])..<Int(ends[i + 1])], as: UTF8.self)
+        }
+    }
+    return (0..<count).map { (i: Int) -> AugmentedView in
+        let crop = SIMD4<Float>(crops[4 * i], crops[4 * i + 1], crops[4 * i + 2], crops[4 * i + 3])
+        let flip: UInt8 = flips?[i] ?? 0, epoch: UInt16 = epochs?[i] ?? 0, seed: UInt32 = seeds?[i] ?? 0
+        return AugmentedView(view: Int(numbers[i]), crop: crop, flip: flip != 0, epoch: Int(epoch), seed: Int(seed), extra: extras[i])
+    }
 }
 
 @_cdecl("ldb_import_labels")

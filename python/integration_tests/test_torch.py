@@ -86,3 +86,34 @@ def test_a_tiny_model_trains_on_the_store(corpus):
             optimiser.step()
             losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_views_option_replays_the_epochs_view_with_its_crop(tmp_path, context):
+    """Issue 14: Dataset(views=SET) gives each sample the view epoch E replays (index E mod n in
+    view-number order) with its crop, flip and seed, through worker processes."""
+    n = 40
+    store = labeldb.create(tmp_path / "views", 4, ["a", "b", "c"])
+    ids = np.arange(1, n + 1, dtype=np.uint64)
+    with store.write() as tx:
+        tx.put(ids, np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32))
+        # Sample i has (i % 3) + 1 views numbered 10, 20, 30; view v's crop starts at v / 100.
+        rows = [(int(i), v) for i in ids for v in (10, 20, 30)[: int(i) % 3 + 1]]
+        tx.import_labels("fkd", hard=[v // 10 - 1 for _, v in rows], ids=[i for i, _ in rows],
+                         views={"view": [v for _, v in rows], "crop": [[v / 100, 0, 0.5 + v / 100, 1] for _, v in rows],
+                                "flip": [v == 20 for _, v in rows], "seed": [i * 1000 + v for i, v in rows]})
+    store.close()
+    ds = Dataset(tmp_path / "views", views="fkd", soft="dense")
+    for epoch in (0, 1, 2, 5):
+        ds.set_epoch(epoch)
+        loader = DataLoader(ds, batch_size=16, num_workers=2, multiprocessing_context=context, collate_fn=collate)
+        for batch in loader:
+            for k, sid in enumerate(batch["id"].tolist()):
+                count = sid % 3 + 1
+                v = (10, 20, 30)[epoch % count]
+                assert batch["fkd.view"][k].item() == v
+                assert batch["fkd.seed"][k].item() == sid * 1000 + v
+                assert batch["fkd.flip"][k].item() == (v == 20)
+                assert batch["fkd.crop"][k].tolist() == pytest.approx([v / 100, 0, 0.5 + v / 100, 1])
+                assert batch["fkd.hard"][k].item() == v // 10 - 1
+                assert batch["fkd.soft"][k].sum().item() == 0  # a hard-only set: no soft label, as get_many

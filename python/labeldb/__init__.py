@@ -11,7 +11,7 @@ Errors are labeldb.Error: NotFound (1), BadInput (2) with Refused under it, Stor
 """
 from ._errors import BadInput, Error, NotFound, Refused, StoreError
 from ._native import lib as _lib
-from ._store import (Batch, KNNResult, LabelColumns, QueryResult, RegenColumns, Sample, Store, Transaction,
+from ._store import (Batch, KNNResult, LabelColumns, QueryResult, RegenColumns, Sample, Store, Transaction, Views,
                      WriteTransaction, create, open)
 
 __version__ = "0.1.0"
@@ -26,5 +26,5 @@ def import_parquet(store: Store, path: str, clearance: str = "all", **options) -
 
 
 __all__ = ["open", "create", "import_parquet", "Store", "Transaction", "WriteTransaction", "Sample", "Batch",
-           "LabelColumns", "RegenColumns", "QueryResult", "KNNResult", "Error", "NotFound", "BadInput", "Refused",
+           "LabelColumns", "RegenColumns", "QueryResult", "KNNResult", "Views", "Error", "NotFound", "BadInput", "Refused",
            "StoreError", "engine_version"]

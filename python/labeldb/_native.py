@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 from ctypes import (POINTER, Structure, c_char_p, c_float, c_int, c_int32, c_int64, c_size_t,
-                    c_uint8, c_uint64, c_void_p)
+                    c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 
 from . import _errors
@@ -37,6 +37,23 @@ class BatchStruct(Structure):
         ("found_count", c_size_t), ("metadata_bytes", POINTER(c_uint8)), ("metadata_size", c_size_t),
         ("payload_bytes", POINTER(c_uint8)), ("payload_size", c_size_t), ("taint_json", c_char_p),
     ]
+
+
+class ViewParams(Structure):
+    """ldb_view_params: the views of a per-view import, one per label row."""
+    _fields_ = [("view", POINTER(c_uint32)), ("crop", POINTER(c_float)), ("flip", POINTER(c_uint8)),
+                ("epoch", POINTER(c_uint16)), ("seed", POINTER(c_uint32)), ("extra_offsets", POINTER(c_uint64)),
+                ("extra_bytes", POINTER(c_uint8))]
+
+
+class ViewsStruct(Structure):
+    """ldb_views: what ldb_read_views read (freed with ldb_views_free)."""
+    _fields_ = [("samples", c_size_t), ("views", c_size_t), ("classes", c_size_t), ("k", c_size_t),
+                ("offsets", POINTER(c_uint64)), ("versions", POINTER(c_int32)), ("view", POINTER(c_uint32)),
+                ("crop", POINTER(c_float)), ("flip", POINTER(c_uint8)), ("epoch", POINTER(c_uint16)),
+                ("seed", POINTER(c_uint32)), ("hard", POINTER(c_int32)), ("dense", POINTER(c_float)),
+                ("top_classes", POINTER(c_int32)), ("top_probabilities", POINTER(c_float)), ("leftover", POINTER(c_float)),
+                ("extra_offsets", POINTER(c_uint64)), ("extra_bytes", POINTER(c_uint8))]
 
 
 SOFT_NONE, SOFT_DENSE, SOFT_COMPACT = 0, 1, 2
@@ -91,6 +108,11 @@ _SIGNATURES = {
                            POINTER(c_uint64), POINTER(c_int64), c_char_p, POINTER(c_void_p)], c_int),
     "ldb_import_topk_labels": ([_P, c_char_p, POINTER(c_uint64), c_size_t, c_size_t, POINTER(c_int32), POINTER(c_float),
                                 POINTER(c_float), c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_import_view_labels": ([_P, c_char_p, POINTER(c_uint64), c_size_t, POINTER(ViewParams), POINTER(c_float),
+                                POINTER(c_int64), c_size_t, POINTER(c_int32), POINTER(c_float), POINTER(c_float),
+                                c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_read_views": ([_P, c_char_p, POINTER(c_uint64), c_size_t, c_char_p, POINTER(POINTER(ViewsStruct))], c_int),
+    "ldb_views_free": ([POINTER(ViewsStruct)], None),
     "ldb_relabel": ([_P, POINTER(c_uint64), c_size_t, c_char_p, POINTER(c_uint64)], c_int),
     "ldb_import_head": ([_P, c_char_p, POINTER(c_float), c_size_t, c_size_t, c_char_p], c_int),
     "ldb_backup": ([_P, c_char_p, c_char_p], c_int),

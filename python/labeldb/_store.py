@@ -342,6 +342,25 @@ class Transaction:
             lib.ldb_free(ctypes.cast(ids, c_void_p))
             lib.ldb_free(ctypes.cast(classes, c_void_p))
 
+    def views(self, ids, set: str, epoch: int | None = None, soft: str = "compact", topk: int | None = None) -> "Views":
+        """The augmented views of `ids` in the per-view label set `set` ("NAME" or "NAME@VERSION"),
+        each with its label, in one engine call: every view of each sample, or with `epoch` the
+        one view training epoch E replays (index E mod n of the sample's n views, in view-number
+        order). soft: "compact" (K classes, probabilities, leftover; K from a topk codec or
+        `topk`), "dense" ([views, C]) or "none". Absent, hidden and unlabelled ids read no views."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        if soft not in ("compact", "dense", "none"):
+            raise BadInput(f"soft must be 'compact', 'dense' or 'none', not {soft!r}")
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer))):
+            raise BadInput(f"epoch must be an integer, not {epoch!r}")
+        out = POINTER(_native.ViewsStruct)()
+        check(lib.ldb_read_views(self._live(), _c(set, "the label set"), _ptr(ids, c_uint64), len(ids),
+                                 _options(epoch=None if epoch is None else int(epoch), soft=soft, k=topk), ctypes.byref(out)))
+        try:
+            return Views._copy(ids, out.contents)
+        finally:
+            lib.ldb_views_free(out)
+
     def get_many(self, ids, labels: Sequence[str] | str | None = None, regen: Sequence[str] | str | None = None,
                  soft: str = "compact", topk: int | None = None, embeddings: bool = True, metadata: bool = True,
                  payloads: bool = True, taints: bool = True, missing: str = "raise") -> Batch:
@@ -622,18 +641,29 @@ class WriteTransaction(Transaction):
     def import_labels(self, name: str, soft=None, hard=None, multi=None, ids=None, codec: str | None = None,
                       agent: str = "python", secrecy=None, integrity=None, privilege=None, normalize: bool = False,
                       logits: bool = False, temperature: float | None = None,
-                      topk_classes=None, topk_probs=None, leftover=None) -> dict:
+                      topk_classes=None, topk_probs=None, leftover=None, views=None) -> dict:
         """Imports one kind of labels for `ids` into label set `name`, as its next version: soft
         ([n, C] probabilities, or logits), hard ([n] classes), multi (a list of class lists), or
         compact soft labels as they often arrive — topk_classes and topk_probs ([n, K], most
         probable first) with an optional leftover ([n]; 1 - sum when absent), stored as given
-        with the codec topk:K:f16 (the version's fidelity then says "exact")."""
+        with the codec topk:K:f16 (the version's fidelity then says "exact").
+
+        With `views` the set holds labels per augmented view: row i labels one view of sample
+        ids[i] (ids repeat once per view), and `views` gives each row's view — a list of
+        views-file objects ({"view": n, "crop": [x0, y0, x1, y1], "flip": b, "epoch": e, "seed": s,
+        other members kept as extras}) or columns {"view", "crop", "flip", "epoch", "seed",
+        "extra"}. Each sample's views replace its view list for this version (soft, hard or
+        compact labels; not multi)."""
         if ids is None:
             raise BadInput("import_labels: ids are required")
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
         name_bytes = _c(name, "the label set name")
         self._widths.clear()
         self._readers.clear()  # K of a compact read may change with this import's codec
+        if views is not None:
+            return self._import_view_labels(name_bytes, ids, views, soft, hard, multi, topk_classes, topk_probs, leftover,
+                                            _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity),
+                                                     privilege=_tags(privilege), normalize=normalize))
         if topk_classes is not None or topk_probs is not None:
             if topk_classes is None or topk_probs is None or any(x is not None for x in (soft, hard, multi)):
                 raise BadInput("import_labels: topk_classes and topk_probs go together, without soft, hard or multi")
@@ -684,6 +714,41 @@ class WriteTransaction(Transaction):
         return json.loads(take_string(out))
 
 
+    def _import_view_labels(self, name_bytes, ids, views, soft, hard, multi, topk_classes, topk_probs, leftover, options) -> dict:
+        n, c = len(ids), len(self._store.classes)
+        if multi is not None:
+            raise BadInput("import_labels: per-view labels are soft, hard or compact, not multi-labels")
+        params, keep = _view_params(views, n)
+        soft_a = hard_a = cls = probs = rest = None
+        k = 0
+        if sum(x is not None for x in (soft, hard, topk_classes)) != 1 or (topk_classes is None) != (topk_probs is None):
+            raise BadInput("import_labels: give exactly one of soft, hard, or topk_classes with topk_probs")
+        if soft is not None:
+            soft_a = _as_array(soft, np.float32, "soft", ndim=2)
+            if soft_a.shape != (n, c):
+                raise BadInput(f"soft: expected shape ({n}, {c}), found {soft_a.shape}")
+        elif hard is not None:
+            hard_a = _as_array(hard, np.int64, "hard", ndim=1)
+            if len(hard_a) != n:
+                raise BadInput(f"hard: {len(hard_a)} labels for {n} ids")
+        else:
+            wide = _as_array(topk_classes, np.int64, "topk_classes", ndim=2)
+            if wide.size and (wide.min() < 0 or wide.max() >= c):
+                raise BadInput(f"topk_classes: classes must be 0 … {c - 1}")
+            cls = wide.astype(np.int32)
+            probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
+            if cls.shape != probs.shape or cls.shape[0] != n or cls.shape[1] < 1:
+                raise BadInput(f"topk_classes {cls.shape} and topk_probs {probs.shape} must both be ({n}, K)")
+            k = cls.shape[1]
+            rest = None if leftover is None else _as_array(leftover, np.float32, "leftover", ndim=1)
+        out = c_void_p()
+        check(lib.ldb_import_view_labels(
+            self._live(), name_bytes, _ptr(ids, c_uint64), n, ctypes.byref(params), _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
+            k, _ptr(cls, c_int32), _ptr(probs, c_float), _ptr(rest, c_float), options, ctypes.byref(out)))
+        del keep
+        return json.loads(take_string(out))
+
+
 def _bytes(value, name: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
@@ -703,6 +768,111 @@ def _slices(pointer, size: int, offsets: np.ndarray) -> list[bytes]:
     data = ctypes.string_at(pointer, size) if size else b""
     o = offsets.tolist()
     return [data[o[i]:o[i + 1]] for i in range(len(o) - 1)]
+
+
+@dataclass
+class Views:
+    """Views read by Transaction.views: sample i (of `ids`) has the views at rows
+    offsets[i]:offsets[i + 1] of every per-view column, in ascending view number; versions[i] is
+    the label-set version of its row (0: none). Per view: view number, crop [x0, y0, x1, y1],
+    flip, epoch, seed, hard label (-1: none), the soft label (dense [views, C], or compact
+    top_classes/top_probabilities [views, K] and leftover), and extra parameters (dict or None)."""
+    ids: np.ndarray
+    offsets: np.ndarray
+    versions: np.ndarray
+    view: np.ndarray
+    crop: np.ndarray
+    flip: np.ndarray
+    epoch: np.ndarray
+    seed: np.ndarray
+    hard: np.ndarray
+    dense: np.ndarray | None
+    top_classes: np.ndarray | None
+    top_probabilities: np.ndarray | None
+    leftover: np.ndarray | None
+    extras: list
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def of(self, i: int) -> slice:
+        """The rows of sample i's views."""
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    @staticmethod
+    def _copy(ids: np.ndarray, v) -> "Views":
+        n, m = v.samples, v.views
+
+        def take(pointer, shape, dtype):
+            count = int(np.prod(shape))
+            if not pointer or count == 0:
+                return np.zeros(shape, dtype)
+            return np.ctypeslib.as_array(pointer, shape=(count,)).copy().reshape(shape).astype(dtype, copy=False)
+
+        ends = take(v.extra_offsets, (m + 1,), np.uint64)
+        raw = ctypes.string_at(v.extra_bytes, int(ends[-1])) if m and ends[-1] else b""
+        extras = [json.loads(raw[int(ends[i]):int(ends[i + 1])]) if ends[i + 1] > ends[i] else None for i in range(m)]
+        return Views(
+            ids=ids.copy(), offsets=take(v.offsets, (n + 1,), np.uint64).astype(np.int64), versions=take(v.versions, (n,), np.int32),
+            view=take(v.view, (m,), np.uint32), crop=take(v.crop, (m, 4), np.float32), flip=take(v.flip, (m,), np.uint8).astype(bool),
+            epoch=take(v.epoch, (m,), np.uint16), seed=take(v.seed, (m,), np.uint32), hard=take(v.hard, (m,), np.int32),
+            dense=take(v.dense, (m, v.classes), np.float32) if v.dense else None,
+            top_classes=take(v.top_classes, (m, v.k), np.int32) if v.top_classes else None,
+            top_probabilities=take(v.top_probabilities, (m, v.k), np.float32) if v.top_probabilities else None,
+            leftover=take(v.leftover, (m,), np.float32) if v.leftover else None, extras=extras)
+
+
+def _view_params(views, n: int):
+    """ldb_view_params from views given as a list of views-file objects ({"view", "crop", "flip",
+    "epoch", "seed", other members kept as extras}) or as columns {"view", "crop", "flip",
+    "epoch", "seed", "extra"}; returns the struct and the arrays it points into."""
+    if isinstance(views, dict):
+        columns = dict(views)
+        extras = columns.pop("extra", None)
+    else:
+        views = list(views)
+        named = ("view", "crop", "flip", "epoch", "seed")
+        for i, v in enumerate(views):
+            if not isinstance(v, dict) or "view" not in v or "crop" not in v:
+                raise BadInput(f"views[{i}]: expected an object with at least 'view' and 'crop'")
+        columns = {"view": [v["view"] for v in views], "crop": [v["crop"] for v in views],
+                   "flip": [v.get("flip", False) for v in views], "epoch": [v.get("epoch", 0) for v in views],
+                   "seed": [v.get("seed", 0) for v in views]}
+        extras = [{k: x for k, x in v.items() if k not in named} or None for v in views]
+    unknown = set(columns) - {"view", "crop", "flip", "epoch", "seed"}
+    if unknown:
+        raise BadInput(f"views: unknown columns {sorted(unknown)}")
+    view = np.asarray(columns["view"])
+    if view.ndim != 1 or len(view) != n:
+        raise BadInput(f"views: {len(view) if view.ndim == 1 else view.shape} view numbers for {n} label rows")
+    if view.size and (view.dtype.kind not in "iu" or view.min() < 0 or view.max() > 2 ** 32 - 1):
+        raise BadInput("views: view numbers must be integers in 0 … 2**32 - 1")
+    keep = {"view": np.ascontiguousarray(view, np.uint32),
+            "crop": _as_array(np.asarray(columns["crop"], np.float32).reshape(-1, 4) if n else np.zeros((0, 4), np.float32), np.float32, "views crop", ndim=2)}
+    if len(keep["crop"]) != n:
+        raise BadInput(f"views: {len(keep['crop'])} crops for {n} label rows")
+    for name, dtype, top in (("flip", np.uint8, 1), ("epoch", np.uint16, 2 ** 16 - 1), ("seed", np.uint32, 2 ** 32 - 1)):
+        if columns.get(name) is None:
+            continue
+        values = np.asarray(columns[name])
+        if values.shape != (n,) or (values.size and (values.dtype.kind not in "iub" or values.min() < 0 or values.max() > top)):
+            raise BadInput(f"views: {name} must be {n} integers in 0 … {top}")
+        keep[name] = np.ascontiguousarray(values, dtype)
+    params = _native.ViewParams()
+    params.view, params.crop = _ptr(keep["view"], ctypes.c_uint32), _ptr(keep["crop"], c_float)
+    params.flip = _ptr(keep.get("flip"), c_uint8)
+    params.epoch = _ptr(keep.get("epoch"), ctypes.c_uint16)
+    params.seed = _ptr(keep.get("seed"), ctypes.c_uint32)
+    if extras is not None and any(e is not None for e in extras):
+        if len(extras) != n:
+            raise BadInput(f"views: {len(extras)} extras for {n} label rows")
+        blobs = [b"" if e is None else json.dumps(e, sort_keys=True, separators=(",", ":")).encode() for e in extras]
+        keep["extra_offsets"] = np.zeros(n + 1, np.uint64)
+        keep["extra_offsets"][1:] = np.cumsum([len(b) for b in blobs])
+        keep["extra_bytes"] = np.frombuffer(b"".join(blobs) or b"\0", np.uint8).copy()
+        params.extra_offsets = _ptr(keep["extra_offsets"], c_uint64)
+        params.extra_bytes = _ptr(keep["extra_bytes"], c_uint8)
+    return params, keep
 
 
 class QueryResult:

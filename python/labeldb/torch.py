@@ -57,6 +57,29 @@ def _rows(batch, labels, regen) -> list[dict]:
     return out
 
 
+def _add_views(rows: list[dict], views, name: str) -> None:
+    """Adds each row's replayed view (Transaction.views with an epoch: at most one per sample):
+    NAME.view (-1 when the sample has no view label), NAME.crop [x0, y0, x1, y1], NAME.flip,
+    NAME.epoch, NAME.seed, NAME.hard and the soft label (NAME.soft, or NAME.top_classes and
+    NAME.top_probabilities), so the training loop applies the crop the teacher saw."""
+    c = views.dense.shape[1] if views.dense is not None else 0
+    k = views.top_classes.shape[1] if views.top_classes is not None else 0
+    for i, row in enumerate(rows):
+        j = int(views.offsets[i])
+        has = views.offsets[i + 1] > j
+        row[f"{name}.view"] = int(views.view[j]) if has else -1
+        row[f"{name}.crop"] = views.crop[j] if has else np.zeros(4, np.float32)
+        row[f"{name}.flip"] = bool(views.flip[j]) if has else False
+        row[f"{name}.epoch"] = int(views.epoch[j]) if has else 0
+        row[f"{name}.seed"] = int(views.seed[j]) if has else 0
+        row[f"{name}.hard"] = int(views.hard[j]) if has else -1
+        if views.dense is not None:
+            row[f"{name}.soft"] = views.dense[j] if has else np.zeros(c, np.float32)
+        if views.top_classes is not None:
+            row[f"{name}.top_classes"] = views.top_classes[j] if has else np.full(k, -1, np.int32)
+            row[f"{name}.top_probabilities"] = views.top_probabilities[j] if has else np.zeros(k, np.float32)
+
+
 def collate(rows: list[dict]) -> dict:
     """Stacks per-sample dicts into tensors: one np.stack per column, then a zero-copy from_numpy."""
     first = rows[0]
@@ -77,14 +100,17 @@ class Dataset(_Dataset):
 
     `__getitems__` reads a whole batch in one engine call. Options: labels (label set names),
     regen (projector names), soft ("dense" or "compact"), topk, clearance, transform (applied to
-    each row dict).
+    each row dict), views (a per-view label set: each row gets the view the current epoch
+    replays — index epoch mod n of the sample's n views — with its crop, flip, seed and label;
+    call set_epoch(e) before each epoch).
     """
 
     def __init__(self, path: str, labels: Sequence[str] = (), regen: Sequence[str] = (), clearance: str = "public",
-                 soft: str = "dense", topk: int | None = None, transform: Callable | None = None):
+                 soft: str = "dense", topk: int | None = None, transform: Callable | None = None, views: str | None = None):
         self._lazy = _Lazy(os.fspath(path))
         self.labels, self.regen, self.clearance = list(labels), list(regen), clearance
         self.soft, self.topk, self.transform = soft, topk, transform
+        self.views, self.epoch = views, 0
         store = _store.open(self._lazy.path)
         try:
             with store.read(clearance) as tx:
@@ -100,8 +126,15 @@ class Dataset(_Dataset):
         with self._lazy.get().read(self.clearance) as tx:
             batch = tx.get_many(ids, labels=self.labels, regen=self.regen, soft=self.soft, topk=self.topk,
                                 metadata=False, payloads=False, taints=False)
+            replayed = tx.views(ids, self.views, epoch=self.epoch, soft=self.soft, topk=self.topk) if self.views else None
         rows = _rows(batch, self.labels, self.regen)
+        if replayed is not None:
+            _add_views(rows, replayed, self.views)
         return [self.transform(r) for r in rows] if self.transform else rows
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose views rows replay (views option)."""
+        self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]
@@ -114,14 +147,17 @@ class IterableDataset(_IterableDataset):
 
     Every rank yields the same number of rows, as DistributedSampler does: with drop_last the
     total is cut to a multiple of world size, otherwise the last ranks repeat rows from the start.
-    Call set_epoch(e) before each epoch.
+    Call set_epoch(e) before each epoch. With views (a per-view label set), each row carries the
+    view epoch e replays, as in Dataset.
     """
 
     def __init__(self, path: str, where: str | None = None, labels: Sequence[str] = (), regen: Sequence[str] = (),
                  clearance: str = "public", soft: str = "dense", topk: int | None = None, batch_size: int = 256,
                  shuffle: bool = True, seed: int = 0, buffer_size: int = 4096, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None, transform: Callable | None = None):
+                 rank: int | None = None, world_size: int | None = None, transform: Callable | None = None,
+                 views: str | None = None):
         self._lazy = _Lazy(os.fspath(path))
+        self.views = views
         self.where, self.labels, self.regen, self.clearance = where, list(labels), list(regen), clearance
         self.soft, self.topk, self.batch_size = soft, topk, batch_size
         self.shuffle, self.seed, self.buffer_size, self.drop_last = shuffle, seed, buffer_size, drop_last
@@ -168,7 +204,12 @@ class IterableDataset(_IterableDataset):
             with store.read(self.clearance) as tx:
                 batch = tx.get_many(ids[start:start + self.batch_size], labels=self.labels, regen=self.regen,
                                     soft=self.soft, topk=self.topk, metadata=False, payloads=False, taints=False)
-            for row in _rows(batch, self.labels, self.regen):
+                replayed = (tx.views(ids[start:start + self.batch_size], self.views, epoch=self.epoch, soft=self.soft, topk=self.topk)
+                            if self.views else None)
+            rows = _rows(batch, self.labels, self.regen)
+            if replayed is not None:
+                _add_views(rows, replayed, self.views)
+            for row in rows:
                 if not self.shuffle:
                     yield self.transform(row) if self.transform else row
                     continue

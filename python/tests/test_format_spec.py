@@ -205,6 +205,10 @@ def label_block_rows(path) -> list[tuple[int, int, int, dict]]:
             assert u32(row, len(row) - 4) == xx64(row[:-4], seed ^ sid) & 0xFFFFFFFF, "row checksum"
             flags, o = row[0], 1
             hard = multi = soft = None
+            if flags & 8:
+                assert flags & ~(1 | 4 | 8 | 16) == 0, "§10.7: a per-view row never sets bit 1"
+                out.append((set_id, sid, ver, {"version": ver, "flags": flags, "views": row[1:-4]}))
+                continue
             if flags & 1:
                 hard, o = u32(row, o), o + 4
             if flags & 2:
@@ -216,6 +220,47 @@ def label_block_rows(path) -> list[tuple[int, int, int, dict]]:
                 assert o == len(row) - 4
             out.append((set_id, sid, ver, {"version": ver, "flags": flags, "hard": hard, "multi": multi, "soft": soft}))
     return out
+
+
+def view_section(flags: int, b: bytes, codec: str | None) -> list[dict]:
+    """storage.md §10.7: the views of a per-view row's section (the bytes between the flags and
+    the row checksum), with the checks R-55 names."""
+    n = u32(b, 0)
+    assert n >= 1
+    numbers = [u32(b, 4 + 4 * i) for i in range(n)]
+    assert all(x < y for x, y in zip(numbers, numbers[1:])), "R-55: view numbers strictly ascending"
+    o = 4 + 4 * n
+    views = []
+    for i in range(n):
+        x0, y0, x1, y1, flip, epoch, seed, reserved = struct.unpack_from("<4fBHIB", b, o + 24 * i)
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and flip in (0, 1) and reserved == 0, "R-55"
+        views.append({"view": numbers[i], "crop": [x0, y0, x1, y1], "flip": bool(flip), "epoch": epoch, "seed": seed})
+    o += 24 * n
+    if flags & 1:
+        for i in range(n):
+            views[i]["hard"] = u32(b, o + 4 * i)
+        o += 4 * n
+    if flags & 4:
+        for i in range(n):
+            if codec.startswith("adaptive"):
+                size = 4 + 4 * u16(b, o)
+            elif codec.startswith("topk") and codec.endswith("f16"):
+                size = 2 + 4 * int(codec.split(":")[1])
+            elif codec.startswith("topk"):
+                size = 6 + 3 * int(codec.split(":")[1])
+            else:
+                raise AssertionError(f"a dense codec needs C: {codec}")
+            views[i]["soft"] = b[o:o + size]
+            o += size
+    if flags & 16:
+        lengths = [u32(b, o + 4 * i) for i in range(n)]
+        o += 4 * n
+        for i in range(n):
+            if lengths[i]:
+                views[i]["extra"] = json.loads(b[o:o + lengths[i]])
+            o += lengths[i]
+    assert o == len(b), "§10.7: the section ends exactly at the row checksum"
+    return views
 
 
 def label_rows(path, set_id: int, version: int | None = None) -> dict[int, dict]:
@@ -1205,3 +1250,45 @@ def test_C11_labels_export_kind_precedence(tmp_path):
     # `get`'s top uses --out's: sample 2 shows its soft distribution, not the hard class
     top = cli_json_lines("get", store, "2")[0]["labels"]["mix"]["top"]
     assert top[0]["class"] == 0 and abs(top[0]["p"] - 0.7) < 1e-6
+
+
+def test_R55_R56_R57_per_view_rows(tmp_path):
+    """storage.md §10.7: a per-view set (`views: true` in its record) keeps each sample's views in
+    one row with flag 8: view numbers ascending, 24-byte view records, per-view hard labels and
+    top-K encodings, extras as JSON; the version record counts `rows` (samples) and `views`; the
+    set has no class postings (R-56); a later version replaces a sample's whole view list.
+    (R-57, the replay order, is checked through the Python API in test_views.py.)"""
+    s = new_store(tmp_path, n=6, c=5)
+    rows = [(3, 7), (1, 0), (3, 2), (1, 1), (5, 4)]
+    views = [{"view": v, "crop": [0.125 * (v % 4), 0.25, 0.625 + 0.125 * (v % 3), 0.75], "flip": v % 2 == 1, "epoch": v // 2, "seed": 1000 + i}
+             for i, (_, v) in enumerate(rows)]
+    views[2]["scale"] = [0.08, 1]
+    (tmp_path / "views.jsonl").write_text("".join(json.dumps(v) + "\n" for v in views))
+    ids = save(tmp_path, "vids.npy", np.array([r[0] for r in rows], np.uint64))
+    classes = save(tmp_path, "tc.npy", np.array([[v % 5, (v + 1) % 5] for _, v in rows], np.int32))
+    probs = save(tmp_path, "tp.npy", np.array([[0.5, 0.25]] * len(rows), np.float32))
+    cli("labels", "import", s["store"], "fkd", "--topk-classes", classes, "--topk-probs", probs, "--ids", ids,
+        "--views", str(tmp_path / "views.jsonl"))
+    record = label_sets(s["store"])["fkd"]
+    assert record["views"] is True and record["codec"] == "topk:2:f16"
+    version = label_versions(s["store"])[(record["id"], 1)]
+    assert (version["rows"], version["views"], version["labelled"]) == (3, 5, 3)
+    got = {sid: view_section(row["flags"], row["views"], record["codec"]) for sid, row in label_rows(s["store"], record["id"]).items()}
+    assert sorted(got) == [1, 3, 5]
+    for sid, decoded in got.items():
+        given = sorted((v for (i, v) in zip((r[0] for r in rows), views) if i == sid), key=lambda v: v["view"])
+        assert [d["view"] for d in decoded] == [g["view"] for g in given]
+        for d, g in zip(decoded, given):
+            assert d["crop"] == pytest.approx(g["crop"]) and d["flip"] == g["flip"] and (d["epoch"], d["seed"]) == (g["epoch"], g["seed"])
+            assert d.get("extra") == ({"scale": [0.08, 1]} if "scale" in g else None)
+            top = d["soft"]
+            assert u16(top, 2) == g["view"] % 5 and f16(top, 4) == 0.5, "topk:2:f16: leftover, then (class, p) most probable first"
+    assert not any(k[0] == record["id"] for k in postings(s["store"])), "R-56: a per-view set has no class postings"
+    # A later version replaces sample 3's whole list; sample 1 keeps version 1's row.
+    (tmp_path / "v2.jsonl").write_text(json.dumps({"view": 9, "crop": [0, 0, 1, 1]}) + "\n")
+    cli("labels", "import", s["store"], "fkd", "--hard", save(tmp_path, "h.npy", np.array([4], np.int64)),
+        "--ids", save(tmp_path, "i2.npy", np.array([3], np.uint64)), "--views", str(tmp_path / "v2.jsonl"))
+    latest = label_rows(s["store"], record["id"])
+    assert latest[3]["version"] == 2 and latest[1]["version"] == 1
+    assert view_section(latest[3]["flags"], latest[3]["views"], record["codec"]) == [
+        {"view": 9, "crop": [0.0, 0.0, 1.0, 1.0], "flip": False, "epoch": 0, "seed": 0, "hard": 4}]

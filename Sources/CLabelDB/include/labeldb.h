@@ -217,6 +217,38 @@ typedef struct ldb_batch {
  *  requested column without a buffer; LDB_STORE_ERROR for damaged bytes. */
 int ldb_get_many(ldb_txn *txn, const uint64_t *ids, size_t count, ldb_batch *batch);
 
+/** The views ldb_read_views read: sample i's views are rows offsets[i] .. offsets[i+1]-1 of
+ *  every per-view array, in ascending view number. Free with ldb_views_free. */
+typedef struct ldb_views {
+    size_t samples;            /**< n, the ids given */
+    size_t views;              /**< the views read */
+    size_t classes;            /**< C */
+    size_t k;                  /**< K of the compact form, 0 when not compact (or no soft labels) */
+    uint64_t *offsets;         /**< n+1 */
+    int32_t *versions;         /**< n: version of the row read, 0 when none (absent, hidden, unlabelled) */
+    uint32_t *view;            /**< views: view numbers */
+    float *crop;               /**< views*4 */
+    uint8_t *flip;             /**< views */
+    uint16_t *epoch;           /**< views */
+    uint32_t *seed;            /**< views */
+    int32_t *hard;             /**< views: -1 when the rows carry none */
+    float *dense;              /**< views*C (soft "dense"), else NULL */
+    int32_t *top_classes;      /**< views*k (soft "compact"), else NULL; -1 past a row's last */
+    float *top_probabilities;  /**< views*k, else NULL */
+    float *leftover;           /**< views, else NULL */
+    uint64_t *extra_offsets;   /**< views+1 into extra_bytes: each view's extra JSON, empty for none */
+    uint8_t *extra_bytes;
+} ldb_views;
+
+/** Reads the views of `count` ids in per-view label set `set` ("NAME" or "NAME@V") with their
+ *  labels, in one call: every view, or with options {"epoch": E} the one view epoch E replays
+ *  (index E mod n of a sample's n views). Options {"soft": "compact" (default) | "dense" |
+ *  "none", "k": K}. *out: free with ldb_views_free. LDB_BAD_INPUT for a per-sample set. */
+int ldb_read_views(ldb_txn *txn, const char *set, const uint64_t *ids, size_t count, const char *options_json, ldb_views **out);
+
+/** Frees what ldb_read_views returned. NULL is ignored. */
+void ldb_views_free(ldb_views *views);
+
 /** Runs a filter (the `labeldb query --where` language; NULL or "" for every sample) with
  *  options JSON {"order": "id"|"confidence:SET"|"margin:SET"|"entropy:SET", "descending": bool, "limit": n, "offset": n}:
  *  the matching ids in *ids (free with ldb_free), *count of them. */
@@ -290,6 +322,29 @@ int ldb_import_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_
  *  fidelity says "exact" when no value needed rounding. Options as ldb_import_labels (no logits). */
 int ldb_import_topk_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_t count, size_t k,
                            const int32_t *classes, const float *probabilities, const float *leftover,
+                           const char *options_json, char **json);
+
+/** The views of a per-view import, one per label row (format-spec/storage.md §10.7). */
+typedef struct ldb_view_params {
+    const uint32_t *view;          /**< count view numbers (required); each (id, view) once */
+    const float *crop;             /**< count*4: x0, y0, x1, y1 in [0, 1], x0 < x1, y0 < y1 (required) */
+    const uint8_t *flip;           /**< count: 1 flipped, 0 not; NULL for none flipped */
+    const uint16_t *epoch;         /**< count; NULL for 0 */
+    const uint32_t *seed;          /**< count; NULL for 0 */
+    const uint64_t *extra_offsets; /**< count+1 offsets into extra_bytes (JSON objects; empty for
+                                        none); NULL for no extras */
+    const uint8_t *extra_bytes;
+} ldb_view_params;
+
+/** Imports labels per augmented view into the per-view label set `name` (created when missing)
+ *  as its next version: row i labels view views->view[i] of sample ids[i] (ids repeat once per
+ *  view); each sample's views replace its view list for this version. Exactly one of soft
+ *  (count*C probabilities), hard (count classes), or compact rows (k > 0: top_classes and
+ *  top_probabilities count*k, leftover count or NULL). Options as ldb_import_labels (no logits).
+ *  LDB_BAD_INPUT for a per-sample set, a view twice, a crop outside [0, 1] or of zero area. */
+int ldb_import_view_labels(ldb_txn *txn, const char *name, const uint64_t *ids, size_t count, const ldb_view_params *views,
+                           const float *soft, const int64_t *hard,
+                           size_t k, const int32_t *top_classes, const float *top_probabilities, const float *leftover,
                            const char *options_json, char **json);
 
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
