@@ -89,4 +89,39 @@ import Testing
         let label = try store.read(clearance: .all) { try $0.label(of: 2, in: LabelSetReference(name: "u")) }
         #expect(label?.soft == [0.4, 0.09, 0.51])  // the leftover 1 − 0.91 on the one class not listed
     }
+
+    @Test("the compact fidelity pass (K + 1 logarithms) gives the dense pass's figures")
+    func compactFidelityEqualsDense() throws {
+        var rng = SplitMix64(seed: 9)
+        let c = 50
+        var sparse = FidelityAccumulator(classCount: c), dense = FidelityAccumulator(classCount: c)
+        for row in 0..<2_000 {
+            let k = Int(rng.next() % 6) + 1
+            var classes: [Int] = []
+            while classes.count < k { let x = Int(rng.next() % UInt64(c)); if !classes.contains(x) { classes.append(x) } }
+            // Some rows put more mass on the rest than on a kept class, some tie, some have no rest.
+            var probabilities = (0..<k).map { _ in Float(rng.next() % 1000) / 3000 }
+            if row % 7 == 0 { probabilities = [Float](repeating: 0.125, count: k) }
+            let kept = probabilities.reduce(0, +)
+            let rest = row % 11 == 0 ? 0 : max(0, 1 - kept)
+            let input = TopKRows(k: k, classes: classes, probabilities: probabilities, leftover: [rest])
+            let codec = SoftLabelCodec.topKF16(k)
+            let (entries, left) = input.row(0)
+            var bytes: [UInt8] = []
+            var decoded = [Float](repeating: 0, count: c)
+            var scratch = FidelityAccumulator(classCount: c)
+            bytes = try SoftEncoding.encode(input, row: 0, codec: codec, classCount: c, decoded: &decoded, fidelity: &scratch)
+            try bytes.withUnsafeBytes { raw in try decoded.withUnsafeMutableBufferPointer { try codec.decode(raw, into: $0) } }
+            let original = input.dense(0, classCount: c)
+            decoded.withUnsafeBufferPointer { q in
+                sparse.addCompact(entries: entries, rest: left, decoded: q, bytes: bytes.count)
+                original.withUnsafeBufferPointer { dense.add(original: $0, decoded: q, bytes: bytes.count) }
+            }
+        }
+        let a = sparse.result(), b = dense.result()
+        #expect(abs(a.meanKL - b.meanKL) <= 1e-12 * max(b.meanKL, 1e-30) + 1e-18)
+        #expect(abs(a.maxKL - b.maxKL) <= 1e-12 * max(b.maxKL, 1e-30) + 1e-18)
+        #expect(a.top1Agreement == b.top1Agreement && a.klHistogram == b.klHistogram && a.bytesPerLabel == b.bytesPerLabel)
+        #expect(b.top1Agreement < 1 || b.meanKL > 0)
+    }
 }

@@ -13,6 +13,7 @@
 //   .build/release/labeldb-bench filter [--count N] [--dir DIR]
 //   .build/release/labeldb-bench convergence [--counts 1000,10000] [--epochs 1000]
 //   .build/release/labeldb-bench teachers [--count N] [--dir DIR]
+//   .build/release/labeldb-bench views [--count N] [--views V] [--batches B] [--dir DIR] [--keep yes]
 //
 // Each prints one JSON object of results; every ratio's baseline is measured in the same run.
 import Foundation
@@ -94,6 +95,14 @@ do {
         if let counts = options["counts"] { bench.counts = counts.split(separator: ",").compactMap { Int($0) } }
         if let epochs = options["epochs"].flatMap(Int.init) { bench.epochs = epochs }
         try bench.run()
+    case "views":
+        var bench = ViewBenchmark()
+        if let n = options["count"].flatMap(Int.init) { bench.count = n }
+        if let v = options["views"].flatMap(Int.init) { bench.views = v }
+        if let b = options["batches"].flatMap(Int.init) { bench.batches = b }
+        if let dir = options["dir"] { bench.directory = dir }
+        bench.keep = options["keep"] == "yes"
+        try bench.run()
     case "teachers":
         var bench = TeacherBenchmark()
         if let n = options["count"].flatMap(Int.init) { bench.count = n }
@@ -105,7 +114,7 @@ do {
         if let dir = options["dir"] { bench.directory = dir }
         try bench.run()
     default:
-        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|flow|filter|teachers|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
+        FileHandle.standardError.write(Data("usage: labeldb-bench store|labels|projector|knn|flow|filter|teachers|views|peers [--count N] [--dim D] [--dir DIR] [--data DIR]\n".utf8))
         exit(2)
     }
 } catch {

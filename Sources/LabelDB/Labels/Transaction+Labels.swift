@@ -740,6 +740,36 @@ struct FidelityAccumulator {
         if argmax(p) == argmax(q) { agree += 1 }
     }
 
+    /// ``add(original:decoded:bytes:)`` for a compact input row stored with its own classes:
+    /// the original is its K entries plus the leftover spread evenly (as ``TopKRows/dense(_:classCount:)``
+    /// builds it), the decoded row keeps the same classes, so every class outside them has one
+    /// value in each and KL takes K + 1 logarithms instead of C. The same figures up to the order
+    /// of the sum (a few ulps of a Double).
+    mutating func addCompact(entries: [(Int, Float)], rest: Float, decoded q: UnsafeBufferPointer<Float>, bytes count: Int) {
+        let c = q.count, k = entries.count
+        var kl: Double = 0
+        var best = (index: Int.max, value: -Float.infinity)
+        for (cls, v) in entries {
+            if v > 0 { kl += Double(v) * log(Double(v) / max(Double(q[cls]), 1e-30)) }
+            if v > best.value || (v == best.value && cls < best.index) { best = (cls, v) }
+        }
+        if c > k {
+            // The first class outside the kept ones stands for all C − K of them.
+            var other = 0
+            while entries.contains(where: { $0.0 == other }) { other += 1 }
+            let p = rest / Float(c - k)
+            if p > 0 { kl += Double(c - k) * Double(p) * log(Double(p) / max(Double(q[other]), 1e-30)) }
+            if p > best.value || (p == best.value && other < best.index) { best = (other, p) }
+        }
+        kl = max(kl, 0)
+        rows += 1
+        klSum += kl
+        klMax = max(klMax, kl)
+        klBins[Fidelity.klBin(kl)] += 1
+        bytes += count
+        if best.index == argmax(q) { agree += 1 }
+    }
+
     func result() -> Fidelity {
         let n = Double(max(rows, 1))
         let perLabel = Double(bytes) / n
@@ -792,11 +822,10 @@ enum SoftEncoding {
             fidelity.agree += 1
             return bytes
         }
-        let dense = rows.dense(r, classCount: c)
         try bytes.withUnsafeBytes { raw in
             try decoded.withUnsafeMutableBufferPointer { out in
                 try codec.decode(raw, into: out)
-                dense.withUnsafeBufferPointer { fidelity.add(original: $0, decoded: UnsafeBufferPointer(out), bytes: raw.count) }
+                fidelity.addCompact(entries: entries, rest: rest, decoded: UnsafeBufferPointer(out), bytes: raw.count)
             }
         }
         return bytes

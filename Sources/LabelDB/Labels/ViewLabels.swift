@@ -34,14 +34,16 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     }
 
     /// Bytes of the fixed record: crop 4 × f32, flip u8, epoch u16, seed u32, one reserved byte.
-    static let recordSize = 24
+    public static let recordSize = 24
 
     /// Why the parameters cannot be stored, or nil: the ranges above, and an extra that is a JSON object.
     func problem() -> String? {
         guard view >= 0, view <= Int(UInt32.max) else { return "view number \(view) is outside 0…\(UInt32.max)" }
-        let box = (0..<4).map { crop[$0] }
-        guard box.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else { return "crop \(box) is outside [0, 1]" }
-        guard box[0] < box[2], box[1] < box[3] else { return "crop \(box) has zero area (needs x0 < x1 and y0 < y1)" }
+        // Lane by lane, no array: every view read checks its record.
+        for lane in 0..<4 where !(crop[lane].isFinite && crop[lane] >= 0 && crop[lane] <= 1) {
+            return "crop \((0..<4).map { crop[$0] }) is outside [0, 1]"
+        }
+        guard crop[0] < crop[2], crop[1] < crop[3] else { return "crop \((0..<4).map { crop[$0] }) has zero area (needs x0 < x1 and y0 < y1)" }
         guard epoch >= 0, epoch <= Int(UInt16.max) else { return "epoch \(epoch) is outside 0…\(UInt16.max)" }
         guard seed >= 0, seed <= Int(UInt32.max) else { return "seed \(seed) is outside 0…\(UInt32.max)" }
         if let extra {
@@ -161,8 +163,11 @@ struct ViewSection {
         var count: Int
         var records: Int
         var hard: Int?
-        /// Start offset of each view's soft encoding, and the end of the last (n + 1 values).
-        var soft: [Int]?
+        /// Where the soft encodings start, and their size when the codec's is fixed.
+        var softStart: Int?
+        var softSize: Int?
+        /// Adaptive codecs only: each view's soft encoding's start, and the end of the last.
+        var softStarts: [Int]?
         /// The extras' start offsets and the end of the last (n + 1 values).
         var extras: [Int]?
     }
@@ -188,17 +193,20 @@ struct ViewSection {
         }
         if flags & LabelRecord.hasSoft != 0 {
             guard let codec else { throw RecordDecodingError(detail: "soft label in a set without a codec") }
-            var starts = [reader.offset]
-            for _ in 0..<count {
-                let size: Int
-                if let fixed = codec.fixedSize(classCount: classCount) { size = fixed } else {
+            layout.softStart = reader.offset
+            if let fixed = codec.fixedSize(classCount: classCount) {
+                layout.softSize = fixed
+                try reader.skip(count * fixed, "view soft labels")
+            } else {
+                // Adaptive: each encoding's length is in its first u16.
+                var starts = [reader.offset]
+                for _ in 0..<count {
                     var peek = reader
-                    size = 4 + 4 * Int(try peek.u16("adaptive K"))
+                    try reader.skip(4 + 4 * Int(try peek.u16("adaptive K")), "view soft label")
+                    starts.append(reader.offset)
                 }
-                try reader.skip(size, "view soft label")
-                starts.append(reader.offset)
+                layout.softStarts = starts
             }
-            layout.soft = starts
         }
         if flags & LabelRecord.hasExtras != 0 {
             var ends = [0]
@@ -257,7 +265,9 @@ struct ViewSection {
 
     /// The soft encoding of the view at `index`, if the row carries soft labels.
     func soft(_ layout: Layout, _ index: Int) -> UnsafeRawBufferPointer? {
-        layout.soft.map { UnsafeRawBufferPointer(rebasing: bytes[$0[index]..<$0[index + 1]]) }
+        if let starts = layout.softStarts { return UnsafeRawBufferPointer(rebasing: bytes[starts[index]..<starts[index + 1]]) }
+        guard let start = layout.softStart, let size = layout.softSize else { return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[(start + index * size)..<(start + (index + 1) * size)])
     }
 }
 
