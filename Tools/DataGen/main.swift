@@ -1,6 +1,6 @@
 // labeldb-datagen: writes a seeded synthetic corpus in the files `labeldb import` reads.
 //
-//   labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX] [--taint yes]
+//   labeldb-datagen OUT_DIR [--count N] [--dim D] [--classes C] [--seed S] [--payload-bytes MIN-MAX] [--taint yes] [--views V]
 //
 // Embeddings are a Gaussian mixture: C cluster centres ~ N(0, 1), each sample = its centre +
 // N(0, 0.5²) noise. Ids are random unique u64 values (not in row order). Metadata carries the
@@ -10,7 +10,10 @@
 // clusters with 6% of labels flipped (label errors to find), head.npy a zero-shot base head
 // (dim × C, the normalised centres). With `--taint yes`, metadata lines carry per-row
 // taint labels: "books" rows the secrecy tag licensed:books, a tenth of "forums" rows pii, and a
-// third of all rows the integrity tag human-reviewed.
+// third of all rows the integrity tag human-reviewed. views.jsonl, view-ids.npy, view-classes.npy
+// and view-probs.npy hold a teacher's top-3 labels of V random crops of every sample (FKD-style,
+// default V = 4): a crop covering a fraction a of the image sees the teacher's distribution
+// sharpened or flattened by a (small crops are less sure), one line and row per view.
 import Foundation
 import LabelDB
 
@@ -122,3 +125,32 @@ for row in 0..<count {
 try meta.write(toFile: out + "/meta.jsonl", atomically: false, encoding: .utf8)
 try payloads.write(toFile: out + "/payloads.jsonl", atomically: false, encoding: .utf8)
 print("wrote \(count) samples (\(dim)-d, \(classCount) classes) to \(out)")
+
+// Views: V random resized crops per sample (FKD), each with the teacher's top-3 on that crop.
+// Their own generator, so the files above do not change.
+let viewCount = Int(options["views"] ?? "") ?? 4
+var viewRNG = SplitMix64(seed: seed ^ 0x5EED_F1E3)
+var viewLines = "", viewIDs: [UInt64] = [], viewClasses: [Int32] = [], viewProbs: [Float] = []
+for row in 0..<count {
+    for v in 0..<viewCount {
+        let side = 0.35 + Float(Int.random(in: 0..<650, using: &viewRNG)) / 1000
+        let x0 = Float(Int.random(in: 0...Int((1 - side) * 1000), using: &viewRNG)) / 1000
+        let y0 = Float(Int.random(in: 0...Int((1 - side) * 1000), using: &viewRNG)) / 1000
+        let flip = Bool.random(using: &viewRNG)
+        let view = JSONValue.object(["view": .int(Int64(v)), "crop": .array([x0, y0, min(x0 + side, 1), min(y0 + side, 1)].map { .double(Double("\($0)")!) }),
+                                     "flip": .bool(flip), "epoch": .int(Int64(v)), "seed": .int(Int64(Int.random(in: 0..<(1 << 31), using: &viewRNG)))])
+        viewLines += view.serialized() + "\n"
+        viewIDs.append(ids[row])
+        // Smaller crops are less sure: the teacher's row raised to the power (crop area)^½.
+        let power = (side * side).squareRoot()
+        let p = (0..<classCount).map { pow(teacher[row * classCount + $0], power) }
+        let total = p.reduce(0, +)
+        let top = (0..<classCount).sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(min(3, classCount))
+        for c in top { viewClasses.append(Int32(c)); viewProbs.append(p[c] / total) }
+    }
+}
+let keptClasses = min(3, classCount)
+try viewLines.write(toFile: out + "/views.jsonl", atomically: false, encoding: .utf8)
+try NumPyArray.write(viewIDs, to: out + "/view-ids.npy")
+try NumPyArray.write(viewClasses, shape: [viewIDs.count, keptClasses], to: out + "/view-classes.npy")
+try NumPyArray.write(viewProbs, shape: [viewIDs.count, keptClasses], to: out + "/view-probs.npy")

@@ -411,6 +411,14 @@ struct SparseRow {
             out.update(repeating: 1 / Float(out.count))
             return
         }
+        if isClean {
+            // Each class once, every value finite and ≥ 0: no map needed to keep the last value.
+            let others = classCount - indices.count
+            let share = others > 0 && rest.isFinite && rest > 0 ? rest / Double(others) : 0
+            out.update(repeating: Float(share / total))
+            for (index, value) in zip(indices, values) { out[index] = Float(value / total) }
+            return
+        }
         var last: [Int: Double] = [:]
         for (index, value) in zip(indices, values) { last[index] = value.isFinite && value > 0 ? value : 0 }
         let others = classCount - last.count

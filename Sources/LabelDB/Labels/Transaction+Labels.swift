@@ -75,7 +75,9 @@ public struct TopKRows: Sendable {
             for j in 0..<k {
                 let c = classes[r * k + j], v = probabilities[r * k + j]
                 guard c >= 0, c < classCount else { throw LabelError.invalidLabel(row: r, reason: "class \(c) is out of range 0…\(classCount - 1)") }
-                guard seen.insert(c).inserted else { throw LabelError.invalidLabel(row: r, reason: "class \(c) appears twice") }
+                // A short row is searched in place; a set only pays off for long ones.
+                let repeated = k <= 32 ? classes[(r * k)..<(r * k + j)].contains(c) : !seen.insert(c).inserted
+                guard !repeated else { throw LabelError.invalidLabel(row: r, reason: "class \(c) appears twice") }
                 guard v.isFinite, v >= 0 else { throw LabelError.invalidLabel(row: r, reason: "probability of class \(c) is \(v)") }
                 sum += Double(v)
             }
@@ -761,13 +763,20 @@ struct FidelityAccumulator {
             if p > 0 { kl += Double(c - k) * Double(p) * log(Double(p) / max(Double(q[other]), 1e-30)) }
             if p > best.value || (p == best.value && other < best.index) { best = (other, p) }
         }
+        // The decoded row's argmax the same way: every class outside the kept ones has q[other].
+        var top = (index: Int.max, value: -Float.infinity)
+        for (cls, _) in entries where q[cls] > top.value || (q[cls] == top.value && cls < top.index) { top = (cls, q[cls]) }
+        if c > k, let other = (0..<c).first(where: { cls in !entries.contains { $0.0 == cls } }),
+           q[other] > top.value || (q[other] == top.value && other < top.index) {
+            top = (other, q[other])
+        }
         kl = max(kl, 0)
         rows += 1
         klSum += kl
         klMax = max(klMax, kl)
         klBins[Fidelity.klBin(kl)] += 1
         bytes += count
-        if best.index == argmax(q) { agree += 1 }
+        if best.index == top.index { agree += 1 }
     }
 
     func result() -> Fidelity {
