@@ -93,6 +93,11 @@ struct ViewCLITests {
         #expect(try ids("label(fkd).any_view.top1 = 'bird'") == "2")
         #expect(try ids("label(fkd).any_view.prob('cat') > 0.5 and not label(fkd).any_view.top1 = 'dog'") == "")
         #expect(try ids("not label(fkd).any_view.top1 = 'cat'") == "2 4 5")
+        // Against another set's top-1: any view equal to it, any view different from it.
+        try NumPyArray.write([Int32]([1, 2, 1, 0, 0]), shape: [5], to: dir.file("plain.npy"))
+        #expect(try runCLI(["labels", "import", store, "plain", "--hard", dir.file("plain.npy")]).status == 0)
+        #expect(try ids("label(fkd).any_view.top1 = label(plain).top1") == "1 2 3")
+        #expect(try ids("label(fkd).any_view.top1 != label(plain).top1") == "1 3")
         let refused = try runCLI(["query", store, "label(fkd).top1 = 'cat'"])
         #expect(refused.status == 2 && refused.stderr.contains("label(fkd).any_view.top1"))
         #expect(try runCLI(["labels", "agree", store, "fkd", "fkd"]).status == 2)

@@ -408,6 +408,7 @@ private struct QueryParser {
         }
         try advance()
         if case .top1 = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
+        if case .anyView(.top1) = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
         let column = tokenColumn
         let value = try literal()
         if operand == .id {
