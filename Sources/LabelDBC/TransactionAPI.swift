@@ -310,8 +310,9 @@ public func ldbReadViews(
         }
         let ids = Array(try buffer(idsPointer, max(count, 0), "ids"))
         let epoch = try o.integer("epoch")
+        out.pointee = nil
         let batch = try handle.run { tx in try tx.readViews(ids, from: reference, epoch: epoch, soft: form) }
-        out.pointee = ViewColumns.allocate(batch)
+        out.pointee = ViewColumns.allocate(batch, dense: form == .dense)
     }
 }
 
@@ -330,21 +331,22 @@ public func ldbViewsFree(_ views: UnsafeMutablePointer<ldb_views>?) {
 }
 
 /// A ``ViewBatch`` copied into `malloc`ed C columns (ldb_views), which ldb_views_free releases.
+/// Every column the request asked for is a valid pointer, even when no view was read.
 private enum ViewColumns {
-    static func allocate(_ batch: ViewBatch) -> UnsafeMutablePointer<ldb_views> {
-        let views = UnsafeMutablePointer<ldb_views>.allocate(capacity: 1)
+    static func allocate(_ batch: ViewBatch, dense: Bool) -> UnsafeMutablePointer<ldb_views> {
+        let views = malloc(MemoryLayout<ldb_views>.stride)!.assumingMemoryBound(to: ldb_views.self)
         var extraOffsets: [UInt64] = [0], extraBytes: [UInt8] = []
         for extra in batch.extras {
             extraBytes.append(contentsOf: (extra ?? "").utf8)
             extraOffsets.append(UInt64(extraBytes.count))
         }
-        views.pointee = ldb_views(
+        views.initialize(to: ldb_views(
             samples: batch.versions.count, views: batch.viewCount, classes: batch.classCount, k: batch.k,
             offsets: copy(batch.offsets.map { UInt64($0) }), versions: copy(batch.versions), view: copy(batch.views),
             crop: copy(batch.crops), flip: copy(batch.flips), epoch: copy(batch.epochs), seed: copy(batch.seeds),
-            hard: copy(batch.hard), dense: batch.dense.isEmpty ? nil : copy(batch.dense),
+            hard: copy(batch.hard), dense: dense ? copy(batch.dense) : nil,
             top_classes: batch.k > 0 ? copy(batch.topClasses) : nil, top_probabilities: batch.k > 0 ? copy(batch.topProbabilities) : nil,
-            leftover: batch.k > 0 ? copy(batch.leftover) : nil, extra_offsets: copy(extraOffsets), extra_bytes: copy(extraBytes))
+            leftover: batch.k > 0 ? copy(batch.leftover) : nil, extra_offsets: copy(extraOffsets), extra_bytes: copy(extraBytes)))
         return views
     }
 

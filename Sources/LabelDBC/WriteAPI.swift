@@ -17,7 +17,8 @@ func rows(_ offsetsPointer: UnsafePointer<UInt64>?, _ bytesPointer: UnsafePointe
     for i in 0..<count where offsets[i + 1] < offsets[i] {
         throw APIError.badInput("\(what): offsets decrease at row \(i) (\(offsets[i]) then \(offsets[i + 1]))")
     }
-    let total = Int(offsets[count])
+    // An offset past Int.max cannot describe memory the caller has: refused, not trapped on.
+    guard let total = Int(exactly: offsets[count]) else { throw APIError.badInput("\(what): the last offset \(offsets[count]) is out of range") }
     let bytes = try buffer(bytesPointer, total, "\(what) bytes")
     return (0..<count).map { i in Array(UnsafeBufferPointer(rebasing: bytes[Int(offsets[i])..<Int(offsets[i + 1])])) }
 }
@@ -117,32 +118,32 @@ public func ldbImportViewLabels(
             } else if hardPointer != nil {
                 values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
             } else {
-                values = .topK(TopKRows(k: k, classes: try buffer(classesPointer, count * k, "top_classes").map(Int.init),
-                                        probabilities: Array(try buffer(probabilitiesPointer, count * k, "top_probabilities")),
-                                        leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover"))))
+                values = .topK(try topKRows(count: count, k: k, classesPointer, probabilitiesPointer, leftoverPointer))
             }
             try importLabels(values, ids: ids, into: name, views: try viewParameters(params, count: count), options: o, session: session, json: json)
         }
     }
 }
 
-/// The views of a per-view import from the caller's columns (checked by the import).
+/// Compact rows from the caller's columns: `count × k` classes and probabilities, and `count`
+/// leftovers or NULL.
+private func topKRows(count: Int, k: Int, _ classes: UnsafePointer<Int32>?, _ probabilities: UnsafePointer<Float>?, _ leftover: UnsafePointer<Float>?) throws -> TopKRows {
+    TopKRows(k: k, classes: try buffer(classes, count * k, "classes").map(Int.init),
+             probabilities: Array(try buffer(probabilities, count * k, "probabilities")),
+             leftover: leftover == nil ? nil : Array(try buffer(leftover, count, "leftover")))
+}
+
+/// The views of a per-view import from the caller's columns (their values checked by the import).
 private func viewParameters(_ p: ldb_view_params, count: Int) throws -> [AugmentedView] {
     let numbers = try buffer(p.view, count, "views.view"), crops = try buffer(p.crop, count * 4, "views.crop")
-    guard count == 0 || (numbers.baseAddress != nil && crops.baseAddress != nil) else { throw APIError.badInput("views.view and views.crop are required") }
     let flips = p.flip.map { UnsafeBufferPointer(start: $0, count: count) }
     let epochs = p.epoch.map { UnsafeBufferPointer(start: $0, count: count) }
     let seeds = p.seed.map { UnsafeBufferPointer(start: $0, count: count) }
-    var extras: [String?] = Array(repeating: nil, count: count)
-    if let offsets = p.extra_offsets {
-        let ends = UnsafeBufferPointer(start: offsets, count: count + 1)
-        let bytes = try buffer(p.extra_bytes, Int(ends[count]), "views.extra_bytes")
-        for i in 0..<count {
-            guard ends[i] <= ends[i + 1], ends[i + 1] <= ends[count] else { throw APIError.badInput("views.extra_offsets decrease at row \(i)") }
-            guard ends[i + 1] > ends[i] else { continue }
-            extras[i] = String(decoding: bytes[Int(ends[i])..<Int(ends[i + 1])], as: UTF8.self)
-        }
-    }
+    let extras: [String?] = try rows(p.extra_offsets, p.extra_bytes, count: count, what: "views.extra")?.enumerated().map { i, bytes in
+        guard !bytes.isEmpty else { return nil }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw APIError.badInput("views.extra of row \(i) is not valid UTF-8") }
+        return text
+    } ?? Array(repeating: nil, count: count)
     return (0..<count).map { (i: Int) -> AugmentedView in
         let crop = SIMD4<Float>(crops[4 * i], crops[4 * i + 1], crops[4 * i + 2], crops[4 * i + 3])
         let flip: UInt8 = flips?[i] ?? 0, epoch: UInt16 = epochs?[i] ?? 0, seed: UInt32 = seeds?[i] ?? 0
@@ -181,7 +182,8 @@ public func ldbImportLabels(
                 values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
             } else {
                 let offsets = UnsafeBufferPointer(start: multiOffsets!, count: count + 1)
-                let classes = try buffer(multiClasses, Int(offsets[count]), "multi classes")
+                guard let total = Int(exactly: offsets[count]) else { throw APIError.badInput("ldb_import_labels: the last multi offset \(offsets[count]) is out of range") }
+                let classes = try buffer(multiClasses, total, "multi classes")
                 values = .multi(try (0..<count).map { i in
                     guard offsets[i] <= offsets[i + 1], offsets[i + 1] <= offsets[count] else { throw APIError.badInput("ldb_import_labels: multi offsets decrease at row \(i)") }
                     return classes[Int(offsets[i])..<Int(offsets[i + 1])].map { Int(truncatingIfNeeded: $0) }
@@ -249,9 +251,7 @@ public func ldbImportTopKLabels(
             let o = try options(optionsJSON)
             try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize"], call: "ldb_import_topk_labels")
             let ids = Array(try buffer(idsPointer, count, "ids"))
-            let rows = TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
-                                probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
-                                leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover")))
+            let rows = try topKRows(count: count, k: k, classesPointer, probabilitiesPointer, leftoverPointer)
             try importLabels(.topK(rows), ids: ids, into: name, options: o, session: session, json: json)
         }
     }

@@ -259,6 +259,9 @@ struct FormatTests {
         try migrated.write(clearance: .all) { tx in _ = try tx.importLabels(.hard([2]), ids: [3], into: "views", views: [view], agent: "fkd") }
         #expect(try migrated.read(clearance: .all) { try $0.label(of: 3, in: LabelSetReference(name: "views")) }?.views?.map(\.parameters) == [view])
         #expect(try everyLabel(migrated).filter { !$0.hasPrefix("views@") } == labels)
-        try Self.checkGoldenAnswers(migrated)
+        try Self.checkGoldenAnswers(migrated)   // verify included
+        // The schema record now asks for a format-8 reader, which knows per-view rows.
+        let schema = try migrated.read(clearance: .all) { tx in try tx.withValue(.meta, name: MetaKey.schema) { try SchemaRecord.decode($0!) } }
+        #expect(schema.writeVersion == 8 && schema.readVersion == 8)
     }
 }

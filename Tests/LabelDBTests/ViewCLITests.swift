@@ -75,12 +75,16 @@ struct ViewCLITests {
         #expect(views[1]["crop"] == [0.125, 0.25, 0.875, 0.5] && views[1]["flip"] == .bool(true) && views[1]["seed"] == .int(1001))
         #expect(views[2]["top"]?.arrayValue?.first?["name"] == .string("bird"))
         let text = try runCLI(["get", store, "3", "--labels", "fkd"]).stdout
-        #expect(text.contains("1 views") && text.contains("view 5 crop [0.125, 0.25, 0.875, 0.5] flipped epoch 2 seed 1003"))
+        #expect(text.contains("1 view\n") && text.contains("view 5 crop [0.125, 0.25, 0.875, 0.5] flipped epoch 2 seed 1003"))
         let show = try JSONValue.parse(try runCLI(["labels", "show", store, "fkd", "--format", "json"]).stdout)
         #expect(show["per_view"] == .bool(true))
         #expect(show["views_per_sample"] == ["samples": 3, "min": 1, "max": 3, "mean": .double(5.0 / 3), "views": 5])
         #expect(try runCLI(["labels", "show", store, "fkd"]).stdout.contains("views per sample: min 1, mean 1.67, max 3"))
         #expect(try runCLI(["labels", "list", store]).stdout.contains("(per view)"))
+        let audit = try JSONValue.parse(try runCLI(["audit", store, "1", "--format", "json"]).stdout)
+        #expect(audit["labels"]?["fkd"]?["views"]?.arrayValue?.map { $0["view"] } == [.int(0), .int(1), .int(2)])
+        #expect(audit["labels"]?["fkd"]?["top"] == nil)
+        #expect(try runCLI(["audit", store, "3"]).stdout.contains("): 1 view\n"))
     }
 
     @Test("query: label(S).views and label(S).any_view.top1; per-sample terms on a per-view set are refused")
@@ -92,6 +96,11 @@ struct ViewCLITests {
         #expect(try ids("label(fkd).any_view.top1 = 'dog'") == "1 3")      // views 1 and 4: class 1
         #expect(try ids("label(fkd).any_view.top1 = 'bird'") == "2")
         #expect(try ids("label(fkd).any_view.prob('cat') > 0.5 and not label(fkd).any_view.top1 = 'dog'") == "")
+        #expect(try ids("label(fkd).any_view.prob('bird') > 0.5") == "2")
+        #expect(try ids("label(fkd).any_view.confidence > 0.7") == "1 2 3")
+        #expect(try ids("label(fkd).any_view.confidence > 0.8") == "")
+        // A visible sample without a row has no views.
+        #expect(try ids("label(fkd).views = 0") == "4 5")
         #expect(try ids("not label(fkd).any_view.top1 = 'cat'") == "2 4 5")
         // Against another set's top-1: any view equal to it, any view different from it.
         try NumPyArray.write([Int32]([1, 2, 1, 0, 0]), shape: [5], to: dir.file("plain.npy"))
@@ -100,7 +109,8 @@ struct ViewCLITests {
         #expect(try ids("label(fkd).any_view.top1 != label(plain).top1") == "1 3")
         let refused = try runCLI(["query", store, "label(fkd).top1 = 'cat'"])
         #expect(refused.status == 2 && refused.stderr.contains("label(fkd).any_view.top1"))
-        #expect(try runCLI(["labels", "agree", store, "fkd", "fkd"]).status == 2)
+        let agree = try runCLI(["labels", "agree", store, "fkd", "plain"])
+        #expect(agree.status == 2 && agree.stderr.contains("per augmented view") && agree.stderr.contains("agreement"), "\(agree.stderr)")
     }
 
     @Test("bad views files and layouts: a clear error naming the file and line, and nothing written")

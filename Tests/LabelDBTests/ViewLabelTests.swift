@@ -67,6 +67,10 @@ struct ViewLabelTests {
             #expect(SIMD4(all.crops[0..<4]) == Self.view(10, 0).crop && all.seeds == [10_000, 10_001, 10_003, 30_007])
             #expect(all.extras == [nil, nil, #"{"scale":[0.08,1],"tag":"x"}"#, nil])
             #expect(all.topClasses[0] == 0 && all.topClasses[1] == 1 && all.hard == [-1, -1, -1, -1])
+            // Every parameter of every view, against what was imported.
+            let expected = [(10, 0), (10, 1), (10, 3), (30, 7)].map { Self.view($0.0, $0.1) }
+            #expect(all.flips == expected.map { $0.flip ? 1 : 0 } && all.epochs == expected.map { UInt16($0.epoch) })
+            #expect(all.crops == expected.flatMap { v in (0..<4).map { v.crop[$0] } })
             let dense = try tx.readViews([10], from: LabelSetReference(name: "fkd"), soft: .dense)
             #expect(dense.dense.count == 3 * Self.classes.count && dense.topClasses.isEmpty)
             let label = try tx.label(of: 10, in: LabelSetReference(name: "fkd"))!
@@ -199,8 +203,120 @@ struct ViewLabelTests {
             #expect(throws: LabelError.perViewSet(set: "v", operation: "the hard-label scan")) {
                 try tx.forEachHardLabelBlock(in: LabelSetReference(name: "v")) { _, _ in true }
             }
-            #expect(throws: LabelError.perViewSet(set: "v", operation: "this operation")) { try tx.agreement(of: [LabelSetReference(name: "v"), LabelSetReference(name: "plain")]) }
+            #expect(throws: LabelError.perViewSet(set: "v", operation: "agreement")) { try tx.agreement(of: [LabelSetReference(name: "v"), LabelSetReference(name: "plain")]) }
+            #expect(throws: LabelError.perViewSet(set: "v", operation: "a top-1 filter")) { try tx.samples(withTop1: 0, in: LabelSetReference(name: "v")) }
             #expect(throws: LabelError.viewLayout(set: "plain", perView: false)) { try tx.readViews([10], from: LabelSetReference(name: "plain")) }
         }
     }
+
+    @Test("R-55: adaptive and dense codecs per view; extras normalised, reserved members refused")
+    func codecsAndExtras() throws {
+        for codec in [SoftLabelCodec.adaptive(0.001), .denseF16, .topKU8(2)] {
+            let dir = TemporaryDirectory()
+            let store = try makeViewStore(dir)
+            defer { store.close() }
+            // Rows that need different K under the adaptive codec: one peaked, one flat.
+            let rows: [[Float]] = [[0.96, 0.01, 0.01, 0.01, 0.01], [0.3, 0.25, 0.2, 0.15, 0.1], [0.5, 0.5, 0, 0, 0]]
+            let views = [AugmentedView(view: 4, crop: [0, 0, 1, 1], extra: #"{ "z": 1, "a": [ 2 ] }"#),
+                         AugmentedView(view: 1, crop: [0.5, 0.5, 1, 1]), AugmentedView(view: 2, crop: [0, 0, 0.5, 0.5])]
+            try store.write(clearance: .all) { tx in
+                _ = try tx.importLabels(.soft(rows.flatMap { $0 }), ids: [10, 10, 10], into: "v", codec: codec, views: views, agent: "a")
+            }
+            try store.read(clearance: .all) { tx throws in
+                let label = try #require(try tx.label(of: 10, in: LabelSetReference(name: "v")))
+                #expect(label.views?.map(\.parameters.view) == [1, 2, 4])
+                #expect(label.views?[2].parameters.extra == #"{"a":[2],"z":1}"#)
+                for (view, original) in zip(label.views ?? [], [rows[1], rows[2], rows[0]]) {
+                    #expect(kl(original, view.soft!) < (codec == .denseF16 ? 1e-5 : 0.05), "\(codec)")
+                    #expect(view.top1?.classIndex == 0)
+                }
+                let batch = try tx.readViews([10], from: LabelSetReference(name: "v"), soft: .dense)
+                #expect(batch.dense == (label.views ?? []).flatMap { $0.soft! })
+                #expect(try tx.verify().isClean)
+            }
+        }
+        let dir = TemporaryDirectory()
+        let store = try makeViewStore(dir)
+        defer { store.close() }
+        for member in ["hard", "top", "view", "seed"] {
+            #expect(throws: LabelError.self) {
+                try store.write(clearance: .all) { tx in
+                    _ = try tx.importLabels(.hard([0]), ids: [10], into: "v", views: [AugmentedView(view: 0, crop: [0, 0, 1, 1], extra: "{\"\(member)\": 1}")], agent: "a")
+                }
+            }
+        }
+    }
+
+    @Test("R-55: damaged per-view rows are reported by verify and refused by reads, never read as labels")
+    func damagedRows() throws {
+        /// A section: (flags, bytes after the flags), each a way R-55 can fail with a checksum that checks.
+        func record(_ crop: [Float], flip: UInt8 = 0, reserved: UInt8 = 0) -> [UInt8] {
+            var out: [UInt8] = []
+            for v in crop { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+            out += [flip, 0, 0, 0, 0, 0, 0, reserved]
+            return out
+        }
+        func u32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let box: [Float] = [0, 0, 1, 1]
+        let cases: [(String, UInt8, [UInt8])] = [
+            ("count 0", 9, u32(0)),
+            ("count past the row", 9, u32(1000) + u32(0) + record(box) + u32(0)),
+            ("views descending", 9, u32(2) + u32(5) + u32(3) + record(box) + record(box) + u32(0) + u32(1)),
+            ("reserved byte set", 9, u32(1) + u32(0) + record(box, reserved: 1) + u32(0)),
+            ("flip 2", 9, u32(1) + u32(0) + record(box, flip: 2) + u32(0)),
+            ("inverted crop", 9, u32(1) + u32(0) + record([0.5, 0, 0.25, 1]) + u32(0)),
+            ("hard label out of range", 9, u32(1) + u32(0) + record(box) + u32(7)),
+            ("trailing bytes", 9, u32(1) + u32(0) + record(box) + u32(0) + [0]),
+            ("no label", 8, u32(1) + u32(0) + record(box)),
+            ("multi flag", 11, u32(1) + u32(0) + record(box) + u32(0)),
+            ("soft in a hard set", 13, u32(1) + u32(0) + record(box) + u32(0) + [0, 0]),
+        ]
+        for (name, flags, section) in cases {
+            let dir = TemporaryDirectory()
+            let store = try makeViewStore(dir)
+            defer { store.close() }
+            try store.write(clearance: .all) { tx in
+                _ = try tx.importLabels(.hard([1, 2]), ids: [10, 20], into: "v", views: [Self.view(10, 0), Self.view(20, 0)], agent: "a")
+                _ = try tx.importLabels(.hard([1]), ids: [10], into: "plain", agent: "a")
+                // Sample 10's row replaced by the damaged one, sealed with the right checksums.
+                let set = try tx.labelSet(named: "v")!
+                let slot = try tx.storedSlot(of: 10)!, other = try tx.storedSlot(of: 20)!
+                let key = LabelBlock.key(set: set.id, block: 0, version: 1)
+                let seed = SealedRecord.seed(key: key)
+                let good = try #require(try tx.withValue(.labelBlocks, key: key) { bytes in
+                    try bytes.map { value in try key.withUnsafeBytes { k in Array(try LabelBlockView(key: k, bytes: value).rowBytes(rank: 1)) } }
+                })
+                let bad = LabelBlock.encodeRow(hard: nil, multi: nil, soft: nil, views: (flags, section), seed: seed ^ 10)
+                try tx.put(.labelBlocks, key: key, bytes: LabelBlock.encode(key: key, rows: [(Int(slot), bad), (Int(other), good)].sorted { $0.0 < $1.0 }))
+            }
+            try store.read(clearance: .all) { tx throws in
+                let report = try tx.verify()
+                #expect(report.problems.contains { $0.key.contains("sample 10") }, "\(name): \(report.problems)")
+                #expect(throws: StoreError.self, "\(name)") { try tx.readViews([10], from: LabelSetReference(name: "v")) }
+                #expect(throws: StoreError.self, "\(name)") { try tx.label(of: 10, in: LabelSetReference(name: "v")) }
+                #expect(try tx.readViews([20], from: LabelSetReference(name: "v")).views == [0], "\(name): the undamaged row still reads")
+            }
+        }
+    }
+
+    @Test("a per-view row in a per-sample set is damage for every reader, the hard-label scan too")
+    func layoutMismatch() throws {
+        let dir = TemporaryDirectory()
+        let store = try makeViewStore(dir)
+        defer { store.close() }
+        try store.write(clearance: .all) { tx in
+            _ = try tx.importLabels(.hard([1]), ids: [10], into: "plain", agent: "a")
+            let set = try tx.labelSet(named: "plain")!
+            let key = LabelBlock.key(set: set.id, block: 0, version: 1)
+            let section = ViewRowEncoding.encode(views: [Self.view(10, 0)], hard: [1], soft: nil)
+            let row = LabelBlock.encodeRow(hard: nil, multi: nil, soft: nil, views: section, seed: SealedRecord.seed(key: key) ^ 10)
+            try tx.put(.labelBlocks, key: key, bytes: LabelBlock.encode(key: key, rows: [(Int(try tx.storedSlot(of: 10)!), row)]))
+        }
+        try store.read(clearance: .all) { tx throws in
+            #expect(try !tx.verify().isClean)
+            #expect(throws: StoreError.self) { try tx.label(of: 10, in: LabelSetReference(name: "plain")) }
+            #expect(throws: StoreError.self) { try tx.forEachHardLabelBlock(in: LabelSetReference(name: "plain")) { _, _ in true } }
+        }
+    }
 }
+

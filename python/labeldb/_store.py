@@ -653,100 +653,83 @@ class WriteTransaction(Transaction):
         views-file objects ({"view": n, "crop": [x0, y0, x1, y1], "flip": b, "epoch": e, "seed": s,
         other members kept as extras}) or columns {"view", "crop", "flip", "epoch", "seed",
         "extra"}. Each sample's views replace its view list for this version (soft, hard or
-        compact labels; not multi)."""
+        compact labels; not multi, not logits)."""
         if ids is None:
             raise BadInput("import_labels: ids are required")
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
         name_bytes = _c(name, "the label set name")
         self._widths.clear()
         self._readers.clear()  # K of a compact read may change with this import's codec
+        if views is not None and (multi is not None or logits):
+            raise BadInput("import_labels: per-view labels are soft, hard or compact (topk_*); not multi-labels or logits")
+        rows = _LabelArrays(len(ids), len(self._store.classes), soft, hard, multi, topk_classes, topk_probs, leftover)
+        if (logits or temperature is not None) and rows.soft is None:
+            raise BadInput("import_labels: logits and temperature go with soft")
+        options = _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
+                           normalize=normalize, logits=logits if views is None and rows.k == 0 else None,
+                           temperature=temperature if views is None and rows.k == 0 else None)
+        out = c_void_p()
         if views is not None:
-            return self._import_view_labels(name_bytes, ids, views, soft, hard, multi, topk_classes, topk_probs, leftover,
-                                            _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity),
-                                                     privilege=_tags(privilege), normalize=normalize))
+            params, keep = _view_params(views, len(ids))
+            check(lib.ldb_import_view_labels(
+                self._live(), name_bytes, _ptr(ids, c_uint64), len(ids), ctypes.byref(params), _ptr(rows.soft, c_float),
+                _ptr(rows.hard, c_int64), rows.k, _ptr(rows.classes, c_int32), _ptr(rows.probs, c_float), _ptr(rows.rest, c_float),
+                options, ctypes.byref(out)))
+            del keep
+        elif rows.k:
+            check(lib.ldb_import_topk_labels(
+                self._live(), name_bytes, _ptr(ids, c_uint64), len(ids), rows.k, _ptr(rows.classes, c_int32), _ptr(rows.probs, c_float),
+                _ptr(rows.rest, c_float), options, ctypes.byref(out)))
+        else:
+            check(lib.ldb_import_labels(
+                self._live(), name_bytes, _ptr(ids, c_uint64), len(ids), _ptr(rows.soft, c_float), _ptr(rows.hard, c_int64),
+                _ptr(rows.multi_offsets, c_uint64), _ptr(rows.multi_classes, c_int64), options, ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+
+class _LabelArrays:
+    """One import's labels as the C API takes them, every shape checked against the n ids and C
+    classes first (the engine reads exactly the lengths it is promised): exactly one of soft
+    [n, C], hard [n], multi (n lists), or compact rows (topk_classes and topk_probs [n, K],
+    leftover [n] or None; k = K, else 0)."""
+
+    def __init__(self, n: int, c: int, soft, hard, multi, topk_classes, topk_probs, leftover):
+        self.soft = self.hard = self.multi_offsets = self.multi_classes = self.classes = self.probs = self.rest = None
+        self.k = 0
         if topk_classes is not None or topk_probs is not None:
             if topk_classes is None or topk_probs is None or any(x is not None for x in (soft, hard, multi)):
                 raise BadInput("import_labels: topk_classes and topk_probs go together, without soft, hard or multi")
             wide = _as_array(topk_classes, np.int64, "topk_classes", ndim=2)
-            if wide.size and (wide.min() < 0 or wide.max() >= len(self._store.classes)):
-                raise BadInput(f"topk_classes: classes must be 0 … {len(self._store.classes) - 1}")
-            cls = wide.astype(np.int32)
-            probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
-            if cls.shape != probs.shape or cls.shape[0] != len(ids):
-                raise BadInput(f"topk_classes {cls.shape} and topk_probs {probs.shape} must both be ({len(ids)}, K)")
-            rest = None if leftover is None else _as_array(leftover, np.float32, "leftover", ndim=1)
-            if rest is not None and len(rest) != len(ids):
-                raise BadInput(f"leftover: {len(rest)} values for {len(ids)} ids")
-            out = c_void_p()
-            check(lib.ldb_import_topk_labels(
-                self._live(), name_bytes, _ptr(ids, c_uint64), len(ids), cls.shape[1], _ptr(cls, c_int32), _ptr(probs, c_float),
-                _ptr(rest, c_float), _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity),
-                                              privilege=_tags(privilege), normalize=normalize), ctypes.byref(out)))
-            return json.loads(take_string(out))
-        n, c = len(ids), len(self._store.classes)
+            if wide.size and (wide.min() < 0 or wide.max() >= c):
+                raise BadInput(f"topk_classes: classes must be 0 … {c - 1}")
+            self.classes = wide.astype(np.int32)
+            self.probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
+            if self.classes.shape != self.probs.shape or self.classes.shape[0] != n or self.classes.shape[1] < 1:
+                raise BadInput(f"topk_classes {self.classes.shape} and topk_probs {self.probs.shape} must both be ({n}, K)")
+            self.k = self.classes.shape[1]
+            self.rest = None if leftover is None else _as_array(leftover, np.float32, "leftover", ndim=1)
+            if self.rest is not None and len(self.rest) != n:
+                raise BadInput(f"leftover: {len(self.rest)} values for {n} ids")
+            return
+        if leftover is not None:
+            raise BadInput("import_labels: leftover goes with topk_classes and topk_probs")
         if sum(x is not None for x in (soft, hard, multi)) != 1:
-            raise BadInput("import_labels: give exactly one of soft, hard or multi")
-        soft_a = hard_a = off = classes = None
+            raise BadInput("import_labels: give exactly one of soft, hard, multi, or topk_classes with topk_probs")
         if soft is not None:
-            soft_a = _as_array(soft, np.float32, "soft", ndim=2)
-            if soft_a.shape != (n, c):
-                raise BadInput(f"soft: expected shape ({n}, {c}), found {soft_a.shape}")
+            self.soft = _as_array(soft, np.float32, "soft", ndim=2)
+            if self.soft.shape != (n, c):
+                raise BadInput(f"soft: expected shape ({n}, {c}), found {self.soft.shape}")
         elif hard is not None:
-            hard_a = _as_array(hard, np.int64, "hard", ndim=1)
-            if len(hard_a) != n:
-                raise BadInput(f"hard: {len(hard_a)} labels for {n} ids")
+            self.hard = _as_array(hard, np.int64, "hard", ndim=1)
+            if len(self.hard) != n:
+                raise BadInput(f"hard: {len(self.hard)} labels for {n} ids")
         else:
             if len(multi) != n:
                 raise BadInput(f"multi: {len(multi)} rows for {n} ids")
             lists = [_as_array(list(row), np.int64, "multi", ndim=1) for row in multi]
-            off = np.zeros(n + 1, np.uint64)
-            off[1:] = np.cumsum([len(x) for x in lists])
-            classes = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-            classes = np.ascontiguousarray(classes, np.int64)
-        out = c_void_p()
-        self._widths.clear()
-        check(lib.ldb_import_labels(
-            self._live(), name_bytes, _ptr(ids, c_uint64), n, _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
-            _ptr(off, c_uint64), _ptr(classes, c_int64),
-            _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
-                     normalize=normalize, logits=logits, temperature=temperature),
-            ctypes.byref(out)))
-        return json.loads(take_string(out))
-
-
-    def _import_view_labels(self, name_bytes, ids, views, soft, hard, multi, topk_classes, topk_probs, leftover, options) -> dict:
-        n, c = len(ids), len(self._store.classes)
-        if multi is not None:
-            raise BadInput("import_labels: per-view labels are soft, hard or compact, not multi-labels")
-        params, keep = _view_params(views, n)
-        soft_a = hard_a = cls = probs = rest = None
-        k = 0
-        if sum(x is not None for x in (soft, hard, topk_classes)) != 1 or (topk_classes is None) != (topk_probs is None):
-            raise BadInput("import_labels: give exactly one of soft, hard, or topk_classes with topk_probs")
-        if soft is not None:
-            soft_a = _as_array(soft, np.float32, "soft", ndim=2)
-            if soft_a.shape != (n, c):
-                raise BadInput(f"soft: expected shape ({n}, {c}), found {soft_a.shape}")
-        elif hard is not None:
-            hard_a = _as_array(hard, np.int64, "hard", ndim=1)
-            if len(hard_a) != n:
-                raise BadInput(f"hard: {len(hard_a)} labels for {n} ids")
-        else:
-            wide = _as_array(topk_classes, np.int64, "topk_classes", ndim=2)
-            if wide.size and (wide.min() < 0 or wide.max() >= c):
-                raise BadInput(f"topk_classes: classes must be 0 … {c - 1}")
-            cls = wide.astype(np.int32)
-            probs = _as_array(topk_probs, np.float32, "topk_probs", ndim=2)
-            if cls.shape != probs.shape or cls.shape[0] != n or cls.shape[1] < 1:
-                raise BadInput(f"topk_classes {cls.shape} and topk_probs {probs.shape} must both be ({n}, K)")
-            k = cls.shape[1]
-            rest = None if leftover is None else _as_array(leftover, np.float32, "leftover", ndim=1)
-        out = c_void_p()
-        check(lib.ldb_import_view_labels(
-            self._live(), name_bytes, _ptr(ids, c_uint64), n, ctypes.byref(params), _ptr(soft_a, c_float), _ptr(hard_a, c_int64),
-            k, _ptr(cls, c_int32), _ptr(probs, c_float), _ptr(rest, c_float), options, ctypes.byref(out)))
-        del keep
-        return json.loads(take_string(out))
+            self.multi_offsets = np.zeros(n + 1, np.uint64)
+            self.multi_offsets[1:] = np.cumsum([len(x) for x in lists])
+            self.multi_classes = np.ascontiguousarray(np.concatenate(lists) if lists else np.zeros(0, np.int64), np.int64)
 
 
 def _bytes(value, name: str) -> bytes:

@@ -102,7 +102,8 @@ class Dataset(_Dataset):
     regen (projector names), soft ("dense" or "compact"), topk, clearance, transform (applied to
     each row dict), views (a per-view label set: each row gets the view the current epoch
     replays — index epoch mod n of the sample's n views — with its crop, flip, seed and label;
-    call set_epoch(e) before each epoch).
+    call set_epoch(e) before each epoch; with persistent_workers the workers keep the epoch they
+    were started with, so create the DataLoader per epoch).
     """
 
     def __init__(self, path: str, labels: Sequence[str] = (), regen: Sequence[str] = (), clearance: str = "public",

@@ -1252,7 +1252,7 @@ def test_C11_labels_export_kind_precedence(tmp_path):
     assert top[0]["class"] == 0 and abs(top[0]["p"] - 0.7) < 1e-6
 
 
-def test_R55_R56_R57_per_view_rows(tmp_path):
+def test_R55_R56_per_view_rows(tmp_path):
     """storage.md §10.7: a per-view set (`views: true` in its record) keeps each sample's views in
     one row with flag 8: view numbers ascending, 24-byte view records, per-view hard labels and
     top-K encodings, extras as JSON; the version record counts `rows` (samples) and `views`; the

@@ -133,3 +133,29 @@ def test_clearance_hides_views_from_a_secret_source(tmp_path):
             cleared = tx.views([1], "v")
     assert list(public.view) == [0, 1] and list(public.versions) == [1]
     assert list(cleared.view) == [7] and list(cleared.versions) == [2]
+
+
+def test_compact_views_with_leftover_zero_view_reads_and_refused_arguments(tmp_path):
+    store = make_store(tmp_path)
+    views = {"view": [0, 1], "crop": [[0, 0, 1, 1]] * 2}
+    with labeldb.open(store, write=True) as db:
+        with db.write() as tx:
+            tx.import_labels("v", topk_classes=[[0, 1], [2, 3]], topk_probs=[[0.5, 0.25], [0.5, 0.125]], leftover=[0.25, 0.375],
+                             ids=[1, 1], views=views)
+        with db.read() as tx:
+            got = tx.views([1], "v")
+            assert list(got.leftover) == pytest.approx([0.25, 0.375], abs=1e-3)
+            # A batch that reads no view still has every column the form asks for.
+            none = tx.views([2, 3], "v", soft="dense")
+            assert none.dense is not None and none.dense.shape == (0, 5) and list(none.offsets) == [0, 0, 0]
+            assert tx.views([2], "v").top_classes.shape == (0, 2)
+        refusals = [
+            (dict(topk_classes=[[0, 1]] * 2, topk_probs=[[0.5, 0.25]] * 2, leftover=[0.25], ids=[2, 2], views=views), "leftover: 1 values for 2 ids"),
+            (dict(soft=np.full((2, 5), 0.2), logits=True, ids=[2, 2], views=views), "not multi-labels or logits"),
+            (dict(hard=[0], ids=[2], views=[{"view": 0, "crop": [0, 0, 1, 1], "hard": 3}]), "extra member 'hard' is reserved"),
+        ]
+        for kwargs, fragment in refusals:
+            with pytest.raises(labeldb.BadInput) as caught:
+                with db.write() as tx:
+                    tx.import_labels("v", **kwargs)
+            assert fragment in str(caught.value), str(caught.value)

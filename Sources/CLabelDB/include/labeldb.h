@@ -243,7 +243,9 @@ typedef struct ldb_views {
 /** Reads the views of `count` ids in per-view label set `set` ("NAME" or "NAME@V") with their
  *  labels, in one call: every view, or with options {"epoch": E} the one view epoch E replays
  *  (index E mod n of a sample's n views). Options {"soft": "compact" (default) | "dense" |
- *  "none", "k": K}. *out: free with ldb_views_free. LDB_BAD_INPUT for a per-sample set. */
+ *  "none", "k": K}. *out: free with ldb_views_free; NULL when the call fails. The columns the
+ *  form asks for are valid pointers even when no view was read. LDB_BAD_INPUT for a per-sample
+ *  set. */
 int ldb_read_views(ldb_txn *txn, const char *set, const uint64_t *ids, size_t count, const char *options_json, ldb_views **out);
 
 /** Frees what ldb_read_views returned. NULL is ignored. */

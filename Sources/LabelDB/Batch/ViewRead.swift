@@ -62,8 +62,8 @@ extension Transaction {
                 batch.versions.append(Int32(found?.version ?? 0))
                 guard let found else { return }
                 do {
-                    guard let section = found.row.views else { throw RecordDecodingError(detail: "a per-sample row in a per-view set") }
-                    try batch.append(section, codec: set.codec, form: form, epoch: epoch)
+                    try found.row.checkLayout(perView: true)
+                    try batch.append(found.row.views!, codec: set.codec, form: form, epoch: epoch)
                 } catch {
                     throw contextualize(error, table: try labelRowsTable, key: "\(set.name)@\(found.version) sample \(id)")
                 }
@@ -77,6 +77,7 @@ extension ViewBatch {
     /// Appends a row's views (all, or the one epoch `epoch` replays), every field checked.
     mutating func append(_ section: ViewSection, codec: SoftLabelCodec?, form: SoftLabelForm, epoch: Int?) throws {
         let layout = try section.parse(codec: codec, classCount: classCount)
+        if let epoch, epoch < 0 { throw RecordDecodingError(detail: "epoch \(epoch) is negative") }
         let indices = epoch.map { $0 % layout.count..<($0 % layout.count + 1) } ?? 0..<layout.count
         for i in indices {
             let parameters = try section.parameters(layout, i)
@@ -86,9 +87,7 @@ extension ViewBatch {
             epochs.append(UInt16(parameters.epoch))
             seeds.append(UInt32(parameters.seed))
             extras.append(parameters.extra)
-            let hardLabel = section.hard(layout, i)
-            if let hardLabel, Int(hardLabel) >= classCount { throw RecordDecodingError(detail: "view \(parameters.view): hard label \(hardLabel) ≥ \(classCount) classes") }
-            hard.append(hardLabel.map { Int32($0) } ?? -1)
+            hard.append(try section.hard(layout, i, classCount: classCount).map { Int32($0) } ?? -1)
             try appendSoft(section.soft(layout, i), codec: codec, form: form)
         }
     }

@@ -110,7 +110,7 @@ extension Transaction {
     }
 
     /// `NAME@VERSION` of a source: the label set version, or the projector version, it resolves to.
-    func sourceName(_ reference: LabelSetReference) throws -> String { try labelSource(reference).name }
+    func sourceName(_ reference: LabelSetReference) throws -> String { try labelSource(reference, for: "agreement").name }
 
     static func pairAgreement(_ a: String, _ b: String, count: Int, js: Double, confusion: [Int], classes c: Int) -> PairAgreement {
         let n = Double(count)

@@ -71,6 +71,7 @@ extension Transaction {
     /// postings (no scan of the rows).
     public func samples(withTop1 classIndex: Int, in reference: LabelSetReference) throws -> [UInt64] {
         let (set, version) = try resolve(reference)
+        try requirePerSample(set, for: "a top-1 filter")
         guard classIndex >= 0, classIndex < store.schema.classes.count else { return [] }
         guard try packedLabels else {
             var out: [UInt64] = []

@@ -77,7 +77,7 @@ extension WriteTransaction {
         let c = store.schema.classes.count
         let w = try Self.checkConsensusOptions(method, weights: weights, sources: references.count, reference: reference,
                                                tolerance: tolerance, maxIterations: maxIterations, classes: c)
-        let sources = try references.map { try labelSource($0) }
+        let sources = try references.map { try labelSource($0, for: "a consensus") }
         let rows = try consensusRows(references, sources: sources, method: method, weights: w, reference: reference)
         var iterations: Int? = nil, accuracy: [Double]? = nil
         // Per sample, each source's weight: the caller's, times its reference accuracy.
@@ -99,7 +99,7 @@ extension WriteTransaction {
         var used = sources.map(\.entity)
         if let learned = rows.reference, let reference {
             parameters["reference"] = learned.reference
-            let entity = try labelSource(reference.labels).entity
+            let entity = try labelSource(reference.labels, for: "a consensus").entity
             if !used.contains(entity) { used.append(entity) }
         }
         describe(ProvenanceRecord(

@@ -23,6 +23,7 @@ extension Transaction {
         guard try packedLabels else {
             // Stores before format 6 keep a row per entry: collected into columns by id.
             try forEachVisibleRow(set: set, version: version) { id, rowVersion, row, _ in
+                do { try row.checkLayout(perView: false) } catch { throw contextualize(error, table: try labelRowsTable, key: "\(set.name)@\(rowVersion) sample \(id)") }
                 guard let hard = row.hard else { return true }
                 try columns.append(id: id, class: hard, classCount: store.schema.classes.count, naming: "\(set.name)@\(rowVersion) sample \(id)")
                 if columns.count < Int(LabelBlock.slots) { return true }
@@ -119,8 +120,10 @@ struct HardLabelBlockScan {
             walked += view.count
             if try collectHardOnlyRows(view, block: block, in: tx, into: &columns) { return }
             try view.forEachSlot { offset, rank in
-                guard let hard = try LabelBlock.decodeRow(view.rowBytes(rank: rank), seed: nil).hard else { return }
                 let slot = block * LabelBlock.slots + UInt64(offset)
+                let row = try LabelBlock.decodeRow(view.rowBytes(rank: rank), seed: nil)
+                do { try row.checkLayout(perView: false) } catch { throw tx.contextualize(error, table: .labelBlocks, key: "\(set.name)@\(rowVersion) slot \(slot)") }
+                guard let hard = row.hard else { return }
                 let id = wantIDs || Int(hard) >= classCount ? try owners.sample(at: slot, in: tx, naming: .labelBlocks, set: set) : 0
                 try columns.append(id: id, class: hard, classCount: classCount, naming: "\(set.name)@\(rowVersion) sample \(id)")
             }
@@ -171,7 +174,10 @@ struct HardLabelBlockScan {
             for (i, entry) in views.enumerated().reversed() where ranks[i][offset] >= 0 {
                 guard try tx.labelTaint(sampleTaint: tainted[id] ?? 0, sample: id, set: set, rowVersion: entry.version) != nil else { continue }
                 let row: LabelRecord.Row
-                do { row = try entry.view.row(rank: Int(ranks[i][offset]), sample: id, rowsChecked: entry.checked) } catch {
+                do {
+                    row = try entry.view.row(rank: Int(ranks[i][offset]), sample: id, rowsChecked: entry.checked)
+                    try row.checkLayout(perView: false)
+                } catch {
                     throw tx.contextualize(error, table: .labelBlocks, key: "\(set.name)@\(entry.version) sample \(id)")
                 }
                 if let hard = row.hard {

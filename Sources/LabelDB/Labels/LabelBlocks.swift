@@ -53,7 +53,7 @@ enum LabelBlock {
     }
 
     /// The fields of a row once its checksum checks (`seed` nil: the caller checked the block's
-    /// rows checksum instead); `soft` borrows `bytes`.
+    /// rows checksum instead); `soft` and a per-view row's `views` borrow `bytes`.
     static func decodeRow(_ bytes: UnsafeRawBufferPointer, seed: UInt64?) throws -> LabelRecord.Row {
         guard bytes.count >= 5 else { throw RecordDecodingError(detail: "label row of \(bytes.count) bytes") }
         let body = UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 4)])

@@ -25,6 +25,8 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
     case viewLayout(set: String, perView: Bool)
     /// An operation that reads one label per sample was given a per-view set.
     case perViewSet(set: String, operation: String)
+    /// The rows an import would write for 4,096 consecutive slots exceed a label block's 4 GiB.
+    case blockTooLarge(set: String, block: UInt64, bytes: Int)
 
     public var description: String {
         switch self {
@@ -44,7 +46,9 @@ public enum LabelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .viewLayout(let set, true):
             "label set `\(set)` holds labels per augmented view: every import into it needs views (--views), one row per view"
         case .viewLayout(let set, false):
-            "label set `\(set)` holds one label per sample: views cannot be imported into it (import them into a new label set)"
+            "label set `\(set)` holds one label per sample, not labels per augmented view (views go in a per-view set of their own)"
+        case .blockTooLarge(let set, let block, let bytes):
+            "the rows of label set `\(set)` for slots \(block * 4096)…\(block * 4096 + 4095) would take \(bytes) bytes, more than a label block holds (4 GiB): import fewer views per sample, or into a set with a smaller codec"
         case .perViewSet(let set, let operation):
             "label set `\(set)` holds labels per augmented view; \(operation) reads one label per sample (read views with `get --labels`, `labels export --views-out` or the view read API)"
         }

@@ -102,7 +102,7 @@ extension Transaction {
         return LabelIssues(given: names[0], probs: names[1], examined: counter.examined,
                            thresholds: thresholds.map { $0 == ConfidentLearning.unreachable ? nil : $0 },
                            confidentJoint: (0..<c).map { Array(joint[($0 * c)..<($0 * c + c)]) }, issues: selector.ranked(),
-                           secrecy: secrecy, sources: try [given, probs].map { try labelSource($0).entity }, filter: filter, expression: expression)
+                           secrecy: secrecy, sources: try [given, probs].map { try labelSource($0, for: "label issues").entity }, filter: filter, expression: expression)
     }
 
     /// Streams the two labels of the samples both sources label, checked to be a hard label

@@ -184,6 +184,13 @@ enum LabelRecord {
         var multi: [UInt32]?
         var soft: UnsafeRawBufferPointer?
         var views: ViewSection?
+
+        /// Throws unless the row's layout is its set's: per-view rows in per-view sets only.
+        func checkLayout(perView: Bool) throws {
+            guard (views != nil) == perView else {
+                throw RecordDecodingError(detail: perView ? "a per-sample row in a per-view set" : "a per-view row in a per-sample set")
+            }
+        }
     }
 
     /// Key of a label row: set id u32 BE, sample id u64 BE, version u32 BE.

@@ -222,6 +222,14 @@ extension Transaction {
         }
     }
 
+    /// True when sample `id` (in `slot`) has a row of `set` at a version below `version`, whatever
+    /// the clearance: whether an import of `version` labels it for the first time.
+    func hasRow(of id: UInt64, slot: UInt64, set: LabelSet, before version: Int) throws -> Bool {
+        var found = false
+        try forEachRow(of: id, slot: slot, set: set, atOrBefore: version - 1) { _, _ in found = true; return false }
+        return found
+    }
+
     /// The slot of stored sample `id` whatever the clearance, or nil when it is not stored.
     func storedSlot(of id: UInt64) throws -> UInt64? {
         try withValue(.samples, key: id) { bytes in try bytes.map { try decodeSampleRecord(id: id, $0).slot } }
@@ -242,7 +250,8 @@ extension WriteTransaction {
 
     /// Writes the rows of version `version` of `set` (a new version: every block is new), one
     /// block per 4,096 slots, in key order; blocks beyond the table's last key are appended.
-    func putRows(_ rows: [NewRow], set: UInt32, version: UInt32) throws {
+    func putRows(_ rows: [NewRow], set labelSet: LabelSet, version: UInt32) throws {
+        let set = labelSet.id
         let sorted = rows.sorted { $0.slot < $1.slot }
         let lastKey = try lastRawKey(.labelBlocks)
         var start = 0
@@ -254,6 +263,11 @@ extension WriteTransaction {
             let seed = SealedRecord.seed(key: key)
             let encoded = sorted[start..<end].map { row in
                 (offset: Int(row.slot % LabelBlock.slots), bytes: LabelBlock.encodeRow(hard: row.hard, multi: row.multi, soft: row.soft, views: row.views, seed: seed ^ row.id))
+            }
+            // Offsets are u32: many views per sample of a wide codec could pass 4 GiB a block.
+            let bytes = encoded.reduce(0) { $0 + $1.bytes.count }
+            guard bytes <= Int(UInt32.max) - LabelBlock.prefixSize - 4 * (encoded.count + 1) else {
+                throw LabelError.blockTooLarge(set: labelSet.name, block: block, bytes: bytes)
             }
             try put(.labelBlocks, key: key, bytes: LabelBlock.encode(key: key, rows: encoded), append: lastKey.map { $0.lexicographicallyPrecedes(key) } ?? true)
             start = end
@@ -311,7 +325,7 @@ extension WriteTransaction {
                 return true
             }
             for (version, entries) in Dictionary(grouping: rows, by: \.version) {
-                try putRows(entries.map(\.row), set: set.id, version: version)
+                try putRows(entries.map(\.row), set: set, version: version)
             }
             for (version, entries) in postings { try addPostings(entries, set: set.id, version: version) }
         }

@@ -334,9 +334,7 @@ extension Transaction {
     func decodeLabel(_ row: LabelRecord.Row, version: Int, sample: UInt64, set: LabelSet) throws -> Label {
         do {
             let classCount = store.schema.classes.count
-            guard (row.views != nil) == set.perView else {
-                throw RecordDecodingError(detail: set.perView ? "a per-sample row in a per-view set" : "a per-view row in a per-sample set")
-            }
+            try row.checkLayout(perView: set.perView)
             if let views = row.views {
                 var label = Label(version: version)
                 label.views = try decodeViews(views, set: set)
@@ -392,6 +390,11 @@ extension WriteTransaction {
     /// (a hard import keeps the soft label) when the earlier row's source label flows to `source`;
     /// otherwise the new row holds only what this import brings. Creates the label set on first use.
     ///
+    /// With `views`, the set holds labels per augmented view (format-spec §10.7): row i labels
+    /// view `views[i]` of sample `ids[i]` (ids repeat once per view), and each sample's views
+    /// replace its whole view list for this version — nothing carries forward. A set's
+    /// first import decides whether it is per-view.
+    ///
     /// For example:
     ///
     /// ```swift
@@ -406,7 +409,9 @@ extension WriteTransaction {
     ///   - privileges: the integrity tags the writer may vouch for; every integrity tag of
     ///     `source` must be among them.
     ///   - normalize: rescale soft rows that do not sum to 1 instead of rejecting them.
-    /// - Throws: ``LabelError`` for bad rows, unknown ids, codec mismatches;
+    ///   - views: the view of each row, for a per-view set (hard or soft labels, not multi).
+    /// - Throws: ``LabelError`` for bad rows or views, unknown ids, codec mismatches, an import
+    ///   with views into a per-sample set or without into a per-view one (``LabelError/viewLayout(set:perView:)``);
     ///   ``TaintError/missingPrivilege(tag:action:)``; nothing is written.
     @discardableResult
     public func importLabels(
@@ -421,22 +426,8 @@ extension WriteTransaction {
         var input = ImportInput(values: values, ids: ids, source: source)
         input.softRows = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
         if case .topK(let given) = values { input.topRows = try given.validated(rows: ids.count, classCount: classCount, normalize: normalize) }
-        if let views { try ViewImport.check(views, ids: ids, kind: values.kind) }
-        if views == nil {
-            // Ids: unique (a per-view import repeats an id once per view; checked above).
-            let order = SampleValidation.ascendingOrder(ids)
-            for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
-                throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
-            }
-        }
-        input.slots.reserveCapacity(ids.count)
-        var slotOf: [UInt64: UInt64] = [:]
-        for id in ids {
-            if let known = slotOf[id] { input.slots.append(known); continue }
-            guard let slot = try visibleSample(id)?.slot else { throw LabelError.unknownSample(id) }
-            slotOf[id] = slot
-            input.slots.append(slot)
-        }
+        let checkedViews = try views.map { try ViewImport($0, ids: ids, kind: values.kind) }
+        input.slots = try importSlots(ids, repeating: views != nil)
 
         let nameKey = Array(name.utf8)
         let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
@@ -454,12 +445,12 @@ extension WriteTransaction {
         let versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
         let set = LabelSet(name: name, id: record.id, codec: codec, versions: versions, perView: record.views == true)
         let version = UInt32(record.latest + 1)
-        let built = if let views {
-            try viewRows(input, views: views, set: set, version: version)
+        let built = if let checkedViews {
+            try viewRows(input, views: checkedViews, set: set, version: version)
         } else {
             try sampleRows(input, set: set, version: version)
         }
-        try putRows(built.rows, set: set.id, version: version)
+        try putRows(built.rows, set: set, version: version)
         // Older versions' postings stay: a reader of an older version still finds its rows.
         try addPostings(built.postings, set: set.id, version: version)
 
@@ -468,12 +459,38 @@ extension WriteTransaction {
             rows: built.rows.count, labelled: (versions.last?.labelled ?? 0) + built.newlyLabelled, softBytes: built.fidelity.bytes,
             views: views?.count, fidelity: values.kind == .soft ? built.fidelity.result() : nil, provenance: try provenanceID(),
             source: source == .public ? nil : source)
+        return try commitVersion(info, of: &record, name: nameKey, rows: built.rows.count)
+    }
+
+    /// The slot of each id, each stored and visible; ids once each, unless `repeating` (a per-view
+    /// import names an id once per view).
+    private func importSlots(_ ids: [UInt64], repeating: Bool) throws -> [UInt64] {
+        if !repeating {
+            let order = SampleValidation.ascendingOrder(ids)
+            for k in 1..<max(ids.count, 1) where ids[order[k]] == ids[order[k - 1]] {
+                throw LabelError.invalidLabel(row: order[k], reason: "id \(ids[order[k]]) appears more than once")
+            }
+        }
+        var slots: [UInt64] = [], slotOf: [UInt64: UInt64] = [:]
+        slots.reserveCapacity(ids.count)
+        for id in ids {
+            if let known = slotOf[id] { slots.append(known); continue }
+            guard let slot = try visibleSample(id)?.slot else { throw LabelError.unknownSample(id) }
+            slotOf[id] = slot
+            slots.append(slot)
+        }
+        return slots
+    }
+
+    /// Writes the version record `info` and the set's record with its new latest version, and
+    /// returns the version as this writer may see it.
+    private func commitVersion(_ info: LabelSetVersion, of record: inout LabelSetRecord, name nameKey: [UInt8], rows: Int) throws -> LabelSetVersion {
         // Registers the source's tags, so clearances may name them.
-        _ = try intern(source)
-        noteChange("label_rows_written", built.rows.count)
-        let versionKey = LabelRecord.versionKey(set: set.id, version: version)
+        _ = try intern(info.sourceLabel)
+        noteChange("label_rows_written", rows)
+        let versionKey = LabelRecord.versionKey(set: record.id, version: UInt32(info.version))
         try put(.labelVersions, key: versionKey, bytes: LabelRecord.encodeJSON(info, key: versionKey))
-        record.latest = Int(version)
+        record.latest = info.version
         try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
         // `labelled` counts every row of the set, hidden ones too: a writer who cannot see them
         // must not learn it (importing one label and watching the count would reveal whether a

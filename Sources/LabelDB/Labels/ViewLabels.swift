@@ -124,6 +124,7 @@ extension AugmentedView {
 public struct ViewInputError: Error, Equatable, Sendable, CustomStringConvertible {
     /// What is wrong with the line.
     public let reason: String
+    /// The reason.
     public var description: String { reason }
 }
 
@@ -144,9 +145,11 @@ public struct ViewLabel: Equatable, Sendable {
     }
 
     /// The most probable class and its probability (ties: the smaller class), as ``Label/top1``.
-    public var top1: (classIndex: Int, confidence: Float)? {
-        Label(version: 0, hard: hard, soft: soft).top1
-    }
+    public var top1: (classIndex: Int, confidence: Float)? { label.top1 }
+
+    /// The view's label as a per-sample ``Label`` (version 0), for what reads one label at a time:
+    /// top-1, distributions, query terms.
+    public var label: Label { Label(version: 0, hard: hard, soft: soft) }
 }
 
 /// The view section of a per-view label row, borrowed from the block (format-spec §10.7): view
@@ -175,6 +178,7 @@ struct ViewSection {
     /// The structure, checked: counts, ascending view numbers, and lengths that end exactly at
     /// the row's checksum. Classes and codec values are checked when a view is decoded.
     func parse(codec: SoftLabelCodec?, classCount: Int) throws -> Layout {
+        guard flags & (LabelRecord.hasHard | LabelRecord.hasSoft) != 0 else { throw RecordDecodingError(detail: "a per-view row with neither hard nor soft labels") }
         var reader = ByteReader(bytes)
         let count = Int(try reader.u32("view count"))
         let minimum = 4 + AugmentedView.recordSize
@@ -219,17 +223,12 @@ struct ViewSection {
         return layout
     }
 
-    /// The views, each with its label, every field checked and soft labels decoded;
-    /// `only`: just the view at that index (taken mod the view count).
-    func decode(codec: SoftLabelCodec?, classCount: Int, only index: Int? = nil) throws -> [ViewLabel] {
+    /// The views, each with its label, every field checked and soft labels decoded.
+    func decode(codec: SoftLabelCodec?, classCount: Int) throws -> [ViewLabel] {
         let layout = try parse(codec: codec, classCount: classCount)
-        let indices = index.map { [$0 % layout.count] } ?? Array(0..<layout.count)
-        return try indices.map { i in
+        return try (0..<layout.count).map { i in
             var view = ViewLabel(parameters: try parameters(layout, i))
-            if let hard = hard(layout, i) {
-                guard Int(hard) < classCount else { throw RecordDecodingError(detail: "view \(view.parameters.view): hard label \(hard) ≥ \(classCount) classes") }
-                view.hard = Int(hard)
-            }
+            view.hard = try hard(layout, i, classCount: classCount).map(Int.init)
             if let soft = soft(layout, i) {
                 var out = [Float](repeating: 0, count: classCount)
                 try out.withUnsafeMutableBufferPointer { try codec!.decode(soft, into: $0) }
@@ -258,9 +257,13 @@ struct ViewSection {
         return view
     }
 
-    /// The hard label of the view at `index`, if the row carries hard labels (unchecked).
-    func hard(_ layout: Layout, _ index: Int) -> UInt32? {
-        layout.hard.map { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 + 4 * index, as: UInt32.self)) }
+    /// The hard label of the view at `index`, if the row carries hard labels; damage when it is
+    /// not below the class count.
+    func hard(_ layout: Layout, _ index: Int, classCount: Int) throws -> UInt32? {
+        guard let start = layout.hard else { return nil }
+        let hard = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: start + 4 * index, as: UInt32.self))
+        guard Int(hard) < classCount else { throw RecordDecodingError(detail: "view \(viewNumber(layout, index)): hard label \(hard) ≥ \(classCount) classes") }
+        return hard
     }
 
     /// The soft encoding of the view at `index`, if the row carries soft labels.

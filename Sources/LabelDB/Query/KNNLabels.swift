@@ -130,7 +130,7 @@ extension Transaction {
     /// entry's label already carries the source of the import that wrote its row, which is the
     /// only source its output can depend on.)
     private func knnSetup(_ reference: LabelSetReference) throws -> (QueryLabelSource, (group: [UInt64: Int], labels: [TaintLabel])) {
-        let source = try labelSource(reference)
+        let source = try labelSource(reference, for: "kNN labels")
         switch source {
         case .stored(let set, let version): return (source, try labelledEntries(set: set, version: version))
         case .projector(let loaded): return (source, try regeneratedEntries(loaded))

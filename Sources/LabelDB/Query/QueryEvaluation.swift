@@ -231,10 +231,10 @@ extension Transaction {
     /// A label set of that name, else a projector of that name; else the label set is unknown.
     /// A per-view set is refused unless `perView` (the callers that read one label per sample —
     /// agreement, consensus, label issues, kNN labels, per-sample query terms — cannot use it).
-    func labelSource(_ reference: LabelSetReference, perView: Bool = false) throws -> QueryLabelSource {
+    func labelSource(_ reference: LabelSetReference, for operation: String = "a query", perView: Bool = false) throws -> QueryLabelSource {
         if try labelSet(named: reference.name) != nil {
             let (set, version) = try resolve(reference)
-            if !perView { try requirePerSample(set, for: "this operation") }
+            if !perView { try requirePerSample(set, for: operation) }
             return .stored(set, version)
         }
         if try projector(named: reference.name) != nil { return .projector(try load(reference)) }
@@ -250,6 +250,8 @@ struct QueryContext {
     let tx: Transaction
     let filter: QueryExpression?
     var sources: [String: QueryLabelSource] = [:]
+    /// Per-view sets named by `views` and `any_view` terms.
+    var viewSources: [String: QueryLabelSource] = [:]
     let classes: [String]
     /// A top-level `label(S).top1 = C` the class index can answer.
     var pinnedTop1: (set: LabelSet, version: Int, classIndex: Int)?
@@ -296,9 +298,9 @@ struct QueryContext {
             case .top1(let r): _ = try resolveSource(r); if case .labelTop1(let b) = value { _ = try resolveSource(b) }
             case .confidence(let r), .labelVersion(let r), .agent(let r): _ = try resolveSource(r)
             case .viewCount(let r): try resolveViewSource(r)
-            case .anyView(let inner):
-                try resolveViewSource(inner.labelReference!)
-                if case .probability(_, let c) = inner { try checkClass(c) }
+            case .anyView(let r, let property):
+                try resolveViewSource(r)
+                if case .probability(let c) = property { try checkClass(c) }
                 if case .labelTop1(let b) = value { _ = try resolveSource(b) }
             case .probability(let r, let c): _ = try resolveSource(r); try checkClass(c)
             case .id, .meta: break
@@ -322,17 +324,15 @@ struct QueryContext {
         return source
     }
 
-    /// The key a per-view set's source is kept under (apart from per-sample resolutions).
-    static func viewKey(_ reference: LabelSetReference) -> String { "views:" + reference.description }
-
-    /// Resolves a per-view set for `views` and `any_view` terms, once per context.
+    /// Resolves a per-view set for `views` and `any_view` terms, once per context (kept apart from
+    /// per-sample resolutions, which refuse per-view sets).
     private mutating func resolveViewSource(_ reference: LabelSetReference) throws {
-        guard sources[Self.viewKey(reference)] == nil else { return }
+        guard viewSources[reference.description] == nil else { return }
         let source = try tx.labelSource(reference, perView: true)
         guard case .stored(let set, _) = source, set.perView else {
             throw QueryError.unsupported("label(\(reference)).views and .any_view apply to per-view label sets; `\(reference.name)` holds one label per sample")
         }
-        sources[Self.viewKey(reference)] = source
+        viewSources[reference.description] = source
     }
 
     /// Regenerates, in one batch per projector, the labels of `ids` every projector source needs.
@@ -351,8 +351,8 @@ struct QueryContext {
     func dropPrefetched() { prefetched.labels.removeAll(keepingCapacity: true) }
 
     /// The label of sample `id` from the source `reference` names (resolved when the context was made).
-    func label(of id: UInt64, _ reference: LabelSetReference, key: String? = nil) throws -> Label? {
-        switch sources[key ?? reference.description]! {
+    func label(of id: UInt64, _ reference: LabelSetReference, perView: Bool = false) throws -> Label? {
+        switch (perView ? viewSources : sources)[reference.description]! {
         case .stored(let set, let version):
             return try tx.label(of: id, set: set, version: version)
         case .projector(let loaded):
@@ -409,11 +409,11 @@ struct QueryContext {
             labels[reference.description] = value
             return value
         }
+        var viewLabels: [String: Label?] = [:]
         func viewLabel(_ reference: LabelSetReference) throws -> Label? {
-            let key = Self.viewKey(reference)
-            if let cached = labels[key] { return cached }
-            let value = try self.label(of: id, reference, key: key)
-            labels[key] = value
+            if let cached = viewLabels[reference.description] { return cached }
+            let value = try self.label(of: id, reference, perView: true)
+            viewLabels[reference.description] = value
             return value
         }
         // A class argument for this sample: a literal class, or another label set's top-1 (nil
@@ -424,9 +424,9 @@ struct QueryContext {
         }
         // A comparison of one label's top-1, confidence or class probability (a sample's label,
         // or one view's).
-        func compare(_ operand: QueryOperand, _ l: Label?, _ op: QueryComparison, _ value: QueryValue) throws -> Bool {
+        func compare(_ property: ViewProperty, _ l: Label?, _ op: QueryComparison, _ value: QueryValue) throws -> Bool {
             guard let l else { return false }
-            switch operand {
+            switch property {
             case .top1:
                 // The row's top-1 class as the class postings define it (storage.md §10.5: the
                 // soft label's argmax, else the hard label), so a scan and the index agree on a
@@ -436,10 +436,9 @@ struct QueryContext {
             case .confidence:
                 guard let top = l.top1, let b = value.number else { return false }
                 return op.holds(Double(top.confidence), b)
-            case .probability(_, let c):
+            case .probability(let c):
                 guard let b = value.number, let c = try sampleClass(c) else { return false }
                 return op.holds(Double(l.distribution(classCount: classes.count)[c]), b)
-            default: return false
             }
         }
         func evaluate(_ e: QueryExpression) throws -> Bool {
@@ -467,16 +466,15 @@ struct QueryContext {
                 case .meta(let field):
                     if metadata == nil { metadata = try tx.withSample(id) { try $0.metadata() } ?? [:] }
                     return op.holds(metadata?[field], value)
-                case .top1(let reference), .confidence(let reference), .probability(let reference, _):
-                    return try compare(operand, try label(reference), op, value)
+                case .top1(let reference): return try compare(.top1, try label(reference), op, value)
+                case .confidence(let reference): return try compare(.confidence, try label(reference), op, value)
+                case .probability(let reference, let c): return try compare(.probability(c), try label(reference), op, value)
                 case .viewCount(let reference):
-                    guard let l = try viewLabel(reference), let b = value.number else { return false }
-                    return op.holds(Double(l.views?.count ?? 0), b)
-                case .anyView(let inner):
-                    guard let l = try viewLabel(inner.labelReference!) else { return false }
-                    return try (l.views ?? []).contains { view in
-                        try compare(inner, Label(version: l.version, hard: view.hard, soft: view.soft), op, value)
-                    }
+                    // A visible sample without a row has no views: 0, so `views = 0` finds it.
+                    guard let b = value.number else { return false }
+                    return op.holds(Double(try viewLabel(reference)?.views?.count ?? 0), b)
+                case .anyView(let reference, let property):
+                    return try (try viewLabel(reference)?.views ?? []).contains { try compare(property, $0.label, op, value) }
                 case .labelVersion(let reference):
                     guard let l = try label(reference), case .integer(let v) = value else { return false }
                     return op.holds(UInt64(l.version), v)

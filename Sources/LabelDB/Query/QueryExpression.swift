@@ -71,7 +71,7 @@ public indirect enum QueryExpression: Equatable, Sendable, CustomStringConvertib
 }
 
 /// What a comparison looks at.
-public indirect enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
+public enum QueryOperand: Equatable, Sendable, CustomStringConvertible {
     /// The sample id.
     case id
     /// A top-level metadata field.
@@ -87,20 +87,11 @@ public indirect enum QueryOperand: Equatable, Sendable, CustomStringConvertible 
     /// `label(SET).agent`: who produced the sample's row (the agent of the import that wrote it;
     /// a projector's: the agent of its fit), compared as a string.
     case agent(LabelSetReference)
-    /// `label(SET).views`: the number of views of the sample in a per-view set.
+    /// `label(SET).views`: the number of views of the sample in a per-view set (0 without a row).
     case viewCount(LabelSetReference)
     /// `label(SET).any_view.top1`, `.confidence`, `.prob(C)`: true when any view of the sample in
-    /// a per-view set meets the comparison (the inner operand names the same set).
-    case anyView(QueryOperand)
-
-    /// The label set a label operand reads (nil for `id` and `meta`).
-    var labelReference: LabelSetReference? {
-        switch self {
-        case .id, .meta: nil
-        case .top1(let r), .confidence(let r), .probability(let r, _), .labelVersion(let r), .agent(let r), .viewCount(let r): r
-        case .anyView(let inner): inner.labelReference
-        }
-    }
+    /// a per-view set meets the comparison.
+    case anyView(LabelSetReference, ViewProperty)
 
     public var description: String {
         switch self {
@@ -112,9 +103,22 @@ public indirect enum QueryOperand: Equatable, Sendable, CustomStringConvertible 
         case .labelVersion(let set): "label(\(set)).version"
         case .agent(let set): "label(\(set)).agent"
         case .viewCount(let set): "label(\(set)).views"
-        case .anyView(let inner): inner.description.replacingOccurrences(of: ").", with: ").any_view.", options: [], range: inner.description.range(of: ")."))
+        case .anyView(let set, .top1): "label(\(set)).any_view.top1"
+        case .anyView(let set, .confidence): "label(\(set)).any_view.confidence"
+        case .anyView(let set, .probability(let c)): "label(\(set)).any_view.prob(\(c))"
         }
     }
+}
+
+/// What `label(SET).any_view.PROPERTY` compares, view by view (as the per-sample terms of the
+/// same names compare a sample's label).
+public enum ViewProperty: Equatable, Sendable {
+    /// The view label's top-1 class.
+    case top1
+    /// The probability of the view label's top-1 class.
+    case confidence
+    /// The probability of one class (by name or index).
+    case probability(QueryValue)
 }
 
 /// A comparison operator.
@@ -337,9 +341,9 @@ private struct QueryParser {
                 guard case .word(let inner) = token else { throw error("expected top1, confidence or prob(…) after any_view.") }
                 try advance()
                 switch inner {
-                case "top1": return try comparison(.anyView(.top1(set)))
-                case "confidence": return try comparison(.anyView(.confidence(set)))
-                case "prob": return try comparison(.anyView(.probability(set, try classArgument())))
+                case "top1": return try comparison(.anyView(set, .top1))
+                case "confidence": return try comparison(.anyView(set, .confidence))
+                case "prob": return try comparison(.anyView(set, .probability(try classArgument())))
                 default: throw error("unknown view property '\(inner)' (expected top1, confidence or prob)", at: innerColumn)
                 }
             case "source_tagged":
@@ -408,7 +412,7 @@ private struct QueryParser {
         }
         try advance()
         if case .top1 = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
-        if case .anyView(.top1) = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
+        if case .anyView(_, .top1) = operand, token == .word("label") { return .comparison(operand, op, try labelTop1Value()) }
         let column = tokenColumn
         let value = try literal()
         if operand == .id {

@@ -29,13 +29,17 @@ extension Transaction {
         for set in try labelSets() {
             guard let label = try label(of: id, set: set, version: set.latest) else { continue }
             let version = set.versions[label.version - 1]
-            labels[set.name] = [
+            var entry: [String: JSONValue] = [
                 "version": .int(Int64(set.latest)), "row_version": .int(Int64(label.version)), "agent": .string(version.agent),
-                "top": topClassesJSON(label.distribution(classCount: classes.count), classes: classes),
                 "taint": label.taint.json,
                 "taint_because": because([("sample \(id)", sampleTaint), ("label source \(set.name)@\(label.version) (\(version.agent))", version.sourceLabel)]),
                 "lineage": try lineage(version.provenance),
             ]
+            // `top` for a per-sample label; a per-view one's `views`, each with its own top classes.
+            let shown = labelJSON(label, set: set, version: set.latest, classes: classes)
+            entry["top"] = shown["top"]
+            entry["views"] = shown["views"]
+            labels[set.name] = .object(entry)
         }
         var regenerated: [String: JSONValue] = [:]
         for projector in try projectors() {

@@ -22,7 +22,7 @@ extension Transaction {
         progress?("samples", samples.count, total)
         report("labels", 0)
         let references = try labels ?? visibleLabelSources()
-        var tallies = try references.map { try LabelSourceTally(source: labelSource($0), classes: schema.classes.count) }
+        var tallies = try references.map { try LabelSourceTally(source: labelSource($0, for: "the corpus card"), classes: schema.classes.count) }
         var unlabelled = 0, seen = 0
         try query(nil, labels: references) { _, row in
             if row.allSatisfy({ $0 == nil || ($0!.top1 == nil && ($0!.multi ?? []).isEmpty) }) { unlabelled += 1 }

@@ -40,7 +40,7 @@ public func labelJSON(_ label: Label, set: LabelSet, version: Int, classes: [Str
         object["views"] = .array(views.map { view in
             guard case .object(var members) = view.parameters.json else { return .null }
             if let hard = view.hard { members["hard"] = .int(Int64(hard)) }
-            members["top"] = topClassesJSON(Label(version: 0, hard: view.hard, soft: view.soft).distribution(classCount: classes.count), classes: classes, count: top)
+            members["top"] = topClassesJSON(view.label.distribution(classCount: classes.count), classes: classes, count: top)
             return .object(members)
         })
     } else {

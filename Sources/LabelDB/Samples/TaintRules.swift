@@ -93,7 +93,8 @@ extension QueryExpression {
             case .id, .meta: value.labelReferences
             case .probability(let r, let c): [r] + c.labelReferences + value.labelReferences
             case .top1(let r), .confidence(let r), .labelVersion(let r), .agent(let r), .viewCount(let r): [r] + value.labelReferences
-            case .anyView(let inner): (inner.labelReference.map { [$0] } ?? []) + value.labelReferences
+            case .anyView(let r, .probability(let c)): [r] + c.labelReferences + value.labelReferences
+            case .anyView(let r, _): [r] + value.labelReferences
             }
         }
     }

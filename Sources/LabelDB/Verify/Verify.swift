@@ -202,6 +202,10 @@ struct StoreVerifier {
     /// checksum is seeded with that sample's id), and kept like rows of the older layout.
     mutating func noteBlockRows(set: UInt32, version: UInt32, seed: UInt64, rows: [(slot: UInt64, bytes: [UInt8])]) {
         if slotOwners == nil { slotOwners = Dictionary(samples.map { ($0.value.slot, $0.key) }, uniquingKeysWith: min) }
+        let perView = labelSets[set]?.record.views == true
+        // A per-view set's codec, parsed once for the block (a bad one is reported by every row).
+        let viewCodec = perView ? Result { try labelSets[set]?.record.codec.map { try SoftLabelCodec(parsing: $0) } } : .success(nil)
+        let classes = schema.classes.count
         for (slot, bytes) in rows {
             let key = "set \(set) v\(version) slot \(slot)"
             guard let sample = slotOwners?[slot] else {
@@ -209,23 +213,22 @@ struct StoreVerifier {
                 continue
             }
             do {
-                let row = try bytes.withUnsafeBytes { try LabelBlock.decodeRow($0, seed: seed ^ sample) }
-                let classes = schema.classes.count
-                let perView = labelSets[set]?.record.views == true
-                guard (row.views != nil) == perView else {
-                    throw RecordDecodingError(detail: perView ? "a per-sample row in a per-view set" : "a per-view row in a per-sample set")
+                // The row's bytes are borrowed only inside the closure: what outlives it is copied.
+                let fields: (hard: UInt32?, multi: [UInt32]?, soft: [UInt8]?)? = try bytes.withUnsafeBytes { raw in
+                    let row = try LabelBlock.decodeRow(raw, seed: seed ^ sample)
+                    try row.checkLayout(perView: perView)
+                    guard let views = row.views else { return (row.hard, row.multi, row.soft.map(Array.init)) }
+                    // Every view checked; per-view rows have no top-1 class, so no posting.
+                    _ = try views.decode(codec: try viewCodec.get(), classCount: classes)
+                    return nil
                 }
-                if row.views != nil {
-                    // Every view checked, the row's bytes borrowed only inside the closure;
-                    // per-view rows have no top-1 class, so no posting.
-                    let codec = try labelSets[set]?.record.codec.map { try SoftLabelCodec(parsing: $0) }
-                    _ = try bytes.withUnsafeBytes { try LabelBlock.decodeRow($0, seed: nil).views!.decode(codec: codec, classCount: classes) }
+                guard let row = fields else {
                     labelRows[set, default: [:]][sample, default: []].append((version, nil))
                     continue
                 }
                 if let hard = row.hard, Int(hard) >= classes { throw RecordDecodingError(detail: "hard label \(hard) ≥ \(classes) classes") }
                 if let multi = row.multi, multi.contains(where: { Int($0) >= classes }) { throw RecordDecodingError(detail: "multi-label class out of range") }
-                let top1 = top1(set: set, sample: sample, version: version, hard: row.hard.map(Int.init), soft: row.soft.map(Array.init), table: .labelBlocks)
+                let top1 = top1(set: set, sample: sample, version: version, hard: row.hard.map(Int.init), soft: row.soft, table: .labelBlocks)
                 labelRows[set, default: [:]][sample, default: []].append((version, top1))
             } catch {
                 problem(.labelBlocks, "\(key) (sample \(sample))", Self.detail(error))

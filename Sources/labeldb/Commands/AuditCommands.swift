@@ -83,7 +83,8 @@ struct AuditCommand: ParsableCommand {
         }
         printLineage(result["sample_lineage"]?.arrayValue ?? [], indent: "  ")
         for (name, label) in (result["labels"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
-            print("label \(name)@\(label["version"]?.serialized() ?? "?") (row from v\(label["row_version"]?.serialized() ?? "?"), \(label["agent"]?.stringValue ?? "?")): \(topClassesText(label["top"] ?? .null))")
+            let shown = label["views"]?.arrayValue.map { "\($0.count) view\($0.count == 1 ? "" : "s")" } ?? topClassesText(label["top"] ?? .null)
+            print("label \(name)@\(label["version"]?.serialized() ?? "?") (row from v\(label["row_version"]?.serialized() ?? "?"), \(label["agent"]?.stringValue ?? "?")): \(shown)")
             print("  taint \(taintText(label["taint"])), the join of:")
             printBecause(label["taint_because"])
             printLineage(label["lineage"]?.arrayValue ?? [], indent: "  ")

@@ -467,8 +467,7 @@ struct LabelsExportCommand: ParsableCommand {
                     }
                     // A per-view row: one output row per view, in view-number order.
                     for view in views {
-                        let asLabel = Label(version: label.version, hard: view.hard, soft: view.soft)
-                        try emit(id, asLabel.distribution(classCount: classCount), Int32(view.hard ?? asLabel.top1?.classIndex ?? -1))
+                        try emit(id, view.label.distribution(classCount: classCount), Int32(view.hard ?? view.top1?.classIndex ?? -1))
                         try viewsWriter?.write(view.parameters.json)
                     }
                     return true

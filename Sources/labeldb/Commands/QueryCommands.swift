@@ -90,7 +90,8 @@ struct QueryCommand: ParsableCommand {
               primary    := '(' expr ')' | 'tagged(' STRING ')' | 'flows_to(' STRING ')' | label '.has(' class ')'
                           | label '.source_tagged(' STRING ')' | 'agree(' REF ',' REF ')' | operand OP value
               operand    := 'id' | 'meta.' FIELD | label '.top1' | label '.confidence' | label '.prob(' class ')'
-                          | label '.version' | label '.agent'
+                          | label '.version' | label '.agent' | label '.views'
+                          | label '.any_view.top1' | label '.any_view.confidence' | label '.any_view.prob(' class ')'
               label      := 'label(' REF ')'     REF := NAME ['@' VERSION]; a label set, or a projector (regenerated on read)
               OP         := = | != | < | <= | > | >=
               value      := 'STRING' | NUMBER | label '.top1'    class: 'NAME', an index, or label '.top1'
@@ -102,7 +103,10 @@ struct QueryCommand: ParsableCommand {
             labels a human-reviewed source produced although the row's joined label lost that \
             integrity tag. label(A).top1 = label(B).top1 (or agree(A, B), or !=) compares two label \
             sets' top-1 classes, and label(A).prob(label(B).top1) reads A's probability of B's class; \
-            a sample one of them does not label matches neither = nor !=. Every query runs under --clearance: rows it does not \
+            a sample one of them does not label matches neither = nor !=. A per-view set (labels per \
+            augmented view) answers only label(SET).views (its number of views; 0 without a row) and \
+            label(SET).any_view.top1 / .confidence / .prob(C), true when any view meets the \
+            comparison. Every query runs under --clearance: rows it does not \
             admit are not examined, returned or counted, and every JSON row carries its "taint". A \
             top-level label(SET).top1 = C is answered from the class index, a top-level tagged('T') \
             from the taint partitions; otherwise every sample is scanned. --explain says which. \

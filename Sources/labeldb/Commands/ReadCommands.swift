@@ -51,7 +51,7 @@ struct GetCommand: ParsableCommand {
                         let flip = view["flip"] == .bool(true) ? " flipped" : ""
                         return "\n  view \(view["view"]?.serialized() ?? "?") crop [\(crop)]\(flip) epoch \(view["epoch"]?.serialized() ?? "?") seed \(view["seed"]?.serialized() ?? "?"): \(topClassesText(view["top"] ?? .null))"
                     }
-                    labelled.append((set.name, json, "\(written): \(views.count) views" + lines.joined()))
+                    labelled.append((set.name, json, "\(written): \(views.count) view\(views.count == 1 ? "" : "s")" + lines.joined()))
                 } else {
                     labelled.append((set.name, json, "\(written): \(topClassesText(json["top"] ?? .null))"))
                 }
