@@ -90,7 +90,7 @@ enum DecoderFuzzTargets {
         case .meta: value = SealedRecord.seal(value, seed: 0)
         default: value = SealedRecord.seal(value, seed: SealedRecord.seed(key: key))
         }
-        for formatVersion in [4, 5, 6, 7] {
+        for formatVersion in [4, 5, 6, 7, 8] {
             key.withUnsafeBytes { k in
                 value.withUnsafeBytes { v in
                     _ = try? RecordChecks.check(table, key: k, value: v, schema: schema, formatVersion: formatVersion)
