@@ -92,4 +92,14 @@ import Testing
         #expect(abs(out.reduce(0, +) - 1) < 1e-6)
         #expect(out[2] < 1e-30 && out[3] < 1e-30)
     }
+
+    @Test("widenHalf equals Double(Float16) for every one of the 65,536 bit patterns")
+    func widenHalfIsExact() {
+        var wrong = 0
+        for bits in 0...UInt16.max {
+            let expected = Double(Float16(bitPattern: bits)), got = widenHalf(bits)
+            if expected.isNaN ? !got.isNaN : expected.bitPattern != got.bitPattern { wrong += 1 }
+        }
+        #expect(wrong == 0)
+    }
 }

@@ -291,12 +291,12 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
     ) throws -> Float? {
         guard bytes.count == 2 + 4 * stored else { throw RecordDecodingError(detail: "\(self) label of \(bytes.count) bytes") }
         func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
-        let rest = Double(Float16(bitPattern: u16(0)))
+        let rest = widenHalf(u16(0))
         var kept: Double = 0
         for i in 0..<stored {
             let index = Int(u16(2 + 4 * i))
             guard index < c else { throw RecordDecodingError(detail: "class index \(index) ≥ \(c)") }
-            let value = Double(Float16(bitPattern: u16(4 + 4 * i)))
+            let value = widenHalf(u16(4 + 4 * i))
             guard value.isFinite, value >= 0 else { return nil }
             for j in 0..<i where Int(u16(2 + 4 * j)) == index { return nil }
             kept += value
@@ -307,7 +307,7 @@ public enum SoftLabelCodec: Equatable, Sendable, CustomStringConvertible {
         var inside: Double = 0
         for i in 0..<k {
             guard i < stored else { classes[i] = -1; probabilities[i] = 0; continue }
-            let value = Double(Float16(bitPattern: u16(4 + 4 * i)))
+            let value = widenHalf(u16(4 + 4 * i))
             classes[i] = Int32(u16(2 + 4 * i))
             probabilities[i] = Float(value / total)
             inside += value
@@ -425,6 +425,20 @@ struct SparseRow {
         let share = others > 0 && rest.isFinite && rest > 0 ? rest / Double(others) : 0
         out.update(repeating: Float(share / total))
         for (index, value) in last { out[index] = Float(value / total) }
+    }
+}
+
+/// An IEEE binary16 value widened to binary64, exactly, by moving its bits: `Double(Float16)`
+/// is a library call on x86-64 builds without F16C, the largest cost of a compact view read.
+@inline(__always)
+func widenHalf(_ bits: UInt16) -> Double {
+    let exponent = Int(bits >> 10) & 0x1F, mantissa = UInt64(bits & 0x3FF)
+    let sign: Double = bits & 0x8000 != 0 ? -1 : 1
+    switch exponent {
+    case 0: return sign * Double(mantissa) * 0x1p-24   // zero and subnormals: m · 2⁻²⁴
+    case 31: return Double(Float16(bitPattern: bits))   // infinities and NaNs
+    default:
+        return Double(bitPattern: UInt64(bits & 0x8000) << 48 | UInt64(exponent - 15 + 1023) << 52 | mantissa << 42)
     }
 }
 
