@@ -29,6 +29,11 @@ public enum ErrorClass: Int32, Sendable {
             case .unknownProjector, .unknownVersion, .unknownHead, .notCleared, .notClearedHead: self = .notFound
             default: self = .badInput
             }
+        case let error as CorpusError:
+            switch error {
+            case .damaged: self = .storeError
+            case .notACorpus, .invalid: self = .badInput
+            }
         case is InputError, is JSONParseError, is QueryError, is QueryParseError, is TaintError, is SessionError, is AgreementError, is ConsensusError, is LabelIssuesError: self = .badInput
         default: self = .storeError
         }

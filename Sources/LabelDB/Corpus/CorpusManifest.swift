@@ -1,0 +1,182 @@
+import Foundation
+
+/// The manifest of a sharded corpus (`format-spec/corpus.md`): a directory holding N LabelDB
+/// stores (shards) and `corpus.json`, which names them, the schema they share, and the rule that
+/// routes each id to exactly one shard. It is replaced atomically (write, fsync, rename), and its
+/// checksum is verified before anything in it is trusted.
+///
+/// This is the first part of issue 16: the manifest and the routing rule. Splitting a store into
+/// shards, reads that fan out, and imports that route rows come next.
+public struct CorpusManifest: Equatable, Sendable {
+    /// How ids are routed to shards.
+    public enum Routing: Equatable, Sendable {
+        /// xxh3-64 of the id's 8 big-endian bytes (seed 0), modulo the shard count.
+        case hash
+        /// Shard i holds the ids in `bounds[i]`, half-open [lo, hi); the ranges ascend and do
+        /// not overlap, and an id outside every range belongs to no shard.
+        case range([Range<UInt64>])
+    }
+
+    /// The file name of the manifest inside the corpus directory.
+    public static let fileName = "corpus.json"
+
+    /// The manifest's generation: each replacement takes the next number, so a reader that pinned
+    /// one can tell a newer one apart.
+    public var generation: Int
+    /// The embedding dimension every shard has.
+    public var dimension: Int
+    /// The element type every shard stores.
+    public var elementType: Schema.ElementType
+    /// The class vocabulary every shard has.
+    public var classes: [String]
+    /// The shards' directories, relative to the corpus directory, in shard order.
+    public var shards: [String]
+    /// The routing rule.
+    public var routing: Routing
+
+    /// A manifest; ``validate()`` checks it.
+    public init(generation: Int = 1, dimension: Int, elementType: Schema.ElementType, classes: [String], shards: [String], routing: Routing) {
+        self.generation = generation
+        self.dimension = dimension
+        self.elementType = elementType
+        self.classes = classes
+        self.shards = shards
+        self.routing = routing
+    }
+
+    /// The shard that holds `id`, or nil when the range rule has no range for it.
+    public func shard(of id: UInt64) -> Int? {
+        switch routing {
+        case .hash:
+            let hash = withUnsafeBytes(of: id.bigEndian) { Checksum.xxh3($0, seed: 0) }
+            return Int(hash % UInt64(shards.count))
+        case .range(let bounds):
+            return bounds.firstIndex { $0.contains(id) }
+        }
+    }
+
+    /// Why the manifest cannot describe a corpus, or nil.
+    public func problem() -> String? {
+        guard generation >= 1 else { return "generation \(generation) is below 1" }
+        guard !shards.isEmpty else { return "a corpus has at least one shard" }
+        guard Set(shards).count == shards.count else { return "a shard is named twice" }
+        for shard in shards where shard.isEmpty || shard.hasPrefix("/") || shard.split(separator: "/").contains("..") || shard == Self.fileName {
+            return "shard path '\(shard)' must be a relative path inside the corpus directory"
+        }
+        guard (try? Schema(dimension: dimension, elementType: elementType, classes: classes)) != nil else { return "the schema is invalid" }
+        if case .range(let bounds) = routing {
+            guard bounds.count == shards.count else { return "\(bounds.count) ranges for \(shards.count) shards" }
+            for (a, b) in zip(bounds, bounds.dropFirst()) where b.lowerBound < a.upperBound {
+                return "ranges must ascend without overlapping ([\(a.lowerBound), \(a.upperBound)) then [\(b.lowerBound), \(b.upperBound)))"
+            }
+        }
+        return nil
+    }
+}
+
+extension CorpusManifest {
+    /// The manifest's members, without the checksum (compact JSON, sorted keys, is what the
+    /// checksum covers).
+    var body: JSONValue {
+        var routingJSON: [String: JSONValue] = ["rule": .string("hash")]
+        if case .range(let bounds) = routing {
+            routingJSON = ["rule": .string("range"), "bounds": .array(bounds.map { .array([.uint($0.lowerBound), .uint($0.upperBound)]) })]
+        }
+        return .object([
+            "format": .string("labeldb-corpus"), "version": .int(1), "generation": .int(Int64(generation)),
+            "schema": .object(["dimension": .int(Int64(dimension)), "element": .string(elementType.rawValue), "classes": .array(classes.map { .string($0) })]),
+            "shards": .array(shards.map { .string($0) }), "routing": .object(routingJSON),
+        ])
+    }
+
+    /// The manifest's bytes: its members and `checksum`, the xxh3-64 (seed 0) of the members'
+    /// compact sorted JSON as 16 lowercase hex digits.
+    public func encoded() -> [UInt8] {
+        guard case .object(var members) = body else { return [] }
+        members["checksum"] = .string(Checksum.hex(Checksum.xxh3(Array(body.serialized().utf8))))
+        return Array(JSONValue.object(members).serialized().utf8) + [0x0A]
+    }
+
+    /// Parses and checks manifest bytes: the checksum first, then every member.
+    public init(decoding bytes: [UInt8]) throws {
+        guard case .object(var members)? = try? JSONValue.parse(bytes) else { throw CorpusError.damaged("not a JSON object") }
+        guard let stored = members.removeValue(forKey: "checksum")?.stringValue else { throw CorpusError.damaged("no checksum") }
+        let actual = Checksum.hex(Checksum.xxh3(Array(JSONValue.object(members).serialized().utf8)))
+        guard stored == actual else { throw CorpusError.damaged("checksum \(stored) does not match the manifest (\(actual))") }
+        guard members["format"] == .string("labeldb-corpus"), members["version"] == .int(1) else {
+            throw CorpusError.damaged("not a version-1 LabelDB corpus manifest")
+        }
+        func integer(_ value: JSONValue?) -> Int? { if case .int(let v)? = value { Int(exactly: v) } else { nil } }
+        func id(_ value: JSONValue?) -> UInt64? {
+            switch value { case .int(let v)?: UInt64(exactly: v); case .uint(let v)?: v; default: nil }
+        }
+        let schema = members["schema"]
+        guard let generation = integer(members["generation"]), let dimension = integer(schema?["dimension"]),
+              let element = schema?["element"]?.stringValue.flatMap(Schema.ElementType.init(rawValue:)),
+              let classes = schema?["classes"]?.arrayValue?.compactMap(\.stringValue), classes.count == schema?["classes"]?.arrayValue?.count,
+              let shards = members["shards"]?.arrayValue?.compactMap(\.stringValue), shards.count == members["shards"]?.arrayValue?.count else {
+            throw CorpusError.damaged("a member is missing or of the wrong type")
+        }
+        let routing: Routing
+        switch members["routing"]?["rule"]?.stringValue {
+        case "hash": routing = .hash
+        case "range":
+            let pairs = members["routing"]?["bounds"]?.arrayValue ?? []
+            let bounds = pairs.compactMap { pair -> Range<UInt64>? in
+                guard let items = pair.arrayValue, items.count == 2, let lo = id(items[0]), let hi = id(items[1]), lo < hi else { return nil }
+                return lo..<hi
+            }
+            guard bounds.count == pairs.count else { throw CorpusError.damaged("a range is not [lo, hi) with lo < hi") }
+            routing = .range(bounds)
+        default: throw CorpusError.damaged("unknown routing rule")
+        }
+        self.init(generation: generation, dimension: dimension, elementType: element, classes: classes, shards: shards, routing: routing)
+        if let problem = problem() { throw CorpusError.damaged(problem) }
+    }
+
+    /// Reads and checks the manifest of the corpus in `directory`.
+    public static func read(from directory: String) throws -> CorpusManifest {
+        let path = directory + "/" + fileName
+        guard let data = FileManager.default.contents(atPath: path) else { throw CorpusError.notACorpus(directory) }
+        do { return try CorpusManifest(decoding: [UInt8](data)) } catch CorpusError.damaged(let detail) {
+            throw CorpusError.damaged("\(path): \(detail)")
+        }
+    }
+
+    /// Replaces the manifest of the corpus in `directory` atomically: the bytes go to a temporary
+    /// file, which is flushed to disk and renamed over `corpus.json`, and the directory is flushed
+    /// — so a reader sees the old manifest or the new one, never a mix, even after a crash.
+    public func write(to directory: String) throws {
+        if let problem = problem() { throw CorpusError.invalid(problem) }
+        let path = directory + "/" + Self.fileName, temporary = path + ".tmp"
+        let bytes = encoded()
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw StoreError.io(path: temporary, reason: String(cString: strerror(errno))) }
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0 else { throw StoreError.io(path: temporary, reason: "write or fsync failed") }
+        guard rename(temporary, path) == 0 else { throw StoreError.io(path: path, reason: String(cString: strerror(errno))) }
+        let dir = open(directory, O_RDONLY)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
+    }
+}
+
+/// Errors of sharded corpora.
+public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The directory holds no `corpus.json`.
+    case notACorpus(String)
+    /// The manifest's bytes do not check: its checksum, or a member that cannot be right.
+    case damaged(String)
+    /// A manifest about to be written does not describe a corpus.
+    case invalid(String)
+
+    /// What is wrong, in words a user can act on.
+    public var description: String {
+        switch self {
+        case .notACorpus(let path): "\(path) is not a LabelDB corpus: no \(CorpusManifest.fileName) in the directory"
+        case .damaged(let detail): "the corpus manifest is damaged: \(detail)"
+        case .invalid(let detail): "invalid corpus manifest: \(detail)"
+        }
+    }
+}
