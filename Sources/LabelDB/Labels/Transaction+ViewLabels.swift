@@ -28,7 +28,7 @@ struct ViewImport {
     static let reservedMembers: Set<String> = AugmentedView.namedMembers.union(["hard", "top"])
 
     /// An extra's JSON object as stored: compact, keys sorted (as every stored JSON, R-41), no
-    /// member named like a view field or label. (``AugmentedView/problem()`` checked it parses.)
+    /// member named like a view field or label; anything but an object is refused.
     static func normalised(_ extra: String, row: Int) throws -> String? {
         guard case .object(let members)? = try? JSONValue.parse(extra) else {
             throw LabelError.invalidLabel(row: row, reason: "extra parameters are not a JSON object")

@@ -23,7 +23,7 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     /// Any other parameters, as a JSON object's compact text (sorted keys), or nil.
     public var extra: String?
 
-    /// A view's parameters; ``validate(row:)`` checks the ranges.
+    /// A view's parameters, unchecked: an import checks the ranges below and its extra JSON.
     public init(view: Int, crop: SIMD4<Float>, flip: Bool = false, epoch: Int = 0, seed: Int = 0, extra: String? = nil) {
         self.view = view
         self.crop = crop
@@ -36,7 +36,9 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
     /// Bytes of the fixed record: crop 4 × f32, flip u8, epoch u16, seed u32, one reserved byte.
     public static let recordSize = 24
 
-    /// Why the parameters cannot be stored, or nil: the ranges above, and an extra that is a JSON object.
+    /// Why the parameters cannot be stored, or nil: the ranges above. (The extra JSON is checked
+    /// where it comes from: an import normalises it, ``ViewImport/normalised(_:row:)``, and a read
+    /// checks the stored text, ``ViewSection/parameters(_:_:)``; `init(json:)` builds it from an object.)
     func problem() -> String? {
         guard view >= 0, view <= Int(UInt32.max) else { return "view number \(view) is outside 0…\(UInt32.max)" }
         // Lane by lane, no array: every view read checks its record.
@@ -46,9 +48,6 @@ public struct AugmentedView: Equatable, Hashable, Sendable {
         guard crop[0] < crop[2], crop[1] < crop[3] else { return "crop \((0..<4).map { crop[$0] }) has zero area (needs x0 < x1 and y0 < y1)" }
         guard epoch >= 0, epoch <= Int(UInt16.max) else { return "epoch \(epoch) is outside 0…\(UInt16.max)" }
         guard seed >= 0, seed <= Int(UInt32.max) else { return "seed \(seed) is outside 0…\(UInt32.max)" }
-        if let extra {
-            guard case .object? = try? JSONValue.parse(extra) else { return "extra parameters are not a JSON object" }
-        }
         return nil
     }
 
