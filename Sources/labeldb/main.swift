@@ -16,7 +16,7 @@ struct LabelDBCommand: ParsableCommand {
         subcommands: [
             InitCommand.self, ImportCommand.self, LabelsCommand.self, HeadsCommand.self, ProjectorCommand.self, GetCommand.self, InfoCommand.self, VerifyCommand.self,
             ScanCommand.self, ExportCommand.self, DeleteCommand.self, RelabelCommand.self, BackupCommand.self,
-            AuditCommand.self, ProvenanceCommand.self, KNNCommand.self, QueryCommand.self, CardCommand.self,
+            AuditCommand.self, ProvenanceCommand.self, KNNCommand.self, QueryCommand.self, CardCommand.self, ShardCommand.self,
         ]
     )
 }

@@ -1,0 +1,93 @@
+import Foundation
+
+/// How a corpus is split from a store: by the hash rule, or into ranges of equal sample counts.
+public enum SplitRule: String, Sendable, CaseIterable {
+    /// xxh3-64 of each id, modulo the shard count (K-3).
+    case hash
+    /// Half-open id ranges holding (about) equal numbers of the stored samples (K-4); the first
+    /// starts at 0 and the last ends at 2⁶⁴ − 1, so later ids below or above the stored ones
+    /// still route.
+    case range
+}
+
+extension CorpusManifest {
+    /// Splits the store at `source` into a new corpus at `destination` (a directory that must not
+    /// exist, or be empty) of `count` shards, and returns its manifest.
+    ///
+    /// Each shard starts as a consistent copy of the whole store, then deletes the samples the
+    /// rule routes elsewhere and packs its slots, in one write transaction; a compacting copy
+    /// then drops the freed pages. So every record a shard keeps is the source's, byte for byte
+    /// where its key did not change: samples, label rows of every version, taint labels, the tag
+    /// registry (identical in every shard), projectors and their corrections, and the provenance
+    /// log, to which each shard appends one `shard` record. The manifest is written last: until
+    /// it is, the directory is not a corpus, and a failure removes what was written.
+    ///
+    /// - Throws: ``TaintError/clearanceTooNarrow(_:)`` unless `clearance` sees every sample (a
+    ///   split copies everything); ``CorpusError/invalid(_:)`` for a shard count below 1, or a
+    ///   range split of fewer samples than shards.
+    public static func split(
+        store source: String, into destination: String, shards count: Int, rule: SplitRule, clearance: Clearance, agent: String
+    ) throws -> CorpusManifest {
+        guard count >= 1, count <= 65_536 else { throw CorpusError.invalid("a corpus has 1 to 65,536 shards, not \(count)") }
+        let store = try Store(opening: source, options: Store.Options(readOnly: true))
+        defer { store.close() }
+        let ids = try store.read(clearance: clearance) { tx -> [UInt64] in
+            guard try tx.seesEverything else {
+                throw TaintError.clearanceTooNarrow("a split copies every record; it needs a clearance that sees the whole store (the clearance 'all')")
+            }
+            return try tx.ids()
+        }
+        let width = max(3, String(count - 1).count)
+        let names = (0..<count).map { "shard-" + String(repeating: "0", count: width - String($0).count) + String($0) }
+        let schema = store.schema
+        let manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes,
+                                      shards: names, routing: try routing(rule, ids: ids, shards: count))
+        let created = try Store.prepareEmptyDirectory(destination)
+        do {
+            var routed = [[UInt64]](repeating: [], count: count)
+            for id in ids { routed[manifest.shard(of: id)!].append(id) }
+            for (index, name) in names.enumerated() {
+                let others = routed.enumerated().filter { $0.offset != index }.flatMap(\.element).sorted()
+                try makeShard(from: store, at: destination + "/" + name, deleting: others, provenance: ProvenanceRecord(
+                    activity: "shard", agent: agent, used: [ProvenanceEntity(kind: "store", name: source)],
+                    parameters: ["shard": "\(index)", "shards": "\(count)", "rule": rule.rawValue, "kept": "\(routed[index].count)",
+                                 "deleted": "\(others.count)"]))
+            }
+            try manifest.write(to: destination)
+            return manifest
+        } catch {
+            let fm = FileManager.default
+            if created { try? fm.removeItem(atPath: destination) } else {
+                for item in (try? fm.contentsOfDirectory(atPath: destination)) ?? [] { try? fm.removeItem(atPath: destination + "/" + item) }
+            }
+            throw error
+        }
+    }
+
+    /// The routing of a new corpus: hash, or ranges cut at the quantiles of the stored ids.
+    static func routing(_ rule: SplitRule, ids: [UInt64], shards count: Int) throws -> Routing {
+        guard rule == .range else { return .hash }
+        guard ids.count >= count else {
+            throw CorpusError.invalid("a range split cuts the stored ids into \(count) ranges of equal counts; the store holds \(ids.count) samples")
+        }
+        if let last = ids.last, last == .max { throw CorpusError.invalid("id \(UInt64.max) lies past every half-open range; split it by hash") }
+        let cuts = (1..<count).map { ids[$0 * ids.count / count] }
+        let lows = [0] + cuts, highs = cuts + [UInt64.max]
+        return .range(zip(lows, highs).map { $0..<$1 })
+    }
+
+    /// Writes one shard: a copy of the store without `deleting`, slots packed, freed pages dropped.
+    private static func makeShard(from store: Store, at path: String, deleting doomed: [UInt64], provenance: ProvenanceRecord) throws {
+        let staging = path + ".staging"
+        try store.backup(to: staging, clearance: .all)
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        let copy = try Store(opening: staging)
+        defer { copy.close() }
+        try copy.write(clearance: .all) { tx in
+            try tx.delete(doomed)
+            try tx.packSlots()
+            tx.describe(provenance)
+        }
+        try copy.backup(to: path, clearance: .all)
+    }
+}

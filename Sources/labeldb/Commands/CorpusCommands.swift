@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import LabelDB
+
+/// `labeldb shard SRC DEST --shards N [--by hash|range] [--clearance all] [--format json]`
+struct ShardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shard", abstract: "Split a store into a sharded corpus: N stores and a manifest, corpus.json.",
+        discussion: """
+            Each sample goes to exactly one shard: by hash (xxh3-64 of the id's 8 big-endian bytes, \
+            seed 0, modulo N) or by range (N half-open id ranges holding about equal numbers of the \
+            stored samples, the first from 0, the last to 2^64 − 1). Every shard keeps the whole \
+            store's label sets, versions, projectors, tag registry and provenance log, and its own \
+            samples' rows, byte for byte; the read commands accept the corpus directory where they \
+            accept a store. DEST must not exist, or be empty; on failure it is left as it was. \
+            format-spec/corpus.md describes the manifest.
+            """)
+
+    @OptionGroup var target: StoreArgument
+
+    @Argument(help: "The corpus directory to create (must not exist, or be empty).")
+    var destination: String
+
+    @Option(help: "The number of shards.")
+    var shards: Int
+
+    @Option(help: "hash (default) or range.")
+    var by: String = "hash"
+
+    @Option(help: "Who ran the split, for each shard's provenance log (default: user:$USER).")
+    var agent: String?
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    func run() throws {
+        guard let rule = SplitRule(rawValue: by) else { throw UsageError(description: "--by must be hash or range, not '\(by)'") }
+        guard shards >= 1 else { throw UsageError(description: "--shards must be at least 1") }
+        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            throw UsageError(description: "\(target.store) is already a sharded corpus; re-sharding a corpus is not supported yet (shard its source store)")
+        }
+        let manifest = try CorpusManifest.split(store: target.store, into: destination, shards: shards, rule: rule,
+                                                clearance: try Clearance(parsing: target.clearance), agent: agent ?? defaultAgent())
+        let counts = try manifest.shards.map { name in
+            let store = try Store(opening: destination + "/" + name, options: Store.Options(readOnly: true))
+            defer { store.close() }
+            return try store.read(clearance: .all) { try $0.count() }
+        }
+        switch format {
+        case .json:
+            printJSON(["corpus": .string(destination), "rule": .string(rule.rawValue),
+                       "shards": .array(zip(manifest.shards, counts).map { ["path": .string($0), "samples": .int(Int64($1))] })])
+        case .text:
+            print("sharded \(target.store) into \(destination): \(shards) shards by \(rule.rawValue), samples per shard \(counts.map(String.init).joined(separator: ", "))")
+        }
+    }
+}
