@@ -16,7 +16,7 @@ enum ExitStatus {
     /// True for the errors LabelDB and this tool raise (as opposed to ArgumentParser's own).
     static func isOurs(_ error: any Error) -> Bool {
         error is StoreError || error is InputError || error is LMDBError || error is LabelError || error is ProjectorError
-            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError || error is AgreementError || error is ConsensusError || error is LabelIssuesError
+            || error is CheckFailed || error is UsageError || error is RecordDecodingError || error is JSONParseError || error is QueryError || error is QueryParseError || error is TaintError || error is SessionError || error is AgreementError || error is CorpusError || error is ConsensusError || error is LabelIssuesError
     }
 
     /// The command-line flag that answers a library error, named here since the library's
@@ -75,7 +75,27 @@ struct StoreArgument: ParsableArguments {
     var clearance: String = "public"
 
     func open(readOnly: Bool) throws -> Store {
-        try Store(opening: store, options: Store.Options(readOnly: readOnly))
+        if FileManager.default.fileExists(atPath: store + "/" + CorpusManifest.fileName) {
+            throw UsageError(description: "\(store) is a sharded corpus; this command reads one store (a corpus is read by \(Self.corpusCommands)); pass one of its shards")
+        }
+        return try Store(opening: store, options: Store.Options(readOnly: readOnly))
+    }
+
+    /// The commands that accept a sharded corpus where they accept a store.
+    static let corpusCommands = "get, info, verify, scan, query, knn and export"
+
+    /// Opens the store or sharded corpus for reading, with the parsed clearance checked against
+    /// the tag registry (every shard has the same one).
+    func openCorpusCleared() throws -> (corpus: Corpus, clearance: Clearance) {
+        let corpus = try Corpus(opening: store)
+        do {
+            let parsed = try Clearance(parsing: clearance)
+            try corpus.shards[0].read(clearance: .all) { try $0.validate(parsed) }
+            return (corpus, parsed)
+        } catch {
+            corpus.close()
+            throw error
+        }
     }
 
     /// Opens the store with the parsed clearance, checked against the store's tag registry (an

@@ -153,3 +153,97 @@ struct ShardTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("c3")))
     }
 }
+
+/// The read commands on a sharded corpus print what they print on the store it was split from.
+@Suite("Corpus reads equal the single store's")
+struct CorpusReadTests {
+    /// What a command shows: its exit status, standard output and error, and the bytes of the
+    /// files it wrote.
+    static func observe(_ arguments: [String], files: [String]) throws -> String {
+        for file in files { try? FileManager.default.removeItem(atPath: file) }
+        let result = try runCLI(arguments)
+        var shown = "exit \(result.status)\n\(result.stdout)\n\(result.stderr)\n"
+        for file in files { shown += (FileManager.default.contents(atPath: file)?.base64EncodedString() ?? "absent") + "\n" }
+        return shown
+    }
+
+    static func commands(_ path: String, out: String, query: String) -> [(arguments: [String], files: [String])] {
+        var list: [(arguments: [String], files: [String])] = [
+            (["scan", path, "--format", "json"], []),
+            (["scan", path, "--from", "9", "--limit", "7"], []),
+            (["query", path, "label(teacher).top1 = 'cat'", "--labels", "teacher", "--format", "json"], []),
+            (["query", path, "id >= 0", "--labels", "teacher", "--labels", "human", "--order-by", "confidence", "--format", "json"], []),
+            (["query", path, "id >= 0", "--labels", "teacher", "--order-by", "margin", "--desc", "--offset", "3", "--limit", "9", "--format", "json"], []),
+            (["query", path, "meta.src = 'web' or tagged('pii')", "--desc", "--offset", "2", "--limit", "5"], []),
+            (["query", path, "label(teacher@1).confidence < 0.5 or label(human).has('dog')", "--columns", "id,taint,labels,metadata,embedding,payload_bytes",
+              "--labels", "open", "--format", "json", "--ids-out", out + "/q-ids.npy", "--embeddings-out", out + "/q-emb.npy", "--labels-out", out + "/q-lab.npy"],
+             [out + "/q-ids.npy", out + "/q-emb.npy", out + "/q-lab.npy"]),
+            (["query", path, "label(open).top1 = 'dog'", "--labels", "open", "--order-by", "entropy", "--format", "json"], []),
+            (["knn", path, "--query", query, "--k", "5", "--format", "json"], []),
+            (["knn", path, "--query", query, "--k", "7", "--metric", "l2", "--where", "label(human).top1 != 'cat'", "--format", "json"], []),
+            (["knn", path, "--query", query, "--k", "50"], []),
+            (["export", path, "--embeddings-out", out + "/x.npy", "--ids-out", out + "/i.npy", "--meta-out", out + "/m.jsonl", "--payloads-out", out + "/p.jsonl"],
+             [out + "/x.npy", out + "/i.npy", out + "/m.jsonl", out + "/p.jsonl"]),
+            (["export", path, "--where", "label(teacher).confidence > 0.3", "--labels-out", "teacher=" + out + "/t.npy,human=" + out + "/h.npy", "--npz", out + "/all.npz", "--labels", "open"],
+             [out + "/t.npy", out + "/h.npy", out + "/all.npz"]),
+        ]
+        for id in [1, 2, 3, 4, 7, 12, 25, 31, 40, 41] {
+            list.append((["get", path, "\(id)", "--format", "json", "--regen", "wide"], []))
+        }
+        return list
+    }
+
+    @Test("every corpus-reading command prints and writes what it does on the store", arguments: [(SplitRule.hash, 3), (SplitRule.range, 4)])
+    func corpusEqualsStore(rule: SplitRule, count: Int) throws {
+        let dir = TemporaryDirectory("corpus-reads")
+        try ShardTests.scenarioStore(at: dir.file("store")).close()
+        _ = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: count, rule: rule, clearance: .all, agent: "test")
+        try NumPyArray.write([0.5, -0.2, 0.1, 0.3, -0.4, 0.6, 0.2, -0.1, 0.1, 0.1, 0.1, 0.1] as [Float], shape: [3, 4], to: dir.file("q.npy"))
+        try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: true)
+        for clearance in ["all", "public", "secrecy=pii"] {
+            for (a, b) in zip(Self.commands(dir.file("corpus"), out: dir.file("out"), query: dir.file("q.npy")),
+                              Self.commands(dir.file("store"), out: dir.file("out"), query: dir.file("q.npy"))) {
+                let fromCorpus = try Self.observe(a.arguments + ["--clearance", clearance], files: a.files)
+                let fromStore = try Self.observe(b.arguments + ["--clearance", clearance], files: b.files)
+                #expect(fromCorpus == fromStore, "\(clearance): \(a.arguments.prefix(3).joined(separator: " "))\ncorpus: \(fromCorpus.prefix(800))\nstore: \(fromStore.prefix(800))")
+                #expect(clearance != "all" || fromStore.hasPrefix("exit 0") || a.arguments[0] == "get", "\(b.arguments.joined(separator: " ")): \(fromStore.prefix(300))")
+            }
+            let info = try runCLI(["info", dir.file("corpus"), "--format", "json", "--clearance", clearance])
+            let single = try runCLI(["info", dir.file("store"), "--format", "json", "--clearance", clearance])
+            let (a, b) = (try JSONValue.parse(info.stdout), try JSONValue.parse(single.stdout))
+            #expect(a["count"] == b["count"] && a["classes"] == b["classes"] && a["tags"] == b["tags"] && a["shards"]?.arrayValue?.count == count)
+        }
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test("a corpus with a damaged manifest, a misrouted sample or a changed schema is refused or reported; store-only commands say so")
+    func corpusDamage() throws {
+        let dir = TemporaryDirectory("corpus-damage")
+        try ShardTests.scenarioStore(at: dir.file("store")).close()
+        let manifest = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 2, rule: .hash, clearance: .all, agent: "test")
+        // A store-only command names the commands that read a corpus.
+        let list = try runCLI(["labels", "list", dir.file("corpus")])
+        #expect(list.status == 2 && list.stderr.contains("sharded corpus"))
+        // A sample written into the wrong shard behind the corpus's back: verify reports it.
+        let misrouted = (100...200).map(UInt64.init).first { manifest.shard(of: $0) == 1 }!
+        let shard = try Store(opening: dir.file("corpus/" + manifest.shards[0]))
+        try shard.write(clearance: .all) { tx in try tx.put(Sample(id: misrouted, embedding: [1, 2, 3, 4])) }
+        shard.close()
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 1 && verify.stdout.contains("\(misrouted)") && verify.stdout.contains("routing rule"), "\(verify.stdout)")
+        // A shard replaced by a store of another schema: the corpus does not open (exit 3).
+        try FileManager.default.removeItem(atPath: dir.file("corpus/" + manifest.shards[1]))
+        try Store.create(at: dir.file("corpus/" + manifest.shards[1]), schema: Schema(dimension: 4, classes: ["cat", "dog", "fish"])).close()
+        let changed = try runCLI(["scan", dir.file("corpus")])
+        #expect(changed.status == 3 && changed.stderr.contains("schema differs"), "\(changed.stderr)")
+        // One changed byte of the manifest: every command refuses the corpus (exit 3).
+        var bytes = [UInt8](FileManager.default.contents(atPath: dir.file("corpus/corpus.json"))!)
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.file("corpus/corpus.json")))
+        for arguments in [["scan", dir.file("corpus")], ["get", dir.file("corpus"), "1"], ["info", dir.file("corpus")]] {
+            let result = try runCLI(arguments)
+            #expect(result.status == 3 && result.stderr.contains("manifest"), "\(arguments): \(result.stderr)")
+        }
+    }
+}

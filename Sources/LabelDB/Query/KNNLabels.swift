@@ -331,21 +331,7 @@ struct KNNLabelGenerator {
 
     /// Exact similarity of `query` and the stored embedding of `id`, with a fixed-order sum.
     mutating func similarity(_ query: [Float], _ id: UInt64) throws -> Float {
-        let row = try embedding(id)
-        switch metric {
-        case .cosine:
-            var dot = 0.0, qq = 0.0, rr = 0.0
-            for j in 0..<row.count {
-                dot += Double(query[j]) * Double(row[j])
-                qq += Double(query[j]) * Double(query[j])
-                rr += Double(row[j]) * Double(row[j])
-            }
-            return qq > 0 && rr > 0 ? Float(dot / (qq.squareRoot() * rr.squareRoot())) : 0
-        case .l2:
-            var sum = 0.0
-            for j in 0..<row.count { let diff = Double(query[j]) - Double(row[j]); sum += diff * diff }
-            return -Float(sum.squareRoot())
-        }
+        exactSimilarity(query, try embedding(id), metric: metric)
     }
 
     mutating func embedding(_ id: UInt64) throws -> [Float] {

@@ -49,27 +49,26 @@ extension Transaction {
         let d = store.schema.dimension
         precondition(queries.count == count * d, "queries must be count × dimension")
         guard k > 0, count > 0 else { return Array(repeating: [], count: count) }
-        var best = try scanNearest(queries, count: count, keep: k, metric: metric, groups: 1) { id in
+        // The GEMM's similarities depend on the block layout in their last bits (and L2's
+        // |q|² + |r|² − 2q·r cancels badly for near neighbours): k + slack candidates are kept,
+        // then re-ranked by exact similarity, so the answer is the same however the samples are
+        // laid out in blocks, or split across the shards of a corpus.
+        let candidates = try scanNearest(queries, count: count, keep: k + KNNLabelGenerator.slack, metric: metric, groups: 1) { id in
             if let include, try !include(id) { return nil }
             return 0
         }
-        if metric == .l2 {
-            // |q|² + |r|² − 2q·r cancels badly for near neighbours (a vector's distance to itself
-            // came out as 0.005 at norm 12): recompute the k winners' distances directly.
-            var row = [Float](repeating: 0, count: d)
-            for i in 0..<count {
-                for t in best[i].indices {
-                    guard try withSample(best[i][t].id, { view in
-                        row.withUnsafeMutableBufferPointer { ElementEncoding.load(view.embeddingBytes, count: d, as: view.elementType, into: $0.baseAddress!) }
-                    }) != nil else { continue }
-                    var sum: Float = 0
-                    for j in 0..<d { let diff = queries[i * d + j] - row[j]; sum += diff * diff }
-                    best[i][t].similarity = -sum.squareRoot()
-                }
-                best[i].sort(by: Neighbor.nearer)
+        var rows: [UInt64: [Float]] = [:]
+        return try candidates.enumerated().map { i, list in
+            let query = Array(queries[(i * d)..<((i + 1) * d)])
+            var exact: [Neighbor] = []
+            for candidate in list {
+                if rows[candidate.id] == nil { rows[candidate.id] = try withSample(candidate.id) { $0.embedding() } }
+                guard let row = rows[candidate.id] else { continue }
+                exact.append(Neighbor(id: candidate.id, similarity: exactSimilarity(query, row, metric: metric)))
             }
+            exact.sort(by: Neighbor.nearer)
+            return Array(exact.prefix(k))
         }
-        return best
     }
 
     /// The scan behind every nearest-neighbour search: one `cblas_sgemm` per embedding block
@@ -242,4 +241,24 @@ func squaredNorm(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
     var sum = acc.sum()
     while j < count { sum += x[j] * x[j]; j += 1 }
     return sum
+}
+
+/// The similarity of `query` and `row` with a fixed-order sum in double precision: cosine, or the
+/// negative L2 distance. The same for the same two vectors wherever they are stored, unlike a
+/// GEMM's, whose rounding depends on the blocking.
+func exactSimilarity(_ query: [Float], _ row: [Float], metric: NeighborMetric) -> Float {
+    switch metric {
+    case .cosine:
+        var dot = 0.0, qq = 0.0, rr = 0.0
+        for j in 0..<row.count {
+            dot += Double(query[j]) * Double(row[j])
+            qq += Double(query[j]) * Double(query[j])
+            rr += Double(row[j]) * Double(row[j])
+        }
+        return qq > 0 && rr > 0 ? Float(dot / (qq.squareRoot() * rr.squareRoot())) : 0
+    case .l2:
+        var sum = 0.0
+        for j in 0..<row.count { let diff = Double(query[j]) - Double(row[j]); sum += diff * diff }
+        return -Float(sum.squareRoot())
+    }
 }

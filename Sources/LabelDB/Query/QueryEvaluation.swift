@@ -42,6 +42,28 @@ public enum QueryOrder: Equatable, Sendable {
     }
 }
 
+/// Where a query's row ranks: its id and, under a score order, its score (nil for id order and
+/// for samples the scored source does not label, which come last).
+public struct QueryRank: Equatable, Sendable {
+    /// The sample id.
+    public var id: UInt64
+    /// The score of the order's label source.
+    public var score: Float?
+
+    /// A rank.
+    public init(id: UInt64, score: Float?) {
+        self.id = id
+        self.score = score
+    }
+
+    /// True when this row comes before `other` in `order` (`descending` or not): the order a
+    /// query streams its rows in, ties by ascending id.
+    public func precedes(_ other: QueryRank, order: QueryOrder, descending: Bool) -> Bool {
+        guard order.scoredSource != nil else { return descending ? id > other.id : id < other.id }
+        return QueryContext.before((id, score), (other.id, other.score), descending: descending)
+    }
+}
+
 /// How a query was (or will be) answered: from the class index, or by a scan.
 public struct QueryPlan: Equatable, Sendable, CustomStringConvertible {
     /// The class index used, if any: label set and class.
@@ -119,14 +141,25 @@ extension Transaction {
         _ filter: QueryExpression?, order: QueryOrder = .id, descending: Bool = false,
         limit: Int = .max, offset: Int = 0, labels wanted: [LabelSetReference], _ body: (UInt64, [Label?]) throws -> Void
     ) throws -> QueryPlan {
+        try queryRanked(filter, order: order, descending: descending, limit: limit, offset: offset, labels: wanted) { rank, labels in try body(rank.id, labels) }
+    }
+
+    /// Runs a filter like ``query(_:order:descending:limit:offset:labels:_:)``, passing each row's
+    /// ``QueryRank`` (its id and, under a score order, its score): what merging the rows of
+    /// several shards into the order of one store needs.
+    @discardableResult
+    public func queryRanked(
+        _ filter: QueryExpression?, order: QueryOrder = .id, descending: Bool = false,
+        limit: Int = .max, offset: Int = 0, labels wanted: [LabelSetReference], _ body: (QueryRank, [Label?]) throws -> Void
+    ) throws -> QueryPlan {
         let context = try QueryContext(tx: self, filter: filter, order: order, labels: wanted)
         var plan = QueryPlan()
         var skipped = 0, emitted = 0
-        func deliver(_ id: UInt64) throws -> Bool {
+        func deliver(_ id: UInt64, score: Float? = nil) throws -> Bool {
             if skipped < offset { skipped += 1; return true }
             guard emitted < limit else { return false }
             emitted += 1
-            try body(id, try wanted.map { try context.label(of: id, $0) })
+            try body(QueryRank(id: id, score: score), try wanted.map { try context.label(of: id, $0) })
             return emitted < limit
         }
         // Candidates: from the class index when the filter pins a top-1 class, from the taint
@@ -189,7 +222,7 @@ extension Transaction {
                 rows.insert((id, try context.label(of: id, reference).map { order.score($0, classCount: classCount) }))
                 return true
             }
-            for row in rows.sorted() where try !deliver(row.id) { break }
+            for row in rows.sorted() where try !deliver(row.id, score: row.score) { break }
         }
         return plan
     }

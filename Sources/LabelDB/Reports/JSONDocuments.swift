@@ -133,6 +133,19 @@ public func storeInfoJSON(_ store: Store, count: Int, tags: [String]) -> JSONVal
     ]
 }
 
+/// `labeldb info --format json` for a store or a sharded corpus: a store's document, with the
+/// corpus's path, its samples and bytes summed over the shards, and `shards` and `routing`.
+public func corpusInfoJSON(_ corpus: Corpus, count: Int, tags: [String]) -> JSONValue {
+    guard let manifest = corpus.manifest, case .object(var members) = storeInfoJSON(corpus.shards[0], count: count, tags: tags) else {
+        return storeInfoJSON(corpus.shards[0], count: count, tags: tags)
+    }
+    members["path"] = .string(corpus.path)
+    members["bytes_on_disk"] = .int(Int64(corpus.shards.reduce(0) { $0 + $1.bytesOnDisk }))
+    members["shards"] = .array(manifest.shards.map { .string($0) })
+    members["routing"] = manifest.body["routing"]
+    return .object(members)
+}
+
 /// The JSON form of one query's kNN label (`knn --labels`, one object per query).
 public func knnLabelJSON(_ result: KNNLabelResult, query: Int, classes: [String]) -> JSONValue {
     [

@@ -58,39 +58,46 @@ struct ExportCommand: ParsableCommand {
             throw UsageError(description: "give at least one output: --ids-out, --embeddings-out, --meta-out, --payloads-out, --labels-out or --npz")
         }
         let filter = try parseWhere(`where`)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let rows = try store.read(clearance: clearance) { tx -> Int in
-            let references = labelFiles.map(\.reference) + npzLabels
-            var outputs = try ExportOutputs(command: self, tx: tx, labelFiles: labelFiles, npzLabels: npzLabels)
-            let progress = ProgressBar(total: filter == nil ? try tx.count() : 0, label: "exporting", quiet: quiet || filter != nil)
-            var done = 0
-            func emit(_ view: SampleView, _ rowLabels: [Label?]) throws {
-                try outputs.append(view, labels: rowLabels)
-                done += 1
-                if done % 4096 == 0 { progress.update(done) }
-            }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let references = labelFiles.map(\.reference) + npzLabels
+        // Every shard has the same label sets and projectors: the first one says what each column holds.
+        var outputs = try corpus.shards[0].read(clearance: clearance) { tx in
+            try ExportOutputs(command: self, tx: tx, labelFiles: labelFiles, npzLabels: npzLabels)
+        }
+        let total = filter == nil ? try corpus.shards.reduce(0) { n, shard in n + (try shard.read(clearance: clearance) { try $0.count() }) } : 0
+        let progress = ProgressBar(total: total, label: "exporting", quiet: quiet || filter != nil)
+        let columns = outputs.columns
+        let store = target.store
+        var done = 0
+        try corpus.merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
             if filter == nil && references.isEmpty {
                 // Every sample, in one cursor walk: the common case stays as fast as a scan.
-                try tx.forEachSample { try emit($0, []); return true }
+                var walked = 0
+                try tx.forEachSample { view in walked += 1; return try emit(try ExportRow(view, labels: [], columns: columns)) }
                 // The walk must deliver what LMDB's own count says: fewer means damaged pages hid rows.
                 let count = try tx.count()
-                guard done == count else {
-                    throw StoreError.corruptRecord(store: target.store, table: "samples", key: "*", detail: "\(done) samples read, \(count) counted; run verify")
+                guard walked == count else {
+                    throw StoreError.corruptRecord(store: store, table: "samples", key: "*", detail: "\(walked) samples read, \(count) counted; run verify")
                 }
             } else {
                 try tx.query(filter, labels: references) { id, rowLabels in
-                    guard try tx.withSample(id, { try emit($0, rowLabels) }) != nil else {
-                        throw StoreError.corruptRecord(store: target.store, table: "samples", key: "\(id)", detail: "found by the query but not by a lookup; run verify")
+                    guard let row = try tx.withSample(id, { try ExportRow($0, labels: rowLabels, columns: columns) }) else {
+                        throw StoreError.corruptRecord(store: store, table: "samples", key: "\(id)", detail: "found by the query but not by a lookup; run verify")
                     }
+                    _ = try emit(row)
                 }
             }
-            progress.update(done)
-            progress.finish()
-            try outputs.finish()
-            return done
-        }
-        print("exported \(rows) samples")
+        }, consume: { row in
+            try outputs.append(row)
+            done += 1
+            if done % 4096 == 0 { progress.update(done) }
+            return true
+        })
+        progress.update(done)
+        progress.finish()
+        try outputs.finish()
+        print("exported \(done) samples")
     }
 
     /// `--labels-out SET=FILE[,SET=FILE…]`, each naming one output file.
@@ -149,24 +156,24 @@ struct ExportOutputs {
         }
     }
 
-    mutating func append(_ view: SampleView, labels: [Label?]) throws {
-        var id = view.id.littleEndian
+    /// Which parts of a sample the outputs need.
+    var columns: ExportRow.Columns {
+        ExportRow.Columns(embedding: !embeddings.isEmpty, metadata: meta != nil || npzMeta != nil, payload: payloads != nil || npzPayloads != nil)
+    }
+
+    mutating func append(_ row: ExportRow) throws {
+        var id = row.id.littleEndian
         for writer in ids { try withUnsafeBytes(of: &id) { try writer.append($0) } }
-        if !embeddings.isEmpty {
-            let row = view.embedding()
-            for writer in embeddings { try writer.append(row) }
+        if let embedding = row.embedding { for writer in embeddings { try writer.append(embedding) } }
+        if let metadata = row.metadata {
+            try meta?.write(metadata)
+            try npzMeta?.append(Array(metadata.serialized().utf8))
         }
-        if meta != nil || npzMeta != nil {
-            // A tainted row's label rides along as the "taint" member `import` consumes, so
-            // export → import keeps it.
-            var members = try view.metadata()
-            if view.taint != .public { members["taint"] = view.taint.json }
-            try meta?.write(.object(members))
-            try npzMeta?.append(Array(JSONValue.object(members).serialized().utf8))
+        if let payload = row.payload {
+            try payloads?.write(["base64": .string(Data(payload).base64EncodedString())])
+            try npzPayloads?.append(payload)
         }
-        try payloads?.write(["base64": .string(Data(view.payload).base64EncodedString())])
-        try npzPayloads?.append(Array(view.payload))
-        for (column, label) in zip(labelColumns, labels) { try column.append(label) }
+        for (column, label) in zip(labelColumns, row.labels) { try column.append(label) }
     }
 
     func finish() throws {
@@ -177,6 +184,38 @@ struct ExportOutputs {
         try npzMeta?.finish()
         try npzPayloads?.finish()
         try npz?.finish()
+    }
+}
+
+/// One exported sample, copied out of its shard's transaction: the parts the outputs need.
+struct ExportRow: Sendable {
+    /// Which parts to copy.
+    struct Columns: Sendable {
+        let embedding: Bool
+        let metadata: Bool
+        let payload: Bool
+    }
+
+    let id: UInt64
+    let embedding: [Float]?
+    /// The metadata object; a tainted row's label rides along as the "taint" member `import`
+    /// consumes, so export → import keeps it.
+    let metadata: JSONValue?
+    let payload: [UInt8]?
+    let labels: [Label?]
+
+    init(_ view: SampleView, labels: [Label?], columns: Columns) throws {
+        id = view.id
+        embedding = columns.embedding ? view.embedding() : nil
+        if columns.metadata {
+            var members = try view.metadata()
+            if view.taint != .public { members["taint"] = view.taint.json }
+            metadata = .object(members)
+        } else {
+            metadata = nil
+        }
+        payload = columns.payload ? Array(view.payload) : nil
+        self.labels = labels
     }
 }
 

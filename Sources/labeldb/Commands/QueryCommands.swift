@@ -34,8 +34,9 @@ struct KNNCommand: ParsableCommand {
         guard lambda >= 0, lambda.isFinite else { throw UsageError(description: "--lambda must be a number ≥ 0") }
         let reference = try labels.map { try LabelSetReference(parsing: $0) }
         let array = try NumPyArray.read(query)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let store = corpus.shards[0]
         let d = store.schema.dimension
         guard (array.shape.count == 1 && array.shape[0] == d) || (array.shape.count == 2 && array.shape[1] == d) else {
             throw InputError(file: query, reason: "expected queries × \(d) (or one vector of \(d)), found shape \(array.shape)")
@@ -47,6 +48,9 @@ struct KNNCommand: ParsableCommand {
         let count = values.count / d
         let filter = try parseWhere(`where`)
         if let reference {
+            guard !corpus.isSharded else {
+                throw UsageError(description: "knn --labels does not read a sharded corpus yet (plain knn does); pass one store")
+            }
             let classes = store.schema.classes
             let results = try store.read(clearance: clearance) { tx in
                 try tx.knnLabels(of: values, queries: count, k: k, from: reference, metric: metricValue, mode: mode, lambda: lambda,
@@ -62,9 +66,7 @@ struct KNNCommand: ParsableCommand {
             }
             return
         }
-        let hits = try store.read(clearance: clearance) { tx in
-            try tx.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue, include: try filter.map { try tx.matcher(for: $0) })
-        }
+        let hits = try corpus.nearestNeighbors(of: values, queries: count, k: k, metric: metricValue, where: filter, clearance: clearance)
         for (i, neighbors) in hits.enumerated() {
             switch format {
             case .json:
@@ -152,57 +154,128 @@ struct QueryCommand: ParsableCommand {
             throw UsageError(description: "--columns: unknown column '\(bad)' (known: \(known.sorted().joined(separator: ", ")))")
         }
         if labelsOut != nil && references.isEmpty { throw UsageError(description: "--labels-out needs --labels SET") }
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let classes = store.schema.classes
-        let d = store.schema.dimension
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let classes = corpus.schema.classes
+        let d = corpus.schema.dimension
         let idWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, rowShape: []) }
         let embeddingWriter = try embeddingsOut.map { try NumPyWriter(path: $0, dtype: .float32, rowShape: [d]) }
         let labelWriter = try labelsOut.map { try NumPyWriter(path: $0, dtype: .float32, rowShape: [classes.count]) }
+        let rows = QueryRows(command: self, references: references, wanted: wanted, embeddings: embeddingWriter != nil, distributions: labelWriter != nil)
+        // A corpus's shards each return their first offset + limit rows, and the merge skips
+        // and cuts; a store skips in the query itself, without building the skipped rows.
+        let (limit, desc) = (limit, desc)
+        let (shardOffset, shardLimit, offset) = !corpus.isSharded ? (self.offset, limit, 0)
+            : (0, limit == .max || self.offset > Int.max - limit ? Int.max : self.offset + limit, self.offset)
+        let plans = PlanLog()
+        var skipped = 0, emitted = 0
+        guard limit > 0 || explain else { return try finish([idWriter, embeddingWriter, labelWriter]) }
+        try corpus.merge(clearance: clearance, by: { $0.rank.precedes($1.rank, order: order, descending: desc) }, produce: { shard, tx, emit in
+            var stopped = false
+            let plan = try tx.queryRanked(filter, order: order, descending: desc, limit: shardLimit, offset: shardOffset, labels: references) { rank, rowLabels in
+                guard !stopped else { return }
+                stopped = try !emit(try rows.row(rank, rowLabels, tx: tx))
+            }
+            plans.record(shard, plan)
+        }, consume: { row in
+            if skipped < offset { skipped += 1; return true }
+            guard emitted < limit else { return false }
+            emitted += 1
+            if let idWriter {
+                var little = row.rank.id.littleEndian
+                try withUnsafeBytes(of: &little) { try idWriter.append($0) }
+            }
+            if let embedding = row.embedding { try embeddingWriter?.append(embedding) }
+            if let distribution = row.distribution { try labelWriter?.append(distribution) }
+            print(row.line)
+            return emitted < limit
+        })
+        try finish([idWriter, embeddingWriter, labelWriter])
+        if explain { printError(plans.description(names: corpus.manifest?.shards)) }
+    }
+
+    private func finish(_ writers: [NumPyWriter?]) throws {
+        for writer in writers { try writer?.finish() }
+    }
+}
+
+/// How `labeldb query` turns a matching sample into its output: the line (an id, or a JSON
+/// object of the wanted columns) and, for the `--*-out` files, its embedding and distribution.
+/// Built in the shard's own read transaction, so a corpus's rows arrive at the merge finished.
+struct QueryRows: Sendable {
+    let store: String
+    let format: OutputFormat
+    let references: [LabelSetReference]
+    let wanted: Set<String>
+    let embeddings: Bool
+    let distributions: Bool
+
+    init(command: QueryCommand, references: [LabelSetReference], wanted: Set<String>, embeddings: Bool, distributions: Bool) {
+        store = command.target.store
+        format = command.format
+        self.references = references
+        self.wanted = wanted
+        self.embeddings = embeddings
+        self.distributions = distributions
+    }
+
+    /// One matching sample's output.
+    struct Row: Sendable {
+        let rank: QueryRank
+        let line: String
+        let embedding: [Float]?
+        let distribution: [Float]?
+    }
+
+    func row(_ rank: QueryRank, _ rowLabels: [Label?], tx: LabelDB.Transaction) throws -> Row {
+        let id = rank.id
+        let classes = tx.store.schema.classes
+        var row: [String: JSONValue] = ["id": .uint(id)]
+        var embedding: [Float]? = nil
         let needsSample = wanted.contains("taint") || wanted.contains("metadata") || wanted.contains("embedding")
-            || wanted.contains("payload_bytes") || embeddingWriter != nil
-        let plan = try store.read(clearance: clearance) { tx -> QueryPlan in
-            try tx.query(filter, order: order, descending: desc, limit: limit, offset: offset, labels: references) { id, rowLabels in
-                var row: [String: JSONValue] = ["id": .uint(id)]
-                if needsSample {
-                    // The query found this id among the samples; a lookup that cannot is damage.
-                    let found: Void? = try tx.withSample(id) { view in
-                        if wanted.contains("taint") { row["taint"] = view.taint.json }
-                        if wanted.contains("metadata") { row["metadata"] = .object(try view.metadata()) }
-                        if wanted.contains("payload_bytes") { row["payload_bytes"] = .int(Int64(view.payload.count)) }
-                        let embedding = wanted.contains("embedding") || embeddingWriter != nil ? view.embedding() : []
-                        if wanted.contains("embedding") { row["embedding"] = .array(embedding.map(jsonNumber)) }
-                        try embeddingWriter?.append(embedding)
-                    }
-                    guard found != nil else {
-                        throw StoreError.corruptRecord(store: target.store, table: "samples", key: "\(id)", detail: "found by the query but not by a lookup; run verify")
-                    }
-                }
-                if wanted.contains("labels") && !references.isEmpty {
-                    var labelsJSON: [String: JSONValue] = [:]
-                    for (reference, label) in zip(references, rowLabels) {
-                        guard let label, let top = label.hard.map({ ($0, Float(1)) }) ?? label.top1.map({ ($0.classIndex, $0.confidence) }) else { continue }
-                        labelsJSON[reference.name] = ["class": .int(Int64(top.0)), "top1": .string(classes[top.0]), "confidence": jsonNumber(top.1), "taint": label.taint.json]
-                    }
-                    row["labels"] = .object(labelsJSON)
-                }
-                if let idWriter {
-                    var little = id.littleEndian
-                    try withUnsafeBytes(of: &little) { try idWriter.append($0) }
-                }
-                if let labelWriter {
-                    try labelWriter.append(rowLabels.first??.distribution(classCount: classes.count) ?? [Float](repeating: 0, count: classes.count))
-                }
-                switch format {
-                case .text: print(id)
-                case .json: printJSON(.object(row))
-                }
+            || wanted.contains("payload_bytes") || embeddings
+        if needsSample {
+            // The query found this id among the samples; a lookup that cannot is damage.
+            let found: Void? = try tx.withSample(id) { view in
+                if wanted.contains("taint") { row["taint"] = view.taint.json }
+                if wanted.contains("metadata") { row["metadata"] = .object(try view.metadata()) }
+                if wanted.contains("payload_bytes") { row["payload_bytes"] = .int(Int64(view.payload.count)) }
+                if wanted.contains("embedding") || embeddings { embedding = view.embedding() }
+                if wanted.contains("embedding") { row["embedding"] = .array((embedding ?? []).map(jsonNumber)) }
+            }
+            guard found != nil else {
+                throw StoreError.corruptRecord(store: store, table: "samples", key: "\(id)", detail: "found by the query but not by a lookup; run verify")
             }
         }
-        try idWriter?.finish()
-        try embeddingWriter?.finish()
-        try labelWriter?.finish()
-        if explain { printError(plan.description) }
+        if wanted.contains("labels") && !references.isEmpty {
+            var labelsJSON: [String: JSONValue] = [:]
+            for (reference, label) in zip(references, rowLabels) {
+                guard let label, let top = label.hard.map({ ($0, Float(1)) }) ?? label.top1.map({ ($0.classIndex, $0.confidence) }) else { continue }
+                labelsJSON[reference.name] = ["class": .int(Int64(top.0)), "top1": .string(classes[top.0]), "confidence": jsonNumber(top.1), "taint": label.taint.json]
+            }
+            row["labels"] = .object(labelsJSON)
+        }
+        let distribution = distributions ? rowLabels.first??.distribution(classCount: classes.count) ?? [Float](repeating: 0, count: classes.count) : nil
+        let line = format == .text ? "\(id)" : JSONValue.object(row).serialized()
+        return Row(rank: rank, line: line, embedding: embeddings ? embedding : nil, distribution: distribution)
+    }
+}
+
+/// The plans of a query's shards, recorded from their threads, for `--explain`.
+final class PlanLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var plans: [Int: QueryPlan] = [:]
+
+    func record(_ shard: Int, _ plan: QueryPlan) {
+        lock.withLock { plans[shard] = plan }
+    }
+
+    /// One plan for a store; one line per shard, named, for a corpus.
+    func description(names: [String]?) -> String {
+        lock.withLock {
+            guard let names else { return plans[0]?.description ?? "" }
+            return names.enumerated().map { "\($0.element): \(plans[$0.offset]?.description ?? "not run")" }.joined(separator: "\n")
+        }
     }
 }
 

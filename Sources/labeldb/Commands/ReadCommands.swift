@@ -26,8 +26,10 @@ struct GetCommand: ParsableCommand {
     func run() throws {
         let references = try labels.map { try LabelSetReference(parsing: $0) }
         let projectors = try regen.map { try ProjectorReference(parsing: $0) }
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        // In a corpus, the shard the routing rule names holds the sample, if any does.
+        guard let store = corpus.shard(of: id) else { throw StoreError.sampleNotFound(id) }
         let classes = store.schema.classes
         guard let (sample, labelled, provenance) = try store.read(clearance: clearance, { tx -> (Sample, [(String, JSONValue, String)], JSONValue)? in
             // One checked read gives the sample and the number of the write that stored it.
@@ -111,21 +113,28 @@ struct InfoCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let (count, tags) = try store.read(clearance: clearance) { (try $0.count(), try $0.registeredTags()) }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let store = corpus.shards[0]
+        // Every shard has the whole store's tag registry; samples are counted in each.
+        let tags = try store.read(clearance: clearance) { try $0.registeredTags() }
+        let count = try corpus.shards.reduce(0) { total, shard in total + (try shard.read(clearance: clearance) { try $0.count() }) }
         let schema = store.schema
         switch format {
         case .json:
-            printJSON(storeInfoJSON(store, count: count, tags: tags))
+            printJSON(corpusInfoJSON(corpus, count: count, tags: tags))
         case .text:
-            print("store: \(store.path)")
+            if let manifest = corpus.manifest {
+                print("corpus: \(corpus.path) (\(manifest.shards.count) shards, routed by \(manifest.ruleName))")
+            } else {
+                print("store: \(store.path)")
+            }
             print("samples: \(count)")
             print("embeddings: \(schema.dimension)-d \(schema.elementType.rawValue), \(schema.rowsPerBlock) per block")
             let preview = schema.classes.prefix(10).joined(separator: ", ") + (schema.classes.count > 10 ? ", …" : "")
             print("classes: \(schema.classes.count) (\(preview))")
             print("format version: \(store.formatVersion)")
-            print("bytes on disk: \(store.bytesOnDisk)")
+            print("bytes on disk: \(corpus.shards.reduce(0) { $0 + $1.bytesOnDisk })")
             print("taint tags: \(tags.isEmpty ? "none" : tags.joined(separator: ", "))")
         }
     }
@@ -145,9 +154,9 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         guard inProcess else { return try runInChild() }
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let report = try store.read(clearance: clearance) { try $0.verify() }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let report = try corpus.verify(clearance: clearance)
         printReport(report)
         if !report.isClean { throw ExitCode(ExitStatus.checkFailed) }
     }
@@ -210,22 +219,28 @@ struct ScanCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
         var shown = 0
         guard limit > 0 else { return }
-        try store.read(clearance: clearance) { tx in
+        let (from, format) = (from, format)
+        try corpus.merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
             try tx.forEachSample(from: from) { view in
-                switch format {
-                case .json:
-                    printJSON(["id": .uint(view.id), "metadata": .object(try view.metadata()), "payload_bytes": .int(Int64(view.payload.count)), "taint": view.taint.json])
-                case .text:
-                    print(view.id)
-                }
-                shown += 1
-                return shown < limit
+                let line = format == .text ? "\(view.id)"
+                    : JSONValue.object(["id": .uint(view.id), "metadata": .object(try view.metadata()), "payload_bytes": .int(Int64(view.payload.count)), "taint": view.taint.json]).serialized()
+                return try emit(IDLine(id: view.id, line: line))
             }
-        }
+        }, consume: { row in
+            print(row.line)
+            shown += 1
+            return shown < limit
+        })
     }
 }
 
+
+/// One line of output for the sample `id`, as a shard produced it for a merge in id order.
+struct IDLine: Sendable {
+    let id: UInt64
+    let line: String
+}

@@ -1,0 +1,238 @@
+import Foundation
+
+/// A store or a sharded corpus, opened for reading: a store reads as a corpus of one shard, so a
+/// command written against this type serves both.
+///
+/// A corpus opens every shard its manifest names (each a ``Store``) and checks that each has the
+/// manifest's schema. Reads that visit every sample fan out with ``merge(clearance:by:produce:consume:)``:
+/// one thread and one read transaction per shard, merged in the caller's order as they arrive,
+/// in memory bounded by the shard count, not the corpus size.
+public final class Corpus: @unchecked Sendable {
+    /// The directory given.
+    public let path: String
+    /// The manifest, nil for a plain store.
+    public let manifest: CorpusManifest?
+    /// The shards in shard order (one store for a plain store).
+    public let shards: [Store]
+
+    /// Opens `path`: a corpus when it holds `corpus.json`, else a store.
+    ///
+    /// - Throws: ``CorpusError/damaged(_:)`` for a manifest that does not check, or a shard whose
+    ///   schema differs from it; a store's own errors for a shard that does not open.
+    public init(opening path: String, options: Store.Options = Store.Options(readOnly: true)) throws {
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path + "/" + CorpusManifest.fileName) else {
+            manifest = nil
+            shards = [try Store(opening: path, options: options)]
+            return
+        }
+        let manifest = try CorpusManifest.read(from: path)
+        var opened: [Store] = []
+        do {
+            for name in manifest.shards {
+                let shard = try Store(opening: path + "/" + name, options: options)
+                opened.append(shard)
+                let schema = shard.schema
+                guard schema.dimension == manifest.dimension, schema.elementType == manifest.elementType, schema.classes == manifest.classes else {
+                    throw CorpusError.damaged("\(path)/\(name): its schema differs from the manifest's")
+                }
+            }
+        } catch {
+            for shard in opened { shard.close() }
+            throw error
+        }
+        self.manifest = manifest
+        shards = opened
+    }
+
+    /// Closes every shard.
+    public func close() {
+        for shard in shards { shard.close() }
+    }
+
+    /// The schema every shard has.
+    public var schema: Schema { shards[0].schema }
+
+    /// True for a sharded corpus, false for a plain store.
+    public var isSharded: Bool { manifest != nil }
+
+    /// The shard that holds `id`: the only one for a plain store, the one the routing rule names
+    /// for a corpus (nil when the range rule has no range for it).
+    public func shard(of id: UInt64) -> Store? {
+        guard let manifest else { return shards[0] }
+        return manifest.shard(of: id).map { shards[$0] }
+    }
+
+    /// Reads every shard and hands what each produces to `consume` in `areInIncreasingOrder`,
+    /// until `consume` returns false or every shard is done.
+    ///
+    /// `produce` runs once per shard, with the shard's index and a read transaction under
+    /// `clearance`, and passes its rows, each shard's already in order, to its third argument,
+    /// which returns false once no more are wanted. For a plain store it runs on the calling
+    /// thread; for a corpus each shard runs on a thread of its own, up to 256 rows ahead of the
+    /// merge. A shard's error stops every shard and is rethrown.
+    public func merge<Row: Sendable>(
+        clearance: Clearance, by areInIncreasingOrder: (Row, Row) -> Bool,
+        produce: @escaping @Sendable (_ shard: Int, _ tx: Transaction, _ emit: (Row) throws -> Bool) throws -> Void,
+        consume: (Row) throws -> Bool
+    ) throws {
+        guard isSharded else {
+            return try shards[0].read(clearance: clearance) { tx in try produce(0, tx, consume) }
+        }
+        let streams = shards.indices.map { _ in ShardStream<Row>() }
+        for (index, shard) in shards.enumerated() {
+            let stream = streams[index]
+            let thread = Thread {
+                do {
+                    try shard.read(clearance: clearance) { tx in try produce(index, tx, stream.push) }
+                    stream.finish(nil)
+                } catch {
+                    stream.finish(error)
+                }
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        // Every thread ends before this returns: their transactions must not outlive the call.
+        defer {
+            for stream in streams { stream.cancel() }
+            for stream in streams { stream.waitUntilFinished() }
+        }
+        var heads: [Row?] = try streams.map { try $0.pop() }
+        while true {
+            var best: Int? = nil
+            for (i, head) in heads.enumerated() {
+                guard let head else { continue }
+                if let b = best, let current = heads[b], !areInIncreasingOrder(head, current) { continue }
+                best = i
+            }
+            guard let chosen = best, let row = heads[chosen] else { return }
+            guard try consume(row) else { return }
+            heads[chosen] = try streams[chosen].pop()
+        }
+    }
+}
+
+/// The rows one shard's thread has produced and the merge has not taken yet: a bounded queue
+/// under one lock, with the producer's outcome.
+final class ShardStream<Row>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var rows: [Row] = []
+    private var head = 0
+    private var finished = false
+    private var cancelled = false
+    private var failure: (any Error)?
+    private let capacity = 256
+
+    /// Queues a row, waiting while the queue is full; false once the merge wants no more.
+    func push(_ row: Row) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while rows.count - head >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        rows.append(row)
+        condition.broadcast()
+        return true
+    }
+
+    /// The next row, waiting for one; nil when the producer finished; its error when it failed.
+    func pop() throws -> Row? {
+        condition.lock()
+        defer { condition.unlock() }
+        while head == rows.count && !finished { condition.wait() }
+        if head < rows.count {
+            let row = rows[head]
+            head += 1
+            if head >= capacity { rows.removeFirst(head); head = 0 }
+            condition.broadcast()
+            return row
+        }
+        if let failure { throw failure }
+        return nil
+    }
+
+    /// Records that the producer ended, with its error if it failed.
+    func finish(_ error: (any Error)?) {
+        condition.lock()
+        finished = true
+        failure = error
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Tells the producer to stop at its next row.
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for the producer's thread to finish.
+    func waitUntilFinished() {
+        condition.lock()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+}
+
+extension Corpus {
+    /// Verifies every shard (``Transaction/verify()``) and, for a corpus, that each shard holds
+    /// only ids the routing rule gives it (the manifest's checksum was checked on open): one
+    /// report, each problem's table prefixed with its shard's path.
+    public func verify(clearance: Clearance) throws -> VerificationReport {
+        guard let manifest else { return try shards[0].read(clearance: clearance) { try $0.verify() } }
+        var report = VerificationReport()
+        for (index, shard) in shards.enumerated() {
+            let name = manifest.shards[index]
+            let part = try shard.read(clearance: clearance) { tx -> VerificationReport in
+                var part = try tx.verify()
+                try tx.walkSampleIDs(descending: false) { id in
+                    if manifest.shard(of: id) != index {
+                        part.problems.append(.init(table: "samples", key: "\(id)",
+                                                   detail: "the routing rule gives this id to \(manifest.shard(of: id).map { manifest.shards[$0] } ?? "no shard"), not this one"))
+                    }
+                    return true
+                }
+                return part
+            }
+            report.problems += part.problems.map { .init(table: "\(name)/\($0.table)", key: $0.key, detail: $0.detail) }
+            report.samplesChecked += part.samplesChecked
+            report.blocksChecked += part.blocksChecked
+            report.recordsChecked += part.recordsChecked
+        }
+        return report
+    }
+}
+
+extension CorpusManifest {
+    /// The routing rule's name: `hash` or `range`.
+    public var ruleName: String {
+        switch routing {
+        case .hash: "hash"
+        case .range: "range"
+        }
+    }
+}
+
+extension Corpus {
+    /// The k nearest neighbours of each query across every shard, equal to one store's answer
+    /// over the same samples: each shard returns its own k nearest, re-ranked by exact similarity
+    /// (``Transaction/nearestNeighbors(of:queries:k:metric:include:)``), and the merge keeps the
+    /// k nearest of those, ties by smaller id. Any of the global k nearest is among its own
+    /// shard's k nearest, so nothing is lost.
+    ///
+    /// - Parameter filter: only samples matching it are candidates (bound in each shard).
+    public func nearestNeighbors(
+        of queries: [Float], queries count: Int, k: Int, metric: NeighborMetric, where filter: QueryExpression?, clearance: Clearance
+    ) throws -> [[Neighbor]] {
+        var merged = [[Neighbor]](repeating: [], count: count)
+        for shard in shards {
+            let part = try shard.read(clearance: clearance) { tx in
+                try tx.nearestNeighbors(of: queries, queries: count, k: k, metric: metric, include: try filter.map { try tx.matcher(for: $0) })
+            }
+            for i in 0..<count { merged[i] += part[i] }
+        }
+        return merged.map { Array($0.sorted(by: Neighbor.nearer).prefix(k)) }
+    }
+}
