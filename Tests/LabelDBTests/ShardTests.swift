@@ -247,3 +247,130 @@ struct CorpusReadTests {
         }
     }
 }
+
+/// Label imports into a sharded corpus: routed by id, one version for all shards, visible when
+/// the manifest records it.
+@Suite("Corpus label imports")
+struct CorpusImportTests {
+    /// A store and the corpus split from it, with a query file and import files for a new
+    /// version of `teacher` over ids 1…40 (deleted ids left out) and a new hard set.
+    static func setUp(_ dir: TemporaryDirectory) throws {
+        try ShardTests.scenarioStore(at: dir.file("store")).close()
+        _ = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 3, rule: .hash, clearance: .all, agent: "test")
+        try NumPyArray.write([0.5, -0.2, 0.1, 0.3, -0.4, 0.6, 0.2, -0.1] as [Float], shape: [2, 4], to: dir.file("q.npy"))
+        let ids = (1...40).map(UInt64.init).filter { ![2, 7, 11, 30].contains($0) }
+        try NumPyArray.write(ids, to: dir.file("ids.npy"))
+        var rng = SeededGenerator(seed: 99)
+        let soft: [Float] = ids.flatMap { _ -> [Float] in
+            let a = Float.random(in: 0.05...1, using: &rng), b = Float.random(in: 0.05...1, using: &rng)
+            return [a / (a + b + 1), b / (a + b + 1), 1 / (a + b + 1)]
+        }
+        try NumPyArray.write(soft, shape: [ids.count, 3], to: dir.file("soft.npy"))
+        try NumPyArray.write(ids.map { $0 % 3 }, to: dir.file("hard.npy"))
+        try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: true)
+    }
+
+    static func importArguments(_ path: String, _ dir: TemporaryDirectory) -> [[String]] {
+        [["labels", "import", path, "teacher", "--soft", dir.file("soft.npy"), "--ids", dir.file("ids.npy"), "--agent", "t3", "--secrecy", "licensed:getty", "--clearance", "all"],
+         ["labels", "import", path, "fresh", "--hard", dir.file("hard.npy"), "--ids", dir.file("ids.npy"), "--agent", "h2", "--clearance", "all"]]
+    }
+
+    /// Everything the read commands show of the corpus and of the store, under each clearance.
+    static func sameReads(_ dir: TemporaryDirectory, sets: [String]) throws {
+        for clearance in ["all", "public"] {
+            var commands = CorpusReadTests.commands(dir.file("corpus"), out: dir.file("out"), query: dir.file("q.npy"))
+            var single = CorpusReadTests.commands(dir.file("store"), out: dir.file("out"), query: dir.file("q.npy"))
+            for set in sets {
+                for (list, path) in [(0, dir.file("corpus")), (1, dir.file("store"))] {
+                    let extra: [(arguments: [String], files: [String])] = [
+                        (["query", path, "label(\(set)).top1 = 'dog' or label(\(set)).confidence > 0.6", "--labels", set, "--format", "json"], []),
+                        (["export", path, "--labels-out", "\(set)=\(dir.file("out/l.npy"))", "--ids-out", dir.file("out/li.npy")], [dir.file("out/l.npy"), dir.file("out/li.npy")]),
+                    ] + [1, 3, 4, 12, 25, 31, 40].map { (["get", path, "\($0)", "--format", "json", "--labels", set], []) }
+                    if list == 0 { commands += extra } else { single += extra }
+                }
+            }
+            for (a, b) in zip(commands, single) {
+                let fromCorpus = try CorpusReadTests.observe(a.arguments + ["--clearance", clearance], files: a.files)
+                let fromStore = try CorpusReadTests.observe(b.arguments + ["--clearance", clearance], files: b.files)
+                #expect(fromCorpus == fromStore, "\(clearance): \(a.arguments.prefix(4).joined(separator: " "))\ncorpus: \(fromCorpus.prefix(600))\nstore: \(fromStore.prefix(600))")
+            }
+        }
+    }
+
+    @Test("an import routes each row to its shard under one version: every read equals the store's after the same import")
+    func routedImportEqualsStore() throws {
+        let dir = TemporaryDirectory("corpus-import")
+        try Self.setUp(dir)
+        for (a, b) in zip(Self.importArguments(dir.file("corpus"), dir), Self.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+            #expect(corpus.stdout.contains("version \(a[3] == "teacher" ? 3 : 1)"), "\(corpus.stdout)")
+        }
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        #expect(manifest.labelSets["teacher"] == 3 && manifest.labelSets["fresh"] == 1 && manifest.generation == 3)
+        try Self.sameReads(dir, sets: ["teacher", "fresh"])
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+    }
+
+    @Test("a writer killed between shards leaves the corpus reading as before; the next import replaces the orphaned rows")
+    func killedBetweenShards() throws {
+        let dir = TemporaryDirectory("corpus-kill")
+        try Self.setUp(dir)
+        let before = try CorpusReadTests.observe(["query", dir.file("corpus"), "id >= 0", "--labels", "teacher", "--format", "json", "--clearance", "all"], files: [])
+        for killAfter in [0, 1] {
+            let killed = try runCLI(Self.importArguments(dir.file("corpus"), dir)[0], environment: ["LABELDB_TEST_KILL_AFTER_SHARD": "\(killAfter)"])
+            #expect(killed.status == SIGKILL, "exit \(killed.status): \(killed.stderr)")
+            // The shards that committed hold version 3; the manifest still says 2, and so do reads.
+            let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+            #expect(manifest.labelSets["teacher"] == 2 && manifest.generation == 1)
+            let shard = try Store(opening: dir.file("corpus/" + manifest.shards[0]), options: Store.Options(readOnly: true))
+            #expect(try shard.read(clearance: .all) { try $0.labelSet(named: "teacher")?.latest } == 3)
+            shard.close()
+            let after = try CorpusReadTests.observe(["query", dir.file("corpus"), "id >= 0", "--labels", "teacher", "--format", "json", "--clearance", "all"], files: [])
+            #expect(after == before)
+            let get = try runCLI(["get", dir.file("corpus"), "1", "--labels", "teacher@3", "--clearance", "all"])
+            #expect(get.status == 1 && get.stderr.contains("version"), "\(get.stderr)")
+        }
+        // The next import takes version 3 in every shard, replacing the orphaned rows.
+        for (a, b) in zip(Self.importArguments(dir.file("corpus"), dir), Self.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["teacher"] == 3)
+        try Self.sameReads(dir, sets: ["teacher", "fresh"])
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+    }
+
+    @Test("a bad import writes nothing in any shard; a second writer is refused while one holds the corpus")
+    func badImportsAndOneWriter() throws {
+        let dir = TemporaryDirectory("corpus-bad-import")
+        try Self.setUp(dir)
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        func files() -> [Data] { manifest.shards.map { fileBytes(dir.file("corpus/\($0)/data.mdb")) } + [fileBytes(dir.file("corpus/corpus.json"))] }
+        let before = files()
+        // An id no shard holds (row 5), a row that does not sum to 1, no --ids, a codec mismatch.
+        var ids = (1...40).map(UInt64.init).filter { ![2, 7, 11, 30].contains($0) }
+        ids[5] = 1_000
+        try NumPyArray.write(ids, to: dir.file("bad-ids.npy"))
+        try NumPyArray.write([Float](repeating: 0.5, count: 36 * 3), shape: [36, 3], to: dir.file("bad-soft.npy"))
+        let attempts: [([String], Int32, String)] = [
+            (["--soft", dir.file("soft.npy"), "--ids", dir.file("bad-ids.npy")], 2, "1000"),
+            (["--soft", dir.file("bad-soft.npy"), "--ids", dir.file("ids.npy")], 2, "row 0"),
+            (["--soft", dir.file("soft.npy")], 2, "--ids"),
+            (["--soft", dir.file("soft.npy"), "--ids", dir.file("ids.npy"), "--codec", "topk:2:u8"], 2, "codec"),
+        ]
+        for (options, status, message) in attempts {
+            let result = try runCLI(["labels", "import", dir.file("corpus"), "teacher"] + options + ["--clearance", "all"])
+            #expect(result.status == status && result.stderr.contains(message), "\(options): exit \(result.status) \(result.stderr)")
+            #expect(files() == before, "\(options) changed a file")
+        }
+        let writer = try CorpusWriter(opening: dir.file("corpus"))
+        let busy = try runCLI(Self.importArguments(dir.file("corpus"), dir)[1])
+        #expect(busy.status == 3 && busy.stderr.contains("another writer"), "\(busy.stderr)")
+        #expect(throws: CorpusError.self) { try CorpusWriter(opening: dir.file("corpus")) }
+        writer.close()
+        #expect(try runCLI(Self.importArguments(dir.file("corpus"), dir)[1]).status == 0)
+    }
+}

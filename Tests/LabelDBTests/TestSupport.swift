@@ -59,7 +59,7 @@ let labeldbBinary: String = {
 /// Runs `labeldb` with `arguments` (in `directory`, when given) and waits for it; output goes
 /// through files, so a chatty child cannot block on a full pipe.
 @discardableResult
-func runCLI(_ arguments: [String], in directory: String? = nil) throws -> CLIResult {
+func runCLI(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]) throws -> CLIResult {
     let dir = TemporaryDirectory("cli-out")
     let out = dir.file("stdout"), err = dir.file("stderr")
     _ = FileManager.default.createFile(atPath: out, contents: nil)
@@ -68,6 +68,7 @@ func runCLI(_ arguments: [String], in directory: String? = nil) throws -> CLIRes
     process.executableURL = URL(fileURLWithPath: labeldbBinary)
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.standardOutput = FileHandle(forWritingAtPath: out)
     process.standardError = FileHandle(forWritingAtPath: err)
     process.standardInput = FileHandle.nullDevice

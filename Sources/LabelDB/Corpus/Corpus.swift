@@ -31,6 +31,7 @@ public final class Corpus: @unchecked Sendable {
         do {
             for name in manifest.shards {
                 let shard = try Store(opening: path + "/" + name, options: options)
+                shard.committedLabelVersions = manifest.labelSets
                 opened.append(shard)
                 let schema = shard.schema
                 guard schema.dimension == manifest.dimension, schema.elementType == manifest.elementType, schema.classes == manifest.classes else {

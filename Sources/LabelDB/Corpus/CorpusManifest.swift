@@ -5,8 +5,6 @@ import Foundation
 /// routes each id to exactly one shard. It is replaced atomically (write, fsync, rename), and its
 /// checksum is verified before anything in it is trusted.
 ///
-/// This is the first part of issue 16: the manifest and the routing rule. Splitting a store into
-/// shards, reads that fan out, and imports that route rows come next.
 public struct CorpusManifest: Equatable, Sendable {
     /// How ids are routed to shards.
     public enum Routing: Equatable, Sendable {
@@ -33,15 +31,47 @@ public struct CorpusManifest: Equatable, Sendable {
     public var shards: [String]
     /// The routing rule.
     public var routing: Routing
+    /// Each label set's committed latest version: a reader of the corpus sees no version past
+    /// it (and no set missing here), whatever the shards hold, so an import that committed in
+    /// some shards only — a crash between shards — stays invisible until the next import of the
+    /// set replaces it.
+    public var labelSets: [String: Int]
+    /// Each projector's latest version.
+    public var projectors: [String: Int]
+    /// Each shard's committed state at this generation, in shard order.
+    public var shardStates: [ShardState]
 
-    /// A manifest; ``validate()`` checks it.
-    public init(generation: Int = 1, dimension: Int, elementType: Schema.ElementType, classes: [String], shards: [String], routing: Routing) {
+    /// What the manifest records of a shard when it commits: the length and head hash of its
+    /// provenance log, so `audit --verify-log` on the corpus can tell a shard whose log was
+    /// rewritten or truncated, or one that committed past the manifest.
+    public struct ShardState: Equatable, Sendable {
+        /// Records in the shard's provenance log.
+        public var records: Int
+        /// The hash of its last record (32 hex digits; zeros for an empty log).
+        public var head: String
+
+        /// A state.
+        public init(records: Int, head: String) {
+            self.records = records
+            self.head = head
+        }
+
+        /// The state of a shard with an empty log.
+        public static let empty = ShardState(records: 0, head: String(repeating: "0", count: 32))
+    }
+
+    /// A manifest; ``problem()`` checks it. Shard states default to empty logs.
+    public init(generation: Int = 1, dimension: Int, elementType: Schema.ElementType, classes: [String], shards: [String], routing: Routing,
+                labelSets: [String: Int] = [:], projectors: [String: Int] = [:], shardStates: [ShardState]? = nil) {
         self.generation = generation
         self.dimension = dimension
         self.elementType = elementType
         self.classes = classes
         self.shards = shards
         self.routing = routing
+        self.labelSets = labelSets
+        self.projectors = projectors
+        self.shardStates = shardStates ?? shards.map { _ in .empty }
     }
 
     /// The shard that holds `id`, or nil when the range rule has no range for it.
@@ -64,6 +94,13 @@ public struct CorpusManifest: Equatable, Sendable {
             return "shard path '\(shard)' must be a relative path inside the corpus directory"
         }
         guard (try? Schema(dimension: dimension, elementType: elementType, classes: classes)) != nil else { return "the schema is invalid" }
+        guard shardStates.count == shards.count else { return "\(shardStates.count) shard states for \(shards.count) shards" }
+        for state in shardStates where state.records < 0 || Checksum.bytes(hex: state.head)?.count != 16 {
+            return "a shard state needs a record count ≥ 0 and a 32-digit hex head"
+        }
+        for (name, version) in labelSets.merging(projectors, uniquingKeysWith: min) where name.isEmpty || version < 1 {
+            return "label set or projector '\(name)' at version \(version): names are not empty, versions start at 1"
+        }
         if case .range(let bounds) = routing {
             guard bounds.count == shards.count else { return "\(bounds.count) ranges for \(shards.count) shards" }
             for (a, b) in zip(bounds, bounds.dropFirst()) where b.lowerBound < a.upperBound {
@@ -86,6 +123,8 @@ extension CorpusManifest {
             "format": .string("labeldb-corpus"), "version": .int(1), "generation": .int(Int64(generation)),
             "schema": .object(["dimension": .int(Int64(dimension)), "element": .string(elementType.rawValue), "classes": .array(classes.map { .string($0) })]),
             "shards": .array(shards.map { .string($0) }), "routing": .object(routingJSON),
+            "label_sets": .object(labelSets.mapValues { .int(Int64($0)) }), "projectors": .object(projectors.mapValues { .int(Int64($0)) }),
+            "shard_states": .array(shardStates.map { ["records": .int(Int64($0.records)), "head": .string($0.head)] }),
         ])
     }
 
@@ -130,7 +169,17 @@ extension CorpusManifest {
             routing = .range(bounds)
         default: throw CorpusError.damaged("unknown routing rule")
         }
-        self.init(generation: generation, dimension: dimension, elementType: element, classes: classes, shards: shards, routing: routing)
+        func versions(_ value: JSONValue?) throws -> [String: Int] {
+            guard let members = value?.objectValue else { throw CorpusError.damaged("label_sets and projectors must be objects") }
+            return try members.mapValues { guard let v = integer($0) else { throw CorpusError.damaged("a version is not an integer") }; return v }
+        }
+        guard let states = members["shard_states"]?.arrayValue else { throw CorpusError.damaged("shard_states is missing") }
+        let shardStates = try states.map { state -> ShardState in
+            guard let records = integer(state["records"]), let head = state["head"]?.stringValue else { throw CorpusError.damaged("a shard state is malformed") }
+            return ShardState(records: records, head: head)
+        }
+        self.init(generation: generation, dimension: dimension, elementType: element, classes: classes, shards: shards, routing: routing,
+                  labelSets: try versions(members["label_sets"]), projectors: try versions(members["projectors"]), shardStates: shardStates)
         if let problem = problem() { throw CorpusError.damaged(problem) }
     }
 
@@ -170,6 +219,8 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
     case damaged(String)
     /// A manifest about to be written does not describe a corpus.
     case invalid(String)
+    /// Another writer holds the corpus's lock.
+    case busy(String)
 
     /// What is wrong, in words a user can act on.
     public var description: String {
@@ -177,6 +228,7 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notACorpus(let path): "\(path) is not a LabelDB corpus: no \(CorpusManifest.fileName) in the directory"
         case .damaged(let detail): "the corpus manifest is damaged: \(detail)"
         case .invalid(let detail): "invalid corpus manifest: \(detail)"
+        case .busy(let path): "another writer has the corpus \(path) open (it holds \(path)/\(CorpusWriter.lockFileName)); one writer at a time"
         }
     }
 }

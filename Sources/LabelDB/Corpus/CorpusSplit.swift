@@ -31,24 +31,25 @@ extension CorpusManifest {
         guard count >= 1, count <= 65_536 else { throw CorpusError.invalid("a corpus has 1 to 65,536 shards, not \(count)") }
         let store = try Store(opening: source, options: Store.Options(readOnly: true))
         defer { store.close() }
-        let ids = try store.read(clearance: clearance) { tx -> [UInt64] in
+        let (ids, labelSets, projectors) = try store.read(clearance: clearance) { tx in
             guard try tx.seesEverything else {
                 throw TaintError.clearanceTooNarrow("a split copies every record; it needs a clearance that sees the whole store (the clearance 'all')")
             }
-            return try tx.ids()
+            return (try tx.ids(), Dictionary(uniqueKeysWithValues: try tx.labelSets().map { ($0.name, $0.latest) }),
+                    Dictionary(uniqueKeysWithValues: try tx.projectors().map { ($0.name, $0.versions.count) }))
         }
         let width = max(3, String(count - 1).count)
         let names = (0..<count).map { "shard-" + String(repeating: "0", count: width - String($0).count) + String($0) }
         let schema = store.schema
-        let manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes,
-                                      shards: names, routing: try routing(rule, ids: ids, shards: count))
+        var manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes,
+                                      shards: names, routing: try routing(rule, ids: ids, shards: count), labelSets: labelSets, projectors: projectors)
         let created = try Store.prepareEmptyDirectory(destination)
         do {
             var routed = [[UInt64]](repeating: [], count: count)
             for id in ids { routed[manifest.shard(of: id)!].append(id) }
             for (index, name) in names.enumerated() {
                 let others = routed.enumerated().filter { $0.offset != index }.flatMap(\.element).sorted()
-                try makeShard(from: store, at: destination + "/" + name, deleting: others, provenance: ProvenanceRecord(
+                manifest.shardStates[index] = try makeShard(from: store, at: destination + "/" + name, deleting: others, provenance: ProvenanceRecord(
                     activity: "shard", agent: agent, used: [ProvenanceEntity(kind: "store", name: source)],
                     parameters: ["shard": "\(index)", "shards": "\(count)", "rule": rule.rawValue, "kept": "\(routed[index].count)",
                                  "deleted": "\(others.count)"]))
@@ -76,8 +77,9 @@ extension CorpusManifest {
         return .range(zip(lows, highs).map { $0..<$1 })
     }
 
-    /// Writes one shard: a copy of the store without `deleting`, slots packed, freed pages dropped.
-    private static func makeShard(from store: Store, at path: String, deleting doomed: [UInt64], provenance: ProvenanceRecord) throws {
+    /// Writes one shard: a copy of the store without `deleting`, slots packed, freed pages
+    /// dropped; returns its state for the manifest.
+    private static func makeShard(from store: Store, at path: String, deleting doomed: [UInt64], provenance: ProvenanceRecord) throws -> ShardState {
         let staging = path + ".staging"
         try store.backup(to: staging, clearance: .all)
         defer { try? FileManager.default.removeItem(atPath: staging) }
@@ -89,5 +91,15 @@ extension CorpusManifest {
             tx.describe(provenance)
         }
         try copy.backup(to: path, clearance: .all)
+        return try copy.read(clearance: .all) { try ShardState(of: $0) }
+    }
+}
+
+extension CorpusManifest.ShardState {
+    /// The state of the shard `tx` reads: its provenance log's length and head.
+    init(of tx: Transaction) throws {
+        let log = try tx.verifyProvenanceLog()
+        if let bad = log.firstBad { throw CorpusError.invalid("shard \(tx.store.path): provenance record \(bad.id) \(bad.reason)") }
+        self.init(records: log.records, head: log.head)
     }
 }

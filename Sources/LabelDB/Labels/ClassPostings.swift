@@ -96,9 +96,9 @@ extension Transaction {
                 throw contextualize(error, table: .labelPostings, key: "\(set.name)@\(fields.version) class \(classIndex)")
             }
             // A damaged version would otherwise skip the chunk or misread it, silently.
-            guard fields.version >= 1, Int(fields.version) <= set.latest else {
+            guard fields.version >= 1, Int(fields.version) <= set.storedLatest else {
                 throw StoreError.corruptRecord(store: store.path, table: Table.labelPostings.rawValue, key: "\(set.name) class \(classIndex)",
-                                               detail: "postings of version \(fields.version), the set has \(set.latest); run verify")
+                                               detail: "postings of version \(fields.version), the set has \(set.storedLatest); run verify")
             }
             // Chunks ascend by version: the rest are of later versions.
             guard Int(fields.version) <= version else { return false }

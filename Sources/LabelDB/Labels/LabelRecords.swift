@@ -115,9 +115,16 @@ public struct LabelSet: Equatable, Sendable {
     /// True for a per-view set (format 8): each row holds a sample's augmented views, each with
     /// its own label. Fixed by the set's first import.
     public var perView = false
+    /// The latest version the store holds, when a corpus's manifest hides later ones (their
+    /// rows are not damage, only uncommitted): see ``Store/committedLabelVersions``.
+    var recordedLatest: Int? = nil
 
     /// The latest version number (0 before the first import).
     public var latest: Int { versions.count }
+
+    /// The latest version the store holds, committed to its corpus or not: what a row's or a
+    /// posting's version is checked against.
+    var storedLatest: Int { recordedLatest ?? latest }
 }
 
 /// The label of one sample in one label-set version, decoded.

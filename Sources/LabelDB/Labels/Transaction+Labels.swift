@@ -166,7 +166,14 @@ extension Transaction {
         var versions = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: record.latest, name: name)
         if try !seesEverything { for v in versions.indices { versions[v].redactStatistics() } }
         let codec = try record.codec.map { try SoftLabelCodec(parsing: $0) }
-        return LabelSet(name: name, id: record.id, codec: codec, versions: versions, perView: record.views == true)
+        var set = LabelSet(name: name, id: record.id, codec: codec, versions: versions, perView: record.views == true)
+        if let committed = store.committedLabelVersions {
+            // Read as a corpus's shard: only what the manifest has committed exists.
+            guard let cap = committed[name] else { return nil }
+            set.recordedLatest = versions.count
+            set.versions = Array(versions.prefix(cap))
+        }
+        return set
     }
 
     /// The stored record of `set@version`, unredacted whatever the clearance (callers decide what
@@ -295,9 +302,9 @@ extension Transaction {
     /// a damaged key's version would otherwise make a read skip the row without decoding it (and
     /// so without its checksum noticing), silently answering from an older one.
     func checkRowVersion(_ version: Int, set: LabelSet, sample: UInt64) throws {
-        guard version >= 1, version <= set.latest else {
+        guard version >= 1, version <= set.storedLatest else {
             throw StoreError.corruptRecord(store: store.path, table: try labelRowsTable.rawValue, key: "\(set.name) sample \(sample)",
-                                           detail: "a row of version \(version), the set has \(set.latest); run verify")
+                                           detail: "a row of version \(version), the set has \(set.storedLatest); run verify")
         }
     }
 

@@ -34,6 +34,11 @@ public final class Store: @unchecked Sendable {
 
     /// The store directory as given.
     public let path: String
+    /// Each label set's latest version committed to the sharded corpus this store is a shard of,
+    /// as its manifest records them (nil for a store read on its own). Set by ``Corpus`` before
+    /// any read: label sets the manifest does not name read as absent, and versions past it as
+    /// not yet imported, so a reader of the corpus sees one committed state across its shards.
+    public internal(set) var committedLabelVersions: [String: Int]?
     /// True when writes are refused: opened read-only, or written by a newer format.
     public let isReadOnly: Bool
     /// The store's schema.

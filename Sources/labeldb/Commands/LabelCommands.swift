@@ -57,59 +57,14 @@ struct LabelsImportCommand: ParsableCommand {
         guard leftover == nil || topkClasses != nil else { throw UsageError(description: "--leftover goes with --topk-classes and --topk-probs") }
         let autoBound = try parseAutoBound()
         var codecValue = autoBound == nil ? try codec.map { try SoftLabelCodec(parsing: $0) } : nil
+        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            guard !dryRun, autoBound == nil else { throw UsageError(description: "--dry-run and --codec auto measure on one store: run them on a shard of the corpus") }
+            return try importIntoCorpus(codec: codecValue, source: sourceTaint, privileges: privileges, taintParameters: taintParameters)
+        }
         let (store, clearance) = try target.openCleared(readOnly: dryRun)
         defer { store.close() }
         let classCount = store.schema.classes.count
-        let values: LabelValues
-        var rows: Int
-        if let path = soft ?? logits {
-            let array = try NumPyArray.read(path)
-            guard array.shape.count == 2 else { throw InputError(file: path, reason: "expected a 2-D array (rows × \(classCount) classes), found shape \(array.shape)") }
-            guard array.shape[1] == classCount else {
-                throw InputError(file: path, reason: "rows have \(array.shape[1]) columns; the store has \(classCount) classes")
-            }
-            rows = array.shape[0]
-            var p = try array.floats(file: path)
-            if logits != nil {
-                // The temperature is used as a Float: it must stay a positive, normal one.
-                guard temperature > 0, Float(temperature).isNormal else {
-                    throw UsageError(description: "--temperature \(temperature) must be a positive number from \(Float.leastNormalMagnitude) to \(Float.greatestFiniteMagnitude)")
-                }
-                try softmaxRows(&p, columns: classCount, temperature: Float(temperature), file: path)
-            }
-            values = .soft(p)
-        } else if let classesPath = topkClasses, let probsPath = topkProbs {
-            let top = try readTopK(classes: classesPath, probabilities: probsPath, leftover: leftover)
-            rows = top.rows
-            values = .topK(top.values)
-        } else if let path = hard {
-            let array = try NumPyArray.read(path)
-            guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of class indices, found shape \(array.shape)") }
-            guard !array.dtype.isFloat else { throw InputError(file: path, reason: "hard labels must be integers, not \(array.dtype.rawValue)") }
-            rows = array.count
-            values = .hard(try array.integers(file: path).map { Int($0) })
-        } else {
-            let path = multi!
-            let lines = try JSONLines.read(path)
-            rows = lines.count
-            values = .multi(try lines.enumerated().map { index, line in
-                guard case .array(let items) = line else {
-                    throw InputError(file: path, location: "line \(index + 1)", reason: "expected a JSON array of class names or indices")
-                }
-                return try items.map { item in
-                    if let name = item.stringValue {
-                        guard let c = store.schema.classIndex(named: name) else {
-                            throw InputError(file: path, location: "line \(index + 1)", reason: "unknown class name '\(name)'")
-                        }
-                        return c
-                    }
-                    guard case .int(let c) = item else {
-                        throw InputError(file: path, location: "line \(index + 1)", reason: "expected class names or integer indices")
-                    }
-                    return Int(c)
-                }
-            })
-        }
+        let (values, rows) = try readValues(schema: store.schema)
         let idList = try ids.map { try readIDs($0) }
         if let idList, idList.count != rows {
             throw InputError(file: ids!, reason: "\(idList.count) ids for \(rows) label rows")
@@ -166,6 +121,99 @@ struct LabelsImportCommand: ParsableCommand {
 }
 
 extension LabelsImportCommand {
+    /// The import into a sharded corpus: rows routed to their ids' shards, one version number
+    /// for all, visible once the manifest records it (``CorpusWriter``).
+    func importIntoCorpus(codec: SoftLabelCodec?, source: TaintLabel, privileges: Set<String>, taintParameters: [String: String]) throws {
+        let writer = try CorpusWriter(opening: target.store)
+        defer { writer.close() }
+        let clearance = try Clearance(parsing: target.clearance)
+        try writer.validate(clearance)
+        let manifest = writer.manifest
+        let (values, rows) = try readValues(schema: try Schema(dimension: manifest.dimension, elementType: manifest.elementType, classes: manifest.classes))
+        guard let idsPath = ids else { throw UsageError(description: "an import into a sharded corpus needs --ids: rows are routed to shards by id") }
+        let idList = try readIDs(idsPath)
+        guard idList.count == rows else { throw InputError(file: idsPath, reason: "\(idList.count) ids for \(rows) label rows") }
+        let viewList = try views.map { try readViews($0, rows: rows) }
+        let name = agent ?? defaultAgent()
+        let used = try [[soft, logits, hard, multi, topkClasses].compactMap { $0 }[0], topkProbs, leftover, ids, views].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: rows) }
+        let record = ProvenanceRecord(activity: "label import", agent: name, used: used, parameters: taintParameters.merging([
+            "kind": values.kind.rawValue, "codec": codec?.description ?? "", "temperature": logits != nil ? "\(temperature)" : "", "corpus": "true"]) { $1 })
+        // A test stops the writer between shards this way, as a crash would (SIGKILL: no cleanup).
+        let killAfter = ProcessInfo.processInfo.environment["LABELDB_TEST_KILL_AFTER_SHARD"].flatMap(Int.init)
+        let parts = try writer.importLabels(values, ids: idList, into: set, codec: codec, views: viewList, agent: name, source: source, privileges: privileges,
+                                            normalize: normalize, clearance: clearance, provenance: record) { shard in
+            if shard == killAfter { kill(getpid(), SIGKILL) }
+        }
+        let info = LabelSetVersion.combined(parts)
+        switch format {
+        case .json:
+            var object = versionJSON(info)
+            object["name"] = .string(set)
+            object["shards"] = .int(Int64(parts.count))
+            printJSON(.object(object))
+        case .text:
+            let written = info.views.map { "\($0) \(info.kind.rawValue) view labels of \(info.rows) samples" } ?? "\(info.rows) \(info.kind.rawValue) labels"
+            print("label set \(set) version \(info.version): \(written) from \(info.agent) across \(parts.count) shards; \(info.labelled) samples labelled")
+        }
+    }
+
+    /// The label rows the options give (--soft, --logits, --topk-classes, --hard or --multi),
+    /// checked against the schema's classes, and their count.
+    func readValues(schema: Schema) throws -> (values: LabelValues, rows: Int) {
+        let classCount = schema.classes.count
+        let values: LabelValues
+        let rows: Int
+        if let path = soft ?? logits {
+            let array = try NumPyArray.read(path)
+            guard array.shape.count == 2 else { throw InputError(file: path, reason: "expected a 2-D array (rows × \(classCount) classes), found shape \(array.shape)") }
+            guard array.shape[1] == classCount else {
+                throw InputError(file: path, reason: "rows have \(array.shape[1]) columns; the store has \(classCount) classes")
+            }
+            rows = array.shape[0]
+            var p = try array.floats(file: path)
+            if logits != nil {
+                // The temperature is used as a Float: it must stay a positive, normal one.
+                guard temperature > 0, Float(temperature).isNormal else {
+                    throw UsageError(description: "--temperature \(temperature) must be a positive number from \(Float.leastNormalMagnitude) to \(Float.greatestFiniteMagnitude)")
+                }
+                try softmaxRows(&p, columns: classCount, temperature: Float(temperature), file: path)
+            }
+            values = .soft(p)
+        } else if let classesPath = topkClasses, let probsPath = topkProbs {
+            let top = try readTopK(classes: classesPath, probabilities: probsPath, leftover: leftover)
+            rows = top.rows
+            values = .topK(top.values)
+        } else if let path = hard {
+            let array = try NumPyArray.read(path)
+            guard array.shape.count == 1 else { throw InputError(file: path, reason: "expected a 1-D array of class indices, found shape \(array.shape)") }
+            guard !array.dtype.isFloat else { throw InputError(file: path, reason: "hard labels must be integers, not \(array.dtype.rawValue)") }
+            rows = array.count
+            values = .hard(try array.integers(file: path).map { Int($0) })
+        } else {
+            let path = multi!
+            let lines = try JSONLines.read(path)
+            rows = lines.count
+            values = .multi(try lines.enumerated().map { index, line in
+                guard case .array(let items) = line else {
+                    throw InputError(file: path, location: "line \(index + 1)", reason: "expected a JSON array of class names or indices")
+                }
+                return try items.map { item in
+                    if let name = item.stringValue {
+                        guard let c = schema.classIndex(named: name) else {
+                            throw InputError(file: path, location: "line \(index + 1)", reason: "unknown class name '\(name)'")
+                        }
+                        return c
+                    }
+                    guard case .int(let c) = item else {
+                        throw InputError(file: path, location: "line \(index + 1)", reason: "expected class names or integer indices")
+                    }
+                    return Int(c)
+                }
+            })
+        }
+        return (values, rows)
+    }
+
     /// Rows measured by --dry-run (a seeded sample beyond), and by the dominance warning.
     static let dryRunRows = 20_000, dominanceRows = 2_000
 

@@ -1,0 +1,218 @@
+import Foundation
+
+/// The one writer of a sharded corpus: it holds the corpus's lock file (`corpus.lock`, an
+/// exclusive `flock`) while open, writes each shard in a transaction of its own, and makes the
+/// result visible by replacing the manifest (K-2).
+///
+/// A label import allocates its version from the manifest (the set's committed version + 1),
+/// checks every shard's part without writing (so bad input writes nothing anywhere), then
+/// commits shard by shard, each shard first discarding rows an earlier, interrupted import left
+/// under that version; the manifest records the version last. A crash between shards therefore
+/// leaves the corpus reading as before: readers see only the manifest's versions.
+public final class CorpusWriter {
+    /// The corpus directory.
+    public let path: String
+    /// The manifest as this writer last wrote (or read) it.
+    public private(set) var manifest: CorpusManifest
+    private let shards: [Store]
+    private let lock: Int32
+
+    /// The lock file's name inside the corpus directory.
+    public static let lockFileName = "corpus.lock"
+
+    /// Opens the corpus at `path` for writing.
+    ///
+    /// - Throws: ``CorpusError/busy(_:)`` while another writer (in any process) has it open;
+    ///   the manifest's and the shards' errors.
+    public init(opening path: String) throws {
+        let lockPath = path + "/" + Self.lockFileName
+        guard FileManager.default.fileExists(atPath: path + "/" + CorpusManifest.fileName) else { throw CorpusError.notACorpus(path) }
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError.io(path: lockPath, reason: String(cString: strerror(errno))) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Foundation.close(fd)
+            throw CorpusError.busy(path)
+        }
+        var opened: [Store] = []
+        do {
+            manifest = try CorpusManifest.read(from: path)
+            for name in manifest.shards { opened.append(try Store(opening: path + "/" + name)) }
+        } catch {
+            for shard in opened { shard.close() }
+            Foundation.close(fd)
+            throw error
+        }
+        self.path = path
+        self.shards = opened
+        lock = fd
+    }
+
+    /// Closes the shards and releases the lock.
+    public func close() {
+        for shard in shards { shard.close() }
+        Foundation.close(lock)
+    }
+
+    /// Imports one new version of label set `name` across the shards, each row into the shard
+    /// of its id, and returns each shard's version record (every shard gets the version, with
+    /// no rows where none routes to it, so version numbers agree). Arguments as
+    /// ``WriteTransaction/importLabels(_:ids:into:codec:views:agent:source:privileges:normalize:now:)``.
+    ///
+    /// - Parameter afterShardCommit: called after shard i commits, before the next (tests use it
+    ///   to stop the writer between shards).
+    /// - Throws: the import's errors, from checking every shard's part before any is written.
+    @discardableResult
+    public func importLabels(
+        _ values: LabelValues, ids: [UInt64], into name: String, codec: SoftLabelCodec? = nil, views: [AugmentedView]? = nil,
+        agent: String, source: TaintLabel = .public, privileges: Set<String> = [], normalize: Bool = false,
+        clearance: Clearance, provenance: ProvenanceRecord? = nil, now: Date = Date(), afterShardCommit: ((Int) throws -> Void)? = nil
+    ) throws -> [LabelSetVersion] {
+        let classCount = manifest.classes.count
+        // Whole-input checks first, so an error names the row of the input, not of a shard's part.
+        _ = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
+        if case .topK(let given) = values { _ = try given.validated(rows: ids.count, classCount: classCount, normalize: normalize) }
+        if let views { _ = try ViewImport(views, ids: ids, kind: values.kind) }
+        var rowsOf = [[Int]](repeating: [], count: shards.count)
+        for (row, id) in ids.enumerated() {
+            guard let shard = manifest.shard(of: id) else { throw LabelError.unknownSample(id) }
+            rowsOf[shard].append(row)
+        }
+        let version = (manifest.labelSets[name] ?? 0) + 1
+        func write(_ index: Int, _ tx: WriteTransaction) throws -> LabelSetVersion {
+            let rows = rowsOf[index]
+            try tx.discardLabelVersions(name, from: version)
+            let written = try tx.importLabels(values.rows(rows, classCount: classCount), ids: rows.map { ids[$0] }, into: name, codec: codec,
+                                              views: views.map { all in rows.map { all[$0] } }, agent: agent, source: source,
+                                              privileges: privileges, normalize: normalize, now: now)
+            guard written.version == version else {
+                throw CorpusError.damaged("\(shards[index].path): label set \(name) took version \(written.version), the manifest allocated \(version)")
+            }
+            if var record = provenance {
+                record.generated = [ProvenanceEntity(kind: "label_set", name: name, version: version, rows: written.rows)]
+                tx.describe(record)
+            }
+            return written
+        }
+        // Every shard checks its part in a transaction that is then abandoned: nothing is written
+        // anywhere unless every part would be.
+        for index in shards.indices {
+            do {
+                try shards[index].write(clearance: clearance) { tx in _ = try write(index, tx); throw AbandonedCheck() }
+            } catch is AbandonedCheck {}
+        }
+        var written: [LabelSetVersion] = []
+        for index in shards.indices {
+            written.append(try shards[index].write(clearance: clearance) { tx in try write(index, tx) })
+            try afterShardCommit?(index)
+        }
+        var next = manifest
+        next.labelSets[name] = version
+        try commit(next)
+        return written
+    }
+
+    /// Records the shards' states in `next`, with the next generation, and replaces the manifest.
+    private func commit(_ next: CorpusManifest) throws {
+        var next = next
+        next.generation = manifest.generation + 1
+        next.shardStates = try shards.map { shard in try shard.read(clearance: .all) { try CorpusManifest.ShardState(of: $0) } }
+        try next.write(to: path)
+        manifest = next
+    }
+}
+
+/// Thrown to abandon a write transaction after its checks passed.
+private struct AbandonedCheck: Error {}
+
+extension LabelValues {
+    /// The rows at `indices`, in that order.
+    func rows(_ indices: [Int], classCount: Int) -> LabelValues {
+        switch self {
+        case .soft(let p): .soft(indices.flatMap { p[($0 * classCount)..<(($0 + 1) * classCount)] })
+        case .hard(let c): .hard(indices.map { c[$0] })
+        case .multi(let m): .multi(indices.map { m[$0] })
+        case .topK(let top):
+            .topK(TopKRows(k: top.k, classes: indices.flatMap { top.classes[($0 * top.k)..<(($0 + 1) * top.k)] },
+                           probabilities: indices.flatMap { top.probabilities[($0 * top.k)..<(($0 + 1) * top.k)] },
+                           leftover: top.leftover.map { l in indices.map { l[$0] } }))
+        }
+    }
+}
+
+extension WriteTransaction {
+    /// Removes versions `first`… of label set `name` — their rows, class postings and records —
+    /// as if they had never been imported (the set itself when `first` is 1): what a shard of a
+    /// corpus does with the rows of an import whose version the manifest never recorded, before
+    /// it writes that version again. Returns the versions removed.
+    @discardableResult
+    func discardLabelVersions(_ name: String, from first: Int) throws -> Int {
+        let nameKey = Array(name.utf8)
+        guard var record = try labelSetRecord(key: nameKey), record.latest >= first, first >= 1 else { return 0 }
+        var prefix: [UInt8] = []
+        BigEndianKey.append(record.id, to: &prefix)
+        var doomed: [(Table, [UInt8])] = []
+        for (table, versionOffset, keySize) in [(Table.labelBlocks, 12, 16), (.labelPostings, 8, ClassPostings.keySize)] {
+            try walk(table, from: prefix) { key, _ in
+                guard key.prefix(4).elementsEqual(prefix) else { return false }
+                guard key.count == keySize else { throw damagedKey(key.count, expected: keySize, in: table) }
+                if BigEndianKey.u32(key, at: versionOffset) >= UInt32(first) { doomed.append((table, Array(key))) }
+                return true
+            }
+        }
+        for (table, key) in doomed { try delete(table, key: key) }
+        for version in first...record.latest { try delete(.labelVersions, key: LabelRecord.versionKey(set: record.id, version: UInt32(version))) }
+        let removed = record.latest - first + 1
+        if first == 1 {
+            try delete(.labelSets, key: nameKey)
+        } else {
+            record.latest = first - 1
+            try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
+        }
+        noteChange("label_versions_discarded", removed)
+        return removed
+    }
+}
+
+extension CorpusWriter {
+    /// Throws unless `clearance` names only tags the corpus's registry knows (every shard has the
+    /// same registry), as a store's commands check theirs.
+    public func validate(_ clearance: Clearance) throws {
+        try shards[0].read(clearance: .all) { try $0.validate(clearance) }
+    }
+}
+
+extension LabelSetVersion {
+    /// One version as a corpus sees it, from its shards' records of it: counts and bytes summed,
+    /// fidelity weighted by each shard's rows (largest KL the largest, histograms summed).
+    public static func combined(_ parts: [LabelSetVersion]) -> LabelSetVersion {
+        guard var whole = parts.first else { preconditionFailure("a version has at least one shard") }
+        whole.rows = parts.reduce(0) { $0 + $1.rows }
+        whole.labelled = parts.reduce(0) { $0 + $1.labelled }
+        whole.softBytes = parts.reduce(0) { $0 + $1.softBytes }
+        whole.views = parts.contains { $0.views != nil } ? parts.reduce(0) { $0 + ($1.views ?? 0) } : nil
+        whole.statisticsRedacted = parts.contains { $0.statisticsRedacted }
+        let measured = parts.compactMap { part in part.fidelity.map { (fidelity: $0, rows: part.rows) } }
+        whole.fidelity = measured.isEmpty ? nil : Fidelity.combined(measured)
+        return whole
+    }
+}
+
+extension Fidelity {
+    /// The fidelity of several imports' rows taken together.
+    static func combined(_ parts: [(fidelity: Fidelity, rows: Int)]) -> Fidelity {
+        let rows = Double(parts.reduce(0) { $0 + $1.rows })
+        func mean(_ value: (Fidelity) -> Double) -> Double {
+            rows > 0 ? parts.reduce(0) { $0 + value($1.fidelity) * Double($1.rows) } / rows : value(parts[0].fidelity)
+        }
+        var whole = parts[0].fidelity
+        whole.meanKL = mean(\.meanKL)
+        whole.maxKL = parts.map(\.fidelity.maxKL).max() ?? 0
+        whole.top1Agreement = mean(\.top1Agreement)
+        whole.bytesPerLabel = mean(\.bytesPerLabel)
+        whole.ratioToDenseF32 = mean(\.ratioToDenseF32)
+        whole.exact = parts.contains { $0.fidelity.exact == nil } ? nil : parts.allSatisfy { $0.fidelity.exact == true }
+        let histograms = parts.compactMap(\.fidelity.klHistogram)
+        whole.klHistogram = histograms.count == parts.count ? histograms.dropFirst().reduce(histograms[0]) { zip($0, $1).map { $0 + $1 } } : nil
+        return whole
+    }
+}
