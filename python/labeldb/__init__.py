@@ -6,9 +6,12 @@
         s = tx.get(42)                              # a Sample
         b = tx.get_many(ids, labels=["teacher"])    # a Batch of numpy columns
         t = tx.query("label(teacher).top1 = 'cat'", labels="teacher").to_arrow()
+    corpus = labeldb.open_corpus("sharded")        # a sharded corpus: one store per shard
+    shard = corpus.open_shard(0)                    # pinned to the manifest's versions
 
 Errors are labeldb.Error: NotFound (1), BadInput (2) with Refused under it, StoreError (3).
 """
+from ._corpus import Corpus, open_corpus
 from ._errors import BadInput, Error, NotFound, Refused, StoreError
 from ._native import lib as _lib
 from ._store import (Batch, KNNResult, LabelColumns, QueryResult, RegenColumns, Sample, Store, Transaction, Views,
@@ -25,6 +28,6 @@ def import_parquet(store: Store, path: str, clearance: str = "all", **options) -
     return run(store, path, clearance=clearance, **options)
 
 
-__all__ = ["open", "create", "import_parquet", "Store", "Transaction", "WriteTransaction", "Sample", "Batch",
+__all__ = ["open", "create", "open_corpus", "Corpus", "import_parquet", "Store", "Transaction", "WriteTransaction", "Sample", "Batch",
            "LabelColumns", "RegenColumns", "QueryResult", "KNNResult", "Views", "Error", "NotFound", "BadInput", "Refused",
            "StoreError", "engine_version"]

@@ -1010,6 +1010,8 @@ def open(path: str | os.PathLike, write: bool = False) -> Store:
     An LMDB environment must not cross fork(): open the store in each process (labeldb.torch
     datasets open lazily in each DataLoader worker).
     """
+    if os.path.isfile(os.path.join(os.fspath(path), "corpus.json")):
+        raise BadInput(f"{os.fspath(path)} is a sharded corpus: open it with labeldb.open_corpus, and its shards with Corpus.open_shard")
     handle = c_void_p()
     check(lib.ldb_open(_c(os.fspath(path), "the path"), 1 if write else 0, ctypes.byref(handle)))
     return Store(handle, os.fspath(path))

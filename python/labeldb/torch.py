@@ -1,4 +1,5 @@
-"""PyTorch datasets over a store.
+"""PyTorch datasets over a store or a sharded corpus (labeldb shard): a corpus's shards are
+opened lazily, each pinned to the manifest's committed label-set versions.
 
 Both open the store lazily, in the process that reads (an LMDB environment must not cross
 fork()), so they work with DataLoader(num_workers > 0) under "fork" and "spawn" alike.
@@ -17,14 +18,16 @@ try:
 except ImportError as error:  # pragma: no cover
     raise ImportError("labeldb.torch needs torch (pip install torch)") from error
 
-from . import _store
+from . import _corpus, _store
 
 
 class _Lazy:
-    """A store opened on first use in the current process, again after a fork."""
+    """A store — or each shard of a sharded corpus — opened on first use in the current process,
+    again after a fork."""
 
     def __init__(self, path: str):
-        self.path, self._store, self._pid = path, None, None
+        self.path, self._stores, self._pid = path, {}, None
+        self.corpus = _corpus.Corpus(path) if _corpus.is_corpus(path) else None
 
     def __getstate__(self):
         return {"path": self.path}  # a handle never crosses a process boundary
@@ -32,10 +35,40 @@ class _Lazy:
     def __setstate__(self, state):
         self.__init__(state["path"])
 
-    def get(self) -> _store.Store:
-        if self._store is None or self._pid != os.getpid():
-            self._store, self._pid = _store.open(self.path), os.getpid()
-        return self._store
+    def get(self, shard: int = 0) -> _store.Store:
+        if self._pid != os.getpid():
+            self._stores, self._pid = {}, os.getpid()
+        if shard not in self._stores:
+            self._stores[shard] = self.corpus.open_shard(shard) if self.corpus else _store.open(self.path)
+        return self._stores[shard]
+
+    @property
+    def shard_count(self) -> int:
+        return len(self.corpus) if self.corpus else 1
+
+    def shard_ids(self, clearance: str, where: str | None = None) -> list[np.ndarray]:
+        """Each shard's ids (matching `where`), ascending, read once at construction."""
+        out = []
+        for shard in range(self.shard_count):
+            store = self.corpus.open_shard(shard) if self.corpus else _store.open(self.path)
+            try:
+                with store.read(clearance) as tx:
+                    out.append(tx.query(where).ids if where else tx.ids())
+            finally:
+                store.close()
+        return out
+
+
+def _read_rows(store, ids, dataset) -> list[dict]:
+    """The rows of `ids` from one store (or shard), with the dataset's labels, projectors and views."""
+    with store.read(dataset.clearance) as tx:
+        batch = tx.get_many(ids, labels=dataset.labels, regen=dataset.regen, soft=dataset.soft, topk=dataset.topk,
+                            metadata=False, payloads=False, taints=False)
+        replayed = tx.views(ids, dataset.views, epoch=dataset.epoch, soft=dataset.soft, topk=dataset.topk) if dataset.views else None
+    rows = _rows(batch, dataset.labels, dataset.regen)
+    if replayed is not None:
+        _add_views(rows, replayed, dataset.views)
+    return rows
 
 
 def _rows(batch, labels, regen) -> list[dict]:
@@ -112,25 +145,24 @@ class Dataset(_Dataset):
         self.labels, self.regen, self.clearance = list(labels), list(regen), clearance
         self.soft, self.topk, self.transform = soft, topk, transform
         self.views, self.epoch = views, 0
-        store = _store.open(self._lazy.path)
-        try:
-            with store.read(clearance) as tx:
-                self.ids = tx.ids()
-        finally:
-            store.close()
+        per_shard = self._lazy.shard_ids(clearance)
+        # A corpus's ids in one ascending order, each with its shard.
+        self.ids = np.concatenate(per_shard) if per_shard else np.zeros(0, np.uint64)
+        self.shards = np.concatenate([np.full(len(x), i, np.int32) for i, x in enumerate(per_shard)]) if per_shard else np.zeros(0, np.int32)
+        order = np.argsort(self.ids, kind="stable")
+        self.ids, self.shards = self.ids[order], self.shards[order]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-        ids = self.ids[np.asarray(indices, dtype=np.int64)]
-        with self._lazy.get().read(self.clearance) as tx:
-            batch = tx.get_many(ids, labels=self.labels, regen=self.regen, soft=self.soft, topk=self.topk,
-                                metadata=False, payloads=False, taints=False)
-            replayed = tx.views(ids, self.views, epoch=self.epoch, soft=self.soft, topk=self.topk) if self.views else None
-        rows = _rows(batch, self.labels, self.regen)
-        if replayed is not None:
-            _add_views(rows, replayed, self.views)
+        indices = np.asarray(indices, dtype=np.int64)
+        ids, shards = self.ids[indices], self.shards[indices]
+        rows: list = [None] * len(ids)
+        for shard in np.unique(shards):
+            at = np.nonzero(shards == shard)[0]
+            for position, row in zip(at, _read_rows(self._lazy.get(int(shard)), ids[at], self)):
+                rows[position] = row
         return [self.transform(r) for r in rows] if self.transform else rows
 
     def set_epoch(self, epoch: int) -> None:
@@ -148,6 +180,9 @@ class IterableDataset(_IterableDataset):
 
     Every rank yields the same number of rows, as DistributedSampler does: with drop_last the
     total is cut to a multiple of world size, otherwise the last ranks repeat rows from the start.
+    Over a sharded corpus the work is split by shard: runs of up to batch_size ids within one
+    shard are shuffled per (seed, epoch) and dealt to ranks in turn, then to workers, so each
+    worker opens only the shards it reads; ranks are then evened out the same way.
     Call set_epoch(e) before each epoch. With views (a per-view label set), each row carries the
     view epoch e replays, as in Dataset.
     """
@@ -169,12 +204,8 @@ class IterableDataset(_IterableDataset):
             else:
                 rank, world_size = 0, 1
         self.rank, self.world_size = rank, world_size
-        store = _store.open(self._lazy.path)
-        try:
-            with store.read(clearance) as tx:
-                self.ids = tx.query(where).ids
-        finally:
-            store.close()
+        self.shard_ids = self._lazy.shard_ids(clearance, where)
+        self.ids = self.shard_ids[0] if self._lazy.corpus is None else np.sort(np.concatenate(self.shard_ids))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -193,23 +224,51 @@ class IterableDataset(_IterableDataset):
             ids = np.concatenate([ids, ids[: total - n]])
         return ids[self.rank:total:w]
 
+    def _rank_units(self) -> list[tuple[int, np.ndarray]]:
+        """This rank's work in a sharded corpus: runs of up to batch_size ids within one shard,
+        shuffled per (seed, epoch) and dealt to ranks in turn, so no two ranks read a run and
+        every run is read. Ranks then get equal row counts, as DistributedSampler does: with
+        drop_last cut to the smallest rank's, otherwise topped up by repeating the rank's own
+        first rows (the corpus's first rows for a rank dealt none)."""
+        units = [(shard, ids[i:i + self.batch_size]) for shard, ids in enumerate(self.shard_ids)
+                 for i in range(0, len(ids), self.batch_size)]
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(units))
+            units = [units[i] for i in order]
+        dealt = [units[r::self.world_size] for r in range(self.world_size)]
+        counts = [sum(len(u[1]) for u in d) for d in dealt]
+        target = min(counts) if self.drop_last else max(counts)
+        mine, have, out = dealt[self.rank], 0, []
+        for shard, ids in mine:
+            if have >= target:
+                break
+            out.append((shard, ids[:target - have]))
+            have += len(out[-1][1])
+        source = mine or units
+        while have < target and source:
+            for shard, ids in source:
+                if have >= target:
+                    break
+                out.append((shard, ids[:target - have]))
+                have += len(out[-1][1])
+        return out
+
+    def _worker_units(self, info) -> list[tuple[int, np.ndarray]]:
+        """The (shard, ids) runs this worker reads: its share of its rank's."""
+        if self._lazy.corpus is None:
+            ids = self._rank_ids()
+            if info is not None:
+                ids = ids[info.id::info.num_workers]
+            return [(0, ids[i:i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
+        units = self._rank_units()
+        return units[info.id::info.num_workers] if info is not None else units
+
     def __iter__(self):
-        ids = self._rank_ids()
         info = get_worker_info()
-        if info is not None:
-            ids = ids[info.id::info.num_workers]
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
         buffer: list[dict] = []
-        store = self._lazy.get()
-        for start in range(0, len(ids), self.batch_size):
-            with store.read(self.clearance) as tx:
-                batch = tx.get_many(ids[start:start + self.batch_size], labels=self.labels, regen=self.regen,
-                                    soft=self.soft, topk=self.topk, metadata=False, payloads=False, taints=False)
-                replayed = (tx.views(ids[start:start + self.batch_size], self.views, epoch=self.epoch, soft=self.soft, topk=self.topk)
-                            if self.views else None)
-            rows = _rows(batch, self.labels, self.regen)
-            if replayed is not None:
-                _add_views(rows, replayed, self.views)
+        for shard, ids in self._worker_units(info):
+            rows = _read_rows(self._lazy.get(shard), ids, self)
             for row in rows:
                 if not self.shuffle:
                     yield self.transform(row) if self.transform else row

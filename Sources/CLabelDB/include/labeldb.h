@@ -349,6 +349,32 @@ int ldb_import_view_labels(ldb_txn *txn, const char *name, const uint64_t *ids, 
                            size_t k, const int32_t *top_classes, const float *top_probabilities, const float *leftover,
                            const char *options_json, char **json);
 
+/* ---- Sharded corpora (format-spec/corpus.md) ---- */
+
+/** The manifest of the corpus in directory `path`, checked (K-1), as JSON: format, version,
+ *  generation, schema, shards, routing, label_sets, projectors, shard_states. */
+int ldb_corpus_manifest(const char *path, char **json);
+
+/** The shard of each of `count` ids under the corpus's routing rule (K-3, K-4): shards[i] is
+ *  its index, or -1 when the range rule gives it to no shard. */
+int ldb_corpus_route(const char *path, const uint64_t *ids, size_t count, int32_t *shards);
+
+/** Opens shard `shard` of the corpus in `path` read-only, pinned to the label-set versions the
+ *  manifest has committed (later ones, left by an interrupted import, read as absent). */
+int ldb_open_shard(const char *path, size_t shard, ldb_store **out);
+
+/** Imports one new version of label set `name` into the corpus: each row into the shard of its
+ *  id, one version number in every shard, visible once the manifest records it (the corpus's
+ *  one writer: LDB_STORE_ERROR while another holds corpus.lock). Exactly one of soft
+ *  (count*C), hard (count) or compact rows (k > 0: classes and probabilities count*k,
+ *  leftover count or NULL). Options as ldb_import_labels (logits with soft), plus "clearance" (default
+ *  "all") and "provenance" (an object of text parameters recorded with the import). *json: the
+ *  version across the shards (counts summed), with "shards". */
+int ldb_corpus_import_labels(const char *path, const char *name, const uint64_t *ids, size_t count,
+                             const float *soft, const int64_t *hard,
+                             size_t k, const int32_t *top_classes, const float *top_probabilities, const float *leftover,
+                             const char *options_json, char **json);
+
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
  *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],
  *  "remove_integrity": [..], "privilege": [..], "agent": text}. Removing secrecy (declassify) and

@@ -46,6 +46,25 @@ public final class Corpus: @unchecked Sendable {
         shards = opened
     }
 
+    /// Opens shard `index` of the corpus at `path` on its own, read-only and pinned to the
+    /// manifest's committed label-set versions as the whole corpus would read it: what a reader
+    /// in another process (a Ray read task, a DataLoader worker) opens to read its part.
+    ///
+    /// - Throws: ``CorpusError`` for a manifest that does not check, an index out of range, or a
+    ///   shard whose schema differs from the manifest's.
+    public static func openShard(_ index: Int, of path: String) throws -> Store {
+        let manifest = try CorpusManifest.read(from: path)
+        guard manifest.shards.indices.contains(index) else { throw CorpusError.invalid("shard \(index) of a corpus of \(manifest.shards.count)") }
+        let shard = try Store(opening: path + "/" + manifest.shards[index], options: Store.Options(readOnly: true))
+        let schema = shard.schema
+        guard schema.dimension == manifest.dimension, schema.elementType == manifest.elementType, schema.classes == manifest.classes else {
+            shard.close()
+            throw CorpusError.damaged("\(path)/\(manifest.shards[index]): its schema differs from the manifest's")
+        }
+        shard.committedLabelVersions = manifest.labelSets
+        return shard
+    }
+
     /// Closes every shard.
     public func close() {
         for shard in shards { shard.close() }

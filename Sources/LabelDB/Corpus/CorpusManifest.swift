@@ -128,6 +128,9 @@ extension CorpusManifest {
         ])
     }
 
+    /// The manifest's members as JSON, without the checksum (checked when it was read).
+    public var document: JSONValue { body }
+
     /// The manifest's bytes: its members and `checksum`, the xxh3-64 (seed 0) of the members'
     /// compact sorted JSON as 16 lowercase hex digits.
     public func encoded() -> [UInt8] {

@@ -1,0 +1,87 @@
+import Foundation
+import LabelDB
+
+// Sharded corpora (format-spec/corpus.md) through the C API: the manifest, routing, one shard
+// opened for reading, and label imports routed across the shards. Python's labeldb.Corpus and
+// labeldb.ray sit on these; nothing outside Swift parses the manifest or computes a route.
+
+@_cdecl("ldb_corpus_manifest")
+public func ldbCorpusManifest(_ path: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        give(try CorpusManifest.read(from: try string(path, "path")).document, json)
+    }
+}
+
+@_cdecl("ldb_corpus_route")
+public func ldbCorpusRoute(
+    _ path: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ shards: UnsafeMutablePointer<Int32>?
+) -> Int32 {
+    guarded {
+        let manifest = try CorpusManifest.read(from: try string(path, "path"))
+        let ids = try buffer(idsPointer, count, "ids")
+        guard let shards else { throw APIError.badInput("ldb_corpus_route: shards is NULL") }
+        for (i, id) in ids.enumerated() { shards[i] = manifest.shard(of: id).map(Int32.init) ?? -1 }
+    }
+}
+
+@_cdecl("ldb_open_shard")
+public func ldbOpenShard(_ path: UnsafePointer<CChar>?, _ shard: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_open_shard: out is NULL") }
+        out.pointee = nil
+        let store = try Corpus.openShard(shard, of: try string(path, "path"))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store, writerPath: nil)).toOpaque())
+    }
+}
+
+@_cdecl("ldb_corpus_import_labels")
+public func ldbCorpusImportLabels(
+    _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int,
+    _ softPointer: UnsafePointer<Float>?, _ hardPointer: UnsafePointer<Int64>?,
+    _ k: Int, _ classesPointer: UnsafePointer<Int32>?, _ probabilitiesPointer: UnsafePointer<Float>?, _ leftoverPointer: UnsafePointer<Float>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let directory = try string(path, "path"), name = try string(nameText, "name")
+        let o = try options(optionsJSON)
+        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature", "clearance", "provenance"],
+                   call: "ldb_corpus_import_labels")
+        let writer = try CorpusWriter(opening: directory)
+        defer { writer.close() }
+        let c = writer.manifest.classes.count
+        guard count >= 0, k >= 0, k <= 65_536, count <= Int.max / max(c, k, 1) else { throw APIError.badInput("ldb_corpus_import_labels: \(count) rows is out of range") }
+        let given = [softPointer != nil, hardPointer != nil, k > 0].filter { $0 }.count
+        guard given == 1 else { throw APIError.badInput("ldb_corpus_import_labels: give exactly one of soft, hard or compact (k > 0) labels (\(given) given)") }
+        let values: LabelValues
+        if softPointer != nil {
+            var soft = Array(try buffer(softPointer, count * c, "soft"))
+            if try o.flag("logits") ?? false {
+                let temperature = Float(try o.number("temperature") ?? 1)
+                guard temperature > 0, temperature.isNormal else { throw APIError.badInput("ldb_corpus_import_labels: temperature must be a positive number") }
+                try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
+            }
+            values = .soft(soft)
+        } else if hardPointer != nil {
+            values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
+        } else {
+            values = .topK(TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
+                                    probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
+                                    leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover"))))
+        }
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        try writer.validate(clearance)
+        let agent = try o.text("agent") ?? "python"
+        // What the caller says produced the labels (e.g. a batch-inference job), as parameters.
+        var parameters: [String: String] = ["corpus": "true"]
+        if let described = o["provenance"]?.objectValue {
+            for (key, value) in described { parameters[key] = value.stringValue ?? value.serialized() }
+        }
+        let parts = try writer.importLabels(
+            values, ids: Array(try buffer(idsPointer, count, "ids")), into: name, codec: try o.text("codec").map { try SoftLabelCodec(parsing: $0) },
+            agent: agent, source: try o.taint(), privileges: try o.privileges(), normalize: try o.flag("normalize") ?? false, clearance: clearance,
+            provenance: ProvenanceRecord(activity: "label import", agent: agent, parameters: parameters))
+        var document = versionJSON(LabelSetVersion.combined(parts))
+        document["shards"] = .int(Int64(parts.count))
+        give(.object(document), json)
+    }
+}

@@ -1,0 +1,91 @@
+"""Sharded corpora (format-spec/corpus.md) from Python: the manifest, routing, a shard opened on
+its own, and label imports routed across the shards. The engine checks the manifest and computes
+every route; nothing here parses the format."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from ctypes import c_float, c_int32, c_int64, c_uint64, c_void_p
+
+import numpy as np
+
+from ._errors import BadInput
+from ._native import check, lib, take_string
+from ._store import Store, _as_array, _c, _LabelArrays, _options, _ptr, _tags
+
+
+class Corpus:
+    """A sharded corpus: N stores (shards) and the manifest naming them. A reader opens the shards
+    it reads, each pinned to the label-set versions the manifest has committed; every id lives
+    in exactly one shard, the one `route` names.
+
+    Example::
+
+        corpus = labeldb.open_corpus("corpus")
+        for i in range(len(corpus)):
+            with corpus.open_shard(i) as shard, shard.read("all") as tx:
+                batch = tx.get_many(tx.ids(), labels=["teacher"])
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        out = c_void_p()
+        check(lib.ldb_corpus_manifest(_c(self.path, "the path"), ctypes.byref(out)))
+        self.manifest: dict = json.loads(take_string(out))
+        self.shards: list[str] = self.manifest["shards"]
+        self.classes: list[str] = self.manifest["schema"]["classes"]
+        self.dimension: int = self.manifest["schema"]["dimension"]
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def route(self, ids) -> np.ndarray:
+        """The shard index of each id (int32; -1 where a range rule gives it to no shard)."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        out = np.empty(len(ids), np.int32)
+        check(lib.ldb_corpus_route(_c(self.path, "the path"), _ptr(ids, c_uint64), len(ids), _ptr(out, c_int32)))
+        return out
+
+    def open_shard(self, shard: int) -> Store:
+        """Shard `shard` opened read-only, pinned to the manifest's committed versions (open it in
+        the process that reads it: an LMDB environment must not cross fork())."""
+        if not isinstance(shard, (int, np.integer)) or not 0 <= int(shard) < len(self.shards):
+            raise BadInput(f"shard must be 0 … {len(self.shards) - 1}, not {shard!r}")
+        handle = c_void_p()
+        check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), ctypes.byref(handle)))
+        return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
+
+    def import_labels(self, name: str, ids, soft=None, hard=None, topk_classes=None, topk_probs=None, leftover=None,
+                      codec: str | None = None, agent: str = "python", secrecy=None, integrity=None, privilege=None,
+                      normalize: bool = False, logits: bool = False, temperature: float | None = None, clearance: str = "all",
+                      provenance: dict | None = None) -> dict:
+        """Imports one new version of label set `name`: each row into the shard of its id, one
+        version number in every shard, visible to readers once the manifest records it (a crash
+        between shards leaves the previous version in force). Soft ([n, C]), hard ([n]) or
+        compact (topk_classes, topk_probs [n, K], leftover [n]) labels, as
+        WriteTransaction.import_labels (logits=True: soft holds logits, turned into probabilities
+        by softmax(z / temperature) in the engine); `provenance` (text parameters, e.g. the job that produced
+        the labels) goes into each shard's provenance record. Returns the version, counts summed
+        over the shards."""
+        ids = _as_array(ids, np.uint64, "ids", ndim=1)
+        rows = _LabelArrays(len(ids), len(self.classes), soft, hard, None, topk_classes, topk_probs, leftover)
+        options = _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
+                           normalize=normalize, logits=logits or None, temperature=temperature, clearance=clearance,
+                           provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None)
+        out = c_void_p()
+        check(lib.ldb_corpus_import_labels(
+            _c(self.path, "the path"), _c(name, "the label set name"), _ptr(ids, c_uint64), len(ids), _ptr(rows.soft, c_float),
+            _ptr(rows.hard, c_int64), rows.k, _ptr(rows.classes, c_int32), _ptr(rows.probs, c_float), _ptr(rows.rest, c_float),
+            options, ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+
+def open_corpus(path: str | os.PathLike) -> Corpus:
+    """The sharded corpus in directory `path` (its manifest checked)."""
+    return Corpus(path)
+
+
+def is_corpus(path: str | os.PathLike) -> bool:
+    """True when `path` is a directory holding a corpus manifest."""
+    return os.path.isfile(os.path.join(os.fspath(path), "corpus.json"))

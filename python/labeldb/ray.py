@@ -1,0 +1,192 @@
+"""Ray Data over LabelDB (needs ray[data]): a store or a sharded corpus read as a
+ray.data.Dataset, and label sets written back.
+
+    import labeldb.ray
+    ds = labeldb.ray.read_labeldb("corpus", labels=["teacher"], probs=True, where="label(teacher).confidence > 0.5")
+    scored = ds.map_batches(teacher_logits)                   # {"id", "logits"} per batch
+    scored.write_datasink(labeldb.ray.LabelDBDatasink("corpus", "teacher2", soft_column="logits", logits=True))
+
+Reads: one read task per shard (a store: per id range), each opening its shard in its own worker
+process, pinned to the manifest's committed label-set versions; `where` is evaluated by the
+engine in each shard (filter pushdown) and `columns` leaves out what is not asked for (projection
+pushdown). Blocks are Arrow tables with the columns of labeldb's Arrow form (id, embedding,
+metadata, payload, taint, one label struct per source) and, with probs=True, NAME.probs: each
+label source's distribution as a fixed-size list of float32.
+
+Writes: write tasks turn blocks into (ids, labels) arrays; on completion the driver imports them
+as one new version of the label set, across the shards (the corpus's one writer commits shard by
+shard, then the manifest; see Corpus.import_labels).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+try:
+    import pyarrow as pa
+    import ray
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasink, Datasource, ReadTask
+except ImportError as error:  # pragma: no cover
+    raise ImportError("labeldb.ray needs ray[data] and pyarrow (pip install 'ray[data]')") from error
+
+from . import _arrow, _corpus, _store
+from ._errors import BadInput
+
+_COLUMNS = ("embedding", "metadata", "payload", "taint")
+
+
+def _open(path: str, shard: int | None):
+    return _corpus.Corpus(path).open_shard(shard) if shard is not None else _store.open(path)
+
+
+class LabelDBDatasource(Datasource):
+    """A store or sharded corpus as a Ray Datasource: the ids each read task reads are found on
+    the driver (per shard, with `where`); the rows are read in the tasks."""
+
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str] = (), regen: Sequence[str] = (), where: str | None = None,
+                 clearance: str = "public", columns: Sequence[str] = _COLUMNS, probs: bool = False, batch_size: int = 4096):
+        self.path = os.fspath(path)
+        unknown = set(columns) - set(_COLUMNS)
+        if unknown:
+            raise BadInput(f"columns: unknown {sorted(unknown)} (known: {', '.join(_COLUMNS)}; id and the label columns always come)")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise BadInput(f"batch_size must be a positive integer, not {batch_size!r}")
+        self.labels, self.regen, self.where, self.clearance = list(labels), list(regen), where, clearance
+        self.columns, self.probs, self.batch_size = tuple(columns), probs, batch_size
+        corpus = _corpus.Corpus(self.path) if _corpus.is_corpus(self.path) else None
+        self.shards: list[int | None] = list(range(len(corpus))) if corpus else [None]
+        self.ids: list[np.ndarray] = []
+        for shard in self.shards:
+            store = _open(self.path, shard)
+            try:
+                with store.read(clearance) as tx:
+                    self.ids.append(tx.query(where).ids if where else tx.ids())
+                    if shard in (None, 0):
+                        self.dimension, self.classes = store.dimension, store.classes
+            finally:
+                store.close()
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        rows = sum(len(x) for x in self.ids)
+        per_row = 8 + (4 * self.dimension if "embedding" in self.columns else 0) + 64 * len(self.labels + self.regen)
+        if self.probs:
+            per_row += 4 * len(self.classes) * len(self.labels + self.regen)
+        return rows * per_row
+
+    def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
+        """One task per shard; a shard (or a store) is cut into id ranges when `parallelism`
+        asks for more tasks than there are shards."""
+        pieces = max(1, -(-max(parallelism, 1) // len(self.shards)))
+        tasks = []
+        for shard, ids in zip(self.shards, self.ids):
+            for part in np.array_split(ids, min(pieces, max(len(ids), 1))):
+                if len(part) == 0:
+                    continue
+                meta = BlockMetadata(num_rows=len(part), size_bytes=None, input_files=None, exec_stats=None)
+                tasks.append(ReadTask(self._reader(shard, part), meta))
+        return tasks
+
+    def _reader(self, shard: int | None, ids: np.ndarray):
+        path, labels, regen, clearance = self.path, self.labels, self.regen, self.clearance
+        columns, probs, batch_size = self.columns, self.probs, self.batch_size
+
+        def read() -> Iterable[pa.Table]:
+            store = _open(path, shard)
+            try:
+                with store.read(clearance) as tx:
+                    sets = {s["name"]: s for s in tx.label_sets()}
+                    projectors = {p["name"]: p for p in tx.projectors()}
+                    stored = [n for n in labels if n.split("@")[0] in sets]
+                    regenerated = [n for n in labels if n.split("@")[0] not in sets] + list(regen)
+                    for start in range(0, len(ids), batch_size):
+                        batch = tx.get_many(ids[start:start + batch_size], labels=stored, regen=regenerated,
+                                            soft="dense" if probs else "compact", topk=None if probs else 1,
+                                            embeddings="embedding" in columns, metadata="metadata" in columns,
+                                            payloads="payload" in columns, taints=True)
+                        table = _arrow.batch_table(batch, store.classes, sets, projectors)
+                        if "taint" not in columns:
+                            table = table.drop(["taint"])
+                        if probs:
+                            table = _with_probs(table, batch, store.classes)
+                        yield table
+            finally:
+                store.close()
+
+        return read
+
+
+def _with_probs(table: pa.Table, batch, classes) -> pa.Table:
+    """Adds NAME.probs for each label source: its distribution per row (zeros without a label)."""
+    keep = np.flatnonzero(batch.found)
+    c = len(classes)
+    for name, cols in batch.labels.items():
+        dense = cols.dense if cols.dense is not None else np.zeros((len(batch.ids), c), np.float32)
+        table = table.append_column(f"{name}.probs", pa.FixedSizeListArray.from_arrays(pa.array(dense[keep].reshape(-1), pa.float32()), c))
+    for name, cols in batch.regen.items():
+        table = table.append_column(f"{name}.probs", pa.FixedSizeListArray.from_arrays(
+            pa.array(cols.probabilities[keep].reshape(-1), pa.float32()), c))
+    return table
+
+
+def read_labeldb(path: str | os.PathLike, labels: Sequence[str] = (), regen: Sequence[str] = (), where: str | None = None,
+                 clearance: str = "public", columns: Sequence[str] = _COLUMNS, probs: bool = False, batch_size: int = 4096,
+                 **read_options) -> "ray.data.Dataset":
+    """A store or sharded corpus as a ray.data.Dataset (see the module's description)."""
+    source = LabelDBDatasource(path, labels=labels, regen=regen, where=where, clearance=clearance, columns=columns,
+                               probs=probs, batch_size=batch_size)
+    return ray.data.read_datasource(source, **read_options)
+
+
+class LabelDBDatasink(Datasink):
+    """Writes a dataset's rows as one new version of label set `name` in a store or a sharded
+    corpus: `id_column` names the rows' samples; exactly one of `soft_column` (distributions, or
+    logits with logits=True), `hard_column` (class indices). `provenance` (text parameters, e.g.
+    the model and job) is recorded with the import."""
+
+    def __init__(self, path: str | os.PathLike, name: str, id_column: str = "id", soft_column: str | None = None,
+                 hard_column: str | None = None, logits: bool = False, temperature: float = 1.0, codec: str | None = None,
+                 agent: str = "ray", secrecy=None, clearance: str = "all", provenance: dict | None = None):
+        if (soft_column is None) == (hard_column is None):
+            raise BadInput("LabelDBDatasink: give exactly one of soft_column and hard_column")
+        self.path, self.name, self.id_column = os.fspath(path), name, id_column
+        self.soft_column, self.hard_column, self.logits, self.temperature = soft_column, hard_column, logits, temperature
+        self.codec, self.agent, self.secrecy, self.clearance = codec, agent, secrecy, clearance
+        self.provenance = dict(provenance or {})
+        self.result: dict | None = None
+
+    def write(self, blocks: Iterable, ctx) -> dict:
+        ids, values = [], []
+        column = self.soft_column or self.hard_column
+        for block in blocks:
+            table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
+            ids.append(table.column(self.id_column).to_numpy().astype(np.uint64))
+            data = table.column(column).combine_chunks()
+            values.append(np.stack(data.to_numpy(zero_copy_only=False)) if self.soft_column and len(data) else
+                          np.asarray(data.to_numpy(zero_copy_only=False)))
+        return {"ids": np.concatenate(ids) if ids else np.zeros(0, np.uint64), "values": values}
+
+    def on_write_complete(self, write_result) -> None:
+        returns = getattr(write_result, "write_returns", write_result)
+        ids = np.concatenate([r["ids"] for r in returns]) if returns else np.zeros(0, np.uint64)
+        parts = [v for r in returns for v in r["values"] if len(v)]
+        options = dict(codec=self.codec, agent=self.agent, secrecy=self.secrecy, clearance=self.clearance,
+                       provenance={"writer": "labeldb.ray.LabelDBDatasink", **self.provenance})
+        if self.soft_column:
+            # Logits become probabilities in the engine (softmax(z / T)), as `labels import --logits`.
+            labels = {"soft": np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32),
+                      "logits": self.logits, "temperature": self.temperature if self.logits else None}
+        else:
+            labels = {"hard": np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)}
+        if _corpus.is_corpus(self.path):
+            self.result = _corpus.Corpus(self.path).import_labels(self.name, ids, **labels, **options)
+        else:
+            store = _store.open(self.path, write=True)
+            try:
+                with store.write(self.clearance) as tx:
+                    options.pop("clearance"), options.pop("provenance")
+                    self.result = tx.import_labels(self.name, ids=ids, **labels, **options)
+            finally:
+                store.close()

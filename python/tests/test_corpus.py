@@ -1,0 +1,101 @@
+"""Sharded corpora from Python (labeldb.open_corpus): the manifest and routing come from the
+engine, each shard reads pinned to the manifest, and label imports route across the shards with
+the results the CLI reads from the corpus and a single store gives after the same import."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import labeldb
+from conftest import cli, cli_json_lines
+
+
+@pytest.fixture
+def sharded(corpus, tmp_path) -> str:
+    target = tmp_path / "sharded"
+    cli("shard", corpus["store"], str(target), "--shards", "3", "--clearance", "all")
+    return str(target)
+
+
+def test_manifest_and_routing_come_from_the_engine(corpus, sharded):
+    c = labeldb.open_corpus(sharded)
+    assert len(c) == 3 and c.classes == corpus["classes"] and c.dimension == 8
+    assert c.manifest["routing"] == {"rule": "hash"} and c.manifest["label_sets"] == {"teacher": 1, "gold": 1}
+    routes = c.route(corpus["ids"])
+    for shard in range(3):
+        with c.open_shard(shard) as store, store.read("all") as tx:
+            held = tx.ids()
+        assert set(held.tolist()) == set(corpus["ids"][routes == shard].tolist())
+    with pytest.raises(labeldb.BadInput, match="sharded corpus"):
+        labeldb.open(sharded)
+    with pytest.raises(labeldb.BadInput):
+        c.open_shard(3)
+
+
+def test_shard_reads_equal_the_store(corpus, sharded):
+    c = labeldb.open_corpus(sharded)
+    store = labeldb.open(corpus["store"])
+    with store.read("all") as tx:
+        whole = tx.get_many(corpus["ids"], labels=["teacher", "gold"], soft="dense")
+    routes = c.route(corpus["ids"])
+    for shard in range(3):
+        mine = corpus["ids"][routes == shard]
+        with c.open_shard(shard) as s, s.read("all") as tx:
+            part = tx.get_many(mine, labels=["teacher", "gold"], soft="dense")
+        rows = np.nonzero(routes == shard)[0]
+        np.testing.assert_array_equal(part.embeddings, whole.embeddings[rows])
+        np.testing.assert_array_equal(part.labels["teacher"].dense, whole.labels["teacher"].dense[rows])
+        np.testing.assert_array_equal(part.labels["gold"].hard, whole.labels["gold"].hard[rows])
+    store.close()
+
+
+def test_import_labels_routes_rows_and_commits_one_version(corpus, sharded, tmp_path):
+    c = labeldb.open_corpus(sharded)
+    ids = corpus["ids"][::2]
+    logits = np.random.default_rng(3).normal(size=(len(ids), 6)).astype(np.float32)
+    result = c.import_labels("student", ids, soft=logits, logits=True, temperature=2.0, agent="job-7",
+                             provenance={"model": "resnet", "job": 7})
+    assert result["version"] == 1 and result["rows"] == len(ids) and result["shards"] == 3
+    assert labeldb.open_corpus(sharded).manifest["label_sets"]["student"] == 1
+    # The same import into a copy of the store reads the same through the CLI.
+    single = tmp_path / "single"
+    shutil.copytree(corpus["store"], single)
+    s = labeldb.open(single, write=True)
+    with s.write("all") as tx:
+        tx.import_labels("student", ids=ids, soft=logits, logits=True, temperature=2.0, agent="job-7")
+    s.close()
+    np.save(tmp_path / "q.npy", corpus["emb"][:3])
+    for args in (["query", "label(student).confidence > 0.3", "--labels", "student"],
+                 ["knn", "--query", str(tmp_path / "q.npy"), "--k", "5"]):
+        a = cli_json_lines(args[0], sharded, *args[1:], "--clearance", "all")
+        b = cli_json_lines(args[0], str(single), *args[1:], "--clearance", "all")
+        assert a == b and a
+    shard_log = cli_json_lines("audit", os.path.join(sharded, c.shards[0]), str(int(ids[0])), "--clearance", "all")
+    assert shard_log  # the shard's own provenance records the import
+
+
+def test_bad_corpus_imports_write_nothing(corpus, sharded):
+    c = labeldb.open_corpus(sharded)
+    before = [open(os.path.join(sharded, name, "data.mdb"), "rb").read() for name in c.shards]
+    manifest = open(os.path.join(sharded, "corpus.json"), "rb").read()
+    with pytest.raises(labeldb.BadInput):
+        c.import_labels("student", [1, 2], hard=[0])               # lengths differ
+    with pytest.raises(labeldb.BadInput):
+        c.import_labels("student", corpus["ids"][:2], soft=np.full((2, 6), 0.5, np.float32))  # not a distribution
+    with pytest.raises(labeldb.Error):
+        c.import_labels("student", [123_456_789], hard=[1])        # no such sample
+    assert [open(os.path.join(sharded, name, "data.mdb"), "rb").read() for name in c.shards] == before
+    assert open(os.path.join(sharded, "corpus.json"), "rb").read() == manifest
+
+
+def test_damaged_manifest_is_refused(sharded):
+    path = os.path.join(sharded, "corpus.json")
+    text = json.loads(open(path).read())
+    text["generation"] = 2  # the checksum no longer matches
+    open(path, "w").write(json.dumps(text))
+    with pytest.raises(labeldb.StoreError, match="checksum"):
+        labeldb.open_corpus(sharded)
