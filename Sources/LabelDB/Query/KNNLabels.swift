@@ -83,7 +83,7 @@ extension Transaction {
                 return mode == .permissive ? g : 0
             }
             : Array(repeating: [], count: count * groups)
-        var generator = KNNLabelGenerator(tx: self, source: source, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, source: source, path: store.path, k: k, metric: metric, lambda: lambda, classes: store.schema.classes.count)
         var results: [KNNLabelResult] = []
         results.reserveCapacity(count)
         for i in 0..<count {
@@ -114,7 +114,7 @@ extension Transaction {
                 return 0
             }
             : Array(repeating: [], count: count)
-        var generator = KNNLabelGenerator(tx: self, source: source, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
+        var generator = KNNLabelGenerator(tx: self, source: source, path: store.path, k: k, metric: metric, lambda: 0, classes: store.schema.classes.count)
         return try (0..<count).map { i in
             let query = Array(queries[(i * d)..<((i + 1) * d)])
             generator.exact = [:]
@@ -184,8 +184,12 @@ extension Transaction {
 struct KNNLabelGenerator {
     /// Candidates kept per list beyond k, so GEMM rounding cannot push one of the exact k nearest out.
     static let slack = 8
-    let tx: Transaction
-    let source: QueryLabelSource
+    /// Where embeddings and labels are read; nil when a corpus's shards gave them (``labels``
+    /// and the preset exact similarities then hold every candidate).
+    let tx: Transaction?
+    let source: QueryLabelSource?
+    /// The store or corpus path, for errors.
+    let path: String
     let k: Int
     let metric: NeighborMetric
     let lambda: Float
@@ -193,9 +197,10 @@ struct KNNLabelGenerator {
     var labels: [UInt64: (distribution: [Float], taint: TaintLabel)] = [:]
     var embeddings: [UInt64: [Float]] = [:]
 
-    init(tx: Transaction, source: QueryLabelSource, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
+    init(tx: Transaction?, source: QueryLabelSource?, path: String, k: Int, metric: NeighborMetric, lambda: Float, classes: Int) {
         self.tx = tx
         self.source = source
+        self.path = path
         self.k = k
         self.metric = metric
         self.lambda = lambda
@@ -226,8 +231,9 @@ struct KNNLabelGenerator {
         return Array(pool.prefix(k))
     }
 
-    mutating func label(query: [Float], lists: [[Neighbor]], groupLabels: [TaintLabel], mode: KNNFlowMode) throws -> KNNLabelResult {
-        exact = [:]
+    mutating func label(query: [Float], lists: [[Neighbor]], groupLabels: [TaintLabel], mode: KNNFlowMode,
+                        presetExact: [UInt64: Float] = [:]) throws -> KNNLabelResult {
+        exact = presetExact
         func nearest(_ admitted: (Int) -> Bool) throws -> [Neighbor] {
             try self.nearest(query: query, lists: lists, admitted)
         }
@@ -296,7 +302,7 @@ struct KNNLabelGenerator {
         // Contexts were chosen by the labels the taint partitions give; the neighbours' labels
         // come from their records. They agree unless the store is damaged.
         for neighbor in out.neighbors where !(try labelOf(neighbor.id).taint.flows(to: label)) {
-            throw StoreError.corruptRecord(store: tx.store.path, table: Table.taintMembers.rawValue, key: "sample \(neighbor.id)",
+            throw StoreError.corruptRecord(store: path, table: Table.taintMembers.rawValue, key: "sample \(neighbor.id)",
                                            detail: "the taint partitions disagree with the sample record; run verify")
         }
         return KNNLabelResult(
@@ -336,7 +342,7 @@ struct KNNLabelGenerator {
 
     mutating func embedding(_ id: UInt64) throws -> [Float] {
         if let known = embeddings[id] { return known }
-        guard let row = try tx.withSample(id, { $0.embedding() }) else { throw StoreError.sampleNotFound(id) }
+        guard let row = try tx?.withSample(id, { $0.embedding() }) else { throw StoreError.sampleNotFound(id) }
         embeddings[id] = row
         return row
     }
@@ -344,6 +350,7 @@ struct KNNLabelGenerator {
     mutating func labelOf(_ id: UInt64) throws -> (distribution: [Float], taint: TaintLabel) {
         if let known = labels[id] { return known }
         let entry: (distribution: [Float], taint: TaintLabel)
+        guard let tx, let source else { throw StoreError.sampleNotFound(id) }
         switch source {
         case .stored(let set, let version):
             guard let label = try tx.label(of: id, set: set, version: version) else { throw StoreError.sampleNotFound(id) }

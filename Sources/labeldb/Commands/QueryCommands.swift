@@ -48,14 +48,9 @@ struct KNNCommand: ParsableCommand {
         let count = values.count / d
         let filter = try parseWhere(`where`)
         if let reference {
-            guard !corpus.isSharded else {
-                throw UsageError(description: "knn --labels does not read a sharded corpus yet (plain knn does); pass one store")
-            }
             let classes = store.schema.classes
-            let results = try store.read(clearance: clearance) { tx in
-                try tx.knnLabels(of: values, queries: count, k: k, from: reference, metric: metricValue, mode: mode, lambda: lambda,
-                                 include: try filter.map { try tx.matcher(for: $0) })
-            }
+            let results = try corpus.knnLabels(of: values, queries: count, k: k, from: reference, metric: metricValue, mode: mode, lambda: lambda,
+                                               where: filter, clearance: clearance)
             for (i, result) in results.enumerated() {
                 switch format {
                 case .json:
