@@ -236,6 +236,14 @@ struct CorpusReadTests {
         shard.close()
         let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
         #expect(verify.status == 1 && verify.stdout.contains("\(misrouted)") && verify.stdout.contains("routing rule"), "\(verify.stdout)")
+        // A shard's log cut short behind the manifest's back: --verify-log fails for that shard.
+        let intact = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"])
+        #expect(intact.status == 0, "\(intact.stdout)")
+        let cut = try Store(opening: dir.file("corpus/" + manifest.shards[1]))
+        try cut.write(clearance: .all) { tx in _ = try tx.delete(.provenance, key: try tx.lastKey(.provenance)!) }
+        cut.close()
+        let truncated = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"])
+        #expect(truncated.status == 1 && truncated.stdout.contains("\(manifest.shards[1]): the manifest's head"), "\(truncated.stdout)")
         // A shard replaced by a store of another schema: the corpus does not open (exit 3).
         try FileManager.default.removeItem(atPath: dir.file("corpus/" + manifest.shards[1]))
         try Store.create(at: dir.file("corpus/" + manifest.shards[1]), schema: Schema(dimension: 4, classes: ["cat", "dog", "fish"])).close()
@@ -335,6 +343,9 @@ struct CorpusImportTests {
             #expect(after == before)
             let get = try runCLI(["get", dir.file("corpus"), "1", "--labels", "teacher@3", "--clearance", "all"])
             #expect(get.status == 1 && get.stderr.contains("version"), "\(get.stderr)")
+            // The shards that committed have a log record the manifest does not vouch for: reported, not failed.
+            let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"])
+            #expect(log.status == 0 && log.stdout.contains("after the manifest's generation"), "\(log.stdout)")
         }
         // The next import takes version 3 in every shard, replacing the orphaned rows.
         for (a, b) in zip(Self.importArguments(dir.file("corpus"), dir), Self.importArguments(dir.file("store"), dir)) {
@@ -343,6 +354,9 @@ struct CorpusImportTests {
         }
         #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["teacher"] == 3)
         try Self.sameReads(dir, sets: ["teacher", "fresh"])
+        let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--format", "json", "--clearance", "all"])
+        let report = try JSONValue.parse(log.stdout)
+        #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
         let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
         #expect(verify.status == 0, "\(verify.stdout)")
     }

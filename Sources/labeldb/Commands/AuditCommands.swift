@@ -23,6 +23,10 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
+        if verifyLog, FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            guard expectHead == nil else { throw UsageError(description: "--expect-head checks one store's log; a corpus keeps each shard's head in its manifest") }
+            return try verifyCorpusLogs()
+        }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
         if let expectHead {
@@ -117,6 +121,54 @@ func entityText(_ e: JSONValue) -> String {
     if let v = e["version"] { return "\(name)@\(v.serialized())" }
     if let h = e["xxh3_128"]?.stringValue { return "\(name) (xxh3-128 \(h.prefix(12))…)" }
     return name
+}
+
+extension AuditCommand {
+    /// `audit CORPUS --verify-log`: every shard's hash chain, and each shard's head as the
+    /// manifest recorded it at its last commit (corpus.md K-9). A head no record of the chain has
+    /// (a truncated or rewritten log), or found at another position, fails (exit 1); records
+    /// after it — a write that did not reach the manifest — are reported, not failed.
+    func verifyCorpusLogs() throws {
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        guard let manifest = corpus.manifest else { return }
+        var allOK = true
+        var shardsJSON: [JSONValue] = []
+        for (index, shard) in corpus.shards.enumerated() {
+            let recorded = manifest.shardStates[index]
+            let report = try shard.read(clearance: clearance) { try $0.verifyProvenanceLog(expecting: recorded.head) }
+            let at = report.expectedHeadRecord.map(Int.init)
+            let ok = report.firstBad == nil && at == recorded.records
+            allOK = allOK && ok
+            let ahead = ok ? report.records - recorded.records : 0
+            switch format {
+            case .json:
+                guard case .object(var members) = provenanceLogJSON(report) else { continue }
+                members["ok"] = .bool(ok)
+                members["shard"] = .string(manifest.shards[index])
+                members["manifest_records"] = .int(Int64(recorded.records))
+                members["manifest_head"] = .string(recorded.head)
+                members["manifest_head_record"] = at.map { .int(Int64($0)) } ?? .null
+                members["ahead"] = .int(Int64(ahead))
+                shardsJSON.append(.object(members))
+            case .text:
+                let name = manifest.shards[index]
+                if let bad = report.firstBad {
+                    print("\(name): provenance record \(bad.id): \(bad.reason)")
+                } else if at == nil {
+                    print("\(name): the manifest's head \(recorded.head) is no record's hash: the log was truncated or rewritten")
+                } else if at != recorded.records {
+                    print("\(name): the manifest's head is record \(at!)'s hash, but it recorded \(recorded.records) records")
+                } else {
+                    print("\(name): ok: \(report.records) records, head \(report.head)" + (ahead > 0 ? " (\(ahead) after the manifest's generation \(manifest.generation))" : ""))
+                }
+            }
+        }
+        if format == .json {
+            printJSON(["ok": .bool(allOK), "generation": .int(Int64(manifest.generation)), "shards": .array(shardsJSON)])
+        }
+        if !allOK { throw ExitCode(ExitStatus.checkFailed) }
+    }
 }
 
 /// `labeldb provenance export STORE --out prov.json`
