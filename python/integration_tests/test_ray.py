@@ -94,3 +94,21 @@ def test_batch_inference_writes_a_new_label_set_version(cluster, corpus, sharded
         with corpus_handle.open_shard(shard) as store, store.read("all") as tx:
             log = json.dumps(tx.provenance())
         assert "linear-8x6" in log and "labeldb.ray.LabelDBDatasink" in log
+
+
+def test_the_readme_ray_example_runs(cluster, corpus, sharded):
+    """README, "Past one machine": read → train → batch inference → a new label set version."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    section = text[text.index("### Past one machine"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    code = (code.replace("/tmp/demo/sharded", sharded).replace("torch.nn.Linear(128, 20)", "torch.nn.Linear(8, 6)")
+            .replace("ray.init(num_cpus=2)", ""))
+    exec(compile(code, "README.md", "exec"), {})
+    manifest = labeldb.open_corpus(sharded).manifest
+    assert manifest["label_sets"]["student"] == 1
+    labelled = cli_json_lines("query", sharded, "label(student).confidence > 0", "--clearance", "all")
+    assert len(labelled) == len(corpus["ids"])
+    np.save(os.path.join(sharded, "..", "q.npy"), corpus["emb"][:4])
+    a = cli_json_lines("knn", sharded, "--query", os.path.join(sharded, "..", "q.npy"), "--k", "5", "--labels", "student", "--clearance", "all")
+    assert len(a) == 4

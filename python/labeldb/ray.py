@@ -76,13 +76,18 @@ class LabelDBDatasource(Datasource):
             per_row += 4 * len(self.classes) * len(self.labels + self.regen)
         return rows * per_row
 
+    #: Fewest rows a read task gets when a shard is cut: each task opens its shard (an LMDB
+    #: environment, the schema and manifest checks), which costs milliseconds, so Ray Data's
+    #: default of hundreds of tasks would spend more time opening than reading.
+    min_rows_per_task = 65_536
+
     def get_read_tasks(self, parallelism: int, **kwargs) -> list[ReadTask]:
-        """One task per shard; a shard (or a store) is cut into id ranges when `parallelism`
-        asks for more tasks than there are shards."""
+        """One task per shard; a shard (or a store) is cut into id ranges of at least
+        `min_rows_per_task` rows when `parallelism` asks for more tasks than there are shards."""
         pieces = max(1, -(-max(parallelism, 1) // len(self.shards)))
         tasks = []
         for shard, ids in zip(self.shards, self.ids):
-            for part in np.array_split(ids, min(pieces, max(len(ids), 1))):
+            for part in np.array_split(ids, max(1, min(pieces, len(ids) // self.min_rows_per_task))):
                 if len(part) == 0:
                     continue
                 meta = BlockMetadata(num_rows=len(part), size_bytes=None, input_files=None, exec_stats=None)
