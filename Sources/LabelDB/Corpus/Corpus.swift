@@ -256,3 +256,29 @@ extension Corpus {
         return merged.map { Array($0.sorted(by: Neighbor.nearer).prefix(k)) }
     }
 }
+
+extension Corpus {
+    /// Every label set as the corpus sees it: shard 0's sets and versions (every shard has the
+    /// same), each version's counts taken over the shards — `labelled` summed; `rows`,
+    /// `soft_bytes` and fidelity summed (weighted) for versions imported through the corpus, and
+    /// the whole store's (shard 0's record) for versions from before the split. A version any
+    /// shard redacts (the clearance does not see all of that shard) is redacted.
+    public func labelSets(clearance: Clearance) throws -> [LabelSet] {
+        let perShard = try shards.map { shard in try shard.read(clearance: clearance) { try $0.labelSets() } }
+        guard let manifest else { return perShard[0] }
+        return perShard[0].map { set in
+            var whole = set
+            for index in set.versions.indices {
+                let parts = perShard.compactMap { sets in sets.first { $0.name == set.name }.flatMap { index < $0.versions.count ? $0.versions[index] : nil } }
+                var version = LabelSetVersion.combined(parts)
+                if index < manifest.splitVersions[set.name] ?? 0 {
+                    let inherited = set.versions[index]
+                    (version.rows, version.softBytes, version.fidelity, version.views) = (inherited.rows, inherited.softBytes, inherited.fidelity, inherited.views)
+                }
+                if version.statisticsRedacted { version.redactStatistics() }
+                whole.versions[index] = version
+            }
+            return whole
+        }
+    }
+}

@@ -36,6 +36,11 @@ public struct CorpusManifest: Equatable, Sendable {
     /// some shards only — a crash between shards — stays invisible until the next import of the
     /// set replaces it.
     public var labelSets: [String: Int]
+    /// Each label set's latest version when the store was split (``split(store:into:shards:rule:clearance:agent:)``):
+    /// the records of those versions hold the whole store's `rows`, `soft_bytes` and fidelity in
+    /// every shard (only `labelled` is each shard's own), where a version imported through the
+    /// corpus holds each shard's part.
+    public var splitVersions: [String: Int]
     /// Each projector's latest version.
     public var projectors: [String: Int]
     /// Each shard's committed state at this generation, in shard order.
@@ -62,7 +67,7 @@ public struct CorpusManifest: Equatable, Sendable {
 
     /// A manifest; ``problem()`` checks it. Shard states default to empty logs.
     public init(generation: Int = 1, dimension: Int, elementType: Schema.ElementType, classes: [String], shards: [String], routing: Routing,
-                labelSets: [String: Int] = [:], projectors: [String: Int] = [:], shardStates: [ShardState]? = nil) {
+                labelSets: [String: Int] = [:], splitVersions: [String: Int] = [:], projectors: [String: Int] = [:], shardStates: [ShardState]? = nil) {
         self.generation = generation
         self.dimension = dimension
         self.elementType = elementType
@@ -70,6 +75,7 @@ public struct CorpusManifest: Equatable, Sendable {
         self.shards = shards
         self.routing = routing
         self.labelSets = labelSets
+        self.splitVersions = splitVersions
         self.projectors = projectors
         self.shardStates = shardStates ?? shards.map { _ in .empty }
     }
@@ -98,6 +104,9 @@ public struct CorpusManifest: Equatable, Sendable {
         for state in shardStates where state.records < 0 || Checksum.bytes(hex: state.head)?.count != 16 {
             return "a shard state needs a record count ≥ 0 and a 32-digit hex head"
         }
+        for (name, version) in splitVersions where labelSets[name].map({ version > $0 }) ?? true {
+            return "label set '\(name)' was split at version \(version), past its committed \(labelSets[name] ?? 0)"
+        }
         for (name, version) in labelSets.merging(projectors, uniquingKeysWith: min) where name.isEmpty || version < 1 {
             return "label set or projector '\(name)' at version \(version): names are not empty, versions start at 1"
         }
@@ -124,6 +133,7 @@ extension CorpusManifest {
             "schema": .object(["dimension": .int(Int64(dimension)), "element": .string(elementType.rawValue), "classes": .array(classes.map { .string($0) })]),
             "shards": .array(shards.map { .string($0) }), "routing": .object(routingJSON),
             "label_sets": .object(labelSets.mapValues { .int(Int64($0)) }), "projectors": .object(projectors.mapValues { .int(Int64($0)) }),
+            "split_versions": .object(splitVersions.mapValues { .int(Int64($0)) }),
             "shard_states": .array(shardStates.map { ["records": .int(Int64($0.records)), "head": .string($0.head)] }),
         ])
     }
@@ -173,7 +183,7 @@ extension CorpusManifest {
         default: throw CorpusError.damaged("unknown routing rule")
         }
         func versions(_ value: JSONValue?) throws -> [String: Int] {
-            guard let members = value?.objectValue else { throw CorpusError.damaged("label_sets and projectors must be objects") }
+            guard let members = value?.objectValue else { throw CorpusError.damaged("label_sets, split_versions and projectors must be objects") }
             return try members.mapValues { guard let v = integer($0) else { throw CorpusError.damaged("a version is not an integer") }; return v }
         }
         guard let states = members["shard_states"]?.arrayValue else { throw CorpusError.damaged("shard_states is missing") }
@@ -182,7 +192,8 @@ extension CorpusManifest {
             return ShardState(records: records, head: head)
         }
         self.init(generation: generation, dimension: dimension, elementType: element, classes: classes, shards: shards, routing: routing,
-                  labelSets: try versions(members["label_sets"]), projectors: try versions(members["projectors"]), shardStates: shardStates)
+                  labelSets: try versions(members["label_sets"]), splitVersions: try versions(members["split_versions"]),
+                  projectors: try versions(members["projectors"]), shardStates: shardStates)
         if let problem = problem() { throw CorpusError.damaged(problem) }
     }
 

@@ -42,7 +42,8 @@ extension CorpusManifest {
         let names = (0..<count).map { "shard-" + String(repeating: "0", count: width - String($0).count) + String($0) }
         let schema = store.schema
         var manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes,
-                                      shards: names, routing: try routing(rule, ids: ids, shards: count), labelSets: labelSets, projectors: projectors)
+                                      shards: names, routing: try routing(rule, ids: ids, shards: count), labelSets: labelSets,
+                                      splitVersions: labelSets, projectors: projectors)
         let created = try Store.prepareEmptyDirectory(destination)
         do {
             var routed = [[UInt64]](repeating: [], count: count)

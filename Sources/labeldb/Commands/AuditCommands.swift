@@ -23,9 +23,18 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func run() throws {
-        if verifyLog, FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
-            guard expectHead == nil else { throw UsageError(description: "--expect-head checks one store's log; a corpus keeps each shard's head in its manifest") }
-            return try verifyCorpusLogs()
+        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            guard !verifyLog else {
+                guard expectHead == nil else { throw UsageError(description: "--expect-head checks one store's log; a corpus keeps each shard's head in its manifest") }
+                return try verifyCorpusLogs()
+            }
+            // A sample's audit reads its own shard, whose log holds the store's history before
+            // the split and the corpus's writes since.
+            guard let id else { throw UsageError(description: "give a sample id or --verify-log") }
+            let (corpus, clearance) = try target.openCorpusCleared()
+            defer { corpus.close() }
+            guard let store = corpus.shard(of: id) else { throw StoreError.sampleNotFound(id) }
+            return try printAudit(try store.read(clearance: clearance) { try $0.auditJSON(id) })
         }
         let (store, clearance) = try target.openCleared(readOnly: true)
         defer { store.close() }
@@ -65,14 +74,18 @@ struct AuditCommand: ParsableCommand {
             return
         }
         guard let id else { throw UsageError(description: "give a sample id or --verify-log") }
-        let result = try store.read(clearance: clearance) { try $0.auditJSON(id) }
+        try printAudit(try store.read(clearance: clearance) { try $0.auditJSON(id) })
+    }
+
+    /// Prints a sample's audit document in the chosen format.
+    func printAudit(_ result: JSONValue) throws {
         switch format {
         case .json: printJSON(result)
-        case .text: printAudit(result)
+        case .text: printAuditText(result)
         }
     }
 
-    func printAudit(_ result: JSONValue) {
+    func printAuditText(_ result: JSONValue) {
         if let deletion = result["deleted_by"] {
             print("sample \(result["id"].map { $0.serialized() } ?? "?") is not stored: deleted by record \(deletion["record"]?.serialized() ?? "?")"
                   + (deletion["ids"] != nil ? " (possibly: the record keeps only a digest of the ids it deleted)" : ""))

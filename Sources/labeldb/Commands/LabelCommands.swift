@@ -374,9 +374,9 @@ struct LabelsListCommand: ParsableCommand {
     @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        for set in try store.read(clearance: clearance, { try $0.labelSets() }) {
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        for set in try corpus.labelSets(clearance: clearance) {
             let latest = set.versions.last
             switch format {
             case .json:
@@ -398,17 +398,23 @@ struct LabelsShowCommand: ParsableCommand {
 
     func run() throws {
         let reference = try LabelSetReference(parsing: set)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let (labelSet, version) = try store.read(clearance: clearance) { tx in
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let (resolved, version) = try corpus.shards[0].read(clearance: clearance) { tx in
             // A dropped version is shown (as dropped), not refused: show is how one finds out.
             guard let set = try tx.labelSet(named: reference.name), let v = reference.version, v >= 1, v <= set.latest else { return try tx.resolve(reference) }
             return (set, v)
         }
+        // A corpus's counts are taken over its shards.
+        let labelSet = corpus.isSharded ? try corpus.labelSets(clearance: clearance).first { $0.name == resolved.name } ?? resolved : resolved
         let shown = labelSet.versions.prefix(version)
         // Views per sample, counted from the rows the clearance sees (a dropped version has none to count).
         let viewCounts = labelSet.perView && !labelSet.versions[version - 1].isDropped
-            ? try store.read(clearance: clearance) { try $0.viewCounts(in: LabelSetReference(name: labelSet.name, version: version)) } : nil
+            ? try corpus.shards.map { shard in
+                try shard.read(clearance: clearance) { try $0.viewCounts(in: LabelSetReference(name: labelSet.name, version: version)) }
+            }.reduce((samples: 0, min: Int.max, total: 0, max: 0)) { a, b in
+                (a.samples + b.samples, b.samples > 0 ? Swift.min(a.min, b.min) : a.min, a.total + b.total, Swift.max(a.max, b.max))
+            } : nil
         switch format {
         case .json:
             var object: [String: JSONValue] = [
