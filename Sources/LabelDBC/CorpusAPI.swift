@@ -25,11 +25,20 @@ public func ldbCorpusRoute(
 }
 
 @_cdecl("ldb_open_shard")
-public func ldbOpenShard(_ path: UnsafePointer<CChar>?, _ shard: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+public func ldbOpenShard(
+    _ path: UnsafePointer<CChar>?, _ shard: Int, _ pinJSON: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
     guarded {
         guard let out else { throw APIError.badInput("ldb_open_shard: out is NULL") }
         out.pointee = nil
-        let store = try Corpus.openShard(shard, of: try string(path, "path"))
+        var pinned: [String: Int]? = nil
+        if pinJSON != nil {
+            pinned = try options(pinJSON).mapValues { value in
+                guard case .int(let v) = value, v >= 1, let version = Int(exactly: v) else { throw APIError.badInput("ldb_open_shard: pin maps label sets to versions ≥ 1") }
+                return version
+            }
+        }
+        let store = try Corpus.openShard(shard, of: try string(path, "path"), pinned: pinned)
         out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store, writerPath: nil)).toOpaque())
     }
 }

@@ -90,6 +90,9 @@ struct ShardTests {
     /// two projectors, a relabel, a delete), with a few more deletes.
     static func scenarioStore(at path: String) throws -> Store {
         let store = try NonInterferenceTests.build(NonInterferenceTests.scenario(), at: path)
+        // A projector whose tight bound stores corrections (each must follow its sample to its shard).
+        try store.fitProjector("tight", from: LabelSetReference(name: "teacher", version: 1), options: quickFitOptions, maxKL: 1e-4,
+                               requireTop1: true, clearance: .all)
         try store.write(clearance: .all) { tx in _ = try tx.delete([2, 11, 30]) }
         return store
     }
@@ -101,11 +104,13 @@ struct ShardTests {
         let dir = TemporaryDirectory("split")
         let store = try Self.scenarioStore(at: dir.file("store"))
         let ids = try store.read(clearance: .all) { try $0.ids() }
+        let corrections = try store.read(clearance: .all) { try $0.entries(.projectorCorrections) }
         store.close()
         let manifest = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: count, rule: rule, clearance: .all, agent: "test")
         #expect(try CorpusManifest.read(from: dir.file("corpus")) == manifest)
         #expect(manifest.shards.count == count)
         var seen: [UInt64] = []
+        var correctedTotal = 0
         for (index, name) in manifest.shards.enumerated() {
             let shard = try Store(opening: dir.file("corpus/" + name), options: Store.Options(readOnly: true))
             defer { shard.close() }
@@ -115,14 +120,24 @@ struct ShardTests {
             let held = try shard.read(clearance: .all) { try $0.ids() }
             #expect(held.allSatisfy { manifest.shard(of: $0) == index })
             seen += held
+            // Only its own samples' projector corrections.
+            let corrected = try shard.read(clearance: .all) { tx -> [UInt64] in
+                var ids: [UInt64] = []
+                try tx.walk(.projectorCorrections, from: nil) { key, _ in ids.append(BigEndianKey.u64(key, at: 8)); return true }
+                return ids
+            }
+            #expect(corrected.allSatisfy { manifest.shard(of: $0) == index })
+            correctedTotal += corrected.count
             let last = try shard.read(clearance: .all) { try $0.provenanceRecords().last?.record }
             #expect(last?.activity == "shard" && last?.parameters["shard"] == "\(index)")
         }
         #expect(seen.sorted() == ids)
+        #expect(correctedTotal > 0 && correctedTotal <= corrections, "\(correctedTotal) of \(corrections) corrections kept")
         // Each sample reads the same through the command line, from its shard and from the store.
         for id in ids + [2, 1_000] {
             let shard = manifest.shard(of: id).map { dir.file("corpus/" + manifest.shards[$0]) } ?? dir.file("corpus/" + manifest.shards[0])
-            let arguments = ["\(id)", "--format", "json", "--labels", "teacher@1", "--labels", "teacher", "--labels", "human", "--regen", "wide", "--regen", "open", "--clearance", "all"]
+            let arguments = ["\(id)", "--format", "json", "--labels", "teacher@1", "--labels", "teacher", "--labels", "human", "--regen", "wide", "--regen", "open",
+                             "--regen", "tight", "--clearance", "all"]
             let fromStore = try runCLI(["get", dir.file("store")] + arguments), fromShard = try runCLI(["get", shard] + arguments)
             #expect(fromShard.status == fromStore.status && fromShard.stdout == fromStore.stdout, "id \(id)\n\(fromShard.stdout)\n\(fromStore.stdout)")
         }
@@ -192,7 +207,7 @@ struct CorpusReadTests {
              [out + "/t.npy", out + "/h.npy", out + "/all.npz"]),
         ]
         for id in [1, 2, 3, 4, 7, 12, 25, 31, 40, 41] {
-            list.append((["get", path, "\(id)", "--format", "json", "--regen", "wide"], []))
+            list.append((["get", path, "\(id)", "--format", "json", "--regen", "wide", "--regen", "tight"], []))
         }
         for id in [1, 2, 5, 22, 33] {
             list.append((["audit", path, "\(id)", "--format", "json"], []))
@@ -369,6 +384,32 @@ struct CorpusImportTests {
         #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
         let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
         #expect(verify.status == 0, "\(verify.stdout)")
+    }
+
+    @Test("an interrupted first soft import leaves no codec behind: the retry with another codec agrees in every shard")
+    func interruptedImportLeavesNoCodec() throws {
+        let dir = TemporaryDirectory("corpus-codec")
+        try Self.setUp(dir)
+        let ids = (1...40).map(UInt64.init).filter { ![2, 7, 11, 30].contains($0) }
+        let soft = [Float](repeating: 1.0 / 3, count: ids.count * 3)
+        struct Killed: Error {}
+        // `human` holds hard labels only; its first soft import (dense:f16) dies after shard 0.
+        let writer = try CorpusWriter(opening: dir.file("corpus"))
+        #expect(throws: Killed.self) {
+            try writer.importLabels(.soft(soft), ids: ids, into: "human", agent: "t", clearance: .all) { if $0 == 0 { throw Killed() } }
+        }
+        writer.close()
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        let top = TopKRows(k: 2, classes: ids.flatMap { _ in [0, 1] }, probabilities: ids.flatMap { _ in [Float(0.5), 0.25] })
+        let retry = try CorpusWriter(opening: dir.file("corpus"))
+        let parts = try retry.importLabels(.topK(top), ids: ids, into: "human", codec: .topKF16(2), agent: "t", clearance: .all)
+        retry.close()
+        #expect(parts.map(\.version) == [2, 2, 2])
+        for name in manifest.shards {
+            let shard = try Store(opening: dir.file("corpus/" + name), options: Store.Options(readOnly: true))
+            #expect(try shard.read(clearance: .all) { try $0.labelSet(named: "human")?.codec } == .topKF16(2))
+            shard.close()
+        }
     }
 
     @Test("a bad import writes nothing in any shard; a second writer is refused while one holds the corpus")

@@ -56,3 +56,19 @@ def test_iterable_dataset_deals_shard_runs_to_ranks_and_workers(corpus, sharded,
         assert set(everything) == {int(i) for i in corpus["ids"]}  # no loss
     assert run(1) == per_rank  # deterministic per seed and epoch
     assert run(2) != per_rank
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_iterable_dataset_with_more_ranks_than_runs(corpus, sharded, drop_last):
+    """Few rows, big runs, many ranks: each rank still gets its share, as DistributedSampler."""
+    n, world = len(corpus["ids"]), 8
+    per_rank = []
+    for rank in range(world):
+        ds = IterableDataset(sharded, clearance="all", batch_size=256, rank=rank, world_size=world, drop_last=drop_last, shuffle=False)
+        per_rank.append([int(r["id"]) for r in ds])
+    assert {len(r) for r in per_rank} == {n // world if drop_last else -(-n // world)}
+    everything = [i for r in per_rank for i in r]
+    if drop_last:
+        assert len(set(everything)) == len(everything)
+    else:
+        assert set(everything) == {int(i) for i in corpus["ids"]}

@@ -47,13 +47,17 @@ class Corpus:
         check(lib.ldb_corpus_route(_c(self.path, "the path"), _ptr(ids, c_uint64), len(ids), _ptr(out, c_int32)))
         return out
 
-    def open_shard(self, shard: int) -> Store:
-        """Shard `shard` opened read-only, pinned to the manifest's committed versions (open it in
-        the process that reads it: an LMDB environment must not cross fork())."""
+    def open_shard(self, shard: int, pin: dict | None = None) -> Store:
+        """Shard `shard` opened read-only, reading the label-set versions this Corpus's manifest
+        committed (or `pin`, a manifest's label_sets read earlier, e.g. on a driver before its
+        workers open their shards), so every shard opened through one Corpus reads one
+        committed state. Open it in the process that reads it: an LMDB environment must not
+        cross fork()."""
         if not isinstance(shard, (int, np.integer)) or not 0 <= int(shard) < len(self.shards):
             raise BadInput(f"shard must be 0 … {len(self.shards) - 1}, not {shard!r}")
         handle = c_void_p()
-        check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), ctypes.byref(handle)))
+        pinned = json.dumps(self.manifest["label_sets"] if pin is None else pin).encode()
+        check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), pinned, ctypes.byref(handle)))
         return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
 
     def import_labels(self, name: str, ids, soft=None, hard=None, topk_classes=None, topk_probs=None, leftover=None,

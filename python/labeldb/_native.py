@@ -76,7 +76,7 @@ _P = c_void_p
 _J = POINTER(c_char_p)  # char ** for JSON results
 _SIGNATURES = {
     "ldb_open": ([c_char_p, c_int, POINTER(_P)], c_int),
-    "ldb_open_shard": ([c_char_p, c_size_t, POINTER(_P)], c_int),
+    "ldb_open_shard": ([c_char_p, c_size_t, c_char_p, POINTER(_P)], c_int),
     "ldb_corpus_manifest": ([c_char_p, POINTER(c_void_p)], c_int),
     "ldb_corpus_route": ([c_char_p, POINTER(c_uint64), c_size_t, POINTER(c_int32)], c_int),
     "ldb_corpus_import_labels": ([c_char_p, c_char_p, POINTER(c_uint64), c_size_t, POINTER(c_float), POINTER(c_int64), c_size_t,

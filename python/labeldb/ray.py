@@ -38,8 +38,9 @@ from ._errors import BadInput
 _COLUMNS = ("embedding", "metadata", "payload", "taint")
 
 
-def _open(path: str, shard: int | None):
-    return _corpus.Corpus(path).open_shard(shard) if shard is not None else _store.open(path)
+def _open(path: str, shard: int | None, pin: dict | None):
+    """A store, or a shard pinned to the label-set versions the driver's manifest committed."""
+    return _corpus.Corpus(path).open_shard(shard, pin=pin) if shard is not None else _store.open(path)
 
 
 class LabelDBDatasource(Datasource):
@@ -58,9 +59,11 @@ class LabelDBDatasource(Datasource):
         self.columns, self.probs, self.batch_size = tuple(columns), probs, batch_size
         corpus = _corpus.Corpus(self.path) if _corpus.is_corpus(self.path) else None
         self.shards: list[int | None] = list(range(len(corpus))) if corpus else [None]
+        # Ids, the filter and every task read the versions of this one manifest.
+        self.pin = corpus.manifest["label_sets"] if corpus else None
         self.ids: list[np.ndarray] = []
         for shard in self.shards:
-            store = _open(self.path, shard)
+            store = _open(self.path, shard, self.pin)
             try:
                 with store.read(clearance) as tx:
                     self.ids.append(tx.query(where).ids if where else tx.ids())
@@ -95,11 +98,11 @@ class LabelDBDatasource(Datasource):
         return tasks
 
     def _reader(self, shard: int | None, ids: np.ndarray):
-        path, labels, regen, clearance = self.path, self.labels, self.regen, self.clearance
+        path, labels, regen, clearance, pin = self.path, self.labels, self.regen, self.clearance, self.pin
         columns, probs, batch_size = self.columns, self.probs, self.batch_size
 
         def read() -> Iterable[pa.Table]:
-            store = _open(path, shard)
+            store = _open(path, shard, pin)
             try:
                 with store.read(clearance) as tx:
                     sets = {s["name"]: s for s in tx.label_sets()}

@@ -25,21 +25,24 @@ class _Lazy:
     """A store — or each shard of a sharded corpus — opened on first use in the current process,
     again after a fork."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, pin: dict | None = None):
         self.path, self._stores, self._pid = path, {}, None
         self.corpus = _corpus.Corpus(path) if _corpus.is_corpus(path) else None
+        # The label-set versions of the manifest read at construction: shards opened later, in
+        # workers, read the same versions even if an import commits in between.
+        self.pin = pin if pin is not None else (self.corpus.manifest["label_sets"] if self.corpus else None)
 
     def __getstate__(self):
-        return {"path": self.path}  # a handle never crosses a process boundary
+        return {"path": self.path, "pin": self.pin}  # a handle never crosses a process boundary
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self.__init__(state["path"], state.get("pin"))
 
     def get(self, shard: int = 0) -> _store.Store:
         if self._pid != os.getpid():
             self._stores, self._pid = {}, os.getpid()
         if shard not in self._stores:
-            self._stores[shard] = self.corpus.open_shard(shard) if self.corpus else _store.open(self.path)
+            self._stores[shard] = self.corpus.open_shard(shard, pin=self.pin) if self.corpus else _store.open(self.path)
         return self._stores[shard]
 
     @property
@@ -50,7 +53,7 @@ class _Lazy:
         """Each shard's ids (matching `where`), ascending, read once at construction."""
         out = []
         for shard in range(self.shard_count):
-            store = self.corpus.open_shard(shard) if self.corpus else _store.open(self.path)
+            store = self.corpus.open_shard(shard, pin=self.pin) if self.corpus else _store.open(self.path)
             try:
                 with store.read(clearance) as tx:
                     out.append(tx.query(where).ids if where else tx.ids())
@@ -181,8 +184,9 @@ class IterableDataset(_IterableDataset):
     Every rank yields the same number of rows, as DistributedSampler does: with drop_last the
     total is cut to a multiple of world size, otherwise the last ranks repeat rows from the start.
     Over a sharded corpus the work is split by shard: runs of up to batch_size ids within one
-    shard are shuffled per (seed, epoch) and dealt to ranks in turn, then to workers, so each
-    worker opens only the shards it reads; ranks are then evened out the same way.
+    shard are shuffled per (seed, epoch) and laid end to end; each rank takes a contiguous slice
+    (evened out as above) and deals its runs to its workers, so each worker opens only the shards
+    it reads.
     Call set_epoch(e) before each epoch. With views (a per-view label set), each row carries the
     view epoch e replays, as in Dataset.
     """
@@ -225,32 +229,32 @@ class IterableDataset(_IterableDataset):
         return ids[self.rank:total:w]
 
     def _rank_units(self) -> list[tuple[int, np.ndarray]]:
-        """This rank's work in a sharded corpus: runs of up to batch_size ids within one shard,
-        shuffled per (seed, epoch) and dealt to ranks in turn, so no two ranks read a run and
-        every run is read. Ranks then get equal row counts, as DistributedSampler does: with
-        drop_last cut to the smallest rank's, otherwise topped up by repeating the rank's own
-        first rows (the corpus's first rows for a rank dealt none)."""
-        units = [(shard, ids[i:i + self.batch_size]) for shard, ids in enumerate(self.shard_ids)
-                 for i in range(0, len(ids), self.batch_size)]
+        """This rank's work in a sharded corpus, as (shard, ids) runs: runs of up to batch_size
+        ids within one shard are shuffled per (seed, epoch) and laid end to end; each rank takes
+        one contiguous slice of that sequence, cut to equal lengths as DistributedSampler does
+        (drop_last: the total cut to a multiple of world size; otherwise the sequence's first
+        rows repeated to fill the last slices), so no row is lost or read twice beyond that,
+        and a rank reads whole runs, each from one shard, except at its slice's two ends."""
+        runs = [(shard, ids[i:i + self.batch_size]) for shard, ids in enumerate(self.shard_ids)
+                for i in range(0, len(ids), self.batch_size)]
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(units))
-            units = [units[i] for i in order]
-        dealt = [units[r::self.world_size] for r in range(self.world_size)]
-        counts = [sum(len(u[1]) for u in d) for d in dealt]
-        target = min(counts) if self.drop_last else max(counts)
-        mine, have, out = dealt[self.rank], 0, []
-        for shard, ids in mine:
-            if have >= target:
-                break
-            out.append((shard, ids[:target - have]))
-            have += len(out[-1][1])
-        source = mine or units
-        while have < target and source:
-            for shard, ids in source:
-                if have >= target:
-                    break
-                out.append((shard, ids[:target - have]))
-                have += len(out[-1][1])
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(runs))
+            runs = [runs[i] for i in order]
+        ids = np.concatenate([r[1] for r in runs]) if runs else np.zeros(0, np.uint64)
+        shards = np.concatenate([np.full(len(r[1]), r[0], np.int32) for r in runs]) if runs else np.zeros(0, np.int32)
+        n, w = len(ids), self.world_size
+        per_rank = n // w if self.drop_last else math.ceil(n / w)
+        total = per_rank * w
+        if total > n:  # pad by repeating from the start
+            repeat = np.resize(np.arange(n), total - n) if n else np.zeros(0, np.int64)
+            ids, shards = np.concatenate([ids, ids[repeat]]), np.concatenate([shards, shards[repeat]])
+        ids, shards = ids[self.rank * per_rank:(self.rank + 1) * per_rank], shards[self.rank * per_rank:(self.rank + 1) * per_rank]
+        # Back into runs: one shard each, at most batch_size long.
+        out, start = [], 0
+        for end in list(np.flatnonzero(np.diff(shards)) + 1) + [len(ids)]:
+            for i in range(start, end, self.batch_size):
+                out.append((int(shards[start]), ids[i:min(i + self.batch_size, end)]))
+            start = end
         return out
 
     def _worker_units(self, info) -> list[tuple[int, np.ndarray]]:

@@ -99,3 +99,15 @@ def test_damaged_manifest_is_refused(sharded):
     open(path, "w").write(json.dumps(text))
     with pytest.raises(labeldb.StoreError, match="checksum"):
         labeldb.open_corpus(sharded)
+
+
+def test_shards_opened_through_one_corpus_read_its_manifest(corpus, sharded):
+    """A reader pins the manifest it read: shards it opens after a later import still read the
+    versions it saw (workers opening shards lazily read one committed state)."""
+    reader = labeldb.open_corpus(sharded)
+    ids = corpus["ids"][:10]
+    labeldb.open_corpus(sharded).import_labels("teacher", ids, hard=[1] * 10, agent="later")
+    with reader.open_shard(0) as store, store.read("all") as tx:
+        assert [s["latest"] for s in tx.label_sets() if s["name"] == "teacher"] == [1]
+    with labeldb.open_corpus(sharded).open_shard(0) as store, store.read("all") as tx:
+        assert [s["latest"] for s in tx.label_sets() if s["name"] == "teacher"] == [2]

@@ -359,9 +359,11 @@ int ldb_corpus_manifest(const char *path, char **json);
  *  its index, or -1 when the range rule gives it to no shard. */
 int ldb_corpus_route(const char *path, const uint64_t *ids, size_t count, int32_t *shards);
 
-/** Opens shard `shard` of the corpus in `path` read-only, pinned to the label-set versions the
- *  manifest has committed (later ones, left by an interrupted import, read as absent). */
-int ldb_open_shard(const char *path, size_t shard, ldb_store **out);
+/** Opens shard `shard` of the corpus in `path` read-only, pinned to label-set versions (later
+ *  ones, left by an interrupted import or committed since, read as absent): pin_json, a
+ *  manifest's "label_sets" object read earlier (so shards opened at different times read one
+ *  committed state), or NULL for the manifest's now. */
+int ldb_open_shard(const char *path, size_t shard, const char *pin_json, ldb_store **out);
 
 /** Imports one new version of label set `name` into the corpus: each row into the shard of its
  *  id, one version number in every shard, visible once the manifest records it (the corpus's

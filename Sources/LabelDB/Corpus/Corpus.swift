@@ -52,7 +52,10 @@ public final class Corpus: @unchecked Sendable {
     ///
     /// - Throws: ``CorpusError`` for a manifest that does not check, an index out of range, or a
     ///   shard whose schema differs from the manifest's.
-    public static func openShard(_ index: Int, of path: String) throws -> Store {
+    /// - Parameter pinned: the label-set versions to read (a manifest's `label_sets` read
+    ///   earlier, so shards opened at different times read one committed state); nil for the
+    ///   manifest's now.
+    public static func openShard(_ index: Int, of path: String, pinned: [String: Int]? = nil) throws -> Store {
         let manifest = try CorpusManifest.read(from: path)
         guard manifest.shards.indices.contains(index) else { throw CorpusError.invalid("shard \(index) of a corpus of \(manifest.shards.count)") }
         let shard = try Store(opening: path + "/" + manifest.shards[index], options: Store.Options(readOnly: true))
@@ -61,7 +64,7 @@ public final class Corpus: @unchecked Sendable {
             shard.close()
             throw CorpusError.damaged("\(path)/\(manifest.shards[index]): its schema differs from the manifest's")
         }
-        shard.committedLabelVersions = manifest.labelSets
+        shard.committedLabelVersions = pinned ?? manifest.labelSets
         return shard
     }
 

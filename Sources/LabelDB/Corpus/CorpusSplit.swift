@@ -88,6 +88,7 @@ extension CorpusManifest {
         defer { copy.close() }
         try copy.write(clearance: .all) { tx in
             try tx.delete(doomed)
+            try tx.deleteCorrectionsOfAbsentSamples()
             try tx.packSlots()
             tx.describe(provenance)
         }
@@ -102,5 +103,20 @@ extension CorpusManifest.ShardState {
         let log = try tx.verifyProvenanceLog()
         if let bad = log.firstBad { throw CorpusError.invalid("shard \(tx.store.path): provenance record \(bad.id) \(bad.reason)") }
         self.init(records: log.records, head: log.head)
+    }
+}
+
+extension WriteTransaction {
+    /// Removes every projector version's stored corrections of samples the store does not hold:
+    /// a shard keeps only its own samples' corrections. (A delete leaves a sample's corrections,
+    /// keyed by id and never read again in one store; a split would copy them into every shard.)
+    func deleteCorrectionsOfAbsentSamples() throws {
+        var doomed: [[UInt8]] = []
+        try walk(.projectorCorrections, from: nil) { key, _ in
+            guard key.count == 16 else { throw damagedKey(key.count, expected: 16, in: .projectorCorrections) }
+            if try withValue(.samples, key: BigEndianKey.u64(key, at: 8), { $0 == nil }) { doomed.append(Array(key)) }
+            return true
+        }
+        for key in doomed { try delete(.projectorCorrections, key: key) }
     }
 }

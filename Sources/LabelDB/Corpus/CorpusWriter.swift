@@ -165,6 +165,10 @@ extension WriteTransaction {
         if first == 1 {
             try delete(.labelSets, key: nameKey)
         } else {
+            // The set's codec is fixed by its first soft import: if that was a discarded one, the
+            // set has none again (every shard must choose the same one on the retry).
+            let kept = try versionRecords(LabelSetVersion.self, in: .labelVersions, id: record.id, latest: first - 1, name: name)
+            if !kept.contains(where: { $0.kind == .soft }) { record.codec = nil }
             record.latest = first - 1
             try put(.labelSets, key: nameKey, bytes: LabelRecord.encodeJSON(record, key: nameKey))
         }
@@ -190,9 +194,10 @@ extension LabelSetVersion {
         whole.labelled = parts.reduce(0) { $0 + $1.labelled }
         whole.softBytes = parts.reduce(0) { $0 + $1.softBytes }
         whole.views = parts.contains { $0.views != nil } ? parts.reduce(0) { $0 + ($1.views ?? 0) } : nil
-        whole.statisticsRedacted = parts.contains { $0.statisticsRedacted }
         let measured = parts.compactMap { part in part.fidelity.map { (fidelity: $0, rows: part.rows) } }
         whole.fidelity = measured.isEmpty ? nil : Fidelity.combined(measured)
+        // A sum over shards some of which hide rows would tell how many are hidden.
+        if parts.contains(where: { $0.statisticsRedacted }) { whole.redactStatistics() }
         return whole
     }
 }

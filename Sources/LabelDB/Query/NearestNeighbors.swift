@@ -57,13 +57,12 @@ extension Transaction {
             if let include, try !include(id) { return nil }
             return 0
         }
-        var rows: [UInt64: [Float]] = [:]
         return try candidates.enumerated().map { i, list in
             let query = Array(queries[(i * d)..<((i + 1) * d)])
             var exact: [Neighbor] = []
+            // One row at a time: memory stays at one embedding whatever the number of queries.
             for candidate in list {
-                if rows[candidate.id] == nil { rows[candidate.id] = try withSample(candidate.id) { $0.embedding() } }
-                guard let row = rows[candidate.id] else { continue }
+                guard let row = try withSample(candidate.id, { $0.embedding() }) else { continue }
                 exact.append(Neighbor(id: candidate.id, similarity: exactSimilarity(query, row, metric: metric)))
             }
             exact.sort(by: Neighbor.nearer)

@@ -153,7 +153,8 @@ extension LabelsImportCommand {
             printJSON(.object(object))
         case .text:
             let written = info.views.map { "\($0) \(info.kind.rawValue) view labels of \(info.rows) samples" } ?? "\(info.rows) \(info.kind.rawValue) labels"
-            print("label set \(set) version \(info.version): \(written) from \(info.agent) across \(parts.count) shards; \(info.labelled) samples labelled")
+            let labelled = info.statisticsRedacted ? "labelled count hidden under this clearance" : "\(info.labelled) samples labelled"
+            print("label set \(set) version \(info.version): \(written) from \(info.agent) across \(parts.count) shards; \(labelled)")
         }
     }
 
