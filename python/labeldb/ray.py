@@ -11,7 +11,9 @@ process, pinned to the manifest's committed label-set versions; `where` is evalu
 engine in each shard (filter pushdown) and `columns` leaves out what is not asked for (projection
 pushdown). Blocks are Arrow tables with the columns of labeldb's Arrow form (id, embedding,
 metadata, payload, taint, one label struct per source) and, with probs=True, NAME.probs: each
-label source's distribution as a fixed-size list of float32.
+label source's distribution. The embedding and NAME.probs are Ray tensor columns (numpy batches
+hold [rows, d] float32 arrays; select them for iter_torch_batches, which cannot make tensors of
+the label structs).
 
 Writes: write tasks turn blocks into (ids, labels) arrays; on completion the driver imports them
 as one new version of the label set, across the shards (the corpus's one writer commits shard by
@@ -29,6 +31,7 @@ try:
     import ray
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasink, Datasource, ReadTask
+    from ray.data.extensions import ArrowTensorArray
 except ImportError as error:  # pragma: no cover
     raise ImportError("labeldb.ray needs ray[data] and pyarrow (pip install 'ray[data]')") from error
 
@@ -119,11 +122,22 @@ class LabelDBDatasource(Datasource):
                             table = table.drop(["taint"])
                         if probs:
                             table = _with_probs(table, batch, store.classes)
-                        yield table
+                        yield _as_tensors(table)
             finally:
                 store.close()
 
         return read
+
+
+def _as_tensors(table: pa.Table) -> pa.Table:
+    """The fixed-size list columns (embedding, NAME.probs) as Ray tensor columns, so numpy batches
+    hold [rows, d] arrays and iter_torch_batches makes tensors of them."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_fixed_size_list(field.type):
+            column = table.column(i).combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), field.type.list_size)
+            table = table.set_column(i, field.name, ArrowTensorArray.from_numpy(values))
+    return table
 
 
 def _with_probs(table: pa.Table, batch, classes) -> pa.Table:

@@ -1292,3 +1292,33 @@ def test_R55_R56_per_view_rows(tmp_path):
     assert latest[3]["version"] == 2 and latest[1]["version"] == 1
     assert view_section(latest[3]["flags"], latest[3]["views"], record["codec"]) == [
         {"view": 9, "crop": [0.0, 0.0, 1.0, 1.0], "flip": False, "epoch": 0, "seed": 0, "hard": 4}]
+
+
+def test_K1_K3_K5_corpus_manifest_and_hash_routing(tmp_path):
+    """corpus.md §1–§3 from the spec alone: corpus.json is one line of compact sorted JSON; its
+    checksum is xxh3-64 (seed 0) of the other members' compact sorted JSON as 16 lowercase hex
+    digits; every sample of shard i has an id whose 8 big-endian bytes hash (xxh3-64, seed 0)
+    to i modulo the shard count."""
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    store, corpus = tmp_path / "store", tmp_path / "corpus"
+    cli("init", str(store), "--dim", "2", "--classes", str(tmp_path / "classes.txt"))
+    ids = np.array([1, 2, 3, 1000, 2**63 + 5, 77, 12345678901], dtype=np.uint64)
+    np.save(tmp_path / "ids.npy", ids)
+    np.save(tmp_path / "emb.npy", np.zeros((len(ids), 2), np.float32))
+    cli("import", str(store), "--embeddings", str(tmp_path / "emb.npy"), "--ids", str(tmp_path / "ids.npy"))
+    cli("shard", str(store), str(corpus), "--shards", "3", "--clearance", "all")
+    raw = (corpus / "corpus.json").read_bytes()
+    assert raw.endswith(b"\n") and raw.count(b"\n") == 1
+    manifest = json.loads(raw)
+    assert raw[:-1] == json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    checksum = manifest.pop("checksum")
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert checksum == format(xxhash.xxh3_64_intdigest(body, seed=0), "016x")
+    assert manifest["format"] == "labeldb-corpus" and manifest["version"] == 1 and manifest["routing"] == {"rule": "hash"}
+    seen = []
+    for index, name in enumerate(manifest["shards"]):
+        held = [struct.unpack(">Q", k)[0] for k, _ in table(corpus / name, "samples")]
+        for id in held:
+            assert xxhash.xxh3_64_intdigest(struct.pack(">Q", id), seed=0) % 3 == index
+        seen += held
+    assert sorted(seen) == sorted(int(i) for i in ids)

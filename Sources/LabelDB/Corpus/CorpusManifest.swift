@@ -145,15 +145,21 @@ extension CorpusManifest {
     /// compact sorted JSON as 16 lowercase hex digits.
     public func encoded() -> [UInt8] {
         guard case .object(var members) = body else { return [] }
-        members["checksum"] = .string(Checksum.hex(Checksum.xxh3(Array(body.serialized().utf8))))
+        members["checksum"] = .string(Self.checksum(of: members))
         return Array(JSONValue.object(members).serialized().utf8) + [0x0A]
+    }
+
+    /// The checksum of manifest members (without `checksum`): xxh3-64, seed 0, of their compact
+    /// sorted JSON, as 16 lowercase hex digits (K-1).
+    static func checksum(of members: [String: JSONValue]) -> String {
+        String(Checksum.xxh3(Array(JSONValue.object(members).serialized().utf8)), radix: 16).leftPadded(to: 16)
     }
 
     /// Parses and checks manifest bytes: the checksum first, then every member.
     public init(decoding bytes: [UInt8]) throws {
         guard case .object(var members)? = try? JSONValue.parse(bytes) else { throw CorpusError.damaged("not a JSON object") }
         guard let stored = members.removeValue(forKey: "checksum")?.stringValue else { throw CorpusError.damaged("no checksum") }
-        let actual = Checksum.hex(Checksum.xxh3(Array(JSONValue.object(members).serialized().utf8)))
+        let actual = Self.checksum(of: members)
         guard stored == actual else { throw CorpusError.damaged("checksum \(stored) does not match the manifest (\(actual))") }
         guard members["format"] == .string("labeldb-corpus"), members["version"] == .int(1) else {
             throw CorpusError.damaged("not a version-1 LabelDB corpus manifest")

@@ -9,7 +9,7 @@ import Foundation
 /// trap, an out-of-bounds access or a hang is a bug.
 enum DecoderFuzzTargets {
     /// The target names, one fuzz binary each.
-    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views"]
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views", "manifest"]
 
     /// The schema records are decoded against: the one the tests' small stores have, so records
     /// dumped from them (`Tools/Fuzz/seeds`) decode.
@@ -27,6 +27,7 @@ enum DecoderFuzzTargets {
         case "codecs": codecs(bytes)
         case "recorded_ids": recordedIDs(bytes)
         case "views": views(bytes)
+        case "manifest": manifest(bytes)
         default: preconditionFailure("unknown fuzz target \(name)")
         }
     }
@@ -154,6 +155,20 @@ enum DecoderFuzzTargets {
     }
 
     /// Writes `bytes` to a fresh temporary file, passes its path, and removes it.
+    /// A corpus manifest (`corpus.json`): as given, and with its checksum made right so the
+    /// member checks run; one that decodes must route ids and survive its own encoding.
+    static func manifest(_ bytes: [UInt8]) {
+        _ = try? CorpusManifest(decoding: bytes)
+        guard case .object(var members)? = try? JSONValue.parse(bytes) else { return }
+        members.removeValue(forKey: "checksum")
+        members["checksum"] = .string(CorpusManifest.checksum(of: members))
+        guard let manifest = try? CorpusManifest(decoding: Array(JSONValue.object(members).serialized().utf8)) else { return }
+        for id in [0, 1, UInt64(bytes.count), UInt64.max - 1, .max] {
+            if let shard = manifest.shard(of: id) { precondition(manifest.shards.indices.contains(shard), "a route outside the shards") }
+        }
+        precondition((try? CorpusManifest(decoding: manifest.encoded())) == manifest, "a manifest must survive its own encoding")
+    }
+
     static func withTemporaryFile(_ bytes: [UInt8], suffix: String, _ body: (String) -> Void) {
         let folder = NSTemporaryDirectory() + "labeldb-fuzz-\(getpid())-\(UUID().uuidString)"
         guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil else { return }
