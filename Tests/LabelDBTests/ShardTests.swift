@@ -212,7 +212,10 @@ struct CorpusReadTests {
         for id in [1, 2, 5, 22, 33] {
             list.append((["audit", path, "\(id)", "--format", "json"], []))
         }
-        list += [(["labels", "list", path, "--format", "json"], []), (["labels", "list", path], []),
+        list += [(["labels", "export", path, "teacher@1", "--out", out + "/le.npy", "--hard-out", out + "/lh.npy", "--ids-out", out + "/li.npy"],
+                  [out + "/le.npy", out + "/lh.npy", out + "/li.npy"]),
+                 (["labels", "export", path, "--regen", "tight", "--out", out + "/lr.npy", "--ids-out", out + "/lri.npy"], [out + "/lr.npy", out + "/lri.npy"]),
+                 (["labels", "list", path, "--format", "json"], []), (["labels", "list", path], []),
                  (["labels", "show", path, "teacher", "--format", "json"], []), (["labels", "show", path, "human@1"], [])]
         return list
     }

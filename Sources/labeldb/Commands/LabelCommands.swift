@@ -471,77 +471,97 @@ struct LabelsExportCommand: ParsableCommand {
         guard out != nil || hardOut != nil || viewsOut != nil else { throw UsageError(description: "give --out, --hard-out or --views-out") }
         guard (set == nil) != (regen == nil) else { throw UsageError(description: "give a label set or --regen PROJECTOR, not both") }
         guard viewsOut == nil || regen == nil else { throw UsageError(description: "--views-out goes with a per-view label set, not --regen") }
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let classCount = store.schema.classes.count
-        let summary = try store.read(clearance: clearance) { tx -> String in
-            var count = 0
-            // Rows are written as they come, so memory stays bounded by one batch.
-            let ids: [UInt64]
-            var labelReference: LabelSetReference? = nil
-            var perView = false
-            var loaded: LoadedProjector? = nil
-            if let regen {
-                loaded = try tx.load(try ProjectorReference(parsing: regen))
-                ids = try tx.ids()
-                count = ids.count
-            } else {
-                labelReference = try LabelSetReference(parsing: set!)
-                ids = []
-                perView = try tx.resolve(labelReference!).set.perView
-                if perView {
-                    count = try tx.viewCounts(in: labelReference!).total
-                } else {
-                    if viewsOut != nil { throw LabelError.viewLayout(set: labelReference!.name, perView: false) }
-                    try tx.forEachLabelInStorageOrder(in: labelReference!) { _, _ in count += 1; return true }
-                }
-            }
-            let viewsWriter = try viewsOut.map(LineWriter.init(path:))
-            let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
-            let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
-            let idsWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, shape: [count]) }
-            func emit(_ id: UInt64, _ distribution: [Float], _ top: Int32) throws {
-                try probs?.append(distribution)
-                var t = top.littleEndian
-                try withUnsafeBytes(of: &t) { try hard?.append($0) }
-                var rawID = id.littleEndian
-                try withUnsafeBytes(of: &rawID) { try idsWriter?.append($0) }
-            }
-            var statuses: [RegenerationStatus: Int] = [:]
-            if let loaded {
-                for start in stride(from: 0, to: ids.count, by: 1024) {
-                    for label in try tx.regenerate(Array(ids[start..<min(start + 1024, ids.count)]), with: loaded) {
-                        statuses[label.status, default: 0] += 1
-                        let top = label.probabilities.indices.max { label.probabilities[$0] < label.probabilities[$1] } ?? -1
-                        try emit(label.id, label.probabilities, Int32(top))
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let classCount = corpus.schema.classes.count
+        let projector = try regen.map { try ProjectorReference(parsing: $0) }
+        let labelReference = try set.map { try LabelSetReference(parsing: $0) }
+        // The rows each shard will give (the .npy headers need the total up front), and whether the set is per view.
+        var count = 0, perView = false
+        for shard in corpus.shards {
+            try shard.read(clearance: clearance) { tx in
+                if let projector {
+                    _ = try tx.load(projector)
+                    count += try tx.count()
+                } else if let labelReference {
+                    perView = try tx.resolve(labelReference).set.perView
+                    if perView {
+                        count += try tx.viewCounts(in: labelReference).total
+                    } else {
+                        if viewsOut != nil { throw LabelError.viewLayout(set: labelReference.name, perView: false) }
+                        try tx.forEachLabelInStorageOrder(in: labelReference) { _, _ in count += 1; return true }
                     }
                 }
-            } else {
-                try tx.forEachLabel(in: labelReference!) { id, label in
-                    guard let views = label.views else {
-                        try emit(id, label.distribution(classCount: classCount), Int32(label.hard ?? label.top1?.classIndex ?? -1))
-                        return true
-                    }
-                    // A per-view row: one output row per view, in view-number order.
-                    for view in views {
-                        try emit(id, view.label.distribution(classCount: classCount), Int32(view.hard ?? view.top1?.classIndex ?? -1))
-                        try viewsWriter?.write(view.parameters.json)
-                    }
-                    return true
-                }
             }
-            try viewsWriter?.close()
-            try probs?.finish()
-            try hard?.finish()
-            try idsWriter?.finish()
-            if loaded != nil {
-                let parts = [RegenerationStatus.regenerated, .corrected, .unfitted, .stale].map { "\(statuses[$0] ?? 0) \($0.rawValue)" }
-                return "exported \(count) labels regenerated by \(regen!): " + parts.joined(separator: ", ")
-                    + ((statuses[.unfitted] ?? 0) + (statuses[.stale] ?? 0) > 0 ? " (no bound is claimed for unfitted and stale samples)" : "")
-            }
-            return "exported \(count) \(perView ? "view labels" : "labels") of \(set!)"
         }
-        print(summary)
+        // Rows are written as they come, so memory stays bounded by one batch (per shard).
+        let viewsWriter = try viewsOut.map(LineWriter.init(path:))
+        let probs = try out.map { try NumPyWriter(path: $0, dtype: .float32, shape: [count, classCount]) }
+        let hard = try hardOut.map { try NumPyWriter(path: $0, dtype: .int32, shape: [count]) }
+        let idsWriter = try idsOut.map { try NumPyWriter(path: $0, dtype: .uint64, shape: [count]) }
+        var statuses: [RegenerationStatus: Int] = [:]
+        try corpus.merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
+            try ExportedLabel.produce(tx, set: labelReference, projector: projector, classCount: classCount, emit)
+        }, consume: { row in
+            try probs?.append(row.distribution)
+            var t = row.top.littleEndian
+            try withUnsafeBytes(of: &t) { try hard?.append($0) }
+            var rawID = row.id.littleEndian
+            try withUnsafeBytes(of: &rawID) { try idsWriter?.append($0) }
+            if let view = row.view { try viewsWriter?.write(view) }
+            if let status = row.status { statuses[status, default: 0] += 1 }
+            return true
+        })
+        try viewsWriter?.close()
+        try probs?.finish()
+        try hard?.finish()
+        try idsWriter?.finish()
+        if projector != nil {
+            let parts = [RegenerationStatus.regenerated, .corrected, .unfitted, .stale].map { "\(statuses[$0] ?? 0) \($0.rawValue)" }
+            print("exported \(count) labels regenerated by \(regen!): " + parts.joined(separator: ", ")
+                  + ((statuses[.unfitted] ?? 0) + (statuses[.stale] ?? 0) > 0 ? " (no bound is claimed for unfitted and stale samples)" : ""))
+        } else {
+            print("exported \(count) \(perView ? "view labels" : "labels") of \(set!)")
+        }
+    }
+}
+
+/// One row of `labels export`: a sample's (or one of its views') decoded distribution and top-1
+/// class, its view's parameters for a per-view set, its status when regenerated.
+struct ExportedLabel: Sendable {
+    let id: UInt64
+    let distribution: [Float]
+    let top: Int32
+    let view: JSONValue?
+    let status: RegenerationStatus?
+
+    /// Every row one store (or shard) gives, ascending by id (a per-view row's views in view order).
+    static func produce(_ tx: LabelDB.Transaction, set: LabelSetReference?, projector: ProjectorReference?, classCount: Int,
+                        _ emit: (ExportedLabel) throws -> Bool) throws {
+        if let projector {
+            let loaded = try tx.load(projector)
+            let ids = try tx.ids()
+            for start in stride(from: 0, to: ids.count, by: 1024) {
+                for label in try tx.regenerate(Array(ids[start..<min(start + 1024, ids.count)]), with: loaded) {
+                    let top = label.probabilities.indices.max { label.probabilities[$0] < label.probabilities[$1] } ?? -1
+                    guard try emit(ExportedLabel(id: label.id, distribution: label.probabilities, top: Int32(top), view: nil, status: label.status)) else { return }
+                }
+            }
+            return
+        }
+        guard let set else { return }
+        try tx.forEachLabel(in: set) { id, label in
+            guard let views = label.views else {
+                return try emit(ExportedLabel(id: id, distribution: label.distribution(classCount: classCount),
+                                              top: Int32(label.hard ?? label.top1?.classIndex ?? -1), view: nil, status: nil))
+            }
+            // A per-view row: one output row per view, in view-number order.
+            for view in views {
+                guard try emit(ExportedLabel(id: id, distribution: view.label.distribution(classCount: classCount),
+                                             top: Int32(view.hard ?? view.top1?.classIndex ?? -1), view: view.parameters.json, status: nil)) else { return false }
+            }
+            return true
+        }
     }
 }
 
