@@ -63,19 +63,11 @@ public func ldbCorpusImportLabels(
         guard given == 1 else { throw APIError.badInput("ldb_corpus_import_labels: give exactly one of soft, hard or compact (k > 0) labels (\(given) given)") }
         let values: LabelValues
         if softPointer != nil {
-            var soft = Array(try buffer(softPointer, count * c, "soft"))
-            if try o.flag("logits") ?? false {
-                let temperature = Float(try o.number("temperature") ?? 1)
-                guard temperature > 0, temperature.isNormal else { throw APIError.badInput("ldb_corpus_import_labels: temperature must be a positive number") }
-                try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
-            }
-            values = .soft(soft)
+            values = .soft(try softRows(softPointer, count: count, classes: c, options: o, call: "ldb_corpus_import_labels"))
         } else if hardPointer != nil {
             values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
         } else {
-            values = .topK(TopKRows(k: k, classes: try buffer(classesPointer, count * k, "classes").map(Int.init),
-                                    probabilities: Array(try buffer(probabilitiesPointer, count * k, "probabilities")),
-                                    leftover: leftoverPointer == nil ? nil : Array(try buffer(leftoverPointer, count, "leftover"))))
+            values = .topK(try topKRows(count: count, k: k, classesPointer, probabilitiesPointer, leftoverPointer))
         }
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
         try writer.validate(clearance)

@@ -125,9 +125,21 @@ public func ldbImportViewLabels(
     }
 }
 
+/// Soft rows from the caller's `count × classes` floats: probabilities, or logits (option
+/// `logits`) turned into probabilities by softmax(z / `temperature`).
+func softRows(_ pointer: UnsafePointer<Float>?, count: Int, classes c: Int, options o: [String: JSONValue], call: String) throws -> [Float] {
+    var soft = Array(try buffer(pointer, count * c, "soft"))
+    if try o.flag("logits") ?? false {
+        let temperature = Float(try o.number("temperature") ?? 1)
+        guard temperature > 0, temperature.isNormal else { throw APIError.badInput("\(call): temperature must be a positive number") }
+        try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
+    }
+    return soft
+}
+
 /// Compact rows from the caller's columns: `count × k` classes and probabilities, and `count`
 /// leftovers or NULL.
-private func topKRows(count: Int, k: Int, _ classes: UnsafePointer<Int32>?, _ probabilities: UnsafePointer<Float>?, _ leftover: UnsafePointer<Float>?) throws -> TopKRows {
+func topKRows(count: Int, k: Int, _ classes: UnsafePointer<Int32>?, _ probabilities: UnsafePointer<Float>?, _ leftover: UnsafePointer<Float>?) throws -> TopKRows {
     TopKRows(k: k, classes: try buffer(classes, count * k, "classes").map(Int.init),
              probabilities: Array(try buffer(probabilities, count * k, "probabilities")),
              leftover: leftover == nil ? nil : Array(try buffer(leftover, count, "leftover")))
@@ -171,13 +183,7 @@ public func ldbImportLabels(
             let ids = Array(try buffer(idsPointer, count, "ids"))
             let values: LabelValues
             if softPointer != nil {
-                var soft = Array(try buffer(softPointer, count * c, "soft"))
-                if try o.flag("logits") ?? false {
-                    let temperature = Float(try o.number("temperature") ?? 1)
-                    guard temperature > 0, temperature.isFinite else { throw APIError.badInput("ldb_import_labels: temperature must be a positive number") }
-                    try softmaxRows(&soft, columns: c, temperature: temperature, file: "logits")
-                }
-                values = .soft(soft)
+                values = .soft(try softRows(softPointer, count: count, classes: c, options: o, call: "ldb_import_labels"))
             } else if hardPointer != nil {
                 values = .hard(try buffer(hardPointer, count, "hard").map { Int(truncatingIfNeeded: $0) })
             } else {

@@ -216,6 +216,8 @@ struct CorpusReadTests {
                   [out + "/le.npy", out + "/lh.npy", out + "/li.npy"]),
                  (["labels", "export", path, "--regen", "tight", "--out", out + "/lr.npy", "--ids-out", out + "/lri.npy"], [out + "/lr.npy", out + "/lri.npy"]),
                  (["labels", "list", path, "--format", "json"], []), (["labels", "list", path], []),
+                 (["projector", "list", path, "--format", "json"], []), (["projector", "show", path, "tight", "--format", "json"], []),
+                 (["projector", "show", path, "wide"], []),
                  (["labels", "show", path, "teacher", "--format", "json"], []), (["labels", "show", path, "human@1"], [])]
         return list
     }

@@ -129,9 +129,10 @@ struct ProjectorListCommand: ParsableCommand {
     @Option(help: "Output format: text or json (one object per line).") var format: OutputFormat = .text
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        for projector in try store.read(clearance: clearance, { try $0.projectors() }) {
+        // Every shard of a corpus holds the same projectors and version records.
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        for projector in try corpus.shards[0].read(clearance: clearance, { try $0.projectors() }) {
             let v = projector.versions.last!
             switch format {
             case .json:
@@ -153,12 +154,12 @@ struct ProjectorShowCommand: ParsableCommand {
 
     func run() throws {
         let reference = try ProjectorReference(parsing: projector)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let (loaded, set) = try store.read(clearance: clearance) { tx in
-            let loaded = try tx.load(reference)
-            return (loaded, try tx.labelSet(named: loaded.version.sourceSet))
-        }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let store = corpus.shards[0]
+        let loaded = try store.read(clearance: clearance) { try $0.load(reference) }
+        // Its source set's counts, over a corpus's shards.
+        let set = try corpus.labelSets(clearance: clearance).first { $0.name == loaded.version.sourceSet }
         switch format {
         case .json: printJSON(.object(projectorVersionJSON(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count)))
         case .text: print(projectorText(loaded.version, name: loaded.projector.name, labelSet: set, classes: store.schema.classes.count))
