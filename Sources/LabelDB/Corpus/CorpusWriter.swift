@@ -221,3 +221,70 @@ extension Fidelity {
         return whole
     }
 }
+
+extension CorpusWriter {
+    /// Imports samples: each row into the shard of its id (``WriteTransaction/put(_:mode:privileges:progress:)``
+    /// on each shard's part), after every part has been checked in a transaction that is then
+    /// abandoned, so bad input writes nothing anywhere; then the next manifest generation records
+    /// the shards' states. Samples carry no versions: a writer that dies between shards leaves
+    /// the parts already committed visible, and running the same import again with `.replace`
+    /// completes it.
+    ///
+    /// - Throws: ``StoreError/invalidSample(id:reason:)`` for a bad row or an id no shard's range
+    ///   holds; the put's errors (an id already stored, under `.insert`).
+    @discardableResult
+    public func importSamples(
+        _ batch: SampleBatch, mode: PutMode, privileges: Set<String> = [], clearance: Clearance, provenance: ProvenanceRecord? = nil,
+        afterShardCommit: ((Int) throws -> Void)? = nil
+    ) throws -> PutSummary {
+        // Whole-batch checks first, so an error names the input's row, not a shard part's.
+        try SampleValidation.check(batch, schema: shards[0].schema)
+        var rowsOf = [[Int]](repeating: [], count: shards.count)
+        var seen = Set<UInt64>()
+        for (row, id) in batch.ids.enumerated() {
+            guard seen.insert(id).inserted else { throw StoreError.duplicateID(id) }
+            guard let shard = manifest.shard(of: id) else { throw StoreError.invalidSample(id: id, reason: "no shard's range holds this id") }
+            rowsOf[shard].append(row)
+        }
+        let d = manifest.dimension
+        func write(_ index: Int, _ tx: WriteTransaction) throws -> PutSummary {
+            let part = batch.rows(rowsOf[index], dimension: d)
+            let summary = try tx.put(part, mode: mode, privileges: privileges)
+            if var record = provenance, !part.ids.isEmpty {
+                record.generated = [ProvenanceEntity(kind: "samples", name: "samples", rows: part.ids.count, firstID: part.ids.min(), lastID: part.ids.max())]
+                record.parameters["inserted"] = "\(summary.inserted)"
+                record.parameters["replaced"] = "\(summary.replaced)"
+                tx.describe(record)
+            }
+            return summary
+        }
+        for index in shards.indices {
+            do {
+                try shards[index].write(clearance: clearance) { tx in _ = try write(index, tx); throw AbandonedCheck() }
+            } catch is AbandonedCheck {}
+        }
+        var total = PutSummary()
+        for index in shards.indices {
+            let summary = try shards[index].write(clearance: clearance) { tx in try write(index, tx) }
+            total.inserted += summary.inserted
+            total.replaced += summary.replaced
+            try afterShardCommit?(index)
+        }
+        try commit(manifest)
+        return total
+    }
+
+    /// The largest id any shard holds, visible or not: new ids are allocated past it.
+    public func largestIDInUse() throws -> UInt64? {
+        try shards.compactMap { shard in try shard.read(clearance: .all) { try $0.lastKey(.samples) } }.max()
+    }
+}
+
+extension SampleBatch {
+    /// The rows at `indices`, in that order.
+    func rows(_ indices: [Int], dimension d: Int) -> SampleBatch {
+        SampleBatch(ids: indices.map { ids[$0] }, embeddings: indices.flatMap { embeddings[($0 * d)..<(($0 + 1) * d)] },
+                    metadata: metadata.map { m in indices.map { m[$0] } }, payloads: payloads.map { p in indices.map { p[$0] } },
+                    taints: taints.map { t in indices.map { t[$0] } })
+    }
+}

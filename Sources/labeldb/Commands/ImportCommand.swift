@@ -65,6 +65,7 @@ struct ImportCommand: ParsableCommand {
 
     func run() throws {
         let rules = try taintRules()
+        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) { return try importIntoCorpus(rules: rules) }
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
         let input = try ImportInput.load(
@@ -74,11 +75,7 @@ struct ImportCommand: ParsableCommand {
         let progress = ProgressBar(total: input.rows, label: "importing", quiet: quiet)
         // Inputs with their content hashes, for the provenance record.
         let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
-        var ruleParameters: [String: String] = [:]
-        for kind in [TaintRule.Kind.secrecy, .integrity] {
-            let described = rules.filter { $0.kind == kind }.map { "\($0.filter) => \($0.tags.sorted().joined(separator: ","))" }
-            if !described.isEmpty { ruleParameters["\(kind.rawValue)_where"] = described.joined(separator: "; ") }
-        }
+        let ruleParameters = Self.ruleParameters(rules)
         let (summary, matched) = try store.write(clearance: clearance) { tx in
             var batch = input.batch
             if batch.ids.isEmpty && input.rows > 0 {
@@ -95,10 +92,44 @@ struct ImportCommand: ParsableCommand {
             return (summary, matched)
         }
         progress.finish()
+        printResult(rows: input.rows, summary: summary, rules: rules, matched: matched)
+    }
+
+    /// The import into a sharded corpus: each row into the shard of its id, checked in every
+    /// shard before any is written (``CorpusWriter/importSamples(_:mode:privileges:clearance:provenance:afterShardCommit:)``).
+    func importIntoCorpus(rules: [TaintRule]) throws {
+        let writer = try CorpusWriter(opening: target.store)
+        defer { writer.close() }
+        let clearance = try Clearance(parsing: target.clearance)
+        try writer.validate(clearance)
+        let input = try ImportInput.load(
+            embeddings: embeddings, ids: ids, meta: meta, payloads: payloads, source: source, taint: try taint.label(), dimension: writer.manifest.dimension)
+        var batch = input.batch
+        if batch.ids.isEmpty && input.rows > 0 { batch.ids = try ImportInput.nextIDs(after: writer.largestIDInUse(), count: input.rows) }
+        let matched = try batch.apply(rules)
+        let used = try [embeddings, ids, meta, payloads].compactMap { $0 }.map { try ProvenanceEntity.file($0, rows: input.rows) }
+        let record = ProvenanceRecord(activity: "import", agent: agent ?? defaultAgent(), used: used,
+                                      parameters: try taint.parameters().merging(["source": source ?? "", "corpus": "true"]) { $1 }.merging(Self.ruleParameters(rules)) { $1 })
+        let summary = try writer.importSamples(batch, mode: replace ? .replace : .insert, privileges: try taint.privileges(), clearance: clearance, provenance: record)
+        printResult(rows: input.rows, summary: summary, rules: rules, matched: matched)
+    }
+
+    /// The --secrecy-where and --integrity-where rules as provenance parameters.
+    static func ruleParameters(_ rules: [TaintRule]) -> [String: String] {
+        var parameters: [String: String] = [:]
+        for kind in [TaintRule.Kind.secrecy, .integrity] {
+            let described = rules.filter { $0.kind == kind }.map { "\($0.filter) => \($0.tags.sorted().joined(separator: ","))" }
+            if !described.isEmpty { parameters["\(kind.rawValue)_where"] = described.joined(separator: "; ") }
+        }
+        return parameters
+    }
+
+    /// What an import prints.
+    func printResult(rows: Int, summary: PutSummary, rules: [TaintRule], matched: [Int]) {
         switch format {
         case .json:
             // `replaced` only with --replace (format-spec/cli.md, C-8: a key without a value is omitted).
-            var object: [String: JSONValue] = ["imported": .int(Int64(input.rows)), "inserted": .int(Int64(summary.inserted))]
+            var object: [String: JSONValue] = ["imported": .int(Int64(rows)), "inserted": .int(Int64(summary.inserted))]
             if replace { object["replaced"] = .int(Int64(summary.replaced)) }
             if !rules.isEmpty {
                 object["rules"] = .array(zip(rules, matched).map { rule, count in
@@ -107,7 +138,7 @@ struct ImportCommand: ParsableCommand {
             }
             printJSON(.object(object))
         case .text:
-            print("imported \(input.rows) samples into \(target.store) (\(summary.inserted) new, \(summary.replaced) replaced)")
+            print("imported \(rows) samples into \(target.store) (\(summary.inserted) new, \(summary.replaced) replaced)")
             for (rule, count) in zip(rules, matched) { print("  \(rule.kind.rawValue) \(rule.tags.sorted().joined(separator: ",")): \(count) rows where \(rule.filter)") }
         }
     }
