@@ -72,17 +72,56 @@ public func ldbCorpusImportLabels(
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
         try writer.validate(clearance)
         let agent = try o.text("agent") ?? "python"
-        // What the caller says produced the labels (e.g. a batch-inference job), as parameters.
-        var parameters: [String: String] = ["corpus": "true"]
-        if let described = o["provenance"]?.objectValue {
-            for (key, value) in described { parameters[key] = value.stringValue ?? value.serialized() }
-        }
         let parts = try writer.importLabels(
             values, ids: Array(try buffer(idsPointer, count, "ids")), into: name, codec: try o.text("codec").map { try SoftLabelCodec(parsing: $0) },
             agent: agent, source: try o.taint(), privileges: try o.privileges(), normalize: try o.flag("normalize") ?? false, clearance: clearance,
-            provenance: ProvenanceRecord(activity: "label import", agent: agent, parameters: parameters))
+            provenance: ProvenanceRecord(activity: "label import", agent: agent, parameters: try parameters(o)))
         var document = versionJSON(LabelSetVersion.combined(parts))
         document["shards"] = .int(Int64(parts.count))
         give(.object(document), json)
+    }
+}
+
+@_cdecl("ldb_corpus_put")
+public func ldbCorpusPut(
+    _ path: UnsafePointer<CChar>?, _ idsPointer: UnsafePointer<UInt64>?, _ count: Int, _ embeddingsPointer: UnsafePointer<Float>?,
+    _ metadataOffsets: UnsafePointer<UInt64>?, _ metadataBytes: UnsafePointer<UInt8>?,
+    _ payloadOffsets: UnsafePointer<UInt64>?, _ payloadBytes: UnsafePointer<UInt8>?,
+    _ optionsJSON: UnsafePointer<CChar>?, _ summaryJSON: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let o = try options(optionsJSON)
+        try o.only(["mode", "secrecy", "integrity", "privilege", "clearance", "agent", "provenance"], call: "ldb_corpus_put")
+        let writer = try CorpusWriter(opening: try string(path, "path"))
+        defer { writer.close() }
+        let (batch, mode, privileges) = try sampleBatch(count: count, dimension: writer.manifest.dimension, idsPointer, embeddingsPointer,
+                                                        metadataOffsets, metadataBytes, payloadOffsets, payloadBytes, options: o, call: "ldb_corpus_put")
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        try writer.validate(clearance)
+        let summary = try writer.importSamples(batch, mode: mode, privileges: privileges, clearance: clearance,
+                                               provenance: ProvenanceRecord(activity: "import", agent: try o.text("agent") ?? "python", parameters: try parameters(o)))
+        give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced)), "shards": .int(Int64(writer.manifest.shards.count))], summaryJSON)
+    }
+}
+
+/// The provenance parameters of a corpus write: `corpus` and the caller's `provenance` object
+/// (e.g. the job that produced the rows), values as text.
+private func parameters(_ o: [String: JSONValue]) throws -> [String: String] {
+    var parameters: [String: String] = ["corpus": "true"]
+    if let described = o["provenance"]?.objectValue {
+        for (key, value) in described { parameters[key] = value.stringValue ?? value.serialized() }
+    }
+    return parameters
+}
+
+@_cdecl("ldb_create_corpus")
+public func ldbCreateCorpus(_ path: UnsafePointer<CChar>?, _ schemaJSON: UnsafePointer<CChar>?, _ shards: Int) -> Int32 {
+    guarded {
+        let spec = try options(schemaJSON)
+        try spec.only(["dimension", "classes", "element"], call: "ldb_create_corpus")
+        guard let dimension = try spec.integer("dimension") else { throw APIError.badInput("ldb_create_corpus: the schema needs a dimension") }
+        let classes = try spec.strings("classes")
+        guard let element = Schema.ElementType(rawValue: try spec.text("element") ?? "f32") else { throw APIError.badInput("ldb_create_corpus: element must be f32 or f16") }
+        try CorpusManifest.create(at: try string(path, "path"), schema: try Schema(dimension: dimension, elementType: element, classes: classes), shards: shards)
     }
 }

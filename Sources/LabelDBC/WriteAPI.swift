@@ -33,37 +33,48 @@ public func ldbPut(
     guarded {
         let handle = try transactionHandle(pointer)
         try handle.writing { session in
-            let d = handle.schema.dimension
-            guard count >= 0, count <= Int.max / max(d, 1) else { throw APIError.badInput("ldb_put: count \(count) is out of range") }
             let o = try options(optionsJSON)
             try o.only(["mode", "secrecy", "integrity", "privilege"], call: "ldb_put")
-            let mode: PutMode
-            switch try o.text("mode") ?? "replace" {
-            case "replace": mode = .replace
-            case "insert": mode = .insert
-            case let other: throw APIError.badInput("ldb_put: mode must be replace or insert, not '\(other)'")
-            }
-            let base = try o.taint(), privileges = try o.privileges()
-            let ids = Array(try buffer(idsPointer, count, "ids"))
-            let embeddings = Array(try buffer(embeddingsPointer, count * d, "embeddings"))
-            var metadata = try rows(metadataOffsets, metadataBytes, count: count, what: "metadata").map { texts in
-                try texts.enumerated().map { row, bytes -> [String: JSONValue] in
-                    let value: JSONValue
-                    do { value = try JSONValue.parse(bytes) } catch { throw InputError(file: "metadata", location: "row \(row)", reason: "\(error)") }
-                    guard let object = value.objectValue else { throw InputError(file: "metadata", location: "row \(row)", reason: "not a JSON object") }
-                    return object
-                }
-            }
-            var taints: [TaintLabel]? = base == .public ? nil : Array(repeating: base, count: count)
-            if metadata != nil, let rowTaints = try SampleBatch.takeTaintMembers(&metadata!, base: base, file: "metadata", location: { "row \($0)" }) {
-                taints = rowTaints
-            }
-            let payloads = try rows(payloadOffsets, payloadBytes, count: count, what: "payloads")
-            let batch = SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads, taints: taints)
+            let (batch, mode, privileges) = try sampleBatch(count: count, dimension: handle.schema.dimension, idsPointer, embeddingsPointer,
+                                                            metadataOffsets, metadataBytes, payloadOffsets, payloadBytes, options: o, call: "ldb_put")
             let summary = try session.run { tx in try tx.put(batch, mode: mode, privileges: privileges) }
             give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced))], summaryJSON)
         }
     }
+}
+
+/// A put's batch, mode and privileges from the caller's columns (ids, count × d embeddings,
+/// metadata and payloads as offsets into bytes) and options (`mode`, `secrecy`, `integrity`,
+/// `privilege`; a metadata object's "taint" member adds tags to its row's label).
+func sampleBatch(
+    count: Int, dimension d: Int, _ idsPointer: UnsafePointer<UInt64>?, _ embeddingsPointer: UnsafePointer<Float>?,
+    _ metadataOffsets: UnsafePointer<UInt64>?, _ metadataBytes: UnsafePointer<UInt8>?,
+    _ payloadOffsets: UnsafePointer<UInt64>?, _ payloadBytes: UnsafePointer<UInt8>?, options o: [String: JSONValue], call: String
+) throws -> (batch: SampleBatch, mode: PutMode, privileges: Set<String>) {
+    guard count >= 0, count <= Int.max / max(d, 1) else { throw APIError.badInput("\(call): count \(count) is out of range") }
+    let mode: PutMode
+    switch try o.text("mode") ?? "replace" {
+    case "replace": mode = .replace
+    case "insert": mode = .insert
+    case let other: throw APIError.badInput("\(call): mode must be replace or insert, not '\(other)'")
+    }
+    let base = try o.taint(), privileges = try o.privileges()
+    let ids = Array(try buffer(idsPointer, count, "ids"))
+    let embeddings = Array(try buffer(embeddingsPointer, count * d, "embeddings"))
+    var metadata = try rows(metadataOffsets, metadataBytes, count: count, what: "metadata").map { texts in
+        try texts.enumerated().map { row, bytes -> [String: JSONValue] in
+            let value: JSONValue
+            do { value = try JSONValue.parse(bytes) } catch { throw InputError(file: "metadata", location: "row \(row)", reason: "\(error)") }
+            guard let object = value.objectValue else { throw InputError(file: "metadata", location: "row \(row)", reason: "not a JSON object") }
+            return object
+        }
+    }
+    var taints: [TaintLabel]? = base == .public ? nil : Array(repeating: base, count: count)
+    if metadata != nil, let rowTaints = try SampleBatch.takeTaintMembers(&metadata!, base: base, file: "metadata", location: { "row \($0)" }) {
+        taints = rowTaints
+    }
+    let payloads = try rows(payloadOffsets, payloadBytes, count: count, what: "payloads")
+    return (SampleBatch(ids: ids, embeddings: embeddings, metadata: metadata, payloads: payloads, taints: taints), mode, privileges)
 }
 
 @_cdecl("ldb_delete")

@@ -454,6 +454,30 @@ struct CorpusImportTests {
         #expect(try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"]).stdout.contains("after the manifest") == false)
     }
 
+    @Test("init --shards makes an empty corpus that imports and reads as a store does")
+    func emptyCorpusFilledByImports() throws {
+        let dir = TemporaryDirectory("corpus-init")
+        try "cat\ndog\nbird\n".write(toFile: dir.file("classes.txt"), atomically: false, encoding: .utf8)
+        let samples = randomSamples(count: 50, dimension: 4, seed: 3, ids: (1...50).map { UInt64($0) * 1_000_003 })
+        try writeImportFiles(dir, samples: samples, dimension: 4)
+        for (path, extra) in [(dir.file("corpus"), ["--shards", "4"]), (dir.file("store"), [])] {
+            let created = try runCLI(["init", path, "--dim", "4", "--classes", dir.file("classes.txt")] + extra)
+            #expect(created.status == 0, "\(created.stderr)")
+            let imported = try runCLI(["import", path, "--embeddings", dir.file("emb.npy"), "--ids", dir.file("ids.npy"), "--meta", dir.file("meta.jsonl"),
+                                       "--payloads", dir.file("payloads.jsonl"), "--quiet"])
+            #expect(imported.status == 0 && imported.stdout.contains("50 new"), "\(imported.stderr)")
+        }
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        #expect(manifest.shards.count == 4 && manifest.routing == .hash && manifest.generation == 2)
+        for arguments in [["scan", "--format", "json"], ["query", "meta.source = 'web'", "--format", "json"], ["get", "\(samples[7].id)", "--format", "json"]] {
+            let a = try runCLI([arguments[0], dir.file("corpus")] + arguments.dropFirst()), b = try runCLI([arguments[0], dir.file("store")] + arguments.dropFirst())
+            // The two imports ran at different times.
+            func untimed(_ text: String) -> String { text.replacingOccurrences(of: #""time_ms":[0-9]+"#, with: "", options: .regularExpression) }
+            #expect(a.status == 0 && untimed(a.stdout) == untimed(b.stdout), "\(arguments): \(a.stdout.prefix(300)) \(b.stdout.prefix(300))")
+        }
+        #expect(try runCLI(["verify", dir.file("corpus"), "--clearance", "all"]).status == 0)
+    }
+
     @Test("an interrupted first soft import leaves no codec behind: the retry with another codec agrees in every shard")
     func interruptedImportLeavesNoCodec() throws {
         let dir = TemporaryDirectory("corpus-codec")

@@ -112,3 +112,20 @@ def test_the_readme_ray_example_runs(cluster, corpus, sharded):
     np.save(os.path.join(sharded, "..", "q.npy"), corpus["emb"][:4])
     a = cli_json_lines("knn", sharded, "--query", os.path.join(sharded, "..", "q.npy"), "--k", "5", "--labels", "student", "--clearance", "all")
     assert len(a) == 4
+
+
+def test_datasink_creates_a_corpus_and_writes_samples_and_labels(cluster, tmp_path):
+    rng = np.random.default_rng(4)
+    rows = [{"id": int(i) * 104729, "embedding": rng.normal(size=8).astype(np.float32), "meta": {"i": int(i)},
+             "cls": int(i % 3)} for i in range(300)]
+    sink = ldray.LabelDBDatasink(tmp_path / "made", "truth", hard_column="cls", embedding_column="embedding", metadata_column="meta",
+                                 shards=3, classes=["a", "b", "c"], provenance={"job": "ingest"})
+    ray.data.from_items(rows).write_datasink(sink)
+    manifest = labeldb.open_corpus(tmp_path / "made").manifest
+    assert len(manifest["shards"]) == 3 and manifest["label_sets"] == {"truth": 1}
+    got = cli_json_lines("query", str(tmp_path / "made"), "id >= 0", "--labels", "truth", "--columns", "id,metadata,labels")
+    assert [r["id"] for r in got] == sorted(r["id"] for r in rows)
+    by_id = {r["id"]: r for r in rows}
+    for r in got:
+        assert r["metadata"] == by_id[r["id"]]["meta"] and r["labels"]["truth"]["class"] == by_id[r["id"]]["cls"]
+    assert cli("verify", str(tmp_path / "made"), "--clearance", "all").returncode == 0

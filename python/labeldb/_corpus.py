@@ -6,13 +6,13 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from ctypes import c_float, c_int32, c_int64, c_uint64, c_void_p
+from ctypes import c_float, c_int32, c_int64, c_uint8, c_uint64, c_void_p
 
 import numpy as np
 
 from ._errors import BadInput
 from ._native import check, lib, take_string
-from ._store import Store, _as_array, _c, _LabelArrays, _options, _ptr, _tags
+from ._store import Store, _as_array, _c, _LabelArrays, _options, _ptr, _put_columns, _tags
 
 
 class Corpus:
@@ -60,6 +60,21 @@ class Corpus:
         check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), pinned, ctypes.byref(handle)))
         return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
 
+    def put(self, ids, embeddings, metadata=None, payloads=None, secrecy=None, integrity=None, privilege=None,
+            mode: str = "replace", agent: str = "python", clearance: str = "all", provenance: dict | None = None) -> dict:
+        """Stores samples, each in the shard of its id (as WriteTransaction.put): every shard's part
+        is checked before any is written, then committed shard by shard, then the manifest.
+        Samples carry no versions: if the writer dies between shards, the parts already committed
+        are visible, and the same put again (mode "replace") completes it. Returns
+        {"inserted", "replaced", "shards"}."""
+        ids, emb, meta_off, meta_bytes, pay_off, pay_bytes = _put_columns(ids, embeddings, metadata, payloads, self.dimension)
+        options = _options(mode=mode, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege), agent=agent,
+                           clearance=clearance, provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None)
+        out = c_void_p()
+        check(lib.ldb_corpus_put(_c(self.path, "the path"), _ptr(ids, c_uint64), len(ids), _ptr(emb, c_float), _ptr(meta_off, c_uint64),
+                                 _ptr(meta_bytes, c_uint8), _ptr(pay_off, c_uint64), _ptr(pay_bytes, c_uint8), options, ctypes.byref(out)))
+        return json.loads(take_string(out))
+
     def import_labels(self, name: str, ids, soft=None, hard=None, topk_classes=None, topk_probs=None, leftover=None,
                       codec: str | None = None, agent: str = "python", secrecy=None, integrity=None, privilege=None,
                       normalize: bool = False, logits: bool = False, temperature: float | None = None, clearance: str = "all",
@@ -83,6 +98,16 @@ class Corpus:
             _ptr(rows.hard, c_int64), rows.k, _ptr(rows.classes, c_int32), _ptr(rows.probs, c_float), _ptr(rows.rest, c_float),
             options, ctypes.byref(out)))
         return json.loads(take_string(out))
+
+
+def create_corpus(path: str | os.PathLike, dimension: int, classes, shards: int, element: str = "f32") -> Corpus:
+    """Creates an empty corpus of `shards` stores routed by hash (the directory must be missing or
+    empty); samples come in with Corpus.put, labels with Corpus.import_labels."""
+    if not isinstance(shards, (int, np.integer)) or shards < 1:
+        raise BadInput(f"shards must be a positive integer, not {shards!r}")
+    spec = {"dimension": int(dimension), "classes": [str(c) for c in classes], "element": element}
+    check(lib.ldb_create_corpus(_c(os.fspath(path), "the path"), json.dumps(spec).encode(), int(shards)))
+    return Corpus(path)
 
 
 def open_corpus(path: str | os.PathLike) -> Corpus:

@@ -551,20 +551,7 @@ class WriteTransaction(Transaction):
     def put(self, ids, embeddings, metadata: Sequence[dict] | None = None, payloads: Sequence[bytes] | None = None,
             secrecy=None, integrity=None, privilege=None, mode: str = "replace") -> dict:
         """Stores samples; a metadata dict's "taint" member adds tags to that row's label."""
-        ids = _as_array(ids, np.uint64, "ids", ndim=1)
-        emb = _as_array(embeddings, np.float32, "embeddings", ndim=2)
-        if emb.shape != (len(ids), self._store.dimension):
-            raise BadInput(f"embeddings: expected shape ({len(ids)}, {self._store.dimension}), found {emb.shape}")
-        meta_off = meta_bytes = pay_off = pay_bytes = None
-        if metadata is not None:
-            if len(metadata) != len(ids):
-                raise BadInput(f"metadata: {len(metadata)} rows for {len(ids)} ids")
-            meta_off, meta_bytes = _pack([json.dumps(m).encode() if isinstance(m, dict) else _bytes(m, "metadata")
-                                          for m in metadata])
-        if payloads is not None:
-            if len(payloads) != len(ids):
-                raise BadInput(f"payloads: {len(payloads)} rows for {len(ids)} ids")
-            pay_off, pay_bytes = _pack([_bytes(p, "payloads") for p in payloads])
+        ids, emb, meta_off, meta_bytes, pay_off, pay_bytes = _put_columns(ids, embeddings, metadata, payloads, self._store.dimension)
         out = c_void_p()
         check(lib.ldb_put(self._live(), _ptr(ids, c_uint64), len(ids), _ptr(emb, c_float),
                           _ptr(meta_off, c_uint64), _ptr(meta_bytes, c_uint8), _ptr(pay_off, c_uint64), _ptr(pay_bytes, c_uint8),
@@ -738,6 +725,25 @@ def _bytes(value, name: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
     raise BadInput(f"{name}: expected bytes, found {type(value).__name__}")
+
+
+def _put_columns(ids, embeddings, metadata, payloads, dimension: int):
+    """A put's columns as the C API takes them, every shape checked: ids, [n, d] float32
+    embeddings, and metadata (dicts as JSON) and payloads as offsets into bytes, or None."""
+    ids = _as_array(ids, np.uint64, "ids", ndim=1)
+    emb = _as_array(embeddings, np.float32, "embeddings", ndim=2)
+    if emb.shape != (len(ids), dimension):
+        raise BadInput(f"embeddings: expected shape ({len(ids)}, {dimension}), found {emb.shape}")
+    meta_off = meta_bytes = pay_off = pay_bytes = None
+    if metadata is not None:
+        if len(metadata) != len(ids):
+            raise BadInput(f"metadata: {len(metadata)} rows for {len(ids)} ids")
+        meta_off, meta_bytes = _pack([json.dumps(m).encode() if isinstance(m, dict) else _bytes(m, "metadata") for m in metadata])
+    if payloads is not None:
+        if len(payloads) != len(ids):
+            raise BadInput(f"payloads: {len(payloads)} rows for {len(ids)} ids")
+        pay_off, pay_bytes = _pack([_bytes(p, "payloads") for p in payloads])
+    return ids, emb, meta_off, meta_bytes, pay_off, pay_bytes
 
 
 def _pack(rows: list[bytes]):

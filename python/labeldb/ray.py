@@ -15,12 +15,14 @@ label source's distribution. The embedding and NAME.probs are Ray tensor columns
 hold [rows, d] float32 arrays; select them for iter_torch_batches, which cannot make tensors of
 the label structs).
 
-Writes: write tasks turn blocks into (ids, labels) arrays; on completion the driver imports them
-as one new version of the label set, across the shards (the corpus's one writer commits shard by
-shard, then the manifest; see Corpus.import_labels).
+Writes (LabelDBDatasink): samples and/or a new label set version; write tasks turn blocks into
+arrays, and on completion the driver writes them across the shards through the corpus's one
+writer (each shard checked, then committed, then the manifest; Corpus.put, Corpus.import_labels),
+creating the corpus first with shards=N.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterable, Sequence
 
@@ -163,39 +165,81 @@ def read_labeldb(path: str | os.PathLike, labels: Sequence[str] = (), regen: Seq
 
 
 class LabelDBDatasink(Datasink):
-    """Writes a dataset's rows as one new version of label set `name` in a store or a sharded
-    corpus: `id_column` names the rows' samples; exactly one of `soft_column` (distributions, or
-    logits with logits=True), `hard_column` (class indices). `provenance` (text parameters, e.g.
-    the model and job) is recorded with the import."""
+    """Writes a dataset's rows into a store or a sharded corpus: samples (`embedding_column`, with
+    optional `metadata_column` — dicts or JSON text — and `payload_column`), and/or one new
+    version of label set `name` (exactly one of `soft_column`, distributions or logits with
+    logits=True, and `hard_column`, class indices). `id_column` names the rows' samples. With
+    `shards=N` and `classes`, a missing corpus is created first (N shards, routed by hash; the
+    dimension from the data). `provenance` (text parameters, e.g. the model and job) is recorded
+    with each write.
 
-    def __init__(self, path: str | os.PathLike, name: str, id_column: str = "id", soft_column: str | None = None,
+    Write tasks turn blocks into arrays; on completion the driver writes the samples, then the
+    labels, each as one routed write across the shards (the corpus's one writer)."""
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None, id_column: str = "id", soft_column: str | None = None,
                  hard_column: str | None = None, logits: bool = False, temperature: float = 1.0, codec: str | None = None,
+                 embedding_column: str | None = None, metadata_column: str | None = None, payload_column: str | None = None,
+                 shards: int | None = None, classes: Sequence[str] | None = None,
                  agent: str = "ray", secrecy=None, clearance: str = "all", provenance: dict | None = None):
-        if (soft_column is None) == (hard_column is None):
-            raise BadInput("LabelDBDatasink: give exactly one of soft_column and hard_column")
+        if name is not None and (soft_column is None) == (hard_column is None):
+            raise BadInput("LabelDBDatasink: a label set takes exactly one of soft_column and hard_column")
+        if name is None and (soft_column or hard_column):
+            raise BadInput("LabelDBDatasink: soft_column and hard_column need the label set's name")
+        if name is None and embedding_column is None:
+            raise BadInput("LabelDBDatasink: give embedding_column (samples), name with a label column, or both")
+        if shards is not None and classes is None:
+            raise BadInput("LabelDBDatasink: shards= creates a corpus and needs classes=")
         self.path, self.name, self.id_column = os.fspath(path), name, id_column
         self.soft_column, self.hard_column, self.logits, self.temperature = soft_column, hard_column, logits, temperature
+        self.embedding_column, self.metadata_column, self.payload_column = embedding_column, metadata_column, payload_column
+        self.shards, self.classes = shards, list(classes) if classes is not None else None
         self.codec, self.agent, self.secrecy, self.clearance = codec, agent, secrecy, clearance
         self.provenance = dict(provenance or {})
         self.result: dict | None = None
+        self.samples: dict | None = None
 
     def write(self, blocks: Iterable, ctx) -> dict:
-        ids, values = [], []
-        column = self.soft_column or self.hard_column
+        out: dict = {"ids": [], "values": [], "embeddings": [], "metadata": [], "payloads": []}
         for block in blocks:
             table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
-            ids.append(table.column(self.id_column).to_numpy().astype(np.uint64))
-            data = table.column(column).combine_chunks()
-            values.append(np.stack(data.to_numpy(zero_copy_only=False)) if self.soft_column and len(data) else
-                          np.asarray(data.to_numpy(zero_copy_only=False)))
-        return {"ids": np.concatenate(ids) if ids else np.zeros(0, np.uint64), "values": values}
+            if table.num_rows == 0:
+                continue
+            out["ids"].append(table.column(self.id_column).to_numpy().astype(np.uint64))
+            if self.name is not None:
+                data = table.column(self.soft_column or self.hard_column).to_numpy(zero_copy_only=False)
+                out["values"].append(np.stack(data) if self.soft_column else np.asarray(data))
+            if self.embedding_column:
+                out["embeddings"].append(np.stack(table.column(self.embedding_column).to_numpy(zero_copy_only=False)).astype(np.float32))
+            if self.metadata_column:
+                out["metadata"] += [m if isinstance(m, dict) else json.loads(m) for m in table.column(self.metadata_column).to_pylist()]
+            if self.payload_column:
+                out["payloads"] += [bytes(p) for p in table.column(self.payload_column).to_pylist()]
+        return out
 
     def on_write_complete(self, write_result) -> None:
-        returns = getattr(write_result, "write_returns", write_result)
-        ids = np.concatenate([r["ids"] for r in returns]) if returns else np.zeros(0, np.uint64)
-        parts = [v for r in returns for v in r["values"] if len(v)]
-        options = dict(codec=self.codec, agent=self.agent, secrecy=self.secrecy, clearance=self.clearance,
-                       provenance={"writer": "labeldb.ray.LabelDBDatasink", **self.provenance})
+        returns = [r for r in getattr(write_result, "write_returns", write_result) if r["ids"]]
+        ids = np.concatenate([i for r in returns for i in r["ids"]]) if returns else np.zeros(0, np.uint64)
+        provenance = {"writer": "labeldb.ray.LabelDBDatasink", **self.provenance}
+        if self.embedding_column:
+            embeddings = np.concatenate([e for r in returns for e in r["embeddings"]]) if returns else np.zeros((0, 0), np.float32)
+            if self.shards is not None and not os.path.exists(os.path.join(self.path, "corpus.json")):
+                _corpus.create_corpus(self.path, embeddings.shape[1], self.classes, self.shards)
+            metadata = [m for r in returns for m in r["metadata"]] if self.metadata_column else None
+            payloads = [p for r in returns for p in r["payloads"]] if self.payload_column else None
+            if _corpus.is_corpus(self.path):
+                self.samples = _corpus.Corpus(self.path).put(ids, embeddings, metadata=metadata, payloads=payloads, secrecy=self.secrecy,
+                                                             agent=self.agent, clearance=self.clearance, provenance=provenance)
+            else:
+                store = _store.open(self.path, write=True)
+                try:
+                    with store.write(self.clearance) as tx:
+                        self.samples = tx.put(ids, embeddings, metadata=metadata, payloads=payloads, secrecy=self.secrecy)
+                finally:
+                    store.close()
+        if self.name is None:
+            return
+        parts = [v for r in returns for v in r["values"]]
+        options = dict(codec=self.codec, agent=self.agent, secrecy=self.secrecy)
         if self.soft_column:
             # Logits become probabilities in the engine (softmax(z / T)), as `labels import --logits`.
             labels = {"soft": np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32),
@@ -203,12 +247,12 @@ class LabelDBDatasink(Datasink):
         else:
             labels = {"hard": np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)}
         if _corpus.is_corpus(self.path):
-            self.result = _corpus.Corpus(self.path).import_labels(self.name, ids, **labels, **options)
+            self.result = _corpus.Corpus(self.path).import_labels(self.name, ids, **labels, **options, clearance=self.clearance,
+                                                                  provenance=provenance)
         else:
             store = _store.open(self.path, write=True)
             try:
                 with store.write(self.clearance) as tx:
-                    options.pop("clearance"), options.pop("provenance")
                     self.result = tx.import_labels(self.name, ids=ids, **labels, **options)
             finally:
                 store.close()

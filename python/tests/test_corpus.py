@@ -111,3 +111,41 @@ def test_shards_opened_through_one_corpus_read_its_manifest(corpus, sharded):
         assert [s["latest"] for s in tx.label_sets() if s["name"] == "teacher"] == [1]
     with labeldb.open_corpus(sharded).open_shard(0) as store, store.read("all") as tx:
         assert [s["latest"] for s in tx.label_sets() if s["name"] == "teacher"] == [2]
+
+
+def test_put_routes_samples_and_reads_as_the_store(corpus, sharded, tmp_path):
+    c = labeldb.open_corpus(sharded)
+    rng = np.random.default_rng(9)
+    ids = np.array([20_001, 20_002, 20_003, int(corpus["ids"][0])], np.uint64)
+    emb = rng.normal(size=(4, 8)).astype(np.float32)
+    meta = [{"i": 1}, {"i": 2, "taint": {"secrecy": ["pii"]}}, {"i": 3}, {"i": 0}]
+    payloads = [b"a", b"", b"ccc", b"d"]
+    with pytest.raises(labeldb.Error):
+        c.put(ids, emb, metadata=meta, payloads=payloads, mode="insert")   # ids[3] is stored: nothing written
+    assert labeldb.open_corpus(sharded).manifest["generation"] == 1
+    assert c.put(ids, emb, metadata=meta, payloads=payloads, provenance={"job": "ingest-1"}) == {"inserted": 3, "replaced": 1, "shards": 3}
+    single = tmp_path / "single"
+    shutil.copytree(corpus["store"], single)
+    s = labeldb.open(single, write=True)
+    with s.write("all") as tx:
+        tx.put(ids, emb, metadata=meta, payloads=payloads)
+    s.close()
+    for clearance in ("all", "public"):
+        a = cli_json_lines("scan", sharded, "--clearance", clearance)
+        b = cli_json_lines("scan", str(single), "--clearance", clearance)
+        assert a == b and len(a) >= len(corpus["ids"])
+    for id in ids:
+        assert cli("get", sharded, str(int(id)), "--clearance", "all", "--payload").stdout.replace(sharded, "") \
+            .split("label")[0] == cli("get", str(single), str(int(id)), "--clearance", "all", "--payload").stdout.split("label")[0]
+
+
+def test_create_corpus_then_put_and_import(tmp_path):
+    c = labeldb.create_corpus(tmp_path / "new", dimension=3, classes=["a", "b"], shards=2)
+    assert len(c) == 2 and c.manifest["label_sets"] == {}
+    ids = np.arange(1, 11, dtype=np.uint64) * 7919
+    c.put(ids, np.eye(10, 3, dtype=np.float32) + 0.1, metadata=[{"n": int(i)} for i in range(10)])
+    c.import_labels("y", ids, hard=np.arange(10) % 2)
+    rows = cli_json_lines("query", str(tmp_path / "new"), "label(y).top1 = 'b'", "--labels", "y")
+    assert [r["id"] for r in rows] == [int(i) for i in ids[1::2]]
+    with pytest.raises(labeldb.Error):
+        labeldb.create_corpus(tmp_path / "new", dimension=3, classes=["a", "b"], shards=2)   # not empty

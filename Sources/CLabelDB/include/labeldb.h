@@ -355,6 +355,10 @@ int ldb_import_view_labels(ldb_txn *txn, const char *name, const uint64_t *ids, 
  *  generation, schema, shards, routing, label_sets, projectors, shard_states. */
 int ldb_corpus_manifest(const char *path, char **json);
 
+/** Creates an empty corpus in directory `path` (missing or empty): `shards` empty stores of the
+ *  schema {"dimension": d, "classes": [names], "element": "f32"|"f16"}, routed by hash. */
+int ldb_create_corpus(const char *path, const char *schema_json, size_t shards);
+
 /** The shard of each of `count` ids under the corpus's routing rule (K-3, K-4): shards[i] is
  *  its index, or -1 when the range rule gives it to no shard. */
 int ldb_corpus_route(const char *path, const uint64_t *ids, size_t count, int32_t *shards);
@@ -376,6 +380,15 @@ int ldb_corpus_import_labels(const char *path, const char *name, const uint64_t 
                              const float *soft, const int64_t *hard,
                              size_t k, const int32_t *top_classes, const float *top_probabilities, const float *leftover,
                              const char *options_json, char **json);
+
+/** Stores `count` samples in the corpus, each in the shard of its id (columns and options as
+ *  ldb_put, plus "clearance" (default "all"), "agent" and "provenance", an object of text
+ *  parameters): every shard's part is checked before any is written, then committed shard by
+ *  shard, then the manifest (corpus.md K-10). *summary_json: {"inserted", "replaced", "shards"}. */
+int ldb_corpus_put(const char *path, const uint64_t *ids, size_t count, const float *embeddings,
+                   const uint64_t *metadata_offsets, const uint8_t *metadata_bytes,
+                   const uint64_t *payload_offsets, const uint8_t *payload_bytes,
+                   const char *options_json, char **summary_json);
 
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
  *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],

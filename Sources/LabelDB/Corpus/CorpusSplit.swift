@@ -38,8 +38,7 @@ extension CorpusManifest {
             return (try tx.ids(), Dictionary(uniqueKeysWithValues: try tx.labelSets().map { ($0.name, $0.latest) }),
                     Dictionary(uniqueKeysWithValues: try tx.projectors().map { ($0.name, $0.versions.count) }))
         }
-        let width = max(3, String(count - 1).count)
-        let names = (0..<count).map { "shard-" + String(repeating: "0", count: width - String($0).count) + String($0) }
+        let names = shardNames(count)
         let schema = store.schema
         var manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes,
                                       shards: names, routing: try routing(rule, ids: ids, shards: count), labelSets: labelSets,
@@ -64,6 +63,40 @@ extension CorpusManifest {
             }
             throw error
         }
+    }
+
+    /// Creates an empty corpus at `path` (a directory that must not exist, or be empty): `count`
+    /// empty stores of `schema`, routed by hash, and the manifest, written last. Samples and
+    /// labels come in through ``CorpusWriter``.
+    ///
+    /// - Throws: ``CorpusError/invalid(_:)`` for a shard count outside 1…65,536; the stores' errors.
+    @discardableResult
+    public static func create(at path: String, schema: Schema, shards count: Int) throws -> CorpusManifest {
+        guard count >= 1, count <= 65_536 else { throw CorpusError.invalid("a corpus has 1 to 65,536 shards, not \(count)") }
+        let names = shardNames(count)
+        var manifest = CorpusManifest(dimension: schema.dimension, elementType: schema.elementType, classes: schema.classes, shards: names, routing: .hash)
+        let created = try Store.prepareEmptyDirectory(path)
+        do {
+            for (index, name) in names.enumerated() {
+                let store = try Store.create(at: path + "/" + name, schema: schema)
+                defer { store.close() }
+                manifest.shardStates[index] = try store.read(clearance: .all) { try ShardState(of: $0) }
+            }
+            try manifest.write(to: path)
+            return manifest
+        } catch {
+            let fm = FileManager.default
+            if created { try? fm.removeItem(atPath: path) } else {
+                for item in (try? fm.contentsOfDirectory(atPath: path)) ?? [] { try? fm.removeItem(atPath: path + "/" + item) }
+            }
+            throw error
+        }
+    }
+
+    /// The shards' directory names: `shard-000`…, at least three digits.
+    static func shardNames(_ count: Int) -> [String] {
+        let width = max(3, String(count - 1).count)
+        return (0..<count).map { "shard-" + String(repeating: "0", count: width - String($0).count) + String($0) }
     }
 
     /// The routing of a new corpus: hash, or ranges cut at the quantiles of the stored ids.

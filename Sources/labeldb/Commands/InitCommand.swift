@@ -19,6 +19,9 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Embedding element type: f32 or f16.")
     var dtype: String = "f32"
 
+    @Option(help: "Create an empty sharded corpus of this many shards (routed by hash) instead of a store.")
+    var shards: Int?
+
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
@@ -28,6 +31,18 @@ struct InitCommand: ParsableCommand {
         }
         let names = try readClassNames(classes)
         let schema = try Schema(dimension: dim, elementType: elementType, classes: names)
+        if let shards {
+            guard shards >= 1 else { throw UsageError(description: "--shards must be at least 1") }
+            let manifest = try CorpusManifest.create(at: store, schema: schema, shards: shards)
+            switch format {
+            case .json:
+                printJSON(["corpus": .string(store), "dim": .int(Int64(dim)), "dtype": .string(dtype), "classes": .array(names.map { .string($0) }),
+                           "shards": .array(manifest.shards.map { .string($0) })])
+            case .text:
+                print("created \(store): a corpus of \(shards) shards, \(dim)-d \(dtype) embeddings, \(names.count) classes")
+            }
+            return
+        }
         let created = try Store.create(at: store, schema: schema)
         defer { created.close() }
         switch format {
