@@ -57,10 +57,7 @@ extension CorpusManifest {
             try manifest.write(to: destination)
             return manifest
         } catch {
-            let fm = FileManager.default
-            if created { try? fm.removeItem(atPath: destination) } else {
-                for item in (try? fm.contentsOfDirectory(atPath: destination)) ?? [] { try? fm.removeItem(atPath: destination + "/" + item) }
-            }
+            removeWritten(at: destination, created: created)
             throw error
         }
     }
@@ -85,11 +82,17 @@ extension CorpusManifest {
             try manifest.write(to: path)
             return manifest
         } catch {
-            let fm = FileManager.default
-            if created { try? fm.removeItem(atPath: path) } else {
-                for item in (try? fm.contentsOfDirectory(atPath: path)) ?? [] { try? fm.removeItem(atPath: path + "/" + item) }
-            }
+            removeWritten(at: path, created: created)
             throw error
+        }
+    }
+
+    /// Undoes a failed split or create: removes the directory it made, or empties the one it was
+    /// given, so nothing half-written looks like a corpus.
+    private static func removeWritten(at path: String, created: Bool) {
+        let fm = FileManager.default
+        if created { try? fm.removeItem(atPath: path) } else {
+            for item in (try? fm.contentsOfDirectory(atPath: path)) ?? [] { try? fm.removeItem(atPath: path + "/" + item) }
         }
     }
 

@@ -93,22 +93,30 @@ public final class CorpusWriter {
             }
             return written
         }
-        // Every shard checks its part in a transaction that is then abandoned: nothing is written
-        // anywhere unless every part would be.
+        let written = try writeShards(clearance: clearance, afterShardCommit: afterShardCommit, write)
+        var next = manifest
+        next.labelSets[name] = version
+        try commit(next)
+        return written
+    }
+
+    /// Runs `write` on every shard: first in a transaction per shard that is then abandoned, so
+    /// nothing is written anywhere unless every shard's part would be; then in one committed
+    /// transaction per shard, in shard order. Returns each shard's result.
+    private func writeShards<T>(
+        clearance: Clearance, afterShardCommit: ((Int) throws -> Void)?, _ write: (Int, WriteTransaction) throws -> T
+    ) throws -> [T] {
         for index in shards.indices {
             do {
                 try shards[index].write(clearance: clearance) { tx in _ = try write(index, tx); throw AbandonedCheck() }
             } catch is AbandonedCheck {}
         }
-        var written: [LabelSetVersion] = []
+        var results: [T] = []
         for index in shards.indices {
-            written.append(try shards[index].write(clearance: clearance) { tx in try write(index, tx) })
+            results.append(try shards[index].write(clearance: clearance) { tx in try write(index, tx) })
             try afterShardCommit?(index)
         }
-        var next = manifest
-        next.labelSets[name] = version
-        try commit(next)
-        return written
+        return results
     }
 
     /// Records the shards' states in `next`, with the next generation, and replaces the manifest.
@@ -258,17 +266,10 @@ extension CorpusWriter {
             }
             return summary
         }
-        for index in shards.indices {
-            do {
-                try shards[index].write(clearance: clearance) { tx in _ = try write(index, tx); throw AbandonedCheck() }
-            } catch is AbandonedCheck {}
-        }
         var total = PutSummary()
-        for index in shards.indices {
-            let summary = try shards[index].write(clearance: clearance) { tx in try write(index, tx) }
+        for summary in try writeShards(clearance: clearance, afterShardCommit: afterShardCommit, write) {
             total.inserted += summary.inserted
             total.replaced += summary.replaced
-            try afterShardCommit?(index)
         }
         try commit(manifest)
         return total
