@@ -32,6 +32,7 @@ public final class Corpus: @unchecked Sendable {
             for name in manifest.shards {
                 let shard = try Store(opening: path + "/" + name, options: options)
                 shard.committedLabelVersions = manifest.labelSets
+                shard.committedProjectorVersions = manifest.projectors
                 opened.append(shard)
                 let schema = shard.schema
                 guard schema.dimension == manifest.dimension, schema.elementType == manifest.elementType, schema.classes == manifest.classes else {
@@ -65,6 +66,7 @@ public final class Corpus: @unchecked Sendable {
             throw CorpusError.damaged("\(path)/\(manifest.shards[index]): its schema differs from the manifest's")
         }
         shard.committedLabelVersions = pinned ?? manifest.labelSets
+        shard.committedProjectorVersions = manifest.projectors
         return shard
     }
 

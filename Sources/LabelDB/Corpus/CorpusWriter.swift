@@ -14,7 +14,7 @@ public final class CorpusWriter {
     public let path: String
     /// The manifest as this writer last wrote (or read) it.
     public private(set) var manifest: CorpusManifest
-    private let shards: [Store]
+    let shards: [Store]
     private let lock: Int32
 
     /// The lock file's name inside the corpus directory.
@@ -103,7 +103,7 @@ public final class CorpusWriter {
     /// Runs `write` on every shard: first in a transaction per shard that is then abandoned, so
     /// nothing is written anywhere unless every shard's part would be; then in one committed
     /// transaction per shard, in shard order. Returns each shard's result.
-    private func writeShards<T>(
+    func writeShards<T>(
         clearance: Clearance, afterShardCommit: ((Int) throws -> Void)?, _ write: (Int, WriteTransaction) throws -> T
     ) throws -> [T] {
         for index in shards.indices {
@@ -120,7 +120,7 @@ public final class CorpusWriter {
     }
 
     /// Records the shards' states in `next`, with the next generation, and replaces the manifest.
-    private func commit(_ next: CorpusManifest) throws {
+    func commit(_ next: CorpusManifest) throws {
         var next = next
         next.generation = manifest.generation + 1
         next.shardStates = try shards.map { shard in try shard.read(clearance: .all) { try CorpusManifest.ShardState(of: $0) } }

@@ -16,6 +16,27 @@ protocol FitRows {
     /// Copies the embeddings and teacher distributions of `rows`, in that order, to `embeddings`
     /// (`rows.count × dimension`) and `teacher` (`rows.count × classes`).
     func load(_ rows: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws
+    /// How many parts the rows are read from (a corpus's shards): sums over rows are taken per
+    /// part, on a thread each, and then added in part order (a map and a reduce).
+    var partCount: Int { get }
+    /// The part row `row` is read from, in `0..<partCount`.
+    func part(of row: Int) -> Int
+}
+
+extension FitRows {
+    /// One part: the default.
+    var partCount: Int { 1 }
+    /// The only part.
+    func part(of row: Int) -> Int { 0 }
+
+    /// `rows` grouped by part, each group in the order given, empty groups left out. With one
+    /// part it is `[rows]`, so a store's sums are taken exactly as a single pass takes them.
+    func partitioned(_ rows: [Int]) -> [[Int]] {
+        guard partCount > 1 else { return [rows] }
+        var groups = [[Int]](repeating: [], count: partCount)
+        for row in rows { groups[part(of: row)].append(row) }
+        return groups.filter { !$0.isEmpty }
+    }
 }
 
 /// Rows held in two row-major matrices (the public ``ProjectorFitter/fit(embeddings:teacher:rows:dimension:classes:head:options:progress:)``).
@@ -86,6 +107,8 @@ struct SampledFitRows<Base: FitRows>: FitRows {
     var count: Int { rows.count }
     var dimension: Int { base.dimension }
     var classes: Int { base.classes }
+    var partCount: Int { base.partCount }
+    func part(of row: Int) -> Int { base.part(of: rows[row]) }
 
     func load(_ wanted: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
         try base.load(wanted.map { rows[$0] }[...], embeddings: embeddings, teacher: teacher)

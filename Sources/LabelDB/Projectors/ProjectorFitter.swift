@@ -302,44 +302,24 @@ public enum ProjectorFitter {
     /// ⟨XW0, Y⟩ = ⟨W0, XᵀY⟩ and ‖XW0‖² = ⟨W0, XᵀX·W0⟩ come from the same two matrices.
     static func closedForm(_ data: some FitRows, rows: [Int], head: [Float]?, rank r: Int, ridge: Double) throws -> ProjectorModel {
         let n = rows.count, d = data.dimension, c = data.classes
-        let chunk = min(chunkRows, n)
-        var xb = [Float](repeating: 0, count: chunk * d), yb = [Float](repeating: 0, count: chunk * c)
-        // Log-probabilities of a chunk, centred per row (softmax ignores a per-row constant).
-        func loadChunk(_ slice: ArraySlice<Int>) throws {
-            try xb.withUnsafeMutableBufferPointer { xv in try yb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
-            for i in 0..<slice.count {
-                var mean: Float = 0
-                for j in 0..<c { let v = log(max(yb[i * c + j], 1e-7)); yb[i * c + j] = v; mean += v }
-                mean /= Float(c)
-                for j in 0..<c { yb[i * c + j] -= mean }
-            }
-        }
-        // Pass 1: means.
-        var sumX = [Double](repeating: 0, count: d), sumY = [Double](repeating: 0, count: c)
-        for start in stride(from: 0, to: n, by: chunk) {
-            let slice = rows[start..<min(start + chunk, n)]
-            try loadChunk(slice)
-            for i in 0..<slice.count {
-                for j in 0..<d { sumX[j] += Double(xb[i * d + j]) }
-                for j in 0..<c { sumY[j] += Double(yb[i * c + j]) }
-            }
+        // Two map-reduce rounds over the parts (a corpus's shards): the sums, for the means; then
+        // the centred products. Each part's sums are taken on its own thread and added in part
+        // order, so one part (a store) computes exactly what a single pass would.
+        let parts = data.partitioned(rows)
+        let sums = try Parallel.map(parts.count) { try ClosedFormSums.sums(data, rows: parts[$0]) }
+        var sumX = sums[0].x, sumY = sums[0].y
+        for part in sums.dropFirst() {
+            for j in 0..<d { sumX[j] += part.x[j] }
+            for j in 0..<c { sumY[j] += part.y[j] }
         }
         let meanX = sumX.map { Float($0 / Double(n)) }, meanY = sumY.map { Float($0 / Double(n)) }
-        // Pass 2: G0 = XcᵀXc and XY = XcᵀYc, accumulated chunk by chunk.
-        var g0 = [Float](repeating: 0, count: d * d)
-        var xy = [Float](repeating: 0, count: d * c)
-        for start in stride(from: 0, to: n, by: chunk) {
-            let slice = rows[start..<min(start + chunk, n)]
-            try loadChunk(slice)
-            let m = slice.count
-            for i in 0..<m {
-                for j in 0..<d { xb[i * d + j] -= meanX[j] }
-                for j in 0..<c { yb[i * c + j] -= meanY[j] }
-            }
-            LinearAlgebra.gemm(xb, xb, &g0, m: d, n: d, k: m, transA: true, beta: 1)
-            LinearAlgebra.gemm(xb, yb, &xy, m: d, n: c, k: m, transA: true, beta: 1)
+        let products = try Parallel.map(parts.count) { try ClosedFormSums.centredProducts(data, rows: parts[$0], meanX: meanX, meanY: meanY) }
+        // G0 = XcᵀXc and XY = XcᵀYc.
+        var g0 = products[0].xx, xy = products[0].xy
+        for part in products.dropFirst() {
+            for i in g0.indices { g0[i] += part.xx[i] }
+            for i in xy.indices { xy[i] += part.xy[i] }
         }
-        xb = []; yb = []
 
         // The head's scale by least squares; the correction explains XᵀR = XᵀY − s·G0·W0.
         var scale: Float = 0
@@ -422,13 +402,19 @@ public enum ProjectorFitter {
     /// Mean and max KL(p ‖ regenerated) and top-1 agreement over `rows`, regenerated in chunks.
     static func evaluate(_ model: ProjectorModel, _ data: some FitRows, rows: [Int], head: [Float]?) throws -> (meanKL: Double, maxKL: Double, top1: Double) {
         let n = rows.count
-        var sum = 0.0, worst = 0.0, agree = 0
-        try forEachRegenerated(model, data, rows: rows, head: head) { _, p, q in
-            let kl = klDivergence(p, q)
-            sum += kl
-            worst = max(worst, kl.isFinite ? kl : .infinity)
-            if argmax(p) == argmax(q) { agree += 1 }
+        // Per part on a thread each, then summed in part order.
+        let parts = data.partitioned(rows)
+        let partial = try Parallel.map(parts.count) { index -> (sum: Double, worst: Double, agree: Int) in
+            var sum = 0.0, worst = 0.0, agree = 0
+            try forEachRegenerated(model, data, rows: parts[index], head: head) { _, p, q in
+                let kl = klDivergence(p, q)
+                sum += kl
+                worst = max(worst, kl.isFinite ? kl : .infinity)
+                if argmax(p) == argmax(q) { agree += 1 }
+            }
+            return (sum, worst, agree)
         }
+        let sum = partial.reduce(0.0) { $0 + $1.sum }, worst = partial.reduce(0.0) { max($0, $1.worst) }, agree = partial.reduce(0) { $0 + $1.agree }
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
     }
 
@@ -553,14 +539,19 @@ public enum ProjectorFitter {
     static func corrections(
         _ model: ProjectorModel, _ data: some FitRows, head: [Float]?, maxKL: Double, requireTop1: Bool
     ) throws -> [(row: Int, codec: UInt8, bytes: [UInt8])] {
-        var found: [(row: Int, codec: UInt8, bytes: [UInt8])] = []
-        try forEachRegenerated(model, data, rows: Array(0..<data.count), head: head) { row, p, q in
-            if klDivergence(p, q) > maxKL || (requireTop1 && argmax(p) != argmax(q)) {
-                let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
-                found.append((row, codec, bytes))
+        // Per part on a thread each; the rows found come back in row order.
+        let parts = data.partitioned(Array(0..<data.count))
+        let found = try Parallel.map(parts.count) { index -> [(row: Int, codec: UInt8, bytes: [UInt8])] in
+            var found: [(row: Int, codec: UInt8, bytes: [UInt8])] = []
+            try forEachRegenerated(model, data, rows: parts[index], head: head) { position, p, q in
+                if klDivergence(p, q) > maxKL || (requireTop1 && argmax(p) != argmax(q)) {
+                    let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                    found.append((parts[index][position], codec, bytes))
+                }
             }
+            return found
         }
-        return found
+        return found.count == 1 ? found[0] : found.joined().sorted { $0.row < $1.row }
     }
 
     /// Minibatch Adam on the cross-entropy between the teacher and the projector: a fixed number
@@ -671,5 +662,58 @@ public enum ProjectorFitter {
         }
         if validation.isEmpty { return (model, step, options.epochs == nil ? "max_steps" : "epochs") }
         return (best.model, step, "max_steps")
+    }
+}
+
+/// The sums the closed form needs from one part's rows, read a chunk at a time.
+enum ClosedFormSums {
+    /// Loads a chunk: its embeddings into `xb` and its teacher's log-probabilities, centred per
+    /// row (softmax ignores a per-row constant), into `yb`.
+    static func loadChunk(_ data: some FitRows, _ slice: ArraySlice<Int>, _ xb: inout [Float], _ yb: inout [Float]) throws {
+        let c = data.classes
+        try xb.withUnsafeMutableBufferPointer { xv in try yb.withUnsafeMutableBufferPointer { try data.load(slice, embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
+        for i in 0..<slice.count {
+            var mean: Float = 0
+            for j in 0..<c { let v = log(max(yb[i * c + j], 1e-7)); yb[i * c + j] = v; mean += v }
+            mean /= Float(c)
+            for j in 0..<c { yb[i * c + j] -= mean }
+        }
+    }
+
+    /// Σx and Σy (the centred log-probabilities) over `rows`.
+    static func sums(_ data: some FitRows, rows: [Int]) throws -> (x: [Double], y: [Double]) {
+        let n = rows.count, d = data.dimension, c = data.classes
+        let chunk = min(ProjectorFitter.chunkRows, n)
+        var xb = [Float](repeating: 0, count: chunk * d), yb = [Float](repeating: 0, count: chunk * c)
+        var sumX = [Double](repeating: 0, count: d), sumY = [Double](repeating: 0, count: c)
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            try loadChunk(data, slice, &xb, &yb)
+            for i in 0..<slice.count {
+                for j in 0..<d { sumX[j] += Double(xb[i * d + j]) }
+                for j in 0..<c { sumY[j] += Double(yb[i * c + j]) }
+            }
+        }
+        return (sumX, sumY)
+    }
+
+    /// XcᵀXc (d × d) and XcᵀYc (d × C) over `rows`, centred by the means of every part's rows.
+    static func centredProducts(_ data: some FitRows, rows: [Int], meanX: [Float], meanY: [Float]) throws -> (xx: [Float], xy: [Float]) {
+        let n = rows.count, d = data.dimension, c = data.classes
+        let chunk = min(ProjectorFitter.chunkRows, n)
+        var xb = [Float](repeating: 0, count: chunk * d), yb = [Float](repeating: 0, count: chunk * c)
+        var g0 = [Float](repeating: 0, count: d * d), xy = [Float](repeating: 0, count: d * c)
+        for start in stride(from: 0, to: n, by: chunk) {
+            let slice = rows[start..<min(start + chunk, n)]
+            try loadChunk(data, slice, &xb, &yb)
+            let m = slice.count
+            for i in 0..<m {
+                for j in 0..<d { xb[i * d + j] -= meanX[j] }
+                for j in 0..<c { yb[i * c + j] -= meanY[j] }
+            }
+            LinearAlgebra.gemm(xb, xb, &g0, m: d, n: d, k: m, transA: true, beta: 1)
+            LinearAlgebra.gemm(xb, yb, &xy, m: d, n: c, k: m, transA: true, beta: 1)
+        }
+        return (g0, xy)
     }
 }

@@ -127,6 +127,11 @@ extension Transaction {
         let key = Array(name.utf8)
         guard let record = try projectorRecord(key: key) else { return nil }
         var versions = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: record.latest, name: name)
+        if let committed = store.committedProjectorVersions {
+            // Read as a corpus's shard: only what the manifest has committed exists.
+            guard let cap = committed[name] else { return nil }
+            versions = Array(versions.prefix(cap))
+        }
         for v in versions.indices where !clearance.admits(versions[v].taintLabel) { versions[v].redactStatistics() }
         return Projector(name: name, id: record.id, versions: versions)
     }
@@ -414,50 +419,70 @@ extension Store {
         let fitted = try read(clearance: clearance) { tx in
             try tx.fitProjector(from: reference, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress)
         }
-        let (set, version, model, corrections) = (fitted.set, fitted.version, fitted.model, fitted.corrections)
-        let options = fitted.options
-        let d = schema.dimension, c = schema.classes.count
-        return try write(clearance: clearance) { tx -> ProjectorVersion in
-            let key = Array(name.utf8)
-            var record: ProjectorRecord
-            if let existing = try tx.projectorRecord(key: key) {
-                record = existing
-            } else {
-                record = ProjectorRecord(id: try tx.nextRecordID(in: .projectors, as: ProjectorRecord.self), latest: 0)
-            }
-            let newVersion = record.latest + 1
-            // The samples fitted on, so reads know them whatever becomes of the label set.
-            try tx.putFitted(projector: record.id, version: newVersion, slots: fitted.slots)
-            var correctionBytes = 0
-            for correction in corrections {
-                let ckey = ProjectorCodec.correctionKey(id: record.id, version: newVersion, sample: correction.id)
-                let value = ProjectorCodec.encodeCorrection(key: ckey, codec: correction.codec, bytes: correction.bytes)
-                correctionBytes += value.count + ckey.count
-                try tx.put(.projectorCorrections, key: ckey, bytes: value)
-            }
-            let vkey = ProjectorCodec.versionKey(id: record.id, version: newVersion)
-            let params = ProjectorCodec.encodeFloats(
-                key: vkey, header: [UInt32(d), UInt32(c), UInt32(model.rank)],
-                floats: [[model.scale, model.temperature], model.a, model.b, model.bias])
-            try tx.put(.projectorParameters, key: vkey, bytes: params)
-            let info = ProjectorVersion(
-                version: newVersion, sourceSet: set.name, sourceVersion: version, head: headName, headHash: fitted.head?.contentHashHex, options: options, report: fitted.report,
-                samples: fitted.slots.count, maxKL: maxKL, requireTop1: requireTop1, corrections: corrections.count,
-                correctionBytes: correctionBytes, parameterBytes: model.parameterBytes, sequence: fitted.sequence,
-                timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try tx.provenanceID(),
-                taint: fitted.taint)
-            tx.describe(ProvenanceRecord(
-                activity: "projector fit", agent: agent,
-                used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
-                generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
-                parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": options.epochs.map(String.init) ?? "none", "max_steps": "\(options.maxSteps)", "patience": "\(options.patience)",
-                             "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)",
-                             "budget": budget.map { "\($0.bytes)" } ?? "none"]))
-            try tx.put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
-            record.latest = newVersion
-            try tx.put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
-            return info
+        return try write(clearance: clearance) { tx in
+            try tx.recordProjectorVersion(name, fitted, maxKL: maxKL, requireTop1: requireTop1, budget: budget, agent: agent)
         }
+    }
+}
+
+/// A fit's figures over every shard of a corpus, which each shard's version record states (its
+/// own records hold only its part of the samples and corrections).
+struct ProjectorTotals {
+    var samples: Int
+    var corrections: Int
+    var correctionBytes: Int
+}
+
+extension WriteTransaction {
+    /// Writes the next version of projector `name` from `fitted`: the samples it was fitted on,
+    /// its corrections, its parameters and its version record, with a provenance record. With
+    /// `totals` (a corpus's shard), the version record states those figures instead of this
+    /// store's part. Returns the version record.
+    func recordProjectorVersion(
+        _ name: String, _ fitted: FittedProjector, maxKL: Double?, requireTop1: Bool, budget: RankBudget?, agent: String, totals: ProjectorTotals? = nil
+    ) throws -> ProjectorVersion {
+        let (set, version, model, corrections, options) = (fitted.set, fitted.version, fitted.model, fitted.corrections, fitted.options)
+        let d = store.schema.dimension, c = store.schema.classes.count
+        let key = Array(name.utf8)
+        var record: ProjectorRecord
+        if let existing = try projectorRecord(key: key) {
+            record = existing
+        } else {
+            record = ProjectorRecord(id: try nextRecordID(in: .projectors, as: ProjectorRecord.self), latest: 0)
+        }
+        let newVersion = record.latest + 1
+        // The samples fitted on, so reads know them whatever becomes of the label set.
+        try putFitted(projector: record.id, version: newVersion, slots: fitted.slots)
+        var correctionBytes = 0
+        for correction in corrections {
+            let ckey = ProjectorCodec.correctionKey(id: record.id, version: newVersion, sample: correction.id)
+            let value = ProjectorCodec.encodeCorrection(key: ckey, codec: correction.codec, bytes: correction.bytes)
+            correctionBytes += value.count + ckey.count
+            try put(.projectorCorrections, key: ckey, bytes: value)
+        }
+        let vkey = ProjectorCodec.versionKey(id: record.id, version: newVersion)
+        let params = ProjectorCodec.encodeFloats(
+            key: vkey, header: [UInt32(d), UInt32(c), UInt32(model.rank)],
+            floats: [[model.scale, model.temperature], model.a, model.b, model.bias])
+        try put(.projectorParameters, key: vkey, bytes: params)
+        let whole = totals ?? ProjectorTotals(samples: fitted.slots.count, corrections: corrections.count, correctionBytes: correctionBytes)
+        let info = ProjectorVersion(
+            version: newVersion, sourceSet: set.name, sourceVersion: version, head: fitted.headName, headHash: fitted.head?.contentHashHex, options: options, report: fitted.report,
+            samples: whole.samples, maxKL: maxKL, requireTop1: requireTop1, corrections: whole.corrections,
+            correctionBytes: whole.correctionBytes, parameterBytes: model.parameterBytes, sequence: fitted.sequence,
+            timeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), agent: agent, provenance: try provenanceID(),
+            taint: fitted.taint)
+        describe(ProvenanceRecord(
+            activity: "projector fit", agent: agent,
+            used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (fitted.headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
+            generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
+            parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": options.epochs.map(String.init) ?? "none", "max_steps": "\(options.maxSteps)", "patience": "\(options.patience)",
+                         "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(whole.corrections)",
+                         "budget": budget.map { "\($0.bytes)" } ?? "none"]))
+        try put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
+        record.latest = newVersion
+        try put(.projectors, key: key, bytes: LabelRecord.encodeJSON(record, key: key))
+        return info
     }
 }
 
@@ -470,6 +495,8 @@ struct FittedProjector {
     var model: ProjectorModel
     var report: ProjectorFitReport
     var head: BaseHead?
+    /// The base head's name, with `head`.
+    var headName: String?
     /// The store's write sequence when the fit read it.
     var sequence: UInt64
     /// The join of every row's taint label and the head's.
@@ -487,11 +514,32 @@ extension Transaction {
         from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String?, maxKL: Double?, requireTop1: Bool,
         budget: RankBudget?, progress: ((String, Double) -> Void)?
     ) throws -> FittedProjector {
+        let (set, version) = try resolveFitSource(reference)
+        var (ids, slots, taint) = try softLabelledSamples(set: set, version: version)
+        guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
+        let head = try headName.map { try fitHead(named: $0) }
+        // The projector depends on the head: it carries the head's label too.
+        if let head { taint = taint.join(head.taint) }
+        let rows = StoredFitRows(self, ids: ids, set: set, version: version)
+        let (chosen, outcome) = try ProjectorFitter.fitForRecording(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1,
+                                                                     budget: budget, progress: progress)
+        return FittedProjector(options: chosen, set: set, version: version, model: outcome.model, report: outcome.report, head: head, headName: headName,
+                               sequence: try storedSequence(), taint: taint, slots: slots,
+                               corrections: outcome.corrections.map { (ids[$0.row], $0.codec, $0.bytes) })
+    }
+
+    /// The soft label set version a fit reads: resolved, per sample, with a codec.
+    func resolveFitSource(_ reference: LabelSetReference) throws -> (set: LabelSet, version: Int) {
         let (set, version) = try resolve(reference)
         // A view's label belongs to a crop whose embedding the store does not hold.
         try requirePerSample(set, for: "a projector fit")
         guard set.codec != nil else { throw ProjectorError.noSoftLabels(set.name) }
-        // The samples with a soft label the clearance sees; the projector's taint is the join of theirs.
+        return (set, version)
+    }
+
+    /// The samples with a soft label in `set@version` that the clearance sees (in id order),
+    /// their slots, and the join of those labels' taint labels.
+    func softLabelledSamples(set: LabelSet, version: Int) throws -> (ids: [UInt64], slots: [UInt64], taint: TaintLabel) {
         var ids: [UInt64] = [], slots: [UInt64] = []
         var taint = TaintLabel.bottom
         try forEachVisibleRow(set: set, version: version) { id, _, row, rowTaint in
@@ -500,41 +548,47 @@ extension Transaction {
             taint = taint.join(rowTaint)
             return true
         }
-        guard !ids.isEmpty else { throw ProjectorError.noRows("label set `\(set.name)@\(version)` has no soft labels") }
         for id in ids {
             guard let sample = try visibleSample(id) else { throw StoreError.sampleNotFound(id) }
             slots.append(sample.slot)
         }
-        let head = try headName.map { name -> BaseHead in
-            guard let head = try baseHead(named: name) else { throw ProjectorError.unknownHead(name) }
-            guard clearance.admits(head.taint) else { throw ProjectorError.notClearedHead(name) }
-            // The projector depends on the head: it carries the head's label too.
-            taint = taint.join(head.taint)
-            return head
-        }
-        let rows = StoredFitRows(self, ids: ids, set: set, version: version)
+        return (ids, slots, taint)
+    }
+
+    /// Base head `name`, which the clearance must admit.
+    func fitHead(named name: String) throws -> BaseHead {
+        guard let head = try baseHead(named: name) else { throw ProjectorError.unknownHead(name) }
+        guard clearance.admits(head.taint) else { throw ProjectorError.notClearedHead(name) }
+        return head
+    }
+}
+
+extension ProjectorFitter {
+    /// Fits `data` and finds its corrections, choosing the rank first when given a budget (which
+    /// needs `maxKL`). Returns the options used (with the rank chosen) and the outcome, whose
+    /// report holds the rank search.
+    static func fitForRecording(
+        _ rows: some FitRows, head: [Float]?, options: ProjectorFitOptions, maxKL: Double?, requireTop1: Bool, budget: RankBudget?,
+        progress: ((String, Double) -> Void)?
+    ) throws -> (options: ProjectorFitOptions, outcome: Outcome) {
         var options = options
-        var search: RankSearch? = nil
-        let outcome: ProjectorFitter.Outcome
-        if let budget {
-            guard let maxKL else { throw ProjectorError.invalidOption("a byte budget needs a bound (max KL): without one there are no corrections to trade against the rank") }
-            let found = try ProjectorFitter.searchRank(rows, budget: budget, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
-            search = found.search
-            if let exact = found.exact {
-                guard exact.totalBytes <= budget.bytes else {
-                    throw ProjectorError.overBudget(rank: found.rank, bytes: exact.totalBytes, budget: budget.bytes, estimated: false)
-                }
-                (options.rank, outcome) = (found.rank, exact)
-            } else {
-                (options.rank, outcome) = try ProjectorFitter.fitWithinBudget(rows, search: &search!, head: head?.values, options: options, maxKL: maxKL,
-                                                                              requireTop1: requireTop1, progress: progress)
-            }
-        } else {
-            outcome = try ProjectorFitter.fitWithCorrections(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+        guard let budget else {
+            return (options, try fitWithCorrections(rows, head: head, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress))
         }
-        var report = outcome.report
-        report.rankSearch = search
-        return FittedProjector(options: options, set: set, version: version, model: outcome.model, report: report, head: head, sequence: try storedSequence(),
-                               taint: taint, slots: slots, corrections: outcome.corrections.map { (ids[$0.row], $0.codec, $0.bytes) })
+        guard let maxKL else { throw ProjectorError.invalidOption("a byte budget needs a bound (max KL): without one there are no corrections to trade against the rank") }
+        let found = try searchRank(rows, budget: budget, head: head, options: options, maxKL: maxKL, requireTop1: requireTop1, progress: progress)
+        var search = found.search
+        var outcome: Outcome
+        if let exact = found.exact {
+            guard exact.totalBytes <= budget.bytes else {
+                throw ProjectorError.overBudget(rank: found.rank, bytes: exact.totalBytes, budget: budget.bytes, estimated: false)
+            }
+            (options.rank, outcome) = (found.rank, exact)
+        } else {
+            (options.rank, outcome) = try fitWithinBudget(rows, search: &search, head: head, options: options, maxKL: maxKL,
+                                                          requireTop1: requireTop1, progress: progress)
+        }
+        outcome.report.rankSearch = search
+        return (options, outcome)
     }
 }

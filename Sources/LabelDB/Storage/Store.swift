@@ -39,6 +39,9 @@ public final class Store: @unchecked Sendable {
     /// any read: label sets the manifest does not name read as absent, and versions past it as
     /// not yet imported, so a reader of the corpus sees one committed state across its shards.
     public internal(set) var committedLabelVersions: [String: Int]?
+    /// Each projector's latest version committed to the sharded corpus this store is a shard
+    /// of (nil for a store read on its own): as ``committedLabelVersions``, for projectors.
+    public internal(set) var committedProjectorVersions: [String: Int]?
     /// True when writes are refused: opened read-only, or written by a newer format.
     public let isReadOnly: Bool
     /// The store's schema.

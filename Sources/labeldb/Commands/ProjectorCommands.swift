@@ -102,23 +102,64 @@ struct ProjectorFitCommand: ParsableCommand {
         options.maxSteps = maxSteps
         options.patience = patience
         options.fitTemperature = fitTemperature
+        let showProgress = !quiet && isatty(STDERR_FILENO) != 0
+        let progress: (String, Double) -> Void = { step, fraction in
+            if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
+        }
+        let fitted = FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName)
+            ? try fitCorpus(reference, options: options, ranks: ranks, progress: progress)
+            : try fitStore(reference, options: options, ranks: ranks, progress: progress)
+        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+        switch format {
+        case .json: printJSON(.object(projectorVersionJSON(fitted.info, name: name, labelSet: fitted.set, classes: fitted.classes)))
+        case .text: print(projectorText(fitted.info, name: name, labelSet: fitted.set, classes: fitted.classes))
+        }
+    }
+
+    /// The budget `--budget` and `--rank` ask for, if any.
+    func rankBudget(_ ranks: [Int], dimension: Int, classes: Int) -> RankBudget? {
+        var rankBudget = budget.map { RankBudget(bytes: $0, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: dimension, classes: classes) : ranks) }
+        rankBudget?.sampleRows = searchRows
+        return rankBudget
+    }
+
+    /// Fits in one store.
+    func fitStore(_ reference: LabelSetReference, options: ProjectorFitOptions, ranks: [Int], progress: @escaping (String, Double) -> Void
+    ) throws -> (info: ProjectorVersion, set: LabelSet?, classes: Int) {
         let (store, clearance) = try target.openCleared(readOnly: false)
         defer { store.close() }
-        var rankBudget = budget.map { RankBudget(bytes: $0, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: store.schema.dimension, classes: store.schema.classes.count) : ranks) }
-        rankBudget?.sampleRows = searchRows
-        let showProgress = !quiet && isatty(STDERR_FILENO) != 0
         let info = try store.fitProjector(
-            name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1, budget: rankBudget,
-            agent: agent ?? defaultAgent(), clearance: clearance,
-            progress: { step, fraction in
-                if showProgress { FileHandle.standardError.write(Data("\rfitting: \(step) (\(Int(fraction * 100))%)        ".utf8)) }
-            })
-        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
+            budget: rankBudget(ranks, dimension: store.schema.dimension, classes: store.schema.classes.count),
+            agent: agent ?? defaultAgent(), clearance: clearance, progress: progress)
         let set = try store.read(clearance: clearance) { try $0.labelSet(named: info.sourceSet) }
-        switch format {
-        case .json: printJSON(.object(projectorVersionJSON(info, name: name, labelSet: set, classes: store.schema.classes.count)))
-        case .text: print(projectorText(info, name: name, labelSet: set, classes: store.schema.classes.count))
+        return (info, set, store.schema.classes.count)
+    }
+
+    /// Fits across a sharded corpus's shards and records the version in each and in the
+    /// manifest (``CorpusWriter/fitProjector(_:from:options:head:maxKL:requireTop1:budget:agent:clearance:progress:afterShardCommit:)``).
+    func fitCorpus(_ reference: LabelSetReference, options: ProjectorFitOptions, ranks: [Int], progress: @escaping (String, Double) -> Void
+    ) throws -> (info: ProjectorVersion, set: LabelSet?, classes: Int) {
+        let clearance = try Clearance(parsing: target.clearance)
+        let info: ProjectorVersion
+        do {
+            let writer = try CorpusWriter(opening: target.store)
+            defer { writer.close() }
+            try writer.validate(clearance)
+            let manifest = writer.manifest
+            // A test stops the writer between shards this way, as a crash would (SIGKILL: no cleanup).
+            let killAfter = ProcessInfo.processInfo.environment["LABELDB_TEST_KILL_AFTER_SHARD"].flatMap(Int.init)
+            info = try writer.fitProjector(
+                name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
+                budget: rankBudget(ranks, dimension: manifest.dimension, classes: manifest.classes.count),
+                agent: agent ?? defaultAgent(), clearance: clearance, progress: progress) { shard in
+                if shard == killAfter { kill(getpid(), SIGKILL) }
+            }
         }
+        let corpus = try Corpus(opening: target.store)
+        defer { corpus.close() }
+        let set = try corpus.labelSets(clearance: clearance).first { $0.name == info.sourceSet }
+        return (info, set, corpus.schema.classes.count)
     }
 }
 
