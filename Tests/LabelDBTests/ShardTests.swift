@@ -218,7 +218,14 @@ struct CorpusReadTests {
                  (["labels", "list", path, "--format", "json"], []), (["labels", "list", path], []),
                  (["projector", "list", path, "--format", "json"], []), (["projector", "show", path, "tight", "--format", "json"], []),
                  (["projector", "show", path, "wide"], []),
-                 (["labels", "show", path, "teacher", "--format", "json"], []), (["labels", "show", path, "human@1"], [])]
+                 (["labels", "show", path, "teacher", "--format", "json"], []), (["labels", "show", path, "human@1"], []),
+                 (["labels", "diff", path, "teacher@1", "teacher@2", "--format", "json", "--ids-out", out + "/d.npy"], [out + "/d.npy"]),
+                 (["labels", "diff", path, "teacher", "human"], []),
+                 (["labels", "agree", path, "teacher", "human", "open", "--format", "json"], []),
+                 (["labels", "agree", path, "teacher@1", "teacher@2", "--where", "id > 5"], []),
+                 (["labels", "issues", path, "--given", "human", "--probs", "teacher", "--format", "json"], []),
+                 (["labels", "issues", path, "--given", "human", "--probs", "open", "--filter", "both"], []),
+                 (["heads", "list", path], [])]
         return list
     }
 
@@ -252,7 +259,7 @@ struct CorpusReadTests {
         try ShardTests.scenarioStore(at: dir.file("store")).close()
         let manifest = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 2, rule: .hash, clearance: .all, agent: "test")
         // A store-only command names the commands that read a corpus.
-        let list = try runCLI(["labels", "diff", dir.file("corpus"), "teacher@1", "teacher@2"])
+        let list = try runCLI(["card", dir.file("corpus"), "--format", "json"])
         #expect(list.status == 2 && list.stderr.contains("sharded corpus"))
         // A sample written into the wrong shard behind the corpus's back: verify reports it.
         let misrouted = (100...200).map(UInt64.init).first { manifest.shard(of: $0) == 1 }!

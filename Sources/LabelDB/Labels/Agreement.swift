@@ -30,6 +30,11 @@ public struct Agreement: Sendable, Equatable {
     public var fleissKappa: Double?
 }
 
+/// A stream of samples with their labels from a list of sources, in id order: it calls its
+/// argument once per sample (a store's ``Transaction/query(_:order:descending:limit:offset:labels:_:)``,
+/// or a corpus's shards merged by ``Corpus/forEachLabelledSample(_:labels:clearance:_:)``).
+typealias LabelledRows = ((UInt64, [Label?]) throws -> Void) throws -> Void
+
 /// Errors of comparing label sets.
 public enum AgreementError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Fewer than two sources, or one named twice.
@@ -54,15 +59,21 @@ extension Transaction {
     /// - Throws: ``AgreementError``, ``LabelError``, ``QueryError``.
     public func agreement(of references: [LabelSetReference], where filter: QueryExpression? = nil) throws -> Agreement {
         let names = try distinctSources(references, needing: "compare at least two label sets")
-        let c = store.schema.classes.count
+        return try Self.measureAgreement(names: names, classes: store.schema.classes.count) { body in _ = try query(filter, labels: references, body) }
+    }
+
+    /// The agreement of the sources `names`, from each sample's labels of them in id order (one
+    /// store's query, or a corpus's shards merged): sums over the samples, so the same rows in
+    /// the same order give the same figures however they are stored.
+    static func measureAgreement(names: [String], classes c: Int, rows: LabelledRows) throws -> Agreement {
         guard c <= Self.maximumConfusionClasses else {
             throw AgreementError.sources("agreement reports a \(c) × \(c) confusion per pair; at most \(Self.maximumConfusionClasses) classes are supported")
         }
-        let k = references.count
+        let k = names.count
         var pairs = [(count: Int, js: Double, confusion: [Int])](repeating: (0, 0, [Int](repeating: 0, count: c * c)), count: k * (k - 1) / 2)
         var fleissCounts = [Int](repeating: 0, count: c)   // Σ over samples of n_j, and Σ n_ij²
         var fleissSquares = 0, fleissCount = 0
-        try query(filter, labels: references) { _, labels in
+        try rows { _, labels in
             let tops = labels.map { $0?.top1?.classIndex }
             let distributions = labels.map { $0?.distribution(classCount: c) }
             var pair = 0

@@ -80,13 +80,36 @@ extension Transaction {
         given: LabelSetReference, probs: LabelSetReference, filter: LabelIssueFilter = .pruneByNoiseRate, where expression: QueryExpression? = nil
     ) throws -> LabelIssues {
         let names = try distinctSources([given, probs], needing: "")
-        let c = store.schema.classes.count
+        let sources = try [given, probs].map { try labelSource($0, for: "label issues").entity }
+        return try Self.findLabelIssues(names: names, sources: sources, classes: store.schema.classes.count, filter: filter, expression: expression) { body in
+            _ = try query(expression, labels: [given, probs], body)
+        }
+    }
+
+    /// Confident learning over the samples `rows` streams (id order; read three times), with
+    /// the given labels first and the probabilities second: the passes of
+    /// ``labelIssues(given:probs:filter:where:)`` for one store's query or a corpus's shards merged.
+    static func findLabelIssues(
+        names: [String], sources: [ProvenanceEntity], classes c: Int, filter: LabelIssueFilter, expression: QueryExpression?, rows all: LabelledRows
+    ) throws -> LabelIssues {
         guard c <= Self.maximumConfusionClasses else {
             throw LabelIssuesError.inputs("confident learning keeps a \(c) × \(c) joint; at most \(Self.maximumConfusionClasses) classes are supported")
         }
+        // The samples both sources label, checked to be a hard label and a soft one.
+        func rows(_ body: (UInt64, Label, Label) throws -> Void) throws {
+            // Each pass's body runs only while `all` does.
+            try withoutActuallyEscaping(body) { body in
+                try all { id, labels in
+                    guard let g = labels[0], let p = labels[1] else { return }
+                    guard g.hard != nil else { throw LabelIssuesError.inputs("--given \(names[0]) is not a hard label set: confident learning needs one given class per sample") }
+                    guard p.soft != nil else { throw LabelIssuesError.inputs("--probs \(names[1]) is not a soft label set or projector: confident learning needs predicted probabilities") }
+                    try body(id, g, p)
+                }
+            }
+        }
         var counter = ConfidentLearning(classes: c)
         var secrecy = TagSet.tags([])
-        try rows(given: given, probs: probs, names: names, where: expression) { _, g, p in
+        try rows { _, g, p in
             secrecy = secrecy.union(g.taint.secrecy).union(p.taint.secrecy)
             counter.countSelfConfidence(given: g.hard!, probs: p.soft!)
         }
@@ -95,28 +118,14 @@ extension Transaction {
             throw LabelIssuesError.inputs("the given labels of \(names[0]) name one class only: confident learning needs at least two (cleanlab refuses one too)")
         }
         let thresholds = counter.thresholds()
-        try rows(given: given, probs: probs, names: names, where: expression) { _, g, p in counter.countJoint(given: g.hard!, probs: p.soft!, thresholds: thresholds) }
+        try rows { _, g, p in counter.countJoint(given: g.hard!, probs: p.soft!, thresholds: thresholds) }
         let joint = counter.calibratedJoint()
         var selector = IssueSelector(prune: ConfidentLearning.keepAtLeastOne(joint, classes: c), counts: counter.labelCounts, filter: filter)
-        try rows(given: given, probs: probs, names: names, where: expression) { id, g, p in selector.visit(id: id, given: g.hard!, probs: p.soft!) }
+        try rows { id, g, p in selector.visit(id: id, given: g.hard!, probs: p.soft!) }
         return LabelIssues(given: names[0], probs: names[1], examined: counter.examined,
                            thresholds: thresholds.map { $0 == ConfidentLearning.unreachable ? nil : $0 },
                            confidentJoint: (0..<c).map { Array(joint[($0 * c)..<($0 * c + c)]) }, issues: selector.ranked(),
-                           secrecy: secrecy, sources: try [given, probs].map { try labelSource($0, for: "label issues").entity }, filter: filter, expression: expression)
-    }
-
-    /// Streams the two labels of the samples both sources label, checked to be a hard label
-    /// and a soft one.
-    private func rows(
-        given: LabelSetReference, probs: LabelSetReference, names: [String], where expression: QueryExpression?,
-        _ body: (UInt64, Label, Label) throws -> Void
-    ) throws {
-        try query(expression, labels: [given, probs]) { id, labels in
-            guard let g = labels[0], let p = labels[1] else { return }
-            guard g.hard != nil else { throw LabelIssuesError.inputs("--given \(names[0]) is not a hard label set: confident learning needs one given class per sample") }
-            guard p.soft != nil else { throw LabelIssuesError.inputs("--probs \(names[1]) is not a soft label set or projector: confident learning needs predicted probabilities") }
-            try body(id, g, p)
-        }
+                           secrecy: secrecy, sources: sources, filter: filter, expression: expression)
     }
 }
 

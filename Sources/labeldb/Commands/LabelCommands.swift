@@ -583,35 +583,20 @@ struct LabelsDiffCommand: ParsableCommand {
 
     func run() throws {
         let a = try LabelSetReference(parsing: first), b = try LabelSetReference(parsing: second)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let classes = store.schema.classes
-        var topA: [UInt64: Int] = [:]
-        var changed: [(id: UInt64, from: Int, to: Int)] = []
-        var onlyB = 0, unchanged = 0
-        try store.read(clearance: clearance) { tx in
-            for reference in [a, b] { try tx.requirePerSample(try tx.resolve(reference).set, for: "labels diff") }
-            try tx.forEachLabel(in: a) { id, label in topA[id] = label.hard ?? label.top1?.classIndex ?? -1; return true }
-            try tx.forEachLabel(in: b) { id, label in
-                let top = label.hard ?? label.top1?.classIndex ?? -1
-                if let old = topA.removeValue(forKey: id) {
-                    if old == top { unchanged += 1 } else { changed.append((id, old, top)) }
-                } else {
-                    onlyB += 1
-                }
-                return true
-            }
-        }
-        if let idsOut { try NumPyArray.write(changed.map(\.id), to: idsOut) }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let classes = corpus.schema.classes
+        let diff = try corpus.labelDiff(a, b, clearance: clearance)
+        if let idsOut { try NumPyArray.write(diff.changed.map(\.id), to: idsOut) }
         let name = { (c: Int) -> String in c >= 0 && c < classes.count ? classes[c] : "-" }
         switch format {
         case .json:
-            printJSON(["changed": .array(changed.map { ["id": .uint($0.id), "from": .int(Int64($0.from)), "to": .int(Int64($0.to))] }),
-                       "counts": ["changed": .int(Int64(changed.count)), "unchanged": .int(Int64(unchanged)),
-                                  "only_in_first": .int(Int64(topA.count)), "only_in_second": .int(Int64(onlyB))]])
+            printJSON(["changed": .array(diff.changed.map { ["id": .uint($0.id), "from": .int(Int64($0.from)), "to": .int(Int64($0.to))] }),
+                       "counts": ["changed": .int(Int64(diff.changed.count)), "unchanged": .int(Int64(diff.unchanged)),
+                                  "only_in_first": .int(Int64(diff.onlyInFirst)), "only_in_second": .int(Int64(diff.onlyInSecond))]])
         case .text:
-            for c in changed { print("\(c.id)\t\(name(c.from)) -> \(name(c.to))") }
-            print("\(changed.count) changed, \(unchanged) unchanged, \(topA.count) only in \(first), \(onlyB) only in \(second)")
+            for c in diff.changed { print("\(c.id)\t\(name(c.from)) -> \(name(c.to))") }
+            print("\(diff.changed.count) changed, \(diff.unchanged) unchanged, \(diff.onlyInFirst) only in \(first), \(diff.onlyInSecond) only in \(second)")
         }
     }
 }

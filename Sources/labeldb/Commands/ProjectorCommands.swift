@@ -42,9 +42,10 @@ struct HeadsListCommand: ParsableCommand {
     @OptionGroup var target: StoreArgument
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        for name in try store.read(clearance: clearance, { try $0.headNames() }) { print(name) }
+        // Every shard of a corpus holds the same heads (a split copies them).
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        for name in try corpus.shards[0].read(clearance: clearance, { try $0.headNames() }) { print(name) }
     }
 }
 

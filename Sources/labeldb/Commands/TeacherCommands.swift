@@ -23,10 +23,10 @@ struct LabelsAgreeCommand: ParsableCommand {
     func run() throws {
         let references = try sets.map { try LabelSetReference(parsing: $0) }
         let filter = try parseWhere(`where`)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let result = try store.read(clearance: clearance) { try $0.agreement(of: references, where: filter) }
-        let classes = store.schema.classes
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let result = try corpus.agreement(of: references, where: filter, clearance: clearance)
+        let classes = corpus.schema.classes
         for pair in result.pairs {
             switch format {
             case .json:
@@ -161,18 +161,23 @@ struct LabelsIssuesCommand: ParsableCommand {
         if let limit, limit < 0 { throw UsageError(description: "--limit must be ≥ 0") }
         let givenReference = try LabelSetReference(parsing: given), probsReference = try LabelSetReference(parsing: probs)
         let expression = try parseWhere(`where`)
-        let (store, clearance) = try target.openCleared(readOnly: writeSet == nil)
-        defer { store.close() }
+        let classes: [String]
         var written: LabelSetVersion?
         let result: LabelIssues
         if let writeSet {
+            let (store, clearance) = try target.openCleared(readOnly: false)
+            defer { store.close() }
+            classes = store.schema.classes
             result = try store.write(clearance: clearance) { tx in
                 let result = try tx.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression)
                 written = try tx.writeSuggestions(of: result, into: writeSet, agent: agent)
                 return result
             }
         } else {
-            result = try store.read(clearance: clearance) { try $0.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression) }
+            let (corpus, clearance) = try target.openCorpusCleared()
+            defer { corpus.close() }
+            classes = corpus.schema.classes
+            result = try corpus.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression, clearance: clearance)
         }
         let shown = result.issues.prefix(limit ?? .max)
         switch format {
@@ -180,7 +185,7 @@ struct LabelsIssuesCommand: ParsableCommand {
             for issue in shown { printJSON(labelIssueJSON(issue)) }
             if let written, let writeSet { printError("wrote label set \(writeSet) version \(written.version): \(written.rows) suggested labels") }
         case .text:
-            printIssues(result, shown: shown, classes: store.schema.classes, filter: filterValue)
+            printIssues(result, shown: shown, classes: classes, filter: filterValue)
             if let written, let writeSet { print("wrote label set \(writeSet) version \(written.version): \(written.rows) suggested labels") }
         }
     }

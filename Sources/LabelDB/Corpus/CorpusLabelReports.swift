@@ -1,0 +1,104 @@
+import Foundation
+
+/// A sample's labels from a list of sources, as a corpus's merge passes them on.
+struct LabelledSample: Sendable {
+    var id: UInt64
+    var labels: [Label?]
+}
+
+extension Corpus {
+    /// Every sample `filter` selects (all when nil) that the clearance sees, with its labels
+    /// from `labels` (label sets or projectors; nil where it has none), in id order across the
+    /// shards: each shard's query on a thread of its own, merged. For a store, its query.
+    public func forEachLabelledSample(
+        _ filter: QueryExpression?, labels: [LabelSetReference], clearance: Clearance, _ body: (UInt64, [Label?]) throws -> Void
+    ) throws {
+        struct Stop: Error {}
+        try merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
+            do {
+                try tx.query(filter, labels: labels) { id, row in
+                    guard try emit(LabelledSample(id: id, labels: row)) else { throw Stop() }
+                }
+            } catch is Stop {}
+        }, consume: { sample in try body(sample.id, sample.labels); return true })
+    }
+
+    /// ``Transaction/agreement(of:where:)`` over every shard: the samples' labels merged in id
+    /// order, so the figures are those of one store holding the same samples.
+    public func agreement(of references: [LabelSetReference], where filter: QueryExpression? = nil, clearance: Clearance) throws -> Agreement {
+        let names = try shards[0].read(clearance: clearance) { try $0.distinctSources(references, needing: "compare at least two label sets") }
+        return try Transaction.measureAgreement(names: names, classes: schema.classes.count) { body in
+            try forEachLabelledSample(filter, labels: references, clearance: clearance, body)
+        }
+    }
+
+    /// ``Transaction/labelIssues(given:probs:filter:where:)`` over every shard: each of its
+    /// passes reads the shards' rows merged in id order, so the result is that of one store
+    /// holding the same samples.
+    public func labelIssues(
+        given: LabelSetReference, probs: LabelSetReference, filter: LabelIssueFilter = .pruneByNoiseRate, where expression: QueryExpression? = nil,
+        clearance: Clearance
+    ) throws -> LabelIssues {
+        let (names, sources) = try shards[0].read(clearance: clearance) { tx in
+            (try tx.distinctSources([given, probs], needing: ""), try [given, probs].map { try tx.labelSource($0, for: "label issues").entity })
+        }
+        return try Transaction.findLabelIssues(names: names, sources: sources, classes: schema.classes.count, filter: filter, expression: expression) { body in
+            try forEachLabelledSample(expression, labels: [given, probs], clearance: clearance, body)
+        }
+    }
+
+    /// ``Transaction/labelDiff(_:_:)`` over every shard, in id order.
+    public func labelDiff(_ a: LabelSetReference, _ b: LabelSetReference, clearance: Clearance) throws -> LabelDiff {
+        try shards[0].read(clearance: clearance) { tx in
+            for reference in [a, b] { try tx.requirePerSample(try tx.resolve(reference).set, for: "labels diff") }
+        }
+        return try LabelDiff(rows: { body in try forEachLabelledSample(nil, labels: [a, b], clearance: clearance, body) })
+    }
+}
+
+/// How two label sets (or two versions of one) differ in top-1 class, over the samples the
+/// clearance sees: a hard label's class, a soft label's most probable one.
+public struct LabelDiff: Sendable, Equatable {
+    /// A sample both label, with another top-1 class in each (−1: a label with no top-1 class).
+    public struct Change: Sendable, Equatable {
+        /// The sample.
+        public var id: UInt64
+        /// Its top-1 class in the first.
+        public var from: Int
+        /// Its top-1 class in the second.
+        public var to: Int
+    }
+    /// The samples whose top-1 class differs, ascending by id.
+    public var changed: [Change] = []
+    /// Samples both label with the same top-1 class.
+    public var unchanged = 0
+    /// Samples only the first labels.
+    public var onlyInFirst = 0
+    /// Samples only the second labels.
+    public var onlyInSecond = 0
+
+    /// The diff of the rows `rows` streams, each with the first source's label and the second's.
+    init(rows: LabelledRows) throws {
+        func top(_ label: Label) -> Int { label.hard ?? label.top1?.classIndex ?? -1 }
+        try rows { id, labels in
+            switch (labels[0], labels[1]) {
+            case (let a?, let b?):
+                if top(a) == top(b) { unchanged += 1 } else { changed.append(Change(id: id, from: top(a), to: top(b))) }
+            case (.some, nil): onlyInFirst += 1
+            case (nil, .some): onlyInSecond += 1
+            case (nil, nil): break
+            }
+        }
+    }
+}
+
+extension Transaction {
+    /// How label sets `a` and `b` (SET@VERSION each; per sample, not per view) differ in top-1
+    /// class over the samples the clearance sees.
+    ///
+    /// - Throws: ``LabelError`` for an unknown or per-view set or version.
+    public func labelDiff(_ a: LabelSetReference, _ b: LabelSetReference) throws -> LabelDiff {
+        for reference in [a, b] { try requirePerSample(try resolve(reference).set, for: "labels diff") }
+        return try LabelDiff(rows: { body in _ = try query(nil, labels: [a, b], body) })
+    }
+}
