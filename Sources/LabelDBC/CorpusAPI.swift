@@ -125,3 +125,29 @@ public func ldbCreateCorpus(_ path: UnsafePointer<CChar>?, _ schemaJSON: UnsafeP
         try CorpusManifest.create(at: try string(path, "path"), schema: try Schema(dimension: dimension, elementType: element, classes: classes), shards: shards)
     }
 }
+
+@_cdecl("ldb_corpus_fit_projector")
+public func ldbCorpusFitProjector(
+    _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let directory = try string(path, "path"), name = try string(nameText, "name")
+        let version: ProjectorVersion, request: FitRequest
+        do {
+            let writer = try CorpusWriter(opening: directory)
+            defer { writer.close() }
+            let manifest = writer.manifest
+            request = try FitRequest(try options(optionsJSON), schema: try Schema(dimension: manifest.dimension, elementType: manifest.elementType, classes: manifest.classes),
+                                     call: "ldb_corpus_fit_projector")
+            try writer.validate(request.clearance)
+            version = try writer.fitProjector(
+                name, from: request.source, options: request.options, head: request.head, maxKL: request.maxKL, requireTop1: request.requireTop1,
+                budget: request.budget, agent: request.agent, clearance: request.clearance)
+        }
+        let corpus = try Corpus(opening: directory)
+        defer { corpus.close() }
+        let set = try corpus.labelSets(clearance: request.clearance).first { $0.name == version.sourceSet }
+        give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: corpus.schema.classes.count)), json)
+    }
+}

@@ -117,33 +117,53 @@ private func fitProjector(
 ) throws {
     guard !store.isWritingOnThisThread else { throw SessionError.writeInProgress }
     let name = try string(nameText, "name")
-    let o = try options(optionsJSON)
-    try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "max_steps", "patience", "holdout", "seed", "agent", "clearance", "fit_temperature",
-                "budget", "search_rows"], call: "ldb_fit_projector")
-    guard let from = try o.text("from") else { throw APIError.badInput("ldb_fit_projector: option 'from' (the label set) is required") }
-    // `rank`: one rank, or with `budget` the candidates (default: powers of two from 8).
-    let ranks = try o.integers("rank")
-    let budget = try o.integer("budget").map { bytes in
-        var budget = RankBudget(bytes: bytes, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: store.schema.dimension, classes: store.schema.classes.count) : ranks)
-        if let rows = try o.integer("search_rows") { budget.sampleRows = rows }
-        return budget
-    }
-    guard budget != nil || ranks.count <= 1 else { throw APIError.badInput("ldb_fit_projector: several ranks need a 'budget' to choose among them") }
-    var fit = ProjectorFitOptions(rank: ranks.first ?? 16)
-    if let epochs = try o.integer("epochs") { fit.epochs = epochs }
-    if let steps = try o.integer("max_steps") { fit.maxSteps = steps }
-    if let patience = try o.integer("patience") { fit.patience = patience }
-    if let holdout = try o.number("holdout") { fit.holdout = holdout }
-    if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
-    if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }
-    let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
-    try store.read(clearance: clearance) { try $0.validate(clearance) }
+    let request = try FitRequest(try options(optionsJSON), schema: store.schema, call: "ldb_fit_projector")
+    try store.read(clearance: request.clearance) { try $0.validate(request.clearance) }
     let version = try store.fitProjector(
-        name, from: try LabelSetReference(parsing: from), options: fit, head: try o.text("head"),
-        maxKL: try o.number("max_kl"), requireTop1: try o.flag("top1") ?? false, budget: budget, agent: try o.text("agent") ?? "python",
-        clearance: clearance)
-    let set = try store.read(clearance: clearance) { try $0.labelSet(named: version.sourceSet) }
+        name, from: request.source, options: request.options, head: request.head, maxKL: request.maxKL, requireTop1: request.requireTop1,
+        budget: request.budget, agent: request.agent, clearance: request.clearance)
+    let set = try store.read(clearance: request.clearance) { try $0.labelSet(named: version.sourceSet) }
     give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: store.schema.classes.count)), json)
+}
+
+/// A projector fit as the C API's options ask for it (`ldb_fit_projector`, `ldb_corpus_fit_projector`).
+struct FitRequest {
+    var source: LabelSetReference
+    var options: ProjectorFitOptions
+    var budget: RankBudget?
+    var head: String?
+    var maxKL: Double?
+    var requireTop1: Bool
+    var agent: String
+    var clearance: Clearance
+
+    init(_ o: [String: JSONValue], schema: Schema, call: String) throws {
+        try o.only(["from", "rank", "head", "max_kl", "top1", "epochs", "max_steps", "patience", "holdout", "seed", "agent", "clearance", "fit_temperature",
+                    "budget", "search_rows"], call: call)
+        guard let from = try o.text("from") else { throw APIError.badInput("\(call): option 'from' (the label set) is required") }
+        // `rank`: one rank, or with `budget` the candidates (default: powers of two from 8).
+        let ranks = try o.integers("rank")
+        budget = try o.integer("budget").map { bytes in
+            var budget = RankBudget(bytes: bytes, ranks: ranks.isEmpty ? RankBudget.defaultRanks(dimension: schema.dimension, classes: schema.classes.count) : ranks)
+            if let rows = try o.integer("search_rows") { budget.sampleRows = rows }
+            return budget
+        }
+        guard budget != nil || ranks.count <= 1 else { throw APIError.badInput("\(call): several ranks need a 'budget' to choose among them") }
+        var fit = ProjectorFitOptions(rank: ranks.first ?? 16)
+        if let epochs = try o.integer("epochs") { fit.epochs = epochs }
+        if let steps = try o.integer("max_steps") { fit.maxSteps = steps }
+        if let patience = try o.integer("patience") { fit.patience = patience }
+        if let holdout = try o.number("holdout") { fit.holdout = holdout }
+        if let seed = try o.integer("seed") { fit.seed = UInt64(max(seed, 0)) }
+        if let temperature = try o.flag("fit_temperature") { fit.fitTemperature = temperature }
+        source = try LabelSetReference(parsing: from)
+        options = fit
+        head = try o.text("head")
+        maxKL = try o.number("max_kl")
+        requireTop1 = try o.flag("top1") ?? false
+        agent = try o.text("agent") ?? "python"
+        clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+    }
 }
 
 @_cdecl("ldb_backup")

@@ -99,6 +99,17 @@ class Corpus:
             options, ctypes.byref(out)))
         return json.loads(take_string(out))
 
+    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = None, **options) -> dict:
+        """Fits the next version of projector `name` across the shards, as Store.fit_projector
+        fits one store (same options; rank 16 unless given): the rows of every shard in id order,
+        XᵀX, XᵀY and the evaluations summed over the shards, the parameters written to every
+        shard with each sample's correction in its own shard, visible once the manifest records
+        it (corpus.md K-11). Returns the version with the whole fit's figures."""
+        out = c_void_p()
+        check(lib.ldb_corpus_fit_projector(_c(self.path, "the path"), _c(name, "the projector name"),
+                                           _options(**{"from": source, "rank": rank}, **options), ctypes.byref(out)))
+        return json.loads(take_string(out))
+
 
 def create_corpus(path: str | os.PathLike, dimension: int, classes, shards: int, element: str = "f32") -> Corpus:
     """Creates an empty corpus of `shards` stores routed by hash (the directory must be missing or

@@ -84,6 +84,7 @@ _SIGNATURES = {
                         POINTER(c_uint64), POINTER(c_uint8), c_char_p, POINTER(c_void_p)], c_int),
     "ldb_corpus_import_labels": ([c_char_p, c_char_p, POINTER(c_uint64), c_size_t, POINTER(c_float), POINTER(c_int64), c_size_t,
                                   POINTER(c_int32), POINTER(c_float), POINTER(c_float), c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_corpus_fit_projector": ([c_char_p, c_char_p, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_create": ([c_char_p, c_char_p, POINTER(_P)], c_int),
     "ldb_close": ([_P], c_int),
     "ldb_info": ([_P, POINTER(c_void_p)], c_int),

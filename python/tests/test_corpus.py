@@ -149,3 +149,33 @@ def test_create_corpus_then_put_and_import(tmp_path):
     assert [r["id"] for r in rows] == [int(i) for i in ids[1::2]]
     with pytest.raises(labeldb.Error):
         labeldb.create_corpus(tmp_path / "new", dimension=3, classes=["a", "b"], shards=2)   # not empty
+
+
+def test_fit_projector_across_shards_equals_the_store_fit(corpus, sharded, tmp_path):
+    c = labeldb.open_corpus(sharded)
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus["store"], copy)
+    store = labeldb.open(str(copy), write=True)
+    options = dict(rank=3, epochs=0, max_kl=0.05, seed=4, holdout=0.2)
+    single = store.fit_projector("p", "teacher", **options)
+    sharded_fit = c.fit_projector("p", "teacher", **options)
+    assert sharded_fit["version"] == 1 and labeldb.open_corpus(sharded).manifest["projectors"]["p"] == 1
+    assert sharded_fit["samples"] == single["samples"] and sharded_fit["train_rows"] == single["train_rows"]
+    for key in ("train_mean_kl", "holdout_mean_kl", "closed_form_mean_kl"):
+        assert sharded_fit[key] == pytest.approx(single[key], rel=1e-4)
+    # Each sample regenerates in its own shard as in the store, and its bound holds.
+    with store.read("all") as tx:
+        whole = tx.get_many(corpus["ids"], regen=["p"], soft="dense")
+    routes = c.route(corpus["ids"])
+    for shard in range(len(c)):
+        rows = np.nonzero(routes == shard)[0]
+        with c.open_shard(shard) as s, s.read("all") as tx:
+            part = tx.get_many(corpus["ids"][rows], regen=["p"], soft="dense")
+        same = part.regen["p"].status == whole.regen["p"].status[rows]
+        assert same.mean() > 0.95
+        np.testing.assert_allclose(part.regen["p"].probabilities[same], whole.regen["p"].probabilities[rows][same], atol=1e-5)
+    store.close()
+    # Bad options are refused before anything is written.
+    with pytest.raises(labeldb.BadInput):
+        c.fit_projector("q", "teacher", rank=3, colour="blue")
+    assert "q" not in labeldb.open_corpus(sharded).manifest["projectors"]

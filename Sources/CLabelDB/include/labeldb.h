@@ -390,6 +390,12 @@ int ldb_corpus_put(const char *path, const uint64_t *ids, size_t count, const fl
                    const uint64_t *payload_offsets, const uint8_t *payload_bytes,
                    const char *options_json, char **summary_json);
 
+/** Fits the next version of projector `name` across the corpus's shards (as `labeldb projector
+ *  fit CORPUS`, corpus.md K-11): options as ldb_fit_projector. The corpus's one writer
+ *  (LDB_STORE_ERROR while another holds corpus.lock). *json: the version, with the whole fit's
+ *  figures. */
+int ldb_corpus_fit_projector(const char *path, const char *name, const char *options_json, char **json);
+
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
  *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],
  *  "remove_integrity": [..], "privilege": [..], "agent": text}. Removing secrecy (declassify) and
