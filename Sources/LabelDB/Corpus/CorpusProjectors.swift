@@ -170,18 +170,8 @@ extension WriteTransaction {
     func discardProjectorVersions(_ name: String, from first: Int) throws -> Int {
         let nameKey = Array(name.utf8)
         guard var record = try projectorRecord(key: nameKey), record.latest >= first, first >= 1 else { return 0 }
-        var prefix: [UInt8] = []
-        BigEndianKey.append(record.id, to: &prefix)
-        var doomed: [(Table, [UInt8])] = []
-        for (table, keySize) in [(Table.projectorFitted, 16), (.projectorCorrections, 16), (.projectorParameters, 8), (.projectorVersions, 8)] {
-            try walk(table, from: prefix) { key, _ in
-                guard key.prefix(4).elementsEqual(prefix) else { return false }
-                guard key.count == keySize else { throw damagedKey(key.count, expected: keySize, in: table) }
-                if BigEndianKey.u32(key, at: 4) >= UInt32(first) { doomed.append((table, Array(key))) }
-                return true
-            }
-        }
-        for (table, key) in doomed { try delete(table, key: key) }
+        try deleteVersions(from: first, of: record.id, in: [(.projectorFitted, 4, 16), (.projectorCorrections, 4, 16), (.projectorParameters, 4, 8),
+                                                         (.projectorVersions, 4, 8)])
         let removed = record.latest - first + 1
         if first == 1 {
             try delete(.projectors, key: nameKey)

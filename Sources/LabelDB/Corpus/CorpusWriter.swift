@@ -156,18 +156,7 @@ extension WriteTransaction {
     func discardLabelVersions(_ name: String, from first: Int) throws -> Int {
         let nameKey = Array(name.utf8)
         guard var record = try labelSetRecord(key: nameKey), record.latest >= first, first >= 1 else { return 0 }
-        var prefix: [UInt8] = []
-        BigEndianKey.append(record.id, to: &prefix)
-        var doomed: [(Table, [UInt8])] = []
-        for (table, versionOffset, keySize) in [(Table.labelBlocks, 12, 16), (.labelPostings, 8, ClassPostings.keySize)] {
-            try walk(table, from: prefix) { key, _ in
-                guard key.prefix(4).elementsEqual(prefix) else { return false }
-                guard key.count == keySize else { throw damagedKey(key.count, expected: keySize, in: table) }
-                if BigEndianKey.u32(key, at: versionOffset) >= UInt32(first) { doomed.append((table, Array(key))) }
-                return true
-            }
-        }
-        for (table, key) in doomed { try delete(table, key: key) }
+        try deleteVersions(from: first, of: record.id, in: [(.labelBlocks, 12, 16), (.labelPostings, 8, ClassPostings.keySize)])
         for version in first...record.latest { try delete(.labelVersions, key: LabelRecord.versionKey(set: record.id, version: UInt32(version))) }
         let removed = record.latest - first + 1
         if first == 1 {
@@ -182,6 +171,26 @@ extension WriteTransaction {
         }
         noteChange("label_versions_discarded", removed)
         return removed
+    }
+}
+
+extension WriteTransaction {
+    /// Deletes the records of versions `first`… of the label set or projector `id` from each
+    /// table: keys of `keySize` bytes starting with the id's 4 bytes, whose big-endian version
+    /// sits at `versionOffset`.
+    func deleteVersions(from first: Int, of id: UInt32, in tables: [(table: Table, versionOffset: Int, keySize: Int)]) throws {
+        var prefix: [UInt8] = []
+        BigEndianKey.append(id, to: &prefix)
+        var doomed: [(Table, [UInt8])] = []
+        for (table, versionOffset, keySize) in tables {
+            try walk(table, from: prefix) { key, _ in
+                guard key.prefix(4).elementsEqual(prefix) else { return false }
+                guard key.count == keySize else { throw damagedKey(key.count, expected: keySize, in: table) }
+                if BigEndianKey.u32(key, at: versionOffset) >= UInt32(first) { doomed.append((table, Array(key))) }
+                return true
+            }
+        }
+        for (table, key) in doomed { try delete(table, key: key) }
     }
 }
 
