@@ -542,3 +542,79 @@ struct CorpusImportTests {
         #expect(try runCLI(Self.importArguments(dir.file("corpus"), dir)[1]).status == 0)
     }
 }
+
+/// Re-sharding a corpus (issue 16): each shard split further, never two merged; every read of the
+/// new corpus equals the store's.
+@Suite("Corpus re-sharding")
+struct CorpusReshardTests {
+    @Test("re-sharding by hash after routed imports and an interrupted one: every read equals the store's, and the leftovers are gone")
+    func reshardByHash() throws {
+        let dir = TemporaryDirectory("corpus-reshard")
+        try CorpusImportTests.setUp(dir)
+        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+        // A writer stopped after shard 0: its rows are not committed and must not survive the re-shard.
+        let killed = try runCLI(CorpusImportTests.importArguments(dir.file("corpus"), dir)[1], environment: ["LABELDB_TEST_KILL_AFTER_SHARD": "0"])
+        #expect(killed.status == SIGKILL)
+        let before = try CorpusManifest.read(from: dir.file("corpus"))
+        let result = try runCLI(["shard", dir.file("corpus"), dir.file("wide"), "--shards", "6", "--clearance", "all", "--format", "json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let after = try CorpusManifest.read(from: dir.file("wide"))
+        #expect(after.shards.count == 6 && after.ruleName == "hash" && after.labelSets == before.labelSets && after.projectors == before.projectors)
+        #expect(after.splitVersions == before.labelSets && after.generation == 1)
+        for (index, name) in after.shards.enumerated() {
+            let shard = try Store(opening: dir.file("wide/" + name), options: Store.Options(readOnly: true))
+            // Shard j is cut from old shard j mod 3; none holds the interrupted version 2 of `fresh`.
+            let ids = try shard.read(clearance: .all) { try $0.ids() }
+            #expect(ids.allSatisfy { after.shard(of: $0) == index && before.shard(of: $0) == index % 3 })
+            #expect(try shard.read(clearance: .all) { try $0.labelSet(named: "fresh")?.latest } == 1)
+            shard.close()
+        }
+        try FileManager.default.removeItem(atPath: dir.file("corpus"))
+        try FileManager.default.moveItem(atPath: dir.file("wide"), toPath: dir.file("corpus"))
+        try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+        let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--format", "json", "--clearance", "all"])
+        let report = try JSONValue.parse(log.stdout)
+        #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
+        // The re-sharded corpus takes imports as any corpus does, and still reads as the store.
+        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+        try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
+    }
+
+    @Test("re-sharding by range cuts each range at its own quantiles; a count that is not a multiple, or another rule, is refused and writes nothing")
+    func reshardByRange() throws {
+        let dir = TemporaryDirectory("corpus-reshard-range")
+        try ShardTests.scenarioStore(at: dir.file("store")).close()
+        let old = try CorpusManifest.split(store: dir.file("store"), into: dir.file("two"), shards: 2, rule: .range, clearance: .all, agent: "test")
+        for (arguments, message) in [(["--shards", "3"], "multiple of 2"), (["--shards", "4", "--by", "hash"], "merge shards"), (["--shards", "4", "--clearance", "public"], "clearance")] {
+            let refused = try runCLI(["shard", dir.file("two"), dir.file("bad")] + arguments + (arguments.contains("--clearance") ? [] : ["--clearance", "all"]))
+            #expect(refused.status != 0 && refused.stderr.contains(message), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir.file("bad")))
+        }
+        let result = try runCLI(["shard", dir.file("two"), dir.file("corpus"), "--shards", "4", "--clearance", "all"])
+        #expect(result.status == 0 && result.stdout.contains("4 shards by range"), "\(result.stderr)")
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        guard case .range(let new) = manifest.routing, case .range(let parents) = old.routing else { Issue.record("not range routing"); return }
+        #expect(new.count == 4 && new[0].lowerBound == parents[0].lowerBound && new[1].upperBound == parents[0].upperBound
+                && new[2].lowerBound == parents[1].lowerBound && new[3].upperBound == parents[1].upperBound)
+        try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: true)
+        try NumPyArray.write([0.5, -0.2, 0.1, 0.3, -0.4, 0.6, 0.2, -0.1, 0.1, 0.1, 0.1, 0.1] as [Float], shape: [3, 4], to: dir.file("q.npy"))
+        for clearance in ["all", "public"] {
+            for (a, b) in zip(CorpusReadTests.commands(dir.file("corpus"), out: dir.file("out"), query: dir.file("q.npy")),
+                              CorpusReadTests.commands(dir.file("store"), out: dir.file("out"), query: dir.file("q.npy"))) {
+                let fromCorpus = try CorpusReadTests.observe(a.arguments + ["--clearance", clearance], files: a.files)
+                let fromStore = try CorpusReadTests.observe(b.arguments + ["--clearance", clearance], files: b.files)
+                #expect(fromCorpus == fromStore, "\(clearance): \(a.arguments.prefix(3).joined(separator: " "))\ncorpus: \(fromCorpus.prefix(600))\nstore: \(fromStore.prefix(600))")
+            }
+        }
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+    }
+}

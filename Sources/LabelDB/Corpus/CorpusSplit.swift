@@ -89,7 +89,7 @@ extension CorpusManifest {
 
     /// Undoes a failed split or create: removes the directory it made, or empties the one it was
     /// given, so nothing half-written looks like a corpus.
-    private static func removeWritten(at path: String, created: Bool) {
+    static func removeWritten(at path: String, created: Bool) {
         let fm = FileManager.default
         if created { try? fm.removeItem(atPath: path) } else {
             for item in (try? fm.contentsOfDirectory(atPath: path)) ?? [] { try? fm.removeItem(atPath: path + "/" + item) }
@@ -114,9 +114,11 @@ extension CorpusManifest {
         return .range(zip(lows, highs).map { $0..<$1 })
     }
 
-    /// Writes one shard: a copy of the store without `deleting`, slots packed, freed pages
-    /// dropped; returns its state for the manifest.
-    private static func makeShard(from store: Store, at path: String, deleting doomed: [UInt64], provenance: ProvenanceRecord) throws -> ShardState {
+    /// Writes one shard: a copy of the store without `deleting`, `adjust`ed, slots packed, freed
+    /// pages dropped; returns its state for the manifest.
+    static func makeShard(
+        from store: Store, at path: String, deleting doomed: [UInt64], provenance: ProvenanceRecord, adjust: ((WriteTransaction) throws -> Void)? = nil
+    ) throws -> ShardState {
         let staging = path + ".staging"
         try store.backup(to: staging, clearance: .all)
         defer { try? FileManager.default.removeItem(atPath: staging) }
@@ -124,6 +126,7 @@ extension CorpusManifest {
         defer { copy.close() }
         try copy.write(clearance: .all) { tx in
             try tx.delete(doomed)
+            try adjust?(tx)
             try tx.deleteCorrectionsOfAbsentSamples()
             try tx.packSlots()
             tx.describe(provenance)

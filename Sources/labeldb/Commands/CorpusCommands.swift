@@ -5,7 +5,7 @@ import LabelDB
 /// `labeldb shard SRC DEST --shards N [--by hash|range] [--clearance all] [--format json]`
 struct ShardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "shard", abstract: "Split a store into a sharded corpus: N stores and a manifest, corpus.json.",
+        commandName: "shard", abstract: "Split a store into a sharded corpus (N stores and a manifest, corpus.json), or re-shard a corpus.",
         discussion: """
             Each sample goes to exactly one shard: by hash (xxh3-64 of the id's 8 big-endian bytes, \
             seed 0, modulo N) or by range (N half-open id ranges holding about equal numbers of the \
@@ -13,6 +13,8 @@ struct ShardCommand: ParsableCommand {
             store's label sets, versions, projectors, tag registry and provenance log, and its own \
             samples' rows, byte for byte; the read commands accept the corpus directory where they \
             accept a store. DEST must not exist, or be empty; on failure it is left as it was. \
+            SRC may be a corpus: re-sharding splits each of its shards further (N a multiple of \
+            its shard count, by its own rule; --by defaults to it), never merging two. \
             format-spec/corpus.md describes the manifest.
             """)
 
@@ -24,8 +26,8 @@ struct ShardCommand: ParsableCommand {
     @Option(help: "The number of shards.")
     var shards: Int
 
-    @Option(help: "hash (default) or range.")
-    var by: String = "hash"
+    @Option(help: "hash (the default for a store) or range; a corpus keeps its own rule.")
+    var by: String?
 
     @Option(help: "Who ran the split, for each shard's provenance log (default: user:$USER).")
     var agent: String?
@@ -34,13 +36,16 @@ struct ShardCommand: ParsableCommand {
     var format: OutputFormat = .text
 
     func run() throws {
-        guard let rule = SplitRule(rawValue: by) else { throw UsageError(description: "--by must be hash or range, not '\(by)'") }
-        guard shards >= 1 else { throw UsageError(description: "--shards must be at least 1") }
-        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
-            throw UsageError(description: "\(target.store) is already a sharded corpus; re-sharding a corpus is not supported yet (shard its source store)")
+        let given = try by.map { text in
+            guard let rule = SplitRule(rawValue: text) else { throw UsageError(description: "--by must be hash or range, not '\(text)'") }
+            return rule
         }
-        let manifest = try CorpusManifest.split(store: target.store, into: destination, shards: shards, rule: rule,
-                                                clearance: try Clearance(parsing: target.clearance), agent: agent ?? defaultAgent())
+        guard shards >= 1 else { throw UsageError(description: "--shards must be at least 1") }
+        let clearance = try Clearance(parsing: target.clearance)
+        let manifest = FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName)
+            ? try CorpusManifest.reshard(corpus: target.store, into: destination, shards: shards, rule: given, clearance: clearance, agent: agent ?? defaultAgent())
+            : try CorpusManifest.split(store: target.store, into: destination, shards: shards, rule: given ?? .hash, clearance: clearance, agent: agent ?? defaultAgent())
+        let rule = manifest.ruleName
         let counts = try manifest.shards.map { name in
             let store = try Store(opening: destination + "/" + name, options: Store.Options(readOnly: true))
             defer { store.close() }
@@ -48,10 +53,10 @@ struct ShardCommand: ParsableCommand {
         }
         switch format {
         case .json:
-            printJSON(["corpus": .string(destination), "rule": .string(rule.rawValue),
+            printJSON(["corpus": .string(destination), "rule": .string(rule),
                        "shards": .array(zip(manifest.shards, counts).map { ["path": .string($0), "samples": .int(Int64($1))] })])
         case .text:
-            print("sharded \(target.store) into \(destination): \(shards) shards by \(rule.rawValue), samples per shard \(counts.map(String.init).joined(separator: ", "))")
+            print("sharded \(target.store) into \(destination): \(shards) shards by \(rule), samples per shard \(counts.map(String.init).joined(separator: ", "))")
         }
     }
 }
