@@ -253,13 +253,55 @@ struct CorpusReadTests {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
+    /// Where two JSON documents differ: paths, each with both values (short).
+    static func differences(_ a: JSONValue, _ b: JSONValue, at path: String = "") -> [String] {
+        switch (a, b) {
+        case (.object(let x), .object(let y)):
+            return Set(x.keys).union(y.keys).sorted().flatMap { key in differences(x[key] ?? .null, y[key] ?? .null, at: path + "." + key) }
+        case (.array(let x), .array(let y)) where x.count == y.count:
+            return zip(x, y).enumerated().flatMap { differences($0.element.0, $0.element.1, at: path + "[\($0.offset)]") }
+        default:
+            return a == b ? [] : ["\(path): \(a.serialized().prefix(80)) vs \(b.serialized().prefix(80))"]
+        }
+    }
+
+    @Test("the corpus card of a corpus equals the store's but for provenance (shard 0's log) and bytes on disk")
+    func cardEqualsStore() throws {
+        let dir = TemporaryDirectory("corpus-card")
+        try CorpusImportTests.setUp(dir)
+        // A corpus-level import first, so the label sources' versions are combined over the shards.
+        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
+            #expect(try runCLI(a).status == 0 && runCLI(b).status == 0)
+        }
+        /// The card as JSON without what a corpus shows of itself.
+        func card(_ path: String, _ clearance: String) throws -> JSONValue {
+            let result = try runCLI(["card", path, "--format", "json", "--clearance", clearance, "--out", dir.file("out/card.html")])
+            #expect(result.status == 0, "\(result.stderr)")
+            guard case .object(var document) = try JSONValue.parse(result.stdout), case .object(var composition)? = document["composition"] else {
+                Issue.record("no card: \(result.stdout.prefix(300))"); return .null
+            }
+            composition["bytes_on_disk"] = nil
+            document["composition"] = .object(composition)
+            document["provenance"] = nil
+            return .object(document)
+        }
+        for clearance in ["all", "public", "secrecy=pii"] {
+            let fromCorpus = try card(dir.file("corpus"), clearance), fromStore = try card(dir.file("store"), clearance)
+            // The two imports ran at different times: their versions' times are all that may differ.
+            let differences = Self.differences(fromCorpus, fromStore).filter { !$0.contains(".time_ms:") }
+            #expect(differences.isEmpty, "\(clearance): differs at \(differences.prefix(8))")
+        }
+        let card = try JSONValue.parse(try runCLI(["card", dir.file("corpus"), "--format", "json", "--clearance", "all"]).stdout)
+        #expect(card["provenance"]?["verifies"] == .bool(true), "\(card["provenance"]?.serialized() ?? "none")")
+    }
+
     @Test("a corpus with a damaged manifest, a misrouted sample or a changed schema is refused or reported; store-only commands say so")
     func corpusDamage() throws {
         let dir = TemporaryDirectory("corpus-damage")
         try ShardTests.scenarioStore(at: dir.file("store")).close()
         let manifest = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 2, rule: .hash, clearance: .all, agent: "test")
         // A store-only command names the commands that read a corpus.
-        let list = try runCLI(["card", dir.file("corpus"), "--format", "json"])
+        let list = try runCLI(["provenance", "export", dir.file("corpus"), "--out", dir.file("prov.json")])
         #expect(list.status == 2 && list.stderr.contains("sharded corpus"))
         // A sample written into the wrong shard behind the corpus's back: verify reports it.
         let misrouted = (100...200).map(UInt64.init).first { manifest.shard(of: $0) == 1 }!

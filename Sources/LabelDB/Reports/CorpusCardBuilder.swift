@@ -1,5 +1,30 @@
 import Foundation
 
+/// What the corpus card reads: one store through a read transaction, or a sharded corpus (its
+/// shards' rows merged in id order, so a corpus's card shows what its store's would).
+protocol CardReading {
+    /// The schema.
+    var cardSchema: Schema { get }
+    /// The clearance read under.
+    var cardClearance: Clearance { get }
+    /// The visible samples' count (for progress only).
+    func cardSampleCount() throws -> Int
+    /// Every visible sample, in id order.
+    func forEachCardSample(_ body: (CardSample) throws -> Void) throws
+    /// The label sources described: `given`, or every visible label set and usable projector.
+    func cardLabelSources(_ given: [LabelSetReference]?) throws -> (references: [LabelSetReference], sources: [QueryLabelSource])
+    /// Every visible sample's labels from `references`, in id order.
+    func forEachCardRow(_ references: [LabelSetReference], _ body: (UInt64, [Label?]) throws -> Void) throws
+    /// The agreement of `references` (``Transaction/agreement(of:where:)``).
+    func cardAgreement(of references: [LabelSetReference]) throws -> Agreement
+    /// The 2 nearest neighbours (cosine) of each of `count` queries.
+    func cardNeighbours(_ queries: [Float], count: Int) throws -> [[Neighbor]]
+    /// The provenance log: its records, its head, and whether it verifies.
+    func cardProvenance() throws -> (records: [(id: UInt64, record: ProvenanceRecord)], head: String, verifies: Bool)
+    /// Bytes on disk, when the clearance sees everything.
+    func cardBytesOnDisk() throws -> Int?
+}
+
 extension Transaction {
     /// The corpus card of what this transaction's clearance sees (see ``CorpusCard``): one pass
     /// over the samples, one over the label sources (all visible label sets and projectors, or
@@ -13,18 +38,25 @@ extension Transaction {
     ///   step is not counted in samples).
     /// - Throws: ``LabelError``, ``StoreError``.
     public func corpusCard(labels: [LabelSetReference]? = nil, progress: ((String, Int, Int) -> Void)? = nil) throws -> CorpusCard {
-        let schema = store.schema
-        let total = progress == nil ? 0 : try count()
+        try CorpusCard.build(from: self, labels: labels, progress: progress)
+    }
+}
+
+extension CorpusCard {
+    /// The card of what `source` shows: the passes ``Transaction/corpusCard(labels:progress:)`` describes.
+    static func build(from source: some CardReading, labels: [LabelSetReference]?, progress: ((String, Int, Int) -> Void)?) throws -> CorpusCard {
+        let schema = source.cardSchema
+        let total = progress == nil ? 0 : try source.cardSampleCount()
         func report(_ step: String, _ done: Int, every: Int = 4096) { if done % every == 0 { progress?(step, done, total) } }
         report("samples", 0)
         var samples = SampleTally(dimension: schema.dimension)
-        try forEachSample { samples.add($0); report("samples", samples.count); return true }
+        try source.forEachCardSample { samples.add($0); report("samples", samples.count) }
         progress?("samples", samples.count, total)
         report("labels", 0)
-        let references = try labels ?? visibleLabelSources()
-        var tallies = try references.map { try LabelSourceTally(source: labelSource($0, for: "the corpus card"), classes: schema.classes.count) }
+        let (references, sources) = try source.cardLabelSources(labels)
+        var tallies = sources.map { LabelSourceTally(source: $0, classes: schema.classes.count) }
         var unlabelled = 0, seen = 0
-        try query(nil, labels: references) { _, row in
+        try source.forEachCardRow(references) { _, row in
             if row.allSatisfy({ $0 == nil || ($0!.top1 == nil && ($0!.multi ?? []).isEmpty) }) { unlabelled += 1 }
             for (i, label) in row.enumerated() { if let label { tallies[i].add(label) } }
             seen += 1
@@ -32,27 +64,54 @@ extension Transaction {
         }
         progress?("labels", seen, total)
         progress?("agreement", 0, 0)
-        let (pairs, confusions, note) = try cardAgreement(references)
+        let (pairs, confusions, note) = try cardAgreement(source, references)
         progress?("near duplicates", 0, 0)
-        let near = try nearDuplicates(samples.queries)
+        let near = try nearDuplicates(source, samples.queries)
         progress?("provenance", 0, 0)
-        let log = try verifyProvenanceLog()
-        let records = try provenanceRecords()
+        let log = try source.cardProvenance()
+        let clearance = source.cardClearance
         return CorpusCard(
             clearance: clearance == .all ? "all" : clearance == .public ? "public" : clearance.description,
             composition: CorpusCard.Composition(
                 samples: samples.count, dimension: schema.dimension, elementType: schema.elementType.rawValue, classes: schema.classes,
-                bytesOnDisk: try seesEverything ? store.bytesOnDisk : nil, fields: samples.fieldSummaries(), fieldsNotShown: samples.fieldsNotShown.count,
+                bytesOnDisk: try source.cardBytesOnDisk(), fields: samples.fieldSummaries(), fieldsNotShown: samples.fieldsNotShown.count,
                 payloadSizes: samples.payloadSizes),
             labelSources: tallies.map { $0.summary(classes: schema.classes.count) },
             pairs: pairs, confusions: confusions, agreementNote: note,
             taintLabels: samples.taintCounts(), clearanceViews: samples.clearanceViews(),
-            activities: records.suffix(1000).map { CorpusCard.Activity($0.id, $0.record) },
-            provenanceRecords: records.count, provenanceHead: log.head, provenanceVerifies: log.firstBad == nil,
+            activities: log.records.suffix(1000).map { CorpusCard.Activity($0.id, $0.record) },
+            provenanceRecords: log.records.count, provenanceHead: log.head, provenanceVerifies: log.verifies,
             norms: samples.normHistogram(), exactDuplicates: samples.duplicates,
             nearDuplicateQueries: near.queries, nearDuplicates: near.found, unlabelled: unlabelled)
     }
+}
 
+extension Transaction: CardReading {
+    var cardSchema: Schema { store.schema }
+    var cardClearance: Clearance { clearance }
+    func cardSampleCount() throws -> Int { try count() }
+    func forEachCardSample(_ body: (CardSample) throws -> Void) throws {
+        try forEachSample { try body(CardSample($0)); return true }
+    }
+    func cardLabelSources(_ given: [LabelSetReference]?) throws -> (references: [LabelSetReference], sources: [QueryLabelSource]) {
+        let references = try given ?? visibleLabelSources()
+        return (references, try references.map { try labelSource($0, for: "the corpus card") })
+    }
+    func forEachCardRow(_ references: [LabelSetReference], _ body: (UInt64, [Label?]) throws -> Void) throws {
+        try query(nil, labels: references, body)
+    }
+    func cardAgreement(of references: [LabelSetReference]) throws -> Agreement { try agreement(of: references) }
+    func cardNeighbours(_ queries: [Float], count: Int) throws -> [[Neighbor]] {
+        try nearestNeighbors(of: queries, queries: count, k: 2, metric: .cosine)
+    }
+    func cardProvenance() throws -> (records: [(id: UInt64, record: ProvenanceRecord)], head: String, verifies: Bool) {
+        let log = try verifyProvenanceLog()
+        return (try provenanceRecords(), log.head, log.firstBad == nil)
+    }
+    func cardBytesOnDisk() throws -> Int? { try seesEverything ? store.bytesOnDisk : nil }
+}
+
+extension Transaction {
     /// Label sets whose latest version this clearance may read, then projectors it may use.
     func visibleLabelSources() throws -> [LabelSetReference] {
         let allSets = try labelSets()
@@ -73,16 +132,18 @@ extension Transaction {
         }
         return sets.map { LabelSetReference(name: $0.name) } + projectors.map { LabelSetReference(name: $0.name) }
     }
+}
 
+extension CorpusCard {
     /// The most confusion cells (pairs × C²) the card's agreement pass holds: 32M, 256 MB.
     static let maximumCardConfusionCells = 32 << 20
 
     /// Pairwise agreement and the most confused class pairs, or why they are missing.
-    func cardAgreement(_ references: [LabelSetReference]) throws -> ([CorpusCard.Pair], [CorpusCard.Confusion], String?) {
+    static func cardAgreement(_ source: some CardReading, _ references: [LabelSetReference]) throws -> ([CorpusCard.Pair], [CorpusCard.Confusion], String?) {
         guard references.count >= 2 else { return ([], [], "fewer than two label sources") }
-        let c = store.schema.classes.count, pairCount = references.count * (references.count - 1) / 2
-        guard c <= Self.maximumConfusionClasses else {
-            return ([], [], "more than \(Self.maximumConfusionClasses) classes: agreement is not computed")
+        let c = source.cardSchema.classes.count, pairCount = references.count * (references.count - 1) / 2
+        guard c <= Transaction.maximumConfusionClasses else {
+            return ([], [], "more than \(Transaction.maximumConfusionClasses) classes: agreement is not computed")
         }
         // Every pair keeps a C × C confusion while the pass runs.
         guard pairCount * c * c <= Self.maximumCardConfusionCells else {
@@ -103,11 +164,11 @@ extension Transaction {
         do {
             // One pass for every pair; when some pair labels no common sample, pair by pair,
             // showing that pair as such rather than failing.
-            for pair in try agreement(of: references).pairs { add(pair) }
+            for pair in try source.cardAgreement(of: references).pairs { add(pair) }
         } catch AgreementError.noCommonSample {
             for i in references.indices {
                 for j in references.indices where j > i {
-                    do { add(try agreement(of: [references[i], references[j]]).pairs[0]) } catch AgreementError.noCommonSample(let a, let b) {
+                    do { add(try source.cardAgreement(of: [references[i], references[j]]).pairs[0]) } catch AgreementError.noCommonSample(let a, let b) {
                         pairs.append(CorpusCard.Pair(a: a, b: b, count: 0, agreement: 0, kappa: nil))
                     }
                 }
@@ -117,9 +178,9 @@ extension Transaction {
     }
 
     /// Of the sampled queries, how many have another visible sample at cosine ≥ 0.99.
-    func nearDuplicates(_ queries: [(id: UInt64, embedding: [Float])]) throws -> (queries: Int, found: Int) {
+    static func nearDuplicates(_ source: some CardReading, _ queries: [(id: UInt64, embedding: [Float])]) throws -> (queries: Int, found: Int) {
         guard !queries.isEmpty else { return (0, 0) }
-        let hits = try nearestNeighbors(of: queries.flatMap(\.embedding), queries: queries.count, k: 2, metric: .cosine)
+        let hits = try source.cardNeighbours(queries.flatMap(\.embedding), count: queries.count)
         let found = zip(queries, hits).filter { query, neighbours in neighbours.contains { $0.id != query.id && $0.similarity >= 0.99 } }.count
         return (queries.count, found)
     }

@@ -1,5 +1,26 @@
 import Foundation
 
+/// What the corpus card takes from one sample: copied out of its read transaction, so a
+/// corpus's shards can hand it to the merge from their own threads.
+struct CardSample: Sendable {
+    var id: UInt64
+    var payloadCount: Int
+    var taint: TaintLabel
+    var embedding: [Float]
+    /// xxh3-64 of the embedding as stored (exact duplicates share it).
+    var embeddingHash: UInt64
+    var metadataJSON: [UInt8]
+
+    init(_ view: SampleView) {
+        id = view.id
+        payloadCount = view.payload.count
+        taint = view.taint
+        embedding = view.embedding()
+        embeddingHash = Checksum.xxh3(view.embeddingBytes)
+        metadataJSON = Array(view.metadataJSON)
+    }
+}
+
 /// The corpus card's pass over the samples: metadata fields, payload sizes, taint labels,
 /// embedding norms, exact duplicates, and a seeded sample of queries for near duplicates.
 struct SampleTally {
@@ -23,16 +44,16 @@ struct SampleTally {
 
     init(dimension: Int) { self.dimension = dimension }
 
-    mutating func add(_ view: SampleView) {
+    mutating func add(_ view: CardSample) {
         count += 1
-        let bin = view.payload.isEmpty ? 0 : Int.bitWidth - view.payload.count.leadingZeroBitCount
+        let bin = view.payloadCount == 0 ? 0 : Int.bitWidth - view.payloadCount.leadingZeroBitCount
         if payloadSizes.count <= bin { payloadSizes += [Int](repeating: 0, count: bin + 1 - payloadSizes.count) }
         payloadSizes[bin] += 1
         taints[view.taint, default: 0] += 1
-        let embedding = view.embedding()
+        let embedding = view.embedding
         // In double: components near 1e20 square past Float's range.
         norms.append(Float(embedding.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()))
-        if !hashes.insert(Checksum.xxh3(view.embeddingBytes)).inserted { duplicates += 1 }
+        if !hashes.insert(view.embeddingHash).inserted { duplicates += 1 }
         // Reservoir sampling: every sample equally likely to be a query.
         if queries.count < Self.nearDuplicateQueries {
             queries.append((view.id, embedding))

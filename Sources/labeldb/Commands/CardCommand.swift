@@ -27,21 +27,20 @@ struct CardCommand: ParsableCommand {
         if let out, !FileManager.default.createFile(atPath: out, contents: nil) {
             throw InputError(file: out, reason: "cannot write: the file cannot be created")
         }
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
         var bar: (step: String, progress: ProgressBar)?
-        let card = try store.read(clearance: clearance) { tx in
-            try tx.corpusCard(labels: references.isEmpty ? nil : references, progress: quiet || isatty(STDERR_FILENO) == 0 ? nil : { step, done, total in
-                if bar?.step != step {
-                    bar?.progress.finish()
-                    bar = (step, ProgressBar(total: max(total, 1), label: "card: \(step)", quiet: false))
-                }
-                bar?.progress.update(total == 0 ? 1 : done)
-            })
-        }
+        let card = try corpus.card(labels: references.isEmpty ? nil : references, clearance: clearance,
+                                   progress: quiet || isatty(STDERR_FILENO) == 0 ? nil : { step, done, total in
+            if bar?.step != step {
+                bar?.progress.finish()
+                bar = (step, ProgressBar(total: max(total, 1), label: "card: \(step)", quiet: false))
+            }
+            bar?.progress.update(total == 0 ? 1 : done)
+        })
         bar?.progress.finish()
         if let out {
-            do { try corpusCardHTML(card, title: store.path).write(toFile: out, atomically: false, encoding: .utf8) } catch {
+            do { try corpusCardHTML(card, title: corpus.path).write(toFile: out, atomically: false, encoding: .utf8) } catch {
                 throw InputError(file: out, reason: "cannot write: \(error.localizedDescription)")
             }
         }
