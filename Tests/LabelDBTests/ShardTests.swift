@@ -225,7 +225,8 @@ struct CorpusReadTests {
                  (["labels", "agree", path, "teacher@1", "teacher@2", "--where", "id > 5"], []),
                  (["labels", "issues", path, "--given", "human", "--probs", "teacher", "--format", "json"], []),
                  (["labels", "issues", path, "--given", "human", "--probs", "open", "--filter", "both"], []),
-                 (["heads", "list", path], [])]
+                 (["heads", "list", path], []),
+                 (["projector", "check", path, "tight", "--format", "json"], []), (["projector", "check", path, "wide"], [])]
         return list
     }
 

@@ -56,6 +56,23 @@ extension Corpus {
     }
 }
 
+extension Corpus {
+    /// ``Transaction/checkProjector(_:)`` over every shard: each shard regenerates and compares
+    /// its own samples (with its own corrections), and the figures are summed in id order, so
+    /// they are those of one store holding the same samples.
+    public func checkProjector(_ reference: ProjectorReference, clearance: Clearance) throws -> ProjectorCheck {
+        guard isSharded else { return try shards[0].read(clearance: clearance) { try $0.checkProjector(reference) } }
+        var tally = ProjectorCheckTally(try shards[0].read(clearance: clearance) { try $0.load(reference).version })
+        struct Stop: Error {}
+        try merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
+            do {
+                try tx.forEachCheckedSample(try tx.load(reference)) { guard try emit($0) else { throw Stop() } }
+            } catch is Stop {}
+        }, consume: { tally.add($0); return true })
+        return tally.result()
+    }
+}
+
 /// How two label sets (or two versions of one) differ in top-1 class, over the samples the
 /// clearance sees: a hard label's class, a soft label's most probable one.
 public struct LabelDiff: Sendable, Equatable {

@@ -47,29 +47,30 @@ extension Transaction {
     ///   unknown (a dropped source leaves nothing to check against).
     public func checkProjector(_ reference: ProjectorReference) throws -> ProjectorCheck {
         let loaded = try load(reference)
+        var tally = ProjectorCheckTally(loaded.version)
+        try forEachCheckedSample(loaded) { tally.add($0) }
+        return tally.result()
+    }
+
+    /// Each visible sample of the version's source set with a soft label the fit could read, in
+    /// ascending id order: its regenerated label's status and, when the bound covers it, its KL
+    /// and whether its top-1 class is the teacher's. Regenerated in batches of 1,024.
+    ///
+    /// - Throws: ``LabelError/unknownLabelSet(_:)`` when the source set was dropped.
+    func forEachCheckedSample(_ loaded: LoadedProjector, _ body: (CheckedSample) throws -> Void) throws {
         let c = loaded.model.classes
-        var check = ProjectorCheck(boundMaxKL: loaded.version.maxKL, requireTop1: loaded.version.requireTop1)
         var batch: [(id: UInt64, teacher: [Float])] = []
-        var klSum = 0.0
         func flush() throws {
             let regenerated = try regenerate(batch.map(\.id), with: loaded)
             for (row, label) in zip(batch, regenerated) {
-                switch label.status {
-                case .stale: check.stale += 1; continue
-                case .unfitted: check.unfitted += 1; continue
-                case .corrected: check.corrected += 1
-                case .regenerated: break
+                guard label.status == .regenerated || label.status == .corrected else {
+                    try body(CheckedSample(id: row.id, status: label.status, kl: 0, sameTop: true))
+                    continue
                 }
-                check.checked += 1
                 let (kl, sameTop) = row.teacher.withUnsafeBufferPointer { p in
                     label.probabilities.withUnsafeBufferPointer { q in (klDivergence(p, q), argmax(p) == argmax(q)) }
                 }
-                klSum += kl
-                if check.maxKLSample == nil || kl > check.maxKL { (check.maxKL, check.maxKLSample) = (kl, row.id) }
-                if !sameTop { check.top1Misses += 1 }
-                if let bound = check.boundMaxKL, kl > bound + ProjectorCheck.tolerance || (check.requireTop1 && !sameTop) {
-                    check.violations.append(row.id)
-                }
+                try body(CheckedSample(id: row.id, status: label.status, kl: kl, sameTop: sameTop))
             }
             batch.removeAll(keepingCapacity: true)
         }
@@ -93,7 +94,46 @@ extension Transaction {
             return true
         }
         try flush()
-        check.meanKL = check.checked > 0 ? klSum / Double(check.checked) : 0
-        return check
+    }
+}
+
+/// One sample as a projector check saw it.
+struct CheckedSample: Sendable {
+    var id: UInt64
+    var status: RegenerationStatus
+    /// KL(teacher ‖ read label) (0 when the bound does not cover the sample).
+    var kl: Double
+    /// Whether the read label's top-1 class is the teacher's.
+    var sameTop: Bool
+}
+
+/// A projector check's figures, summed over the samples in id order (a store's, or a corpus's
+/// shards merged), so the same samples give the same figures however they are stored.
+struct ProjectorCheckTally {
+    private var check: ProjectorCheck
+    private var klSum = 0.0
+
+    init(_ version: ProjectorVersion) { check = ProjectorCheck(boundMaxKL: version.maxKL, requireTop1: version.requireTop1) }
+
+    mutating func add(_ sample: CheckedSample) {
+        switch sample.status {
+        case .stale: check.stale += 1; return
+        case .unfitted: check.unfitted += 1; return
+        case .corrected: check.corrected += 1
+        case .regenerated: break
+        }
+        check.checked += 1
+        klSum += sample.kl
+        if check.maxKLSample == nil || sample.kl > check.maxKL { (check.maxKL, check.maxKLSample) = (sample.kl, sample.id) }
+        if !sample.sameTop { check.top1Misses += 1 }
+        if let bound = check.boundMaxKL, sample.kl > bound + ProjectorCheck.tolerance || (check.requireTop1 && !sample.sameTop) {
+            check.violations.append(sample.id)
+        }
+    }
+
+    func result() -> ProjectorCheck {
+        var result = check
+        result.meanKL = check.checked > 0 ? klSum / Double(check.checked) : 0
+        return result
     }
 }

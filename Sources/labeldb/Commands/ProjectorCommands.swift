@@ -226,9 +226,9 @@ struct ProjectorCheckCommand: ParsableCommand {
 
     func run() throws {
         let reference = try ProjectorReference(parsing: projector)
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let check = try store.read(clearance: clearance) { try $0.checkProjector(reference) }
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let check = try corpus.checkProjector(reference, clearance: clearance)
         switch format {
         case .json:
             printJSON(projectorCheckJSON(check))
