@@ -31,14 +31,31 @@ public func ldbOpenShard(
     guarded {
         guard let out else { throw APIError.badInput("ldb_open_shard: out is NULL") }
         out.pointee = nil
-        var pinned: [String: Int]? = nil
+        // The pin: {"label_sets": {…}, "projectors": {…}} (a manifest's members), or the label
+        // sets' map alone.
+        var pinned: [String: Int]? = nil, pinnedProjectors: [String: Int]? = nil
         if pinJSON != nil {
-            pinned = try options(pinJSON).mapValues { value in
-                guard case .int(let v) = value, v >= 1, let version = Int(exactly: v) else { throw APIError.badInput("ldb_open_shard: pin maps label sets to versions ≥ 1") }
-                return version
+            func versions(_ object: [String: JSONValue]) throws -> [String: Int] {
+                try object.mapValues { value in
+                    guard case .int(let v) = value, v >= 1, let version = Int(exactly: v) else {
+                        throw APIError.badInput("ldb_open_shard: a pin maps label sets and projectors to versions ≥ 1")
+                    }
+                    return version
+                }
+            }
+            let pin = try options(pinJSON)
+            if case .object(let sets)? = pin["label_sets"] {
+                try pin.only(["label_sets", "projectors"], call: "ldb_open_shard")
+                pinned = try versions(sets)
+                if let projectors = pin["projectors"] {
+                    guard case .object(let members) = projectors else { throw APIError.badInput("ldb_open_shard: the pin's projectors must be an object") }
+                    pinnedProjectors = try versions(members)
+                }
+            } else {
+                pinned = try versions(pin)
             }
         }
-        let store = try Corpus.openShard(shard, of: try string(path, "path"), pinned: pinned)
+        let store = try Corpus.openShard(shard, of: try string(path, "path"), pinned: pinned, pinnedProjectors: pinnedProjectors)
         out.pointee = OpaquePointer(Unmanaged.passRetained(StoreHandle(store, writerPath: nil)).toOpaque())
     }
 }

@@ -35,6 +35,8 @@ class Corpus:
         self.manifest: dict = json.loads(take_string(out))
         self.shards: list[str] = self.manifest["shards"]
         self.classes: list[str] = self.manifest["schema"]["classes"]
+        # What a reader of this manifest sees: its committed label-set and projector versions.
+        self.pin: dict = {"label_sets": self.manifest["label_sets"], "projectors": self.manifest["projectors"]}
         self.dimension: int = self.manifest["schema"]["dimension"]
 
     def __len__(self) -> int:
@@ -48,15 +50,15 @@ class Corpus:
         return out
 
     def open_shard(self, shard: int, pin: dict | None = None) -> Store:
-        """Shard `shard` opened read-only, reading the label-set versions this Corpus's manifest
-        committed (or `pin`, a manifest's label_sets read earlier, e.g. on a driver before its
-        workers open their shards), so every shard opened through one Corpus reads one
-        committed state. Open it in the process that reads it: an LMDB environment must not
-        cross fork()."""
+        """Shard `shard` opened read-only, reading the label-set and projector versions this
+        Corpus's manifest committed (or `pin`, `self.pin` of a Corpus opened earlier, e.g. on a
+        driver before its workers open their shards; a manifest's label_sets alone pin only
+        those), so every shard opened through one Corpus reads one committed state. Open it in
+        the process that reads it: an LMDB environment must not cross fork()."""
         if not isinstance(shard, (int, np.integer)) or not 0 <= int(shard) < len(self.shards):
             raise BadInput(f"shard must be 0 … {len(self.shards) - 1}, not {shard!r}")
         handle = c_void_p()
-        pinned = json.dumps(self.manifest["label_sets"] if pin is None else pin).encode()
+        pinned = json.dumps(self.pin if pin is None else pin).encode()
         check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), pinned, ctypes.byref(handle)))
         return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
 

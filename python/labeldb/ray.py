@@ -7,7 +7,7 @@ ray.data.Dataset, and label sets written back.
     scored.write_datasink(labeldb.ray.LabelDBDatasink("corpus", "teacher2", soft_column="logits", logits=True))
 
 Reads: one read task per shard (a store: per id range), each opening its shard in its own worker
-process, pinned to the manifest's committed label-set versions; `where` is evaluated by the
+process, pinned to the manifest's committed label-set and projector versions; `where` is evaluated by the
 engine in each shard (filter pushdown) and `columns` leaves out what is not asked for (projection
 pushdown). Blocks are Arrow tables with the columns of labeldb's Arrow form (id, embedding,
 metadata, payload, taint, one label struct per source) and, with probs=True, NAME.probs: each
@@ -65,7 +65,7 @@ class LabelDBDatasource(Datasource):
         corpus = _corpus.Corpus(self.path) if _corpus.is_corpus(self.path) else None
         self.shards: list[int | None] = list(range(len(corpus))) if corpus else [None]
         # Ids, the filter and every task read the versions of this one manifest.
-        self.pin = corpus.manifest["label_sets"] if corpus else None
+        self.pin = corpus.pin if corpus else None
         self.ids: list[np.ndarray] = []
         for shard in self.shards:
             store = _open(self.path, shard, self.pin)

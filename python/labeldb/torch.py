@@ -1,5 +1,5 @@
 """PyTorch datasets over a store or a sharded corpus (labeldb shard): a corpus's shards are
-opened lazily, each pinned to the manifest's committed label-set versions.
+opened lazily, each pinned to the manifest's committed label-set and projector versions.
 
 Both open the store lazily, in the process that reads (an LMDB environment must not cross
 fork()), so they work with DataLoader(num_workers > 0) under "fork" and "spawn" alike.
@@ -30,7 +30,7 @@ class _Lazy:
         self.corpus = _corpus.Corpus(path) if _corpus.is_corpus(path) else None
         # The label-set versions of the manifest read at construction: shards opened later, in
         # workers, read the same versions even if an import commits in between.
-        self.pin = pin if pin is not None else (self.corpus.manifest["label_sets"] if self.corpus else None)
+        self.pin = pin if pin is not None else (self.corpus.pin if self.corpus else None)
 
     def __getstate__(self):
         return {"path": self.path, "pin": self.pin}  # a handle never crosses a process boundary

@@ -166,6 +166,7 @@ def test_fit_projector_across_shards_equals_the_store_fit(corpus, sharded, tmp_p
     # Each sample regenerates in its own shard as in the store, and its bound holds.
     with store.read("all") as tx:
         whole = tx.get_many(corpus["ids"], regen=["p"], soft="dense")
+    c = labeldb.open_corpus(sharded)   # a Corpus reads the manifest it opened: this one records `p`
     routes = c.route(corpus["ids"])
     for shard in range(len(c)):
         rows = np.nonzero(routes == shard)[0]
@@ -179,3 +180,19 @@ def test_fit_projector_across_shards_equals_the_store_fit(corpus, sharded, tmp_p
     with pytest.raises(labeldb.BadInput):
         c.fit_projector("q", "teacher", rank=3, colour="blue")
     assert "q" not in labeldb.open_corpus(sharded).manifest["projectors"]
+
+
+def test_a_pinned_shard_reads_the_projector_versions_of_its_manifest(corpus, sharded):
+    early = labeldb.open_corpus(sharded)          # read before the fits: no projector `late`
+    c = labeldb.open_corpus(sharded)
+    c.fit_projector("late", "teacher", rank=2, epochs=0)
+    later = labeldb.open_corpus(sharded)
+    assert later.pin["projectors"]["late"] == 1 and "late" not in early.pin["projectors"]
+    with early.open_shard(0) as shard, shard.read("all") as tx:
+        with pytest.raises(labeldb.NotFound):
+            tx.get_many(tx.ids()[:2], regen=["late"])
+    with later.open_shard(0) as shard, shard.read("all") as tx:
+        assert tx.get_many(tx.ids()[:2], regen=["late"]).regen["late"].probabilities.shape[0] == 2
+    # A pin of label sets alone (the earlier form) still opens, reading the manifest's projectors now.
+    with later.open_shard(1, pin=later.manifest["label_sets"]) as shard, shard.read("all") as tx:
+        assert len(tx.get_many(tx.ids()[:1], regen=["late"]).regen["late"].status) == 1

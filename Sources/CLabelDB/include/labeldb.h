@@ -363,10 +363,11 @@ int ldb_create_corpus(const char *path, const char *schema_json, size_t shards);
  *  its index, or -1 when the range rule gives it to no shard. */
 int ldb_corpus_route(const char *path, const uint64_t *ids, size_t count, int32_t *shards);
 
-/** Opens shard `shard` of the corpus in `path` read-only, pinned to label-set versions (later
- *  ones, left by an interrupted import or committed since, read as absent): pin_json, a
- *  manifest's "label_sets" object read earlier (so shards opened at different times read one
- *  committed state), or NULL for the manifest's now. */
+/** Opens shard `shard` of the corpus in `path` read-only, pinned to label-set and projector
+ *  versions (later ones, left by an interrupted write or committed since, read as absent):
+ *  pin_json, {"label_sets": {...}, "projectors": {...}} from a manifest read earlier (so shards
+ *  opened at different times read one committed state; without "projectors", the manifest's
+ *  now), or a "label_sets" object alone, or NULL for the manifest's now. */
 int ldb_open_shard(const char *path, size_t shard, const char *pin_json, ldb_store **out);
 
 /** Imports one new version of label set `name` into the corpus: each row into the shard of its

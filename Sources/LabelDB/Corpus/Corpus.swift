@@ -53,10 +53,11 @@ public final class Corpus: @unchecked Sendable {
     ///
     /// - Throws: ``CorpusError`` for a manifest that does not check, an index out of range, or a
     ///   shard whose schema differs from the manifest's.
-    /// - Parameter pinned: the label-set versions to read (a manifest's `label_sets` read
-    ///   earlier, so shards opened at different times read one committed state); nil for the
-    ///   manifest's now.
-    public static func openShard(_ index: Int, of path: String, pinned: [String: Int]? = nil) throws -> Store {
+    /// - Parameters:
+    ///   - pinned: the label-set versions to read (a manifest's `label_sets` read earlier, so
+    ///     shards opened at different times read one committed state); nil for the manifest's now.
+    ///   - pinnedProjectors: the projector versions to read, likewise (a manifest's `projectors`).
+    public static func openShard(_ index: Int, of path: String, pinned: [String: Int]? = nil, pinnedProjectors: [String: Int]? = nil) throws -> Store {
         let manifest = try CorpusManifest.read(from: path)
         guard manifest.shards.indices.contains(index) else { throw CorpusError.invalid("shard \(index) of a corpus of \(manifest.shards.count)") }
         let shard = try Store(opening: path + "/" + manifest.shards[index], options: Store.Options(readOnly: true))
@@ -66,7 +67,7 @@ public final class Corpus: @unchecked Sendable {
             throw CorpusError.damaged("\(path)/\(manifest.shards[index]): its schema differs from the manifest's")
         }
         shard.committedLabelVersions = pinned ?? manifest.labelSets
-        shard.committedProjectorVersions = manifest.projectors
+        shard.committedProjectorVersions = pinnedProjectors ?? manifest.projectors
         return shard
     }
 
@@ -92,24 +93,25 @@ public final class Corpus: @unchecked Sendable {
     /// until `consume` returns false or every shard is done.
     ///
     /// `produce` runs once per shard, with the shard's index and a read transaction under
-    /// `clearance`, and passes its rows, each shard's already in order, to its third argument,
+    /// `clearance` (the snapshot's, when given), and passes its rows, each shard's already in order, to its third argument,
     /// which returns false once no more are wanted. For a plain store it runs on the calling
     /// thread; for a corpus each shard runs on a thread of its own, up to 256 rows ahead of the
     /// merge. A shard's error stops every shard and is rethrown.
     public func merge<Row: Sendable>(
-        clearance: Clearance, by areInIncreasingOrder: (Row, Row) -> Bool,
+        clearance: Clearance, in snapshot: CorpusSnapshot? = nil, by areInIncreasingOrder: (Row, Row) -> Bool,
         produce: @escaping @Sendable (_ shard: Int, _ tx: Transaction, _ emit: (Row) throws -> Bool) throws -> Void,
         consume: (Row) throws -> Bool
     ) throws {
         guard isSharded else {
-            return try shards[0].read(clearance: clearance) { tx in try produce(0, tx, consume) }
+            return try read(0, clearance: clearance, in: snapshot) { tx in try produce(0, tx, consume) }
         }
         let streams = shards.indices.map { _ in ShardStream<Row>() }
-        for (index, shard) in shards.enumerated() {
+        for index in shards.indices {
             let stream = streams[index]
             let thread = Thread {
                 do {
-                    try shard.read(clearance: clearance) { tx in try produce(index, tx, stream.push) }
+                    // A snapshot's transaction moves to this thread while the caller waits (MDB_NOTLS).
+                    try self.read(index, clearance: clearance, in: snapshot) { tx in try produce(index, tx, stream.push) }
                     stream.finish(nil)
                 } catch {
                     stream.finish(error)
@@ -135,6 +137,34 @@ public final class Corpus: @unchecked Sendable {
             guard try consume(row) else { return }
             heads[chosen] = try streams[chosen].pop()
         }
+    }
+}
+
+/// Read transactions on every shard of a corpus, open together: one state of the whole corpus
+/// for a read that passes over it several times. (Label-set and projector versions are pinned
+/// by the manifest anyway; a sample import, which carries no version, commits shard by shard,
+/// and separate passes could see it half done.)
+public final class CorpusSnapshot: @unchecked Sendable {
+    /// One per shard, in shard order; each used by one thread at a time.
+    let transactions: [Transaction]
+
+    init(_ transactions: [Transaction]) { self.transactions = transactions }
+}
+
+extension Corpus {
+    /// Runs `body` with a read transaction on every shard, each open until it returns.
+    public func withSnapshot<T>(clearance: Clearance, _ body: (CorpusSnapshot) throws -> T) throws -> T {
+        func nest(_ opened: [Transaction]) throws -> T {
+            guard opened.count < shards.count else { return try body(CorpusSnapshot(opened)) }
+            return try shards[opened.count].read(clearance: clearance) { tx in try nest(opened + [tx]) }
+        }
+        return try nest([])
+    }
+
+    /// Runs `body` with shard `index`'s read transaction: the snapshot's, or a new one.
+    func read<T>(_ index: Int, clearance: Clearance, in snapshot: CorpusSnapshot?, _ body: (Transaction) throws -> T) throws -> T {
+        if let snapshot { return try body(snapshot.transactions[index]) }
+        return try shards[index].read(clearance: clearance, body)
     }
 }
 
@@ -249,11 +279,12 @@ extension Corpus {
     ///
     /// - Parameter filter: only samples matching it are candidates (bound in each shard).
     public func nearestNeighbors(
-        of queries: [Float], queries count: Int, k: Int, metric: NeighborMetric, where filter: QueryExpression?, clearance: Clearance
+        of queries: [Float], queries count: Int, k: Int, metric: NeighborMetric, where filter: QueryExpression?, clearance: Clearance,
+        in snapshot: CorpusSnapshot? = nil
     ) throws -> [[Neighbor]] {
         var merged = [[Neighbor]](repeating: [], count: count)
-        for shard in shards {
-            let part = try shard.read(clearance: clearance) { tx in
+        for index in shards.indices {
+            let part = try read(index, clearance: clearance, in: snapshot) { tx in
                 try tx.nearestNeighbors(of: queries, queries: count, k: k, metric: metric, include: try filter.map { try tx.matcher(for: $0) })
             }
             for i in 0..<count { merged[i] += part[i] }
@@ -268,8 +299,8 @@ extension Corpus {
     /// `soft_bytes` and fidelity summed (weighted) for versions imported through the corpus, and
     /// the whole store's (shard 0's record) for versions from before the split. A version any
     /// shard redacts (the clearance does not see all of that shard) is redacted.
-    public func labelSets(clearance: Clearance) throws -> [LabelSet] {
-        let perShard = try shards.map { shard in try shard.read(clearance: clearance) { try $0.labelSets() } }
+    public func labelSets(clearance: Clearance, in snapshot: CorpusSnapshot? = nil) throws -> [LabelSet] {
+        let perShard = try shards.indices.map { index in try read(index, clearance: clearance, in: snapshot) { try $0.labelSets() } }
         guard let manifest else { return perShard[0] }
         return perShard[0].map { set in
             var whole = set

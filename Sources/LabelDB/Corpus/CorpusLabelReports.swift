@@ -11,10 +11,11 @@ extension Corpus {
     /// from `labels` (label sets or projectors; nil where it has none), in id order across the
     /// shards: each shard's query on a thread of its own, merged. For a store, its query.
     public func forEachLabelledSample(
-        _ filter: QueryExpression?, labels: [LabelSetReference], clearance: Clearance, _ body: (UInt64, [Label?]) throws -> Void
+        _ filter: QueryExpression?, labels: [LabelSetReference], clearance: Clearance, in snapshot: CorpusSnapshot? = nil,
+        _ body: (UInt64, [Label?]) throws -> Void
     ) throws {
         struct Stop: Error {}
-        try merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
+        try merge(clearance: clearance, in: snapshot, by: { $0.id < $1.id }, produce: { _, tx, emit in
             do {
                 try tx.query(filter, labels: labels) { id, row in
                     guard try emit(LabelledSample(id: id, labels: row)) else { throw Stop() }
@@ -25,25 +26,30 @@ extension Corpus {
 
     /// ``Transaction/agreement(of:where:)`` over every shard: the samples' labels merged in id
     /// order, so the figures are those of one store holding the same samples.
-    public func agreement(of references: [LabelSetReference], where filter: QueryExpression? = nil, clearance: Clearance) throws -> Agreement {
-        let names = try shards[0].read(clearance: clearance) { try $0.distinctSources(references, needing: "compare at least two label sets") }
+    public func agreement(
+        of references: [LabelSetReference], where filter: QueryExpression? = nil, clearance: Clearance, in snapshot: CorpusSnapshot? = nil
+    ) throws -> Agreement {
+        let names = try read(0, clearance: clearance, in: snapshot) { try $0.distinctSources(references, needing: "compare at least two label sets") }
         return try Transaction.measureAgreement(names: names, classes: schema.classes.count) { body in
-            try forEachLabelledSample(filter, labels: references, clearance: clearance, body)
+            try forEachLabelledSample(filter, labels: references, clearance: clearance, in: snapshot, body)
         }
     }
 
     /// ``Transaction/labelIssues(given:probs:filter:where:)`` over every shard: each of its
-    /// passes reads the shards' rows merged in id order, so the result is that of one store
-    /// holding the same samples.
+    /// passes reads the shards' rows merged in id order, from one snapshot, so the result is
+    /// that of one store holding the same samples.
     public func labelIssues(
         given: LabelSetReference, probs: LabelSetReference, filter: LabelIssueFilter = .pruneByNoiseRate, where expression: QueryExpression? = nil,
         clearance: Clearance
     ) throws -> LabelIssues {
-        let (names, sources) = try shards[0].read(clearance: clearance) { tx in
-            (try tx.distinctSources([given, probs], needing: ""), try [given, probs].map { try tx.labelSource($0, for: "label issues").entity })
-        }
-        return try Transaction.findLabelIssues(names: names, sources: sources, classes: schema.classes.count, filter: filter, expression: expression) { body in
-            try forEachLabelledSample(expression, labels: [given, probs], clearance: clearance, body)
+        // Three passes over one snapshot: the thresholds, the joint and the selection see the same rows.
+        try withSnapshot(clearance: clearance) { snapshot in
+            let tx = snapshot.transactions[0]
+            let names = try tx.distinctSources([given, probs], needing: "")
+            let sources = try [given, probs].map { try tx.labelSource($0, for: "label issues").entity }
+            return try Transaction.findLabelIssues(names: names, sources: sources, classes: schema.classes.count, filter: filter, expression: expression) { body in
+                try forEachLabelledSample(expression, labels: [given, probs], clearance: clearance, in: snapshot, body)
+            }
         }
     }
 

@@ -241,6 +241,9 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalid(String)
     /// Another writer holds the corpus's lock.
     case busy(String)
+    /// The shards hold different copies of what every shard holds alike (a base head, a
+    /// projector's version number): a shard was written behind the corpus's back.
+    case shardsDisagree(String)
 
     /// What is wrong, in words a user can act on.
     public var description: String {
@@ -249,6 +252,7 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
         case .damaged(let detail): "the corpus manifest is damaged: \(detail)"
         case .invalid(let detail): "invalid corpus manifest: \(detail)"
         case .busy(let path): "another writer has the corpus \(path) open (it holds \(path)/\(CorpusWriter.lockFileName)); one writer at a time"
+        case .shardsDisagree(let detail): "the corpus's shards disagree: \(detail) (a shard was written directly, not through the corpus)"
         }
     }
 }

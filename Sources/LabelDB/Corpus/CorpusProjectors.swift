@@ -75,7 +75,7 @@ extension CorpusWriter {
     /// corpus reading the projector as before, and the next fit replaces what it left.
     ///
     /// - Parameter afterShardCommit: called after shard i commits, before the next (tests).
-    /// - Throws: ``ProjectorError``, ``LabelError``; ``CorpusError/damaged(_:)`` when the shards'
+    /// - Throws: ``ProjectorError``, ``LabelError``; ``CorpusError/shardsDisagree(_:)`` when the shards'
     ///   copies of the base head differ. Nothing is written on failure.
     @discardableResult
     public func fitProjector(
@@ -99,7 +99,7 @@ extension CorpusWriter {
             let info = try tx.recordProjectorVersion(name, fitted.parts[index], maxKL: maxKL, requireTop1: requireTop1, budget: budget, agent: agent,
                                                      totals: fitted.totals)
             guard info.version == next else {
-                throw CorpusError.damaged("\(tx.store.path): projector \(name) took version \(info.version), the manifest allocated \(next)")
+                throw CorpusError.shardsDisagree("\(tx.store.path): projector \(name) took version \(info.version), the manifest allocated \(next)")
             }
             return info
         }
@@ -139,7 +139,7 @@ extension CorpusWriter {
         let head = try headName.map { name -> BaseHead in
             let heads = try txs.map { try $0.fitHead(named: name) }
             guard heads.allSatisfy({ $0.contentHash == heads[0].contentHash && $0.taint == heads[0].taint }) else {
-                throw CorpusError.damaged("the shards' copies of base head \(name) differ")
+                throw CorpusError.shardsDisagree("their copies of base head \(name) differ")
             }
             return heads[0]
         }

@@ -306,20 +306,18 @@ public enum ProjectorFitter {
         // the centred products. Each part's sums are taken on its own thread and added in part
         // order, so one part (a store) computes exactly what a single pass would.
         let parts = data.partitioned(rows)
-        let sums = try Parallel.map(parts.count) { try ClosedFormSums.sums(data, rows: parts[$0]) }
-        var sumX = sums[0].x, sumY = sums[0].y
-        for part in sums.dropFirst() {
-            for j in 0..<d { sumX[j] += part.x[j] }
-            for j in 0..<c { sumY[j] += part.y[j] }
+        let (sumX, sumY) = try Parallel.mapReduce(parts.count, { try ClosedFormSums.sums(data, rows: parts[$0]) }) { total, part in
+            for j in 0..<d { total.x[j] += part.x[j] }
+            for j in 0..<c { total.y[j] += part.y[j] }
         }
         let meanX = sumX.map { Float($0 / Double(n)) }, meanY = sumY.map { Float($0 / Double(n)) }
-        let products = try Parallel.map(parts.count) { try ClosedFormSums.centredProducts(data, rows: parts[$0], meanX: meanX, meanY: meanY) }
         // G0 = XcᵀXc and XY = XcᵀYc.
-        var g0 = products[0].xx, xy = products[0].xy
-        for part in products.dropFirst() {
-            for i in g0.indices { g0[i] += part.xx[i] }
-            for i in xy.indices { xy[i] += part.xy[i] }
+        let products = try Parallel.mapReduce(parts.count, { try ClosedFormSums.centredProducts(data, rows: parts[$0], meanX: meanX, meanY: meanY) }) { total, part in
+            for i in total.xx.indices { total.xx[i] += part.xx[i] }
+            for i in total.xy.indices { total.xy[i] += part.xy[i] }
         }
+        let g0 = products.xx
+        var xy = products.xy
 
         // The head's scale by least squares; the correction explains XᵀR = XᵀY − s·G0·W0.
         var scale: Float = 0

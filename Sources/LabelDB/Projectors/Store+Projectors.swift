@@ -477,7 +477,7 @@ extension WriteTransaction {
             used: [ProvenanceEntity(kind: "label_set", name: set.name, version: version)] + (fitted.headName.map { [ProvenanceEntity(kind: "head", name: $0)] } ?? []),
             generated: [ProvenanceEntity(kind: "projector", name: name, version: newVersion, rows: corrections.count)],
             parameters: ["rank": "\(options.rank)", "holdout": "\(options.holdout)", "seed": "\(options.seed)", "epochs": options.epochs.map(String.init) ?? "none", "max_steps": "\(options.maxSteps)", "patience": "\(options.patience)",
-                         "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(whole.corrections)",
+                         "max_kl": maxKL.map { "\($0)" } ?? "none", "top1": "\(requireTop1)", "corrections": "\(corrections.count)",
                          "budget": budget.map { "\($0.bytes)" } ?? "none"]))
         try put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(info, key: vkey))
         record.latest = newVersion

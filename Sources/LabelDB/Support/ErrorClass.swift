@@ -31,7 +31,7 @@ public enum ErrorClass: Int32, Sendable {
             }
         case let error as CorpusError:
             switch error {
-            case .damaged, .busy: self = .storeError
+            case .damaged, .busy, .shardsDisagree: self = .storeError
             case .notACorpus, .invalid: self = .badInput
             }
         case is InputError, is JSONParseError, is QueryError, is QueryParseError, is TaintError, is SessionError, is AgreementError, is ConsensusError, is LabelIssuesError: self = .badInput

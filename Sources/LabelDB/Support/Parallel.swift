@@ -17,6 +17,22 @@ enum Parallel {
         }
     }
 
+    /// `map(i)` for every i in `0..<count`, folded left in index order by `combine` (the first
+    /// result is the start): in waves of as many pieces as there are cores, so at most that many
+    /// results are held at once (a corpus's per-shard matrices, not all of them).
+    static func mapReduce<T>(_ count: Int, _ map: (Int) throws -> T, _ combine: (inout T, T) -> Void) throws -> T {
+        precondition(count >= 1, "mapReduce needs at least one piece")
+        let width = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        var total: T? = nil
+        for start in stride(from: 0, to: count, by: width) {
+            let wave = try Parallel.map(min(width, count - start)) { try map(start + $0) }
+            for result in wave {
+                if total == nil { total = result } else { combine(&total!, result) }
+            }
+        }
+        return total!
+    }
+
     /// Where the pieces leave their outcomes: each writes only its own slot, under the lock.
     private final class ResultBox<T>: @unchecked Sendable {
         private let lock = NSLock()
