@@ -445,6 +445,25 @@ struct CorpusImportTests {
         #expect(verify.status == 0, "\(verify.stdout)")
     }
 
+    @Test("labels issues --write-set writes the same suggestions into a corpus as into the store")
+    func issuesWrittenIntoCorpus() throws {
+        let dir = TemporaryDirectory("corpus-issues-write")
+        try Self.setUp(dir)
+        func write(_ path: String) throws -> CLIResult {
+            try runCLI(["labels", "issues", path, "--given", "human", "--probs", "teacher", "--filter", "both", "--write-set", "review",
+                        "--agent", "reviewer", "--clearance", "all"])
+        }
+        let corpus = try write(dir.file("corpus")), store = try write(dir.file("store"))
+        #expect(corpus.status == 0 && corpus.stdout == store.stdout && corpus.stdout.contains("wrote label set review version 1"), "\(corpus.stdout)\(corpus.stderr)")
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["review"] == 1)
+        try Self.sameReads(dir, sets: ["review"])
+        // A --where that reads labels is refused, and nothing is written.
+        let refused = try runCLI(["labels", "issues", dir.file("corpus"), "--given", "human", "--probs", "teacher", "--write-set", "review",
+                                  "--where", "label(teacher).confidence > 0.1", "--clearance", "all"])
+        #expect(refused.status == 2 && refused.stderr.contains("--where"), "\(refused.stderr)")
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["review"] == 1)
+    }
+
     @Test("a sample import routes each row to its shard: the corpus reads as the store after the same import; bad rows write nothing")
     func routedSampleImport() throws {
         let dir = TemporaryDirectory("corpus-samples")

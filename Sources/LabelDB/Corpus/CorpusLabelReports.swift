@@ -62,6 +62,21 @@ extension Corpus {
     }
 }
 
+extension CorpusWriter {
+    /// Writes the suggested classes of `result`'s flagged samples (found on this corpus, e.g. by
+    /// ``Corpus/labelIssues(given:probs:filter:where:clearance:)`` while this writer held it) as
+    /// the next version of hard label set `name`, routed as any label import
+    /// (``importLabels(_:ids:into:codec:views:agent:source:privileges:normalize:clearance:provenance:now:afterShardCommit:)``),
+    /// as ``WriteTransaction/writeSuggestions(of:into:agent:)`` writes them in a store.
+    @discardableResult
+    public func writeSuggestions(of result: LabelIssues, into name: String, agent: String, clearance: Clearance) throws -> LabelSetVersion {
+        let (ids, classes) = try result.suggestions(for: name)
+        let parts = try importLabels(.hard(classes), ids: ids, into: name, agent: agent, source: result.suggestionSource, clearance: clearance,
+                                     provenance: result.provenance(agent: agent))
+        return LabelSetVersion.combined(parts)
+    }
+}
+
 extension Corpus {
     /// ``Transaction/checkProjector(_:)`` over every shard: each shard regenerates and compares
     /// its own samples (with its own corrections), and the figures are summed in id order, so

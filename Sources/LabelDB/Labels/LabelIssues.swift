@@ -140,18 +140,36 @@ extension WriteTransaction {
     /// - Throws: ``LabelIssuesError`` when nothing was flagged or the filter reads labels;
     ///   ``LabelError``.
     public func writeSuggestions(of result: LabelIssues, into name: String, agent: String) throws -> LabelSetVersion {
-        if let read = result.expression?.labelReferences.first {
+        let (ids, classes) = try result.suggestions(for: name)
+        let info = try importLabels(.hard(classes), ids: ids, into: name, agent: agent, source: result.suggestionSource)
+        var record = result.provenance(agent: agent)
+        record.generated = [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)]
+        describe(record)
+        return info
+    }
+}
+
+extension LabelIssues {
+    /// The flagged samples (ascending id) and their suggested classes, as a set written from
+    /// this result holds them.
+    ///
+    /// - Throws: ``LabelIssuesError/inputs(_:)`` for a `--where` that reads labels, or no flagged sample.
+    func suggestions(for name: String) throws -> (ids: [UInt64], classes: [Int]) {
+        if let read = expression?.labelReferences.first {
             throw LabelIssuesError.inputs("a set written from label issues cannot use a --where that reads labels (\(read.name)): the written labels would depend on rows whose taint they do not carry; filter on id, meta, tagged or flows_to")
         }
-        guard !result.issues.isEmpty else { throw LabelIssuesError.inputs("no sample was flagged: label set \(name) not written") }
-        let ordered = result.issues.sorted { $0.id < $1.id }
-        let info = try importLabels(.hard(ordered.map(\.suggested)), ids: ordered.map(\.id), into: name, agent: agent,
-                                    source: TaintLabel(secrecy: result.secrecy, integrity: .tags([])))
-        describe(ProvenanceRecord(
-            activity: "label issues", agent: agent, used: result.sources,
-            generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
-            parameters: ["filter": result.filter.rawValue].merging(result.expression.map { ["where": $0.description] } ?? [:]) { a, _ in a }))
-        return info
+        guard !issues.isEmpty else { throw LabelIssuesError.inputs("no sample was flagged: label set \(name) not written") }
+        let ordered = issues.sorted { $0.id < $1.id }
+        return (ordered.map(\.id), ordered.map(\.suggested))
+    }
+
+    /// The source label of a set written from this result: the secrecy of every row read, no integrity.
+    var suggestionSource: TaintLabel { TaintLabel(secrecy: secrecy, integrity: .tags([])) }
+
+    /// The provenance record of writing the suggestions (its `generated` filled in by the writer).
+    func provenance(agent: String) -> ProvenanceRecord {
+        ProvenanceRecord(activity: "label issues", agent: agent, used: sources,
+                         parameters: ["filter": filter.rawValue].merging(expression.map { ["where": $0.description] } ?? [:]) { a, _ in a })
     }
 }
 

@@ -164,7 +164,18 @@ struct LabelsIssuesCommand: ParsableCommand {
         let classes: [String]
         var written: LabelSetVersion?
         let result: LabelIssues
-        if let writeSet {
+        if let writeSet, FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            // The corpus's writer first: its lock keeps the corpus as read while the issues are found.
+            let writer = try CorpusWriter(opening: target.store)
+            defer { writer.close() }
+            let clearance = try Clearance(parsing: target.clearance)
+            try writer.validate(clearance)
+            let corpus = try Corpus(opening: target.store)
+            defer { corpus.close() }
+            classes = corpus.schema.classes
+            result = try corpus.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression, clearance: clearance)
+            written = try writer.writeSuggestions(of: result, into: writeSet, agent: agent, clearance: clearance)
+        } else if let writeSet {
             let (store, clearance) = try target.openCleared(readOnly: false)
             defer { store.close() }
             classes = store.schema.classes
