@@ -44,6 +44,9 @@ public func ldbOpenShard(
                 }
             }
             let pin = try options(pinJSON)
+            if let sets = pin["label_sets"], sets.objectValue == nil, pin.keys.contains("projectors") {
+                throw APIError.badInput("ldb_open_shard: the pin's label_sets must be an object")
+            }
             if case .object(let sets)? = pin["label_sets"] {
                 try pin.only(["label_sets", "projectors"], call: "ldb_open_shard")
                 pinned = try versions(sets)

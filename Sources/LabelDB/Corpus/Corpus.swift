@@ -147,15 +147,20 @@ public final class Corpus: @unchecked Sendable {
 public final class CorpusSnapshot: @unchecked Sendable {
     /// One per shard, in shard order; each used by one thread at a time.
     let transactions: [Transaction]
+    /// The corpus it was taken of: a snapshot reads only that one.
+    let owner: ObjectIdentifier
 
-    init(_ transactions: [Transaction]) { self.transactions = transactions }
+    init(_ transactions: [Transaction], of corpus: Corpus) {
+        self.transactions = transactions
+        owner = ObjectIdentifier(corpus)
+    }
 }
 
 extension Corpus {
     /// Runs `body` with a read transaction on every shard, each open until it returns.
     public func withSnapshot<T>(clearance: Clearance, _ body: (CorpusSnapshot) throws -> T) throws -> T {
         func nest(_ opened: [Transaction]) throws -> T {
-            guard opened.count < shards.count else { return try body(CorpusSnapshot(opened)) }
+            guard opened.count < shards.count else { return try body(CorpusSnapshot(opened, of: self)) }
             return try shards[opened.count].read(clearance: clearance) { tx in try nest(opened + [tx]) }
         }
         return try nest([])
@@ -163,7 +168,10 @@ extension Corpus {
 
     /// Runs `body` with shard `index`'s read transaction: the snapshot's, or a new one.
     func read<T>(_ index: Int, clearance: Clearance, in snapshot: CorpusSnapshot?, _ body: (Transaction) throws -> T) throws -> T {
-        if let snapshot { return try body(snapshot.transactions[index]) }
+        if let snapshot {
+            precondition(snapshot.owner == ObjectIdentifier(self), "a corpus snapshot read through another corpus")
+            return try body(snapshot.transactions[index])
+        }
         return try shards[index].read(clearance: clearance, body)
     }
 }
