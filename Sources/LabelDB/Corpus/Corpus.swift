@@ -159,11 +159,7 @@ public final class CorpusSnapshot: @unchecked Sendable {
 extension Corpus {
     /// Runs `body` with a read transaction on every shard, each open until it returns.
     public func withSnapshot<T>(clearance: Clearance, _ body: (CorpusSnapshot) throws -> T) throws -> T {
-        func nest(_ opened: [Transaction]) throws -> T {
-            guard opened.count < shards.count else { return try body(CorpusSnapshot(opened, of: self)) }
-            return try shards[opened.count].read(clearance: clearance) { tx in try nest(opened + [tx]) }
-        }
-        return try nest([])
+        try withReadTransactions(on: shards, clearance: clearance) { try body(CorpusSnapshot($0, of: self)) }
     }
 
     /// Runs `body` with shard `index`'s read transaction: the snapshot's, or a new one.
@@ -175,6 +171,30 @@ extension Corpus {
         return try shards[index].read(clearance: clearance, body)
     }
 }
+
+/// Runs `body` with a read transaction on each of `stores` (in their order), each open until it
+/// returns: one state of several stores (a corpus's shards) at once.
+func withReadTransactions<T>(on stores: [Store], clearance: Clearance, _ body: ([Transaction]) throws -> T) throws -> T {
+    func nest(_ opened: [Transaction]) throws -> T {
+        guard opened.count < stores.count else { return try body(opened) }
+        return try stores[opened.count].read(clearance: clearance) { tx in try nest(opened + [tx]) }
+    }
+    return try nest([])
+}
+
+/// Runs `walk`, a pass whose callback cannot stop it, handing each row to `emit` until `emit`
+/// returns false (a merge that wants no more rows), then ends the pass.
+func emitting<Row>(_ emit: (Row) throws -> Bool, _ walk: ((Row) throws -> Void) throws -> Void) throws {
+    // `emit` runs only while `walk` does.
+    try withoutActuallyEscaping(emit) { emit in
+        do {
+            try walk { row in guard try emit(row) else { throw EmittingStopped() } }
+        } catch is EmittingStopped {}
+    }
+}
+
+/// Thrown to end a pass once its rows are no longer wanted (``emitting(_:_:)``).
+private struct EmittingStopped: Error {}
 
 /// The rows one shard's thread has produced and the merge has not taken yet: a bounded queue
 /// under one lock, with the producer's outcome.

@@ -14,13 +14,8 @@ extension Corpus {
         _ filter: QueryExpression?, labels: [LabelSetReference], clearance: Clearance, in snapshot: CorpusSnapshot? = nil,
         _ body: (UInt64, [Label?]) throws -> Void
     ) throws {
-        struct Stop: Error {}
         try merge(clearance: clearance, in: snapshot, by: { $0.id < $1.id }, produce: { _, tx, emit in
-            do {
-                try tx.query(filter, labels: labels) { id, row in
-                    guard try emit(LabelledSample(id: id, labels: row)) else { throw Stop() }
-                }
-            } catch is Stop {}
+            try emitting(emit) { push in _ = try tx.query(filter, labels: labels) { id, row in try push(LabelledSample(id: id, labels: row)) } }
         }, consume: { sample in try body(sample.id, sample.labels); return true })
     }
 
@@ -84,11 +79,8 @@ extension Corpus {
     public func checkProjector(_ reference: ProjectorReference, clearance: Clearance) throws -> ProjectorCheck {
         guard isSharded else { return try shards[0].read(clearance: clearance) { try $0.checkProjector(reference) } }
         var tally = ProjectorCheckTally(try shards[0].read(clearance: clearance) { try $0.load(reference).version })
-        struct Stop: Error {}
         try merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
-            do {
-                try tx.forEachCheckedSample(try tx.load(reference)) { guard try emit($0) else { throw Stop() } }
-            } catch is Stop {}
+            try emitting(emit) { push in try tx.forEachCheckedSample(try tx.load(reference), push) }
         }, consume: { tally.add($0); return true })
         return tally.result()
     }

@@ -90,7 +90,7 @@ extension CorpusWriter {
         let version = reference.version ?? committed
         guard version >= 1, version <= committed else { throw LabelError.unknownVersion(set: reference.name, version: version, latest: committed) }
         let pinned = LabelSetReference(name: reference.name, version: version)
-        let fitted = try withShardReads(clearance: clearance) { txs in
+        let fitted = try withReadTransactions(on: shards, clearance: clearance) { txs in
             try Self.fit(txs, from: pinned, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress)
         }
         let next = (manifest.projectors[name] ?? 0) + 1
@@ -107,15 +107,6 @@ extension CorpusWriter {
         manifest.projectors[name] = next
         try commit(manifest)
         return written[0]
-    }
-
-    /// Runs `body` with a read transaction on every shard, each open until it returns.
-    private func withShardReads<T>(clearance: Clearance, _ body: ([Transaction]) throws -> T) throws -> T {
-        func nest(_ opened: [Transaction]) throws -> T {
-            guard opened.count < shards.count else { return try body(opened) }
-            return try shards[opened.count].read(clearance: clearance) { tx in try nest(opened + [tx]) }
-        }
-        return try nest([])
     }
 
     /// Fits across the shards read by `txs`: one ``FittedProjector`` per shard (its samples and
