@@ -73,11 +73,9 @@ public func ldbCorpusImportLabels(
     guarded {
         let directory = try string(path, "path"), name = try string(nameText, "name")
         let o = try options(optionsJSON)
-        try o.only(["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature", "clearance", "provenance"],
+        try o.only((["codec", "agent", "secrecy", "integrity", "privilege", "normalize", "logits", "temperature", "clearance", "provenance"] as Set<String>).union(sessionOptions),
                    call: "ldb_corpus_import_labels")
-        let writer = try CorpusWriter(opening: directory)
-        defer { writer.close() }
-        let c = writer.manifest.classes.count
+        let c = try CorpusManifest.read(from: directory).classes.count
         guard count >= 0, k >= 0, k <= 65_536, count <= Int.max / max(c, k, 1) else { throw APIError.badInput("ldb_corpus_import_labels: \(count) rows is out of range") }
         let given = [softPointer != nil, hardPointer != nil, k > 0].filter { $0 }.count
         guard given == 1 else { throw APIError.badInput("ldb_corpus_import_labels: give exactly one of soft, hard or compact (k > 0) labels (\(given) given)") }
@@ -89,17 +87,40 @@ public func ldbCorpusImportLabels(
         } else {
             values = .topK(try topKRows(count: count, k: k, classesPointer, probabilitiesPointer, leftoverPointer))
         }
-        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        let ids = Array(try buffer(idsPointer, count, "ids")), clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        let agent = try o.text("agent") ?? "python", codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+        let provenance = ProvenanceRecord(activity: "label import", agent: agent, parameters: try parameters(o))
+        if let (session, shard, checkOnly) = try sessionWrite(o, call: "ldb_corpus_import_labels") {
+            let part = try CorpusWriter.importLabels(
+                values, ids: ids, into: name, shard: shard, of: directory, session: session, codec: codec, agent: agent, source: try o.taint(),
+                privileges: try o.privileges(), normalize: try o.flag("normalize") ?? false, clearance: clearance, provenance: provenance, checkOnly: checkOnly)
+            var document = versionJSON(part)
+            document["shard"] = .int(Int64(shard))
+            return give(.object(document), json)
+        }
+        let writer = try CorpusWriter(opening: directory)
+        defer { writer.close() }
         try writer.validate(clearance)
-        let agent = try o.text("agent") ?? "python"
         let parts = try writer.importLabels(
-            values, ids: Array(try buffer(idsPointer, count, "ids")), into: name, codec: try o.text("codec").map { try SoftLabelCodec(parsing: $0) },
-            agent: agent, source: try o.taint(), privileges: try o.privileges(), normalize: try o.flag("normalize") ?? false, clearance: clearance,
-            provenance: ProvenanceRecord(activity: "label import", agent: agent, parameters: try parameters(o)))
+            values, ids: ids, into: name, codec: codec, agent: agent, source: try o.taint(), privileges: try o.privileges(),
+            normalize: try o.flag("normalize") ?? false, clearance: clearance, provenance: provenance)
         var document = versionJSON(LabelSetVersion.combined(parts))
         document["shards"] = .int(Int64(parts.count))
         give(.object(document), json)
     }
+}
+
+/// The options that make a corpus write one shard's part of a write session (K-13).
+private let sessionOptions: Set<String> = ["session", "shard", "check"]
+
+/// A shard write's session, shard and whether it only checks; nil for a whole-corpus write.
+private func sessionWrite(_ o: [String: JSONValue], call: String) throws -> (session: String, shard: Int, checkOnly: Bool)? {
+    guard let session = try o.text("session") else {
+        guard o["shard"] == nil, o["check"] == nil else { throw APIError.badInput("\(call): shard and check go with a session") }
+        return nil
+    }
+    guard let shard = try o.integer("shard") else { throw APIError.badInput("\(call): a session write names its shard") }
+    return (session, shard, try o.flag("check") ?? false)
 }
 
 @_cdecl("ldb_corpus_put")
@@ -111,15 +132,21 @@ public func ldbCorpusPut(
 ) -> Int32 {
     guarded {
         let o = try options(optionsJSON)
-        try o.only(["mode", "secrecy", "integrity", "privilege", "clearance", "agent", "provenance"], call: "ldb_corpus_put")
-        let writer = try CorpusWriter(opening: try string(path, "path"))
-        defer { writer.close() }
-        let (batch, mode, privileges) = try sampleBatch(count: count, dimension: writer.manifest.dimension, idsPointer, embeddingsPointer,
+        try o.only((["mode", "secrecy", "integrity", "privilege", "clearance", "agent", "provenance"] as Set<String>).union(sessionOptions), call: "ldb_corpus_put")
+        let directory = try string(path, "path")
+        let (batch, mode, privileges) = try sampleBatch(count: count, dimension: try CorpusManifest.read(from: directory).dimension, idsPointer, embeddingsPointer,
                                                         metadataOffsets, metadataBytes, payloadOffsets, payloadBytes, options: o, call: "ldb_corpus_put")
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        let provenance = ProvenanceRecord(activity: "import", agent: try o.text("agent") ?? "python", parameters: try parameters(o))
+        if let (session, shard, checkOnly) = try sessionWrite(o, call: "ldb_corpus_put") {
+            let summary = try CorpusWriter.importSamples(batch, shard: shard, of: directory, session: session, mode: mode, privileges: privileges,
+                                                         clearance: clearance, provenance: provenance, checkOnly: checkOnly)
+            return give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced)), "shard": .int(Int64(shard))], summaryJSON)
+        }
+        let writer = try CorpusWriter(opening: directory)
+        defer { writer.close() }
         try writer.validate(clearance)
-        let summary = try writer.importSamples(batch, mode: mode, privileges: privileges, clearance: clearance,
-                                               provenance: ProvenanceRecord(activity: "import", agent: try o.text("agent") ?? "python", parameters: try parameters(o)))
+        let summary = try writer.importSamples(batch, mode: mode, privileges: privileges, clearance: clearance, provenance: provenance)
         give(["inserted": .int(Int64(summary.inserted)), "replaced": .int(Int64(summary.replaced)), "shards": .int(Int64(writer.manifest.shards.count))], summaryJSON)
     }
 }
@@ -169,5 +196,72 @@ public func ldbCorpusFitProjector(
         defer { corpus.close() }
         let set = try corpus.labelSets(clearance: request.clearance).first { $0.name == version.sourceSet }
         give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: corpus.schema.classes.count)), json)
+    }
+}
+
+// MARK: Write sessions (corpus.md K-13)
+
+/// The corpus's one writer held open across calls, for a write session whose shard writes run
+/// elsewhere (other processes, e.g. Ray tasks).
+final class CorpusWriterHandle {
+    let writer: CorpusWriter
+    let pid = getpid()
+
+    init(_ writer: CorpusWriter) { self.writer = writer }
+}
+
+private func writerHandle(_ pointer: OpaquePointer?) throws -> CorpusWriterHandle {
+    guard let pointer else { throw APIError.badInput("the corpus writer handle is NULL") }
+    let handle = Unmanaged<CorpusWriterHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    guard handle.pid == getpid() else {
+        throw APIError.badInput("the corpus writer was opened in process \(handle.pid) and used in process \(getpid()) after fork(); open it in this process")
+    }
+    return handle
+}
+
+@_cdecl("ldb_corpus_writer_open")
+public func ldbCorpusWriterOpen(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_corpus_writer_open: out is NULL") }
+        out.pointee = nil
+        let writer = try CorpusWriter(opening: try string(path, "path"))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(CorpusWriterHandle(writer)).toOpaque())
+    }
+}
+
+@_cdecl("ldb_corpus_writer_begin")
+public func ldbCorpusWriterBegin(
+    _ pointer: OpaquePointer?, _ labelSet: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let session = try writerHandle(pointer).writer.beginSession(labelSet: labelSet.map { String(cString: $0) })
+        give(session.document, json)
+    }
+}
+
+@_cdecl("ldb_corpus_writer_commit")
+public func ldbCorpusWriterCommit(_ pointer: OpaquePointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let writer = try writerHandle(pointer).writer
+        let parts = try writer.commitSession()
+        var document: [String: JSONValue] = parts.isEmpty ? [:] : versionJSON(LabelSetVersion.combined(parts))
+        document["generation"] = .int(Int64(writer.manifest.generation))
+        document["shards"] = .int(Int64(writer.manifest.shards.count))
+        give(.object(document), json)
+    }
+}
+
+@_cdecl("ldb_corpus_writer_abandon")
+public func ldbCorpusWriterAbandon(_ pointer: OpaquePointer?) -> Int32 {
+    guarded { try writerHandle(pointer).writer.abandonSession() }
+}
+
+@_cdecl("ldb_corpus_writer_close")
+public func ldbCorpusWriterClose(_ pointer: OpaquePointer?) -> Int32 {
+    guarded {
+        guard let pointer else { return }
+        let handle = try writerHandle(pointer)
+        handle.writer.close()
+        Unmanaged<CorpusWriterHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
     }
 }

@@ -30,6 +30,7 @@ struct FuzzRegressionTests {
             "records": [6, 16, 0] + [UInt8](repeating: 0, count: 16) + [1, 5, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             "codecs": [2 | 8, 2, 0, 0, 1, 0, 0, 60, 2, 0, 0, 56],
             "recorded_ids": Array("3,7-11,20,18446744073709551615".utf8),
+            "session": Array(#"{"generation":3,"label_set":"teacher","session":"0123456789abcdef0123456789abcdef","version":2}"#.utf8),
         ]
         let seed = seeds[target] ?? []
         for round in 0..<300 {

@@ -376,7 +376,8 @@ int ldb_open_shard(const char *path, size_t shard, const char *pin_json, ldb_sto
  *  (count*C), hard (count) or compact rows (k > 0: classes and probabilities count*k,
  *  leftover count or NULL). Options as ldb_import_labels (logits with soft), plus "clearance" (default
  *  "all") and "provenance" (an object of text parameters recorded with the import). *json: the
- *  version across the shards (counts summed), with "shards". */
+ *  version across the shards (counts summed), with "shards". With "session" and "shard", one
+ *  shard's part of a write session (see ldb_corpus_writer_open): *json that shard's version. */
 int ldb_corpus_import_labels(const char *path, const char *name, const uint64_t *ids, size_t count,
                              const float *soft, const int64_t *hard,
                              size_t k, const int32_t *top_classes, const float *top_probabilities, const float *leftover,
@@ -385,11 +386,31 @@ int ldb_corpus_import_labels(const char *path, const char *name, const uint64_t 
 /** Stores `count` samples in the corpus, each in the shard of its id (columns and options as
  *  ldb_put, plus "clearance" (default "all"), "agent" and "provenance", an object of text
  *  parameters): every shard's part is checked before any is written, then committed shard by
- *  shard, then the manifest (corpus.md K-10). *summary_json: {"inserted", "replaced", "shards"}. */
+ *  shard, then the manifest (corpus.md K-10). *summary_json: {"inserted", "replaced", "shards"}.
+ *  With "session" and "shard", one shard's part of a write session (see ldb_corpus_writer_open). */
 int ldb_corpus_put(const char *path, const uint64_t *ids, size_t count, const float *embeddings,
                    const uint64_t *metadata_offsets, const uint8_t *metadata_bytes,
                    const uint64_t *payload_offsets, const uint8_t *payload_bytes,
                    const char *options_json, char **summary_json);
+
+/** Write sessions (corpus.md K-13): the corpus's one writer, held open by a driver, lets other
+ *  processes write each shard's part of one write in parallel, then commits it in the manifest.
+ *  ldb_corpus_writer_open takes corpus.lock (LDB_STORE_ERROR while another writer holds it);
+ *  ldb_corpus_writer_begin opens a session for one sample import (label_set NULL) or one new
+ *  version of label set `label_set`: *json {"session", "generation"[, "label_set", "version"]}.
+ *  Each shard's part is then written by ldb_corpus_put / ldb_corpus_import_labels with the
+ *  options "session" (the session's name), "shard" (its index; every id must route to it) and
+ *  "check" (true: every check runs and nothing is written; run it on every shard's part before
+ *  any commits, so bad input writes nothing anywhere). ldb_corpus_writer_commit checks that every
+ *  shard wrote its part of a label import and writes the next manifest generation: *json the
+ *  version across the shards (counts summed) with "generation" and "shards". abandon ends the
+ *  session uncommitted (a label version stays invisible); close abandons and releases the lock. */
+typedef struct ldb_corpus_writer ldb_corpus_writer;
+int ldb_corpus_writer_open(const char *path, ldb_corpus_writer **out);
+int ldb_corpus_writer_begin(ldb_corpus_writer *writer, const char *label_set, char **json);
+int ldb_corpus_writer_commit(ldb_corpus_writer *writer, char **json);
+int ldb_corpus_writer_abandon(ldb_corpus_writer *writer);
+int ldb_corpus_writer_close(ldb_corpus_writer *writer);
 
 /** Fits the next version of projector `name` across the corpus's shards (as `labeldb projector
  *  fit CORPUS`, corpus.md K-11): options as ldb_fit_projector. The corpus's one writer

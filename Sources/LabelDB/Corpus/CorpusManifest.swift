@@ -217,17 +217,7 @@ extension CorpusManifest {
     /// — so a reader sees the old manifest or the new one, never a mix, even after a crash.
     public func write(to directory: String) throws {
         if let problem = problem() { throw CorpusError.invalid(problem) }
-        let path = directory + "/" + Self.fileName, temporary = path + ".tmp"
-        let bytes = encoded()
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw StoreError.io(path: temporary, reason: String(cString: strerror(errno))) }
-        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0 else { throw StoreError.io(path: temporary, reason: "write or fsync failed") }
-        guard rename(temporary, path) == 0 else { throw StoreError.io(path: path, reason: String(cString: strerror(errno))) }
-        let dir = open(directory, O_RDONLY)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
+        try AtomicFile.replace(Self.fileName, in: directory, with: encoded())
     }
 }
 
@@ -241,6 +231,10 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalid(String)
     /// Another writer holds the corpus's lock.
     case busy(String)
+    /// A shard write names a write session that is not the corpus's open one (K-13).
+    case noSession(String)
+    /// A shard write holds an id the routing rule gives to another shard (or to none).
+    case wrongShard(id: UInt64, shard: Int, routed: Int?)
     /// The shards hold different copies of what every shard holds alike (a base head, a
     /// projector's version number): a shard was written behind the corpus's back.
     case shardsDisagree(String)
@@ -252,6 +246,9 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
         case .damaged(let detail): "the corpus manifest is damaged: \(detail)"
         case .invalid(let detail): "invalid corpus manifest: \(detail)"
         case .busy(let path): "another writer has the corpus \(path) open (it holds \(path)/\(CorpusWriter.lockFileName)); one writer at a time"
+        case .noSession(let detail): "no such write session: \(detail)"
+        case .wrongShard(let id, let shard, let routed):
+            "id \(id) belongs to \(routed.map { "shard \($0)" } ?? "no shard"), not to shard \(shard): route rows with the corpus's rule"
         case .shardsDisagree(let detail): "the corpus's shards disagree: \(detail) (a shard was written directly, not through the corpus)"
         }
     }

@@ -16,6 +16,8 @@ public final class CorpusWriter {
     public private(set) var manifest: CorpusManifest
     let shards: [Store]
     private let lock: Int32
+    /// The write session this writer has open (K-13), with each shard's log length when it began.
+    var session: (record: CorpusWriteSession, startRecords: [Int])?
 
     /// The lock file's name inside the corpus directory.
     public static let lockFileName = "corpus.lock"
@@ -45,10 +47,13 @@ public final class CorpusWriter {
         self.path = path
         self.shards = opened
         lock = fd
+        // A session file left by a writer that died names a session no shard write may join now.
+        try? FileManager.default.removeItem(atPath: path + "/" + CorpusWriteSession.fileName)
     }
 
-    /// Closes the shards and releases the lock.
+    /// Ends any open write session without committing it, closes the shards and releases the lock.
     public func close() {
+        abandonSession()
         for shard in shards { shard.close() }
         Foundation.close(lock)
     }
@@ -78,20 +83,11 @@ public final class CorpusWriter {
             rowsOf[shard].append(row)
         }
         let version = (manifest.labelSets[name] ?? 0) + 1
+        let request = LabelPartRequest(name: name, version: version, codec: codec, agent: agent, source: source, privileges: privileges,
+                                       normalize: normalize, provenance: provenance, now: now)
         func write(_ index: Int, _ tx: WriteTransaction) throws -> LabelSetVersion {
             let rows = rowsOf[index]
-            try tx.discardLabelVersions(name, from: version)
-            let written = try tx.importLabels(values.rows(rows, classCount: classCount), ids: rows.map { ids[$0] }, into: name, codec: codec,
-                                              views: views.map { all in rows.map { all[$0] } }, agent: agent, source: source,
-                                              privileges: privileges, normalize: normalize, now: now)
-            guard written.version == version else {
-                throw CorpusError.damaged("\(shards[index].path): label set \(name) took version \(written.version), the manifest allocated \(version)")
-            }
-            if var record = provenance {
-                record.generated = [ProvenanceEntity(kind: "label_set", name: name, version: version, rows: written.rows)]
-                tx.describe(record)
-            }
-            return written
+            return try request.write(values.rows(rows, classCount: classCount), ids: rows.map { ids[$0] }, views: views.map { all in rows.map { all[$0] } }, in: tx)
         }
         let written = try writeShards(clearance: clearance, afterShardCommit: afterShardCommit, write)
         var next = manifest
@@ -106,11 +102,7 @@ public final class CorpusWriter {
     func writeShards<T>(
         clearance: Clearance, afterShardCommit: ((Int) throws -> Void)?, _ write: (Int, WriteTransaction) throws -> T
     ) throws -> [T] {
-        for index in shards.indices {
-            do {
-                try shards[index].write(clearance: clearance) { tx in _ = try write(index, tx); throw AbandonedCheck() }
-            } catch is AbandonedCheck {}
-        }
+        for index in shards.indices { _ = try shards[index].checkWrite(clearance: clearance) { try write(index, $0) } }
         var results: [T] = []
         for index in shards.indices {
             results.append(try shards[index].write(clearance: clearance) { tx in try write(index, tx) })
@@ -131,6 +123,49 @@ public final class CorpusWriter {
 
 /// Thrown to abandon a write transaction after its checks passed.
 private struct AbandonedCheck: Error {}
+
+extension Store {
+    /// Runs `body` in a write transaction that is then abandoned, and returns its result: the
+    /// write's checks run (and throw) as in a real one, and nothing is written.
+    func checkWrite<T>(clearance: Clearance, _ body: (WriteTransaction) throws -> T) throws -> T {
+        var result: T?
+        do {
+            try write(clearance: clearance) { tx in result = try body(tx); throw AbandonedCheck() }
+        } catch is AbandonedCheck {}
+        // safe: the closure set `result` before throwing AbandonedCheck, the only way to get here.
+        return result!
+    }
+}
+
+/// One shard's part of a corpus label import (K-7), everything but the rows: the set, the version
+/// the manifest allocated, and the import's options.
+struct LabelPartRequest {
+    var name: String
+    var version: Int
+    var codec: SoftLabelCodec?
+    var agent: String
+    var source: TaintLabel
+    var privileges: Set<String>
+    var normalize: Bool
+    var provenance: ProvenanceRecord?
+    var now: Date
+
+    /// Discards the shard's rows of the set at versions ≥ `version` (an import that never reached
+    /// the manifest), imports the part as `version` and describes it with the provenance record.
+    func write(_ values: LabelValues, ids: [UInt64], views: [AugmentedView]?, in tx: WriteTransaction) throws -> LabelSetVersion {
+        try tx.discardLabelVersions(name, from: version)
+        let written = try tx.importLabels(values, ids: ids, into: name, codec: codec, views: views, agent: agent, source: source,
+                                          privileges: privileges, normalize: normalize, now: now)
+        guard written.version == version else {
+            throw CorpusError.damaged("\(tx.store.path): label set \(name) took version \(written.version), the manifest allocated \(version)")
+        }
+        if var record = provenance {
+            record.generated = [ProvenanceEntity(kind: "label_set", name: name, version: version, rows: written.rows)]
+            tx.describe(record)
+        }
+        return written
+    }
+}
 
 extension LabelValues {
     /// The rows at `indices`, in that order.
@@ -265,15 +300,7 @@ extension CorpusWriter {
         }
         let d = manifest.dimension
         func write(_ index: Int, _ tx: WriteTransaction) throws -> PutSummary {
-            let part = batch.rows(rowsOf[index], dimension: d)
-            let summary = try tx.put(part, mode: mode, privileges: privileges)
-            if var record = provenance, !part.ids.isEmpty {
-                record.generated = [ProvenanceEntity(kind: "samples", name: "samples", rows: part.ids.count, firstID: part.ids.min(), lastID: part.ids.max())]
-                record.parameters["inserted"] = "\(summary.inserted)"
-                record.parameters["replaced"] = "\(summary.replaced)"
-                tx.describe(record)
-            }
-            return summary
+            try tx.putPart(batch.rows(rowsOf[index], dimension: d), mode: mode, privileges: privileges, provenance: provenance)
         }
         var total = PutSummary()
         for summary in try writeShards(clearance: clearance, afterShardCommit: afterShardCommit, write) {
@@ -287,6 +314,21 @@ extension CorpusWriter {
     /// The largest id any shard holds, visible or not: new ids are allocated past it.
     public func largestIDInUse() throws -> UInt64? {
         try shards.compactMap { shard in try shard.read(clearance: .all) { try $0.lastKey(.samples) } }.max()
+    }
+}
+
+extension WriteTransaction {
+    /// Puts one shard's part of a corpus sample import (K-10) and describes it with the
+    /// provenance record (a part with no rows writes no record).
+    func putPart(_ part: SampleBatch, mode: PutMode, privileges: Set<String>, provenance: ProvenanceRecord?) throws -> PutSummary {
+        let summary = try put(part, mode: mode, privileges: privileges)
+        if var record = provenance, !part.ids.isEmpty {
+            record.generated = [ProvenanceEntity(kind: "samples", name: "samples", rows: part.ids.count, firstID: part.ids.min(), lastID: part.ids.max())]
+            record.parameters["inserted"] = "\(summary.inserted)"
+            record.parameters["replaced"] = "\(summary.replaced)"
+            describe(record)
+        }
+        return summary
     }
 }
 

@@ -9,7 +9,7 @@ import Foundation
 /// trap, an out-of-bounds access or a hang is a bug.
 enum DecoderFuzzTargets {
     /// The target names, one fuzz binary each.
-    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views", "manifest"]
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views", "manifest", "session"]
 
     /// The schema records are decoded against: the one the tests' small stores have, so records
     /// dumped from them (`Tools/Fuzz/seeds`) decode.
@@ -28,6 +28,7 @@ enum DecoderFuzzTargets {
         case "recorded_ids": recordedIDs(bytes)
         case "views": views(bytes)
         case "manifest": manifest(bytes)
+        case "session": session(bytes)
         default: preconditionFailure("unknown fuzz target \(name)")
         }
     }
@@ -154,7 +155,6 @@ enum DecoderFuzzTargets {
         }
     }
 
-    /// Writes `bytes` to a fresh temporary file, passes its path, and removes it.
     /// A corpus manifest (`corpus.json`): as given, and with its checksum made right so the
     /// member checks run; one that decodes must route ids and survive its own encoding.
     static func manifest(_ bytes: [UInt8]) {
@@ -169,6 +169,13 @@ enum DecoderFuzzTargets {
         precondition((try? CorpusManifest(decoding: manifest.encoded())) == manifest, "a manifest must survive its own encoding")
     }
 
+    /// A write session's file (`corpus.session`): one that decodes must survive its own encoding.
+    static func session(_ bytes: [UInt8]) {
+        guard let session = try? CorpusWriteSession(decoding: bytes) else { return }
+        precondition((try? CorpusWriteSession(decoding: Array(session.document.serialized().utf8))) == session, "a session must survive its own encoding")
+    }
+
+    /// Writes `bytes` to a fresh temporary file, passes its path, and removes it.
     static func withTemporaryFile(_ bytes: [UInt8], suffix: String, _ body: (String) -> Void) {
         let folder = NSTemporaryDirectory() + "labeldb-fuzz-\(getpid())-\(UUID().uuidString)"
         guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil else { return }
