@@ -74,6 +74,12 @@ def test_batch_inference_writes_a_new_label_set_version(cluster, corpus, sharded
     ds.write_datasink(sink)
     manifest = labeldb.open_corpus(sharded).manifest
     assert manifest["label_sets"]["student"] == 1
+    # One writer per shard: each shard's part checked, then written, by a Ray task (not the driver).
+    writes = sorted((w["shard"], w["checked_only"]) for w in sink.shard_writes)
+    assert writes == sorted((shard, check) for shard in range(4) for check in (True, False))
+    assert all(w["pid"] != os.getpid() for w in sink.shard_writes)
+    assert sum(w["rows"] for w in sink.shard_writes if not w["checked_only"]) == len(corpus["ids"])
+    assert not os.listdir(os.path.join(sharded, ".labeldb-staging"))
     # The same labels imported into the single store read the same through the CLI.
     single = tmp_path / "single"
     import shutil
@@ -129,3 +135,21 @@ def test_datasink_creates_a_corpus_and_writes_samples_and_labels(cluster, tmp_pa
     for r in got:
         assert r["metadata"] == by_id[r["id"]]["meta"] and r["labels"]["truth"]["class"] == by_id[r["id"]]["cls"]
     assert cli("verify", str(tmp_path / "made"), "--clearance", "all").returncode == 0
+    # Samples, then labels: two sessions, each shard checked and written by its own task in each.
+    assert len(sink.shard_writes) == 2 * 2 * 3 and sink.samples["inserted"] == 300
+
+
+def test_datasink_bad_rows_write_nothing_in_any_shard(cluster, corpus, sharded):
+    names = labeldb.open_corpus(sharded).shards
+    files = lambda: [open(os.path.join(sharded, n, "data.mdb"), "rb").read() for n in names] + \
+        [open(os.path.join(sharded, "corpus.json"), "rb").read()]  # noqa: E731
+    before = files()
+    ids = np.sort(corpus["ids"])
+    rows = [{"id": int(i), "cls": 2 if n != 17 else 99} for n, i in enumerate(ids)]  # one class out of range
+    with pytest.raises(Exception, match="99"):
+        ray.data.from_items(rows).write_datasink(ldray.LabelDBDatasink(sharded, "bad", hard_column="cls"))
+    assert files() == before
+    assert not os.listdir(os.path.join(sharded, ".labeldb-staging"))
+    # The lock was released: the next write goes in.
+    ray.data.from_items([{"id": r["id"], "cls": 1} for r in rows]).write_datasink(ldray.LabelDBDatasink(sharded, "good", hard_column="cls"))
+    assert labeldb.open_corpus(sharded).manifest["label_sets"]["good"] == 1

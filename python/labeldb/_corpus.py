@@ -62,16 +62,26 @@ class Corpus:
         check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), pinned, ctypes.byref(handle)))
         return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
 
+    def writer(self) -> "CorpusWriter":
+        """The corpus's one writer, held open (corpus.lock) for write sessions: see CorpusWriter."""
+        return CorpusWriter(self.path)
+
     def put(self, ids, embeddings, metadata=None, payloads=None, secrecy=None, integrity=None, privilege=None,
-            mode: str = "replace", agent: str = "python", clearance: str = "all", provenance: dict | None = None) -> dict:
+            mode: str = "replace", agent: str = "python", clearance: str = "all", provenance: dict | None = None,
+            session: dict | str | None = None, shard: int | None = None, check_only: bool = False) -> dict:
         """Stores samples, each in the shard of its id (as WriteTransaction.put): every shard's part
         is checked before any is written, then committed shard by shard, then the manifest.
         Samples carry no versions: if the writer dies between shards, the parts already committed
         are visible, and the same put again (mode "replace") completes it. Returns
-        {"inserted", "replaced", "shards"}."""
+        {"inserted", "replaced", "shards"}.
+
+        With `session` (from CorpusWriter.begin) and `shard`, writes only that shard's part of the
+        session's sample import (every id must route to it), from any process; check_only=True runs
+        every check and writes nothing. Returns {"inserted", "replaced", "shard"}."""
         ids, emb, meta_off, meta_bytes, pay_off, pay_bytes = _put_columns(ids, embeddings, metadata, payloads, self.dimension)
         options = _options(mode=mode, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege), agent=agent,
-                           clearance=clearance, provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None)
+                           clearance=clearance, provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None,
+                           **_session_options(session, shard, check_only))
         out = c_void_p()
         check(lib.ldb_corpus_put(_c(self.path, "the path"), _ptr(ids, c_uint64), len(ids), _ptr(emb, c_float), _ptr(meta_off, c_uint64),
                                  _ptr(meta_bytes, c_uint8), _ptr(pay_off, c_uint64), _ptr(pay_bytes, c_uint8), options, ctypes.byref(out)))
@@ -80,7 +90,8 @@ class Corpus:
     def import_labels(self, name: str, ids, soft=None, hard=None, topk_classes=None, topk_probs=None, leftover=None,
                       codec: str | None = None, agent: str = "python", secrecy=None, integrity=None, privilege=None,
                       normalize: bool = False, logits: bool = False, temperature: float | None = None, clearance: str = "all",
-                      provenance: dict | None = None) -> dict:
+                      provenance: dict | None = None, session: dict | str | None = None, shard: int | None = None,
+                      check_only: bool = False) -> dict:
         """Imports one new version of label set `name`: each row into the shard of its id, one
         version number in every shard, visible to readers once the manifest records it (a crash
         between shards leaves the previous version in force). Soft ([n, C]), hard ([n]) or
@@ -88,12 +99,17 @@ class Corpus:
         WriteTransaction.import_labels (logits=True: soft holds logits, turned into probabilities
         by softmax(z / temperature) in the engine); `provenance` (text parameters, e.g. the job that produced
         the labels) goes into each shard's provenance record. Returns the version, counts summed
-        over the shards."""
+        over the shards.
+
+        With `session` (from CorpusWriter.begin(name)) and `shard`, writes only that shard's part
+        of the session's import as its version (every id must route to it), from any process;
+        check_only=True runs every check and writes nothing. Returns that shard's version."""
         ids = _as_array(ids, np.uint64, "ids", ndim=1)
         rows = _LabelArrays(len(ids), len(self.classes), soft, hard, None, topk_classes, topk_probs, leftover)
         options = _options(codec=codec, agent=agent, secrecy=_tags(secrecy), integrity=_tags(integrity), privilege=_tags(privilege),
                            normalize=normalize, logits=logits or None, temperature=temperature, clearance=clearance,
-                           provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None)
+                           provenance={str(k): str(v) for k, v in provenance.items()} if provenance else None,
+                           **_session_options(session, shard, check_only))
         out = c_void_p()
         check(lib.ldb_corpus_import_labels(
             _c(self.path, "the path"), _c(name, "the label set name"), _ptr(ids, c_uint64), len(ids), _ptr(rows.soft, c_float),
@@ -111,6 +127,84 @@ class Corpus:
         check(lib.ldb_corpus_fit_projector(_c(self.path, "the path"), _c(name, "the projector name"),
                                            _options(**{"from": source, "rank": rank}, **options), ctypes.byref(out)))
         return json.loads(take_string(out))
+
+
+def _session_options(session, shard, check_only: bool) -> dict:
+    """The options of one shard's part of a write session (corpus.md K-13), or none."""
+    if session is None:
+        if shard is not None or check_only:
+            raise BadInput("shard and check_only go with a session (CorpusWriter.begin)")
+        return {}
+    name = session["session"] if isinstance(session, dict) else session
+    if not isinstance(shard, (int, np.integer)) or shard < 0:
+        raise BadInput(f"a session write names its shard (an index ≥ 0), not {shard!r}")
+    return {"session": str(name), "shard": int(shard), "check": bool(check_only)}
+
+
+class CorpusWriter:
+    """The corpus's one writer held open (it holds corpus.lock until closed), for write sessions
+    (corpus.md K-13): other processes write each shard's part of one write at once, and this
+    writer commits it. begin() opens a session for a sample import (no name) or one new version
+    of label set `name`; each shard's part goes in with Corpus.put / Corpus.import_labels(...,
+    session=, shard=), first with check_only=True for every shard (bad input then writes nothing
+    anywhere), then for real; commit() makes the write visible in the next manifest. Nothing a
+    session wrote shows before its commit; abandon() or close() without a commit leave a label
+    version invisible (the set's next import replaces it).
+
+    Example::
+
+        with corpus.writer() as w:
+            session = w.begin("teacher")
+            for check_only in (True, False):
+                for shard, (ids, probs) in enumerate(parts):   # one task per shard, anywhere
+                    corpus.import_labels("teacher", ids, soft=probs, session=session, shard=shard, check_only=check_only)
+            w.commit()
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._handle = c_void_p()
+        check(lib.ldb_corpus_writer_open(_c(self.path, "the path"), ctypes.byref(self._handle)))
+
+    def __enter__(self) -> "CorpusWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _live(self) -> c_void_p:
+        if not self._handle.value:
+            raise BadInput("the corpus writer is closed")
+        return self._handle
+
+    def begin(self, name: str | None = None) -> dict:
+        """Opens a session: {"session", "generation"} and, for label set `name`, its "label_set"
+        and the "version" the import takes."""
+        out = c_void_p()
+        check(lib.ldb_corpus_writer_begin(self._live(), None if name is None else _c(name, "the label set name"), ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def commit(self) -> dict:
+        """Commits the open session in the next manifest generation (a label import needs every
+        shard's part written). Returns {"generation", "shards"} and, for labels, the version
+        across the shards (counts summed)."""
+        out = c_void_p()
+        check(lib.ldb_corpus_writer_commit(self._live(), ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def abandon(self) -> None:
+        """Ends the open session without committing it."""
+        check(lib.ldb_corpus_writer_abandon(self._live()))
+
+    def close(self) -> None:
+        """Abandons any open session and releases the lock."""
+        if self._handle.value:
+            handle, self._handle = self._handle, c_void_p()
+            check(lib.ldb_corpus_writer_close(handle))
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and self._handle.value:
+            lib.ldb_corpus_writer_close(self._handle)
 
 
 def create_corpus(path: str | os.PathLike, dimension: int, classes, shards: int, element: str = "f32") -> Corpus:

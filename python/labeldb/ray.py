@@ -15,15 +15,17 @@ label source's distribution. The embedding and NAME.probs are Ray tensor columns
 hold [rows, d] float32 arrays; select them for iter_torch_batches, which cannot make tensors of
 the label structs).
 
-Writes (LabelDBDatasink): samples and/or a new label set version; write tasks turn blocks into
-arrays, and on completion the driver writes them across the shards through the corpus's one
-writer (each shard checked, then committed, then the manifest; Corpus.put, Corpus.import_labels),
-creating the corpus first with shards=N.
+Writes (LabelDBDatasink): samples and/or a new label set version, into a corpus with one writer
+per shard: write tasks route their rows and stage each shard's part; one Ray task per shard
+checks its part, then one per shard writes it, inside a write session the driver holds and
+commits (corpus.md K-13; Corpus.writer). With shards=N the corpus is created first.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -164,22 +166,31 @@ def read_labeldb(path: str | os.PathLike, labels: Sequence[str] = (), regen: Seq
     return ray.data.read_datasource(source, **read_options)
 
 
+# The corpus writers the driver holds for the datasinks writing now, by stage folder: kept off the
+# datasink, which Ray serializes into the write tasks and may copy.
+_WRITERS: dict = {}
+
+
 class LabelDBDatasink(Datasink):
     """Writes a dataset's rows into a store or a sharded corpus: samples (`embedding_column`, with
     optional `metadata_column` — dicts or JSON text — and `payload_column`), and/or one new
     version of label set `name` (exactly one of `soft_column`, distributions or logits with
     logits=True, and `hard_column`, class indices). `id_column` names the rows' samples. With
     `shards=N` and `classes`, a missing corpus is created first (N shards, routed by hash; the
-    dimension from the data). `provenance` (text parameters, e.g. the model and job) is recorded
-    with each write.
+    dimension from `dimension`, or the embedding column's fixed width). `provenance` (text
+    parameters, e.g. the model and job) is recorded with each write.
 
-    Write tasks turn blocks into arrays; on completion the driver writes the samples, then the
-    labels, each as one routed write across the shards (the corpus's one writer)."""
+    Into a corpus, one writer per shard (corpus.md K-13): the driver holds the corpus's lock and
+    opens a write session; write tasks route their rows and stage each shard's part beside the
+    manifest; then one Ray task per shard checks its part, and once every shard's check passed,
+    one task per shard writes it; the driver commits the session in the manifest (samples first,
+    then the label set). Bad rows write nothing anywhere, and nothing shows before the commit.
+    Into a single store, the driver writes the rows (one writer)."""
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, id_column: str = "id", soft_column: str | None = None,
                  hard_column: str | None = None, logits: bool = False, temperature: float = 1.0, codec: str | None = None,
                  embedding_column: str | None = None, metadata_column: str | None = None, payload_column: str | None = None,
-                 shards: int | None = None, classes: Sequence[str] | None = None,
+                 shards: int | None = None, classes: Sequence[str] | None = None, dimension: int | None = None,
                  agent: str = "ray", secrecy=None, clearance: str = "all", provenance: dict | None = None):
         if name is not None and (soft_column is None) == (hard_column is None):
             raise BadInput("LabelDBDatasink: a label set takes exactly one of soft_column and hard_column")
@@ -192,13 +203,33 @@ class LabelDBDatasink(Datasink):
         self.path, self.name, self.id_column = os.fspath(path), name, id_column
         self.soft_column, self.hard_column, self.logits, self.temperature = soft_column, hard_column, logits, temperature
         self.embedding_column, self.metadata_column, self.payload_column = embedding_column, metadata_column, payload_column
-        self.shards, self.classes = shards, list(classes) if classes is not None else None
+        self.shards, self.classes, self.dimension = shards, list(classes) if classes is not None else None, dimension
         self.codec, self.agent, self.secrecy, self.clearance = codec, agent, secrecy, clearance
         self.provenance = dict(provenance or {})
+        # Where write tasks stage each shard's part: one folder per write, inside the corpus.
+        self.stage = os.path.join(self.path, ".labeldb-staging", uuid.uuid4().hex)
         self.result: dict | None = None
         self.samples: dict | None = None
+        self.shard_writes: list[dict] = []
+
+    def on_write_start(self, schema=None) -> None:
+        if self.shards is not None and not _corpus.is_corpus(self.path):
+            dimension = self.dimension or _fixed_width(schema, self.embedding_column)
+            if dimension is None:
+                raise BadInput(f"LabelDBDatasink: creating a corpus needs its dimension: pass dimension=, or give "
+                               f"{self.embedding_column or 'the embedding column'} a fixed width")
+            _corpus.create_corpus(self.path, dimension, self.classes, self.shards)
+        if _corpus.is_corpus(self.path) and self.stage not in _WRITERS:
+            _WRITERS[self.stage] = _corpus.CorpusWriter(self.path)
 
     def write(self, blocks: Iterable, ctx) -> dict:
+        columns = self._columns(blocks)
+        if not _corpus.is_corpus(self.path):
+            return columns  # a single store: the driver writes the rows
+        return {"files": _stage_parts(self.stage, _corpus.Corpus(self.path), columns)}
+
+    def _columns(self, blocks: Iterable) -> dict:
+        """The blocks' rows as arrays: ids, values, embeddings (lists of parts), metadata, payloads."""
         out: dict = {"ids": [], "values": [], "embeddings": [], "metadata": [], "payloads": []}
         for block in blocks:
             table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
@@ -217,42 +248,157 @@ class LabelDBDatasink(Datasink):
         return out
 
     def on_write_complete(self, write_result) -> None:
-        returns = [r for r in getattr(write_result, "write_returns", write_result) if r["ids"]]
-        ids = np.concatenate([i for r in returns for i in r["ids"]]) if returns else np.zeros(0, np.uint64)
-        provenance = {"writer": "labeldb.ray.LabelDBDatasink", **self.provenance}
-        if self.embedding_column:
-            embeddings = np.concatenate([e for r in returns for e in r["embeddings"]]) if returns else np.zeros((0, 0), np.float32)
-            if self.shards is not None and not os.path.exists(os.path.join(self.path, "corpus.json")):
-                _corpus.create_corpus(self.path, embeddings.shape[1], self.classes, self.shards)
-            metadata = [m for r in returns for m in r["metadata"]] if self.metadata_column else None
-            payloads = [p for r in returns for p in r["payloads"]] if self.payload_column else None
-            if _corpus.is_corpus(self.path):
-                self.samples = _corpus.Corpus(self.path).put(ids, embeddings, metadata=metadata, payloads=payloads, secrecy=self.secrecy,
-                                                             agent=self.agent, clearance=self.clearance, provenance=provenance)
-            else:
-                store = _store.open(self.path, write=True)
-                try:
-                    with store.write(self.clearance) as tx:
-                        self.samples = tx.put(ids, embeddings, metadata=metadata, payloads=payloads, secrecy=self.secrecy)
-                finally:
-                    store.close()
-        if self.name is None:
-            return
-        parts = [v for r in returns for v in r["values"]]
-        options = dict(codec=self.codec, agent=self.agent, secrecy=self.secrecy)
-        if self.soft_column:
-            # Logits become probabilities in the engine (softmax(z / T)), as `labels import --logits`.
-            labels = {"soft": np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32),
-                      "logits": self.logits, "temperature": self.temperature if self.logits else None}
-        else:
-            labels = {"hard": np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)}
-        if _corpus.is_corpus(self.path):
-            self.result = _corpus.Corpus(self.path).import_labels(self.name, ids, **labels, **options, clearance=self.clearance,
-                                                                  provenance=provenance)
-        else:
-            store = _store.open(self.path, write=True)
+        returns = list(getattr(write_result, "write_returns", write_result))
+        if _corpus.is_corpus(self.path) or self.shards is not None:
             try:
-                with store.write(self.clearance) as tx:
-                    self.result = tx.import_labels(self.name, ids=ids, **labels, **options)
+                self._write_corpus(returns)
             finally:
-                store.close()
+                self._finish()
+        else:
+            self._write_store(returns)
+
+    def on_write_failed(self, error: Exception) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        """Removes the staged parts and releases the corpus (a session not committed stays invisible)."""
+        shutil.rmtree(self.stage, ignore_errors=True)
+        writer = _WRITERS.pop(self.stage, None)
+        if writer is not None:
+            writer.close()
+
+    def _write_corpus(self, returns: list) -> None:
+        if self.stage not in _WRITERS:  # no block reached the sink: on_write_start never ran
+            self.on_write_start(None)
+        corpus = _corpus.Corpus(self.path)
+        files = [[f for r in returns for f in r["files"][shard]] for shard in range(len(corpus))]
+        options = {"agent": self.agent, "secrecy": self.secrecy, "clearance": self.clearance,
+                   "provenance": {"writer": "labeldb.ray.LabelDBDatasink", **self.provenance}}
+        if self.embedding_column:
+            self.samples = self._session(None, files, dict(options, payloads=self.payload_column is not None,
+                                                           metadata=self.metadata_column is not None))
+        if self.name is not None:
+            labels = dict(options, name=self.name, codec=self.codec, soft=self.soft_column is not None,
+                          logits=self.logits, temperature=self.temperature if self.logits else None)
+            self.result = self._session(self.name, files, labels)
+
+    def _session(self, name: str | None, files: list, options: dict) -> dict:
+        """One write session: every shard's part checked by its own task, then written by its own
+        task, then committed by the driver's writer."""
+        writer = _WRITERS[self.stage]
+        session = writer.begin(name)
+        write = ray.remote(_write_shard_part)
+        for check_only in (True, False):
+            results = ray.get([write.remote(self.path, session, shard, parts, options, check_only) for shard, parts in enumerate(files)])
+            self.shard_writes += results
+        committed = writer.commit()
+        if name is None:
+            committed.update(inserted=sum(r["inserted"] for r in results), replaced=sum(r["replaced"] for r in results))
+        return committed
+
+    def _write_store(self, returns: list) -> None:
+        """A single store: the driver writes the rows the write tasks returned."""
+        returns = [r for r in returns if r["ids"]]
+        ids = np.concatenate([i for r in returns for i in r["ids"]]) if returns else np.zeros(0, np.uint64)
+        store = _store.open(self.path, write=True)
+        try:
+            with store.write(self.clearance) as tx:
+                if self.embedding_column:
+                    embeddings = np.concatenate([e for r in returns for e in r["embeddings"]]) if returns else np.zeros((0, 0), np.float32)
+                    metadata = [m for r in returns for m in r["metadata"]] if self.metadata_column else None
+                    payloads = [p for r in returns for p in r["payloads"]] if self.payload_column else None
+                    self.samples = tx.put(ids, embeddings, metadata=metadata, payloads=payloads, secrecy=self.secrecy)
+                if self.name is not None:
+                    parts = [v for r in returns for v in r["values"]]
+                    if self.soft_column:
+                        # Logits become probabilities in the engine (softmax(z / T)), as `labels import --logits`.
+                        labels = {"soft": np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32),
+                                  "logits": self.logits, "temperature": self.temperature if self.logits else None}
+                    else:
+                        labels = {"hard": np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)}
+                    self.result = tx.import_labels(self.name, ids=ids, **labels, codec=self.codec, agent=self.agent, secrecy=self.secrecy)
+        finally:
+            store.close()
+
+
+def _fixed_width(schema, column: str | None) -> int | None:
+    """The width of a fixed-size list or one-dimensional tensor column of an Arrow schema."""
+    if schema is None or column is None or column not in schema.names:
+        return None
+    kind = schema.field(column).type
+    if pa.types.is_fixed_size_list(kind):
+        return kind.list_size
+    shape = getattr(kind, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
+
+
+def _stage_parts(stage: str, corpus: "_corpus.Corpus", columns: dict) -> list:
+    """Routes a write task's rows and writes each shard's part as one .npz file in the stage
+    (renamed into place whole); returns the files, per shard."""
+    files: list = [[] for _ in range(len(corpus))]
+    if not columns["ids"]:
+        return files
+    ids = np.concatenate(columns["ids"])
+    route = corpus.route(ids)
+    if (route < 0).any():
+        raise BadInput(f"LabelDBDatasink: id {int(ids[route < 0][0])} belongs to no shard of {corpus.path} (its ranges leave it out)")
+    whole = {"ids": ids}
+    if columns["values"]:
+        whole["values"] = np.concatenate(columns["values"])
+    if columns["embeddings"]:
+        whole["embeddings"] = np.concatenate(columns["embeddings"])
+    task = uuid.uuid4().hex
+    for shard in np.unique(route).tolist():
+        rows = np.flatnonzero(route == shard)
+        part = {key: value[rows] for key, value in whole.items()}
+        if columns["metadata"]:
+            part["metadata"] = np.array(json.dumps([columns["metadata"][i] for i in rows]))
+        if columns["payloads"]:
+            blobs = [columns["payloads"][i] for i in rows]
+            part["payload_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+            part["payload_bytes"] = np.frombuffer(b"".join(blobs), np.uint8)
+        folder = os.path.join(stage, f"shard-{shard}")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{task}.npz")
+        with open(path + ".tmp", "wb") as out:
+            np.savez(out, **part)
+        os.replace(path + ".tmp", path)
+        files[shard].append(path)
+    return files
+
+
+def _load_parts(files: list) -> dict:
+    """One shard's staged parts, concatenated (no pickled objects are read)."""
+    parts = [np.load(f, allow_pickle=False) for f in files]
+    out: dict = {"ids": np.concatenate([p["ids"] for p in parts]) if parts else np.zeros(0, np.uint64)}
+    if parts and "values" in parts[0]:
+        out["values"] = np.concatenate([p["values"] for p in parts])
+    if parts and "embeddings" in parts[0]:
+        out["embeddings"] = np.concatenate([p["embeddings"] for p in parts])
+    if parts and "metadata" in parts[0]:
+        out["metadata"] = [m for p in parts for m in json.loads(str(p["metadata"]))]
+    if parts and "payload_bytes" in parts[0]:
+        out["payloads"] = [bytes(p["payload_bytes"][a:b]) for p in parts for a, b in zip(p["payload_offsets"][:-1], p["payload_offsets"][1:])]
+    return out
+
+
+def _write_shard_part(path: str, session: dict, shard: int, files: list, options: dict, check_only: bool) -> dict:
+    """A Ray task: shard `shard`'s part of a write session, read from its staged files and
+    written into the shard (or only checked), in this worker process."""
+    corpus, part = _corpus.Corpus(path), _load_parts(files)
+    common = dict(agent=options["agent"], secrecy=options["secrecy"], clearance=options["clearance"], provenance=options["provenance"],
+                  session=session, shard=shard, check_only=check_only)
+    if "name" not in options:
+        embeddings = part.get("embeddings", np.zeros((0, corpus.dimension), np.float32))
+        metadata = part.get("metadata", []) if options["metadata"] else None
+        payloads = part.get("payloads", []) if options["payloads"] else None
+        result = corpus.put(part["ids"], embeddings, metadata=metadata, payloads=payloads, **common)
+    else:
+        c = len(corpus.classes)
+        if options["soft"]:
+            values = {"soft": part.get("values", np.zeros((0, c), np.float32)).astype(np.float32), "logits": options["logits"],
+                      "temperature": options["temperature"]}
+        else:
+            values = {"hard": part.get("values", np.zeros(0, np.int64)).astype(np.int64)}
+        result = corpus.import_labels(options["name"], part["ids"], codec=options["codec"], **values, **common)
+    return {**result, "shard": shard, "pid": os.getpid(), "checked_only": check_only}

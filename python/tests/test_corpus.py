@@ -196,3 +196,77 @@ def test_a_pinned_shard_reads_the_projector_versions_of_its_manifest(corpus, sha
     # A pin of label sets alone (the earlier form) still opens, reading the manifest's projectors now.
     with later.open_shard(1, pin=later.manifest["label_sets"]) as shard, shard.read("all") as tx:
         assert len(tx.get_many(tx.ids()[:1], regen=["late"]).regen["late"].status) == 1
+
+
+def _write_part(path, name, session, shard, ids, logits, check_only):
+    """A spawned process writing one shard's part of a write session (an LMDB environment must
+    not cross fork(): each process opens the shard itself)."""
+    import labeldb as ldb
+    return ldb.open_corpus(path).import_labels(name, ids, soft=logits, logits=True, agent="job-9", session=session, shard=shard,
+                                               check_only=check_only, provenance={"model": "m"})
+
+
+def test_a_write_session_takes_each_shards_part_from_its_own_process(corpus, sharded, tmp_path):
+    import multiprocessing
+    c = labeldb.open_corpus(sharded)
+    ids = corpus["ids"][1::2]
+    logits = np.random.default_rng(8).normal(size=(len(ids), 6)).astype(np.float32)
+    routes = c.route(ids)
+    before = cli_json_lines("query", sharded, "id >= 0", "--labels", "teacher", "--clearance", "all")
+    with c.writer() as writer, multiprocessing.get_context("spawn").Pool(3) as pool:
+        session = writer.begin("student")
+        assert session["version"] == 1 and session["label_set"] == "student"
+        with pytest.raises(labeldb.StoreError, match="one writer at a time"):
+            labeldb.open_corpus(sharded).import_labels("student", ids, soft=logits, logits=True)
+        for check_only in (True, False):
+            parts = pool.starmap(_write_part, [(sharded, "student", session, shard, ids[routes == shard], logits[routes == shard], check_only)
+                                              for shard in range(3)])
+            assert [p["rows"] for p in parts] == [int((routes == shard).sum()) for shard in range(3)]
+            # Nothing shows before the commit.
+            assert "student" not in labeldb.open_corpus(sharded).manifest["label_sets"]
+            assert cli_json_lines("query", sharded, "id >= 0", "--labels", "teacher", "--clearance", "all") == before
+        committed = writer.commit()
+        assert committed["version"] == 1 and committed["rows"] == len(ids) and committed["shards"] == 3
+    assert labeldb.open_corpus(sharded).manifest["label_sets"]["student"] == 1
+    # Equal to the same import through the corpus's own writer, in a second split of the store.
+    other = tmp_path / "other"
+    cli("shard", corpus["store"], str(other), "--shards", "3", "--clearance", "all")
+    labeldb.open_corpus(other).import_labels("student", ids, soft=logits, logits=True, agent="job-9")
+    np.save(tmp_path / "q.npy", corpus["emb"][:3])
+    for args in (["query", "label(student).confidence > 0.2", "--labels", "student"],
+                 ["knn", "--query", str(tmp_path / "q.npy"), "--k", "5", "--labels", "student"]):
+        a = cli_json_lines(args[0], sharded, *args[1:], "--clearance", "all")
+        b = cli_json_lines(args[0], str(other), *args[1:], "--clearance", "all")
+        assert a == b and a
+
+
+def test_a_shard_write_outside_its_session_is_refused_and_writes_nothing(corpus, sharded):
+    c = labeldb.open_corpus(sharded)
+    ids = corpus["ids"][:6]
+    routes = c.route(ids)
+    files = lambda: [open(os.path.join(sharded, n, "data.mdb"), "rb").read() for n in c.shards] + \
+        [open(os.path.join(sharded, "corpus.json"), "rb").read()]  # noqa: E731
+    before = files()
+    with c.writer() as writer:
+        session = writer.begin("student")
+        mine, other = ids[routes == routes[0]], ids[routes != routes[0]]
+        with pytest.raises(labeldb.BadInput, match="belongs to shard"):
+            c.import_labels("student", other[:1], hard=[1], session=session, shard=int(routes[0]))
+        with pytest.raises(labeldb.BadInput, match="not label set"):
+            c.import_labels("teacher", mine, hard=[1] * len(mine), session=session, shard=int(routes[0]))
+        with pytest.raises(labeldb.BadInput, match="not samples"):
+            c.put(mine, np.zeros((len(mine), 8), np.float32), session=session, shard=int(routes[0]))
+        with pytest.raises(labeldb.BadInput):
+            c.import_labels("student", mine, hard=[9] * len(mine), session=session, shard=int(routes[0]))  # no class 9
+        assert files() == before
+        # A part written, the others not: the commit is refused and the manifest stays.
+        c.import_labels("student", mine, hard=[1] * len(mine), session=session, shard=int(routes[0]))
+        with pytest.raises(labeldb.BadInput, match="has not written its part"):
+            writer.commit()
+        writer.abandon()
+        with pytest.raises(labeldb.BadInput, match="not the open session"):
+            c.import_labels("student", mine, hard=[1] * len(mine), session=session, shard=int(routes[0]))
+    assert open(os.path.join(sharded, "corpus.json"), "rb").read() == before[-1]
+    assert "student" not in labeldb.open_corpus(sharded).manifest["label_sets"]
+    with pytest.raises(labeldb.BadInput, match="go with a session"):
+        c.put(ids, np.zeros((len(ids), 8), np.float32), shard=0)
