@@ -82,7 +82,7 @@ struct StoreArgument: ParsableArguments {
     }
 
     /// The commands that accept a sharded corpus where they accept a store.
-    static let corpusCommands = "get, info, verify, scan, query, knn, export, audit, import, labels list/show/export/import/diff/agree/issues, card, heads list and projector fit/list/show/check"
+    static let corpusCommands = "get, info, verify, scan, query, knn, export, audit, import, labels list/show/export/import/diff/agree/issues/consensus, provenance export, card, heads list and projector fit/list/show/check"
 
     /// Opens the store or sharded corpus for reading, with the parsed clearance checked against
     /// the tag registry (every shard has the same one).

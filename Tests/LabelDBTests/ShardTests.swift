@@ -302,8 +302,8 @@ struct CorpusReadTests {
         try ShardTests.scenarioStore(at: dir.file("store")).close()
         let manifest = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 2, rule: .hash, clearance: .all, agent: "test")
         // A store-only command names the commands that read a corpus.
-        let list = try runCLI(["provenance", "export", dir.file("corpus"), "--out", dir.file("prov.json")])
-        #expect(list.status == 2 && list.stderr.contains("sharded corpus"))
+        let list = try runCLI(["labels", "drop", dir.file("corpus"), "teacher@1", "--clearance", "all"])
+        #expect(list.status == 2 && list.stderr.contains("sharded corpus"), "\(list.stderr)")
         // A sample written into the wrong shard behind the corpus's back: verify reports it.
         let misrouted = (100...200).map(UInt64.init).first { manifest.shard(of: $0) == 1 }!
         let shard = try Store(opening: dir.file("corpus/" + manifest.shards[0]))
@@ -382,8 +382,8 @@ struct CorpusImportTests {
             // The two imports ran at different times, and each shard numbers its own log (it has a
             // `shard` record the store lacks): the records' times and numbers are all that may differ.
             func untimed(_ text: String) -> String {
-                text.replacingOccurrences(of: #""time_ms":[0-9]+"#, with: "", options: .regularExpression)
-                    .replacingOccurrences(of: #""record":[0-9]+"#, with: "", options: .regularExpression)
+                Self.meanKLRounded(text.replacingOccurrences(of: #""time_ms":[0-9]+"#, with: "", options: .regularExpression)
+                    .replacingOccurrences(of: #""record":[0-9]+"#, with: "", options: .regularExpression))
             }
             for (a, b) in zip(commands, single) {
                 let fromCorpus = untimed(try CorpusReadTests.observe(a.arguments + ["--clearance", clearance], files: a.files))
@@ -391,6 +391,18 @@ struct CorpusImportTests {
                 #expect(fromCorpus == fromStore, "\(clearance): \(a.arguments.prefix(4).joined(separator: " "))\ncorpus: \(fromCorpus.prefix(600))\nstore: \(fromStore.prefix(600))")
             }
         }
+    }
+
+    /// `text` with every `"mean_kl"` rounded to 12 significant digits: a corpus's version adds its
+    /// shards' mean KLs weighted by their rows, which can differ from one store's mean in the last bit.
+    static func meanKLRounded(_ text: String) -> String {
+        var out = text
+        let pattern = try! NSRegularExpression(pattern: #""mean_kl":([-+0-9.eE]+)"#)
+        for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)).reversed() {
+            guard let range = Range(match.range(at: 1), in: out), let value = Double(out[range]) else { continue }
+            out.replaceSubrange(range, with: String(format: "%.12g", value))
+        }
+        return out
     }
 
     @Test("an import routes each row to its shard under one version: every read equals the store's after the same import")
@@ -443,6 +455,55 @@ struct CorpusImportTests {
         #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
         let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
         #expect(verify.status == 0, "\(verify.stdout)")
+    }
+
+    @Test("labels consensus on a corpus writes what the store's writes: each method, weights, a reference set and a reference tag")
+    func consensusEqualsStore() throws {
+        let dir = TemporaryDirectory("corpus-consensus")
+        try Self.setUp(dir)
+        let variants: [[String]] = [
+            ["--from", "teacher,human", "--method", "mean", "--weights", "human=2"],
+            ["--from", "teacher@1,teacher@2,human", "--method", "vote", "--reference", "human"],
+            ["--from", "teacher@1,teacher@2,human", "--method", "dawid-skene"],
+            ["--from", "teacher,human", "--method", "mean", "--reference-tag", "reviewed", "--reference-set", "human"],
+        ]
+        for variant in variants {
+            var outputs: [String] = []
+            for path in [dir.file("corpus"), dir.file("store")] {
+                let result = try runCLI(["labels", "consensus", path, "cons"] + variant + ["--clearance", "all", "--format", "json"])
+                #expect(result.status == 0, "\(variant): \(result.stderr)")
+                outputs.append(Self.meanKLRounded(result.stdout.replacingOccurrences(of: #""time_ms":[0-9]+"#, with: "", options: .regularExpression)))
+            }
+            #expect(outputs[0] == outputs[1], "\(variant)\ncorpus: \(outputs[0])\nstore: \(outputs[1])")
+        }
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["cons"] == variants.count)
+        try Self.sameReads(dir, sets: ["cons"])
+        // A consensus that cannot be written (nothing labelled under the clearance) writes nothing.
+        let manifest = try CorpusManifest.read(from: dir.file("corpus")), before = CorpusSessionTests.dataFiles(dir, manifest)
+        let refused = try runCLI(["labels", "consensus", dir.file("corpus"), "cons", "--from", "teacher,human", "--reference", "fresh", "--clearance", "all"])
+        #expect(refused.status != 0 && CorpusSessionTests.dataFiles(dir, manifest) == before, "\(refused.stderr)")
+    }
+
+    @Test("provenance export of a corpus holds each shard's log as a bundle, equal to the shard's own export, with the manifest's state")
+    func provenanceExport() throws {
+        let dir = TemporaryDirectory("corpus-prov")
+        try Self.setUp(dir)
+        #expect(try runCLI(Self.importArguments(dir.file("corpus"), dir)[0]).status == 0)
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        for clearance in ["all", "public"] {
+            let result = try runCLI(["provenance", "export", dir.file("corpus"), "--out", dir.file("out/prov.json"), "--clearance", clearance])
+            #expect(result.status == 0 && result.stdout.contains("of 3 shards"), "\(result.stdout)\(result.stderr)")
+            let document = try JSONValue.parse(String(contentsOfFile: dir.file("out/prov.json"), encoding: .utf8))
+            #expect(document["hadMember"]?.objectValue?.count == 3)
+            for (index, name) in manifest.shards.enumerated() {
+                let own = try runCLI(["provenance", "export", dir.file("corpus/" + name), "--out", dir.file("out/shard.json"), "--clearance", clearance])
+                #expect(own.status == 0, "\(own.stderr)")
+                guard case .object(var expected) = try JSONValue.parse(String(contentsOfFile: dir.file("out/shard.json"), encoding: .utf8)) else { continue }
+                expected.removeValue(forKey: "prefix")
+                #expect(document["bundle"]?["labeldb:shard/\(name)"] == .object(expected), "\(name)")
+                #expect(document["entity"]?["labeldb:shard/\(name)"]?["labeldb:committed_head"] == .string(manifest.shardStates[index].head))
+            }
+        }
     }
 
     @Test("labels issues --write-set writes the same suggestions into a corpus as into the store")

@@ -132,3 +132,40 @@ extension Transaction {
         return try LabelDiff(rows: { body in _ = try query(nil, labels: [a, b], body) })
     }
 }
+
+/// A sample's consensus row, as a corpus's merge passes it on (``ConsensusRows``).
+private struct ConsensusSample: Sendable {
+    var id: UInt64
+    var labels: [Label?]
+    var isReference: Bool
+}
+
+extension CorpusWriter {
+    /// ``WriteTransaction/consensus(into:from:method:weights:reference:codec:agent:tolerance:maxIterations:)``
+    /// on a corpus: the sources' rows of every shard, read through `corpus` (opened while this
+    /// writer holds the lock, so nothing changes under it) and merged in id order, give the
+    /// labels one store holding the same samples would; they are written as a routed label
+    /// import (``importLabels(_:ids:into:codec:views:agent:source:privileges:normalize:clearance:provenance:now:afterShardCommit:)``).
+    public func consensus(
+        reading corpus: Corpus, into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
+        reference: ConsensusReference? = nil, codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-6, maxIterations: Int = 500,
+        clearance: Clearance
+    ) throws -> ConsensusReport {
+        let request = try corpus.read(0, clearance: clearance, in: nil) { tx in
+            try tx.consensusRequest(references, method: method, weights: weights, reference: reference, tolerance: tolerance, maxIterations: maxIterations)
+        }
+        let rows: ConsensusRows = { body in
+            try corpus.merge(clearance: clearance, by: { $0.id < $1.id }, produce: { _, tx, emit in
+                try emitting(emit) { push in
+                    try tx.consensusRows(references, reference: reference)({ id, labels, isReference in
+                        try push(ConsensusSample(id: id, labels: labels, isReference: isReference))
+                    })
+                }
+            }, consume: { sample in try body(sample.id, sample.labels, sample.isReference); return true })
+        }
+        let labels = try request.compute(agent: agent, rows: rows)
+        let parts = try importLabels(.soft(labels.soft), ids: labels.ids, into: name, codec: codec, agent: agent, source: labels.source,
+                                     normalize: true, clearance: clearance, provenance: labels.record)
+        return labels.report(LabelSetVersion.combined(parts))
+    }
+}

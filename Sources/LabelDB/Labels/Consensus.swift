@@ -73,45 +73,146 @@ extension WriteTransaction {
         into name: String, from references: [LabelSetReference], method: ConsensusMethod, weights: [Double]? = nil,
         reference: ConsensusReference? = nil, codec: SoftLabelCodec? = nil, agent: String, tolerance: Double = 1e-6, maxIterations: Int = 500
     ) throws -> ConsensusReport {
-        let names = try distinctSources(references, needing: "a consensus needs at least two sources")
-        let c = store.schema.classes.count
-        let w = try Self.checkConsensusOptions(method, weights: weights, sources: references.count, reference: reference,
-                                               tolerance: tolerance, maxIterations: maxIterations, classes: c)
-        let sources = try references.map { try labelSource($0, for: "a consensus") }
-        let rows = try consensusRows(references, sources: sources, method: method, weights: w, reference: reference)
+        let request = try consensusRequest(references, method: method, weights: weights, reference: reference, tolerance: tolerance, maxIterations: maxIterations)
+        let labels = try request.compute(agent: agent, rows: consensusRows(references, reference: reference))
+        let info = try importLabels(.soft(labels.soft), ids: labels.ids, into: name, codec: codec, agent: agent, source: labels.source, normalize: true)
+        var record = labels.record
+        record.generated = [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)]
+        describe(record)
+        return labels.report(info)
+    }
+}
+
+/// The rows a consensus reads, in id order: each sample's labels from the sources and then the
+/// reference set (when there is one), and whether it is a reference sample.
+typealias ConsensusRows = (_ body: (UInt64, [Label?], Bool) throws -> Void) throws -> Void
+
+/// A consensus with its options checked and its sources resolved, ready to read rows (from one
+/// store, or from every shard of a corpus).
+struct ConsensusRequest {
+    var method: ConsensusMethod
+    var names: [String]
+    var sources: [QueryLabelSource]
+    var weights: [Double]
+    var reference: ConsensusReference?
+    /// `NAME@V` (or `NAME@V tagged T`) of the reference, and the entity of its label set.
+    var referenceName: String?
+    var referenceEntity: ProvenanceEntity?
+    var classes: Int
+    var tolerance: Double
+    var maxIterations: Int
+
+    /// The consensus of `rows`: the labels, their source label, and what the report and the
+    /// provenance record say of them (see ``WriteTransaction/consensus(into:from:method:weights:reference:codec:agent:tolerance:maxIterations:)``).
+    func compute(agent: String, rows: ConsensusRows) throws -> ConsensusLabels {
+        let read = try readRows(rows)
+        let c = classes, w = weights
         var iterations: Int? = nil, accuracy: [Double]? = nil
         // Per sample, each source's weight: the caller's, times its reference accuracy.
-        let rowWeights = { (row: [Label?]) in rows.reference.map { zip(w, $0.weights(of: row)).map(*) } ?? w }
+        let rowWeights = { (row: [Label?]) in read.reference.map { zip(w, $0.weights(of: row)).map(*) } ?? w }
         let soft: [Float]
         switch method {
-        case .mean: soft = rows.labels.flatMap { Self.mean($0, weights: rowWeights($0), classes: c) }
-        case .vote: soft = rows.labels.flatMap { Self.vote($0, weights: rowWeights($0), classes: c) }
+        case .mean: soft = read.labels.flatMap { WriteTransaction.mean($0, weights: rowWeights($0), classes: c) }
+        case .vote: soft = read.labels.flatMap { WriteTransaction.vote($0, weights: rowWeights($0), classes: c) }
         case .dawidSkene:
-            let fit = try DawidSkene.fit(votes: rows.labels.map { $0.map { $0?.top1?.classIndex } }, classes: c, tolerance: tolerance, maxIterations: maxIterations)
+            let fit = try DawidSkene.fit(votes: read.labels.map { $0.map { $0?.top1?.classIndex } }, classes: c, tolerance: tolerance, maxIterations: maxIterations)
             soft = fit.posteriors
             (iterations, accuracy) = (fit.iterations, fit.accuracy)
         }
-        let info = try importLabels(.soft(soft), ids: rows.ids, into: name, codec: codec, agent: agent,
-                                    source: TaintLabel(secrecy: rows.secrecy, integrity: .tags([])), normalize: true)
         var parameters = ["method": method.rawValue, "weights": zip(names, w).map { "\($0)=\($1)" }.joined(separator: ",")]
         if let iterations { parameters["iterations"] = "\(iterations)" }
         if let accuracy { parameters["source_accuracy"] = zip(names, accuracy).map { "\($0)=\($1)" }.joined(separator: ",") }
         var used = sources.map(\.entity)
-        if let learned = rows.reference, let reference {
+        if let learned = read.reference, let referenceEntity {
             parameters["reference"] = learned.reference
-            let entity = try labelSource(reference.labels, for: "a consensus").entity
-            if !used.contains(entity) { used.append(entity) }
+            if !used.contains(referenceEntity) { used.append(referenceEntity) }
         }
-        describe(ProvenanceRecord(
-            activity: "label consensus", agent: agent, used: used,
-            generated: [ProvenanceEntity(kind: "label_set", name: name, version: info.version, rows: info.rows)],
-            parameters: parameters))
-        return ConsensusReport(version: info, sources: names, iterations: iterations, sourceAccuracy: accuracy, referenceAccuracy: rows.reference)
+        return ConsensusLabels(ids: read.ids, soft: soft, source: TaintLabel(secrecy: read.secrecy, integrity: .tags([])), names: names,
+                               iterations: iterations, accuracy: accuracy, referenceAccuracy: read.reference,
+                               record: ProvenanceRecord(activity: "label consensus", agent: agent, used: used, parameters: parameters))
     }
 
+    /// The samples a consensus labels with the sources' labels, the secrecy they carry, and
+    /// what the reference (when given) says of each source.
+    private func readRows(_ rows: ConsensusRows) throws -> (ids: [UInt64], labels: [[Label?]], secrecy: TagSet, reference: ReferenceAccuracy?) {
+        var ids: [UInt64] = [], labels: [[Label?]] = []
+        // The secrecy the rows carry: per sample (mean, vote), each row's source suffices, the
+        // sample's own being joined when the row is written; Dawid–Skene's output for one sample
+        // depends on every sample's votes, so it takes every row's whole label, and so do the
+        // reference rows and the source rows on reference samples, which weigh every sample.
+        var secrecy = TagSet.tags([])
+        var learned = referenceName.map { ReferenceAccuracy(reference: $0, sources: sources.count, classes: classes) }
+        try rows { id, all, isReference in
+            let row = Array(all.prefix(sources.count))
+            if isReference, row.contains(where: { $0?.top1 != nil }) {
+                learned!.count(row, truth: all.last!!.top1!.classIndex)
+                secrecy = row.compactMap { $0?.taint.secrecy }.reduce(secrecy.union(all.last!!.taint.secrecy)) { $0.union($1) }
+            }
+            // A sample only zero-weighted sources label gets no label (Σw·P / Σw is 0/0).
+            guard row.indices.contains(where: { row[$0]?.top1 != nil && (method == .dawidSkene || weights[$0] > 0) }) else { return }
+            ids.append(id)
+            labels.append(row)
+            for (source, label) in zip(sources, row) where label != nil {
+                secrecy = secrecy.union(method == .dawidSkene ? label!.taint.secrecy : WriteTransaction.rowSource(source, label!).secrecy)
+            }
+        }
+        guard !ids.isEmpty else { throw ConsensusError.nothingToLabel }
+        if let learned, learned.samples == 0 {
+            throw ConsensusError.options("the reference \(learned.reference) labels no sample a source labels under this clearance")
+        }
+        return (ids, labels, secrecy, learned)
+    }
+}
+
+/// A consensus computed and not yet written.
+struct ConsensusLabels {
+    var ids: [UInt64]
+    /// One distribution per id, `ids.count` × C.
+    var soft: [Float]
+    /// The version's source label.
+    var source: TaintLabel
+    var names: [String]
+    var iterations: Int?
+    var accuracy: [Double]?
+    var referenceAccuracy: ReferenceAccuracy?
+    /// The provenance record of the write, without what it generated.
+    var record: ProvenanceRecord
+
+    /// The report of the consensus once written as `version`.
+    func report(_ version: LabelSetVersion) -> ConsensusReport {
+        ConsensusReport(version: version, sources: names, iterations: iterations, sourceAccuracy: accuracy, referenceAccuracy: referenceAccuracy)
+    }
+}
+
+extension Transaction {
+    /// A consensus's options checked against this store, and its sources resolved.
+    func consensusRequest(
+        _ references: [LabelSetReference], method: ConsensusMethod, weights: [Double]?, reference: ConsensusReference?, tolerance: Double, maxIterations: Int
+    ) throws -> ConsensusRequest {
+        let names = try distinctSources(references, needing: "a consensus needs at least two sources")
+        let c = store.schema.classes.count
+        let w = try WriteTransaction.checkConsensusOptions(method, weights: weights, sources: references.count, reference: reference,
+                                                           tolerance: tolerance, maxIterations: maxIterations, classes: c)
+        return ConsensusRequest(method: method, names: names, sources: try references.map { try labelSource($0, for: "a consensus") }, weights: w,
+                                reference: reference, referenceName: try reference.map { try referenceName($0) },
+                                referenceEntity: try reference.map { try labelSource($0.labels, for: "a consensus").entity },
+                                classes: c, tolerance: tolerance, maxIterations: maxIterations)
+    }
+
+    /// This store's consensus rows: the sources' labels and the reference's, for every sample the
+    /// clearance sees, in id order.
+    func consensusRows(_ references: [LabelSetReference], reference: ConsensusReference?) -> ConsensusRows {
+        { body in
+            _ = try self.query(nil, labels: references + (reference.map { [$0.labels] } ?? [])) { id, all in
+                try body(id, all, try reference.map { try self.isReferenceSample(id, all.last!, $0) } ?? false)
+            }
+        }
+    }
+}
+
+extension WriteTransaction {
     /// The weights (default 1 each), once the options are known to fit the method.
-    static func checkConsensusOptions(
-        _ method: ConsensusMethod, weights: [Double]?, sources: Int, reference: ConsensusReference?, tolerance: Double, maxIterations: Int, classes c: Int
+    static func checkConsensusOptions(        _ method: ConsensusMethod, weights: [Double]?, sources: Int, reference: ConsensusReference?, tolerance: Double, maxIterations: Int, classes c: Int
     ) throws -> [Double] {
         let w = weights ?? Array(repeating: 1, count: sources)
         guard w.count == sources, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
@@ -128,39 +229,6 @@ extension WriteTransaction {
             throw ConsensusError.options("dawid-skene keeps a \(c) × \(c) confusion matrix per source; at most \(DawidSkene.maximumClasses) classes are supported")
         }
         return w
-    }
-
-    /// The samples a consensus labels with the sources' labels, the secrecy they carry, and
-    /// what the reference (when given) says of each source.
-    private func consensusRows(
-        _ references: [LabelSetReference], sources: [QueryLabelSource], method: ConsensusMethod, weights w: [Double], reference: ConsensusReference?
-    ) throws -> (ids: [UInt64], labels: [[Label?]], secrecy: TagSet, reference: ReferenceAccuracy?) {
-        var ids: [UInt64] = [], labels: [[Label?]] = []
-        // The secrecy the rows carry: per sample (mean, vote), each row's source suffices, the
-        // sample's own being joined when the row is written; Dawid–Skene's output for one sample
-        // depends on every sample's votes, so it takes every row's whole label, and so do the
-        // reference rows and the source rows on reference samples, which weigh every sample.
-        var secrecy = TagSet.tags([])
-        var learned = try reference.map { ReferenceAccuracy(reference: try referenceName($0), sources: sources.count, classes: store.schema.classes.count) }
-        try query(nil, labels: references + (reference.map { [$0.labels] } ?? [])) { id, all in
-            let row = Array(all.prefix(sources.count))
-            if let reference, try isReferenceSample(id, all.last!, reference), row.contains(where: { $0?.top1 != nil }) {
-                learned!.count(row, truth: all.last!!.top1!.classIndex)
-                secrecy = row.compactMap { $0?.taint.secrecy }.reduce(secrecy.union(all.last!!.taint.secrecy)) { $0.union($1) }
-            }
-            // A sample only zero-weighted sources label gets no label (Σw·P / Σw is 0/0).
-            guard row.indices.contains(where: { row[$0]?.top1 != nil && (method == .dawidSkene || w[$0] > 0) }) else { return }
-            ids.append(id)
-            labels.append(row)
-            for (source, label) in zip(sources, row) where label != nil {
-                secrecy = secrecy.union(method == .dawidSkene ? label!.taint.secrecy : Self.rowSource(source, label!).secrecy)
-            }
-        }
-        guard !ids.isEmpty else { throw ConsensusError.nothingToLabel }
-        if let learned, learned.samples == 0 {
-            throw ConsensusError.options("the reference \(learned.reference) labels no sample a source labels under this clearance")
-        }
-        return (ids, labels, secrecy, learned)
     }
 
     /// The label a source row carries besides its sample's: its version's source, or a projector's.

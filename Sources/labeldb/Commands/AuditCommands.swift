@@ -193,21 +193,21 @@ struct ProvenanceCommand: ParsableCommand {
 /// W3C PROV-JSON of the whole log.
 struct ProvenanceExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write the provenance log as W3C PROV-JSON (entities, activities, agents and their relations).")
+        commandName: "export", abstract: "Write the provenance log as W3C PROV-JSON (entities, activities, agents and their relations); of a corpus, one bundle per shard.")
     @OptionGroup var target: StoreArgument
     @Option(help: "The PROV-JSON file to write.") var out: String
 
     func run() throws {
-        let (store, clearance) = try target.openCleared(readOnly: true)
-        defer { store.close() }
-        let records = try store.read(clearance: clearance) { try $0.provenanceRecords() }
-        let document = provJSON(records)
+        // A corpus: one bundle per shard (Corpus.provenanceDocument); a store: its log.
+        let (corpus, clearance) = try target.openCorpusCleared()
+        defer { corpus.close() }
+        let (document, records) = try corpus.provenanceDocument(clearance: clearance)
         // Not `atomically`: Foundation on Linux leaves an empty `TemporaryDirectory.*` behind in
         // /tmp for every atomic write. A failed run removes the output instead (main.swift).
         do { try document.serialized().write(toFile: out, atomically: false, encoding: .utf8) } catch {
             throw InputError(file: out, reason: "cannot write: \(error.localizedDescription)")
         }
-        print("exported \(records.count) provenance records to \(out)")
+        print("exported \(records) provenance records\(corpus.isSharded ? " of \(corpus.shards.count) shards" : "") to \(out)")
     }
 }
 

@@ -95,12 +95,27 @@ struct LabelsConsensusCommand: ParsableCommand {
         guard tolerance > 0, tolerance.isFinite, maxIterations >= 2 else { throw UsageError(description: "--tolerance must be > 0 and --max-iterations ≥ 2 (convergence compares two iterations)") }
         let codecValue = try codec.map { try SoftLabelCodec(parsing: $0) }
         let referenceValue = try ConsensusReference(set: reference, tag: referenceTag, tagSet: referenceSet)
-        let (store, clearance) = try target.openCleared(readOnly: false)
-        defer { store.close() }
-        let name = agent ?? "consensus:\(method)"
-        let report = try store.write(clearance: clearance) { tx -> ConsensusReport in
-            try tx.consensus(into: out, from: references, method: methodValue, weights: weights.isEmpty ? nil : weightValues, reference: referenceValue, codec: codecValue, agent: name,
-                             tolerance: tolerance, maxIterations: maxIterations)
+        let name = agent ?? "consensus:\(method)", weightList = weights.isEmpty ? nil : weightValues
+        let report: ConsensusReport, classes: [String]
+        if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
+            // The corpus's writer first: its lock keeps the corpus as read while the rows are.
+            let writer = try CorpusWriter(opening: target.store)
+            defer { writer.close() }
+            let clearance = try Clearance(parsing: target.clearance)
+            try writer.validate(clearance)
+            let corpus = try Corpus(opening: target.store)
+            defer { corpus.close() }
+            classes = corpus.schema.classes
+            report = try writer.consensus(reading: corpus, into: out, from: references, method: methodValue, weights: weightList, reference: referenceValue,
+                                          codec: codecValue, agent: name, tolerance: tolerance, maxIterations: maxIterations, clearance: clearance)
+        } else {
+            let (store, clearance) = try target.openCleared(readOnly: false)
+            defer { store.close() }
+            classes = store.schema.classes
+            report = try store.write(clearance: clearance) { tx -> ConsensusReport in
+                try tx.consensus(into: out, from: references, method: methodValue, weights: weightList, reference: referenceValue, codec: codecValue, agent: name,
+                                 tolerance: tolerance, maxIterations: maxIterations)
+            }
         }
         switch format {
         case .json:
@@ -110,7 +125,7 @@ struct LabelsConsensusCommand: ParsableCommand {
             if let iterations = report.iterations, let accuracy = report.sourceAccuracy {
                 print("  dawid-skene: \(iterations) iterations; estimated accuracy " + zip(report.sources, accuracy).map { String(format: "%@ %.3f", $0, $1) }.joined(separator: ", "))
             }
-            if let learned = report.referenceAccuracy { printReferenceAccuracy(learned, sources: report.sources, classes: store.schema.classes) }
+            if let learned = report.referenceAccuracy { printReferenceAccuracy(learned, sources: report.sources, classes: classes) }
         }
     }
 }
