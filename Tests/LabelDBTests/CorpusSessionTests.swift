@@ -118,7 +118,7 @@ struct CorpusSessionTests {
         try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
     }
 
-    @Test("a manifest written since the session began ends it: its shard writes are refused")
+    @Test("a manifest written since the session began ends it: its shard writes and its commit are refused, and nothing is written")
     func staleGeneration() throws {
         let dir = TemporaryDirectory("session-generation")
         try CorpusImportTests.setUp(dir)
@@ -127,8 +127,53 @@ struct CorpusSessionTests {
         let writer = try CorpusWriter(opening: dir.file("corpus"))
         defer { writer.close() }
         let session = try writer.beginSession(labelSet: "teacher")
+        _ = try Self.writeTeacherPart(dir, parts[0], shard: 0, session: session.id)
         try writer.commit(writer.manifest)
-        #expect(throws: CorpusError.self) { try Self.writeTeacherPart(dir, parts[2], shard: 2, session: session.id) }
+        let files = Self.dataFiles(dir, writer.manifest)
+        #expect { try Self.writeTeacherPart(dir, parts[2], shard: 2, session: session.id) } throws: { error in
+            if case CorpusError.noSession(let why) = error { why.contains("generation") } else { false }
+        }
+        #expect(Self.dataFiles(dir, writer.manifest) == files)
+        #expect { try writer.commitSession() } throws: { error in
+            if case CorpusError.noSession(let why) = error { why.contains("moved past generation") } else { false }
+        }
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["teacher"] == 2)
+    }
+
+    @Test("a part a late write of an abandoned session left does not count for the next session; the writer's own writes wait for the session")
+    func lateWriteOfAnAbandonedSession() throws {
+        let dir = TemporaryDirectory("session-late")
+        try CorpusImportTests.setUp(dir)
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        let parts = try Self.teacherParts(dir, manifest)
+        let writer = try CorpusWriter(opening: dir.file("corpus"))
+        defer { writer.close() }
+        let first = try writer.beginSession(labelSet: "teacher")
+        writer.abandonSession()
+        let second = try writer.beginSession(labelSet: "teacher")
+        #expect(first.version == second.version && first.id != second.id)
+        // A write of the first session that passed its checks before the abandon and commits
+        // after the second began: its record names the first session.
+        let shard = try Store(opening: dir.file("corpus/" + manifest.shards[0]))
+        try shard.write(clearance: .all) { tx in
+            var record = ProvenanceRecord(activity: "label import", agent: "t3")
+            record.parameters[CorpusWriter.sessionParameter] = first.id
+            let request = LabelPartRequest(name: "teacher", version: 3, codec: nil, agent: "t3", source: .public, privileges: [], normalize: false,
+                                           provenance: record, now: Date())
+            _ = try request.write(parts[0].values, ids: parts[0].ids, views: nil, in: tx)
+        }
+        shard.close()
+        for index in [1, 2] { _ = try Self.writeTeacherPart(dir, parts[index], shard: index, session: second.id) }
+        #expect { try writer.commitSession() } throws: { error in
+            if case CorpusError.noSession(let why) = error { why.contains("shard 0") } else { false }
+        }
+        #expect { try writer.importLabels(parts[0].values, ids: parts[0].ids, into: "teacher", agent: "t3", clearance: .all) } throws: { error in
+            if case CorpusError.noSession(let why) = error { why.contains("is open on this writer") } else { false }
+        }
+        // Shard 0 written in the second session: the commit goes through.
+        _ = try Self.writeTeacherPart(dir, parts[0], shard: 0, session: second.id)
+        #expect(try writer.commitSession().count == 3)
+        #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["teacher"] == 3)
     }
 
     @Test("sample parts written at once in a session equal the writer's own sample import")

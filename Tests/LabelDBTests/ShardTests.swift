@@ -478,10 +478,12 @@ struct CorpusImportTests {
         }
         #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["cons"] == variants.count)
         try Self.sameReads(dir, sets: ["cons"])
-        // A consensus that cannot be written (nothing labelled under the clearance) writes nothing.
+        // A consensus refused once every shard's rows were read (a reference tag no sample
+        // carries as integrity: no reference sample) writes nothing in any shard.
         let manifest = try CorpusManifest.read(from: dir.file("corpus")), before = CorpusSessionTests.dataFiles(dir, manifest)
-        let refused = try runCLI(["labels", "consensus", dir.file("corpus"), "cons", "--from", "teacher,human", "--reference", "fresh", "--clearance", "all"])
-        #expect(refused.status != 0 && CorpusSessionTests.dataFiles(dir, manifest) == before, "\(refused.stderr)")
+        let refused = try runCLI(["labels", "consensus", dir.file("corpus"), "cons", "--from", "teacher,human", "--reference-tag", "licensed:getty",
+                                  "--reference-set", "human", "--clearance", "all"])
+        #expect(refused.status == 2 && refused.stderr.contains("labels no sample") && CorpusSessionTests.dataFiles(dir, manifest) == before, "\(refused.stderr)")
     }
 
     @Test("provenance export of a corpus holds each shard's log as a bundle, equal to the shard's own export, with the manifest's state")

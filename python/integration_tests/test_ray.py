@@ -79,7 +79,7 @@ def test_batch_inference_writes_a_new_label_set_version(cluster, corpus, sharded
     assert writes == sorted((shard, check) for shard in range(4) for check in (True, False))
     assert all(w["pid"] != os.getpid() for w in sink.shard_writes)
     assert sum(w["rows"] for w in sink.shard_writes if not w["checked_only"]) == len(corpus["ids"])
-    assert not os.listdir(os.path.join(sharded, ".labeldb-staging"))
+    assert not os.path.exists(os.path.join(sharded, ".labeldb-staging"))
     # The same labels imported into the single store read the same through the CLI.
     single = tmp_path / "single"
     import shutil
@@ -149,7 +149,7 @@ def test_datasink_bad_rows_write_nothing_in_any_shard(cluster, corpus, sharded):
     with pytest.raises(Exception, match="99"):
         ray.data.from_items(rows).write_datasink(ldray.LabelDBDatasink(sharded, "bad", hard_column="cls"))
     assert files() == before
-    assert not os.listdir(os.path.join(sharded, ".labeldb-staging"))
+    assert not os.path.exists(os.path.join(sharded, ".labeldb-staging"))
     # The lock was released: the next write goes in.
     ray.data.from_items([{"id": r["id"], "cls": 1} for r in rows]).write_datasink(ldray.LabelDBDatasink(sharded, "good", hard_column="cls"))
     assert labeldb.open_corpus(sharded).manifest["label_sets"]["good"] == 1

@@ -147,9 +147,10 @@ class CorpusWriter:
     writer commits it. begin() opens a session for a sample import (no name) or one new version
     of label set `name`; each shard's part goes in with Corpus.put / Corpus.import_labels(...,
     session=, shard=), first with check_only=True for every shard (bad input then writes nothing
-    anywhere), then for real; commit() makes the write visible in the next manifest. Nothing a
-    session wrote shows before its commit; abandon() or close() without a commit leave a label
-    version invisible (the set's next import replaces it).
+    anywhere), then for real; commit() records the write in the next manifest. A label version
+    shows only once committed; abandon() or close() without a commit leave it invisible (the
+    set's next import replaces it). Sample parts, which carry no versions, show once their shard
+    commits (corpus.md K-10). Wait for every shard's write to end before abandoning.
 
     Example::
 

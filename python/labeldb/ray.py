@@ -180,12 +180,15 @@ class LabelDBDatasink(Datasink):
     dimension from `dimension`, or the embedding column's fixed width). `provenance` (text
     parameters, e.g. the model and job) is recorded with each write.
 
-    Into a corpus, one writer per shard (corpus.md K-13): the driver holds the corpus's lock and
-    opens a write session; write tasks route their rows and stage each shard's part beside the
-    manifest; then one Ray task per shard checks its part, and once every shard's check passed,
-    one task per shard writes it; the driver commits the session in the manifest (samples first,
-    then the label set). Bad rows write nothing anywhere, and nothing shows before the commit.
-    Into a single store, the driver writes the rows (one writer)."""
+    Into a corpus, one writer per shard (corpus.md K-13): write tasks route their rows and stage
+    each shard's part beside the manifest (in .labeldb-staging/, removed when the write ends; a
+    driver that dies leaves its folder, which may be deleted while no write runs); then the
+    driver takes the corpus's lock and opens a write session, one Ray task per shard checks its
+    part, and once every shard's check passed, one task per shard writes it; the driver commits
+    the session in the manifest. Samples and labels are two sessions, samples first: bad samples
+    write nothing anywhere, and a label set's version shows only once committed, whole (bad
+    labels write none of it, but leave the samples of the same write stored, as `labeldb import`
+    then `labeldb labels import` would). Into a single store, the driver writes the rows."""
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, id_column: str = "id", soft_column: str | None = None,
                  hard_column: str | None = None, logits: bool = False, temperature: float = 1.0, codec: str | None = None,
@@ -219,8 +222,6 @@ class LabelDBDatasink(Datasink):
                 raise BadInput(f"LabelDBDatasink: creating a corpus needs its dimension: pass dimension=, or give "
                                f"{self.embedding_column or 'the embedding column'} a fixed width")
             _corpus.create_corpus(self.path, dimension, self.classes, self.shards)
-        if _corpus.is_corpus(self.path) and self.stage not in _WRITERS:
-            _WRITERS[self.stage] = _corpus.CorpusWriter(self.path)
 
     def write(self, blocks: Iterable, ctx) -> dict:
         columns = self._columns(blocks)
@@ -263,13 +264,19 @@ class LabelDBDatasink(Datasink):
     def _finish(self) -> None:
         """Removes the staged parts and releases the corpus (a session not committed stays invisible)."""
         shutil.rmtree(self.stage, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(self.stage))  # when no other write stages there
+        except OSError:
+            pass
         writer = _WRITERS.pop(self.stage, None)
         if writer is not None:
             writer.close()
 
     def _write_corpus(self, returns: list) -> None:
-        if self.stage not in _WRITERS:  # no block reached the sink: on_write_start never ran
+        if self.shards is not None and not _corpus.is_corpus(self.path):  # no block reached the sink
             self.on_write_start(None)
+        # The lock from here to the end of the write; staging needed none.
+        _WRITERS[self.stage] = _corpus.CorpusWriter(self.path)
         corpus = _corpus.Corpus(self.path)
         files = [[f for r in returns for f in r["files"][shard]] for shard in range(len(corpus))]
         options = {"agent": self.agent, "secrecy": self.secrecy, "clearance": self.clearance,
@@ -289,7 +296,11 @@ class LabelDBDatasink(Datasink):
         session = writer.begin(name)
         write = ray.remote(_write_shard_part)
         for check_only in (True, False):
-            results = ray.get([write.remote(self.path, session, shard, parts, options, check_only) for shard, parts in enumerate(files)])
+            refs = [write.remote(self.path, session, shard, parts, options, check_only) for shard, parts in enumerate(files)]
+            # Every task ends before a failure is raised: the session must not end (and the lock
+            # go) while a shard's write still runs.
+            ray.wait(refs, num_returns=len(refs))
+            results = ray.get(refs)
             self.shard_writes += results
         committed = writer.commit()
         if name is None:

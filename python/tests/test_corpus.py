@@ -222,8 +222,9 @@ def test_a_write_session_takes_each_shards_part_from_its_own_process(corpus, sha
             parts = pool.starmap(_write_part, [(sharded, "student", session, shard, ids[routes == shard], logits[routes == shard], check_only)
                                               for shard in range(3)])
             assert [p["rows"] for p in parts] == [int((routes == shard).sum()) for shard in range(3)]
-            # Nothing shows before the commit.
+            # Nothing of the new version shows before the commit.
             assert "student" not in labeldb.open_corpus(sharded).manifest["label_sets"]
+            assert cli("query", sharded, "id >= 0", "--labels", "student", "--clearance", "all", check=False).returncode == 1
             assert cli_json_lines("query", sharded, "id >= 0", "--labels", "teacher", "--clearance", "all") == before
         committed = writer.commit()
         assert committed["version"] == 1 and committed["rows"] == len(ids) and committed["shards"] == 3

@@ -402,9 +402,11 @@ int ldb_corpus_put(const char *path, const uint64_t *ids, size_t count, const fl
  *  options "session" (the session's name), "shard" (its index; every id must route to it) and
  *  "check" (true: every check runs and nothing is written; run it on every shard's part before
  *  any commits, so bad input writes nothing anywhere). ldb_corpus_writer_commit checks that every
- *  shard wrote its part of a label import and writes the next manifest generation: *json the
- *  version across the shards (counts summed) with "generation" and "shards". abandon ends the
- *  session uncommitted (a label version stays invisible); close abandons and releases the lock. */
+ *  shard wrote its part of a label import in this session and writes the next manifest
+ *  generation: *json {"generation", "shards"}, and for a label import the version across the
+ *  shards (counts summed). While a session is open the writer writes nothing else. abandon ends
+ *  the session uncommitted (a label version stays invisible; wait for every shard write to end
+ *  first); close abandons and releases the lock. */
 typedef struct ldb_corpus_writer ldb_corpus_writer;
 int ldb_corpus_writer_open(const char *path, ldb_corpus_writer **out);
 int ldb_corpus_writer_begin(ldb_corpus_writer *writer, const char *label_set, char **json);

@@ -83,6 +83,7 @@ extension CorpusWriter {
         maxKL: Double? = nil, requireTop1: Bool = false, budget: RankBudget? = nil, agent: String = "labeldb", clearance: Clearance,
         progress: ((String, Double) -> Void)? = nil, afterShardCommit: ((Int) throws -> Void)? = nil
     ) throws -> ProjectorVersion {
+        try requireNoSession()
         try ProjectorNames.check(name)
         if let maxKL { guard maxKL > 0, maxKL.isFinite else { throw ProjectorError.invalidOption("the KL bound (max KL) must be a positive number") } }
         // Only what the manifest has committed exists for a corpus reader.

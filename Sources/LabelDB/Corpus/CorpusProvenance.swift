@@ -19,7 +19,8 @@ extension Corpus {
             let records = try shard.read(clearance: clearance) { try $0.provenanceRecords() }
             total += records.count
             let name = "labeldb:shard/\(manifest.shards[index])"
-            guard case .object(var bundle) = provJSON(records) else { continue }
+            // safe: provJSON always makes an object.
+            var bundle = provJSON(records).objectValue!
             bundle.removeValue(forKey: "prefix")  // the document's own
             bundles[name] = .object(bundle)
             let state = manifest.shardStates[index]

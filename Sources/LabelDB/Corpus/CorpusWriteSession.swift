@@ -65,8 +65,8 @@ public struct CorpusWriteSession: Equatable, Sendable {
 extension CorpusWriter {
     /// Opens a write session (K-13) for one sample import (`labelSet` nil) or one new version of
     /// label set `labelSet`, whose number it allocates as ``importLabels(_:ids:into:codec:views:agent:source:privileges:normalize:clearance:provenance:now:afterShardCommit:)``
-    /// does. Shard writes join it with ``importLabels(_:ids:intoShard:of:session:views:codec:agent:source:privileges:normalize:clearance:provenance:checkOnly:)``
-    /// and ``importSamples(_:intoShard:of:session:mode:privileges:clearance:provenance:checkOnly:)``;
+    /// does. Shard writes join it with ``importLabels(_:ids:into:shard:of:session:views:codec:agent:source:privileges:normalize:clearance:provenance:now:checkOnly:)``
+    /// and ``importSamples(_:shard:of:session:mode:privileges:clearance:provenance:checkOnly:)``;
     /// ``commitSession()`` makes the write visible.
     ///
     /// - Throws: ``CorpusError/noSession(_:)`` when a session is already open.
@@ -93,16 +93,24 @@ extension CorpusWriter {
     @discardableResult
     public func commitSession() throws -> [LabelSetVersion] {
         guard let (record, start) = session else { throw CorpusError.noSession("this writer has no session open") }
+        guard try CorpusManifest.read(from: path).generation == record.generation else {
+            throw CorpusError.noSession("the manifest moved past generation \(record.generation) while session \(record.id) was open")
+        }
         var next = manifest
         var parts: [LabelSetVersion] = []
         if let name = record.labelSet, let version = record.version {
             for (index, shard) in shards.enumerated() {
                 let part = try shard.read(clearance: .all) { tx -> LabelSetVersion? in
                     guard let set = try tx.labelSetRecord(key: Array(name.utf8)), set.latest == version else { return nil }
-                    return try tx.labelSetVersion(set: set.id, version: UInt32(version), name: name)
+                    let part = try tx.labelSetVersion(set: set.id, version: UInt32(version), name: name)
+                    // Written in this session: its provenance record names the session and came
+                    // after the shard's log as it began (a late write of an abandoned session
+                    // names that one).
+                    guard let written = part.provenance, written > UInt64(start[index]),
+                          try tx.provenanceRecord(written)?.parameters[Self.sessionParameter] == record.id else { return nil }
+                    return part
                 }
-                // Written in this session: its provenance record came after the shard's log as it began.
-                guard let part, let written = part.provenance, written > UInt64(start[index]) else {
+                guard let part else {
                     throw CorpusError.noSession("shard \(index) (\(manifest.shards[index])) has not written its part of \(name) version \(version) in session \(record.id)")
                 }
                 parts.append(part)
@@ -123,12 +131,24 @@ extension CorpusWriter {
         try? FileManager.default.removeItem(atPath: path + "/" + CorpusWriteSession.fileName)
     }
 
-    /// True while some writer, in any process, holds the lock of the corpus in `directory`.
+    /// The provenance parameter a shard write of a session records the session's id in.
+    static let sessionParameter = "session"
+
+    /// Throws while a session is open: the writer's own writes would move the manifest under it.
+    func requireNoSession() throws {
+        if let (record, _) = session {
+            throw CorpusError.noSession("session \(record.id) is open on this writer: commit or abandon it before writing otherwise")
+        }
+    }
+
+    /// True while some writer, in any process, holds the lock of the corpus in `directory`. The
+    /// probe asks for a shared lock, which a writer's exclusive one refuses, so probes never
+    /// block each other (one may, for its instant, make a new writer find the corpus busy).
     static func isLocked(_ directory: String) -> Bool {
         let fd = open(directory + "/" + lockFileName, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { Foundation.close(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return true }
         flock(fd, LOCK_UN)
         return false
     }
@@ -156,8 +176,10 @@ extension CorpusWriter {
             guard let version = open.version, open.labelSet == name else {
                 throw CorpusError.noSession("session \(session) imports \(open.labelSet.map { "label set \($0)" } ?? "samples"), not label set \(name)")
             }
+            var record = provenance ?? ProvenanceRecord(activity: "label import", agent: agent)
+            record.parameters[sessionParameter] = session
             let request = LabelPartRequest(name: name, version: version, codec: codec, agent: agent, source: source, privileges: privileges,
-                                           normalize: normalize, provenance: provenance, now: now)
+                                           normalize: normalize, provenance: record, now: now)
             return try request.write(values, ids: ids, views: views, in: tx)
         }
     }
@@ -172,7 +194,9 @@ extension CorpusWriter {
     ) throws -> PutSummary {
         try withSessionShard(index, of: path, session: session, ids: batch.ids, clearance: clearance, checkOnly: checkOnly) { tx, open in
             guard open.labelSet == nil else { throw CorpusError.noSession("session \(session) imports label set \(open.labelSet!), not samples") }
-            return try tx.putPart(batch, mode: mode, privileges: privileges, provenance: provenance)
+            var record = provenance
+            record?.parameters[sessionParameter] = session
+            return try tx.putPart(batch, mode: mode, privileges: privileges, provenance: record)
         }
     }
 
@@ -183,14 +207,7 @@ extension CorpusWriter {
         _ index: Int, of path: String, session: String, ids: [UInt64], clearance: Clearance, checkOnly: Bool,
         _ body: (WriteTransaction, CorpusWriteSession) throws -> T
     ) throws -> T {
-        let manifest = try CorpusManifest.read(from: path)
-        guard let open = try CorpusWriteSession.open(in: path), open.id == session else {
-            throw CorpusError.noSession("\(session) is not the open session of \(path) (it was committed or abandoned, or never begun)")
-        }
-        guard isLocked(path) else { throw CorpusError.noSession("the writer of session \(session) is gone: nothing holds \(path)/\(lockFileName)") }
-        guard open.generation == manifest.generation else {
-            throw CorpusError.noSession("session \(session) began on manifest generation \(open.generation); the manifest is at \(manifest.generation)")
-        }
+        let (manifest, open) = try checkSession(session, of: path)
         guard manifest.shards.indices.contains(index) else {
             throw InputError(file: path, reason: "shard \(index) is not one of its \(manifest.shards.count) shards")
         }
@@ -200,9 +217,28 @@ extension CorpusWriter {
         let store = try Store(opening: path + "/" + manifest.shards[index])
         defer { store.close() }
         func write(_ tx: WriteTransaction) throws -> T {
+            // Again with the shard's writer lock held: the session may have ended while this
+            // write waited for it (a commit then still refuses a part recorded under another session).
+            _ = try checkSession(session, of: path)
             try tx.validate(clearance)
             return try body(tx, open)
         }
         return checkOnly ? try store.checkWrite(clearance: clearance, write) : try store.write(clearance: clearance, write)
+    }
+}
+
+extension CorpusWriter {
+    /// The manifest and the open session, once `session` is known to be it: of the manifest's
+    /// generation, with its writer holding the lock.
+    static func checkSession(_ session: String, of path: String) throws -> (CorpusManifest, CorpusWriteSession) {
+        let manifest = try CorpusManifest.read(from: path)
+        guard let open = try CorpusWriteSession.open(in: path), open.id == session else {
+            throw CorpusError.noSession("\(session) is not the open session of \(path) (it was committed or abandoned, or never begun)")
+        }
+        guard isLocked(path) else { throw CorpusError.noSession("the writer of session \(session) is gone: nothing holds \(path)/\(lockFileName)") }
+        guard open.generation == manifest.generation else {
+            throw CorpusError.noSession("session \(session) began on manifest generation \(open.generation); the manifest is at \(manifest.generation)")
+        }
+        return (manifest, open)
     }
 }

@@ -48,7 +48,9 @@ public final class CorpusWriter {
         self.shards = opened
         lock = fd
         // A session file left by a writer that died names a session no shard write may join now.
-        try? FileManager.default.removeItem(atPath: path + "/" + CorpusWriteSession.fileName)
+        for leftover in [CorpusWriteSession.fileName, CorpusWriteSession.fileName + ".tmp"] {
+            try? FileManager.default.removeItem(atPath: path + "/" + leftover)
+        }
     }
 
     /// Ends any open write session without committing it, closes the shards and releases the lock.
@@ -72,6 +74,7 @@ public final class CorpusWriter {
         agent: String, source: TaintLabel = .public, privileges: Set<String> = [], normalize: Bool = false,
         clearance: Clearance, provenance: ProvenanceRecord? = nil, now: Date = Date(), afterShardCommit: ((Int) throws -> Void)? = nil
     ) throws -> [LabelSetVersion] {
+        try requireNoSession()
         let classCount = manifest.classes.count
         // Whole-input checks first, so an error names the row of the input, not of a shard's part.
         _ = try LabelValidation.check(values, rows: ids.count, classCount: classCount, normalize: normalize)
@@ -289,6 +292,7 @@ extension CorpusWriter {
         _ batch: SampleBatch, mode: PutMode, privileges: Set<String> = [], clearance: Clearance, provenance: ProvenanceRecord? = nil,
         afterShardCommit: ((Int) throws -> Void)? = nil
     ) throws -> PutSummary {
+        try requireNoSession()
         // Whole-batch checks first, so an error names the input's row, not a shard part's.
         try SampleValidation.check(batch, schema: shards[0].schema)
         var rowsOf = [[Int]](repeating: [], count: shards.count)

@@ -212,7 +212,8 @@ extension Transaction {
 
 extension WriteTransaction {
     /// The weights (default 1 each), once the options are known to fit the method.
-    static func checkConsensusOptions(        _ method: ConsensusMethod, weights: [Double]?, sources: Int, reference: ConsensusReference?, tolerance: Double, maxIterations: Int, classes c: Int
+    static func checkConsensusOptions(
+        _ method: ConsensusMethod, weights: [Double]?, sources: Int, reference: ConsensusReference?, tolerance: Double, maxIterations: Int, classes c: Int
     ) throws -> [Double] {
         let w = weights ?? Array(repeating: 1, count: sources)
         guard w.count == sources, w.allSatisfy({ $0.isFinite && $0 >= 0 }), w.contains(where: { $0 > 0 }) else {
