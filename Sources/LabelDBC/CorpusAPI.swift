@@ -265,3 +265,16 @@ public func ldbCorpusWriterClose(_ pointer: OpaquePointer?) -> Int32 {
         Unmanaged<CorpusWriterHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
     }
 }
+
+@_cdecl("ldb_corpus_provenance")
+public func ldbCorpusProvenance(_ path: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guarded {
+        let o = try options(optionsJSON)
+        try o.only(["clearance"], call: "ldb_corpus_provenance")
+        let corpus = try Corpus(opening: try string(path, "path"))
+        defer { corpus.close() }
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "public")
+        try corpus.shards[0].read(clearance: .all) { try $0.validate(clearance) }
+        give(try corpus.provenanceDocument(clearance: clearance).document, json)
+    }
+}

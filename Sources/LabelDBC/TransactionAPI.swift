@@ -175,31 +175,82 @@ public func ldbKNN(
 ) -> Int32 {
     guarded {
         let handle = try transactionHandle(pointer)
-        let d = handle.schema.dimension
-        guard k >= 1, k <= 100_000 else { throw APIError.badInput("ldb_knn: k must be 1…100000, not \(k)") }
-        guard queryCount >= 0, queryCount <= Int.max / max(d * k, 1) else { throw APIError.badInput("ldb_knn: query count \(queryCount) is too large") }
-        let queries = Array(try buffer(queriesPointer, queryCount * d, "queries"))
-        if let bad = queries.firstIndex(where: { !$0.isFinite }) {
-            throw APIError.badInput("ldb_knn: query \(bad / d), element \(bad % d) is \(queries[bad]) (queries must be finite)")
-        }
-        guard let idsOut, let similaritiesOut else { throw APIError.badInput("ldb_knn: ids and similarities must not be NULL") }
-        let o = try options(optionsJSON)
-        try o.only(["labels", "flow", "lambda", "metric", "where"], call: "ldb_knn")
-        guard let metric = NeighborMetric(rawValue: try o.text("metric") ?? "cosine") else { throw APIError.badInput("ldb_knn: metric must be cosine or l2") }
-        guard let mode = KNNFlowMode(rawValue: try o.text("flow") ?? "permissive") else { throw APIError.badInput("ldb_knn: flow must be permissive or conservative") }
-        let lambda = Float(try o.number("lambda") ?? 0.1)
-        guard lambda >= 0, lambda.isFinite else { throw APIError.badInput("ldb_knn: lambda must be a number ≥ 0") }
-        let filter = try o.text("where").map { try QueryExpression(parsing: $0) }
+        let request = try KNNRequest(queriesPointer, queryCount, k, options: try options(optionsJSON), schema: handle.schema, call: "ldb_knn")
         let classes = handle.schema.classes
         let (lists, documents) = try handle.run { tx -> ([[Neighbor]], [JSONValue]?) in
-            let include = try filter.map { try tx.matcher(for: $0) }
-            if let labels = try o.text("labels") {
-                let results = try tx.knnLabels(of: queries, queries: queryCount, k: k, from: try LabelSetReference(parsing: labels),
-                                               metric: metric, mode: mode, lambda: lambda, include: include)
+            let include = try request.filter.map { try tx.matcher(for: $0) }
+            if let labels = request.labels {
+                let results = try tx.knnLabels(of: request.queries, queries: queryCount, k: k, from: labels, metric: request.metric, mode: request.mode,
+                                               lambda: request.lambda, include: include)
                 return (results.map(\.neighbors), results.enumerated().map { knnLabelJSON($1, query: $0, classes: classes) })
             }
-            return (try tx.nearestNeighbors(of: queries, queries: queryCount, k: k, metric: metric, include: include), nil)
+            return (try tx.nearestNeighbors(of: request.queries, queries: queryCount, k: k, metric: request.metric, include: include), nil)
         }
+        try request.deliver(lists, idsOut, similaritiesOut, documents, json)
+    }
+}
+
+@_cdecl("ldb_corpus_knn")
+public func ldbCorpusKNN(
+    _ path: UnsafePointer<CChar>?, _ queriesPointer: UnsafePointer<Float>?, _ queryCount: Int, _ k: Int, _ optionsJSON: UnsafePointer<CChar>?,
+    _ idsOut: UnsafeMutablePointer<UInt64>?, _ similaritiesOut: UnsafeMutablePointer<Float>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let corpus = try Corpus(opening: try string(path, "path"))
+        defer { corpus.close() }
+        var o = try options(optionsJSON)
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "public")
+        o.removeValue(forKey: "clearance")
+        try corpus.shards[0].read(clearance: .all) { try $0.validate(clearance) }
+        let request = try KNNRequest(queriesPointer, queryCount, k, options: o, schema: corpus.schema, call: "ldb_corpus_knn")
+        if let labels = request.labels {
+            let results = try corpus.knnLabels(of: request.queries, queries: queryCount, k: k, from: labels, metric: request.metric, mode: request.mode,
+                                               lambda: request.lambda, where: request.filter, clearance: clearance)
+            let classes = corpus.schema.classes
+            try request.deliver(results.map(\.neighbors), idsOut, similaritiesOut, results.enumerated().map { knnLabelJSON($1, query: $0, classes: classes) }, json)
+        } else {
+            let lists = try corpus.nearestNeighbors(of: request.queries, queries: queryCount, k: k, metric: request.metric, where: request.filter, clearance: clearance)
+            try request.deliver(lists, idsOut, similaritiesOut, nil, json)
+        }
+    }
+}
+
+/// A kNN call's queries and options, checked (ldb_knn, ldb_corpus_knn).
+private struct KNNRequest {
+    let queries: [Float]
+    let k: Int
+    let labels: LabelSetReference?
+    let metric: NeighborMetric
+    let mode: KNNFlowMode
+    let lambda: Float
+    let filter: QueryExpression?
+
+    init(_ pointer: UnsafePointer<Float>?, _ count: Int, _ k: Int, options o: [String: JSONValue], schema: Schema, call: String) throws {
+        let d = schema.dimension
+        guard k >= 1, k <= 100_000 else { throw APIError.badInput("\(call): k must be 1…100000, not \(k)") }
+        guard count >= 0, count <= Int.max / max(d * k, 1) else { throw APIError.badInput("\(call): query count \(count) is too large") }
+        queries = Array(try buffer(pointer, count * d, "queries"))
+        if let bad = queries.firstIndex(where: { !$0.isFinite }) {
+            throw APIError.badInput("\(call): query \(bad / d), element \(bad % d) is \(queries[bad]) (queries must be finite)")
+        }
+        try o.only(["labels", "flow", "lambda", "metric", "where"], call: call)
+        guard let metric = NeighborMetric(rawValue: try o.text("metric") ?? "cosine") else { throw APIError.badInput("\(call): metric must be cosine or l2") }
+        guard let mode = KNNFlowMode(rawValue: try o.text("flow") ?? "permissive") else { throw APIError.badInput("\(call): flow must be permissive or conservative") }
+        let lambda = Float(try o.number("lambda") ?? 0.1)
+        guard lambda >= 0, lambda.isFinite else { throw APIError.badInput("\(call): lambda must be a number ≥ 0") }
+        self.k = k
+        self.metric = metric
+        self.mode = mode
+        self.lambda = lambda
+        labels = try o.text("labels").map { try LabelSetReference(parsing: $0) }
+        filter = try o.text("where").map { try QueryExpression(parsing: $0) }
+    }
+
+    /// Fills the [queries, k] id and similarity arrays (0 and -inf past a query's last
+    /// neighbour) and, with labels, hands over the kNN labels' JSON.
+    func deliver(_ lists: [[Neighbor]], _ idsOut: UnsafeMutablePointer<UInt64>?, _ similaritiesOut: UnsafeMutablePointer<Float>?,
+                 _ documents: [JSONValue]?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) throws {
+        guard let idsOut, let similaritiesOut else { throw APIError.badInput("ids and similarities must not be NULL") }
         for (q, neighbors) in lists.enumerated() {
             for j in 0..<k {
                 idsOut[q * k + j] = j < neighbors.count ? neighbors[j].id : 0

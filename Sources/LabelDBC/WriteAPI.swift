@@ -283,32 +283,75 @@ public func ldbConsensus(
         let name = String(cString: nameText)
         let handle = try transactionHandle(pointer)
         try handle.writing { session in
-            let o = try options(optionsJSON)
-            try o.only(["sources", "method", "weights", "reference", "reference_tag", "reference_set", "codec", "agent", "tolerance", "max_iterations"], call: "ldb_consensus")
-            let names = try o.strings("sources")
-            let references = try names.map { try LabelSetReference(parsing: $0) }
-            guard let method = ConsensusMethod(rawValue: try o.text("method") ?? "mean") else {
-                throw APIError.badInput("ldb_consensus: method must be mean, vote or dawid-skene")
-            }
-            var weights: [Double]? = nil
-            if let given = o["weights"], given != .null {
-                weights = [Double](repeating: 1, count: names.count)
-                guard let object = given.objectValue else { throw APIError.badInput("option 'weights' must be an object: source → number") }
-                for (key, value) in object {
-                    guard let index = names.firstIndex(of: key), let w = value.doubleValue else {
-                        throw APIError.badInput("ldb_consensus: weights name \(key), which is not a source, or is not a number")
-                    }
-                    weights![index] = w
-                }
-            }
-            let codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
-            let reference = try ConsensusReference(set: try o.text("reference"), tag: try o.text("reference_tag"), tagSet: try o.text("reference_set"))
+            let request = try ConsensusArguments(try options(optionsJSON), call: "ldb_consensus")
             let report = try session.run { tx in
-                try tx.consensus(into: name, from: references, method: method, weights: weights, reference: reference, codec: codec, agent: try o.text("agent") ?? "python",
-                                 tolerance: try o.number("tolerance") ?? 1e-6, maxIterations: try o.integer("max_iterations") ?? 500)
+                try tx.consensus(into: name, from: request.references, method: request.method, weights: request.weights, reference: request.reference,
+                                 codec: request.codec, agent: request.agent, tolerance: request.tolerance, maxIterations: request.maxIterations)
             }
-            give(consensusJSON(report, name: name, method: method), json)
+            give(consensusJSON(report, name: name, method: request.method), json)
         }
+    }
+}
+
+@_cdecl("ldb_corpus_consensus")
+public func ldbCorpusConsensus(
+    _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    guarded {
+        let directory = try string(path, "path"), name = try string(nameText, "the label set name")
+        var o = try options(optionsJSON)
+        let clearance = try Clearance(parsing: try o.text("clearance") ?? "all")
+        o.removeValue(forKey: "clearance")
+        let request = try ConsensusArguments(o, call: "ldb_corpus_consensus")
+        // The corpus's writer first: its lock keeps the corpus as read while the rows are.
+        let writer = try CorpusWriter(opening: directory)
+        defer { writer.close() }
+        try writer.validate(clearance)
+        let corpus = try Corpus(opening: directory)
+        defer { corpus.close() }
+        let report = try writer.consensus(reading: corpus, into: name, from: request.references, method: request.method, weights: request.weights,
+                                          reference: request.reference, codec: request.codec, agent: request.agent, tolerance: request.tolerance,
+                                          maxIterations: request.maxIterations, clearance: clearance)
+        give(consensusJSON(report, name: name, method: request.method), json)
+    }
+}
+
+/// The options of a consensus call (ldb_consensus, ldb_corpus_consensus), checked.
+private struct ConsensusArguments {
+    let references: [LabelSetReference]
+    let method: ConsensusMethod
+    let weights: [Double]?
+    let reference: ConsensusReference?
+    let codec: SoftLabelCodec?
+    let agent: String
+    let tolerance: Double
+    let maxIterations: Int
+
+    init(_ o: [String: JSONValue], call: String) throws {
+        try o.only(["sources", "method", "weights", "reference", "reference_tag", "reference_set", "codec", "agent", "tolerance", "max_iterations"], call: call)
+        let names = try o.strings("sources")
+        references = try names.map { try LabelSetReference(parsing: $0) }
+        guard let method = ConsensusMethod(rawValue: try o.text("method") ?? "mean") else {
+            throw APIError.badInput("\(call): method must be mean, vote or dawid-skene")
+        }
+        self.method = method
+        var weights: [Double]? = nil
+        if let given = o["weights"], given != .null {
+            weights = [Double](repeating: 1, count: names.count)
+            guard let object = given.objectValue else { throw APIError.badInput("option 'weights' must be an object: source → number") }
+            for (key, value) in object {
+                guard let index = names.firstIndex(of: key), let w = value.doubleValue else {
+                    throw APIError.badInput("\(call): weights name \(key), which is not a source, or is not a number")
+                }
+                weights![index] = w
+            }
+        }
+        self.weights = weights
+        codec = try o.text("codec").map { try SoftLabelCodec(parsing: $0) }
+        reference = try ConsensusReference(set: try o.text("reference"), tag: try o.text("reference_tag"), tagSet: try o.text("reference_set"))
+        agent = try o.text("agent") ?? "python"
+        tolerance = try o.number("tolerance") ?? 1e-6
+        maxIterations = try o.integer("max_iterations") ?? 500
     }
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._errors import BadInput
 from ._native import check, lib, take_string
-from ._store import Store, _as_array, _c, _LabelArrays, _options, _ptr, _put_columns, _tags
+from ._store import KNNResult, Store, _as_array, _c, _knn, _LabelArrays, _options, _ptr, _put_columns, _tags
 
 
 class Corpus:
@@ -61,6 +61,34 @@ class Corpus:
         pinned = json.dumps(self.pin if pin is None else pin).encode()
         check(lib.ldb_open_shard(_c(self.path, "the path"), int(shard), pinned, ctypes.byref(handle)))
         return Store(handle, os.path.join(self.path, self.shards[int(shard)]))
+
+    def knn(self, queries, k: int = 10, labels: str | None = None, flow: str = "permissive", lam: float = 0.1,
+            metric: str = "cosine", where: str | None = None, clearance: str = "public") -> KNNResult:
+        """Exact k nearest neighbours over every shard; with `labels`, the kNN label of each query
+        (as `labeldb knn CORPUS`): each shard's candidates merged exactly, equal to one store's
+        answer over the same samples (corpus.md §5)."""
+        return _knn(lib.ldb_corpus_knn, _c(self.path, "the path"), self.dimension, queries, k,
+                    dict(labels=labels, flow=flow, **{"lambda": lam}, metric=metric, where=where, clearance=clearance))
+
+    def consensus(self, name: str, sources, method: str = "mean", weights: dict | None = None, codec: str | None = None,
+                  agent: str = "python", tolerance: float = 1e-6, max_iterations: int = 500, reference: str | None = None,
+                  reference_tag: str | None = None, reference_set: str | None = None, clearance: str = "all") -> dict:
+        """WriteTransaction.consensus over every shard (as `labeldb labels consensus CORPUS`): the
+        sources' rows merged in id order, the labels one store would get, written as one routed
+        label import by the corpus's one writer. Returns the CLI's JSON, counts summed."""
+        out = c_void_p()
+        options = _options(sources=list(sources), method=method, weights=weights, codec=codec, agent=agent, tolerance=tolerance,
+                           max_iterations=max_iterations, reference=reference, reference_tag=reference_tag,
+                           reference_set=reference_set, clearance=clearance)
+        check(lib.ldb_corpus_consensus(_c(self.path, "the path"), _c(name, "the label set name"), options, ctypes.byref(out)))
+        return json.loads(take_string(out))
+
+    def provenance(self, clearance: str = "public") -> dict:
+        """Every shard's provenance log as W3C PROV-JSON, one bundle per shard (as `labeldb
+        provenance export CORPUS`)."""
+        out = c_void_p()
+        check(lib.ldb_corpus_provenance(_c(self.path, "the path"), _options(clearance=clearance), ctypes.byref(out)))
+        return json.loads(take_string(out))
 
     def writer(self) -> "CorpusWriter":
         """The corpus's one writer, held open (corpus.lock) for write sessions: see CorpusWriter."""

@@ -452,21 +452,8 @@ class Transaction:
     def knn(self, queries, k: int = 10, labels: str | None = None, flow: str = "permissive", lam: float = 0.1,
             metric: str = "cosine", where: str | None = None) -> "KNNResult":
         """Exact k nearest neighbours; with `labels`, the kNN label of each query (as `labeldb knn`)."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= 100_000:
-            raise BadInput(f"k must be an integer in 1 … 100000, not {k!r}")
-        q = _as_array(queries, np.float32, "queries")
-        if q.ndim == 1:
-            q = q.reshape(1, -1)
-        if q.ndim != 2 or q.shape[1] != self._store.dimension:
-            raise BadInput(f"queries: expected [n, {self._store.dimension}], found shape {q.shape}")
-        n = q.shape[0]
-        ids = np.zeros((n, k), np.uint64)
-        sims = np.zeros((n, k), np.float32)
-        out = c_void_p()
-        check(lib.ldb_knn(self._live(), _ptr(q, c_float), n, k,
-                          _options(labels=labels, flow=flow, **{"lambda": lam}, metric=metric, where=where),
-                          _ptr(ids, c_uint64), _ptr(sims, c_float), ctypes.byref(out)))
-        return KNNResult(ids, sims, json.loads(take_string(out)) if labels else None)
+        return _knn(lib.ldb_knn, self._live(), self._store.dimension, queries, k,
+                    dict(labels=labels, flow=flow, **{"lambda": lam}, metric=metric, where=where))
 
     def _json(self, call, *args):
         out = c_void_p()
@@ -717,6 +704,24 @@ class _LabelArrays:
             self.multi_offsets = np.zeros(n + 1, np.uint64)
             self.multi_offsets[1:] = np.cumsum([len(x) for x in lists])
             self.multi_classes = np.ascontiguousarray(np.concatenate(lists) if lists else np.zeros(0, np.int64), np.int64)
+
+
+def _knn(call, target, dimension: int, queries, k, options: dict) -> "KNNResult":
+    """ldb_knn or ldb_corpus_knn on `target` (a transaction, or a corpus path): queries and k
+    checked, the [n, k] ids and similarities, and with labels their kNN labels."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= 100_000:
+        raise BadInput(f"k must be an integer in 1 … 100000, not {k!r}")
+    q = _as_array(queries, np.float32, "queries")
+    if q.ndim == 1:
+        q = q.reshape(1, -1)
+    if q.ndim != 2 or q.shape[1] != dimension:
+        raise BadInput(f"queries: expected [n, {dimension}], found shape {q.shape}")
+    n = q.shape[0]
+    ids = np.zeros((n, k), np.uint64)
+    sims = np.zeros((n, k), np.float32)
+    out = c_void_p()
+    check(call(target, _ptr(q, c_float), n, k, _options(**options), _ptr(ids, c_uint64), _ptr(sims, c_float), ctypes.byref(out)))
+    return KNNResult(ids, sims, json.loads(take_string(out)) if options.get("labels") else None)
 
 
 def _bytes(value, name: str) -> bytes:

@@ -271,3 +271,40 @@ def test_a_shard_write_outside_its_session_is_refused_and_writes_nothing(corpus,
     assert "student" not in labeldb.open_corpus(sharded).manifest["label_sets"]
     with pytest.raises(labeldb.BadInput, match="go with a session"):
         c.put(ids, np.zeros((len(ids), 8), np.float32), shard=0)
+
+
+def test_corpus_knn_equals_the_stores(corpus, sharded):
+    c = labeldb.open_corpus(sharded)
+    store = labeldb.open(corpus["store"])
+    queries = corpus["emb"][:5] + 0.01
+    for clearance in ("all", "public"):
+        with store.read(clearance) as tx:
+            for options in ({}, {"labels": "teacher"}, {"labels": "teacher", "flow": "conservative"}, {"where": "label(teacher).confidence > 0.3"}):
+                a = c.knn(queries, k=4, clearance=clearance, **options)
+                b = tx.knn(queries, k=4, **options)
+                np.testing.assert_array_equal(a.ids, b.ids)
+                np.testing.assert_array_equal(a.similarities, b.similarities)
+                assert a.labels == b.labels
+    store.close()
+    with pytest.raises(labeldb.BadInput, match="queries"):
+        c.knn(np.zeros((2, 3), np.float32))
+    with pytest.raises(labeldb.BadInput):
+        c.knn(queries, clearance="secrecy=no-such-tag")
+
+
+def test_corpus_consensus_and_provenance_equal_the_stores(corpus, sharded, tmp_path):
+    c = labeldb.open_corpus(sharded)
+    single = tmp_path / "single"
+    shutil.copytree(corpus["store"], single)
+    s = labeldb.open(single, write=True)
+    with s.write("all") as tx:
+        b = tx.consensus("both", ["teacher", "gold"], method="vote", weights={"gold": 2}, agent="job")
+    s.close()
+    a = c.consensus("both", ["teacher", "gold"], method="vote", weights={"gold": 2}, agent="job")
+    drop = lambda d: {k: v for k, v in d.items() if k not in ("time_ms", "fidelity")}  # noqa: E731
+    assert drop(a) == drop(b) and a["version"] == 1
+    rows = cli_json_lines("query", sharded, "label(both).confidence > 0", "--labels", "both", "--clearance", "all")
+    assert rows and rows == cli_json_lines("query", str(single), "label(both).confidence > 0", "--labels", "both", "--clearance", "all")
+    prov = c.provenance("all")
+    assert set(prov["bundle"]) == {f"labeldb:shard/{name}" for name in c.shards}
+    assert any(a.get("prov:type") == "label consensus" for b in prov["bundle"].values() for a in b["activity"].values())

@@ -414,6 +414,22 @@ int ldb_corpus_writer_commit(ldb_corpus_writer *writer, char **json);
 int ldb_corpus_writer_abandon(ldb_corpus_writer *writer);
 int ldb_corpus_writer_close(ldb_corpus_writer *writer);
 
+/** ldb_knn over every shard of the corpus (or the store) in `path`, read under the option
+ *  "clearance" (default "public"), the other options and outputs as ldb_knn: equal to one store's
+ *  answer over the same samples (corpus.md §5). */
+int ldb_corpus_knn(const char *path, const float *queries, size_t query_count, size_t k, const char *options_json,
+                   uint64_t *ids, float *similarities, char **json);
+
+/** `labeldb labels consensus CORPUS NAME`: options as ldb_consensus plus "clearance" (default
+ *  "all"); the sources' rows of every shard merged in id order, written as a routed label import
+ *  by the corpus's one writer (LDB_STORE_ERROR while another holds corpus.lock). *json as
+ *  ldb_consensus, the version's counts summed over the shards. */
+int ldb_corpus_consensus(const char *path, const char *name, const char *options_json, char **json);
+
+/** `labeldb provenance export CORPUS` as JSON: every shard's log as a PROV bundle (cli.md);
+ *  options: "clearance" (default "public"). For a store, its PROV-JSON. */
+int ldb_corpus_provenance(const char *path, const char *options_json, char **json);
+
 /** Fits the next version of projector `name` across the corpus's shards (as `labeldb projector
  *  fit CORPUS`, corpus.md K-11): options as ldb_fit_projector. The corpus's one writer
  *  (LDB_STORE_ERROR while another holds corpus.lock). *json: the version, with the whole fit's
