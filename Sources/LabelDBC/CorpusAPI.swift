@@ -274,7 +274,7 @@ public func ldbCorpusProvenance(_ path: UnsafePointer<CChar>?, _ optionsJSON: Un
         let corpus = try Corpus(opening: try string(path, "path"))
         defer { corpus.close() }
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "public")
-        try corpus.shards[0].read(clearance: .all) { try $0.validate(clearance) }
+        try corpus.validate(clearance)
         give(try corpus.provenanceDocument(clearance: clearance).document, json)
     }
 }

@@ -201,7 +201,7 @@ public func ldbCorpusKNN(
         var o = try options(optionsJSON)
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "public")
         o.removeValue(forKey: "clearance")
-        try corpus.shards[0].read(clearance: .all) { try $0.validate(clearance) }
+        try corpus.validate(clearance)
         let request = try KNNRequest(queriesPointer, queryCount, k, options: o, schema: corpus.schema, call: "ldb_corpus_knn")
         if let labels = request.labels {
             let results = try corpus.knnLabels(of: request.queries, queries: queryCount, k: k, from: labels, metric: request.metric, mode: request.mode,

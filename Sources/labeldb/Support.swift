@@ -90,7 +90,7 @@ struct StoreArgument: ParsableArguments {
         let corpus = try Corpus(opening: store)
         do {
             let parsed = try Clearance(parsing: clearance)
-            try corpus.shards[0].read(clearance: .all) { try $0.validate(parsed) }
+            try corpus.validate(parsed)
             return (corpus, parsed)
         } catch {
             corpus.close()

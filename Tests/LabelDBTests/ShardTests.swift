@@ -486,6 +486,37 @@ struct CorpusImportTests {
         #expect(refused.status == 2 && refused.stderr.contains("labels no sample") && CorpusSessionTests.dataFiles(dir, manifest) == before, "\(refused.stderr)")
     }
 
+    @Test("a tag only one shard's rows carry is registered in every shard; a clearance naming it reads as on the store")
+    func tagRegistryIsTheCorpus() throws {
+        let dir = TemporaryDirectory("corpus-registry")
+        try Self.setUp(dir)
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        // One new sample, tainted with a tag no store has yet, in whichever shard its id routes to.
+        let samples = randomSamples(count: 1, dimension: 4, seed: 5, ids: [500])
+        try writeImportFiles(dir, prefix: "rare-", samples: samples, dimension: 4)
+        let line = try String(contentsOfFile: dir.file("rare-meta.jsonl"), encoding: .utf8).trimmingCharacters(in: .newlines)
+        try (String(line.dropLast()) + #","taint":{"secrecy":["rare"]}}"# + "\n").write(toFile: dir.file("rare-meta.jsonl"), atomically: false, encoding: .utf8)
+        for path in [dir.file("corpus"), dir.file("store")] {
+            let result = try runCLI(["import", path, "--embeddings", dir.file("rare-emb.npy"), "--ids", dir.file("rare-ids.npy"),
+                                     "--meta", dir.file("rare-meta.jsonl"), "--clearance", "all", "--quiet"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        for name in manifest.shards {
+            let shard = try Store(opening: dir.file("corpus/" + name), options: Store.Options(readOnly: true))
+            #expect(try shard.read(clearance: .all) { try $0.registeredTags() }.contains("rare"), "\(name)")
+            shard.close()
+        }
+        let query = { (path: String) in try CorpusReadTests.observe(["query", path, "id >= 0", "--format", "json", "--clearance", "secrecy=rare"], files: []) }
+        let fromCorpus = try query(dir.file("corpus")), fromStore = try query(dir.file("store"))
+        #expect(fromCorpus.hasPrefix("exit 0") && fromCorpus.contains("\"id\":500") && fromCorpus == fromStore, "\(fromCorpus.prefix(300))")
+        // A shard that registered a tag behind the corpus's back: a clearance naming it is understood.
+        let shard = try Store(opening: dir.file("corpus/" + manifest.shards[2]))
+        try shard.write(clearance: .all) { tx in _ = try tx.registerTags(["late"]) }
+        shard.close()
+        #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=late"]).status == 0)
+        #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=never"]).status == 2)
+    }
+
     @Test("provenance export of a corpus holds each shard's log as a bundle, equal to the shard's own export, with the manifest's state")
     func provenanceExport() throws {
         let dir = TemporaryDirectory("corpus-prov")

@@ -82,6 +82,25 @@ public final class Corpus: @unchecked Sendable {
     /// True for a sharded corpus, false for a plain store.
     public var isSharded: Bool { manifest != nil }
 
+    /// Throws unless `clearance` names only tags some shard's registry knows (corpus writes keep
+    /// every shard's registry the same; a writer that died between shards may have left a tag in
+    /// some only), as a store's commands check theirs.
+    ///
+    /// - Throws: ``TaintError/unknownTag(_:)``.
+    public func validate(_ clearance: Clearance) throws {
+        try Self.validate(clearance, against: shards)
+    }
+
+    /// ``validate(_:)`` against the union of `shards`' registries.
+    static func validate(_ clearance: Clearance, against shards: [Store]) throws {
+        var named = clearance.requiredIntegrity
+        if case .tags(let s) = clearance.allowedSecrecy { named.formUnion(s) }
+        guard !named.isEmpty else { return }
+        var known = Set<String>()
+        for shard in shards { known.formUnion(try shard.read(clearance: .all) { try $0.registeredTags() }) }
+        if let unknown = named.sorted().first(where: { !known.contains($0) }) { throw TaintError.unknownTag(unknown) }
+    }
+
     /// The shard that holds `id`: the only one for a plain store, the one the routing rule names
     /// for a corpus (nil when the range rule has no range for it).
     public func shard(of id: UInt64) -> Store? {

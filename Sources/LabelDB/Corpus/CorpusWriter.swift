@@ -114,8 +114,11 @@ public final class CorpusWriter {
         return results
     }
 
-    /// Records the shards' states in `next`, with the next generation, and replaces the manifest.
+    /// Records the shards' states in `next`, with the next generation, and replaces the manifest;
+    /// first every shard registers the tags any shard has (a write may have registered a tag in
+    /// the shards its rows went to only).
     func commit(_ next: CorpusManifest) throws {
+        try unifyTagRegistries()
         var next = next
         next.generation = manifest.generation + 1
         next.shardStates = try shards.map { shard in try shard.read(clearance: .all) { try CorpusManifest.ShardState(of: $0) } }
@@ -233,10 +236,20 @@ extension WriteTransaction {
 }
 
 extension CorpusWriter {
-    /// Throws unless `clearance` names only tags the corpus's registry knows (every shard has the
-    /// same registry), as a store's commands check theirs.
+    /// Throws unless `clearance` names only tags the corpus's registry knows, as a store's
+    /// commands check theirs (``Corpus/validate(_:)``).
     public func validate(_ clearance: Clearance) throws {
-        try shards[0].read(clearance: .all) { try $0.validate(clearance) }
+        try Corpus.validate(clearance, against: shards)
+    }
+
+    /// Registers in every shard the tags any shard has, so that every shard's registry is the
+    /// corpus's (a clearance naming a tag then means the same in each).
+    func unifyTagRegistries() throws {
+        let registries = try shards.map { shard in Set(try shard.read(clearance: .all) { try $0.registeredTags() }) }
+        let all = registries.reduce(Set<String>()) { $0.union($1) }
+        for (shard, known) in zip(shards, registries) where known != all {
+            try shard.write(clearance: .all) { tx in try tx.registerTags(all.subtracting(known).sorted()) }
+        }
     }
 }
 

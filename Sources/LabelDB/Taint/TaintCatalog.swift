@@ -577,6 +577,15 @@ extension WriteTransaction {
         return id
     }
 
+    /// Registers the tags among `names` the store does not have yet (a corpus keeps one registry
+    /// in every shard); returns how many were new.
+    @discardableResult
+    func registerTags(_ names: [String]) throws -> Int {
+        let known = Set(try registeredTags())
+        for name in names where !known.contains(name) { _ = try internTag(name) }
+        return Set(names).subtracting(known).count
+    }
+
     /// The id of tag `name`, registering it when new.
     private func internTag(_ name: String) throws -> UInt32 {
         let state = taint
