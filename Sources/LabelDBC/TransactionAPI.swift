@@ -175,7 +175,8 @@ public func ldbKNN(
 ) -> Int32 {
     guarded {
         let handle = try transactionHandle(pointer)
-        let request = try KNNRequest(queriesPointer, queryCount, k, options: try options(optionsJSON), schema: handle.schema, call: "ldb_knn")
+        let request = try KNNRequest(queriesPointer, queryCount, k, outputs: idsOut, similaritiesOut, options: try options(optionsJSON), schema: handle.schema,
+                                     call: "ldb_knn")
         let classes = handle.schema.classes
         let (lists, documents) = try handle.run { tx -> ([[Neighbor]], [JSONValue]?) in
             let include = try request.filter.map { try tx.matcher(for: $0) }
@@ -202,7 +203,7 @@ public func ldbCorpusKNN(
         let clearance = try Clearance(parsing: try o.text("clearance") ?? "public")
         o.removeValue(forKey: "clearance")
         try corpus.validate(clearance)
-        let request = try KNNRequest(queriesPointer, queryCount, k, options: o, schema: corpus.schema, call: "ldb_corpus_knn")
+        let request = try KNNRequest(queriesPointer, queryCount, k, outputs: idsOut, similaritiesOut, options: o, schema: corpus.schema, call: "ldb_corpus_knn")
         if let labels = request.labels {
             let results = try corpus.knnLabels(of: request.queries, queries: queryCount, k: k, from: labels, metric: request.metric, mode: request.mode,
                                                lambda: request.lambda, where: request.filter, clearance: clearance)
@@ -225,7 +226,8 @@ private struct KNNRequest {
     let lambda: Float
     let filter: QueryExpression?
 
-    init(_ pointer: UnsafePointer<Float>?, _ count: Int, _ k: Int, options o: [String: JSONValue], schema: Schema, call: String) throws {
+    init(_ pointer: UnsafePointer<Float>?, _ count: Int, _ k: Int, outputs idsOut: UnsafeMutablePointer<UInt64>?, _ similaritiesOut: UnsafeMutablePointer<Float>?,
+         options o: [String: JSONValue], schema: Schema, call: String) throws {
         let d = schema.dimension
         guard k >= 1, k <= 100_000 else { throw APIError.badInput("\(call): k must be 1…100000, not \(k)") }
         guard count >= 0, count <= Int.max / max(d * k, 1) else { throw APIError.badInput("\(call): query count \(count) is too large") }
@@ -233,6 +235,7 @@ private struct KNNRequest {
         if let bad = queries.firstIndex(where: { !$0.isFinite }) {
             throw APIError.badInput("\(call): query \(bad / d), element \(bad % d) is \(queries[bad]) (queries must be finite)")
         }
+        guard idsOut != nil, similaritiesOut != nil else { throw APIError.badInput("\(call): ids and similarities must not be NULL") }
         try o.only(["labels", "flow", "lambda", "metric", "where"], call: call)
         guard let metric = NeighborMetric(rawValue: try o.text("metric") ?? "cosine") else { throw APIError.badInput("\(call): metric must be cosine or l2") }
         guard let mode = KNNFlowMode(rawValue: try o.text("flow") ?? "permissive") else { throw APIError.badInput("\(call): flow must be permissive or conservative") }
@@ -242,15 +245,16 @@ private struct KNNRequest {
         self.metric = metric
         self.mode = mode
         self.lambda = lambda
-        labels = try o.text("labels").map { try LabelSetReference(parsing: $0) }
         filter = try o.text("where").map { try QueryExpression(parsing: $0) }
+        labels = try o.text("labels").map { try LabelSetReference(parsing: $0) }
     }
 
     /// Fills the [queries, k] id and similarity arrays (0 and -inf past a query's last
     /// neighbour) and, with labels, hands over the kNN labels' JSON.
     func deliver(_ lists: [[Neighbor]], _ idsOut: UnsafeMutablePointer<UInt64>?, _ similaritiesOut: UnsafeMutablePointer<Float>?,
                  _ documents: [JSONValue]?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) throws {
-        guard let idsOut, let similaritiesOut else { throw APIError.badInput("ids and similarities must not be NULL") }
+        // safe: init refused NULL outputs.
+        let idsOut = idsOut!, similaritiesOut = similaritiesOut!
         for (q, neighbors) in lists.enumerated() {
             for j in 0..<k {
                 idsOut[q * k + j] = j < neighbors.count ? neighbors[j].id : 0

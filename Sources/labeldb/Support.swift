@@ -98,6 +98,19 @@ struct StoreArgument: ParsableArguments {
         }
     }
 
+    /// Runs `body` with the corpus's writer and a reader of the corpus, under the parsed clearance
+    /// (checked against the registry): the writer first, so its lock keeps the corpus as the
+    /// reader reads it while a write is prepared from what it reads.
+    func withCorpusWriter<T>(_ body: (CorpusWriter, Corpus, Clearance) throws -> T) throws -> T {
+        let writer = try CorpusWriter(opening: store)
+        defer { writer.close() }
+        let parsed = try Clearance(parsing: clearance)
+        try writer.validate(parsed)
+        let corpus = try Corpus(opening: store)
+        defer { corpus.close() }
+        return try body(writer, corpus, parsed)
+    }
+
     /// Opens the store with the parsed clearance, checked against the store's tag registry (an
     /// unknown tag is an error, not silently a narrower or wider clearance); the store is closed
     /// again when the clearance is refused.

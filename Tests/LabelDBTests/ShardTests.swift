@@ -515,6 +515,18 @@ struct CorpusImportTests {
         shard.close()
         #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=late"]).status == 0)
         #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=never"]).status == 2)
+        let info = try JSONValue.parse(try runCLI(["info", dir.file("corpus"), "--format", "json", "--clearance", "all"]).stdout)
+        #expect(info["tags"]?.arrayValue?.contains(.string("late")) == true)
+        // The next writer spreads it to every shard, and registering logs nothing: the logs still
+        // end where the manifest says.
+        try CorpusWriter(opening: dir.file("corpus")).close()
+        for name in manifest.shards {
+            let shard = try Store(opening: dir.file("corpus/" + name), options: Store.Options(readOnly: true))
+            #expect(try shard.read(clearance: .all) { try $0.registeredTags() }.contains("late"), "\(name)")
+            shard.close()
+        }
+        let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"])
+        #expect(log.status == 0 && !log.stdout.contains("after the manifest"), "\(log.stdout)")
     }
 
     @Test("provenance export of a corpus holds each shard's log as a bundle, equal to the shard's own export, with the manifest's state")

@@ -91,13 +91,22 @@ public final class Corpus: @unchecked Sendable {
         try Self.validate(clearance, against: shards)
     }
 
+    /// The corpus's tag registry: every tag some shard has registered, sorted (K-14).
+    public func registeredTags() throws -> [String] {
+        try Self.registeredTags(of: shards).sorted()
+    }
+
+    /// The union of `shards`' tag registries.
+    static func registeredTags(of shards: [Store]) throws -> Set<String> {
+        try shards.reduce(into: Set<String>()) { known, shard in known.formUnion(try shard.read(clearance: .all) { try $0.registeredTags() }) }
+    }
+
     /// ``validate(_:)`` against the union of `shards`' registries.
     static func validate(_ clearance: Clearance, against shards: [Store]) throws {
         var named = clearance.requiredIntegrity
         if case .tags(let s) = clearance.allowedSecrecy { named.formUnion(s) }
         guard !named.isEmpty else { return }
-        var known = Set<String>()
-        for shard in shards { known.formUnion(try shard.read(clearance: .all) { try $0.registeredTags() }) }
+        let known = try registeredTags(of: shards)
         if let unknown = named.sorted().first(where: { !known.contains($0) }) { throw TaintError.unknownTag(unknown) }
     }
 

@@ -51,6 +51,11 @@ public final class CorpusWriter {
         for leftover in [CorpusWriteSession.fileName, CorpusWriteSession.fileName + ".tmp"] {
             try? FileManager.default.removeItem(atPath: path + "/" + leftover)
         }
+        // Tags a writer that died between shards left in some shards only (K-14).
+        do { try unifyTagRegistries() } catch {
+            close()
+            throw error
+        }
     }
 
     /// Ends any open write session without committing it, closes the shards and releases the lock.
@@ -247,6 +252,8 @@ extension CorpusWriter {
     func unifyTagRegistries() throws {
         let registries = try shards.map { shard in Set(try shard.read(clearance: .all) { try $0.registeredTags() }) }
         let all = registries.reduce(Set<String>()) { $0.union($1) }
+        // Registering writes no provenance record: the registry lists names, and a name nothing
+        // carries names nothing (storage.md §12 records changes to samples, labels, heads, projectors).
         for (shard, known) in zip(shards, registries) where known != all {
             try shard.write(clearance: .all) { tx in try tx.registerTags(all.subtracting(known).sorted()) }
         }

@@ -116,8 +116,8 @@ struct InfoCommand: ParsableCommand {
         let (corpus, clearance) = try target.openCorpusCleared()
         defer { corpus.close() }
         let store = corpus.shards[0]
-        // Every shard has the whole store's tag registry; samples are counted in each.
-        let tags = try store.read(clearance: clearance) { try $0.registeredTags() }
+        // The corpus's registry is the union of the shards' (K-14); samples are counted in each.
+        let tags = try corpus.registeredTags()
         let count = try corpus.shards.reduce(0) { total, shard in total + (try shard.read(clearance: clearance) { try $0.count() }) }
         let schema = store.schema
         switch format {

@@ -98,16 +98,11 @@ struct LabelsConsensusCommand: ParsableCommand {
         let name = agent ?? "consensus:\(method)", weightList = weights.isEmpty ? nil : weightValues
         let report: ConsensusReport, classes: [String]
         if FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
-            // The corpus's writer first: its lock keeps the corpus as read while the rows are.
-            let writer = try CorpusWriter(opening: target.store)
-            defer { writer.close() }
-            let clearance = try Clearance(parsing: target.clearance)
-            try writer.validate(clearance)
-            let corpus = try Corpus(opening: target.store)
-            defer { corpus.close() }
-            classes = corpus.schema.classes
-            report = try writer.consensus(reading: corpus, into: out, from: references, method: methodValue, weights: weightList, reference: referenceValue,
-                                          codec: codecValue, agent: name, tolerance: tolerance, maxIterations: maxIterations, clearance: clearance)
+            (report, classes) = try target.withCorpusWriter { writer, corpus, clearance in
+                (try writer.consensus(reading: corpus, into: out, from: references, method: methodValue, weights: weightList, reference: referenceValue,
+                                      codec: codecValue, agent: name, tolerance: tolerance, maxIterations: maxIterations, clearance: clearance),
+                 corpus.schema.classes)
+            }
         } else {
             let (store, clearance) = try target.openCleared(readOnly: false)
             defer { store.close() }
@@ -180,16 +175,10 @@ struct LabelsIssuesCommand: ParsableCommand {
         var written: LabelSetVersion?
         let result: LabelIssues
         if let writeSet, FileManager.default.fileExists(atPath: target.store + "/" + CorpusManifest.fileName) {
-            // The corpus's writer first: its lock keeps the corpus as read while the issues are found.
-            let writer = try CorpusWriter(opening: target.store)
-            defer { writer.close() }
-            let clearance = try Clearance(parsing: target.clearance)
-            try writer.validate(clearance)
-            let corpus = try Corpus(opening: target.store)
-            defer { corpus.close() }
-            classes = corpus.schema.classes
-            result = try corpus.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression, clearance: clearance)
-            written = try writer.writeSuggestions(of: result, into: writeSet, agent: agent, clearance: clearance)
+            (result, written, classes) = try target.withCorpusWriter { writer, corpus, clearance in
+                let result = try corpus.labelIssues(given: givenReference, probs: probsReference, filter: filterValue, where: expression, clearance: clearance)
+                return (result, try writer.writeSuggestions(of: result, into: writeSet, agent: agent, clearance: clearance), corpus.schema.classes)
+            }
         } else if let writeSet {
             let (store, clearance) = try target.openCleared(readOnly: false)
             defer { store.close() }
