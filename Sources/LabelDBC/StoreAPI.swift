@@ -28,6 +28,7 @@ public func ldbOpen(_ path: UnsafePointer<CChar>?, _ flags: Int32, _ out: Unsafe
         guard flags & ~Int32(LDB_WRITE) == 0 else { throw APIError.badInput("ldb_open: unknown flags \(flags)") }
         let directory = try string(path, "path")
         let write = flags & Int32(LDB_WRITE) != 0
+        if write { try CorpusManifest.refuseDirectWrite(to: directory) }
         if write { try WriterRegistry.claim(directory) }
         let store: Store
         do { store = try Store(opening: directory, options: Store.Options(readOnly: !write)) } catch {

@@ -76,8 +76,11 @@ struct StoreArgument: ParsableArguments {
 
     func open(readOnly: Bool) throws -> Store {
         if FileManager.default.fileExists(atPath: store + "/" + CorpusManifest.fileName) {
-            throw UsageError(description: "\(store) is a sharded corpus; this command reads one store (a corpus is read by \(Self.corpusCommands)); pass one of its shards")
+            throw UsageError(description: readOnly
+                ? "\(store) is a sharded corpus; this command reads one store (a corpus is read by \(Self.corpusCommands)); pass one of its shards"
+                : "\(store) is a sharded corpus; this command writes one store (a corpus is written by import, labels import, labels consensus, labels issues --write-set and projector fit)")
         }
+        if !readOnly { try CorpusManifest.refuseDirectWrite(to: store) }
         return try Store(opening: store, options: Store.Options(readOnly: readOnly))
     }
 

@@ -529,6 +529,27 @@ struct CorpusImportTests {
         #expect(log.status == 0 && !log.stdout.contains("after the manifest"), "\(log.stdout)")
     }
 
+    @Test("a write into a corpus's shard on its own is refused and writes nothing; reading it works")
+    func directShardWritesAreRefused() throws {
+        let dir = TemporaryDirectory("corpus-direct")
+        try Self.setUp(dir)
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        let files = CorpusSessionTests.dataFiles(dir, manifest)
+        let shard = dir.file("corpus/" + manifest.shards[1])
+        for arguments in [["labels", "import", shard, "teacher", "--soft", dir.file("soft.npy"), "--ids", dir.file("ids.npy"), "--clearance", "all"],
+                          ["delete", shard, "--ids", dir.file("ids.npy"), "--missing-ok", "--clearance", "all"],
+                          ["labels", "drop", shard, "teacher@1", "--clearance", "all"]] {
+            let result = try runCLI(arguments)
+            #expect(result.status == 2 && result.stderr.contains("is shard 1 of the corpus"), "\(arguments[0]): \(result.stderr)")
+        }
+        #expect(CorpusSessionTests.dataFiles(dir, manifest) == files)
+        #expect(try runCLI(["scan", shard, "--clearance", "all"]).status == 0)
+        // A store beside a corpus but not one of its shards is a store like any other.
+        try FileManager.default.copyItem(atPath: shard, toPath: dir.file("corpus-copy"))
+        let copy = try runCLI(["delete", dir.file("corpus-copy"), "--ids", dir.file("ids.npy"), "--missing-ok", "--clearance", "all"])
+        #expect(copy.status == 0, "\(copy.stderr)")
+    }
+
     @Test("provenance export of a corpus holds each shard's log as a bundle, equal to the shard's own export, with the manifest's state")
     func provenanceExport() throws {
         let dir = TemporaryDirectory("corpus-prov")

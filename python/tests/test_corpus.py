@@ -314,3 +314,11 @@ def test_corpus_consensus_and_provenance_equal_the_stores(corpus, sharded, tmp_p
         own.pop("prefix")
         assert prov["bundle"][f"labeldb:shard/{name}"] == own
         assert any(a.get("prov:type") == "label consensus" for a in own["activity"].values())
+
+
+def test_a_shard_opened_for_writing_on_its_own_is_refused(sharded):
+    c = labeldb.open_corpus(sharded)
+    with pytest.raises(labeldb.BadInput, match="is shard 0 of the corpus"):
+        labeldb.open(os.path.join(sharded, c.shards[0]), write=True)
+    with c.open_shard(0) as store, store.read("all") as tx:
+        assert tx.count() > 0

@@ -233,6 +233,8 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
     case busy(String)
     /// A shard write names a write session that is not the corpus's open one (K-13).
     case noSession(String)
+    /// A write opened a corpus's shard directly: shards are written only through their corpus.
+    case directShardWrite(shard: String, corpus: String, index: Int)
     /// A shard write holds an id the routing rule gives to another shard (or to none).
     case wrongShard(id: UInt64, shard: Int, routed: Int?)
     /// The shards hold different copies of what every shard holds alike (a base head, a
@@ -247,9 +249,26 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalid(let detail): "invalid corpus manifest: \(detail)"
         case .busy(let path): "another writer has the corpus \(path) open (it holds \(path)/\(CorpusWriter.lockFileName)); one writer at a time"
         case .noSession(let detail): "no such write session: \(detail)"
+        case .directShardWrite(let shard, let corpus, let index):
+            "\(shard) is shard \(index) of the corpus \(corpus): write through the corpus (a direct write would give one shard rows or versions the manifest does not know)"
         case .wrongShard(let id, let shard, let routed):
             "id \(id) belongs to \(routed.map { "shard \($0)" } ?? "no shard"), not to shard \(shard): route rows with the corpus's rule"
         case .shardsDisagree(let detail): "the corpus's shards disagree: \(detail) (a shard was written directly, not through the corpus)"
         }
+    }
+}
+
+extension CorpusManifest {
+    /// Throws when the store at `path` is a shard of a corpus — its parent directory holds a
+    /// manifest naming it — since a shard is written only through its corpus (K-8). A manifest
+    /// that does not read leaves the store writable: it names nothing.
+    ///
+    /// - Throws: ``CorpusError/directShardWrite(shard:corpus:index:)``.
+    public static func refuseDirectWrite(to path: String) throws {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let parent = url.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: parent + "/" + fileName), let manifest = try? read(from: parent),
+              let index = manifest.shards.firstIndex(of: url.lastPathComponent) else { return }
+        throw CorpusError.directShardWrite(shard: path, corpus: parent, index: index)
     }
 }

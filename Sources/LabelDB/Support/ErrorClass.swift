@@ -32,7 +32,7 @@ public enum ErrorClass: Int32, Sendable {
         case let error as CorpusError:
             switch error {
             case .damaged, .busy, .shardsDisagree: self = .storeError
-            case .notACorpus, .invalid, .noSession, .wrongShard: self = .badInput
+            case .notACorpus, .invalid, .noSession, .wrongShard, .directShardWrite: self = .badInput
             }
         case is InputError, is JSONParseError, is QueryError, is QueryParseError, is TaintError, is SessionError, is AgreementError, is ConsensusError, is LabelIssuesError: self = .badInput
         default: self = .storeError
