@@ -511,7 +511,7 @@ struct CorpusImportTests {
         #expect(fromCorpus.hasPrefix("exit 0") && fromCorpus.contains("\"id\":500") && fromCorpus == fromStore, "\(fromCorpus.prefix(300))")
         // A shard that registered a tag behind the corpus's back: a clearance naming it is understood.
         let shard = try Store(opening: dir.file("corpus/" + manifest.shards[2]))
-        try shard.write(clearance: .all) { tx in _ = try tx.registerTags(["late"]) }
+        try shard.write(clearance: .all) { tx in try tx.registerTags(["late"]) }
         shard.close()
         #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=late"]).status == 0)
         #expect(try runCLI(["scan", dir.file("corpus"), "--clearance", "secrecy=never"]).status == 2)

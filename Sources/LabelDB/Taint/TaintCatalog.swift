@@ -578,12 +578,9 @@ extension WriteTransaction {
     }
 
     /// Registers the tags among `names` the store does not have yet (a corpus keeps one registry
-    /// in every shard); returns how many were new.
-    @discardableResult
-    func registerTags(_ names: [String]) throws -> Int {
-        let known = Set(try registeredTags())
-        for name in names where !known.contains(name) { _ = try internTag(name) }
-        return Set(names).subtracting(known).count
+    /// in every shard); a tag already registered keeps its id.
+    func registerTags(_ names: [String]) throws {
+        for name in names { _ = try internTag(name) }
     }
 
     /// The id of tag `name`, registering it when new.
