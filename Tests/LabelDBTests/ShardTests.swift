@@ -341,9 +341,9 @@ struct CorpusReadTests {
 struct CorpusImportTests {
     /// A store and the corpus split from it, with a query file and import files for a new
     /// version of `teacher` over ids 1…40 (deleted ids left out) and a new hard set.
-    static func setUp(_ dir: TemporaryDirectory) throws {
+    static func setUp(_ dir: TemporaryDirectory, rule: SplitRule = .hash, shards: Int = 3) throws {
         try ShardTests.scenarioStore(at: dir.file("store")).close()
-        _ = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: 3, rule: .hash, clearance: .all, agent: "test")
+        _ = try CorpusManifest.split(store: dir.file("store"), into: dir.file("corpus"), shards: shards, rule: rule, clearance: .all, agent: "test")
         try NumPyArray.write([0.5, -0.2, 0.1, 0.3, -0.4, 0.6, 0.2, -0.1] as [Float], shape: [2, 4], to: dir.file("q.npy"))
         let ids = (1...40).map(UInt64.init).filter { ![2, 7, 11, 30].contains($0) }
         try NumPyArray.write(ids, to: dir.file("ids.npy"))
@@ -363,7 +363,10 @@ struct CorpusImportTests {
     }
 
     /// Everything the read commands show of the corpus and of the store, under each clearance.
-    static func sameReads(_ dir: TemporaryDirectory, sets: [String]) throws {
+    ///
+    /// With `renumbered`, projector versions' `sequence` is left out: merged shards number their
+    /// embedding sequences afresh (each store counts its own; only their order means anything).
+    static func sameReads(_ dir: TemporaryDirectory, sets: [String], renumbered: Bool = false) throws {
         for clearance in ["all", "public"] {
             // A sample's audit shows its shard's own log after a corpus import (record numbers, the
             // shard's part of the rows): it is compared with the store's only straight after a split.
@@ -383,7 +386,8 @@ struct CorpusImportTests {
             // `shard` record the store lacks): the records' times and numbers are all that may differ.
             func untimed(_ text: String) -> String {
                 Self.meanKLRounded(text.replacingOccurrences(of: #""time_ms":[0-9]+"#, with: "", options: .regularExpression)
-                    .replacingOccurrences(of: #""record":[0-9]+"#, with: "", options: .regularExpression))
+                    .replacingOccurrences(of: #""record":[0-9]+"#, with: "", options: .regularExpression)
+                    .replacingOccurrences(of: renumbered ? #""sequence":[0-9]+"# : "^$", with: "", options: .regularExpression))
             }
             for (a, b) in zip(commands, single) {
                 let fromCorpus = untimed(try CorpusReadTests.observe(a.arguments + ["--clearance", clearance], files: a.files))
@@ -777,12 +781,125 @@ struct CorpusReshardTests {
         try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
     }
 
-    @Test("re-sharding by range cuts each range at its own quantiles; a count that is not a multiple, or another rule, is refused and writes nothing")
+    @Test("re-sharding that merges shards (fewer, not a multiple, another rule): every read equals the store's, verify and the logs pass", arguments: [
+        (SplitRule.hash, 3, SplitRule.hash, 2), (.hash, 3, .range, 4), (.range, 2, .range, 3), (.range, 3, .hash, 5),
+    ])
+    func reshardByMerging(from: SplitRule, count: Int, to: SplitRule, newCount: Int) throws {
+        let dir = TemporaryDirectory("corpus-merge")
+        try CorpusImportTests.setUp(dir, rule: from, shards: count)
+        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+        // Uncommitted rows a writer left in shard 0 must not be copied into any merged shard.
+        let killed = try runCLI(CorpusImportTests.importArguments(dir.file("corpus"), dir)[1], environment: ["LABELDB_TEST_KILL_AFTER_SHARD": "0"])
+        #expect(killed.status == SIGKILL)
+        let before = try CorpusManifest.read(from: dir.file("corpus"))
+        let result = try runCLI(["shard", dir.file("corpus"), dir.file("merged"), "--shards", "\(newCount)", "--by", to.rawValue, "--clearance", "all"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let after = try CorpusManifest.read(from: dir.file("merged"))
+        #expect(after.shards.count == newCount && after.ruleName == to.rawValue && after.labelSets == before.labelSets && after.projectors == before.projectors)
+        var mergedFrom: [Int] = []
+        for (index, name) in after.shards.enumerated() {
+            let shard = try Store(opening: dir.file("merged/" + name), options: Store.Options(readOnly: true))
+            let ids = try shard.read(clearance: .all) { try $0.ids() }
+            #expect(ids.allSatisfy { after.shard(of: $0) == index })
+            #expect(try shard.read(clearance: .all) { try $0.labelSet(named: "fresh")?.latest } == 1)
+            #expect(try ShardTests.slotsArePacked(shard))
+            mergedFrom.append(Set(ids.map { before.shard(of: $0)! }).count)
+            shard.close()
+        }
+        // Some new shard really holds samples of several old ones.
+        #expect(mergedFrom.contains { $0 > 1 }, "\(mergedFrom)")
+        try FileManager.default.removeItem(atPath: dir.file("corpus"))
+        try FileManager.default.moveItem(atPath: dir.file("merged"), toPath: dir.file("corpus"))
+        try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"], renumbered: true)
+        let verify = try runCLI(["verify", dir.file("corpus"), "--clearance", "all"])
+        #expect(verify.status == 0, "\(verify.stdout)")
+        let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--format", "json", "--clearance", "all"])
+        #expect(log.status == 0 && (try? JSONValue.parse(log.stdout))?["ok"] == .bool(true), "\(log.stdout)")
+        // The merged corpus takes imports and a projector fit as any corpus does, and still reads as the store.
+        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+        try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"], renumbered: true)
+    }
+
+    @Test("merged shards keep each sample stale for exactly the fits it was stale for in its own shard, and every regenerated label")
+    func mergeKeepsStaleness() throws {
+        let dir = TemporaryDirectory("corpus-merge-stale")
+        try CorpusImportTests.setUp(dir)
+        let corpus = dir.file("corpus")
+        // Re-embedding a sample after a fit makes it stale for that fit. Samples 12, 25 and 40 are
+        // re-embedded between the scenario's fits and a new one (`late`); 1 and 3 after all of them.
+        func replace(_ ids: [UInt64], seed: UInt64) throws {
+            let samples = randomSamples(count: ids.count, dimension: 4, seed: seed, ids: ids)
+            try writeImportFiles(dir, prefix: "r\(seed)-", samples: samples, dimension: 4)
+            let result = try runCLI(["import", corpus, "--embeddings", dir.file("r\(seed)-emb.npy"), "--ids", dir.file("r\(seed)-ids.npy"),
+                                     "--meta", dir.file("r\(seed)-meta.jsonl"), "--replace", "--clearance", "all", "--quiet"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        // Merging into one shard copies every other shard into the one holding most samples (the
+        // base). Its write sequence is pushed ahead of the others' first (by parts written in
+        // sessions that leave the other shards alone; the CLI's imports write every shard, which
+        // keeps the counters level), so a sequence copied unchanged from another shard would
+        // compare wrongly against the base's fits.
+        let manifest = try CorpusManifest.read(from: corpus)
+        let held = try manifest.shards.map { name in
+            let store = try Store(opening: corpus + "/" + name, options: Store.Options(readOnly: true))
+            defer { store.close() }
+            return try store.read(clearance: .all) { try $0.ids() }
+        }
+        let base = held.indices.max { (held[$0].count, $1) < (held[$1].count, $0) }!
+        for seed in [7, 8, 9] as [UInt64] {
+            let writer = try CorpusWriter(opening: corpus)
+            let session = try writer.beginSession()
+            let ids = held[base].filter { ![12, 25, 40].contains($0) }
+            _ = try CorpusWriter.importSamples(SampleBatch(randomSamples(count: ids.count, dimension: 4, seed: seed, ids: ids)), shard: base, of: corpus,
+                                               session: session.id, mode: .replace, clearance: .all)
+            _ = try writer.commitSession()
+            writer.close()
+        }
+        try replace([12, 25, 40], seed: 5)
+        let fit = try runCLI(["projector", "fit", corpus, "late", "--from", "teacher", "--rank", "2", "--epochs", "0", "--clearance", "all", "--quiet"])
+        #expect(fit.status == 0, "\(fit.stderr)")
+        let late = held.indices.filter { $0 != base }.map { held[$0][0] }
+        try replace(late, seed: 6)
+        let before = try Self.regenerated(corpus, projectors: ["wide", "tight", "late"])
+        #expect(before["wide 12"]?.hasPrefix("stale") == true && before["late 12"]?.hasPrefix("stale") == false)
+        #expect(late.allSatisfy { before["late \($0)"]?.hasPrefix("stale") == true } && before["late 4"]?.hasPrefix("stale") == false)
+        let result = try runCLI(["shard", corpus, dir.file("merged"), "--shards", "1", "--clearance", "all"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let after = try Self.regenerated(dir.file("merged"), projectors: ["wide", "tight", "late"])
+        #expect(after == before, "\(after.filter { before[$0.key] != $0.value }.sorted { $0.key < $1.key }.prefix(6))")
+        #expect(try runCLI(["verify", dir.file("merged"), "--clearance", "all"]).status == 0)
+    }
+
+    /// "projector id" → the regenerated label's status and probabilities, for every sample of
+    /// every shard of the corpus at `path`.
+    static func regenerated(_ path: String, projectors: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for name in try CorpusManifest.read(from: path).shards {
+            let store = try Store(opening: path + "/" + name, options: Store.Options(readOnly: true))
+            defer { store.close() }
+            try store.read(clearance: .all) { tx in
+                let ids = try tx.ids()
+                for projector in projectors {
+                    let labels = try tx.regenerate(ids, with: try tx.load(ProjectorReference(name: projector)))
+                    for (id, label) in zip(ids, labels) { out["\(projector) \(id)"] = "\(label.status) \(label.probabilities)" }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test("re-sharding by range cuts each range at its own quantiles; a narrow clearance is refused and writes nothing")
     func reshardByRange() throws {
         let dir = TemporaryDirectory("corpus-reshard-range")
         try ShardTests.scenarioStore(at: dir.file("store")).close()
         let old = try CorpusManifest.split(store: dir.file("store"), into: dir.file("two"), shards: 2, rule: .range, clearance: .all, agent: "test")
-        for (arguments, message) in [(["--shards", "3"], "multiple of 2"), (["--shards", "4", "--by", "hash"], "merge shards"), (["--shards", "4", "--clearance", "public"], "clearance")] {
+        for (arguments, message) in [(["--shards", "0"], "at least 1"), (["--shards", "4", "--clearance", "public"], "clearance")] {
             let refused = try runCLI(["shard", dir.file("two"), dir.file("bad")] + arguments + (arguments.contains("--clearance") ? [] : ["--clearance", "all"]))
             #expect(refused.status != 0 && refused.stderr.contains(message), "\(refused.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir.file("bad")))

@@ -1,14 +1,22 @@
 import Foundation
 
 extension CorpusManifest {
-    /// Re-shards the corpus at `source` into a new corpus at `destination` of `count` shards by
-    /// splitting each of its shards further, so no two shards are ever merged and every record a
-    /// new shard keeps is its parent's, byte for byte where its key did not change.
+    /// Re-shards the corpus at `source` into a new corpus at `destination` of `count` shards, by
+    /// `rule` (the source's when nil).
+    ///
+    /// When the rule stays and `count` is a multiple of the source's N, each old shard is split
+    /// further, so every record a new shard keeps is its parent's, byte for byte where its key
+    /// did not change:
     ///
     /// - `hash`: `count` must be a multiple of the source's N. An id's new shard j = h mod count
     ///   has j mod N = h mod N, its old shard: old shard i splits into shards i, i + N, i + 2N, ….
     /// - `range`: `count` must be a multiple of N; each old range [lo, hi) is cut at the
     ///   quantiles of its own stored ids into count / N ranges (new shards i·k … i·k + k − 1).
+    ///
+    /// Otherwise (fewer shards, a count that is not a multiple, another rule) shards are merged
+    /// (``ShardMerge``): new shard j starts as a copy of the old shard that holds most of its
+    /// samples and appends, record by record, the samples other old shards hold for it; `range`
+    /// cuts at the quantiles of all stored ids, as a split of one store does.
     ///
     /// Each new shard starts as a copy of its parent, deletes the samples routed to its siblings,
     /// drops what the parent held beyond the manifest (label-set and projector versions a writer
@@ -18,9 +26,10 @@ extension CorpusManifest {
     /// shard's own `labelled`. The source is held with its writer's lock meanwhile, so no import
     /// changes it under the copy; the manifest is written last.
     ///
-    /// - Throws: ``CorpusError/invalid(_:)`` for a count that is not a multiple of N, another
-    ///   rule than the source's (that would merge shards), or a range shard with fewer samples
-    ///   than it is cut into; ``CorpusError/busy(_:)`` while a writer holds the source;
+    /// - Throws: ``CorpusError/invalid(_:)`` for a count outside 1…65,536, or a range shard with
+    ///   fewer samples than it is cut into; ``CorpusError/shardsDisagree(_:)`` when shards to be
+    ///   merged hold different label sets, projectors or heads; ``CorpusError/busy(_:)`` while
+    ///   a writer holds the source;
     ///   ``TaintError/clearanceTooNarrow(_:)`` unless `clearance` sees everything.
     public static func reshard(
         corpus source: String, into destination: String, shards count: Int, rule: SplitRule?, clearance: Clearance, agent: String
@@ -29,16 +38,11 @@ extension CorpusManifest {
         defer { writer.close() }
         let old = writer.manifest, n = old.shards.count
         let oldRule: SplitRule = old.ruleName == "range" ? .range : .hash
-        guard rule == nil || rule == oldRule else {
-            throw CorpusError.invalid("re-sharding splits each shard further; from \(oldRule.rawValue) routing to \(rule!.rawValue) would merge shards (not supported): re-shard by \(oldRule.rawValue)")
-        }
-        guard count >= n, count % n == 0, count <= 65_536 else {
-            throw CorpusError.invalid("re-sharding splits each of the \(n) shards further: the new count must be a multiple of \(n) (at most 65,536), not \(count)")
-        }
+        guard count >= 1, count <= 65_536 else { throw CorpusError.invalid("a corpus has 1 to 65,536 shards, not \(count)") }
         let reader = try Corpus(opening: source)
         defer { reader.close() }
         let whole = try reader.labelSets(clearance: clearance)
-        let k = count / n
+        let k = max(count / n, 1)
         // The ids of each old shard, and the routing that cuts each into k.
         let held = try reader.shards.map { shard in
             try shard.read(clearance: clearance) { tx in
@@ -47,6 +51,10 @@ extension CorpusManifest {
                 }
                 return try tx.ids()
             }
+        }
+        let newRule = rule ?? oldRule
+        guard newRule == oldRule, count % n == 0 else {
+            return try merge(reader, manifest: old, held: held, into: destination, shards: count, rule: newRule, whole: whole, agent: agent)
         }
         let routing = try refinedRouting(old.routing, held: held, by: k)
         var manifest = CorpusManifest(dimension: old.dimension, elementType: old.elementType, classes: old.classes, shards: shardNames(count),
@@ -63,6 +71,52 @@ extension CorpusManifest {
                                                                   "from_shard": "\(parent)", "from_generation": "\(old.generation)",
                                                                   "kept": "\(held[parent].count - doomed.count)", "deleted": "\(doomed.count)"])
                     ) { tx in try tx.keepCommitted(old, whole: whole) }
+                }
+            }
+            try manifest.write(to: destination)
+            return manifest
+        } catch {
+            removeWritten(at: destination, created: created)
+            throw error
+        }
+    }
+
+    /// Re-shards by merging (see ``reshard(corpus:into:shards:rule:clearance:agent:)``): the
+    /// samples of old shard i routed to new shard j are copied from i's read transaction into
+    /// j, which starts as a copy of the old shard holding most of them.
+    private static func merge(
+        _ reader: Corpus, manifest old: CorpusManifest, held: [[UInt64]], into destination: String, shards count: Int, rule: SplitRule,
+        whole: [LabelSet], agent: String
+    ) throws -> CorpusManifest {
+        var manifest = CorpusManifest(dimension: old.dimension, elementType: old.elementType, classes: old.classes, shards: shardNames(count),
+                                      routing: try routing(rule, ids: held.flatMap { $0 }.sorted(), shards: count), labelSets: old.labelSets,
+                                      splitVersions: old.labelSets, projectors: old.projectors)
+        // routed[j][i]: the ids of old shard i that new shard j holds.
+        var routed = [[[UInt64]]](repeating: [[UInt64]](repeating: [], count: held.count), count: count)
+        for (i, ids) in held.enumerated() { for id in ids { routed[manifest.shard(of: id)!][i].append(id) } }
+        let created = try Store.prepareEmptyDirectory(destination)
+        do {
+            for j in 0..<count {
+                let base = routed[j].indices.max { (routed[j][$0].count, $1) < (routed[j][$1].count, $0) }!
+                let sources = routed[j].indices.filter { $0 != base && !routed[j][$0].isEmpty }
+                let doomed = held[base].filter { manifest.shard(of: $0) != j }
+                var parameters = ["shard": "\(j)", "shards": "\(count)", "rule": rule.rawValue, "from_shard": "\(base)",
+                                  "from_generation": "\(old.generation)", "kept": "\(routed[j][base].count)", "deleted": "\(doomed.count)"]
+                if !sources.isEmpty {
+                    parameters["merged_shards"] = sources.map(String.init).joined(separator: ",")
+                    parameters["merged_heads"] = sources.map { old.shardStates[$0].head }.joined(separator: ",")
+                    parameters["merged"] = "\(sources.reduce(0) { $0 + routed[j][$1].count })"
+                }
+                let provenance = ProvenanceRecord(activity: "shard", agent: agent, used: [ProvenanceEntity(kind: "corpus", name: reader.path)],
+                                                  parameters: parameters)
+                manifest.shardStates[j] = try makeShard(from: reader.shards[base], at: destination + "/" + manifest.shards[j], deleting: doomed,
+                                                        provenance: provenance) { tx in
+                    try tx.keepCommitted(old, whole: whole)
+                    var merge = try ShardMerge(into: tx, committed: old)
+                    for i in sources {
+                        try reader.shards[i].read(clearance: .all) { source in try merge.append(routed[j][i], from: source) }
+                    }
+                    try merge.finish()
                 }
             }
             try manifest.write(to: destination)

@@ -97,15 +97,10 @@ extension WriteTransaction {
             try view.forEachSlot { offset, rank in
                 let slot = block * LabelBlock.slots + UInt64(offset)
                 guard let id = ownerOf[slot], let moved = newSlot[slot] else { throw damage("a row for slot \(slot), which no sample holds; run verify") }
-                let row = view.rowBytes(rank: rank)
-                let body = Array(row.prefix(row.count - 4))
-                let stored = row.loadUnaligned(fromByteOffset: row.count - 4, as: UInt32.self).littleEndian
-                guard stored == UInt32(truncatingIfNeeded: Checksum.xxh3(body, seed: view.seed ^ id)) else {
+                let newKey = LabelBlock.key(set: set, block: moved / LabelBlock.slots, version: version)
+                guard let bytes = LabelBlock.reseeded(view.rowBytes(rank: rank), from: view.seed, to: newKey, id: id) else {
                     throw damage("the row of sample \(id) fails its checksum; run verify")
                 }
-                let newKey = LabelBlock.key(set: set, block: moved / LabelBlock.slots, version: version)
-                var bytes = body
-                appendLE(UInt32(truncatingIfNeeded: Checksum.xxh3(body, seed: SealedRecord.seed(key: newKey) ^ id)), to: &bytes)
                 blocks[newKey, default: []].append((Int(moved % LabelBlock.slots), bytes))
             }
             return true
