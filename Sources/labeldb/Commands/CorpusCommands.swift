@@ -13,8 +13,9 @@ struct ShardCommand: ParsableCommand {
             store's label sets, versions, projectors, tag registry and provenance log, and its own \
             samples' rows, byte for byte; the read commands accept the corpus directory where they \
             accept a store. DEST must not exist, or be empty; on failure it is left as it was. \
-            SRC may be a corpus: re-sharding splits each of its shards further (N a multiple of \
-            its shard count, by its own rule; --by defaults to it), never merging two. \
+            SRC may be a corpus (--by defaults to its rule): to a multiple of its shard count by \
+            its own rule, re-sharding splits each shard further; to any other count or rule it \
+            merges shards, copying each sample with its labels, corrections and taint. \
             format-spec/corpus.md describes the manifest.
             """)
 
@@ -26,7 +27,7 @@ struct ShardCommand: ParsableCommand {
     @Option(help: "The number of shards.")
     var shards: Int
 
-    @Option(help: "hash (the default for a store) or range; a corpus keeps its own rule.")
+    @Option(help: "hash (the default for a store) or range (the default for a corpus is its own rule).")
     var by: String?
 
     @Option(help: "Who ran the split, for each shard's provenance log (default: user:$USER).")
