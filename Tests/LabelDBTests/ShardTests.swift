@@ -626,6 +626,31 @@ struct CorpusImportTests {
         #expect(log.status == 0 && !log.stdout.contains("after the manifest"), "\(log.stdout)")
     }
 
+    @Test("a replaced sample given a secrecy tag restricts the projectors fitted on it in every shard, as in the store")
+    func replacedSampleRestrictsEveryShard() throws {
+        let dir = TemporaryDirectory("corpus-restrict")
+        try Self.setUp(dir)
+        let samples = [Sample(id: 4, embedding: [0.1, 0.2, 0.3, 0.4], metadata: ["n": .int(4), "src": .string("web")])]
+        try writeImportFiles(dir, prefix: "r-", samples: samples, dimension: 4)
+        try #"{"n":4,"src":"web","taint":{"secrecy":["teamB"]}}"#.appending("\n").write(toFile: dir.file("r-meta.jsonl"), atomically: false, encoding: .utf8)
+        for path in [dir.file("corpus"), dir.file("store")] {
+            let result = try runCLI(["import", path, "--embeddings", dir.file("r-emb.npy"), "--ids", dir.file("r-ids.npy"), "--meta", dir.file("r-meta.jsonl"),
+                                     "--replace", "--clearance", "all", "--quiet"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let manifest = try CorpusManifest.read(from: dir.file("corpus"))
+        for name in manifest.shards {
+            let shard = try Store(opening: dir.file("corpus/" + name), options: Store.Options(readOnly: true))
+            defer { shard.close() }
+            let taint = try shard.read(clearance: .all) { try $0.projector(named: "wide")?.versions[0].taintLabel }
+            guard case .tags(let secrecy) = taint?.secrecy else { Issue.record("\(name): no wide@1"); continue }
+            #expect(secrecy.contains("teamB"), "\(name): \(secrecy)")
+        }
+        try Self.sameReads(dir, sets: ["teacher"])
+        let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--clearance", "all"])
+        #expect(log.status == 0, "\(log.stdout)")
+    }
+
     @Test("a sample import interrupted between shards leaves the committed parts visible; the same import with replace completes it")
     func interruptedSampleImport() throws {
         let dir = TemporaryDirectory("corpus-samples-crash")

@@ -253,7 +253,7 @@ public enum CorpusError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(shard) is shard \(index) of the corpus \(corpus): write through the corpus (a direct write would give one shard rows or versions the manifest does not know)"
         case .wrongShard(let id, let shard, let routed):
             "id \(id) belongs to \(routed.map { "shard \($0)" } ?? "no shard"), not to shard \(shard): route rows with the corpus's rule"
-        case .shardsDisagree(let detail): "the corpus's shards disagree: \(detail) (a shard was written directly, not through the corpus)"
+        case .shardsDisagree(let detail): "the corpus's shards disagree: \(detail)"
         }
     }
 }

@@ -52,9 +52,13 @@ extension CorpusManifest {
                 return try tx.ids()
             }
         }
+        // A version's taint is the join over every old shard's record of it (K-16: shards an
+        // older writer wrote may differ).
+        let projectorTaints = try ProjectorVersionKey.joinedTaints(of: reader.shards, committed: old)
         let newRule = rule ?? oldRule
         guard newRule == oldRule, count % n == 0 else {
-            return try merge(reader, manifest: old, held: held, into: destination, shards: count, rule: newRule, whole: whole, agent: agent)
+            return try merge(reader, manifest: old, held: held, into: destination, shards: count, rule: newRule, whole: whole,
+                             projectorTaints: projectorTaints, agent: agent)
         }
         let routing = try refinedRouting(old.routing, held: held, by: k)
         var manifest = CorpusManifest(dimension: old.dimension, elementType: old.elementType, classes: old.classes, shards: shardNames(count),
@@ -70,7 +74,10 @@ extension CorpusManifest {
                                                      parameters: ["shard": "\(child)", "shards": "\(count)", "rule": oldRule.rawValue,
                                                                   "from_shard": "\(parent)", "from_generation": "\(old.generation)",
                                                                   "kept": "\(held[parent].count - doomed.count)", "deleted": "\(doomed.count)"])
-                    ) { tx in try tx.keepCommitted(old, whole: whole) }
+                    ) { tx in
+                        try tx.keepCommitted(old, whole: whole)
+                        _ = try tx.restrictProjectorVersions(to: projectorTaints)
+                    }
                 }
             }
             try manifest.write(to: destination)
@@ -86,7 +93,7 @@ extension CorpusManifest {
     /// j, which starts as a copy of the old shard holding most of them.
     private static func merge(
         _ reader: Corpus, manifest old: CorpusManifest, held: [[UInt64]], into destination: String, shards count: Int, rule: SplitRule,
-        whole: [LabelSet], agent: String
+        whole: [LabelSet], projectorTaints: [ProjectorVersionKey: TaintLabel], agent: String
     ) throws -> CorpusManifest {
         var manifest = CorpusManifest(dimension: old.dimension, elementType: old.elementType, classes: old.classes, shards: shardNames(count),
                                       routing: try routing(rule, ids: held.flatMap { $0 }.sorted(), shards: count), labelSets: old.labelSets,
@@ -112,6 +119,7 @@ extension CorpusManifest {
                 manifest.shardStates[j] = try makeShard(from: reader.shards[base], at: destination + "/" + manifest.shards[j], deleting: doomed,
                                                         provenance: provenance) { tx in
                     try tx.keepCommitted(old, whole: whole)
+                    _ = try tx.restrictProjectorVersions(to: projectorTaints)
                     var merge = try ShardMerge(into: tx, committed: old)
                     for i in sources {
                         try reader.shards[i].read(clearance: .all) { source in try merge.append(routed[j][i], from: source) }

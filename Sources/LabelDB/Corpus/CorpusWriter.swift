@@ -121,9 +121,12 @@ public final class CorpusWriter {
 
     /// Records the shards' states in `next`, with the next generation, and replaces the manifest;
     /// first every shard registers the tags any shard has (a write may have registered a tag in
-    /// the shards its rows went to only).
+    /// the shards its rows went to only), and every committed projector version takes the join
+    /// of its taint in every shard (a replaced sample restricts the versions fitted on it in its
+    /// own shard only, R-32; the parameters are the same in every shard, so all must follow).
     func commit(_ next: CorpusManifest) throws {
         try unifyTagRegistries()
+        try unifyProjectorTaints(next)
         var next = next
         next.generation = manifest.generation + 1
         next.shardStates = try shards.map { shard in try shard.read(clearance: .all) { try CorpusManifest.ShardState(of: $0) } }
@@ -245,6 +248,16 @@ extension CorpusWriter {
     /// commands check theirs (``Corpus/validate(_:)``).
     public func validate(_ clearance: Clearance) throws {
         try Corpus.validate(clearance, against: shards)
+    }
+
+    /// Gives every committed projector version of `manifest`, in every shard, the join of its
+    /// taint over the shards (a shard whose version is below it writes it, with a provenance
+    /// record of the change).
+    func unifyProjectorTaints(_ manifest: CorpusManifest) throws {
+        let joined = try ProjectorVersionKey.joinedTaints(of: shards, committed: manifest)
+        for shard in shards {
+            try shard.write(clearance: .all) { tx in _ = try tx.restrictProjectorVersions(to: joined) }
+        }
     }
 
     /// Registers in every shard the tags any shard has, so that every shard's registry is the

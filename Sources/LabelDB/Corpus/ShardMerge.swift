@@ -30,13 +30,6 @@ struct ShardMerge {
     /// Samples appended, per (label set id here, version), that first got a label in that version.
     private var firstLabelled: [UInt32: [Int]] = [:]
 
-    /// A projector version, by name.
-    struct ProjectorVersionKey: Hashable, Comparable {
-        let name: String
-        let version: Int
-        static func < (a: Self, b: Self) -> Bool { (a.name, a.version) < (b.name, b.version) }
-    }
-
     init(into tx: WriteTransaction, committed: CorpusManifest) throws {
         self.tx = tx
         self.committed = committed
@@ -371,5 +364,51 @@ extension SampleRecord {
     /// The taint label id of an (already checked) record.
     static func taintLabelID(_ bytes: [UInt8]) -> UInt32 {
         UInt32(bytes[12]) | UInt32(bytes[13]) << 8 | UInt32(bytes[14]) << 16 | UInt32(bytes[15]) << 24
+    }
+}
+
+/// A projector version, by name: what names one version in every shard of a corpus.
+struct ProjectorVersionKey: Hashable, Comparable {
+    let name: String
+    let version: Int
+    static func < (a: Self, b: Self) -> Bool { (a.name, a.version) < (b.name, b.version) }
+
+    /// Every committed version of `committed`'s projectors, with the join of its taint over the
+    /// stores `shards` (each read under `.all`).
+    static func joinedTaints(of shards: [Store], committed: CorpusManifest) throws -> [ProjectorVersionKey: TaintLabel] {
+        var joined: [ProjectorVersionKey: TaintLabel] = [:]
+        for shard in shards {
+            try shard.read(clearance: .all) { tx in
+                for (name, latest) in committed.projectors where latest > 0 {
+                    guard let record = try tx.projectorRecord(key: Array(name.utf8)) else { continue }
+                    for version in try tx.versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: latest, name: name) {
+                        let key = ProjectorVersionKey(name: name, version: version.version)
+                        joined[key] = (joined[key] ?? .public).join(version.taintLabel)
+                    }
+                }
+            }
+        }
+        return joined
+    }
+}
+
+extension WriteTransaction {
+    /// Joins `taints` into the stored projector versions they name (R-32: a version's taint only
+    /// rises); returns how many records changed.
+    func restrictProjectorVersions(to taints: [ProjectorVersionKey: TaintLabel]) throws -> Int {
+        var changed = 0
+        for (key, taint) in taints.sorted(by: { $0.key < $1.key }) {
+            guard let record = try projectorRecord(key: Array(key.name.utf8)), record.latest >= key.version else { continue }
+            var version = try versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: key.version, name: key.name)[key.version - 1]
+            let restricted = version.taintLabel.join(taint)
+            guard restricted != version.taintLabel else { continue }
+            version.taint = restricted
+            _ = try intern(restricted)
+            let vkey = ProjectorCodec.versionKey(id: record.id, version: key.version)
+            try put(.projectorVersions, key: vkey, bytes: LabelRecord.encodeJSON(version, key: vkey))
+            changed += 1
+        }
+        if changed > 0 { noteChange("projector_taints_joined", changed) }
+        return changed
     }
 }
