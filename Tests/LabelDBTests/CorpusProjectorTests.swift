@@ -117,6 +117,48 @@ struct CorpusProjectorTests {
         corpus.close()
     }
 
+    @Test("a fit whose passes run in each shard's FitPartServer equals the fit on threads, bit for bit; a server of other rows refuses")
+    func fitThroughPartServers() throws {
+        let dir = TemporaryDirectory("corpus-fit-parts")
+        try Self.setUp(dir, shards: 3)
+        // The servers read a copy of the corpus (one process may not open a store for reading and
+        // for writing at once; Ray actors live in processes of their own).
+        try FileManager.default.copyItem(atPath: dir.file("corpus"), toPath: dir.file("remote"))
+        try FileManager.default.copyItem(atPath: dir.file("corpus"), toPath: dir.file("replica"))
+        let reference = LabelSetReference(name: "teacher")
+        let threaded = try CorpusWriter(opening: dir.file("corpus"))
+        let local = try threaded.fitProjector("p", from: reference, options: Self.options, maxKL: 0.02, clearance: .all)
+        threaded.close()
+        let servers = try (0..<3).map { try FitPartServer(corpus: dir.file("replica"), shard: $0, clearance: .all) }
+        defer { servers.forEach { $0.close() } }
+        let calls = CallCounts(3)
+        let writer = try CorpusWriter(opening: dir.file("remote"))
+        let remote = try writer.fitProjector("p", from: reference, options: Self.options, maxKL: 0.02, clearance: .all, parts: { shard, request in
+            calls.add(shard)
+            return try servers[shard].serve(request)
+        })
+        writer.close()
+        #expect(calls.counts.allSatisfy { $0 > 10 }, "\(calls.counts)")
+        var (a, b) = (local.report, remote.report)
+        (a.seconds, b.seconds) = (0, 0)
+        #expect(a == b && local.corrections == remote.corrections && local.correctionBytes == remote.correctionBytes && local.samples == remote.samples)
+        #expect((local.report.steps ?? 0) > 0 && local.corrections > 0)
+        let (fromThreads, fromServers) = (try Self.regenerated(dir.file("corpus"), "p"), try Self.regenerated(dir.file("remote"), "p"))
+        #expect(fromThreads.count == 3_000 && fromThreads.allSatisfy { fromServers[$0.key] == $0.value })
+        // Requests sent to another shard's server name rows it does not hold: refused, nothing written.
+        let before = try CorpusManifest.read(from: dir.file("remote"))
+        let crossed = try CorpusWriter(opening: dir.file("remote"))
+        #expect(throws: CorpusError.self) {
+            try crossed.fitProjector("q", from: reference, options: Self.options, clearance: .all, parts: { shard, request in
+                try servers[(shard + 1) % 3].serve(request)
+            })
+        }
+        crossed.close()
+        #expect(try CorpusManifest.read(from: dir.file("remote")).projectors == before.projectors)
+        #expect(try CorpusManifest.read(from: dir.file("remote")).generation == before.generation)
+        #expect(throws: CorpusError.self) { try servers[0].serve([2, 0, 0]) }
+    }
+
     @Test("the closed form alone over shards matches the store's to 1e-5 in every regenerated probability")
     func closedFormOverShards() throws {
         let dir = TemporaryDirectory("corpus-fit-closed")
@@ -173,4 +215,13 @@ struct CorpusProjectorTests {
         let report = try JSONValue.parse(log.stdout)
         #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
     }
+}
+
+/// Calls counted per shard, from any thread.
+final class CallCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int]
+    init(_ count: Int) { values = [Int](repeating: 0, count: count) }
+    func add(_ index: Int) { lock.withLock { values[index] += 1 } }
+    var counts: [Int] { lock.withLock { values } }
 }

@@ -5,8 +5,8 @@ import Foundation
 /// pick the same samples as a fit of the whole store would. Row i is row `localRow[i]` of shard
 /// `shardOf[i]`'s rows; each shard is a part (``FitRows/partCount``), so the closed form's sums,
 /// the evaluations and the corrections are taken per shard on a thread each and then added.
-struct CorpusFitRows: FitRows {
-    let shards: [StoredFitRows]
+struct CorpusFitRows<Shard: ShardFitRows>: FitRows {
+    let shards: [Shard]
     let shardOf: [Int32]
     let localRow: [Int32]
     let dimension: Int
@@ -14,7 +14,7 @@ struct CorpusFitRows: FitRows {
 
     /// The rows of `shards` merged by id (each shard's are in id order; ids are global, so
     /// none repeats).
-    init(_ shards: [StoredFitRows], dimension: Int, classes: Int) {
+    init(_ shards: [Shard], dimension: Int, classes: Int) {
         var merged: [(id: UInt64, shard: Int32, row: Int32)] = []
         merged.reserveCapacity(shards.reduce(0) { $0 + $1.count })
         for (s, shard) in shards.enumerated() {
@@ -34,6 +34,36 @@ struct CorpusFitRows: FitRows {
 
     /// The id of row `row`.
     func id(of row: Int) -> UInt64 { shards[Int(shardOf[row])].ids[Int(localRow[row])] }
+
+    // A pass over one part runs on its shard, over the shard's own rows (the same rows in the
+    // same order, so the same sums).
+    private func local(_ rows: [Int]) -> (shard: Shard, rows: [Int]) {
+        (shards[rows.first.map { Int(shardOf[$0]) } ?? 0], rows.map { Int(localRow[$0]) })
+    }
+
+    func partSums(_ rows: [Int]) throws -> (x: [Double], y: [Double]) {
+        let part = local(rows)
+        return try part.shard.partSums(part.rows)
+    }
+
+    func partCentredProducts(_ rows: [Int], meanX: [Float], meanY: [Float]) throws -> (xx: [Float], xy: [Float]) {
+        let part = local(rows)
+        return try part.shard.partCentredProducts(part.rows, meanX: meanX, meanY: meanY)
+    }
+
+    func partEvaluation(_ model: ProjectorModel, rows: [Int], head: [Float]?) throws -> PartEvaluation {
+        let part = local(rows)
+        return try part.shard.partEvaluation(model, rows: part.rows, head: head)
+    }
+
+    func partCorrections(_ model: ProjectorModel, rows: [Int], head: [Float]?, maxKL: Double, requireTop1: Bool) throws -> [FoundCorrection] {
+        let part = local(rows)
+        // The shard names its own rows: each back to the corpus's row it came from.
+        let corpusRow = Dictionary(uniqueKeysWithValues: zip(part.rows, rows))
+        return try part.shard.partCorrections(model, rows: part.rows, head: head, maxKL: maxKL, requireTop1: requireTop1).map {
+            FoundCorrection(row: corpusRow[$0.row]!, codec: $0.codec, bytes: $0.bytes)
+        }
+    }
 
     func load(_ rows: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
         let d = dimension, c = classes
@@ -74,6 +104,9 @@ extension CorpusWriter {
     /// the manifest records the version last (K-2), so a writer stopped between shards leaves the
     /// corpus reading the projector as before, and the next fit replaces what it left.
     ///
+    /// With `parts`, every pass over a shard's rows is sent to that shard's ``FitPartServer``
+    /// through the executor instead of running on a thread here (K-17); the figures are the same.
+    ///
     /// - Parameter afterShardCommit: called after shard i commits, before the next (tests).
     /// - Throws: ``ProjectorError``, ``LabelError``; ``CorpusError/shardsDisagree(_:)`` when the shards'
     ///   copies of the base head differ. Nothing is written on failure.
@@ -81,7 +114,7 @@ extension CorpusWriter {
     public func fitProjector(
         _ name: String, from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String? = nil,
         maxKL: Double? = nil, requireTop1: Bool = false, budget: RankBudget? = nil, agent: String = "labeldb", clearance: Clearance,
-        progress: ((String, Double) -> Void)? = nil, afterShardCommit: ((Int) throws -> Void)? = nil
+        progress: ((String, Double) -> Void)? = nil, parts: FitPartExecutor? = nil, afterShardCommit: ((Int) throws -> Void)? = nil
     ) throws -> ProjectorVersion {
         try requireNoSession()
         try ProjectorNames.check(name)
@@ -92,7 +125,8 @@ extension CorpusWriter {
         guard version >= 1, version <= committed else { throw LabelError.unknownVersion(set: reference.name, version: version, latest: committed) }
         let pinned = LabelSetReference(name: reference.name, version: version)
         let fitted = try withReadTransactions(on: shards, clearance: clearance) { txs in
-            try Self.fit(txs, from: pinned, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress)
+            try Self.fit(txs, from: pinned, options: options, head: headName, maxKL: maxKL, requireTop1: requireTop1, budget: budget, progress: progress,
+                         parts: parts)
         }
         let next = (manifest.projectors[name] ?? 0) + 1
         let written = try writeShards(clearance: clearance, afterShardCommit: afterShardCommit) { index, tx -> ProjectorVersion in
@@ -114,7 +148,7 @@ extension CorpusWriter {
     /// corrections, the common model, report and taint) and the whole fit's figures.
     private static func fit(
         _ txs: [Transaction], from reference: LabelSetReference, options: ProjectorFitOptions, head headName: String?, maxKL: Double?,
-        requireTop1: Bool, budget: RankBudget?, progress: ((String, Double) -> Void)?
+        requireTop1: Bool, budget: RankBudget?, progress: ((String, Double) -> Void)?, parts executor: FitPartExecutor?
     ) throws -> (parts: [FittedProjector], totals: ProjectorTotals) {
         var sources: [StoredFitRows] = [], slots: [[UInt64]] = [], resolved: [(set: LabelSet, version: Int)] = []
         var taint = TaintLabel.bottom
@@ -126,8 +160,8 @@ extension CorpusWriter {
             resolved.append((set, version))
             taint = taint.join(part.taint)
         }
-        let rows = CorpusFitRows(sources, dimension: txs[0].store.schema.dimension, classes: txs[0].store.schema.classes.count)
-        guard rows.count > 0 else { throw ProjectorError.noRows("label set `\(reference.name)@\(reference.version ?? 0)` has no soft labels") }
+        let (d, c) = (txs[0].store.schema.dimension, txs[0].store.schema.classes.count)
+        guard sources.contains(where: { $0.count > 0 }) else { throw ProjectorError.noRows("label set `\(reference.name)@\(reference.version ?? 0)` has no soft labels") }
         let head = try headName.map { name -> BaseHead in
             let heads = try txs.map { try $0.fitHead(named: name) }
             guard heads.allSatisfy({ $0.contentHash == heads[0].contentHash && $0.taint == heads[0].taint }) else {
@@ -136,18 +170,29 @@ extension CorpusWriter {
             return heads[0]
         }
         if let head { taint = taint.join(head.taint) }
-        let (chosen, outcome) = try ProjectorFitter.fitForRecording(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1,
-                                                                     budget: budget, progress: progress)
-        var corrections = [[(id: UInt64, codec: UInt8, bytes: [UInt8])]](repeating: [], count: txs.count)
-        for correction in outcome.corrections {
-            corrections[rows.part(of: correction.row)].append((rows.id(of: correction.row), correction.codec, correction.bytes))
+        // The fit, and each correction's shard and id.
+        func run<Shard: ShardFitRows>(_ shards: [Shard]) throws -> (ProjectorFitOptions, ProjectorFitter.Outcome, [[(id: UInt64, codec: UInt8, bytes: [UInt8])]]) {
+            let rows = CorpusFitRows(shards, dimension: d, classes: c)
+            let (chosen, outcome) = try ProjectorFitter.fitForRecording(rows, head: head?.values, options: options, maxKL: maxKL, requireTop1: requireTop1,
+                                                                         budget: budget, progress: progress)
+            var corrections = [[(id: UInt64, codec: UInt8, bytes: [UInt8])]](repeating: [], count: shards.count)
+            for correction in outcome.corrections {
+                corrections[rows.part(of: correction.row)].append((rows.id(of: correction.row), correction.codec, correction.bytes))
+            }
+            return (chosen, outcome, corrections)
         }
+        let (chosen, outcome, corrections) = try executor.map { execute in
+            try run(sources.indices.map { s in
+                RemoteShardRows(shard: s, ids: sources[s].ids, source: LabelSetReference(name: resolved[s].set.name, version: resolved[s].version),
+                                dimension: d, classes: c, execute: execute)
+            })
+        } ?? run(sources)
         let parts = try txs.indices.map { s in
             FittedProjector(options: chosen, set: resolved[s].set, version: resolved[s].version, model: outcome.model, report: outcome.report,
                             head: head, headName: headName, sequence: try txs[s].storedSequence(), taint: taint, slots: slots[s],
                             corrections: corrections[s])
         }
-        let totals = ProjectorTotals(samples: rows.count, corrections: outcome.corrections.count,
+        let totals = ProjectorTotals(samples: sources.reduce(0) { $0 + $1.count }, corrections: outcome.corrections.count,
                                      correctionBytes: outcome.corrections.reduce(0) { $0 + ProjectorCodec.correctionRecordBytes(encoded: $1.bytes.count) })
         return (parts, totals)
     }

@@ -21,6 +21,34 @@ protocol FitRows {
     var partCount: Int { get }
     /// The part row `row` is read from, in `0..<partCount`.
     func part(of row: Int) -> Int
+
+    // The passes the fitter takes over one part's rows (each a map whose results it reduces).
+    // The defaults read the rows through ``load(_:embeddings:teacher:)``; a source whose parts
+    // live elsewhere runs them where the part is (``RemoteShardRows``).
+
+    /// Σx and Σy (centred log-probabilities) over `rows`, all of one part.
+    func partSums(_ rows: [Int]) throws -> (x: [Double], y: [Double])
+    /// XcᵀXc and XcᵀYc over `rows`, all of one part, centred by the given means.
+    func partCentredProducts(_ rows: [Int], meanX: [Float], meanY: [Float]) throws -> (xx: [Float], xy: [Float])
+    /// Σ KL(teacher ‖ regenerated), the largest KL and the top-1 agreements over `rows`, all of one part.
+    func partEvaluation(_ model: ProjectorModel, rows: [Int], head: [Float]?) throws -> PartEvaluation
+    /// The rows among `rows` (all of one part) whose regenerated label breaks the bound, with
+    /// their corrections, in the order of `rows`.
+    func partCorrections(_ model: ProjectorModel, rows: [Int], head: [Float]?, maxKL: Double, requireTop1: Bool) throws -> [FoundCorrection]
+}
+
+/// One part's evaluation figures (sums, so parts add).
+struct PartEvaluation: Equatable {
+    var sum = 0.0
+    var worst = 0.0
+    var agree = 0
+}
+
+/// A row whose regenerated label breaks a bound, and its correction.
+struct FoundCorrection: Equatable {
+    var row: Int
+    var codec: UInt8
+    var bytes: [UInt8]
 }
 
 extension FitRows {
@@ -28,6 +56,34 @@ extension FitRows {
     var partCount: Int { 1 }
     /// The only part.
     func part(of row: Int) -> Int { 0 }
+
+    func partSums(_ rows: [Int]) throws -> (x: [Double], y: [Double]) { try ClosedFormSums.sums(self, rows: rows) }
+
+    func partCentredProducts(_ rows: [Int], meanX: [Float], meanY: [Float]) throws -> (xx: [Float], xy: [Float]) {
+        try ClosedFormSums.centredProducts(self, rows: rows, meanX: meanX, meanY: meanY)
+    }
+
+    func partEvaluation(_ model: ProjectorModel, rows: [Int], head: [Float]?) throws -> PartEvaluation {
+        var out = PartEvaluation()
+        try ProjectorFitter.forEachRegenerated(model, self, rows: rows, head: head) { _, p, q in
+            let kl = klDivergence(p, q)
+            out.sum += kl
+            out.worst = max(out.worst, kl.isFinite ? kl : .infinity)
+            if argmax(p) == argmax(q) { out.agree += 1 }
+        }
+        return out
+    }
+
+    func partCorrections(_ model: ProjectorModel, rows: [Int], head: [Float]?, maxKL: Double, requireTop1: Bool) throws -> [FoundCorrection] {
+        var found: [FoundCorrection] = []
+        try ProjectorFitter.forEachRegenerated(model, self, rows: rows, head: head) { position, p, q in
+            if klDivergence(p, q) > maxKL || (requireTop1 && argmax(p) != argmax(q)) {
+                let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
+                found.append(FoundCorrection(row: rows[position], codec: codec, bytes: bytes))
+            }
+        }
+        return found
+    }
 
     /// `rows` grouped by part, each group in the order given, empty groups left out. With one
     /// part it is `[rows]`, so a store's sums are taken exactly as a single pass takes them.

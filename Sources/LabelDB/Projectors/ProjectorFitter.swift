@@ -306,13 +306,13 @@ public enum ProjectorFitter {
         // the centred products. Each part's sums are taken on its own thread and added in part
         // order, so one part (a store) computes exactly what a single pass would.
         let parts = data.partitioned(rows)
-        let (sumX, sumY) = try Parallel.mapReduce(parts.count, { try ClosedFormSums.sums(data, rows: parts[$0]) }) { total, part in
+        let (sumX, sumY) = try Parallel.mapReduce(parts.count, { try data.partSums(parts[$0]) }) { total, part in
             for j in 0..<d { total.x[j] += part.x[j] }
             for j in 0..<c { total.y[j] += part.y[j] }
         }
         let meanX = sumX.map { Float($0 / Double(n)) }, meanY = sumY.map { Float($0 / Double(n)) }
         // G0 = XcᵀXc and XY = XcᵀYc.
-        let products = try Parallel.mapReduce(parts.count, { try ClosedFormSums.centredProducts(data, rows: parts[$0], meanX: meanX, meanY: meanY) }) { total, part in
+        let products = try Parallel.mapReduce(parts.count, { try data.partCentredProducts(parts[$0], meanX: meanX, meanY: meanY) }) { total, part in
             for i in total.xx.indices { total.xx[i] += part.xx[i] }
             for i in total.xy.indices { total.xy[i] += part.xy[i] }
         }
@@ -402,16 +402,7 @@ public enum ProjectorFitter {
         let n = rows.count
         // Per part on a thread each, then summed in part order.
         let parts = data.partitioned(rows)
-        let partial = try Parallel.map(parts.count) { index -> (sum: Double, worst: Double, agree: Int) in
-            var sum = 0.0, worst = 0.0, agree = 0
-            try forEachRegenerated(model, data, rows: parts[index], head: head) { _, p, q in
-                let kl = klDivergence(p, q)
-                sum += kl
-                worst = max(worst, kl.isFinite ? kl : .infinity)
-                if argmax(p) == argmax(q) { agree += 1 }
-            }
-            return (sum, worst, agree)
-        }
+        let partial = try Parallel.map(parts.count) { try data.partEvaluation(model, rows: parts[$0], head: head) }
         let sum = partial.reduce(0.0) { $0 + $1.sum }, worst = partial.reduce(0.0) { max($0, $1.worst) }, agree = partial.reduce(0) { $0 + $1.agree }
         return (sum / Double(max(n, 1)), worst, Double(agree) / Double(max(n, 1)))
     }
@@ -539,17 +530,9 @@ public enum ProjectorFitter {
     ) throws -> [(row: Int, codec: UInt8, bytes: [UInt8])] {
         // Per part on a thread each; the rows found come back in row order.
         let parts = data.partitioned(Array(0..<data.count))
-        let found = try Parallel.map(parts.count) { index -> [(row: Int, codec: UInt8, bytes: [UInt8])] in
-            var found: [(row: Int, codec: UInt8, bytes: [UInt8])] = []
-            try forEachRegenerated(model, data, rows: parts[index], head: head) { position, p, q in
-                if klDivergence(p, q) > maxKL || (requireTop1 && argmax(p) != argmax(q)) {
-                    let (codec, bytes) = CorrectionCodec.encode(p, maxKL: maxKL, requireTop1: requireTop1)
-                    found.append((parts[index][position], codec, bytes))
-                }
-            }
-            return found
-        }
-        return found.count == 1 ? found[0] : found.joined().sorted { $0.row < $1.row }
+        let found = try Parallel.map(parts.count) { try data.partCorrections(model, rows: parts[$0], head: head, maxKL: maxKL, requireTop1: requireTop1) }
+        let rows = found.count == 1 ? found[0] : found.joined().sorted { $0.row < $1.row }
+        return rows.map { ($0.row, $0.codec, $0.bytes) }
     }
 
     /// Minibatch Adam on the cross-entropy between the teacher and the projector: a fixed number

@@ -153,9 +153,9 @@ struct ProjectorFitCommand: ParsableCommand {
             info = try writer.fitProjector(
                 name, from: reference, options: options, head: head, maxKL: maxKl, requireTop1: top1,
                 budget: rankBudget(ranks, dimension: manifest.dimension, classes: manifest.classes.count),
-                agent: agent ?? defaultAgent(), clearance: clearance, progress: progress) { shard in
-                if shard == killAfter { kill(getpid(), SIGKILL) }
-            }
+                agent: agent ?? defaultAgent(), clearance: clearance, progress: progress, afterShardCommit: { shard in
+                    if shard == killAfter { kill(getpid(), SIGKILL) }
+                })
         }
         let corpus = try Corpus(opening: target.store)
         defer { corpus.close() }
