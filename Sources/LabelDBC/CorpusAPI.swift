@@ -178,25 +178,111 @@ public func ldbCorpusFitProjector(
     _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
     _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
+    guarded { try fitCorpus(path, nameText, optionsJSON, json, parts: nil, call: "ldb_corpus_fit_projector") }
+}
+
+/// An executor of fit passes as C gives one: a function and its context (see labeldb.h).
+public typealias FitExecutorFunction = @convention(c) (
+    UnsafeMutableRawPointer?, Int32, UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int>?
+) -> Int32
+
+@_cdecl("ldb_corpus_fit_projector_parts")
+public func ldbCorpusFitProjectorParts(
+    _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ executor: FitExecutorFunction?, _ context: UnsafeMutableRawPointer?, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
     guarded {
-        let directory = try string(path, "path"), name = try string(nameText, "name")
-        let version: ProjectorVersion, request: FitRequest
-        do {
-            let writer = try CorpusWriter(opening: directory)
-            defer { writer.close() }
-            let manifest = writer.manifest
-            request = try FitRequest(try options(optionsJSON), schema: try Schema(dimension: manifest.dimension, elementType: manifest.elementType, classes: manifest.classes),
-                                     call: "ldb_corpus_fit_projector")
-            try writer.validate(request.clearance)
-            version = try writer.fitProjector(
-                name, from: request.source, options: request.options, head: request.head, maxKL: request.maxKL, requireTop1: request.requireTop1,
-                budget: request.budget, agent: request.agent, clearance: request.clearance)
-        }
-        let corpus = try Corpus(opening: directory)
-        defer { corpus.close() }
-        let set = try corpus.labelSets(clearance: request.clearance).first { $0.name == version.sourceSet }
-        give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: corpus.schema.classes.count)), json)
+        guard let executor else { throw APIError.badInput("ldb_corpus_fit_projector_parts: the executor is NULL") }
+        let box = UncheckedSendable(context)
+        try fitCorpus(path, nameText, optionsJSON, json, parts: { shard, request in
+            var reply: UnsafePointer<UInt8>? = nil
+            var length = 0
+            let status = request.withUnsafeBufferPointer { executor(box.value, Int32(shard), $0.baseAddress, $0.count, &reply, &length) }
+            guard status == 0 else { throw APIError.badInput("the executor failed for shard \(shard) (it returned \(status))") }
+            guard length >= 0, length == 0 || reply != nil else { throw APIError.badInput("the executor gave no reply for shard \(shard)") }
+            return length == 0 ? [] : Array(UnsafeBufferPointer(start: reply, count: length))
+        }, call: "ldb_corpus_fit_projector_parts")
     }
+}
+
+/// A value crossing threads that C keeps valid (the executor's context).
+private struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// `labeldb projector fit CORPUS` for the C API, its passes run by `parts` when given.
+private func fitCorpus(
+    _ path: UnsafePointer<CChar>?, _ nameText: UnsafePointer<CChar>?, _ optionsJSON: UnsafePointer<CChar>?,
+    _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, parts: FitPartExecutor?, call: String
+) throws {
+    let directory = try string(path, "path"), name = try string(nameText, "name")
+    let version: ProjectorVersion, request: FitRequest
+    do {
+        let writer = try CorpusWriter(opening: directory)
+        defer { writer.close() }
+        let manifest = writer.manifest
+        request = try FitRequest(try options(optionsJSON), schema: try Schema(dimension: manifest.dimension, elementType: manifest.elementType, classes: manifest.classes),
+                                 call: call)
+        try writer.validate(request.clearance)
+        version = try writer.fitProjector(
+            name, from: request.source, options: request.options, head: request.head, maxKL: request.maxKL, requireTop1: request.requireTop1,
+            budget: request.budget, agent: request.agent, clearance: request.clearance, parts: parts)
+    }
+    let corpus = try Corpus(opening: directory)
+    defer { corpus.close() }
+    let set = try corpus.labelSets(clearance: request.clearance).first { $0.name == version.sourceSet }
+    give(.object(projectorVersionJSON(version, name: name, labelSet: set, classes: corpus.schema.classes.count)), json)
+}
+
+// MARK: Fit passes served where a shard is (corpus.md K-17)
+
+@_cdecl("ldb_fit_part_open")
+public func ldbFitPartOpen(_ path: UnsafePointer<CChar>?, _ shard: Int32, _ optionsJSON: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guarded {
+        guard let out else { throw APIError.badInput("ldb_fit_part_open: out is NULL") }
+        out.pointee = nil
+        let spec = try options(optionsJSON)
+        try spec.only(["clearance"], call: "ldb_fit_part_open")
+        let clearance = try Clearance(parsing: try spec.text("clearance") ?? "public")
+        let server = try FitPartServer(corpus: try string(path, "path"), shard: Int(shard), clearance: clearance)
+        out.pointee = OpaquePointer(Unmanaged.passRetained(FitPartHandle(server)).toOpaque())
+    }
+}
+
+/// A fit-part server held across calls, refused in a forked child (LMDB).
+final class FitPartHandle {
+    let server: FitPartServer
+    let pid = getpid()
+    init(_ server: FitPartServer) { self.server = server }
+}
+
+@_cdecl("ldb_fit_part_serve")
+public func ldbFitPartServe(
+    _ pointer: OpaquePointer?, _ request: UnsafePointer<UInt8>?, _ length: Int, _ reply: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?,
+    _ replyLength: UnsafeMutablePointer<Int>?
+) -> Int32 {
+    guarded {
+        guard let pointer else { throw APIError.badInput("ldb_fit_part_serve: the handle is NULL") }
+        guard let reply, let replyLength else { throw APIError.badInput("ldb_fit_part_serve: reply or reply_length is NULL") }
+        guard length >= 0, length == 0 || request != nil else { throw APIError.badInput("ldb_fit_part_serve: the request is NULL") }
+        reply.pointee = nil
+        replyLength.pointee = 0
+        let handle = Unmanaged<FitPartHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+        guard handle.pid == getpid() else { throw APIError.badInput("ldb_fit_part_serve: the handle was opened in process \(handle.pid), before a fork; open it again") }
+        let bytes = try handle.server.serve(length == 0 ? [] : Array(UnsafeBufferPointer(start: request, count: length)))
+        let out = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: UInt8.self)
+        bytes.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: bytes.count) }
+        reply.pointee = out
+        replyLength.pointee = bytes.count
+    }
+}
+
+@_cdecl("ldb_fit_part_close")
+public func ldbFitPartClose(_ pointer: OpaquePointer?) {
+    guard let pointer else { return }
+    let handle = Unmanaged<FitPartHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeRetainedValue()
+    if handle.pid == getpid() { handle.server.close() }
 }
 
 // MARK: Write sessions (corpus.md K-13)

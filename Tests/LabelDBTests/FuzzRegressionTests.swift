@@ -31,6 +31,8 @@ struct FuzzRegressionTests {
             "codecs": [2 | 8, 2, 0, 0, 1, 0, 0, 60, 2, 0, 0, 56],
             "recorded_ids": Array("3,7-11,20,18446744073709551615".utf8),
             "session": Array(#"{"generation":3,"label_set":"teacher","session":"0123456789abcdef0123456789abcdef","version":2}"#.utf8),
+            // A sums request for rows 0 and 1 of shard 0 of the target's corpus (its ids' hash right).
+            "fit_parts": [1, 2, 1, 0, 0, 0, 116, 1, 0, 0, 0, 223, 160, 156, 97, 108, 181, 235, 103, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
         ]
         let seed = seeds[target] ?? []
         for round in 0..<300 {

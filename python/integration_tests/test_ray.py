@@ -153,3 +153,23 @@ def test_datasink_bad_rows_write_nothing_in_any_shard(cluster, corpus, sharded):
     # The lock was released: the next write goes in.
     ray.data.from_items([{"id": r["id"], "cls": 1} for r in rows]).write_datasink(ldray.LabelDBDatasink(sharded, "good", hard_column="cls"))
     assert labeldb.open_corpus(sharded).manifest["label_sets"]["good"] == 1
+
+
+def test_fit_projector_through_ray_actors_equals_the_fit_on_threads(cluster, sharded, tmp_path):
+    """Each shard's passes run in a Ray actor of its own (another process); the figures and every
+    regenerated label equal Corpus.fit_projector's on a copy of the same corpus."""
+    import shutil
+    threaded = tmp_path / "threaded"
+    shutil.copytree(sharded, threaded)
+    options = dict(rank=3, max_steps=40, max_kl=0.05, seed=4, holdout=0.2, clearance="all")
+    local = labeldb.open_corpus(str(threaded)).fit_projector("p", "teacher", **options)
+    remote = ldray.fit_projector(sharded, "p", "teacher", **options)
+    for key in ("samples", "train_rows", "train_mean_kl", "holdout_mean_kl", "closed_form_mean_kl", "corrections", "steps"):
+        assert remote[key] == local[key], key
+    assert labeldb.open_corpus(sharded).manifest["projectors"]["p"] == 1
+    for shard in range(len(labeldb.open_corpus(sharded))):
+        with labeldb.open_corpus(str(threaded)).open_shard(shard) as a, a.read("all") as ta, \
+                labeldb.open_corpus(sharded).open_shard(shard) as b, b.read("all") as tb:
+            x, y = ta.get_many(ta.ids(), regen=["p"]), tb.get_many(tb.ids(), regen=["p"])
+            np.testing.assert_array_equal(x.regen["p"].probabilities, y.regen["p"].probabilities)
+            np.testing.assert_array_equal(x.regen["p"].status, y.regen["p"].status)

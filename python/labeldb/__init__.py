@@ -11,7 +11,7 @@
 
 Errors are labeldb.Error: NotFound (1), BadInput (2) with Refused under it, StoreError (3).
 """
-from ._corpus import Corpus, CorpusWriter, create_corpus, open_corpus
+from ._corpus import Corpus, CorpusWriter, FitPart, create_corpus, open_corpus
 from ._errors import BadInput, Error, NotFound, Refused, StoreError
 from ._native import lib as _lib
 from ._store import (Batch, KNNResult, LabelColumns, QueryResult, RegenColumns, Sample, Store, Transaction, Views,
@@ -28,6 +28,6 @@ def import_parquet(store: Store, path: str, clearance: str = "all", **options) -
     return run(store, path, clearance=clearance, **options)
 
 
-__all__ = ["open", "create", "open_corpus", "create_corpus", "Corpus", "CorpusWriter", "import_parquet", "Store", "Transaction", "WriteTransaction", "Sample", "Batch",
+__all__ = ["open", "create", "open_corpus", "create_corpus", "Corpus", "CorpusWriter", "FitPart", "import_parquet", "Store", "Transaction", "WriteTransaction", "Sample", "Batch",
            "LabelColumns", "RegenColumns", "QueryResult", "KNNResult", "Views", "Error", "NotFound", "BadInput", "Refused",
            "StoreError", "engine_version"]

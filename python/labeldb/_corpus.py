@@ -6,12 +6,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from ctypes import c_float, c_int32, c_int64, c_uint8, c_uint64, c_void_p
+import threading
+from collections.abc import Callable
+from ctypes import POINTER, c_float, c_int32, c_int64, c_size_t, c_uint8, c_uint64, c_void_p
 
 import numpy as np
 
 from ._errors import BadInput
-from ._native import check, lib, take_string
+from ._errors import Error as LabelDBError
+from ._native import FIT_EXECUTOR, check, lib, take_string
 from ._store import KNNResult, Store, _as_array, _c, _knn, _LabelArrays, _options, _ptr, _put_columns, _tags
 
 
@@ -145,16 +148,81 @@ class Corpus:
             options, ctypes.byref(out)))
         return json.loads(take_string(out))
 
-    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = None, **options) -> dict:
+    def fit_projector(self, name: str, source: str, rank: int | list[int] | None = None, *,
+                      parts: Callable[[int, bytes], bytes] | None = None, **options) -> dict:
         """Fits the next version of projector `name` across the shards, as Store.fit_projector
         fits one store (same options; rank 16 unless given): the rows of every shard in id order,
         XᵀX, XᵀY and the evaluations summed over the shards, the parameters written to every
         shard with each sample's correction in its own shard, visible once the manifest records
-        it (corpus.md K-11). Returns the version with the whole fit's figures."""
+        it (corpus.md K-11). Returns the version with the whole fit's figures.
+
+        With `parts`, every pass over a shard's rows is a request `parts(shard, request)` must
+        answer with `FitPart(path, shard, clearance).serve(request)` run where the shard is
+        (labeldb.ray.fit_projector uses Ray actors; corpus.md K-17); the figures are the same.
+        It may be called from several threads at once."""
         out = c_void_p()
-        check(lib.ldb_corpus_fit_projector(_c(self.path, "the path"), _c(name, "the projector name"),
-                                           _options(**{"from": source, "rank": rank}, **options), ctypes.byref(out)))
+        spec = _options(**{"from": source, "rank": rank}, **options)
+        if parts is None:
+            check(lib.ldb_corpus_fit_projector(_c(self.path, "the path"), _c(name, "the projector name"), spec, ctypes.byref(out)))
+            return json.loads(take_string(out))
+        failures: list[BaseException] = []
+        held = threading.local()
+
+        def execute(_context, shard, request, length, reply, reply_length):
+            try:
+                answer = bytes(parts(int(shard), ctypes.string_at(request, length)))
+                # Kept alive until this thread's next call: the library copies it first.
+                held.buffer = (c_uint8 * max(len(answer), 1)).from_buffer_copy(answer or b"\0")
+                reply[0] = ctypes.cast(held.buffer, POINTER(c_uint8))
+                reply_length[0] = len(answer)
+                return 0
+            except BaseException as error:  # reported after the call, which fails
+                failures.append(error)
+                return 1
+
+        callback = FIT_EXECUTOR(execute)
+        try:
+            check(lib.ldb_corpus_fit_projector_parts(_c(self.path, "the path"), _c(name, "the projector name"), spec, callback, None,
+                                                     ctypes.byref(out)))
+        except LabelDBError as error:
+            if failures:
+                raise failures[0] from error
+            raise
         return json.loads(take_string(out))
+
+
+class FitPart:
+    """One shard's side of a projector fit run elsewhere (corpus.md K-17): `serve` answers the
+    requests a `Corpus.fit_projector(..., parts=...)` sends for this shard, reading its rows
+    under `clearance` (the fit's). Use it where the shard is (a Ray actor); close it after."""
+
+    def __init__(self, path: str | os.PathLike, shard: int, clearance: str = "public"):
+        handle = c_void_p()
+        check(lib.ldb_fit_part_open(_c(os.fspath(path), "the path"), int(shard), _options(clearance=clearance), ctypes.byref(handle)))
+        self._handle = handle
+
+    def serve(self, request: bytes) -> bytes:
+        """The reply to one request."""
+        if self._handle is None:
+            raise BadInput("this FitPart is closed")
+        reply, length = POINTER(c_uint8)(), c_size_t()
+        check(lib.ldb_fit_part_serve(self._handle, bytes(request), len(request), ctypes.byref(reply), ctypes.byref(length)))
+        try:
+            return ctypes.string_at(reply, length.value)
+        finally:
+            lib.ldb_free(reply)
+
+    def close(self) -> None:
+        """Closes the shard. Idempotent."""
+        if self._handle is not None:
+            lib.ldb_fit_part_close(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "FitPart":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _session_options(session, shard, check_only: bool) -> dict:

@@ -74,6 +74,8 @@ def _library_path() -> str:
 
 _P = c_void_p
 _J = POINTER(c_char_p)  # char ** for JSON results
+# ldb_fit_executor: (context, shard, request, length, reply, reply_length) -> status
+FIT_EXECUTOR = ctypes.CFUNCTYPE(c_int, c_void_p, c_int32, POINTER(c_uint8), c_size_t, POINTER(POINTER(c_uint8)), POINTER(c_size_t))
 _SIGNATURES = {
     "ldb_open": ([c_char_p, c_int, POINTER(_P)], c_int),
     "ldb_open_shard": ([c_char_p, c_size_t, c_char_p, POINTER(_P)], c_int),
@@ -85,6 +87,10 @@ _SIGNATURES = {
     "ldb_corpus_import_labels": ([c_char_p, c_char_p, POINTER(c_uint64), c_size_t, POINTER(c_float), POINTER(c_int64), c_size_t,
                                   POINTER(c_int32), POINTER(c_float), POINTER(c_float), c_char_p, POINTER(c_void_p)], c_int),
     "ldb_corpus_fit_projector": ([c_char_p, c_char_p, c_char_p, POINTER(c_void_p)], c_int),
+    "ldb_corpus_fit_projector_parts": ([c_char_p, c_char_p, c_char_p, FIT_EXECUTOR, c_void_p, POINTER(c_void_p)], c_int),
+    "ldb_fit_part_open": ([c_char_p, c_int32, c_char_p, POINTER(_P)], c_int),
+    "ldb_fit_part_serve": ([_P, c_char_p, c_size_t, POINTER(POINTER(c_uint8)), POINTER(c_size_t)], c_int),
+    "ldb_fit_part_close": ([_P], None),
     "ldb_corpus_consensus": ([c_char_p, c_char_p, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_corpus_provenance": ([c_char_p, c_char_p, POINTER(c_void_p)], c_int),
     "ldb_corpus_knn": ([c_char_p, POINTER(c_float), c_size_t, c_size_t, c_char_p, POINTER(c_uint64), POINTER(c_float),

@@ -19,6 +19,11 @@ Writes (LabelDBDatasink): samples and/or a new label set version, into a corpus 
 per shard: write tasks route their rows and stage each shard's part; one Ray task per shard
 checks its part, then one per shard writes it, inside a write session the driver holds and
 commits (corpus.md K-13; Corpus.writer). With shards=N the corpus is created first.
+
+Projector fits (fit_projector): the fitter runs in the driver, which holds the corpus's writer;
+every pass over a shard's rows (XᵀX and XᵀY, the evaluations, the correction search, the
+refinement's minibatches) runs in one Ray actor per shard, which sends back only its sums or
+figures (corpus.md K-17). The fit equals Corpus.fit_projector's, bit for bit.
 """
 from __future__ import annotations
 
@@ -413,3 +418,38 @@ def _write_shard_part(path: str, session: dict, shard: int, files: list, options
             values = {"hard": part.get("values", np.zeros(0, np.int64)).astype(np.int64)}
         result = corpus.import_labels(options["name"], part["ids"], codec=options["codec"], **values, **common)
     return {**result, "shard": shard, "pid": os.getpid(), "checked_only": check_only}
+
+
+class _FitPartActor:
+    """One shard's side of a fit: a FitPart held open across the fit's requests."""
+
+    def __init__(self, path: str, shard: int, clearance: str):
+        self._part = _corpus.FitPart(path, shard, clearance)
+
+    def serve(self, request: bytes) -> bytes:
+        return self._part.serve(request)
+
+    def close(self) -> None:
+        self._part.close()
+
+
+def fit_projector(path: str | os.PathLike, name: str, source: str, rank: int | list[int] | None = None, *,
+                  clearance: str = "public", **options) -> dict:
+    """Fits the next version of projector `name` over the corpus at `path` with one Ray actor
+    per shard serving the passes over its rows (corpus.md K-17), as Corpus.fit_projector fits it
+    on threads (same options; the same figures). The driver holds the corpus's writer, runs the
+    solve and the refinement's steps, and records the version in every shard. Returns the
+    version, as Corpus.fit_projector does."""
+    path = os.fspath(path)
+    corpus = _corpus.Corpus(path)
+    actor = ray.remote(num_cpus=0)(_FitPartActor)
+    actors = [actor.remote(path, shard, clearance) for shard in range(len(corpus.shards))]
+    try:
+        return corpus.fit_projector(name, source, rank, clearance=clearance,
+                                    parts=lambda shard, request: ray.get(actors[shard].serve.remote(request)), **options)
+    finally:
+        for handle in actors:
+            try:
+                ray.get(handle.close.remote())
+            finally:
+                ray.kill(handle)

@@ -182,6 +182,46 @@ def test_fit_projector_across_shards_equals_the_store_fit(corpus, sharded, tmp_p
     assert "q" not in labeldb.open_corpus(sharded).manifest["projectors"]
 
 
+def test_fit_projector_with_parts_served_elsewhere_equals_the_fit_on_threads(sharded, tmp_path):
+    # The parts are served from a copy of the corpus (one process opens a store once; Ray actors
+    # live in processes of their own): the same rows, so the same requests and replies.
+    threaded, replica = tmp_path / "threaded", tmp_path / "replica"
+    shutil.copytree(sharded, threaded)
+    shutil.copytree(sharded, replica)
+    options = dict(rank=3, max_steps=40, max_kl=0.05, seed=4, holdout=0.2, clearance="all")
+    local = labeldb.open_corpus(str(threaded)).fit_projector("p", "teacher", **options)
+    c = labeldb.open_corpus(sharded)
+    parts = [labeldb.FitPart(replica, shard, "all") for shard in range(len(c))]
+    calls = [0] * len(parts)
+
+    def serve(shard, request):
+        calls[shard] += 1
+        return parts[shard].serve(request)
+
+    remote = c.fit_projector("p", "teacher", parts=serve, **options)
+    assert all(n > 5 for n in calls)
+    for key in ("samples", "train_rows", "train_mean_kl", "holdout_mean_kl", "closed_form_mean_kl", "corrections", "steps"):
+        assert remote[key] == local[key], key
+    # Every shard regenerates as the threaded fit's shard does.
+    for shard in range(len(c)):
+        with labeldb.open_corpus(str(threaded)).open_shard(shard) as a, a.read("all") as ta, \
+                labeldb.open_corpus(sharded).open_shard(shard) as b, b.read("all") as tb:
+            x, y = ta.get_many(ta.ids(), regen=["p"]), tb.get_many(tb.ids(), regen=["p"])
+            np.testing.assert_array_equal(x.regen["p"].probabilities, y.regen["p"].probabilities)
+            np.testing.assert_array_equal(x.regen["p"].status, y.regen["p"].status)
+    # A part that fails fails the fit with its own error, and nothing is written.
+    def broken(shard, request):
+        raise RuntimeError("the actor died")
+
+    with pytest.raises(RuntimeError, match="the actor died"):
+        labeldb.open_corpus(sharded).fit_projector("q", "teacher", parts=broken, **options)
+    assert "q" not in labeldb.open_corpus(sharded).manifest["projectors"]
+    with pytest.raises(labeldb.BadInput):
+        parts[0].serve(b"\x02garbage")
+    for part in parts:
+        part.close()
+
+
 def test_a_pinned_shard_reads_the_projector_versions_of_its_manifest(corpus, sharded):
     early = labeldb.open_corpus(sharded)          # read before the fits: no projector `late`
     c = labeldb.open_corpus(sharded)

@@ -436,6 +436,36 @@ int ldb_corpus_provenance(const char *path, const char *options_json, char **jso
  *  figures. */
 int ldb_corpus_fit_projector(const char *path, const char *name, const char *options_json, char **json);
 
+/** Runs one pass of a corpus projector fit over shard `shard` (corpus.md K-17): `request` holds
+ *  `length` bytes a fit sent; on success *reply (must be valid until the executor is called
+ *  again on the same thread or the fit returns) holds *reply_length bytes. Returns 0, or
+ *  anything else to fail the fit. */
+typedef int (*ldb_fit_executor)(void *context, int32_t shard, const uint8_t *request, size_t length,
+                                const uint8_t **reply, size_t *reply_length);
+
+/** As ldb_corpus_fit_projector, but every pass over a shard's rows (the closed form's sums, the
+ *  evaluations, the correction search, the refinement's minibatches) is handed to `executor`,
+ *  which runs it where the shard is (ldb_fit_part_serve, e.g. in a Ray actor) and returns the
+ *  reply. The figures equal ldb_corpus_fit_projector's; the writer (this call) still records
+ *  the version in every shard. Executor calls may come from several threads at once. */
+int ldb_corpus_fit_projector_parts(const char *path, const char *name, const char *options_json,
+                                   ldb_fit_executor executor, void *context, char **json);
+
+/** A shard's side of a fit run elsewhere. */
+typedef struct ldb_fit_part ldb_fit_part;
+
+/** Opens shard `shard` of the corpus at `path` to serve fit passes; options {"clearance": text}
+ *  (default "public"; it must be the fit's). Close with ldb_fit_part_close. */
+int ldb_fit_part_open(const char *path, int32_t shard, const char *options_json, ldb_fit_part **out);
+
+/** Serves one request an executor received: *reply (free with ldb_free), *reply_length bytes.
+ *  A malformed request, or one naming fitted rows this shard does not hold (another state of
+ *  the corpus), is LDB_BAD_INPUT. Calls on one handle are serialised. */
+int ldb_fit_part_serve(ldb_fit_part *part, const uint8_t *request, size_t length, uint8_t **reply, size_t *reply_length);
+
+/** Closes the handle. NULL is ignored. */
+void ldb_fit_part_close(ldb_fit_part *part);
+
 /** Changes the taint labels of the samples among `ids` the transaction sees (as `labeldb taint`):
  *  options {"add_secrecy": [..], "remove_secrecy": [..], "add_integrity": [..],
  *  "remove_integrity": [..], "privilege": [..], "agent": text}. Removing secrecy (declassify) and

@@ -63,7 +63,9 @@ struct RemoteShardRows: ShardFitRows {
 
     func partEvaluation(_ model: ProjectorModel, rows: [Int], head: [Float]?) throws -> PartEvaluation {
         var reply = try call(.evaluation, rows: rows) { FitPartRequest.append(model, head: head, to: &$0) }
-        let out = PartEvaluation(sum: try reply.double(), worst: try reply.double(), agree: Int(try reply.u64()))
+        let (sum, worst, agree) = (try reply.double(), try reply.double(), try reply.u64())
+        guard agree <= UInt64(rows.count) else { throw CorpusError.invalid("the fit's reply from shard \(shard) is damaged: \(agree) agreements in \(rows.count) rows") }
+        let out = PartEvaluation(sum: sum, worst: worst, agree: Int(agree))
         try reply.end()
         return out
     }

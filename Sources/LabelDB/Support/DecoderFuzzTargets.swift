@@ -9,7 +9,7 @@ import Foundation
 /// trap, an out-of-bounds access or a hang is a bug.
 enum DecoderFuzzTargets {
     /// The target names, one fuzz binary each.
-    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views", "manifest", "session"]
+    static let names = ["npy", "json", "jsonl", "query", "clearance", "records", "codecs", "recorded_ids", "views", "manifest", "session", "fit_parts"]
 
     /// The schema records are decoded against: the one the tests' small stores have, so records
     /// dumped from them (`Tools/Fuzz/seeds`) decode.
@@ -29,6 +29,7 @@ enum DecoderFuzzTargets {
         case "views": views(bytes)
         case "manifest": manifest(bytes)
         case "session": session(bytes)
+        case "fit_parts": fitParts(bytes)
         default: preconditionFailure("unknown fuzz target \(name)")
         }
     }
@@ -174,6 +175,44 @@ enum DecoderFuzzTargets {
         guard let session = try? CorpusWriteSession(decoding: bytes) else { return }
         precondition((try? CorpusWriteSession(decoding: Array(session.document.serialized().utf8))) == session, "a session must survive its own encoding")
     }
+
+    /// A fit pass's request and reply (corpus.md K-17): the first byte picks which. Even: the
+    /// rest is every reply a shard could send to each pass (d = 3, C = 2, two rows); odd: the
+    /// rest is a request to a server of a small corpus's shard. Either may fail, never crash.
+    static func fitParts(_ bytes: [UInt8]) {
+        guard let mode = bytes.first else { return }
+        let rest = Array(bytes.dropFirst())
+        if mode % 2 == 1 {
+            _ = try? fitServer?.serve(rest)
+            return
+        }
+        let rows = RemoteShardRows(shard: 0, ids: [1, 2], source: LabelSetReference(name: "t", version: 1), dimension: 3, classes: 2,
+                                   execute: { _, _ in rest })
+        let model = ProjectorModel(dimension: 3, classes: 2, rank: 1, scale: 0, a: [0, 0, 0], b: [0, 0], bias: [0, 0], temperature: 1)
+        var x = [Float](repeating: 0, count: 6), p = [Float](repeating: 0, count: 4)
+        _ = try? x.withUnsafeMutableBufferPointer { xv in try p.withUnsafeMutableBufferPointer { try rows.load([0, 1], embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
+        _ = try? rows.partSums([0, 1])
+        _ = try? rows.partCentredProducts([0, 1], meanX: [0, 0, 0], meanY: [0, 0])
+        _ = try? rows.partEvaluation(model, rows: [0, 1], head: nil)
+        if let found = try? rows.partCorrections(model, rows: [0, 1], head: nil, maxKL: 0.1, requireTop1: false) {
+            precondition(found.allSatisfy { [0, 1].contains($0.row) }, "a correction of a row not asked for")
+        }
+    }
+
+    /// A server of shard 0 of a two-shard corpus of eight samples with soft labels, made once.
+    static let fitServer: FitPartServer? = {
+        let folder = NSTemporaryDirectory() + "labeldb-fuzz-fit-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        guard let store = try? Store.create(at: folder + "/store", schema: Schema(dimension: 3, classes: ["a", "b"])) else { return nil }
+        let ids: [UInt64] = Array(1...8)
+        _ = try? store.write(clearance: .all) { tx in
+            _ = try tx.put(SampleBatch(ids.map { Sample(id: $0, embedding: [Float($0), 1, -Float($0)]) }))
+            try tx.importLabels(.soft(ids.flatMap { [Float($0) / 10, 1 - Float($0) / 10] }), ids: ids, into: "t", agent: "fuzz")
+        }
+        store.close()
+        _ = try? CorpusManifest.split(store: folder + "/store", into: folder + "/corpus", shards: 2, rule: .hash, clearance: .all, agent: "fuzz")
+        return try? FitPartServer(corpus: folder + "/corpus", shard: 0, clearance: .all)
+    }()
 
     /// Writes `bytes` to a fresh temporary file, passes its path, and removes it.
     static func withTemporaryFile(_ bytes: [UInt8], suffix: String, _ body: (String) -> Void) {
