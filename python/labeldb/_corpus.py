@@ -166,14 +166,19 @@ class Corpus:
             check(lib.ldb_corpus_fit_projector(_c(self.path, "the path"), _c(name, "the projector name"), spec, ctypes.byref(out)))
             return json.loads(take_string(out))
         failures: list[BaseException] = []
-        held = threading.local()
+        # Each thread's last reply, kept until its next call (the library copies it first). Not a
+        # threading.local: the library's threads are not Python's, and ctypes drops their Python
+        # thread state (and its locals) when the callback returns.
+        held: dict[int, ctypes.Array] = {}
+        lock = threading.Lock()
 
         def execute(_context, shard, request, length, reply, reply_length):
             try:
                 answer = bytes(parts(int(shard), ctypes.string_at(request, length)))
-                # Kept alive until this thread's next call: the library copies it first.
-                held.buffer = (c_uint8 * max(len(answer), 1)).from_buffer_copy(answer or b"\0")
-                reply[0] = ctypes.cast(held.buffer, POINTER(c_uint8))
+                buffer = (c_uint8 * max(len(answer), 1)).from_buffer_copy(answer or b"\0")
+                with lock:
+                    held[threading.get_ident()] = buffer
+                reply[0] = ctypes.cast(buffer, POINTER(c_uint8))
                 reply_length[0] = len(answer)
                 return 0
             except BaseException as error:  # reported after the call, which fails
@@ -194,7 +199,9 @@ class Corpus:
 class FitPart:
     """One shard's side of a projector fit run elsewhere (corpus.md K-17): `serve` answers the
     requests a `Corpus.fit_projector(..., parts=...)` sends for this shard, reading its rows
-    under `clearance` (the fit's). Use it where the shard is (a Ray actor); close it after."""
+    under `clearance`, which must be the fit's (a request under another is refused, as is one
+    for another state of the shard). It opens that shard only. It is a read capability at its
+    clearance: a request may load any of the fitted rows it sees. Close it after."""
 
     def __init__(self, path: str | os.PathLike, shard: int, clearance: str = "public"):
         handle = c_void_p()

@@ -434,22 +434,29 @@ class _FitPartActor:
 
 
 def fit_projector(path: str | os.PathLike, name: str, source: str, rank: int | list[int] | None = None, *,
-                  clearance: str = "public", **options) -> dict:
+                  clearance: str = "public", actor_options=None, **options) -> dict:
     """Fits the next version of projector `name` over the corpus at `path` with one Ray actor
     per shard serving the passes over its rows (corpus.md K-17), as Corpus.fit_projector fits it
-    on threads (same options; the same figures). The driver holds the corpus's writer, runs the
-    solve and the refinement's steps, and records the version in every shard. Returns the
-    version, as Corpus.fit_projector does."""
+    on threads (same options; the same figures on machines with the same BLAS and CPU kernels).
+    The driver holds the corpus's writer, runs the solve and the refinement's steps, and records
+    the version in every shard. Returns the version, as Corpus.fit_projector does.
+
+    Each actor opens its shard only, at `path` as its machine sees it. Ray places actors where it
+    likes: `actor_options(shard)` (or a dict for all) gives each actor's `.options(...)`, e.g. a
+    NodeAffinitySchedulingStrategy for the node that holds the shard (default: num_cpus=0)."""
     path = os.fspath(path)
     corpus = _corpus.Corpus(path)
-    actor = ray.remote(num_cpus=0)(_FitPartActor)
-    actors = [actor.remote(path, shard, clearance) for shard in range(len(corpus.shards))]
+    actor = ray.remote(_FitPartActor)
+    settings = actor_options if callable(actor_options) else (lambda shard: actor_options or {"num_cpus": 0})
+    actors = [actor.options(**settings(shard)).remote(path, shard, clearance) for shard in range(len(corpus.shards))]
     try:
         return corpus.fit_projector(name, source, rank, clearance=clearance,
                                     parts=lambda shard, request: ray.get(actors[shard].serve.remote(request)), **options)
     finally:
+        # Every actor goes, whatever closing one does; the fit's own error (if any) is the one raised.
         for handle in actors:
             try:
                 ray.get(handle.close.remote())
-            finally:
-                ray.kill(handle)
+            except Exception:  # noqa: BLE001 — the actor is killed next either way
+                pass
+            ray.kill(handle)

@@ -218,6 +218,16 @@ def test_fit_projector_with_parts_served_elsewhere_equals_the_fit_on_threads(sha
     assert "q" not in labeldb.open_corpus(sharded).manifest["projectors"]
     with pytest.raises(labeldb.BadInput):
         parts[0].serve(b"\x02garbage")
+    # The fit wrote `sharded`: the replica's servers hold an older state and refuse the next fit;
+    # a server under another clearance than the fit's refuses too.
+    with pytest.raises(labeldb.BadInput, match="not in the state the fit read"):
+        labeldb.open_corpus(sharded).fit_projector("q", "teacher", parts=serve, **options)
+    third = tmp_path / "third"
+    shutil.copytree(replica, third)
+    with labeldb.FitPart(replica, 0, "public") as narrow:
+        with pytest.raises(labeldb.BadInput, match="clearance"):
+            labeldb.open_corpus(str(third)).fit_projector(
+                "q", "teacher", parts=lambda shard, request: (narrow if shard == 0 else parts[shard]).serve(request), **options)
     for part in parts:
         part.close()
 

@@ -27,6 +27,9 @@ struct RemoteShardRows: ShardFitRows {
     let shard: Int
     let ids: [UInt64]
     let source: LabelSetReference
+    /// The fit's clearance and the shard state its writer read: a server reading another refuses.
+    let clearance: Clearance
+    let snapshot: UInt64
     let dimension: Int
     let classes: Int
     let execute: FitPartExecutor
@@ -34,7 +37,7 @@ struct RemoteShardRows: ShardFitRows {
     var count: Int { ids.count }
 
     private func call(_ kind: FitPartRequest.Kind, rows: some Collection<Int>, _ body: (inout ByteBuffer) -> Void = { _ in }) throws -> FitPartReply {
-        var request = FitPartRequest.header(kind, source: source, ids: ids, rows: rows)
+        var request = FitPartRequest.header(kind, clearance: clearance, snapshot: snapshot, source: source, ids: ids, rows: rows)
         body(&request)
         let reply = try execute(shard, request.bytes)
         return FitPartReply(bytes: reply, shard: shard)
@@ -77,17 +80,25 @@ struct RemoteShardRows: ShardFitRows {
             buffer.u8(requireTop1 ? 1 : 0)
         }
         var found: [FoundCorrection] = []
+        var previous = -1
         for _ in 0..<(try reply.count(rows.count)) {
             let position = try reply.count(rows.count - 1)
-            found.append(FoundCorrection(row: rows[position], codec: try reply.u8(), bytes: try reply.counted()))
+            let codec = try reply.u8()
+            // Positions ascend (each row once); codecs are storage.md §11.5's.
+            guard position > previous, (1...3).contains(codec) else {
+                throw CorpusError.invalid("the fit's reply from shard \(shard) is damaged: a correction of position \(position) after \(previous), codec \(codec)")
+            }
+            previous = position
+            found.append(FoundCorrection(row: rows[position], codec: codec, bytes: try reply.counted()))
         }
         try reply.end()
         return found
     }
 }
 
-/// The byte layout of a request to a ``FitPartServer`` (all little-endian): kind u8, the source
-/// label set (u32-prefixed UTF-8) and version u32, the hash of the shard's fitted ids u64, the
+/// The byte layout of a request to a ``FitPartServer`` (all little-endian): kind u8, the fit's
+/// clearance (u32-prefixed UTF-8, as ``Clearance/description`` writes it), the snapshot id of the
+/// shard state the fit read u64, the source label set (u32-prefixed UTF-8) and version u32, the hash of the shard's fitted ids u64, the
 /// row count u32 and rows u32, then per kind: `centredProducts` the means (f32, d then C);
 /// `evaluation` and `corrections` the model (d, C, r u32; s, T, A, B, b f32) and the head
 /// (u8 present, then d × C f32), `corrections` also max KL (f64 bits u64) and require-top-1 (u8).
@@ -96,9 +107,11 @@ enum FitPartRequest {
         case load = 1, sums, centredProducts, evaluation, corrections
     }
 
-    static func header(_ kind: Kind, source: LabelSetReference, ids: [UInt64], rows: some Collection<Int>) -> ByteBuffer {
+    static func header(_ kind: Kind, clearance: Clearance, snapshot: UInt64, source: LabelSetReference, ids: [UInt64], rows: some Collection<Int>) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.u8(kind.rawValue)
+        buffer.string(clearance.description)
+        buffer.u64(snapshot)
         buffer.string(source.name)
         buffer.u32(UInt32(source.version ?? 0))
         buffer.u64(idsHash(ids))
@@ -182,15 +195,21 @@ struct FitPartReply {
 }
 
 /// Serves the passes of a corpus projector fit over one shard (see ``FitPartExecutor``): what a
-/// Ray actor on the shard's machine holds. Each request reads the shard in a read transaction
-/// of its own under the server's clearance, which must be the fit's; the fitted rows of each
-/// source version are listed once and checked against the hash every request carries.
+/// Ray actor on the shard's machine holds. It opens that shard only. Each request reads the
+/// shard in a read transaction of its own, and is refused unless it names the server's
+/// clearance and the very commit the fit's writer read (LMDB's transaction id), and its rows'
+/// ids hash as the server's: a fit never mixes two states of a shard, nor reads rows under a
+/// clearance other than its own. The fitted ids of the last (source, commit) are kept.
+///
+/// A server is a read capability at its clearance: `load` returns the rows it sees. Open it
+/// with the fit's clearance, in a process of whoever may read that much.
 public final class FitPartServer: @unchecked Sendable {
     /// The shard served, by index in the corpus.
     public let shard: Int
-    private let corpus: Corpus
+    private let path: String
+    private let store: Store
     private let clearance: Clearance
-    private var fittedIDs: [String: [UInt64]] = [:]
+    private var fitted: (key: String, ids: [UInt64])?
     private let lock = NSLock()
 
     /// Opens shard `shard` of the corpus at `path` for serving fit passes under `clearance`.
@@ -198,19 +217,16 @@ public final class FitPartServer: @unchecked Sendable {
     /// - Throws: ``CorpusError``; ``TaintError/unknownTag(_:)`` for a clearance naming a tag no
     ///   shard has registered.
     public init(corpus path: String, shard: Int, clearance: Clearance) throws {
-        let corpus = try Corpus(opening: path)
-        guard shard >= 0, shard < corpus.shards.count else {
-            corpus.close()
-            throw CorpusError.invalid("the corpus \(path) has \(corpus.shards.count) shards; there is no shard \(shard)")
-        }
-        do { try corpus.validate(clearance) } catch { corpus.close(); throw error }
-        self.corpus = corpus
+        let store = try Corpus.openShard(shard, of: path)
+        do { try store.read(clearance: clearance) { try $0.validate(clearance) } } catch { store.close(); throw error }
+        self.path = path
+        self.store = store
         self.shard = shard
         self.clearance = clearance
     }
 
-    /// Closes the corpus.
-    public func close() { corpus.close() }
+    /// Closes the shard.
+    public func close() { store.close() }
 
     /// Runs one request (its bytes as ``RemoteShardRows`` writes them) and returns the reply.
     ///
@@ -218,7 +234,9 @@ public final class FitPartServer: @unchecked Sendable {
     ///   are not this shard's; the store's errors.
     public func serve(_ request: [UInt8]) throws -> [UInt8] {
         try lock.withLock {
-            try corpus.shards[shard].read(clearance: clearance) { tx in
+            // The manifest's committed versions now (a later fit may read a newer one).
+            store.committedLabelVersions = try CorpusManifest.read(from: path).labelSets
+            return try store.read(clearance: clearance) { tx in
                 try request.withUnsafeBytes { raw in
                     do { return try serve(ByteReader(raw), in: tx) } catch let error as RecordDecodingError {
                         throw CorpusError.invalid("a fit request to shard \(shard) is malformed: \(error.detail)")
@@ -231,18 +249,28 @@ public final class FitPartServer: @unchecked Sendable {
     private func serve(_ reader: ByteReader, in tx: Transaction) throws -> [UInt8] {
         var reader = reader
         guard let kind = FitPartRequest.Kind(rawValue: try reader.u8("kind")) else { throw RecordDecodingError(detail: "unknown request kind") }
+        let fitClearance = try reader.string("clearance")
+        guard fitClearance == clearance.description else {
+            throw CorpusError.invalid("shard \(shard)'s server reads under clearance \(clearance), the fit under \(fitClearance): open it with the fit's")
+        }
+        let snapshot = try reader.u64("snapshot")
+        guard snapshot == tx.snapshotID else {
+            throw CorpusError.invalid("shard \(shard) is not in the state the fit read (commit \(tx.snapshotID) here, \(snapshot) there): it changed, or this is another copy")
+        }
         let name = try reader.string("label set")
         let version = Int(try reader.u32("version"))
         let hash = try reader.u64("ids hash")
         let (set, resolved) = try tx.resolveFitSource(LabelSetReference(name: name, version: version))
-        let key = "\(name)@\(resolved)"
-        let ids = try fittedIDs[key] ?? tx.softLabelledSamples(set: set, version: resolved).ids
-        fittedIDs[key] = ids
+        let key = "\(name)@\(resolved) at \(snapshot)"
+        let ids = try fitted?.key == key ? fitted!.ids : tx.softLabelledSamples(set: set, version: resolved).ids
+        fitted = (key, ids)
         guard FitPartRequest.idsHash(ids) == hash else {
-            throw CorpusError.invalid("shard \(shard) does not hold the rows the fit reads (\(ids.count) fitted samples of \(key) here): another state of the corpus")
+            throw CorpusError.invalid("shard \(shard) does not hold the rows the fit reads of \(name)@\(resolved)")
         }
         let count = Int(try reader.u32("row count"))
         try reader.need(4 * count, "\(count) rows")
+        // No request reads a row twice, or more rows than the shard has.
+        guard count <= ids.count else { throw RecordDecodingError(detail: "\(count) rows of \(ids.count)") }
         let rows = try (0..<count).map { _ in
             let row = Int(try reader.u32("row"))
             guard row < ids.count else { throw RecordDecodingError(detail: "row \(row) of \(ids.count)") }

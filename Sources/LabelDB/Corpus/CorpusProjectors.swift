@@ -184,7 +184,7 @@ extension CorpusWriter {
         let (chosen, outcome, corrections) = try executor.map { execute in
             try run(sources.indices.map { s in
                 RemoteShardRows(shard: s, ids: sources[s].ids, source: LabelSetReference(name: resolved[s].set.name, version: resolved[s].version),
-                                dimension: d, classes: c, execute: execute)
+                                clearance: txs[s].clearance, snapshot: txs[s].snapshotID, dimension: d, classes: c, execute: execute)
             })
         } ?? run(sources)
         let parts = try txs.indices.map { s in

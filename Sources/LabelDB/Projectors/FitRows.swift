@@ -169,4 +169,23 @@ struct SampledFitRows<Base: FitRows>: FitRows {
     func load(_ wanted: ArraySlice<Int>, embeddings: UnsafeMutablePointer<Float>, teacher: UnsafeMutablePointer<Float>) throws {
         try base.load(wanted.map { rows[$0] }[...], embeddings: embeddings, teacher: teacher)
     }
+
+    // The passes go to the base's, over the base's rows in the same order (the same figures; a
+    // base whose parts are elsewhere then runs them there too).
+    func partSums(_ wanted: [Int]) throws -> (x: [Double], y: [Double]) { try base.partSums(wanted.map { rows[$0] }) }
+
+    func partCentredProducts(_ wanted: [Int], meanX: [Float], meanY: [Float]) throws -> (xx: [Float], xy: [Float]) {
+        try base.partCentredProducts(wanted.map { rows[$0] }, meanX: meanX, meanY: meanY)
+    }
+
+    func partEvaluation(_ model: ProjectorModel, rows wanted: [Int], head: [Float]?) throws -> PartEvaluation {
+        try base.partEvaluation(model, rows: wanted.map { rows[$0] }, head: head)
+    }
+
+    func partCorrections(_ model: ProjectorModel, rows wanted: [Int], head: [Float]?, maxKL: Double, requireTop1: Bool) throws -> [FoundCorrection] {
+        let ours = Dictionary(wanted.map { (rows[$0], $0) }, uniquingKeysWith: { first, _ in first })
+        return try base.partCorrections(model, rows: wanted.map { rows[$0] }, head: head, maxKL: maxKL, requireTop1: requireTop1).map {
+            FoundCorrection(row: ours[$0.row]!, codec: $0.codec, bytes: $0.bytes)
+        }
+    }
 }

@@ -41,6 +41,13 @@ public class Transaction {
     let env: Environment
     /// The store this transaction reads.
     public let store: Store
+
+    /// The id of the committed state this transaction reads (LMDB's transaction id): equal in two
+    /// transactions exactly when they read the same commit of one environment (or of byte copies).
+    var snapshotID: UInt64 {
+        guard let txn else { preconditionFailure("LabelDB: a transaction was used outside its closure") }
+        return UInt64(mdb_txn_id(txn))
+    }
     /// What this transaction may see: samples, labels and projectors whose taint label does not
     /// flow to it are invisible to every read (not returned, not counted).
     public let clearance: Clearance

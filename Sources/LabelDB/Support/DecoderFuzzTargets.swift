@@ -186,8 +186,8 @@ enum DecoderFuzzTargets {
             _ = try? fitServer?.serve(rest)
             return
         }
-        let rows = RemoteShardRows(shard: 0, ids: [1, 2], source: LabelSetReference(name: "t", version: 1), dimension: 3, classes: 2,
-                                   execute: { _, _ in rest })
+        let rows = RemoteShardRows(shard: 0, ids: [1, 2], source: LabelSetReference(name: "t", version: 1), clearance: .all, snapshot: 0,
+                                   dimension: 3, classes: 2, execute: { _, _ in rest })
         let model = ProjectorModel(dimension: 3, classes: 2, rank: 1, scale: 0, a: [0, 0, 0], b: [0, 0], bias: [0, 0], temperature: 1)
         var x = [Float](repeating: 0, count: 6), p = [Float](repeating: 0, count: 4)
         _ = try? x.withUnsafeMutableBufferPointer { xv in try p.withUnsafeMutableBufferPointer { try rows.load([0, 1], embeddings: xv.baseAddress!, teacher: $0.baseAddress!) } }
