@@ -4,7 +4,8 @@
   - by labeldb.ray.fit_projector with 2 CPUs (every shard's passes in a Ray actor of its own,
     K-17: only sums, figures, corrections and minibatches cross to the driver),
 with the same options, alternated, twice each (the best kept). The two fits' figures are checked
-equal (the Ray fit must give the threaded fit's, bit for bit)."""
+equal up to BLAS's rounding (its blocking follows how many threads each process runs), and the
+relative differences printed."""
 import os
 import sys
 import time
@@ -32,7 +33,13 @@ for round in range(2):
         best[how] = min(best[how], took)
         figures[how] = {key: version[key] for key in keys}
         print(f"fit {how} round {round + 1}: {took:.2f} s", flush=True)
-assert figures["threads"] == figures["ray"], figures
-print(f"figures equal: {figures['ray']}")
+a, b = figures["threads"], figures["ray"]
+assert all(a[key] == b[key] for key in ("samples", "train_rows", "steps")), figures
+assert abs(a["corrections"] - b["corrections"]) <= 2, figures
+for key in ("train_mean_kl", "holdout_mean_kl", "closed_form_mean_kl"):
+    difference = abs(a[key] - b[key]) / abs(a[key])
+    assert difference < 1e-5, (key, figures)
+    print(f"{key}: threads {a[key]:.9g}, Ray {b[key]:.9g} (relative difference {difference:.1e})")
+print(f"corrections: threads {a['corrections']}, Ray {b['corrections']}")
 print(f"best: threads {best['threads']:.2f} s, Ray actors {best['ray']:.2f} s ({best['ray'] / best['threads']:.2f}x)")
 ray.shutdown()

@@ -158,7 +158,7 @@ class Corpus:
 
         With `parts`, every pass over a shard's rows is a request `parts(shard, request)` must
         answer with `FitPart(path, shard, clearance).serve(request)` run where the shard is
-        (labeldb.ray.fit_projector uses Ray actors; corpus.md K-17); the figures are the same.
+        (labeldb.ray.fit_projector uses Ray actors; corpus.md K-17); the figures are the same up to BLAS's rounding.
         It may be called from several threads at once."""
         out = c_void_p()
         spec = _options(**{"from": source, "rank": rank}, **options)

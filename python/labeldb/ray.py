@@ -23,7 +23,7 @@ commits (corpus.md K-13; Corpus.writer). With shards=N the corpus is created fir
 Projector fits (fit_projector): the fitter runs in the driver, which holds the corpus's writer;
 every pass over a shard's rows (XᵀX and XᵀY, the evaluations, the correction search, the
 refinement's minibatches) runs in one Ray actor per shard, which sends back only its sums or
-figures (corpus.md K-17). The fit equals Corpus.fit_projector's, bit for bit.
+figures (corpus.md K-17). The fit equals Corpus.fit_projector's up to BLAS's rounding.
 """
 from __future__ import annotations
 
@@ -437,7 +437,8 @@ def fit_projector(path: str | os.PathLike, name: str, source: str, rank: int | l
                   clearance: str = "public", actor_options=None, **options) -> dict:
     """Fits the next version of projector `name` over the corpus at `path` with one Ray actor
     per shard serving the passes over its rows (corpus.md K-17), as Corpus.fit_projector fits it
-    on threads (same options; the same figures on machines with the same BLAS and CPU kernels).
+    on threads (same options; the same figures up to BLAS's rounding, which follows the threads
+    and CPU kernels each process has).
     The driver holds the corpus's writer, runs the solve and the refinement's steps, and records
     the version in every shard. Returns the version, as Corpus.fit_projector does.
 

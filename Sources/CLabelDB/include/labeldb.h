@@ -446,7 +446,7 @@ typedef int (*ldb_fit_executor)(void *context, int32_t shard, const uint8_t *req
 /** As ldb_corpus_fit_projector, but every pass over a shard's rows (the closed form's sums, the
  *  evaluations, the correction search, the refinement's minibatches) is handed to `executor`,
  *  which runs it where the shard is (ldb_fit_part_serve, e.g. in a Ray actor) and returns the
- *  reply. The figures equal ldb_corpus_fit_projector's; the writer (this call) still records
+ *  reply. The figures equal ldb_corpus_fit_projector's up to BLAS's rounding; the writer (this call) still records
  *  the version in every shard. Executor calls may come from several threads at once. */
 int ldb_corpus_fit_projector_parts(const char *path, const char *name, const char *options_json,
                                    ldb_fit_executor executor, void *context, char **json);

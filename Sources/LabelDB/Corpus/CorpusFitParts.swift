@@ -10,8 +10,9 @@ import Foundation
 /// The requests name the rows by their index in the shard's own fitted rows (its samples with a
 /// soft label in the source version, in id order), and carry a hash of those ids: a server
 /// whose rows differ (another snapshot) refuses, so a fit never mixes two states of a shard.
-/// The same passes over the same rows in the same order give the same figures as the fit on
-/// threads, bit for bit.
+/// The same passes run over the same rows in the same order as the fit on threads, so the
+/// figures are its own up to BLAS's rounding (whose blocking follows the threads each process
+/// gives it; bit for bit when the conditions match, as in the tests).
 public typealias FitPartExecutor = @Sendable (_ shard: Int, _ request: [UInt8]) throws -> [UInt8]
 
 /// The fitted rows of one shard of a corpus fit.

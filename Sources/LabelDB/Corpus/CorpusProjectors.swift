@@ -71,17 +71,22 @@ struct CorpusFitRows<Shard: ShardFitRows>: FitRows {
         if let first = rows.first, rows.allSatisfy({ shardOf[$0] == shardOf[first] }) {
             return try shards[Int(shardOf[first])].load(rows.map { Int(localRow[$0]) }[...], embeddings: embeddings, teacher: teacher)
         }
-        // Otherwise (a minibatch across shards) each shard's rows are read, then put in place.
+        // Otherwise (a minibatch across shards) each shard's rows are read, on a thread each (a
+        // shard elsewhere is a round trip), then put in place.
         var positions = [[Int]](repeating: [], count: shards.count)
         for (position, row) in rows.enumerated() { positions[Int(shardOf[row])].append(position) }
         let base = rows.startIndex
-        for (s, wanted) in positions.enumerated() where !wanted.isEmpty {
-            var x = [Float](repeating: 0, count: wanted.count * d), p = [Float](repeating: 0, count: wanted.count * c)
+        let local = positions.map { wanted in wanted.map { Int(localRow[rows[base + $0]]) } }
+        let loaded = try Parallel.map(shards.count) { s -> (x: [Float], p: [Float]) in
+            var x = [Float](repeating: 0, count: local[s].count * d), p = [Float](repeating: 0, count: local[s].count * c)
+            guard !local[s].isEmpty else { return (x, p) }
             try x.withUnsafeMutableBufferPointer { xv in
-                try p.withUnsafeMutableBufferPointer { pv in
-                    try shards[s].load(wanted.map { Int(localRow[rows[base + $0]]) }[...], embeddings: xv.baseAddress!, teacher: pv.baseAddress!)
-                }
+                try p.withUnsafeMutableBufferPointer { try shards[s].load(local[s][...], embeddings: xv.baseAddress!, teacher: $0.baseAddress!) }
             }
+            return (x, p)
+        }
+        for (s, wanted) in positions.enumerated() where !wanted.isEmpty {
+            let (x, p) = loaded[s]
             for (i, position) in wanted.enumerated() {
                 x.withUnsafeBufferPointer { (embeddings + position * d).update(from: $0.baseAddress! + i * d, count: d) }
                 p.withUnsafeBufferPointer { (teacher + position * c).update(from: $0.baseAddress! + i * c, count: c) }
@@ -105,7 +110,7 @@ extension CorpusWriter {
     /// corpus reading the projector as before, and the next fit replaces what it left.
     ///
     /// With `parts`, every pass over a shard's rows is sent to that shard's ``FitPartServer``
-    /// through the executor instead of running on a thread here (K-17); the figures are the same.
+    /// through the executor instead of running on a thread here (K-17); the figures are the same up to BLAS's rounding.
     ///
     /// - Parameter afterShardCommit: called after shard i commits, before the next (tests).
     /// - Throws: ``ProjectorError``, ``LabelError``; ``CorpusError/shardsDisagree(_:)`` when the shards'
