@@ -111,10 +111,7 @@ struct CorpusSessionTests {
         let next = try CorpusWriter(opening: dir.file("corpus"))
         #expect(!FileManager.default.fileExists(atPath: dir.file("corpus/" + CorpusWriteSession.fileName)))
         next.close()
-        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
     }
 

@@ -362,6 +362,14 @@ struct CorpusImportTests {
          ["labels", "import", path, "fresh", "--hard", dir.file("hard.npy"), "--ids", dir.file("ids.npy"), "--agent", "h2", "--clearance", "all"]]
     }
 
+    /// Runs ``importArguments(_:_:)``'s imports into the corpus and the store; each must succeed.
+    static func importIntoBoth(_ dir: TemporaryDirectory) throws {
+        for (a, b) in zip(importArguments(dir.file("corpus"), dir), importArguments(dir.file("store"), dir)) {
+            let corpus = try runCLI(a), store = try runCLI(b)
+            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
+        }
+    }
+
     /// Everything the read commands show of the corpus and of the store, under each clearance.
     ///
     /// With `renumbered`, projector versions' `sequence` is left out: merged shards number their
@@ -448,10 +456,7 @@ struct CorpusImportTests {
             #expect(log.status == 0 && log.stdout.contains("after the manifest's generation"), "\(log.stdout)")
         }
         // The next import takes version 3 in every shard, replacing the orphaned rows.
-        for (a, b) in zip(Self.importArguments(dir.file("corpus"), dir), Self.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         #expect(try CorpusManifest.read(from: dir.file("corpus")).labelSets["teacher"] == 3)
         try Self.sameReads(dir, sets: ["teacher", "fresh"])
         let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--format", "json", "--clearance", "all"])
@@ -769,10 +774,7 @@ struct CorpusReshardTests {
     func reshardByHash() throws {
         let dir = TemporaryDirectory("corpus-reshard")
         try CorpusImportTests.setUp(dir)
-        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         // A writer stopped after shard 0: its rows are not committed and must not survive the re-shard.
         let killed = try runCLI(CorpusImportTests.importArguments(dir.file("corpus"), dir)[1], environment: ["LABELDB_TEST_KILL_AFTER_SHARD": "0"])
         #expect(killed.status == SIGKILL)
@@ -799,10 +801,7 @@ struct CorpusReshardTests {
         let report = try JSONValue.parse(log.stdout)
         #expect(log.status == 0 && report["ok"] == .bool(true), "\(log.stdout)")
         // The re-sharded corpus takes imports as any corpus does, and still reads as the store.
-        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"])
     }
 
@@ -812,10 +811,7 @@ struct CorpusReshardTests {
     func reshardByMerging(from: SplitRule, count: Int, to: SplitRule, newCount: Int) throws {
         let dir = TemporaryDirectory("corpus-merge")
         try CorpusImportTests.setUp(dir, rule: from, shards: count)
-        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         // Uncommitted rows a writer left in shard 0 must not be copied into any merged shard.
         let killed = try runCLI(CorpusImportTests.importArguments(dir.file("corpus"), dir)[1], environment: ["LABELDB_TEST_KILL_AFTER_SHARD": "0"])
         #expect(killed.status == SIGKILL)
@@ -844,10 +840,7 @@ struct CorpusReshardTests {
         let log = try runCLI(["audit", dir.file("corpus"), "--verify-log", "--format", "json", "--clearance", "all"])
         #expect(log.status == 0 && (try? JSONValue.parse(log.stdout))?["ok"] == .bool(true), "\(log.stdout)")
         // The merged corpus takes imports and a projector fit as any corpus does, and still reads as the store.
-        for (a, b) in zip(CorpusImportTests.importArguments(dir.file("corpus"), dir), CorpusImportTests.importArguments(dir.file("store"), dir)) {
-            let corpus = try runCLI(a), store = try runCLI(b)
-            #expect(corpus.status == 0 && store.status == 0, "\(corpus.stderr)\(store.stderr)")
-        }
+        try CorpusImportTests.importIntoBoth(dir)
         try CorpusImportTests.sameReads(dir, sets: ["teacher", "fresh"], renumbered: true)
     }
 

@@ -211,6 +211,8 @@ public final class FitPartServer: @unchecked Sendable {
     private let store: Store
     private let clearance: Clearance
     private var fitted: (key: String, ids: [UInt64])?
+    /// The commit whose requests the shard's version pin was last read for.
+    private var pinnedAt: UInt64?
     private let lock = NSLock()
 
     /// Opens shard `shard` of the corpus at `path` for serving fit passes under `clearance`.
@@ -235,9 +237,7 @@ public final class FitPartServer: @unchecked Sendable {
     ///   are not this shard's; the store's errors.
     public func serve(_ request: [UInt8]) throws -> [UInt8] {
         try lock.withLock {
-            // The manifest's committed versions now (a later fit may read a newer one).
-            store.committedLabelVersions = try CorpusManifest.read(from: path).labelSets
-            return try store.read(clearance: clearance) { tx in
+            try store.read(clearance: clearance) { tx in
                 try request.withUnsafeBytes { raw in
                     do { return try serve(ByteReader(raw), in: tx) } catch let error as RecordDecodingError {
                         throw CorpusError.invalid("a fit request to shard \(shard) is malformed: \(error.detail)")
@@ -257,6 +257,11 @@ public final class FitPartServer: @unchecked Sendable {
         let snapshot = try reader.u64("snapshot")
         guard snapshot == tx.snapshotID else {
             throw CorpusError.invalid("shard \(shard) is not in the state the fit read (commit \(tx.snapshotID) here, \(snapshot) there): it changed, or this is another copy")
+        }
+        // A new commit (a later fit) may read versions the manifest committed since the last.
+        if pinnedAt != snapshot {
+            store.committedLabelVersions = try CorpusManifest.read(from: path).labelSets
+            pinnedAt = snapshot
         }
         let name = try reader.string("label set")
         let version = Int(try reader.u32("version"))

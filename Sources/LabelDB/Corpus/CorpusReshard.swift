@@ -75,8 +75,7 @@ extension CorpusManifest {
                                                                   "from_shard": "\(parent)", "from_generation": "\(old.generation)",
                                                                   "kept": "\(held[parent].count - doomed.count)", "deleted": "\(doomed.count)"])
                     ) { tx in
-                        try tx.keepCommitted(old, whole: whole)
-                        _ = try tx.restrictProjectorVersions(to: projectorTaints)
+                        try tx.keepCommitted(old, whole: whole, projectorTaints: projectorTaints)
                     }
                 }
             }
@@ -118,8 +117,7 @@ extension CorpusManifest {
                                                   parameters: parameters)
                 manifest.shardStates[j] = try makeShard(from: reader.shards[base], at: destination + "/" + manifest.shards[j], deleting: doomed,
                                                         provenance: provenance) { tx in
-                    try tx.keepCommitted(old, whole: whole)
-                    _ = try tx.restrictProjectorVersions(to: projectorTaints)
+                    try tx.keepCommitted(old, whole: whole, projectorTaints: projectorTaints)
                     var merge = try ShardMerge(into: tx, committed: old)
                     for i in sources {
                         try reader.shards[i].read(clearance: .all) { source in try merge.append(routed[j][i], from: source) }
@@ -165,14 +163,16 @@ extension WriteTransaction {
     /// Drops what a shard holds beyond `manifest` (label sets and projectors it does not name,
     /// versions above its own), and writes into each committed label-set version's record the
     /// figures of the whole corpus (`whole`, as ``Corpus/labelSets(clearance:)`` reads it),
-    /// keeping this shard's own `labelled`.
-    func keepCommitted(_ manifest: CorpusManifest, whole: [LabelSet]) throws {
+    /// keeping this shard's own `labelled`; each committed projector version takes the join of
+    /// its taint over the old shards (`projectorTaints`, K-16).
+    func keepCommitted(_ manifest: CorpusManifest, whole: [LabelSet], projectorTaints: [ProjectorVersionKey: TaintLabel]) throws {
         for name in try names(in: .labelSets) {
             try discardLabelVersions(name, from: (manifest.labelSets[name] ?? 0) + 1)
         }
         for name in try names(in: .projectors) {
             try discardProjectorVersions(name, from: (manifest.projectors[name] ?? 0) + 1)
         }
+        _ = try restrictProjectorVersions(to: projectorTaints)
         for set in whole {
             let nameKey = Array(set.name.utf8)
             guard let record = try labelSetRecord(key: nameKey) else { continue }

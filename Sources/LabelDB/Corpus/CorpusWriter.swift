@@ -251,11 +251,12 @@ extension CorpusWriter {
     }
 
     /// Gives every committed projector version of `manifest`, in every shard, the join of its
-    /// taint over the shards (a shard whose version is below it writes it, with a provenance
-    /// record of the change).
+    /// taint over the shards: only a shard whose versions are below it writes (with a provenance
+    /// record of the change), so a commit with nothing to join writes nothing.
     func unifyProjectorTaints(_ manifest: CorpusManifest) throws {
-        let joined = try ProjectorVersionKey.joinedTaints(of: shards, committed: manifest)
-        for shard in shards {
+        let each = try shards.map { try ProjectorVersionKey.taints(of: $0, committed: manifest) }
+        let joined = ProjectorVersionKey.join(each)
+        for (shard, taints) in zip(shards, each) where taints != joined {
             try shard.write(clearance: .all) { tx in _ = try tx.restrictProjectorVersions(to: joined) }
         }
     }

@@ -27,8 +27,8 @@ struct ShardMerge {
     /// Per origin (0: the base), the embedding sequence each committed projector version
     /// recorded at its fit there.
     private var fitSequences: [[ProjectorVersionKey: UInt64]]
-    /// Samples appended, per (label set id here, version), that first got a label in that version.
-    private var firstLabelled: [UInt32: [Int]] = [:]
+    /// Per label set (by name), the version in which each appended sample first got a label.
+    private var firstLabelled: [String: [Int]] = [:]
 
     init(into tx: WriteTransaction, committed: CorpusManifest) throws {
         self.tx = tx
@@ -57,12 +57,11 @@ struct ShardMerge {
     /// Adds the appended samples to every version's `labelled`, and numbers the embedding
     /// sequences again (``renumberSequences()``). Call once, after the last ``append(_:from:)``.
     func finish() throws {
-        for (setID, firsts) in firstLabelled {
-            guard let name = try tx.names(in: .labelSets).first(where: { try tx.labelSetRecord(key: Array($0.utf8))?.id == setID }),
-                  let record = try tx.labelSetRecord(key: Array(name.utf8)) else { continue }
+        for (name, firsts) in firstLabelled {
+            guard let record = try tx.labelSetRecord(key: Array(name.utf8)) else { continue }
             for (index, count) in LabelledCounts.counts(firstVersions: firsts, latest: record.latest).enumerated() where count > 0 {
-                let key = LabelRecord.versionKey(set: setID, version: UInt32(index + 1))
-                var version = try tx.labelSetVersion(set: setID, version: UInt32(index + 1), name: name)
+                let key = LabelRecord.versionKey(set: record.id, version: UInt32(index + 1))
+                var version = try tx.labelSetVersion(set: record.id, version: UInt32(index + 1), name: name)
                 version.labelled += count
                 try tx.put(.labelVersions, key: key, bytes: LabelRecord.encodeJSON(version, key: key))
             }
@@ -159,7 +158,7 @@ extension ShardMerge {
     /// into blocks under this store's set id and the samples' new slots.
     private mutating func appendLabelRows(from source: Transaction, names: SharedNames, moved: MovedSlots) throws {
         var blocks: [[UInt8]: [(offset: Int, bytes: [UInt8])]] = [:]
-        var firsts: [UInt32: [UInt64: Int]] = [:]
+        var firsts: [String: [UInt64: Int]] = [:]
         try source.walk(.labelBlocks, from: nil) { key, value in
             guard key.count == 16 else { throw source.damagedKey(key.count, expected: 16, in: .labelBlocks) }
             let (set, block, version) = (BigEndianKey.u32(key, at: 0), BigEndianKey.u64(key, at: 4), BigEndianKey.u32(key, at: 12))
@@ -175,7 +174,7 @@ extension ShardMerge {
                                                    detail: "the row of sample \(target.id) fails its checksum; run verify")
                 }
                 blocks[newKey, default: []].append((Int(target.slot % LabelBlock.slots), row))
-                firsts[setHere.id, default: [:]][target.id] = min(firsts[setHere.id]?[target.id] ?? Int.max, Int(version))
+                firsts[setHere.name, default: [:]][target.id] = min(firsts[setHere.name]?[target.id] ?? Int.max, Int(version))
             }
             return true
         }
@@ -261,7 +260,7 @@ extension ShardMerge {
     /// each, and the manifest's committed version. Checked to agree: both stores hold every
     /// committed set (with one codec and kind) and projector, and the same heads.
     struct SharedNames {
-        var labelSets: [UInt32: (id: UInt32, committed: Int)] = [:]
+        var labelSets: [UInt32: (id: UInt32, name: String, committed: Int)] = [:]
         var projectors: [UInt32: (id: UInt32, committed: Int)] = [:]
 
         init(_ tx: WriteTransaction, _ source: Transaction, committed manifest: CorpusManifest) throws {
@@ -275,7 +274,7 @@ extension ShardMerge {
                 guard here.codec == there.codec || there.codec == nil || here.codec == nil, here.views == there.views else {
                     throw disagree("label set \(name)'s codec or kind")
                 }
-                labelSets[there.id] = (here.id, version)
+                labelSets[there.id] = (here.id, name, version)
             }
             for (name, version) in manifest.projectors {
                 let key = Array(name.utf8)
@@ -376,19 +375,28 @@ struct ProjectorVersionKey: Hashable, Comparable {
     /// Every committed version of `committed`'s projectors, with the join of its taint over the
     /// stores `shards` (each read under `.all`).
     static func joinedTaints(of shards: [Store], committed: CorpusManifest) throws -> [ProjectorVersionKey: TaintLabel] {
-        var joined: [ProjectorVersionKey: TaintLabel] = [:]
-        for shard in shards {
-            try shard.read(clearance: .all) { tx in
-                for (name, latest) in committed.projectors where latest > 0 {
-                    guard let record = try tx.projectorRecord(key: Array(name.utf8)) else { continue }
-                    for version in try tx.versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: latest, name: name) {
-                        let key = ProjectorVersionKey(name: name, version: version.version)
-                        joined[key] = (joined[key] ?? .public).join(version.taintLabel)
-                    }
+        join(try shards.map { try taints(of: $0, committed: committed) })
+    }
+
+    /// The join, version by version, of several shards' taints.
+    static func join(_ shards: [[ProjectorVersionKey: TaintLabel]]) -> [ProjectorVersionKey: TaintLabel] {
+        shards.reduce(into: [:]) { joined, taints in
+            for (key, taint) in taints { joined[key] = (joined[key] ?? .public).join(taint) }
+        }
+    }
+
+    /// The taint each committed version of `committed`'s projectors has in `shard`.
+    static func taints(of shard: Store, committed: CorpusManifest) throws -> [ProjectorVersionKey: TaintLabel] {
+        try shard.read(clearance: .all) { tx in
+            var out: [ProjectorVersionKey: TaintLabel] = [:]
+            for (name, latest) in committed.projectors where latest > 0 {
+                guard let record = try tx.projectorRecord(key: Array(name.utf8)) else { continue }
+                for version in try tx.versionRecords(ProjectorVersion.self, in: .projectorVersions, id: record.id, latest: latest, name: name) {
+                    out[ProjectorVersionKey(name: name, version: version.version)] = version.taintLabel
                 }
             }
+            return out
         }
-        return joined
     }
 }
 
